@@ -1,0 +1,144 @@
+"""`wavecast`: run a retrain from the command line on the embedded or a configured server."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+# CLI flag -> where it lives in RetrainConfig; help text comes from the config's own fields.
+FLAG_PATHS: dict[str, tuple[str, ...]] = {
+    "source": ("series", "source"),
+    "column": ("series", "column"),
+    "length": ("series", "length"),
+    "noise": ("series", "noise"),
+    "noise_seed": ("series", "noise_seed"),
+    "missing": ("series", "missing"),
+    "input_len": ("windows", "input_len"),
+    "horizon": ("windows", "horizon"),
+    "train_fraction": ("windows", "train_fraction"),
+    "cell": ("model", "cell"),
+    "units": ("model", "units"),
+    "scaling": ("model", "scaling"),
+    "epochs": ("train", "epochs"),
+    "batch_size": ("train", "batch_size"),
+    "learning_rate": ("train", "learning_rate"),
+    "seed": ("train", "seed"),
+    "tolerance": ("gate", "tolerance"),
+    "data_dir": ("data_dir",),
+}
+ENVIRONMENT_DEFAULTS = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"wavecast: error: {message}\n")
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from tasks.config import RetrainConfig
+
+    parser = OneLineParser(prog="wavecast", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    retrain = commands.add_parser("retrain", help="train, evaluate and publish a forecaster")
+    for name, path in FLAG_PATHS.items():
+        model: Any = RetrainConfig
+        for part in path[:-1]:
+            model = model.model_fields[part].annotation
+        field = model.model_fields[path[-1]]
+        retrain.add_argument(flag(name), dest=name, help=f"{field.description or ''} "
+                             f"(default: {field.default})")
+    retrain.add_argument("--refresh", action="store_true", help="recompute every cached stage")
+    retrain.add_argument("--json", action="store_true", help="print one JSON summary line last")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """Nest the given flags into a RetrainConfig; pydantic does all the validation, once."""
+    from tasks.config import RetrainConfig
+
+    nested: dict[str, Any] = {"refresh": args.refresh}
+    for name, path in FLAG_PATHS.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        target = nested
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    return RetrainConfig.model_validate(nested)
+
+
+def validation_message(error: Any) -> str:
+    """The first pydantic error as one line naming the CLI flag and what is allowed."""
+    first = error.errors()[0]
+    name = first["loc"][-1] if first["loc"] else "config"
+    return f"{flag(str(name))} {first['input']!r}: {first['msg']}"
+
+
+def fail(message: str) -> NoReturn:
+    print(f"wavecast: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def print_summary(summary: Any) -> None:
+    print(f"\nversion   {summary.version}  ({'promoted' if summary.promoted else 'not promoted'})")
+    print(f"champion  {summary.champion}")
+    print(f"model     {summary.model_dir}")
+    print(f"report    {summary.report}")
+    print(f"\n{'forecaster':<14}{'MSE':>12}{'RMSE':>12}{'MAE':>12}")
+    rows = {"model": summary.metrics, **summary.baselines}
+    for name, m in rows.items():
+        print(f"{name:<14}{m.mse:>12.4g}{m.rmse:>12.4g}{m.mae:>12.4g}")
+    for reason in (*summary.reasons, *summary.changes):
+        print(f"- {reason}")
+
+
+def run_retrain(args: argparse.Namespace) -> None:
+    from pydantic import ValidationError
+
+    from tasks.errors import InvalidInputError
+
+    try:
+        config = config_from_args(args)
+        from tasks.validate import validate_inputs
+
+        validate_inputs(config)
+    except ValidationError as exc:
+        fail(validation_message(exc))
+    except InvalidInputError as exc:
+        fail(str(exc))
+    from flows.retrain import retrain
+
+    try:
+        summary = retrain(config)
+    except InvalidInputError as exc:
+        fail(str(exc))
+    if args.json:
+        print(summary.model_dump_json())
+    else:
+        print_summary(summary)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    for key, value in ENVIRONMENT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    args = build_parser().parse_args(argv)
+    if args.command == "retrain":
+        run_retrain(args)
+
+
+if __name__ == "__main__":
+    main()

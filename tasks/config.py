@@ -1,0 +1,74 @@
+"""One typed, validated configuration for a retrain; every default reproduces the tutorial."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tasks.gate import GatePolicy
+
+Cell = Literal["simple", "lstm", "gru"]
+Scaling = Literal["auto", "standard", "none"]
+MissingPolicy = Literal["error", "drop", "interpolate"]
+
+
+class _Spec(BaseModel):
+    """Frozen and strict about unknown keys so a typo in prefect.yaml fails loudly."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SeriesSpec(_Spec):
+    """Where the series comes from: the tutorial's sine wave or a CSV/Parquet file or URI."""
+
+    source: str = Field("sine", min_length=1, description="'sine' or a CSV/Parquet path or URI")
+    column: str | None = Field(None, description="numeric column to forecast (default: the only one)")
+    length: int = Field(1000, ge=2, description="points of the generated sine")
+    start: float = Field(-3 * math.pi, description="first x of the generated sine")
+    stop: float = Field(3 * math.pi, description="last x of the generated sine")
+    noise: float = Field(0.0, ge=0.0, description="std of Gaussian noise added to the sine")
+    noise_seed: int = Field(0, description="seed of that noise")
+    missing: MissingPolicy = Field("error", description="what to do with NaN/inf in a file source")
+
+    @property
+    def is_generated(self) -> bool:
+        return self.source == "sine"
+
+
+class WindowSpec(_Spec):
+    """Window geometry; horizon 2 is the tutorial's target y[i+6] after the window y[i:i+5]."""
+
+    input_len: int = Field(5, ge=1, description="inputs per window")
+    horizon: int = Field(2, ge=1, description="steps from the window's last point to its target")
+    train_fraction: float = Field(0.8, gt=0.0, lt=1.0, description="leading share of windows")
+
+
+class ModelSpec(_Spec):
+    cell: Cell = "simple"
+    units: int = Field(100, ge=1, description="recurrent units")
+    scaling: Scaling = Field(
+        "auto",
+        description="input standardization inside the model; auto = only when the train "
+        "inputs leave [-5, 5] (the tutorial's sine is left as is)",
+    )
+
+
+class TrainSpec(_Spec):
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(1e-3, gt=0.0)
+    seed: int = Field(0, description="seeds Python, NumPy and TensorFlow")
+
+
+class RetrainConfig(_Spec):
+    """The flow's single parameter; the CLI and prefect.yaml both fill it."""
+
+    series: SeriesSpec = SeriesSpec()
+    windows: WindowSpec = WindowSpec()
+    model: ModelSpec = ModelSpec()
+    train: TrainSpec = TrainSpec()
+    gate: GatePolicy = GatePolicy()
+    data_dir: str = Field("data", min_length=1, description="local path or fsspec URI")
+    refresh: bool = Field(False, description="recompute every cached stage")

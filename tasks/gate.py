@@ -1,0 +1,64 @@
+"""The champion gate: a pure decision on whether a candidate model may replace the champion."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GatePolicy(BaseModel):
+    """Promote only a model that beats naive persistence and does not regress on the champion."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    require_skill: bool = Field(True, description="candidate must beat persistence (skill > 0)")
+    tolerance: float = Field(
+        0.10, ge=0.0, description="allowed relative MSE increase over the re-scored champion"
+    )
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    promote: bool
+    reasons: tuple[str, ...]
+    skill: float
+
+
+def skill_score(candidate_mse: float, reference_mse: float) -> float:
+    """1 - MSE ratio: > 0 beats the reference, 1 is perfect; 0 when the reference is perfect."""
+    if reference_mse == 0.0:
+        return 0.0 if candidate_mse == 0.0 else float("-inf")
+    return 1.0 - candidate_mse / reference_mse
+
+
+def decide_promotion(
+    candidate_mse: float,
+    persistence_mse: float,
+    champion_mse: float | None,
+    policy: GatePolicy,
+) -> Decision:
+    """Champion MSE must be measured on the candidate's own test split for a fair comparison."""
+    skill = skill_score(candidate_mse, persistence_mse)
+    reasons: list[str] = []
+    promote = True
+    if policy.require_skill and skill <= 0:
+        promote = False
+        reasons.append(f"no skill over persistence (skill {skill:.3f} <= 0)")
+    else:
+        reasons.append(f"skill over persistence {skill:.3f}")
+    if champion_mse is None:
+        reasons.append("no champion yet")
+    else:
+        limit = champion_mse * (1 + policy.tolerance)
+        if candidate_mse > limit:
+            promote = False
+            reasons.append(
+                f"MSE {candidate_mse:.3g} worse than champion {champion_mse:.3g} "
+                f"beyond tolerance {policy.tolerance:.0%}"
+            )
+        else:
+            reasons.append(
+                f"MSE {candidate_mse:.3g} within {policy.tolerance:.0%} of champion "
+                f"{champion_mse:.3g} on the same test windows"
+            )
+    return Decision(promote=promote, reasons=tuple(reasons), skill=skill)

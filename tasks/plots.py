@@ -1,0 +1,50 @@
+"""The tutorial's three figures, drawn on Figure objects so no global pyplot state is touched."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def _save(figure: Figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def plot_loss(losses: Sequence[float], path: Path) -> Path:
+    """Training loss by epoch, on a log scale where the interesting part of the curve lives."""
+    figure = Figure(figsize=(7, 3.5))
+    axes = figure.subplots()
+    axes.plot(np.arange(1, len(losses) + 1), losses, label="train loss (MSE)")
+    axes.set_yscale("log")
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("MSE")
+    axes.set_title("Training loss")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _save(figure, path)
+
+
+def plot_forecasts(
+    starts: np.ndarray,
+    truth: np.ndarray,
+    forecasts: Mapping[str, np.ndarray],
+    title: str,
+    path: Path,
+) -> Path:
+    """Truth against each named forecast on the test windows, by window start."""
+    figure = Figure(figsize=(7, 3.5))
+    axes = figure.subplots()
+    axes.plot(starts, truth, label="truth", linewidth=2.5, color="black", alpha=0.35)
+    for name, values in forecasts.items():
+        axes.plot(starts, values, label=name, linewidth=1.2)
+    axes.set_xlabel("window start")
+    axes.set_ylabel("value")
+    axes.set_title(title)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    return _save(figure, path)

@@ -1,0 +1,75 @@
+"""Prefect glue shared by the task wrappers: content-keyed caching and transient-only retries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from prefect import Task
+from prefect.cache_policies import CachePolicy
+from prefect.client.schemas.objects import State, TaskRun
+from prefect.context import TaskRunContext
+from prefect.tasks import exponential_backoff
+
+from tasks.errors import InvalidInputError
+from tasks.storage import DataDir, stable_hash
+
+# A stage names its output directory from its inputs alone: (data_dir uri, path parts).
+Locator = Callable[..., tuple[str, tuple[str, ...]]]
+
+
+@dataclass
+class ContentCache(CachePolicy):
+    """Key a stage on where its content-addressed output lives, and recompute if that is gone.
+
+    The output path is derived from content hashes, config and a code fingerprint, never run
+    ids, so a later scheduled run with the same inputs hits the cache. When a cached record
+    exists but its files were deleted, a fresh key forces one recomputation; because the path
+    is deterministic, the old record is valid again once the files are back.
+    """
+
+    locate: Locator | None = None
+
+    def compute_key(
+        self,
+        task_ctx: TaskRunContext,
+        inputs: dict[str, Any],
+        flow_parameters: dict[str, Any],
+        **kwargs: Any,
+    ) -> str | None:
+        if self.locate is None:
+            return None
+        data_dir_uri, parts = self.locate(**inputs)
+        data_dir = DataDir(data_dir_uri)
+        key = f"wavecast-{parts[0]}-{stable_hash(data_dir.uri(*parts), length=32)}"
+        if data_dir.is_complete(*parts) or not task_ctx.result_store.exists(key):
+            return key
+        return f"{key}-rebuild-{uuid.uuid4().hex}"
+
+
+def is_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry I/O faults (flaky disks, remote timeouts); never bad input or a bug."""
+    try:
+        state.result(raise_on_failure=True)
+    except InvalidInputError:
+        return False
+    except (OSError, TimeoutError):
+        return True
+    except BaseException:
+        return False
+    return False
+
+
+def content_cache(locate: Locator) -> dict[str, Any]:
+    """Task options that cache a stage on its content and persist the (small) result."""
+    return {"cache_policy": ContentCache(locate=locate), "persist_result": True}
+
+
+IO_RETRIES: dict[str, Any] = {
+    "retries": 3,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=1),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": is_transient,
+}

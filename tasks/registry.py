@@ -1,0 +1,85 @@
+"""The model registry under <data-dir>/models: versions, the champion, and its promotion log.
+
+models/<version>/          complete version directories (model.keras, metrics.json, plots,
+                           manifest.json); a version appears only whole
+models/champion.json       the serving model, replaced atomically
+models/promotions.jsonl    one JSON line per champion change, never edited
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+from tasks.errors import InvalidInputError
+from tasks.storage import DataDir
+
+MODELS = "models"
+CHAMPION_FILE = "champion.json"
+PROMOTIONS_FILE = "promotions.jsonl"
+VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def version_name(when: datetime, train_id: str) -> str:
+    """Sortable by time, and naming the training it came from."""
+    return f"{when.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}-{train_id[:8]}"
+
+
+def list_versions(store: DataDir) -> list[str]:
+    """Complete versions, oldest first; staging leftovers and stray files are ignored."""
+    names = [n for n in store.list_dir(MODELS) if VERSION_PATTERN.match(n)]
+    return [n for n in names if store.is_complete(MODELS, n)]
+
+
+def find_version_of(store: DataDir, train_id: str) -> str | None:
+    """The version already published from this training, if any."""
+    matches = [v for v in list_versions(store) if v.endswith(f"-{train_id[:8]}")]
+    return matches[-1] if matches else None
+
+
+def checked_version(store: DataDir, version: str) -> str:
+    """A user-supplied version name, only if it names a complete version (no path tricks)."""
+    if not VERSION_PATTERN.match(version) or version not in list_versions(store):
+        raise InvalidInputError(f"no model version {version!r} in {store.uri(MODELS)}")
+    return version
+
+
+def read_champion(store: DataDir) -> dict[str, Any] | None:
+    if not store.exists(MODELS, CHAMPION_FILE):
+        return None
+    champion: dict[str, Any] = store.read_json(MODELS, CHAMPION_FILE)
+    return champion
+
+
+def read_promotions(store: DataDir) -> list[dict[str, Any]]:
+    if not store.exists(MODELS, PROMOTIONS_FILE):
+        return []
+    lines = store.read_bytes(MODELS, PROMOTIONS_FILE).decode().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def record_champion(
+    store: DataDir, version: str, metrics: dict[str, Any], action: str, reason: str
+) -> dict[str, Any]:
+    """Make `version` the champion and log why; both files are replaced atomically."""
+    previous = read_champion(store)
+    when = utc_now().isoformat()
+    event = {
+        "when": when,
+        "action": action,
+        "version": version,
+        "replaced": previous["version"] if previous else None,
+        "reason": reason,
+        "metrics": metrics,
+    }
+    log = store.read_bytes(MODELS, PROMOTIONS_FILE) if store.exists(MODELS, PROMOTIONS_FILE) else b""
+    store.write_bytes(log + json.dumps(event, sort_keys=True).encode() + b"\n", MODELS, PROMOTIONS_FILE)
+    champion = {"version": version, "since": when, "metrics": metrics}
+    store.write_json(champion, MODELS, CHAMPION_FILE)
+    return champion

@@ -1,0 +1,156 @@
+"""The data directory, addressed by path or fsspec URI, where nothing is ever half-written.
+
+Readers trust a directory only when it carries a completion marker, and writers build a
+directory elsewhere and move it into place, so a crash at any moment leaves either the old
+state or the new one. On a local disk the move is an atomic rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+COMPLETE_MARKER = "_COMPLETE"
+STAGING_TAG = ".staging-"
+
+
+def stable_hash(*parts: str | bytes, length: int = 16) -> str:
+    """Hex digest of the parts, each length-prefixed so ("ab", "c") differs from ("a", "bc")."""
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()[:length]
+
+
+@cache
+def code_fingerprint() -> str:
+    """Hash of wavecast's own sources, so a code change invalidates every cached stage."""
+    package = Path(__file__).resolve().parent
+    sources = sorted(package.glob("*.py"))
+    return stable_hash(*(f"{p.name}:{p.read_text()}" for p in sources))
+
+
+class DataDir:
+    """A root on any fsspec filesystem, with atomic publishing of files and directories."""
+
+    def __init__(self, uri: str) -> None:
+        self.fs, root = fsspec.core.url_to_fs(uri)
+        self.is_local = isinstance(self.fs, LocalFileSystem)
+        self.root = str(Path(root).resolve()) if self.is_local else root.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"DataDir({self.uri()!r})"
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def uri(self, *parts: str) -> str:
+        """A location a person or another tool can open: a plain path when local."""
+        path = self.path(*parts)
+        return path if self.is_local else self.fs.unstrip_protocol(path)
+
+    def url(self, *parts: str) -> str:
+        """Like uri(), but always a URL (file:// when local), for links in Prefect's UI."""
+        return Path(self.path(*parts)).as_uri() if self.is_local else self.uri(*parts)
+
+    def exists(self, *parts: str) -> bool:
+        return bool(self.fs.exists(self.path(*parts)))
+
+    def is_complete(self, *parts: str) -> bool:
+        return self.exists(*parts, COMPLETE_MARKER)
+
+    def read_bytes(self, *parts: str) -> bytes:
+        with self.fs.open(self.path(*parts), "rb") as handle:
+            return bytes(handle.read())
+
+    def read_json(self, *parts: str) -> Any:
+        return json.loads(self.read_bytes(*parts))
+
+    def write_bytes(self, data: bytes, *parts: str) -> None:
+        """Replace a file atomically: readers see the old bytes or the new, never a mix."""
+        target = self.path(*parts)
+        staging = f"{target}{STAGING_TAG}{uuid.uuid4().hex}"
+        self.fs.makedirs(self.fs._parent(target), exist_ok=True)
+        with self.fs.open(staging, "wb") as handle:
+            handle.write(data)
+        self.fs.mv(staging, target)
+
+    def write_json(self, payload: Any, *parts: str) -> None:
+        self.write_bytes(json.dumps(payload, indent=2, sort_keys=True).encode() + b"\n", *parts)
+
+    @contextlib.contextmanager
+    def staged_dir(self, *parts: str) -> Iterator[Path]:
+        """Yield a local directory to fill; on success it replaces `parts` as one complete unit."""
+        target = self.path(*parts)
+        parent = self.fs._parent(target)
+        self.fs.makedirs(parent, exist_ok=True)
+        if self.is_local:
+            local = Path(f"{target}{STAGING_TAG}{uuid.uuid4().hex}")
+            local.mkdir()
+        else:
+            local = Path(tempfile.mkdtemp(prefix="wavecast-"))
+        try:
+            yield local
+            (local / COMPLETE_MARKER).write_text("complete\n")
+            self._move_into_place(local, target)
+        finally:
+            shutil.rmtree(local, ignore_errors=True)
+
+    def _move_into_place(self, local: Path, target: str) -> None:
+        if self.is_local:
+            retired = Path(f"{target}{STAGING_TAG}retired-{uuid.uuid4().hex}")
+            with contextlib.suppress(FileNotFoundError):
+                Path(target).rename(retired)
+            local.rename(target)
+            shutil.rmtree(retired, ignore_errors=True)
+            return
+        # Object stores have no atomic rename: the marker, uploaded last, is the commit point.
+        if self.fs.exists(target):
+            self.fs.rm(target, recursive=True)
+        marker = local / COMPLETE_MARKER
+        marker_bytes = marker.read_bytes()
+        marker.unlink()
+        self.fs.put(str(local), target, recursive=True)
+        self.write_bytes(marker_bytes, *self._relative(target), COMPLETE_MARKER)
+
+    def _relative(self, path: str) -> tuple[str, ...]:
+        return tuple(path[len(self.root) :].strip("/").split("/"))
+
+    def copy_to_local(self, local_dir: Path, *parts: str) -> Path:
+        """Copy one stored file into a local directory (a staging area), keeping its name."""
+        target = local_dir / parts[-1]
+        if self.is_local:
+            shutil.copy2(self.path(*parts), target)
+        else:
+            self.fs.get(self.path(*parts), str(target))
+        return target
+
+    def list_dir(self, *parts: str) -> list[str]:
+        """Names directly under `parts`; empty when it does not exist."""
+        if not self.exists(*parts):
+            return []
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.path(*parts), detail=False))
+
+    @contextlib.contextmanager
+    def local_file(self, *parts: str) -> Iterator[Path]:
+        """A local path to read a file from, downloading it first when the store is remote."""
+        if self.is_local:
+            yield Path(self.path(*parts))
+            return
+        with tempfile.TemporaryDirectory(prefix="wavecast-") as tmp:
+            local = Path(tmp) / parts[-1]
+            self.fs.get(self.path(*parts), str(local))
+            yield local

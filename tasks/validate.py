@@ -1,0 +1,13 @@
+"""Input checks that run before any work, so bad data fails in seconds and writes nothing."""
+
+from __future__ import annotations
+
+from tasks.config import RetrainConfig
+from tasks.generate import load_series
+from tasks.windows import check_length
+
+
+def validate_inputs(config: RetrainConfig) -> None:
+    """Raise InvalidInputError with one actionable line if the series cannot be trained on."""
+    values, _ = load_series(config.series)
+    check_length(len(values), config.windows)

@@ -58,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
         for part in path[:-1]:
             model = model.model_fields[part].annotation
         field = model.model_fields[path[-1]]
-        retrain.add_argument(flag(name), dest=name, help=f"{field.description or ''} "
-                             f"(default: {field.default})")
+        retrain.add_argument(
+            flag(name), dest=name, help=f"{field.description or ''} (default: {field.default})"
+        )
     retrain.add_argument("--refresh", action="store_true", help="recompute every cached stage")
     retrain.add_argument("--json", action="store_true", help="print one JSON summary line last")
     return parser

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from prefect import flow
+from prefect.utilities.annotations import NotSet
 
 from tasks.config import RetrainConfig
 from tasks.evaluate import evaluate_model
@@ -12,14 +13,18 @@ from tasks.train import train_model
 from tasks.windows import write_windows
 
 
-@flow(name="retrain", description="Generate or ingest a series, window it, train, evaluate, publish.")
+@flow(
+    name="retrain", description="Generate or ingest a series, window it, train, evaluate, publish."
+)
 def retrain(config: RetrainConfig | None = None) -> RetrainSummary:
     """Every stage but publishing is served from cache when its content-derived inputs match."""
     config = config or RetrainConfig()
-    fresh = {"refresh_cache": True} if config.refresh else {}
+    refresh = True if config.refresh else NotSet  # NotSet keeps PREFECT_TASKS_REFRESH_CACHE
     data_dir = config.data_dir
-    series = generate_series.with_options(**fresh)(config.series, data_dir)
-    dataset = write_windows.with_options(**fresh)(series, config.windows, data_dir)
-    trained = train_model.with_options(**fresh)(dataset, config.model, config.train, data_dir)
-    evaluation = evaluate_model.with_options(**fresh)(dataset, trained, data_dir)
+    series = generate_series.with_options(refresh_cache=refresh)(config.series, data_dir)
+    dataset = write_windows.with_options(refresh_cache=refresh)(series, config.windows, data_dir)
+    trained = train_model.with_options(refresh_cache=refresh)(
+        dataset, config.model, config.train, data_dir
+    )
+    evaluation = evaluate_model.with_options(refresh_cache=refresh)(dataset, trained, data_dir)
     return publish_model(config, dataset, trained, evaluation)

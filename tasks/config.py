@@ -24,7 +24,9 @@ class SeriesSpec(_Spec):
     """Where the series comes from: the tutorial's sine wave or a CSV/Parquet file or URI."""
 
     source: str = Field("sine", min_length=1, description="'sine' or a CSV/Parquet path or URI")
-    column: str | None = Field(None, description="numeric column to forecast (default: the only one)")
+    column: str | None = Field(
+        None, description="numeric column to forecast (default: the only one)"
+    )
     length: int = Field(1000, ge=2, description="points of the generated sine")
     start: float = Field(-3 * math.pi, description="first x of the generated sine")
     stop: float = Field(3 * math.pi, description="last x of the generated sine")

@@ -107,7 +107,9 @@ def evaluation_location(
 
 def metrics_table(evaluation: Evaluation) -> list[dict[str, float | str]]:
     """Rows of model vs baselines, the shape Prefect's table artifact and the CLI both show."""
-    rows: list[dict[str, float | str]] = [{"forecaster": "model", **evaluation.metrics.model_dump()}]
+    rows: list[dict[str, float | str]] = [
+        {"forecaster": "model", **evaluation.metrics.model_dump()}
+    ]
     rows += [{"forecaster": k, **m.model_dump()} for k, m in evaluation.baselines.items()]
     return rows
 

@@ -37,28 +37,32 @@ def decide_promotion(
     champion_mse: float | None,
     policy: GatePolicy,
 ) -> Decision:
-    """Champion MSE must be measured on the candidate's own test split for a fair comparison."""
+    """Champion MSE must be measured on the candidate's own test split for a fair comparison.
+
+    The first model is always promoted: serving something beats serving nothing, and the
+    reasons still record whether it had skill.
+    """
     skill = skill_score(candidate_mse, persistence_mse)
+    skill_note = f"skill over persistence {skill:.3f}"
+    if champion_mse is None:
+        return Decision(promote=True, reasons=("no champion yet", skill_note), skill=skill)
     reasons: list[str] = []
     promote = True
     if policy.require_skill and skill <= 0:
         promote = False
-        reasons.append(f"no skill over persistence (skill {skill:.3f} <= 0)")
+        reasons.append(f"no skill over persistence ({skill:.3f} <= 0)")
     else:
-        reasons.append(f"skill over persistence {skill:.3f}")
-    if champion_mse is None:
-        reasons.append("no champion yet")
+        reasons.append(skill_note)
+    limit = champion_mse * (1 + policy.tolerance)
+    if candidate_mse > limit:
+        promote = False
+        reasons.append(
+            f"MSE {candidate_mse:.3g} worse than champion {champion_mse:.3g} "
+            f"beyond tolerance {policy.tolerance:.0%}"
+        )
     else:
-        limit = champion_mse * (1 + policy.tolerance)
-        if candidate_mse > limit:
-            promote = False
-            reasons.append(
-                f"MSE {candidate_mse:.3g} worse than champion {champion_mse:.3g} "
-                f"beyond tolerance {policy.tolerance:.0%}"
-            )
-        else:
-            reasons.append(
-                f"MSE {candidate_mse:.3g} within {policy.tolerance:.0%} of champion "
-                f"{champion_mse:.3g} on the same test windows"
-            )
+        reasons.append(
+            f"MSE {candidate_mse:.3g} within {policy.tolerance:.0%} of champion "
+            f"{champion_mse:.3g} on the same test windows"
+        )
     return Decision(promote=promote, reasons=tuple(reasons), skill=skill)

@@ -73,7 +73,9 @@ def read_table(source: str) -> pa.Table:
 
 def pick_column(table: pa.Table, column: str | None, source: str) -> str:
     """The named column, or the only numeric one; anything ambiguous is an error."""
-    numeric = [f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)]
+    numeric = [
+        f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+    ]
     if column is not None:
         if column not in table.column_names:
             raise InvalidInputError(
@@ -163,7 +165,9 @@ def store_series(spec: SeriesSpec, data_dir: str) -> SeriesRef:
 
 def read_series(series: SeriesRef, data_dir: str) -> np.ndarray:
     store = DataDir(data_dir)
-    table = pq.read_table(store.path("raw", series.series_id, "series.parquet"), filesystem=store.fs)
+    table = pq.read_table(
+        store.path("raw", series.series_id, "series.parquet"), filesystem=store.fs
+    )
     return table.column("value").to_numpy()
 
 

@@ -78,8 +78,12 @@ def record_champion(
         "reason": reason,
         "metrics": metrics,
     }
-    log = store.read_bytes(MODELS, PROMOTIONS_FILE) if store.exists(MODELS, PROMOTIONS_FILE) else b""
-    store.write_bytes(log + json.dumps(event, sort_keys=True).encode() + b"\n", MODELS, PROMOTIONS_FILE)
+    log = (
+        store.read_bytes(MODELS, PROMOTIONS_FILE) if store.exists(MODELS, PROMOTIONS_FILE) else b""
+    )
+    store.write_bytes(
+        log + json.dumps(event, sort_keys=True).encode() + b"\n", MODELS, PROMOTIONS_FILE
+    )
     champion = {"version": version, "since": when, "metrics": metrics}
     store.write_json(champion, MODELS, CHAMPION_FILE)
     return champion

@@ -142,7 +142,9 @@ class DataDir:
         """Names directly under `parts`; empty when it does not exist."""
         if not self.exists(*parts):
             return []
-        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.path(*parts), detail=False))
+        return sorted(
+            p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(self.path(*parts), detail=False)
+        )
 
     @contextlib.contextmanager
     def local_file(self, *parts: str) -> Iterator[Path]:

@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import numpy as np
 from prefect import get_run_logger, task
@@ -156,6 +157,7 @@ def epoch_reporter(epochs: int, min_interval_s: float = 1.0) -> EpochCallback:
     progress_id = create_progress_artifact(
         progress=0.0, key="wavecast-training", description="Training epochs completed (%)"
     )
+    assert isinstance(progress_id, UUID), "called from a synchronous task"
     last_update = time.monotonic()
 
     def report(epoch: int, loss: float) -> None:
@@ -175,7 +177,10 @@ def train_model(
 ) -> TrainedRef:
     trained = train_on_dataset(dataset, model, train, data_dir, epoch_reporter(train.epochs))
     get_run_logger().info(
-        "Trained %s in %.1f s, final loss %.3g", trained.train_id, trained.seconds, trained.final_loss
+        "Trained %s in %.1f s, final loss %.3g",
+        trained.train_id,
+        trained.seconds,
+        trained.final_loss,
     )
     return trained
 
@@ -187,5 +192,7 @@ def untrained_predictions(trained: TrainedRef, data_dir: str) -> np.ndarray:
 
 
 def loss_history(trained: TrainedRef, data_dir: str) -> list[float]:
-    payload: dict[str, Any] = DataDir(data_dir).read_json("training", trained.train_id, HISTORY_FILE)
+    payload: dict[str, Any] = DataDir(data_dir).read_json(
+        "training", trained.train_id, HISTORY_FILE
+    )
     return [float(v) for v in payload["loss"]]

@@ -1,0 +1,43 @@
+"""The retrain flow once under Prefect's test harness, then again from cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+
+from flows.retrain import retrain
+from tests.conftest import tiny_config
+
+
+def task_states(flow_run_id: str) -> dict[str, str]:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return {run.name.rsplit("-", 1)[0]: str(run.state_name) for run in runs}
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_flow_runs_then_serves_every_stage_from_cache(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path / "data")
+    first = retrain(config, return_state=True)
+    summary = first.result()
+    assert summary.promoted and not summary.unchanged
+    model_file = Path(summary.model_dir) / "model.keras"
+    before = model_file.read_bytes()
+    assert json.loads((Path(summary.model_dir) / "metrics.json").read_text())["n_test"] > 0
+
+    second = retrain(config, return_state=True)
+    again = second.result()
+    assert again.unchanged and again.version == summary.version
+    assert "no new data: model unchanged" in again.reasons
+    assert model_file.read_bytes() == before
+    states = task_states(str(second.state_details.flow_run_id))
+    cached = ("generate-series", "write-windows", "train-model", "evaluate-model")
+    assert {name: states[name] for name in cached} == dict.fromkeys(cached, "Cached")
+    assert states["publish-model"] == "Completed"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from prefect import flow
+from prefect.transactions import transaction
 from prefect.utilities.annotations import NotSet
 
 from tasks.config import RetrainConfig
 from tasks.evaluate import evaluate_model
 from tasks.generate import generate_series
-from tasks.publish import RetrainSummary, publish_model
+from tasks.publish import RetrainSummary, promote_version, publish_version
 from tasks.train import train_model
 from tasks.windows import write_windows
 
@@ -27,4 +28,6 @@ def retrain(config: RetrainConfig | None = None) -> RetrainSummary:
         dataset, config.model, config.train, data_dir
     )
     evaluation = evaluate_model.with_options(refresh_cache=refresh)(dataset, trained, data_dir)
-    return publish_model(config, dataset, trained, evaluation)
+    with transaction():  # a failed promotion rolls the staged version back out of the registry
+        candidate = publish_version(config, dataset, trained, evaluation)
+        return promote_version(config, dataset, evaluation, candidate)

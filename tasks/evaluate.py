@@ -17,6 +17,7 @@ from tasks.windows import DatasetRef, read_split
 
 PLOTS = ("loss.png", "predictions.png", "untrained.png")
 METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "test_predictions.npy"
 
 
 class Metrics(BaseModel):
@@ -90,6 +91,7 @@ def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) ->
     )
     with store.staged_dir(*parts) as staging:
         (staging / METRICS_FILE).write_text(evaluation.model_dump_json(indent=2))
+        np.save(staging / PREDICTIONS_FILE, forecast, allow_pickle=False)
         plot_loss(loss_history(trained, data_dir), staging / PLOTS[0])
         plot_forecasts(
             starts, test_y, {"model": forecast, **baselines}, "Test forecasts", staging / PLOTS[1]
@@ -97,6 +99,12 @@ def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) ->
         untrained = {"untrained model": untrained_predictions(trained, data_dir)}
         plot_forecasts(starts, test_y, untrained, "Before training", staging / PLOTS[2])
     return evaluation
+
+
+def stored_predictions(evaluation: Evaluation, data_dir: str) -> np.ndarray:
+    """The evaluated model's test forecasts, as scored."""
+    with DataDir(data_dir).local_file("evaluations", evaluation.train_id, PREDICTIONS_FILE) as path:
+        return np.load(path, allow_pickle=False)
 
 
 def evaluation_location(

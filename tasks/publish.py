@@ -8,26 +8,33 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.runtime import flow_run
+from prefect.transactions import Transaction, get_transaction
 from pydantic import BaseModel, ConfigDict
 
 from tasks.config import RetrainConfig
 from tasks.evaluate import (
     METRICS_FILE,
+    PLOTS,
     Evaluation,
     Metrics,
     metrics_table,
     regression_metrics,
+    stored_predictions,
 )
 from tasks.gate import Decision, decide_promotion
 from tasks.generate import SeriesRef
+from tasks.prefect_support import IO_RETRIES
 from tasks.registry import (
     MODELS,
     find_version_of,
     read_champion,
     record_champion,
+    registry_lock,
+    remove_version,
     utc_now,
     version_name,
 )
@@ -38,6 +45,8 @@ from tasks.windows import DatasetRef, read_split
 
 LIBRARIES = ("tensorflow", "tensorflow-cpu", "keras", "prefect", "numpy", "pandas", "pyarrow")
 UNCHANGED = "no new data: model unchanged"
+MANIFEST_FILE = "manifest.json"
+DECISION_FILE = "decision.json"
 
 
 class RetrainSummary(BaseModel):
@@ -106,7 +115,7 @@ def rescore_champion(
     """The champion's MSE on the candidate's own test windows, when its geometry allows."""
     if champion is None:
         return None
-    manifest = store.read_json(MODELS, champion["version"], "manifest.json")
+    manifest = store.read_json(MODELS, champion["version"], MANIFEST_FILE)
     if manifest["dataset"]["spec"] != dataset.spec.model_dump(mode="json"):
         return None
     _, test_x, test_y = read_split(dataset, "test", data_dir)
@@ -119,7 +128,6 @@ def build_manifest(
     dataset: DatasetRef,
     trained: TrainedRef,
     evaluation: Evaluation,
-    decision: Decision,
     run_id: str | None,
 ) -> dict[str, Any]:
     """Lineage: enough to say exactly what produced this model and to reproduce it."""
@@ -135,78 +143,132 @@ def build_manifest(
         "seed": trained.train.seed,
         "metrics": evaluation.metrics.model_dump(),
         "baselines": {k: m.model_dump() for k, m in evaluation.baselines.items()},
-        "gate": decision.model_dump(mode="json"),
     }
 
 
-def publish(
+class Candidate(BaseModel):
+    """A version in the registry that this run staged (or found already published)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: str
+    created: bool
+
+
+def check_round_trip(model_file: Path, test_x: np.ndarray, expected: np.ndarray) -> None:
+    """A published file must reload safely and forecast exactly what was evaluated."""
+    import keras
+
+    reloaded = keras.saving.load_model(model_file, safe_mode=True)
+    forecast = reloaded.predict(test_x, verbose=0).reshape(-1)
+    if not np.allclose(forecast, expected, rtol=1e-5, atol=1e-7):
+        worst = float(np.max(np.abs(forecast - expected)))
+        raise RuntimeError(f"{model_file} does not reproduce its evaluation (max diff {worst:.3g})")
+
+
+def stage_version(
     config: RetrainConfig,
     dataset: DatasetRef,
     trained: TrainedRef,
     evaluation: Evaluation,
     run_id: str | None = None,
-) -> RetrainSummary:
-    """Add the candidate as a complete version, then promote it if the gate agrees."""
+) -> Candidate:
+    """Copy the candidate into models/<version>/, which appears only complete and verified."""
     store = DataDir(config.data_dir)
-    champion = read_champion(store)
     existing = find_version_of(store, trained.train_id)
+    if existing is not None:
+        return Candidate(version=existing, created=False)
+    version = version_name(utc_now(), trained.train_id)
+    manifest = build_manifest(config, dataset, trained, evaluation, run_id)
+    _, test_x, _ = read_split(dataset, "test", config.data_dir)
+    with store.staged_dir(MODELS, version) as staging:
+        store.copy_to_local(staging, "training", trained.train_id, MODEL_FILE)
+        for name in (METRICS_FILE, *evaluation.plots):
+            store.copy_to_local(staging, "evaluations", trained.train_id, name)
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        check_round_trip(
+            staging / MODEL_FILE, test_x, stored_predictions(evaluation, config.data_dir)
+        )
+    return Candidate(version=version, created=True)
+
+
+def unchanged_summary(
+    store: DataDir, candidate: Candidate, champion: dict[str, Any] | None, **common: Any
+) -> RetrainSummary:
+    return RetrainSummary(
+        version=candidate.version,
+        model_dir=store.uri(MODELS, candidate.version),
+        champion_rescored=None,
+        promoted=False,
+        champion=champion["version"] if champion else None,
+        unchanged=True,
+        reasons=(UNCHANGED,),
+        changes=(f"same source data and configuration as version {candidate.version}",),
+        report=store.uri(MODELS, candidate.version, "report.html"),
+        **common,
+    )
+
+
+def promote_candidate(
+    config: RetrainConfig, dataset: DatasetRef, evaluation: Evaluation, candidate: Candidate
+) -> RetrainSummary:
+    """Gate a staged version against the champion and record the outcome, one run at a time."""
+    store = DataDir(config.data_dir)
     common = {
         "dataset_dir": dataset.uri,
         "dataset_id": dataset.dataset_id,
         "metrics": evaluation.metrics,
         "baselines": evaluation.baselines,
     }
-    if existing is not None:
-        return RetrainSummary(
-            version=existing,
-            model_dir=store.uri(MODELS, existing),
-            champion_rescored=None,
-            promoted=False,
-            champion=champion["version"] if champion else None,
-            unchanged=True,
-            reasons=(UNCHANGED,),
-            changes=("same source data and configuration as version " + existing,),
-            report=store.uri(MODELS, existing, "report.html"),
+    with registry_lock(store):
+        champion = read_champion(store)
+        if not candidate.created:
+            return unchanged_summary(store, candidate, champion, **common)
+        previous = store.read_json(MODELS, champion["version"], MANIFEST_FILE) if champion else None
+        rescored = rescore_champion(store, champion, dataset, config.data_dir)
+        champion_mse = rescored.mse if rescored else (previous or {}).get("metrics", {}).get("mse")
+        decision = decide_promotion(
+            evaluation.metrics.mse,
+            evaluation.baselines["persistence"].mse,
+            champion_mse,
+            config.gate,
+        )
+        kept = champion["version"] if champion else None
+        summary = RetrainSummary(
+            version=candidate.version,
+            model_dir=store.uri(MODELS, candidate.version),
+            champion_rescored=rescored,
+            promoted=decision.promote,
+            champion=candidate.version if decision.promote else kept,
+            unchanged=False,
+            reasons=decision.reasons,
+            changes=describe_changes(previous, dataset.series),
+            report=store.uri(MODELS, candidate.version, "report.html"),
             **common,
         )
-    previous = store.read_json(MODELS, champion["version"], "manifest.json") if champion else None
-    rescored = rescore_champion(store, champion, dataset, config.data_dir)
-    champion_mse = rescored.mse if rescored else (champion["metrics"]["mse"] if champion else None)
-    decision = decide_promotion(
-        evaluation.metrics.mse, evaluation.baselines["persistence"].mse, champion_mse, config.gate
-    )
-    version = version_name(utc_now(), trained.train_id)
-    summary = RetrainSummary(
-        version=version,
-        model_dir=store.uri(MODELS, version),
-        champion_rescored=rescored,
-        promoted=decision.promote,
-        champion=version if decision.promote else (champion["version"] if champion else None),
-        unchanged=False,
-        reasons=decision.reasons,
-        changes=describe_changes(previous, dataset.series),
-        report=store.uri(MODELS, version, "report.html"),
-        **common,
-    )
-    manifest = build_manifest(config, dataset, trained, evaluation, decision, run_id)
-    with store.staged_dir(MODELS, version) as staging:
-        store.copy_to_local(staging, "training", trained.train_id, MODEL_FILE)
-        for name in (METRICS_FILE, *evaluation.plots):
-            store.copy_to_local(staging, "evaluations", trained.train_id, name)
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        (staging / "report.md").write_text(render_markdown(summary, manifest))
-        (staging / "report.html").write_text(render_html(summary, manifest, staging))
-    if decision.promote:
-        record_champion(
-            store, version, evaluation.metrics.model_dump(), "promote", "; ".join(decision.reasons)
-        )
+        write_report(store, summary, decision)
+        if decision.promote:
+            metrics = evaluation.metrics.model_dump()
+            record_champion(
+                store, candidate.version, metrics, "promote", "; ".join(decision.reasons)
+            )
     return summary
+
+
+def write_report(store: DataDir, summary: RetrainSummary, decision: Decision) -> None:
+    """The gate's decision and the reports, added beside the staged version's files."""
+    parts = (MODELS, summary.version)
+    store.write_json(decision.model_dump(mode="json"), *parts, DECISION_FILE)
+    manifest = store.read_json(*parts, MANIFEST_FILE)
+    images = {name: store.read_bytes(*parts, name) for name in PLOTS}
+    store.write_bytes(render_markdown(summary, manifest).encode(), *parts, "report.md")
+    store.write_bytes(render_html(summary, manifest, images).encode(), *parts, "report.html")
 
 
 def publish_artifacts(summary: RetrainSummary, evaluation: Evaluation, data_dir: str) -> None:
     """The run's table, report and links, as a person looks for them in Prefect's UI."""
     store = DataDir(data_dir)
-    manifest = store.read_json(MODELS, summary.version, "manifest.json")
+    manifest = store.read_json(MODELS, summary.version, MANIFEST_FILE)
     create_table_artifact(
         metrics_table(evaluation),
         key="wavecast-metrics",
@@ -227,12 +289,33 @@ def publish_artifacts(summary: RetrainSummary, evaluation: Evaluation, data_dir:
     )
 
 
-@task(name="publish-model")
-def publish_model(
+@task(name="stage-version", **IO_RETRIES)
+def publish_version(
     config: RetrainConfig, dataset: DatasetRef, trained: TrainedRef, evaluation: Evaluation
+) -> Candidate:
+    candidate = stage_version(config, dataset, trained, evaluation, flow_run.get_id())
+    transaction = get_transaction()
+    if transaction is not None:
+        transaction.set("candidate", candidate)
+        transaction.set("data_dir", config.data_dir)
+    get_run_logger().info("Version %s staged (new: %s)", candidate.version, candidate.created)
+    return candidate
+
+
+@publish_version.on_rollback
+def discard_version(transaction: Transaction) -> None:
+    """A publish that failed after staging must not leave its version behind."""
+    candidate: Candidate = transaction.get("candidate")
+    if candidate.created:
+        remove_version(DataDir(transaction.get("data_dir")), candidate.version)
+
+
+@task(name="promote-version")
+def promote_version(
+    config: RetrainConfig, dataset: DatasetRef, evaluation: Evaluation, candidate: Candidate
 ) -> RetrainSummary:
-    summary = publish(config, dataset, trained, evaluation, flow_run.get_id())
-    verdict = "Promoted" if summary.promoted else "Kept champion over"
+    summary = promote_candidate(config, dataset, evaluation, candidate)
+    verdict = "Unchanged" if summary.unchanged else ("Promoted" if summary.promoted else "Kept")
     get_run_logger().info("%s %s: %s", verdict, summary.version, "; ".join(summary.reasons))
     publish_artifacts(summary, evaluation, config.data_dir)
     return summary

@@ -8,9 +8,13 @@ models/promotions.jsonl    one JSON line per champion change, never edited
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import re
+from collections.abc import Iterator
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from tasks.errors import InvalidInputError
@@ -19,6 +23,7 @@ from tasks.storage import DataDir
 MODELS = "models"
 CHAMPION_FILE = "champion.json"
 PROMOTIONS_FILE = "promotions.jsonl"
+LOCK_FILE = ".lock"
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 
 
@@ -87,3 +92,32 @@ def record_champion(
     champion = {"version": version, "since": when, "metrics": metrics}
     store.write_json(champion, MODELS, CHAMPION_FILE)
     return champion
+
+
+@contextlib.contextmanager
+def registry_lock(store: DataDir) -> Iterator[None]:
+    """Serialize champion decisions between concurrent runs on one data directory.
+
+    A local registry takes an exclusive flock; object stores have no locks, so there the
+    deployment's concurrency limit of 1 is what keeps runs apart.
+    """
+    if not store.is_local:
+        yield
+        return
+    store.fs.makedirs(store.path(MODELS), exist_ok=True)
+    with Path(store.path(MODELS, LOCK_FILE)).open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_version(store: DataDir, version: str) -> bool:
+    """Delete a version that never became champion (a rolled-back publish); never the champion."""
+    champion = read_champion(store)
+    if champion and champion["version"] == version:
+        return False
+    if store.exists(MODELS, version):
+        store.fs.rm(store.path(MODELS, version), recursive=True)
+    return True

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import html
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -54,12 +53,12 @@ def render_markdown(summary: RetrainSummary, manifest: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _inline_png(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+def _inline_png(name: str, png: bytes) -> str:
+    data = base64.b64encode(png).decode()
+    return f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
 
 
-def render_html(summary: RetrainSummary, manifest: dict[str, Any], plots_dir: Path) -> str:
+def render_html(summary: RetrainSummary, manifest: dict[str, Any], images: dict[str, bytes]) -> str:
     """One file that opens anywhere: the markdown's content plus every plot, inlined."""
     rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{m['mse']:.3g}</td>"
@@ -67,7 +66,7 @@ def render_html(summary: RetrainSummary, manifest: dict[str, Any], plots_dir: Pa
         for name, m in _score_rows(summary)
     )
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in (*summary.reasons, *summary.changes))
-    images = "".join(_inline_png(p) for p in sorted(plots_dir.glob("*.png")))
+    figures = "".join(_inline_png(name, png) for name, png in images.items())
     lineage = html.escape(str(manifest["series"] | {"dataset": manifest["dataset"]["dataset_id"]}))
     return (
         "<!doctype html><meta charset='utf-8'>"
@@ -77,5 +76,5 @@ def render_html(summary: RetrainSummary, manifest: dict[str, Any], plots_dir: Pa
         f"<h1>wavecast retrain {html.escape(summary.version)}</h1>"
         f"<p>{html.escape(_headline(summary).replace('**', '').replace('`', ''))}</p>"
         "<table><tr><th>forecaster</th><th>MSE</th><th>RMSE</th><th>MAE</th></tr>"
-        f"{rows}</table><ul>{reasons}</ul><p><small>{lineage}</small></p>{images}"
+        f"{rows}</table><ul>{reasons}</ul><p><small>{lineage}</small></p>{figures}"
     )

@@ -63,7 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
         )
     retrain.add_argument("--refresh", action="store_true", help="recompute every cached stage")
     retrain.add_argument("--json", action="store_true", help="print one JSON summary line last")
+    add_models_commands(commands)
     return parser
+
+
+def add_models_commands(commands: Any) -> None:
+    """`wavecast models list|show|promote|rollback`: read and steer the registry by hand."""
+    models = commands.add_parser("models", help="list, inspect, promote or roll back versions")
+    actions = models.add_subparsers(dest="action", required=True)
+    for name, text in (
+        ("list", "versions with test MSE; the champion is marked *"),
+        ("show", "one version's lineage, scores and gate decision"),
+        ("promote", "make VERSION the champion, overriding the gate (logged)"),
+        ("rollback", "make the previous champion the champion again (logged)"),
+    ):
+        action = actions.add_parser(name, help=text)
+        action.add_argument("--data-dir", default="data", help="local path or fsspec URI")
+        if name in ("show", "promote"):
+            action.add_argument("version")
+        if name in ("promote", "rollback"):
+            action.add_argument("--reason", required=name == "promote", default="by hand")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -133,12 +152,43 @@ def run_retrain(args: argparse.Namespace) -> None:
         print_summary(summary)
 
 
+def run_models(args: argparse.Namespace) -> None:
+    import json
+
+    from tasks import registry
+    from tasks.errors import InvalidInputError
+    from tasks.storage import DataDir
+
+    store = DataDir(args.data_dir)
+    try:
+        if args.action == "list":
+            print(f"  {'version':<26}{'test MSE':>12}{'persistence':>13}  dataset")
+            for row in registry.version_rows(store):
+                mark = "*" if row["champion"] else " "
+                print(
+                    f"{mark} {row['version']:<26}{row['mse']:>12.4g}"
+                    f"{row['persistence_mse']:>13.4g}  {row['dataset']}"
+                )
+        elif args.action == "show":
+            print(json.dumps(registry.describe_version(store, args.version), indent=2))
+        elif args.action == "promote":
+            champion = registry.promote_manually(store, args.version, args.reason)
+            print(f"champion is now {champion['version']}")
+        else:
+            champion = registry.roll_back(store, args.reason)
+            print(f"champion is now {champion['version']}")
+    except InvalidInputError as exc:
+        fail(str(exc))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     for key, value in ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)
     if args.command == "retrain":
         run_retrain(args)
+    else:
+        run_models(args)
 
 
 if __name__ == "__main__":

@@ -121,3 +121,64 @@ def remove_version(store: DataDir, version: str) -> bool:
     if store.exists(MODELS, version):
         store.fs.rm(store.path(MODELS, version), recursive=True)
     return True
+
+
+def champion_stack(events: list[dict[str, Any]]) -> list[str]:
+    """Replay the log: promotions push a champion, rollbacks pop back to the one before."""
+    stack: list[str] = []
+    for event in events:
+        if event["action"] == "rollback":
+            stack.pop()
+        else:
+            stack.append(event["version"])
+    return stack
+
+
+def version_rows(store: DataDir) -> list[dict[str, Any]]:
+    """One row per complete version, oldest first, with its test scores and champion mark."""
+    champion = read_champion(store)
+    rows = []
+    for version in list_versions(store):
+        manifest = store.read_json(MODELS, version, "manifest.json")
+        rows.append(
+            {
+                "version": version,
+                "champion": bool(champion and champion["version"] == version),
+                "mse": manifest["metrics"]["mse"],
+                "persistence_mse": manifest["baselines"]["persistence"]["mse"],
+                "dataset": manifest["dataset"]["dataset_id"],
+                "created": manifest["created"],
+            }
+        )
+    return rows
+
+
+def describe_version(store: DataDir, version: str) -> dict[str, Any]:
+    """Everything recorded about one version: lineage, scores and the gate's decision."""
+    version = checked_version(store, version)
+    details: dict[str, Any] = {"version": version, "path": store.uri(MODELS, version)}
+    details["manifest"] = store.read_json(MODELS, version, "manifest.json")
+    if store.exists(MODELS, version, "decision.json"):
+        details["decision"] = store.read_json(MODELS, version, "decision.json")
+    champion = read_champion(store)
+    details["champion"] = bool(champion and champion["version"] == version)
+    return details
+
+
+def promote_manually(store: DataDir, version: str, reason: str) -> dict[str, Any]:
+    """A person overrides the gate; the log keeps who replaced whom and why."""
+    with registry_lock(store):
+        version = checked_version(store, version)
+        metrics = store.read_json(MODELS, version, "manifest.json")["metrics"]
+        return record_champion(store, version, metrics, "manual", reason)
+
+
+def roll_back(store: DataDir, reason: str = "rollback requested") -> dict[str, Any]:
+    """Return to the champion before the current one."""
+    with registry_lock(store):
+        stack = champion_stack(read_promotions(store))
+        if len(stack) < 2:
+            raise InvalidInputError(f"no earlier champion to roll back to in {store.uri(MODELS)}")
+        version = checked_version(store, stack[-2])
+        metrics = store.read_json(MODELS, version, "manifest.json")["metrics"]
+        return record_champion(store, version, metrics, "rollback", reason)

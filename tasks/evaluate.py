@@ -10,7 +10,7 @@ from prefect import get_run_logger, task
 from pydantic import BaseModel, ConfigDict
 
 from tasks.plots import plot_forecasts, plot_loss
-from tasks.prefect_support import content_cache
+from tasks.prefect_support import IO_RETRIES, content_cache
 from tasks.storage import DataDir
 from tasks.train import MODEL_FILE, TrainedRef, load_model, loss_history, untrained_predictions
 from tasks.windows import DatasetRef, read_split
@@ -122,7 +122,7 @@ def metrics_table(evaluation: Evaluation) -> list[dict[str, float | str]]:
     return rows
 
 
-@task(name="evaluate-model", **content_cache(evaluation_location))
+@task(name="evaluate-model", **content_cache(evaluation_location), **IO_RETRIES)
 def evaluate_model(dataset: DatasetRef, trained: TrainedRef, data_dir: str) -> Evaluation:
     evaluation = evaluate_trained(dataset, trained, data_dir)
     get_run_logger().info("Test metrics: %s", json.dumps(metrics_table(evaluation)))

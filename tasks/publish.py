@@ -175,20 +175,21 @@ def stage_version(
 ) -> Candidate:
     """Copy the candidate into models/<version>/, which appears only complete and verified."""
     store = DataDir(config.data_dir)
-    existing = find_version_of(store, trained.train_id)
-    if existing is not None:
-        return Candidate(version=existing, created=False)
-    version = version_name(utc_now(), trained.train_id)
-    manifest = build_manifest(config, dataset, trained, evaluation, run_id)
     _, test_x, _ = read_split(dataset, "test", config.data_dir)
-    with store.staged_dir(MODELS, version) as staging:
-        store.copy_to_local(staging, "training", trained.train_id, MODEL_FILE)
-        for name in (METRICS_FILE, *evaluation.plots):
-            store.copy_to_local(staging, "evaluations", trained.train_id, name)
-        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        check_round_trip(
-            staging / MODEL_FILE, test_x, stored_predictions(evaluation, config.data_dir)
-        )
+    with registry_lock(store):  # two runs of the same training publish it once
+        existing = find_version_of(store, trained.train_id)
+        if existing is not None:
+            return Candidate(version=existing, created=False)
+        version = version_name(utc_now(), trained.train_id)
+        manifest = build_manifest(config, dataset, trained, evaluation, run_id)
+        with store.staged_dir(MODELS, version) as staging:
+            store.copy_to_local(staging, "training", trained.train_id, MODEL_FILE)
+            for name in (METRICS_FILE, *evaluation.plots):
+                store.copy_to_local(staging, "evaluations", trained.train_id, name)
+            (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            check_round_trip(
+                staging / MODEL_FILE, test_x, stored_predictions(evaluation, config.data_dir)
+            )
     return Candidate(version=version, created=True)
 
 

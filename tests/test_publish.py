@@ -1,0 +1,71 @@
+"""Publishing through the flow: the champion gate, the promotion log, and rollback on failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pyarrow.dataset as ds
+import pytest
+
+from flows.retrain import retrain
+from tasks import publish
+from tasks.registry import list_versions
+from tasks.storage import DataDir
+from tests.conftest import tiny_config
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+
+def promotions(data_dir: Path) -> list[dict[str, object]]:
+    lines = (data_dir / "models" / "promotions.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_weak_candidate_is_kept_out_and_champion_reproduces_its_mse(tmp_path: Path) -> None:
+    """A 1-epoch retrain loses to a 30-epoch champion; the champion file stands on its own."""
+    data_dir = tmp_path / "data"
+    first = retrain(tiny_config(data_dir, epochs=30))
+    weak = retrain(tiny_config(data_dir, epochs=1, seed=7))
+
+    assert first.promoted and not weak.promoted and not weak.unchanged
+    assert weak.champion == first.version
+    assert (
+        json.loads((data_dir / "models" / "champion.json").read_text())["version"] == first.version
+    )
+    assert [p["version"] for p in promotions(data_dir)] == [first.version]
+    assert weak.champion_rescored is not None
+    assert any("champion" in reason for reason in weak.reasons)
+
+    champion_dir = Path(first.model_dir)
+    model = keras.saving.load_model(champion_dir / "model.keras", safe_mode=True)
+    windows = ds.dataset(first.dataset_dir, format="parquet", partitioning="hive")
+    test = windows.to_table(filter=ds.field("split") == "test").sort_by("start")
+    test_x = np.stack(test.column("x").to_pylist())
+    test_y = test.column("y").to_numpy()
+    mse = float(np.mean((model.predict(test_x, verbose=0).reshape(-1) - test_y) ** 2))
+    recorded = json.loads((champion_dir / "metrics.json").read_text())["metrics"]["mse"]
+    assert mse == pytest.approx(recorded, rel=1e-6)
+    assert (champion_dir / "report.html").read_text().count("data:image/png;base64") == 3
+
+
+def test_failed_promotion_rolls_back_the_staged_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash in the gate leaves no new version and the champion untouched."""
+    data_dir = tmp_path / "data"
+    first = retrain(tiny_config(data_dir))
+    champion_before = (data_dir / "models" / "champion.json").read_bytes()
+
+    def broken_gate(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("gate exploded")
+
+    monkeypatch.setattr(publish, "decide_promotion", broken_gate)
+    state = retrain(tiny_config(data_dir, seed=3), return_state=True)
+
+    assert state.is_failed()
+    assert list_versions(DataDir(str(data_dir))) == [first.version]
+    assert (data_dir / "models" / "champion.json").read_bytes() == champion_before
+    assert len(promotions(data_dir)) == 1

@@ -32,3 +32,14 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# A local Prefect server + process worker running prefect.yaml's deployments; state, logs and
+# pids in .serve/ (README: "Run on a Prefect server"). serve-stop needs no venv install.
+SERVE_PORT ?= 4200
+.PHONY: serve serve-stop
+
+serve: $(STAMP)
+	BIN=$(BIN) SERVE_PORT=$(SERVE_PORT) flows/serve.sh start
+
+serve-stop:
+	BIN=$(BIN) SERVE_PORT=$(SERVE_PORT) flows/serve.sh stop

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pyarrow.dataset as ds
 from prefect import get_run_logger, task
 from pydantic import BaseModel, ConfigDict
 
@@ -13,9 +18,13 @@ from tasks.plots import plot_forecasts, plot_loss
 from tasks.prefect_support import IO_RETRIES, content_cache
 from tasks.storage import DataDir
 from tasks.train import MODEL_FILE, TrainedRef, load_model, loss_history, untrained_predictions
-from tasks.windows import DatasetRef, read_split
+from tasks.windows import DatasetRef, open_dataset
 
 PLOTS = ("loss.png", "predictions.png", "untrained.png")
+BATCH_ROWS = 1 << 16  # windows per batch when streaming a split
+SAMPLE_WINDOWS = 2000  # test windows kept for plots and the publish round-trip check
+PREDICT_BATCH = 4096
+Forecaster = Callable[[np.ndarray], np.ndarray]
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "test_predictions.npy"
 
@@ -41,10 +50,48 @@ class Evaluation(BaseModel):
     plots: tuple[str, ...] = PLOTS
 
 
+@dataclass
+class ErrorTotals:
+    """Running sums of errors, so metrics over any number of batches need O(1) memory."""
+
+    squared: float = 0.0
+    absolute: float = 0.0
+    count: int = 0
+
+    def add(self, truth: np.ndarray, forecast: np.ndarray) -> None:
+        errors = np.asarray(forecast, dtype=np.float64).reshape(-1) - np.asarray(truth).reshape(-1)
+        self.squared += float(errors @ errors)
+        self.absolute += float(np.abs(errors).sum())
+        self.count += len(errors)
+
+    def metrics(self) -> Metrics:
+        mse = self.squared / self.count
+        return Metrics(mse=mse, rmse=math.sqrt(mse), mae=self.absolute / self.count)
+
+
 def regression_metrics(truth: np.ndarray, forecast: np.ndarray) -> Metrics:
-    errors = np.asarray(forecast, dtype=np.float64).reshape(-1) - np.asarray(truth).reshape(-1)
-    mse = float(np.mean(errors**2))
-    return Metrics(mse=mse, rmse=math.sqrt(mse), mae=float(np.mean(np.abs(errors))))
+    totals = ErrorTotals()
+    totals.add(truth, forecast)
+    return totals.metrics()
+
+
+class LeastSquares:
+    """Streaming least squares by incremental QR: as stable as lstsq, memory of one batch."""
+
+    def __init__(self) -> None:
+        self.r: np.ndarray | None = None
+
+    def add(self, inputs: np.ndarray, targets: np.ndarray) -> None:
+        block = np.column_stack([inputs, np.ones(len(inputs)), targets])
+        stacked = block if self.r is None else np.vstack([self.r, block])
+        self.r = np.linalg.qr(stacked).R
+
+    def weights(self) -> np.ndarray:
+        """Weights of the inputs, then the intercept."""
+        assert self.r is not None, "no rows were added"
+        n_weights = self.r.shape[1] - 1
+        weights, *_ = np.linalg.lstsq(self.r[:, :n_weights], self.r[:, n_weights], rcond=None)
+        return np.asarray(weights)
 
 
 def persistence_forecast(inputs: np.ndarray) -> np.ndarray:
@@ -54,50 +101,105 @@ def persistence_forecast(inputs: np.ndarray) -> np.ndarray:
 
 def fit_linear_ar(inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Least-squares weights (last one the intercept) of a linear autoregression."""
-    design = np.column_stack([inputs, np.ones(len(inputs))])
-    weights, *_ = np.linalg.lstsq(design, targets, rcond=None)
-    return np.asarray(weights)
+    solver = LeastSquares()
+    solver.add(inputs, targets)
+    return solver.weights()
 
 
 def linear_forecast(weights: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     return np.asarray(inputs @ weights[:-1] + weights[-1])
 
 
-def baseline_forecasts(
-    train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray
-) -> dict[str, np.ndarray]:
-    """The yardsticks a forecaster must beat, fitted on train only and scored on test."""
-    return {
-        "persistence": persistence_forecast(test_x),
-        "linear": linear_forecast(fit_linear_ar(train_x, train_y), test_x),
-    }
+def split_batches(
+    dataset: DatasetRef, split: str, data_dir: str, rows: int = BATCH_ROWS
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(starts, inputs, targets) of one split in bounded batches, in stored order."""
+    scanner = open_dataset(dataset, data_dir).to_batches(
+        columns=["start", "x", "y"], filter=ds.field("split") == split, batch_size=rows
+    )
+    for batch in scanner:
+        if batch.num_rows:
+            inputs = batch.column("x").flatten().to_numpy().reshape(-1, dataset.spec.input_len)
+            yield batch.column("start").to_numpy(), inputs, batch.column("y").to_numpy()
+
+
+def head_of_split(
+    dataset: DatasetRef, split: str, data_dir: str, rows: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first `rows` windows of a split, read without loading the rest."""
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for batch in split_batches(dataset, split, data_dir, rows=min(rows, BATCH_ROWS)):
+        parts.append(batch)
+        if sum(len(p[0]) for p in parts) >= rows:
+            break
+    starts, inputs, targets = (np.concatenate(column)[:rows] for column in zip(*parts, strict=True))
+    return starts, inputs, targets
+
+
+def score_split(
+    dataset: DatasetRef,
+    data_dir: str,
+    forecasters: Mapping[str, Forecaster],
+    keep: int = SAMPLE_WINDOWS,
+) -> tuple[dict[str, Metrics], dict[str, np.ndarray]]:
+    """Metrics of each forecaster over the whole test split, plus the first `keep` forecasts."""
+    totals = {name: ErrorTotals() for name in forecasters}
+    kept: dict[str, list[np.ndarray]] = {name: [] for name in ("start", "truth", *forecasters)}
+    seen = 0
+    for starts, inputs, targets in split_batches(dataset, "test", data_dir):
+        room = max(keep - seen, 0)
+        kept["start"].append(starts[:room])
+        kept["truth"].append(targets[:room])
+        for name, forecaster in forecasters.items():
+            forecast = np.asarray(forecaster(inputs)).reshape(-1)
+            totals[name].add(targets, forecast)
+            kept[name].append(forecast[:room])
+        seen += len(starts)
+    sample = {name: np.concatenate(parts) for name, parts in kept.items()}
+    return {name: t.metrics() for name, t in totals.items()}, sample
+
+
+def keras_forecaster(model: Any) -> Forecaster:
+    return lambda inputs: model.predict(inputs, batch_size=PREDICT_BATCH, verbose=0).reshape(-1)
 
 
 def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) -> Evaluation:
     """Reload the saved model as a user would, score it and the baselines, and draw the plots."""
-    _, train_x, train_y = read_split(dataset, "train", data_dir)
-    starts, test_x, test_y = read_split(dataset, "test", data_dir)
+    solver = LeastSquares()
+    for _, inputs, targets in split_batches(dataset, "train", data_dir):
+        solver.add(inputs, targets)
+    weights = solver.weights()
     model = load_model(data_dir, "training", trained.train_id, MODEL_FILE)
-    forecast = model.predict(test_x, verbose=0).reshape(-1)
-    baselines = baseline_forecasts(train_x, train_y, test_x)
+    forecasters: dict[str, Forecaster] = {
+        "model": keras_forecaster(model),
+        "persistence": persistence_forecast,
+        "linear": functools.partial(linear_forecast, weights),
+    }
+    scores, sample = score_split(dataset, data_dir, forecasters)
     store = DataDir(data_dir)
     parts = ("evaluations", trained.train_id)
     evaluation = Evaluation(
         uri=store.uri(*parts),
         train_id=trained.train_id,
-        n_test=len(test_y),
-        metrics=regression_metrics(test_y, forecast),
-        baselines={name: regression_metrics(test_y, f) for name, f in baselines.items()},
+        n_test=dataset.n_test,
+        metrics=scores.pop("model"),
+        baselines=scores,
     )
+    starts, truth = sample.pop("start"), sample.pop("truth")
+    untrained = untrained_predictions(trained, data_dir)[: len(starts)]
     with store.staged_dir(*parts) as staging:
         (staging / METRICS_FILE).write_text(evaluation.model_dump_json(indent=2))
-        np.save(staging / PREDICTIONS_FILE, forecast, allow_pickle=False)
+        np.save(staging / PREDICTIONS_FILE, sample["model"], allow_pickle=False)
         plot_loss(loss_history(trained, data_dir), staging / PLOTS[0])
+        plot_forecasts(starts, truth, sample, "Test forecasts", staging / PLOTS[1])
+        untrained_plot = {"untrained model": untrained}
         plot_forecasts(
-            starts, test_y, {"model": forecast, **baselines}, "Test forecasts", staging / PLOTS[1]
+            starts[: len(untrained)],
+            truth[: len(untrained)],
+            untrained_plot,
+            "Before training",
+            staging / PLOTS[2],
         )
-        untrained = {"untrained model": untrained_predictions(trained, data_dir)}
-        plot_forecasts(starts, test_y, untrained, "Before training", staging / PLOTS[2])
     return evaluation
 
 

@@ -63,7 +63,9 @@ def read_table(source: str) -> pa.Table:
         with fsspec.open(source, "rb") as handle:
             if source.lower().endswith((".parquet", ".pq")):
                 return pq.read_table(handle)
-            return pa_csv.read_csv(handle)
+            # A blank line in a one-column CSV is a missing value, not nothing.
+            parse = pa_csv.ParseOptions(ignore_empty_lines=False)
+            return pa_csv.read_csv(handle, parse_options=parse)
     except (FileNotFoundError, IsADirectoryError) as exc:
         raise InvalidInputError(f"--source {source}: no such file") from exc
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
@@ -74,7 +76,9 @@ def read_table(source: str) -> pa.Table:
 def pick_column(table: pa.Table, column: str | None, source: str) -> str:
     """The named column, or the only numeric one; anything ambiguous is an error."""
     numeric = [
-        f.name for f in table.schema if pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+        f.name
+        for f in table.schema
+        if (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)) and not is_time_like(f)
     ]
     if column is not None:
         if column not in table.column_names:
@@ -93,11 +97,14 @@ def pick_column(table: pa.Table, column: str | None, source: str) -> str:
     )
 
 
+def is_time_like(field: pa.Field) -> bool:
+    return pa.types.is_temporal(field.type) or field.name.lower() in TIME_COLUMN_NAMES
+
+
 def check_time_order(table: pa.Table, source: str) -> None:
     """A time column, if present, must be strictly increasing: no shuffles, no duplicates."""
     for field in table.schema:
-        is_time_like = pa.types.is_temporal(field.type) or field.name.lower() in TIME_COLUMN_NAMES
-        if not is_time_like or len(table) < 2:
+        if not is_time_like(field) or len(table) < 2:
             continue
         times = table.column(field.name)
         steps = pc.greater(times.slice(1), times.slice(0, len(table) - 1))
@@ -116,14 +123,16 @@ def clean_missing(values: np.ndarray, spec: SeriesSpec) -> np.ndarray:
         return values
     if spec.missing == "drop":
         return values[~bad]
-    if spec.missing == "interpolate" and (~bad).sum() >= 2:
-        index = np.arange(len(values))
-        return np.interp(index, index[~bad], values[~bad])
     where = np.flatnonzero(bad)
     shown = ", ".join(str(i) for i in where[:5]) + (", ..." if len(where) > 5 else "")
+    problem = f"--source {spec.source}: {len(where)} NaN/infinite value(s) at row(s) {shown}"
+    if spec.missing == "interpolate":
+        if (~bad).sum() < 2:
+            raise InvalidInputError(f"{problem}; fewer than 2 finite values to interpolate from")
+        index = np.arange(len(values))
+        return np.interp(index, index[~bad], values[~bad])
     raise InvalidInputError(
-        f"--source {spec.source}: {len(where)} NaN/infinite value(s) at row(s) {shown}; "
-        "use --missing drop or --missing interpolate to accept them"
+        f"{problem}; use --missing drop or --missing interpolate to accept them"
     )
 
 

@@ -21,8 +21,10 @@ from tasks.evaluate import (
     PLOTS,
     Evaluation,
     Metrics,
+    head_of_split,
+    keras_forecaster,
     metrics_table,
-    regression_metrics,
+    score_split,
     stored_predictions,
 )
 from tasks.gate import Decision, decide_promotion
@@ -41,7 +43,7 @@ from tasks.registry import (
 from tasks.report import render_html, render_markdown
 from tasks.storage import DataDir, code_fingerprint
 from tasks.train import MODEL_FILE, TrainedRef, load_model
-from tasks.windows import DatasetRef, read_split
+from tasks.windows import DatasetRef
 
 LIBRARIES = ("tensorflow", "tensorflow-cpu", "keras", "prefect", "numpy", "pandas", "pyarrow")
 UNCHANGED = "no new data: model unchanged"
@@ -118,9 +120,9 @@ def rescore_champion(
     manifest = store.read_json(MODELS, champion["version"], MANIFEST_FILE)
     if manifest["dataset"]["spec"] != dataset.spec.model_dump(mode="json"):
         return None
-    _, test_x, test_y = read_split(dataset, "test", data_dir)
     model = load_model(data_dir, MODELS, champion["version"], MODEL_FILE)
-    return regression_metrics(test_y, model.predict(test_x, verbose=0).reshape(-1))
+    scores, _ = score_split(dataset, data_dir, {"champion": keras_forecaster(model)}, keep=0)
+    return scores["champion"]
 
 
 def build_manifest(
@@ -160,7 +162,7 @@ def check_round_trip(model_file: Path, test_x: np.ndarray, expected: np.ndarray)
     import keras
 
     reloaded = keras.saving.load_model(model_file, safe_mode=True)
-    forecast = reloaded.predict(test_x, verbose=0).reshape(-1)
+    forecast = keras_forecaster(reloaded)(test_x)
     if not np.allclose(forecast, expected, rtol=1e-5, atol=1e-7):
         worst = float(np.max(np.abs(forecast - expected)))
         raise RuntimeError(f"{model_file} does not reproduce its evaluation (max diff {worst:.3g})")
@@ -175,7 +177,8 @@ def stage_version(
 ) -> Candidate:
     """Copy the candidate into models/<version>/, which appears only complete and verified."""
     store = DataDir(config.data_dir)
-    _, test_x, _ = read_split(dataset, "test", config.data_dir)
+    expected = stored_predictions(evaluation, config.data_dir)
+    _, test_x, _ = head_of_split(dataset, "test", config.data_dir, len(expected))
     with registry_lock(store):  # two runs of the same training publish it once
         existing = find_version_of(store, trained.train_id)
         if existing is not None:
@@ -187,9 +190,7 @@ def stage_version(
             for name in (METRICS_FILE, *evaluation.plots):
                 store.copy_to_local(staging, "evaluations", trained.train_id, name)
             (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-            check_round_trip(
-                staging / MODEL_FILE, test_x, stored_predictions(evaluation, config.data_dir)
-            )
+            check_round_trip(staging / MODEL_FILE, test_x, expected)
     return Candidate(version=version, created=True)
 
 

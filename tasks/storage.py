@@ -114,7 +114,12 @@ class DataDir:
             retired = Path(f"{target}{STAGING_TAG}retired-{uuid.uuid4().hex}")
             with contextlib.suppress(FileNotFoundError):
                 Path(target).rename(retired)
-            local.rename(target)
+            try:
+                local.rename(target)
+            except OSError:
+                if retired.exists():
+                    retired.rename(target)  # put the previous complete version back
+                raise
             shutil.rmtree(retired, ignore_errors=True)
             return
         # Object stores have no atomic rename: the marker, uploaded last, is the commit point.

@@ -72,6 +72,8 @@ def make_windows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(starts, inputs, targets) as views of `values`: no Python loop, no copy."""
     n_windows = count_windows(len(values), input_len, horizon)
+    if n_windows == 0:
+        return np.arange(0, dtype=np.int64), np.empty((0, input_len)), np.empty(0)
     inputs = sliding_window_view(values, input_len)[:n_windows]
     targets = values[input_len - 1 + horizon :][:n_windows]
     return np.arange(n_windows, dtype=np.int64), inputs, targets

@@ -1,0 +1,132 @@
+"""The command line: flags fill the nested config; bad flags fail fast, in one line, harmlessly."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from flows.cli import build_parser, config_from_args
+from tasks.config import RetrainConfig
+
+WAVECAST = Path(sys.executable).with_name("wavecast")
+HEAVY_MODULES = ("prefect", "tensorflow", "keras")
+
+
+def config(*argv: str) -> RetrainConfig:
+    result: RetrainConfig = config_from_args(build_parser().parse_args(["retrain", *argv]))
+    return result
+
+
+def test_no_flags_is_the_default_config() -> None:
+    """Without flags the CLI builds exactly RetrainConfig()'s tutorial defaults."""
+    assert config() == RetrainConfig()
+
+
+def test_every_flag_lands_in_its_nested_field() -> None:
+    """Each flag is parsed to its field's type at its place in RetrainConfig."""
+    c = config(
+        *("--source", "s.csv", "--column", "load", "--length", "50", "--noise", "0.25"),
+        *("--noise-seed", "4", "--missing", "drop", "--input-len", "7", "--horizon", "1"),
+        *("--train-fraction", "0.5", "--cell", "lstm", "--units", "8", "--scaling", "none"),
+        *("--epochs", "3", "--batch-size", "4", "--learning-rate", "0.01", "--seed", "9"),
+        *("--tolerance", "0.2", "--data-dir", "elsewhere", "--refresh"),
+    )
+    assert c.series.model_dump() == {
+        **RetrainConfig().series.model_dump(),
+        **dict(source="s.csv", column="load", length=50, noise=0.25, noise_seed=4),
+        "missing": "drop",
+    }
+    assert (c.windows.input_len, c.windows.horizon, c.windows.train_fraction) == (7, 1, 0.5)
+    assert (c.model.cell, c.model.units, c.model.scaling) == ("lstm", 8, "none")
+    assert (c.train.epochs, c.train.batch_size, c.train.seed) == (3, 4, 9)
+    assert c.train.learning_rate == 0.01 and isinstance(c.train.epochs, int)
+    assert (c.gate.tolerance, c.data_dir, c.refresh) == (0.2, "elsewhere", True)
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every file and directory under root, with a hash of each file's bytes."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "/"
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def run_cli(
+    tmp_path: Path, *argv: str, blocked: tuple[str, ...] = HEAVY_MODULES
+) -> subprocess.CompletedProcess[str]:
+    """Run `wavecast` with the `blocked` modules made unimportable."""
+    blockers = tmp_path / "blockers"
+    for name in blocked:
+        (blockers / name).mkdir(parents=True, exist_ok=True)
+        (blockers / name / "__init__.py").write_text(f"raise ImportError('{name} was imported')\n")
+    env = {**os.environ, "PYTHONPATH": str(blockers), "PREFECT_HOME": str(tmp_path / "home")}
+    return subprocess.run(
+        [str(WAVECAST), *argv], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+
+
+def populated_data_dir(tmp_path: Path) -> Path:
+    """A data dir that already holds files a failed run must not touch."""
+    data_dir = tmp_path / "data"
+    (data_dir / "models").mkdir(parents=True)
+    (data_dir / "keep.txt").write_text("precious\n")
+    (data_dir / "models" / "champion.json").write_text('{"version": "x"}\n')
+    return data_dir
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--epochs", "0"], "--epochs"),
+        (["--epochs", "-3"], "--epochs"),
+        (["--input-len", "0"], "--input-len"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--train-fraction", "1.5"], "--train-fraction"),
+        (["--cell", "banana"], "--cell"),
+    ],
+)
+def test_bad_flag_fails_in_one_line_and_touches_nothing(
+    tmp_path: Path, argv: list[str], flag: str
+) -> None:
+    """Exit != 0, one stderr line naming the flag, no traceback, data dir byte-identical."""
+    data_dir = populated_data_dir(tmp_path)
+    before = snapshot(data_dir)
+
+    result = run_cli(tmp_path, "retrain", *argv, "--data-dir", str(data_dir))
+
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and flag in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stdout == ""
+    assert snapshot(data_dir) == before
+
+
+def test_bad_data_fails_in_one_line_before_tensorflow(tmp_path: Path) -> None:
+    """A NaN in a file source: exit 2, one line with count and row, nothing written, no TF."""
+    data_dir = populated_data_dir(tmp_path)
+    before = snapshot(data_dir)
+    source = tmp_path / "series.csv"
+    values = [str(i) for i in range(30)]
+    values[3] = ""
+    source.write_text("k,v\n" + "".join(f"r{i},{v}\n" for i, v in enumerate(values)))
+
+    result = run_cli(
+        tmp_path,
+        "retrain",
+        "--source",
+        str(source),
+        "--data-dir",
+        str(data_dir),
+        blocked=("tensorflow", "keras"),
+    )
+
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and "1 NaN" in lines[0] and "row(s) 3" in lines[0], result.stderr
+    assert snapshot(data_dir) == before

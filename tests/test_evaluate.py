@@ -1,0 +1,75 @@
+"""Metrics and the two baselines, on values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tasks.evaluate import (
+    fit_linear_ar,
+    linear_forecast,
+    persistence_forecast,
+    regression_metrics,
+)
+from tasks.windows import make_windows, split_index
+
+
+def test_metrics_on_hand_computed_values() -> None:
+    """Errors [1, 0, 2]: MSE 5/3, MAE 1, RMSE sqrt(5/3)."""
+    m = regression_metrics(np.array([1.0, 2.0, 3.0]), np.array([2.0, 2.0, 5.0]))
+    assert m.mse == pytest.approx(5 / 3)
+    assert m.mae == pytest.approx(1.0)
+    assert m.rmse == pytest.approx(math.sqrt(5 / 3))
+
+
+def test_metrics_accept_a_column_forecast_and_integer_truth() -> None:
+    """A Keras-shaped (n, 1) forecast scores like a flat one: errors [-1, 3] -> MSE 5, MAE 2."""
+    m = regression_metrics(np.array([1, 2]), np.array([[0.0], [5.0]]))
+    assert (m.mse, m.mae) == pytest.approx((5.0, 2.0))
+
+
+def test_persistence_is_each_windows_last_value() -> None:
+    """Tomorrow looks like today: column -1 of the inputs."""
+    inputs = np.array([[1.0, 2.0, 3.0], [7.0, 8.0, 9.0]])
+    assert np.array_equal(persistence_forecast(inputs), np.array([3.0, 9.0]))
+
+
+def recurrence(n: int) -> np.ndarray:
+    """y_t = 0.5 y_{t-1} - 0.2 y_{t-2} + 1, from y_0 = 0, y_1 = 5, without noise."""
+    y = [0.0, 5.0]
+    while len(y) < n:
+        y.append(0.5 * y[-1] - 0.2 * y[-2] + 1.0)
+    return np.array(y)
+
+
+def test_linear_ar_recovers_a_known_recurrence() -> None:
+    """Weights come back as [-0.2, 0.5] (oldest lag first) and intercept 1, forecasts exact."""
+    y = recurrence(16)
+    _, inputs, targets = make_windows(y, 2, 1)
+    weights = fit_linear_ar(inputs, targets)
+    assert weights == pytest.approx([-0.2, 0.5, 1.0], abs=1e-8)
+    assert linear_forecast(weights, inputs) == pytest.approx(targets, abs=1e-10)
+
+
+def test_linear_ar_recovers_the_sine_recurrence() -> None:
+    """A sampled sine obeys y[t+1] = 2cos(w) y[t] - y[t-1]: weights [-1, 2cos(w), 0]."""
+    x = np.linspace(-3 * np.pi, 3 * np.pi, 1000)
+    _, inputs, targets = make_windows(np.sin(x), 2, 1)
+    weights = fit_linear_ar(inputs, targets)
+    assert weights == pytest.approx([-1.0, 2 * math.cos(x[1] - x[0]), 0.0], abs=1e-9)
+
+
+def test_baselines_on_the_tutorial_sine() -> None:
+    """Fitted on train only, the linear baseline is near-exact on test; persistence is not."""
+    _, inputs, targets = make_windows(np.sin(np.linspace(-3 * np.pi, 3 * np.pi, 1000)), 5, 2)
+    cut = split_index(len(targets), 0.8)
+    forecasts = {
+        "linear": linear_forecast(fit_linear_ar(inputs[:cut], targets[:cut]), inputs[cut:]),
+        "persistence": persistence_forecast(inputs[cut:]),
+    }
+    assert regression_metrics(targets[cut:], forecasts["linear"]).mse < 1e-20
+    assert np.array_equal(forecasts["persistence"], inputs[cut:, -1])
+    # two steps of 6π/999 on a unit sine: persistence errs by up to ~2 * 0.0189
+    assert 1e-4 < regression_metrics(targets[cut:], forecasts["persistence"]).mse < 1e-2

@@ -1,0 +1,141 @@
+"""Loading and validating the source series: the sine, CSV/Parquet files, and the raw copy."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tasks.config import SeriesSpec
+from tasks.errors import InvalidInputError
+from tasks.generate import load_series, sine_series, source_fingerprint, store_series
+
+
+def write_csv(tmp_path: Path, text: str, name: str = "series.csv") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def load(source: str, **spec: object) -> np.ndarray:
+    values, _ = load_series(SeriesSpec.model_validate({"source": source, **spec}))
+    return values
+
+
+def test_sine_is_the_tutorials_exactly() -> None:
+    """Default spec: np.sin(np.linspace(-3π, 3π, 1000)), bit for bit."""
+    expected = np.sin(np.linspace(-3 * np.pi, 3 * np.pi, 1000))
+    assert np.array_equal(sine_series(SeriesSpec()), expected)
+
+
+def test_noise_is_seeded() -> None:
+    """Same seed, same noise; another seed, other noise; noise actually changes the values."""
+    a, b, c = (sine_series(SeriesSpec(noise=0.1, noise_seed=s)) for s in (1, 1, 2))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert not np.array_equal(a, sine_series(SeriesSpec()))
+
+
+def test_csv_and_parquet_files_are_read(tmp_path: Path) -> None:
+    """The only numeric column is picked from both formats; string columns are ignored."""
+    csv = write_csv(tmp_path, "label,value\na,1.5\nb,2.5\nc,-4\n")
+    parquet = tmp_path / "series.parquet"
+    pq.write_table(pa.table({"label": ["a", "b", "c"], "v": [1.5, 2.5, -4.0]}), parquet)
+    for source, column in ((csv, "value"), (str(parquet), "v")):
+        values, picked = load_series(SeriesSpec(source=source))
+        assert picked == column
+        assert np.array_equal(values, [1.5, 2.5, -4.0]) and values.dtype == np.float64
+
+
+def test_named_column_among_several(tmp_path: Path) -> None:
+    """--column picks one of several numeric columns, an integer time column included."""
+    csv = write_csv(tmp_path, "time,a,b\n1,1,10\n2,2,20\n3,3,30\n")
+    assert np.array_equal(load(csv, column="b"), [10.0, 20.0, 30.0])
+
+
+@pytest.mark.parametrize(
+    ("text", "column", "message"),
+    [
+        ("a,b\n1,2\n3,4\n", "c", r"--column c: not in .*\(columns: a, b\)"),
+        ("name,v\nx,1\ny,2\n", "name", "--column name: not numeric"),
+        ("a,b\n1,2\n3,4\n", None, r"several numeric columns \(a, b\).*--column"),
+        ("name\nx\ny\n", None, "no numeric column"),
+        ("k,v\na,1\nb,\nc,3\nd,nan\ne,5\n", None, r"2 NaN/infinite value\(s\) at row\(s\) 1, 3"),
+        ("v\n1\ninf\n3\n-inf\n", None, r"2 NaN/infinite value\(s\) at row\(s\) 1, 3"),
+        (
+            "time,v\n2024-01-02,1\n2024-01-01,2\n",
+            None,
+            "time column 'time' is not strictly increasing",
+        ),
+        ("date,v\n2024-01-01,1\n2024-01-02,2\n2024-01-02,3\n", None, "'date' is not strictly"),
+    ],
+    ids=["missing", "non-numeric", "ambiguous", "no-numeric", "nan", "inf", "unordered", "dup"],
+)
+def test_bad_files_are_refused_with_a_message(
+    tmp_path: Path, text: str, column: str | None, message: str
+) -> None:
+    """Each problem raises InvalidInputError whose one line names it."""
+    source = write_csv(tmp_path, text)
+    with pytest.raises(InvalidInputError, match=message) as caught:
+        load(source, column=column)
+    assert "\n" not in str(caught.value)
+
+
+def test_nan_message_lists_at_most_five_rows(tmp_path: Path) -> None:
+    """Seven bad rows: the count is exact and the row list is elided after five."""
+    source = write_csv(tmp_path, "v\n" + "nan\n" * 7 + "1\n2\n")
+    with pytest.raises(InvalidInputError, match=r"7 NaN.* 0, 1, 2, 3, 4, \.\.\."):
+        load(source)
+
+
+def test_missing_drop_and_interpolate(tmp_path: Path) -> None:
+    """drop removes non-finite points; interpolate fills them linearly between neighbours."""
+    source = write_csv(tmp_path, "v\n1\nnan\n3\ninf\n5\n")
+    assert np.array_equal(load(source, missing="drop"), [1.0, 3.0, 5.0])
+    assert np.array_equal(load(source, missing="interpolate"), [1.0, 2.0, 3.0, 4.0, 5.0])
+
+
+def test_interpolate_needs_two_finite_points(tmp_path: Path) -> None:
+    """With one finite value there is nothing to interpolate between: refused, not guessed."""
+    with pytest.raises(InvalidInputError, match="2 NaN"):
+        load(write_csv(tmp_path, "v\nnan\n1\ninf\n"), missing="interpolate")
+
+
+def test_missing_source_is_invalid_input(tmp_path: Path) -> None:
+    """A path that does not exist is bad input (never retried), not an OSError."""
+    with pytest.raises(InvalidInputError, match="no such file"):
+        load(str(tmp_path / "nope.csv"))
+
+
+def test_fingerprint_follows_the_bytes(tmp_path: Path) -> None:
+    """Rewriting identical bytes keeps the fingerprint; changing one byte changes it."""
+    path = tmp_path / "s.csv"
+    path.write_bytes(b"v\n1\n2\n")
+    spec = SeriesSpec(source=str(path))
+    first = source_fingerprint(spec)
+    path.write_bytes(b"v\n1\n2\n")
+    assert source_fingerprint(spec) == first
+    path.write_bytes(b"v\n1\n3\n")
+    assert source_fingerprint(spec) != first
+    assert source_fingerprint(SeriesSpec()) == source_fingerprint(SeriesSpec())
+    assert source_fingerprint(SeriesSpec()) != source_fingerprint(SeriesSpec(length=999))
+
+
+def test_store_series_writes_a_complete_raw_copy(tmp_path: Path) -> None:
+    """raw/<id>/series.parquet + _COMPLETE, holding the values and their content hash."""
+    source = write_csv(tmp_path, "v\n0.5\n-1\n2\n")
+    ref = store_series(SeriesSpec(source=source), str(tmp_path / "data"))
+    folder = tmp_path / "data" / "raw" / ref.series_id
+    assert (folder / "_COMPLETE").is_file()
+    table = pq.read_table(folder / "series.parquet")
+    values = table.column("value").to_numpy()
+    assert np.array_equal(values, [0.5, -1.0, 2.0]) and ref.n_points == 3
+    data = values.astype(np.float64).tobytes()
+    digest = hashlib.sha256(len(data).to_bytes(8, "little") + data).hexdigest()[:32]
+    assert ref.content_hash == digest
+    assert table.schema.metadata[b"content_hash"] == digest.encode()
+    assert table.schema.metadata[b"source"] == source.encode()

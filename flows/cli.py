@@ -114,7 +114,8 @@ def fail(message: str) -> NoReturn:
 
 
 def print_summary(summary: Any) -> None:
-    print(f"\nversion   {summary.version}  ({'promoted' if summary.promoted else 'not promoted'})")
+    status = "unchanged" if summary.unchanged else "promoted" if summary.promoted else "kept out"
+    print(f"\nversion   {summary.version}  ({status})")
     print(f"champion  {summary.champion}")
     print(f"model     {summary.model_dir}")
     print(f"report    {summary.report}")

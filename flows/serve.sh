@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# `make serve` / `make serve-stop`: a local Prefect server and process worker that run the
+# deployments of prefect.yaml. Everything lives in .serve/ (git-ignored): PREFECT_HOME
+# (database, result cache), logs and pid files. Idempotent: `start` reuses what is running.
+#
+#   flows/serve.sh start|stop      env: BIN (.venv/bin), SERVE_HOST, SERVE_PORT, SERVE_POOL,
+#                                       SERVE_PREFECT_HOME
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd -P)
+BIN=${BIN:-.venv/bin}
+HOST=${SERVE_HOST:-127.0.0.1}
+PORT=${SERVE_PORT:-4200}
+POOL=${SERVE_POOL:-wavecast}
+RUN_DIR=$ROOT/.serve
+export PREFECT_HOME=${SERVE_PREFECT_HOME:-$RUN_DIR/prefect-home}
+export PREFECT_API_URL=http://$HOST:$PORT/api
+export PREFECT_SERVER_ANALYTICS_ENABLED=${PREFECT_SERVER_ANALYTICS_ENABLED:-false}
+export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+
+# The pid in NAME.pid if that process is still one of ours (pids get reused), else nothing.
+running() {
+    local pid
+    pid=$(cat "$RUN_DIR/$1.pid" 2>/dev/null) || return 1
+    ps -p "$pid" -o command= 2>/dev/null | grep -q prefect && echo "$pid"
+}
+
+# Start a command as its own process group (so stop can end it and its children), logging.
+launch() {
+    local name=$1
+    shift
+    set -m
+    nohup "$@" </dev/null >>"$RUN_DIR/$name.log" 2>&1 &
+    echo $! >"$RUN_DIR/$name.pid"
+    set +m
+}
+
+healthy() {
+    "$BIN/python" - "$PREFECT_API_URL/health" <<'EOF'
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=2) as response:
+        sys.exit(0 if response.status == 200 else 1)
+except OSError:
+    sys.exit(1)
+EOF
+}
+
+wait_healthy() {
+    local deadline=$((SECONDS + 180))
+    until healthy; do
+        if ! running server >/dev/null; then
+            echo "serve: the server exited; last lines of $RUN_DIR/server.log:" >&2
+            tail -n 20 "$RUN_DIR/server.log" >&2
+            exit 1
+        fi
+        if ((SECONDS > deadline)); then
+            echo "serve: no answer from $PREFECT_API_URL/health after 180 s" >&2
+            exit 1
+        fi
+        sleep 1
+    done
+}
+
+start() {
+    mkdir -p "$RUN_DIR" "$PREFECT_HOME"
+    if pid=$(running server); then
+        echo "serve: server already running (pid $pid)"
+    else
+        echo "serve: starting the Prefect server on $HOST:$PORT (log: .serve/server.log)"
+        launch server "$BIN/prefect" server start --host "$HOST" --port "$PORT"
+    fi
+    wait_healthy
+    echo "serve: server healthy at $PREFECT_API_URL"
+    "$BIN/prefect" work-pool inspect "$POOL" >/dev/null 2>&1 ||
+        "$BIN/prefect" work-pool create "$POOL" --type process
+    # prefect.yaml's pull step records {{ $PWD }}: this checkout, whatever make's caller's was.
+    PWD=$ROOT "$BIN/prefect" --no-prompt deploy --all
+    if pid=$(running worker); then
+        echo "serve: worker already running (pid $pid)"
+    else
+        echo "serve: starting a process worker on pool '$POOL' (log: .serve/worker.log)"
+        launch worker "$BIN/prefect" worker start --pool "$POOL"
+    fi
+    cat <<EOF
+
+Prefect UI:  http://$HOST:$PORT    (Deployments: retrain/scheduled-retrain, retrain/on-demand)
+Use it from this shell:  export PREFECT_API_URL=$PREFECT_API_URL
+Run now:                 $BIN/prefect deployment run retrain/scheduled-retrain --watch
+Stop:                    make serve-stop
+EOF
+}
+
+# SIGINT (what Ctrl-C sends; the worker finishes cleanly on it), then SIGTERM, then SIGKILL.
+stop_one() {
+    local name=$1 pid signal waited
+    if ! pid=$(running "$name"); then
+        rm -f "$RUN_DIR/$name.pid"
+        echo "serve: no $name running"
+        return 0
+    fi
+    for signal in INT TERM KILL; do
+        kill -s "$signal" -- "-$pid" 2>/dev/null || true
+        for waited in $(seq 1 20); do
+            kill -0 "$pid" 2>/dev/null || break 2
+            sleep 0.5
+        done
+    done
+    rm -f "$RUN_DIR/$name.pid"
+    echo "serve: $name stopped (pid $pid, SIG$signal after ${waited}x0.5 s)"
+}
+
+case ${1:-} in
+start) start ;;
+stop)
+    stop_one worker # first: a worker whose server is gone keeps retrying it
+    stop_one server
+    ;;
+*)
+    echo "usage: $0 start|stop" >&2
+    exit 2
+    ;;
+esac

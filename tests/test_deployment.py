@@ -1,0 +1,279 @@
+"""prefect.yaml end to end: a real server, `prefect deploy --all`, a process worker, two runs.
+
+No mocks: `prefect server start` on a free loopback port with a throwaway PREFECT_HOME, the
+repository's own prefect.yaml deployed from the repo root, and a `prefect worker start` that
+runs the flow in a subprocess, exactly as a user's machine would. Every process started here
+(and any flow-run process the worker spawned) is stopped afterwards, even on failure.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+PREFECT = Path(sys.executable).with_name("prefect")
+SCHEDULED, ON_DEMAND = "scheduled-retrain", "on-demand"
+CACHED_STAGES = ("generate-series", "write-windows", "train-model", "evaluate-model")
+UNCHANGED = "no new data: model unchanged"
+STARTUP_TIMEOUT = 180.0
+RUN_TIMEOUT = 240.0
+
+pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
+
+
+def deployment_spec(name: str) -> dict[str, Any]:
+    """One deployment of the repository's prefect.yaml, YAML anchors merged."""
+    document = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    return next(spec for spec in document["deployments"] if spec["name"] == name)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    text = path.read_text(errors="replace") if path.exists() else "(no log)"
+    return f"--- {path.name} ---\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def is_healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids whose environment carries marker: ours, including the worker's flow-run children."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with suppress(OSError):
+            if marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+    return [pid for pid in found if pid != os.getpid()]
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, give it 15 s, then SIGKILL it."""
+    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace)
+            return
+
+
+@dataclass
+class Stack:
+    """A Prefect server and its clients, all sharing one throwaway PREFECT_HOME."""
+
+    root: Path
+    api_url: str
+    env: dict[str, str]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """A long-running prefect command in its own process group, logging to a file."""
+        with (self.root / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(
+                [str(PREFECT), *args],
+                cwd=REPO,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.processes.append(process)
+        return process
+
+    def cli(self, *args: str) -> str:
+        """A prefect command run to completion from the repo root; its output, or a failure."""
+        done = subprocess.run(
+            [str(PREFECT), *args],
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=STARTUP_TIMEOUT,
+        )
+        assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def logs(self) -> str:
+        return "\n".join(tail(log) for log in sorted(self.root.glob("*.log")))
+
+
+def wait_healthy(stack: Stack, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not is_healthy(stack.api_url):
+        assert server.poll() is None, f"server exited ({server.returncode})\n{stack.logs()}"
+        assert time.monotonic() < deadline, f"server not healthy in time\n{stack.logs()}"
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """A real `prefect server start` on a free port; everything it started is ended after."""
+    marker = f"wavecast-e2e-{uuid.uuid4().hex}"
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(tmp_path / "prefect-home"),  # database, profiles and result storage
+        PREFECT_API_URL=api_url,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_WORKER_QUERY_SECONDS="1",  # poll for runs every second, not every 10
+        PWD=str(REPO),  # prefect.yaml's pull step records {{ $PWD }}
+        TF_CPP_MIN_LOG_LEVEL="2",
+        WAVECAST_E2E=marker,
+    )
+    stack = Stack(root=tmp_path, api_url=api_url, env=env)
+    try:
+        started = time.monotonic()
+        server = stack.start("server", "server", "start", "--host", "127.0.0.1", f"--port={port}")
+        wait_healthy(stack, server)
+        stack.timings["server healthy"] = time.monotonic() - started
+        yield stack
+    finally:
+        for process in reversed(stack.processes):  # the worker before its server
+            stop(process)
+        for pid in processes_with(marker):  # flow runs the worker started in new sessions
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def run_deployment_once(stack: Stack, deployment_id: Any, parameters: dict[str, Any]) -> Any:
+    """Create a run of the deployment, let the worker execute it, return the final flow run."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while not (run.state and run.state.is_final()):
+            assert time.monotonic() < deadline, f"run stuck in {run.state_name}\n{stack.logs()}"
+            time.sleep(1)
+            run = client.read_flow_run(run.id)
+    assert run.state_name == "Completed", f"{run.state}\n{stack.logs()}"
+    return run
+
+
+def run_artifacts(flow_run_id: Any) -> dict[str, Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return {artifact.key: artifact for artifact in found if artifact.key}
+
+
+def task_states(flow_run_id: Any) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return {run.name.rsplit("-", 1)[0]: str(run.state_name) for run in runs}
+
+
+def check_deployments(stack: Stack) -> Any:
+    """Both deployments carry prefect.yaml's settings; returns the scheduled one."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.schedules import CronSchedule
+
+    spec = deployment_spec(SCHEDULED)
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(f"retrain/{SCHEDULED}")
+        on_demand = client.read_deployment_by_name(f"retrain/{ON_DEMAND}")
+        # Not part of the check: keeps a real tick from landing in this test's worker.
+        for schedule in deployment.schedules:
+            client.update_deployment_schedule(deployment.id, schedule.id, active=False)
+    expected = [(s["cron"], s["timezone"]) for s in spec["schedules"]]
+    schedules = [s.schedule for s in deployment.schedules]
+    crons = [(s.cron, s.timezone) for s in schedules if isinstance(s, CronSchedule)]
+    assert crons == expected, f"{crons} != {expected}\n{stack.logs()}"
+    assert deployment.parameters == spec["parameters"]
+    assert deployment.work_pool_name == spec["work_pool"]["name"]
+    limit = spec["concurrency_limit"]
+    assert deployment.global_concurrency_limit is not None
+    assert deployment.global_concurrency_limit.limit == limit["limit"]
+    assert deployment.concurrency_options is not None
+    assert deployment.concurrency_options.collision_strategy.value == limit["collision_strategy"]
+    directory = "prefect.deployments.steps.set_working_directory"
+    assert deployment.pull_steps == [{directory: {"directory": str(REPO)}}]
+    assert on_demand.schedules == []
+    assert on_demand.parameters == deployment_spec(ON_DEMAND)["parameters"]
+    return deployment
+
+
+def test_yaml_deploys_and_a_worker_runs_then_serves_from_cache(
+    stack: Stack, tmp_path: Path
+) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    data_dir = tmp_path / "data"
+    tiny = {
+        "config": {
+            "series": {"length": 120},
+            "model": {"units": 4},
+            "train": {"epochs": 2, "batch_size": 16},
+            "data_dir": str(data_dir),
+        }
+    }
+    timings = stack.timings
+    with temporary_settings({PREFECT_API_URL: stack.api_url}):
+        pool = deployment_spec(SCHEDULED)["work_pool"]["name"]
+        started = time.monotonic()
+        stack.cli("work-pool", "create", pool, "--type", "process")
+        stack.start("worker", "worker", "start", "--pool", pool)  # starts while deploy runs
+        stack.cli("--no-prompt", "deploy", "--all")
+        timings["pool + deploy"] = time.monotonic() - started
+        deployment = check_deployments(stack)
+
+        started = time.monotonic()
+        first = run_deployment_once(stack, deployment.id, tiny)
+        timings["cold run"] = time.monotonic() - started
+        artifacts = run_artifacts(first.id)
+        assert artifacts["wavecast-metrics"].type == "table"
+        assert "persistence" in str(artifacts["wavecast-metrics"].data)
+        assert artifacts["wavecast-report"].type == "markdown"
+        assert UNCHANGED not in str(artifacts["wavecast-report"].data)
+        (model_file,) = data_dir.glob("models/*/model.keras")
+        assert (data_dir / "models" / "champion.json").is_file()
+        model_bytes = model_file.read_bytes()
+
+        started = time.monotonic()
+        second = run_deployment_once(stack, deployment.id, tiny)
+        timings["unchanged rerun"] = time.monotonic() - started
+        states = task_states(second.id)
+        assert {stage: states[stage] for stage in CACHED_STAGES} == dict.fromkeys(
+            CACHED_STAGES, "Cached"
+        ), f"{states}\n{stack.logs()}"
+        assert UNCHANGED in str(run_artifacts(second.id)["wavecast-report"].data)
+        assert list(data_dir.glob("models/*/model.keras")) == [model_file]
+        assert model_file.read_bytes() == model_bytes
+    print("\n" + "\n".join(f"{step:>16}: {seconds:6.1f} s" for step, seconds in timings.items()))

@@ -6,20 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from prefect.client.orchestration import get_client
 
 from flows.retrain import retrain
 from tests.conftest import tiny_config
-
-
-def task_states(flow_run_id: str) -> dict[str, str]:
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
-    return {run.name.rsplit("-", 1)[0]: str(run.state_name) for run in runs}
+from tests.servers import task_states
 
 
 @pytest.mark.usefixtures("prefect_server")

@@ -1,0 +1,155 @@
+"""Real Prefect servers for tests: start one on a free loopback port, stop all it started."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+PREFECT = Path(sys.executable).with_name("prefect")
+STARTUP_TIMEOUT = 180.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    text = path.read_text(errors="replace") if path.exists() else "(no log)"
+    return f"--- {path.name} ---\n" + "\n".join(text.splitlines()[-lines:])
+
+
+def is_healthy(api_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids whose environment carries marker: ours, including the worker's flow-run children."""
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        with suppress(OSError):
+            if marker.encode() in (entry / "environ").read_bytes():
+                found.append(int(entry.name))
+    return [pid for pid in found if pid != os.getpid()]
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, give it 15 s, then SIGKILL it."""
+    for sig, grace in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace)
+            return
+
+
+@dataclass
+class Stack:
+    """A Prefect server and its clients, all sharing one throwaway PREFECT_HOME."""
+
+    root: Path
+    api_url: str
+    env: dict[str, str]
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        """A long-running prefect command in its own process group, logging to a file."""
+        with (self.root / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen(
+                [str(PREFECT), *args],
+                cwd=REPO,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.processes.append(process)
+        return process
+
+    def cli(self, *args: str) -> str:
+        """A prefect command run to completion from the repo root; its output, or a failure."""
+        done = subprocess.run(
+            [str(PREFECT), *args],
+            cwd=REPO,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=STARTUP_TIMEOUT,
+        )
+        assert done.returncode == 0, f"prefect {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    def logs(self) -> str:
+        return "\n".join(tail(log) for log in sorted(self.root.glob("*.log")))
+
+
+def wait_healthy(stack: Stack, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not is_healthy(stack.api_url):
+        assert server.poll() is None, f"server exited ({server.returncode})\n{stack.logs()}"
+        assert time.monotonic() < deadline, f"server not healthy in time\n{stack.logs()}"
+        time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def running_server(root: Path) -> Iterator[Stack]:
+    """A real `prefect server start` on a free port; everything it started is ended after."""
+    marker = f"wavecast-test-{uuid.uuid4().hex}"
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update(
+        PREFECT_HOME=str(root / "prefect-home"),  # database, profiles and result storage
+        PREFECT_API_URL=api_url,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_WORKER_QUERY_SECONDS="1",  # poll for runs every second, not every 10
+        PWD=str(REPO),  # prefect.yaml's pull step records {{ $PWD }}
+        TF_CPP_MIN_LOG_LEVEL="2",
+        WAVECAST_TEST_MARKER=marker,
+    )
+    stack = Stack(root=root, api_url=api_url, env=env)
+    try:
+        started = time.monotonic()
+        server = stack.start("server", "server", "start", "--host", "127.0.0.1", f"--port={port}")
+        wait_healthy(stack, server)
+        stack.timings["server healthy"] = time.monotonic() - started
+        yield stack
+    finally:
+        for process in reversed(stack.processes):  # the worker before its server
+            stop(process)
+        for pid in processes_with(marker):  # flow runs the worker started in new sessions
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def task_states(flow_run_id: Any) -> dict[str, str]:
+    """State name of each task run of a flow run, by task name."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return {run.name.rsplit("-", 1)[0]: str(run.state_name) for run in runs}

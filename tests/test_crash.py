@@ -1,0 +1,126 @@
+"""SIGKILL and concurrency against a real server: the registry is always consistent.
+
+Each retrain is the real `wavecast` command in its own process, reporting to a real
+`prefect server` on a loopback port, killed with SIGKILL at the named moment and then rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import keras
+import pytest
+
+from tasks.registry import list_versions, read_promotions
+from tasks.storage import COMPLETE_MARKER, STAGING_TAG, DataDir
+from tests.servers import Stack, running_server
+
+WAVECAST = Path(sys.executable).with_name("wavecast")
+TINY = ("--length", "120", "--units", "4", "--batch-size", "16")
+
+pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with running_server(tmp_path_factory.mktemp("crash-server")) as started:
+        yield started
+
+
+def start_retrain(stack: Stack, data_dir: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as sink:
+        return subprocess.Popen(
+            [str(WAVECAST), "retrain", "--data-dir", str(data_dir), "--json", *TINY, *args],
+            env=stack.env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_for_log(process: subprocess.Popen[bytes], log: Path, pattern: str) -> None:
+    deadline = time.monotonic() + 180
+    while not re.search(pattern, log.read_text(errors="replace")):
+        assert process.poll() is None, f"exited before {pattern!r}:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"never saw {pattern!r}:\n{log.read_text()}"
+        time.sleep(0.1)
+
+
+def finish(process: subprocess.Popen[bytes], log: Path) -> dict[str, object]:
+    """Wait for a retrain, assert it succeeded, return its JSON summary."""
+    assert process.wait(timeout=300) == 0, log.read_text()
+    summary: dict[str, object] = json.loads(log.read_text().strip().splitlines()[-1])
+    return summary
+
+
+def assert_consistent(data_dir: Path) -> None:
+    """Every visible stage directory is complete; the champion is a loadable, complete version."""
+    for stage in ("raw", "windows", "training", "evaluations", "models"):
+        for entry in (data_dir / stage).glob("*"):
+            if entry.is_dir() and STAGING_TAG not in entry.name:
+                assert (entry / COMPLETE_MARKER).is_file(), f"{entry} visible but incomplete"
+    store = DataDir(str(data_dir))
+    events = read_promotions(store)  # raises on a torn line
+    champion_file = data_dir / "models" / "champion.json"
+    if not champion_file.exists():
+        assert events == []
+        return
+    champion = json.loads(champion_file.read_text())["version"]
+    assert champion in list_versions(store)
+    assert events and events[-1]["version"] == champion
+    keras.saving.load_model(data_dir / "models" / champion / "model.keras", safe_mode=True)
+
+
+def test_killed_while_training_then_rerun_completes(stack: Stack, tmp_path: Path) -> None:
+    data_dir, log = tmp_path / "data", tmp_path / "retrain.log"
+    process = start_retrain(stack, data_dir, log, "--epochs", "300")
+    wait_for_log(process, log, r"epoch 3/300")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert_consistent(data_dir)
+    assert not (data_dir / "models" / "champion.json").exists()
+
+    rerun = start_retrain(stack, data_dir, tmp_path / "rerun.log", "--epochs", "300")
+    summary = finish(rerun, tmp_path / "rerun.log")
+    assert summary["promoted"] is True
+    assert_consistent(data_dir)
+
+
+def test_killed_while_publishing_keeps_a_valid_champion(stack: Stack, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first = finish(start_retrain(stack, data_dir, tmp_path / "a.log"), tmp_path / "a.log")
+    log = tmp_path / "b.log"
+    process = start_retrain(stack, data_dir, log, "--seed", "3")
+    wait_for_log(process, log, r"evaluate-model-\w+' - Finished")
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert_consistent(data_dir)
+    champion = json.loads((data_dir / "models" / "champion.json").read_text())["version"]
+    assert champion in (first["version"], *list_versions(DataDir(str(data_dir))))
+
+    rerun = finish(
+        start_retrain(stack, data_dir, tmp_path / "c.log", "--seed", "3"), tmp_path / "c.log"
+    )
+    assert rerun["champion"] is not None
+    assert_consistent(data_dir)
+
+
+def test_two_retrains_started_together_both_complete(stack: Stack, tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    logs = [tmp_path / f"run{i}.log" for i in range(2)]
+    processes = [start_retrain(stack, data_dir, log, "--epochs", "5") for log in logs]
+    summaries = [finish(p, log) for p, log in zip(processes, logs, strict=True)]
+
+    assert summaries[0]["version"] == summaries[1]["version"]  # same training, one version
+    assert sorted(bool(s["promoted"]) for s in summaries) == [False, True]
+    assert len(read_promotions(DataDir(str(data_dir)))) == 1
+    assert_consistent(data_dir)
+    assert not [p for p in (data_dir / "models").iterdir() if STAGING_TAG in p.name]
+    assert len([p for p in (data_dir / "windows").iterdir() if STAGING_TAG not in p.name]) == 1

@@ -107,26 +107,44 @@ def test_bad_flag_fails_in_one_line_and_touches_nothing(
     assert snapshot(data_dir) == before
 
 
-def test_bad_data_fails_in_one_line_before_tensorflow(tmp_path: Path) -> None:
-    """A NaN in a file source: exit 2, one line with count and row, nothing written, no TF."""
+def numbers_csv(count: int, blank_at: int | None = None) -> str:
+    values = ["" if i == blank_at else str(i % 7) for i in range(count)]
+    return "k,v\n" + "".join(f"r{i},{v}\n" for i, v in enumerate(values))
+
+
+@pytest.mark.parametrize(
+    ("csv_text", "extra", "expected"),
+    [
+        (numbers_csv(30, blank_at=3), [], "1 NaN/infinite value(s) at row(s) 3"),
+        (numbers_csv(3), [], "need at least 8"),
+        ("name,colour\nann,red\nbob,blue\n", [], "no numeric column"),
+        (numbers_csv(30), ["--column", "nosuchcolumn"], "--column nosuchcolumn: not in"),
+        ("a,b\n" + "1,2\n" * 30, [], "several numeric columns (a, b)"),
+        ("time,v\n" + "".join(f"{i // 2},{i}\n" for i in range(30)), [], "time column 'time'"),
+        (None, [], "no such file"),
+    ],
+    ids=["nan", "three-rows", "text", "no-column", "ambiguous", "duplicate-times", "missing"],
+)
+def test_bad_data_fails_in_one_line_before_tensorflow(
+    tmp_path: Path, csv_text: str | None, extra: list[str], expected: str
+) -> None:
+    """Bad source data: exit 2, one line saying what is wrong, nothing written, no TF loaded."""
     data_dir = populated_data_dir(tmp_path)
     before = snapshot(data_dir)
     source = tmp_path / "series.csv"
-    values = [str(i) for i in range(30)]
-    values[3] = ""
-    source.write_text("k,v\n" + "".join(f"r{i},{v}\n" for i, v in enumerate(values)))
+    if csv_text is None:
+        source = Path("/nonexistent/series.csv")
+    else:
+        source.write_text(csv_text)
 
     result = run_cli(
         tmp_path,
-        "retrain",
-        "--source",
-        str(source),
-        "--data-dir",
-        str(data_dir),
+        *("retrain", "--source", str(source), "--data-dir", str(data_dir), *extra),
         blocked=("tensorflow", "keras"),
     )
 
     assert result.returncode == 2
     lines = result.stderr.splitlines()
-    assert len(lines) == 1 and "1 NaN" in lines[0] and "row(s) 3" in lines[0], result.stderr
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
     assert snapshot(data_dir) == before

@@ -69,3 +69,30 @@ def test_failed_promotion_rolls_back_the_staged_version(
     assert list_versions(DataDir(str(data_dir))) == [first.version]
     assert (data_dir / "models" / "champion.json").read_bytes() == champion_before
     assert len(promotions(data_dir)) == 1
+
+
+def test_grown_file_source_retrains_and_says_what_changed(tmp_path: Path) -> None:
+    """30 rows appended to the CSV: a new version whose report names the rows and new hash."""
+    source = tmp_path / "series.csv"
+    values = np.sin(np.linspace(0, 12 * np.pi, 150))
+    source.write_text("value\n" + "".join(f"{v:.17g}\n" for v in values[:120]))
+    base = tiny_config(tmp_path / "data")
+    config = base.model_copy(
+        update={"series": base.series.model_copy(update={"source": str(source)})}
+    )
+    first = retrain(config)
+    source.write_text(source.read_text() + "".join(f"{v:.17g}\n" for v in values[120:]))
+    second = retrain(config)
+
+    assert not second.unchanged and second.version != first.version
+    (change,) = second.changes
+    assert "+30 rows (120 -> 150)" in change
+    manifest = json.loads((Path(second.model_dir) / "manifest.json").read_text())
+    assert manifest["series"]["content_hash"] in change
+    assert (
+        manifest["series"]["content_hash"]
+        != json.loads((Path(first.model_dir) / "manifest.json").read_text())["series"][
+            "content_hash"
+        ]
+    )
+    assert change in (Path(second.model_dir) / "report.md").read_text()

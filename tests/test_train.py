@@ -1,0 +1,163 @@
+"""Training on tiny data: the fast loop is model.fit's arithmetic, seeded, saved and reloadable."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tasks.config import ModelSpec, SeriesSpec, TrainSpec, WindowSpec
+from tasks.generate import store_series
+from tasks.train import (
+    HISTORY_FILE,
+    MODEL_FILE,
+    build_model,
+    fit_model,
+    fit_order,
+    loss_history,
+    train_on_dataset,
+    untrained_predictions,
+)
+from tasks.windows import DatasetRef, build_windows, make_windows, read_split
+
+SINE = np.sin(np.linspace(-3 * np.pi, 3 * np.pi, 120))
+TINY_MODEL = ModelSpec(units=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetRef, str]:
+    """120-point sine -> 114 windows of 5: 91 train (5 batches of 16 and one of 11), 23 test."""
+    data_dir = str(tmp_path_factory.mktemp("train") / "data")
+    series = store_series(SeriesSpec(length=120), data_dir)
+    return build_windows(series, WindowSpec(), data_dir), data_dir
+
+
+def tiny_arrays() -> tuple[np.ndarray, np.ndarray]:
+    _, inputs, targets = make_windows(SINE, 5, 2)
+    return np.asarray(inputs[:91]), np.asarray(targets[:91])
+
+
+def seeded_fit(fast: bool, seed: int, spec: TrainSpec) -> tuple[list[float], list[np.ndarray]]:
+    """The same model and data through fit_model or plain model.fit."""
+    import keras
+
+    inputs, targets = tiny_arrays()
+    keras.utils.set_random_seed(seed)
+    model = build_model(TINY_MODEL, 5, 0.0, 1.0)
+    if fast:
+        losses = fit_model(model, inputs, targets, spec)
+    else:
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate=spec.learning_rate), loss="mse")
+        history = model.fit(
+            inputs, targets, batch_size=spec.batch_size, epochs=spec.epochs, shuffle=True, verbose=0
+        )
+        losses = [float(v) for v in history.history["loss"]]
+    return losses, model.get_weights()
+
+
+def test_fast_loop_is_model_fit_arithmetic() -> None:
+    """Same seed: the per-epoch losses and the final weights of both loops agree."""
+    spec = TrainSpec(epochs=3, batch_size=16, learning_rate=0.01)
+    fast_losses, fast_weights = seeded_fit(True, 3, spec)
+    fit_losses, fit_weights = seeded_fit(False, 3, spec)
+    np.testing.assert_allclose(fast_losses, fit_losses, rtol=1e-5)
+    for fast, fitted in zip(fast_weights, fit_weights, strict=True):
+        np.testing.assert_allclose(fast, fitted, rtol=1e-4, atol=1e-6)
+
+
+def test_same_seed_same_losses_other_seed_other_losses() -> None:
+    spec = TrainSpec(epochs=2, batch_size=16)
+    first, _ = seeded_fit(True, 7, spec)
+    again, _ = seeded_fit(True, 7, spec)
+    other, _ = seeded_fit(True, 8, spec)
+    assert first == again
+    assert first != other
+
+
+def test_epoch_order_is_model_fits_permutation() -> None:
+    """Seeded, model.fit replays one permutation every epoch; unseeded, it draws afresh."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    seeded = fit_order(50)
+    orders = [seeded(epoch).numpy() for epoch in range(3)]
+    assert sorted(orders[0]) == list(range(50))
+    assert all(np.array_equal(orders[0], order) for order in orders)
+    tf.random.set_seed(None)
+    try:
+        fresh = fit_order(50)
+        drawn = [fresh(epoch).numpy() for epoch in range(3)]
+        assert not np.array_equal(drawn[1], drawn[2])
+    finally:
+        keras.utils.set_random_seed(0)
+
+
+def test_epoch_callback_gets_every_epoch_loss() -> None:
+    import keras
+
+    inputs, targets = tiny_arrays()
+    keras.utils.set_random_seed(0)
+    seen: list[tuple[int, float]] = []
+    losses = fit_model(
+        build_model(TINY_MODEL, 5, 0.0, 1.0),
+        inputs,
+        targets,
+        TrainSpec(epochs=3, batch_size=16),
+        lambda epoch, loss: seen.append((epoch, loss)),
+    )
+    assert seen == list(enumerate(losses))
+
+
+def test_smoke_train_save_reload(tiny_dataset: tuple[DatasetRef, str]) -> None:
+    """Two seeded epochs: loss falls, one forecast per window, the saved model reloads safely."""
+    import keras
+
+    dataset, data_dir = tiny_dataset
+    trained = train_on_dataset(dataset, TINY_MODEL, TrainSpec(epochs=2, batch_size=16), data_dir)
+    losses = loss_history(trained, data_dir)
+    assert trained.epochs_run == len(losses) == 2 and losses[1] < losses[0]
+    assert trained.final_loss == losses[-1]
+    model_file = Path(trained.uri) / MODEL_FILE
+    reloaded = keras.saving.load_model(model_file, safe_mode=True)
+    _, test_x, _ = read_split(dataset, "test", data_dir)
+    forecast = reloaded.predict(test_x, verbose=0)
+    assert forecast.shape == (dataset.n_test, 1)
+    assert untrained_predictions(trained, data_dir).shape == (dataset.n_test,)
+    again = keras.saving.load_model(model_file, safe_mode=True).predict(test_x, verbose=0)
+    np.testing.assert_array_equal(forecast, again)
+    assert json.loads((Path(trained.uri) / HISTORY_FILE).read_text())["loss"] == losses
+
+
+def test_reloaded_model_predicts_as_trained(tmp_path: Path) -> None:
+    import keras
+
+    inputs, targets = tiny_arrays()
+    keras.utils.set_random_seed(0)
+    model = build_model(ModelSpec(units=4, scaling="standard"), 5, 0.3, 2.0)
+    fit_model(model, inputs, targets, TrainSpec(epochs=2, batch_size=16))
+    model.save(tmp_path / MODEL_FILE)
+    reloaded = keras.saving.load_model(tmp_path / MODEL_FILE, safe_mode=True)
+    np.testing.assert_allclose(
+        reloaded.predict(inputs, verbose=0), model.predict(inputs, verbose=0), rtol=1e-6
+    )
+
+
+def test_importing_the_pipeline_never_loads_tensorflow() -> None:
+    """What a cached rerun imports: the flow, every task module and the CLI, but not TF."""
+    code = (
+        "import sys, flows.cli, flows.retrain, tasks.config, tasks.evaluate, tasks.generate, "
+        "tasks.plots, tasks.publish, tasks.registry, tasks.report, tasks.train, "
+        "tasks.validate, tasks.windows\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras'})\n"
+        "assert not loaded, loaded[:5]\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyarrow.dataset as ds
 from prefect import get_run_logger, task
 from pydantic import BaseModel, ConfigDict
 
@@ -18,7 +17,7 @@ from tasks.plots import plot_forecasts, plot_loss
 from tasks.prefect_support import IO_RETRIES, content_cache
 from tasks.storage import DataDir
 from tasks.train import MODEL_FILE, TrainedRef, load_model, loss_history, untrained_predictions
-from tasks.windows import DatasetRef, open_dataset
+from tasks.windows import DatasetRef, iter_split
 
 PLOTS = ("loss.png", "predictions.png", "untrained.png")
 BATCH_ROWS = 1 << 16  # windows per batch when streaming a split
@@ -110,32 +109,6 @@ def linear_forecast(weights: np.ndarray, inputs: np.ndarray) -> np.ndarray:
     return np.asarray(inputs @ weights[:-1] + weights[-1])
 
 
-def split_batches(
-    dataset: DatasetRef, split: str, data_dir: str, rows: int = BATCH_ROWS
-) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(starts, inputs, targets) of one split in bounded batches, in stored order."""
-    scanner = open_dataset(dataset, data_dir).to_batches(
-        columns=["start", "x", "y"], filter=ds.field("split") == split, batch_size=rows
-    )
-    for batch in scanner:
-        if batch.num_rows:
-            inputs = batch.column("x").flatten().to_numpy().reshape(-1, dataset.spec.input_len)
-            yield batch.column("start").to_numpy(), inputs, batch.column("y").to_numpy()
-
-
-def head_of_split(
-    dataset: DatasetRef, split: str, data_dir: str, rows: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The first `rows` windows of a split, read without loading the rest."""
-    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    for batch in split_batches(dataset, split, data_dir, rows=min(rows, BATCH_ROWS)):
-        parts.append(batch)
-        if sum(len(p[0]) for p in parts) >= rows:
-            break
-    starts, inputs, targets = (np.concatenate(column)[:rows] for column in zip(*parts, strict=True))
-    return starts, inputs, targets
-
-
 def score_split(
     dataset: DatasetRef,
     data_dir: str,
@@ -146,7 +119,7 @@ def score_split(
     totals = {name: ErrorTotals() for name in forecasters}
     kept: dict[str, list[np.ndarray]] = {name: [] for name in ("start", "truth", *forecasters)}
     seen = 0
-    for starts, inputs, targets in split_batches(dataset, "test", data_dir):
+    for starts, inputs, targets in iter_split(dataset, "test", data_dir, BATCH_ROWS):
         room = max(keep - seen, 0)
         kept["start"].append(starts[:room])
         kept["truth"].append(targets[:room])
@@ -166,7 +139,7 @@ def keras_forecaster(model: Any) -> Forecaster:
 def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) -> Evaluation:
     """Reload the saved model as a user would, score it and the baselines, and draw the plots."""
     solver = LeastSquares()
-    for _, inputs, targets in split_batches(dataset, "train", data_dir):
+    for _, inputs, targets in iter_split(dataset, "train", data_dir, BATCH_ROWS):
         solver.add(inputs, targets)
     weights = solver.weights()
     model = load_model(data_dir, "training", trained.train_id, MODEL_FILE)

@@ -21,7 +21,6 @@ from tasks.evaluate import (
     PLOTS,
     Evaluation,
     Metrics,
-    head_of_split,
     keras_forecaster,
     metrics_table,
     score_split,
@@ -43,7 +42,7 @@ from tasks.registry import (
 from tasks.report import render_html, render_markdown
 from tasks.storage import DataDir, code_fingerprint
 from tasks.train import MODEL_FILE, TrainedRef, load_model
-from tasks.windows import DatasetRef
+from tasks.windows import DatasetRef, head_of_split
 
 LIBRARIES = ("tensorflow", "tensorflow-cpu", "keras", "prefect", "numpy", "pandas", "pyarrow")
 UNCHANGED = "no new data: model unchanged"

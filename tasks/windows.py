@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import DTypeLike
@@ -25,6 +25,9 @@ from tasks.errors import InvalidInputError
 from tasks.generate import SeriesRef, read_series
 from tasks.prefect_support import IO_RETRIES, content_cache
 from tasks.storage import DataDir, stable_hash
+
+if TYPE_CHECKING:  # imported where used: it costs 0.5 s, and a cached rerun never reads
+    import pyarrow.dataset as ds
 
 SPLITS = ("train", "test")
 DEFAULT_CHUNK_ROWS = 1 << 18
@@ -196,6 +199,8 @@ def build_windows(
 
 
 def open_dataset(dataset: DatasetRef, data_dir: str) -> ds.Dataset:
+    import pyarrow.dataset as ds
+
     store = DataDir(data_dir)
     return ds.dataset(
         store.path("windows", dataset.dataset_id),
@@ -212,6 +217,8 @@ def release_unused_memory() -> None:
 
 def split_row_groups(dataset: DatasetRef, split: str, data_dir: str) -> list[ds.Fragment]:
     """One fragment per Parquet row group of a split, in chronological order."""
+    import pyarrow.dataset as ds
+
     fragments = open_dataset(dataset, data_dir).get_fragments(filter=ds.field("split") == split)
     groups = [group for fragment in fragments for group in fragment.split_by_row_group()]
     return sorted(groups, key=lambda g: g.row_groups[0].statistics["start"]["min"])
@@ -237,7 +244,8 @@ def iter_split(
     """(starts, inputs, targets) of one split in chronological chunks of at most `batch_rows`.
 
     Memory stays at one row group (~8 MB of inputs) plus the chunk the caller holds, so a
-    split of any size can be scored, summarised or copied in one pass.
+    split of any size can be scored, summarised or copied in one pass. Chunks are read-only
+    views of that row group: copy what you keep, or a kept slice pins the whole group.
     """
     for group in split_row_groups(dataset, split, data_dir):
         starts, x, y = read_group(group, dataset.spec.input_len)

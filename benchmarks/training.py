@@ -41,7 +41,7 @@ def train(mode: str, epochs: int) -> dict[str, float]:
     if mode == "fit":
         wavecast_train.UNROLL_MAX_STEPS = dict.fromkeys(wavecast_train.UNROLL_MAX_STEPS, 0)
     keras.utils.set_random_seed(spec.seed)
-    model = wavecast_train.build_model(ModelSpec(), 5, 0.0, 1.0)
+    model = wavecast_train.build_model(ModelSpec(), 5, 0.0, 1.0, seed=spec.seed)
     began = time.perf_counter()
     if mode == "wavecast":
         losses = wavecast_train.fit_model(model, train_x, train_y, spec)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -113,21 +114,55 @@ def streamed_scaling(spec: ModelSpec, chunks: Iterable[np.ndarray]) -> tuple[flo
     return choose_scaling(spec, moments.mean, moments.std, moments.max_abs)
 
 
-def build_model(spec: ModelSpec, input_len: int, mean: float, scale: float) -> keras.Model:
+def initializer_seeds(cell: str, seed: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Seeded arguments for the recurrent layer and the dense layer, drawn as Keras draws them.
+
+    Unseeded, Keras seeds each initializer from Python's global `random`, which any thread
+    may advance between keras.utils.set_random_seed and the layers' creation (Prefect's
+    websocket keepalives do), so the same seed could give other weights. The same sequence
+    drawn from a private Random(seed), in Keras' own order, gives the weights a quiet process
+    gets, every time.
+    """
+    if seed is None:
+        return {}, {}
+    import keras
+
+    draws = random.Random(seed)
+
+    def draw() -> int:
+        return draws.randint(1, int(1e9))  # keras.random.make_default_seed
+
+    glorot, orthogonal = keras.initializers.GlorotUniform, keras.initializers.Orthogonal
+    if cell == "simple":  # its cell makes its dropout seed generator first
+        recurrent = {"seed": draw(), "kernel_initializer": glorot(seed=draw())}
+        recurrent["recurrent_initializer"] = orthogonal(seed=draw())
+    else:
+        recurrent = {"kernel_initializer": glorot(seed=draw())}
+        recurrent["recurrent_initializer"] = orthogonal(seed=draw())
+        recurrent["seed"] = draw()
+    return recurrent, {"kernel_initializer": glorot(seed=draw())}
+
+
+def build_model(
+    spec: ModelSpec, input_len: int, mean: float, scale: float, seed: int | None = None
+) -> keras.Model:
     """Raw window in, raw forecast out: scaling is part of the saved model, not the caller.
 
-    Short windows are unrolled (UNROLL_MAX_STEPS, by cell): the same arithmetic without a
-    while-loop per step, about 3x faster for the tutorial's SimpleRNN(100) over 5 steps.
+    With `seed`, the initial weights are those keras.utils.set_random_seed(seed) gives in a
+    quiet process, whatever other threads do (see initializer_seeds). Short windows are
+    unrolled (UNROLL_MAX_STEPS, by cell): the same arithmetic without a while-loop per step,
+    about 3x faster for the tutorial's SimpleRNN(100) over 5 steps.
     """
     import keras
 
     cells = {"simple": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+    recurrent_seeds, dense_seeds = initializer_seeds(spec.cell, seed)
     window = keras.Input(shape=(input_len,), name="window")
     hidden = keras.layers.Rescaling(1 / scale, offset=-mean / scale, name="standardize")(window)
     hidden = keras.layers.Reshape((input_len, 1), name="as_sequence")(hidden)
     unroll = input_len <= UNROLL_MAX_STEPS[spec.cell]
-    hidden = cells[spec.cell](spec.units, unroll=unroll, name=spec.cell)(hidden)
-    hidden = keras.layers.Dense(1, name="forecast")(hidden)
+    hidden = cells[spec.cell](spec.units, unroll=unroll, name=spec.cell, **recurrent_seeds)(hidden)
+    hidden = keras.layers.Dense(1, name="forecast", **dense_seeds)(hidden)
     forecast = keras.layers.Rescaling(scale, offset=mean, name="to_series_scale")(hidden)
     return keras.Model(window, forecast, name=f"wavecast_{spec.cell}")
 
@@ -324,7 +359,7 @@ def train_on_dataset(
         _, train_x, train_y = read_split(dataset, "train", data_dir)
         scaling = scaling_for(model_spec, train_x)
     keras.utils.set_random_seed(train_spec.seed)
-    model = build_model(model_spec, input_len, *scaling)
+    model = build_model(model_spec, input_len, *scaling, seed=train_spec.seed)
     untrained = untrained_forecast(model, dataset, data_dir)
     release_unused_memory()
     if streaming:

@@ -47,7 +47,7 @@ def seeded_fit(fast: bool, seed: int, spec: TrainSpec) -> tuple[list[float], lis
 
     inputs, targets = tiny_arrays()
     keras.utils.set_random_seed(seed)
-    model = build_model(TINY_MODEL, 5, 0.0, 1.0)
+    model = build_model(TINY_MODEL, 5, 0.0, 1.0, seed=seed)
     if fast:
         losses = fit_model(model, inputs, targets, spec)
     else:
@@ -78,6 +78,29 @@ def test_same_seed_same_losses_other_seed_other_losses() -> None:
     assert first != other
 
 
+@pytest.mark.parametrize("cell", ["simple", "lstm", "gru"])
+def test_seeded_weights_ignore_other_users_of_python_random(cell: str) -> None:
+    """Another thread drawing from `random` (Prefect's websocket pings do) changes nothing."""
+    import random
+
+    spec = ModelSpec.model_validate({"cell": cell, "units": 3})
+    built = []
+    for disturbance in (0, 1, 5):
+        for _ in range(disturbance):
+            random.random()
+        built.append(build_model(spec, 5, 0.0, 1.0, seed=11).get_weights())
+    for weights in built[1:]:
+        for got, expected in zip(weights, built[0], strict=True):
+            np.testing.assert_array_equal(got, expected)
+    other = build_model(spec, 5, 0.0, 1.0, seed=12).get_weights()
+    assert not np.array_equal(other[0], built[0][0])
+    import keras
+
+    keras.utils.set_random_seed(11)  # the weights a quiet, unseeded build gets
+    for got, expected in zip(build_model(spec, 5, 0.0, 1.0).get_weights(), built[0], strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_epoch_order_is_model_fits_permutation() -> None:
     """Seeded, model.fit replays one permutation every epoch; unseeded, it draws afresh."""
     import keras
@@ -104,7 +127,7 @@ def test_epoch_callback_gets_every_epoch_loss() -> None:
     keras.utils.set_random_seed(0)
     seen: list[tuple[int, float]] = []
     losses = fit_model(
-        build_model(TINY_MODEL, 5, 0.0, 1.0),
+        build_model(TINY_MODEL, 5, 0.0, 1.0, seed=0),
         inputs,
         targets,
         TrainSpec(epochs=3, batch_size=16),
@@ -138,7 +161,7 @@ def test_reloaded_model_predicts_as_trained(tmp_path: Path) -> None:
 
     inputs, targets = tiny_arrays()
     keras.utils.set_random_seed(0)
-    model = build_model(ModelSpec(units=4, scaling="standard"), 5, 0.3, 2.0)
+    model = build_model(ModelSpec(units=4, scaling="standard"), 5, 0.3, 2.0, seed=0)
     fit_model(model, inputs, targets, TrainSpec(epochs=2, batch_size=16))
     model.save(tmp_path / MODEL_FILE)
     reloaded = keras.saving.load_model(tmp_path / MODEL_FILE, safe_mode=True)

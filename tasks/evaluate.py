@@ -13,6 +13,7 @@ import numpy as np
 from prefect import get_run_logger, task
 from pydantic import BaseModel, ConfigDict
 
+from tasks.memory import release_unused_memory
 from tasks.plots import plot_forecasts, plot_loss
 from tasks.prefect_support import IO_RETRIES, content_cache
 from tasks.storage import DataDir
@@ -83,7 +84,7 @@ class LeastSquares:
     def add(self, inputs: np.ndarray, targets: np.ndarray) -> None:
         block = np.column_stack([inputs, np.ones(len(inputs)), targets])
         stacked = block if self.r is None else np.vstack([self.r, block])
-        self.r = np.linalg.qr(stacked).R
+        self.r = np.asarray(np.linalg.qr(stacked, mode="r"))  # R only: no Q to build
 
     def weights(self) -> np.ndarray:
         """Weights of the inputs, then the intercept."""
@@ -121,12 +122,13 @@ def score_split(
     seen = 0
     for starts, inputs, targets in iter_split(dataset, "test", data_dir, BATCH_ROWS):
         room = max(keep - seen, 0)
-        kept["start"].append(starts[:room])
-        kept["truth"].append(targets[:room])
+        # Copies: even an empty slice of a chunk pins its whole row group (~8 MB) in memory.
+        kept["start"].append(starts[:room].copy())
+        kept["truth"].append(targets[:room].copy())
         for name, forecaster in forecasters.items():
             forecast = np.asarray(forecaster(inputs)).reshape(-1)
             totals[name].add(targets, forecast)
-            kept[name].append(forecast[:room])
+            kept[name].append(forecast[:room].copy())
         seen += len(starts)
     sample = {name: np.concatenate(parts) for name, parts in kept.items()}
     return {name: t.metrics() for name, t in totals.items()}, sample
@@ -138,10 +140,12 @@ def keras_forecaster(model: Any) -> Forecaster:
 
 def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) -> Evaluation:
     """Reload the saved model as a user would, score it and the baselines, and draw the plots."""
+    release_unused_memory()
     solver = LeastSquares()
     for _, inputs, targets in iter_split(dataset, "train", data_dir, BATCH_ROWS):
         solver.add(inputs, targets)
     weights = solver.weights()
+    release_unused_memory()
     model = load_model(data_dir, "training", trained.train_id, MODEL_FILE)
     forecasters: dict[str, Forecaster] = {
         "model": keras_forecaster(model),

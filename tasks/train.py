@@ -22,6 +22,7 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from pydantic import BaseModel, ConfigDict
 
 from tasks.config import ModelSpec, TrainSpec
+from tasks.memory import release_unused_memory
 from tasks.prefect_support import content_cache
 from tasks.storage import DataDir, stable_hash
 from tasks.windows import (
@@ -29,7 +30,6 @@ from tasks.windows import (
     head_of_split,
     iter_split,
     read_split,
-    release_unused_memory,
     shuffled_batches,
 )
 
@@ -347,6 +347,7 @@ def train_on_dataset(
     block-shuffled batches, with its scaling computed in one streaming pass. The untrained
     guess covers the first UNTRAINED_WINDOWS test windows (all of them for a small split).
     """
+    release_unused_memory()  # what earlier stages freed, before TensorFlow adds its ~450 MB
     import keras
 
     began = time.perf_counter()
@@ -355,6 +356,7 @@ def train_on_dataset(
     if streaming:
         chunks = (x for _, x, _ in iter_split(dataset, "train", data_dir))
         scaling = streamed_scaling(model_spec, chunks)
+        release_unused_memory()
     else:
         _, train_x, train_y = read_split(dataset, "train", data_dir)
         scaling = scaling_for(model_spec, train_x)

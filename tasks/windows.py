@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from tasks.config import WindowSpec
 from tasks.errors import InvalidInputError
 from tasks.generate import SeriesRef, read_series
+from tasks.memory import release_unused_memory
 from tasks.prefect_support import IO_RETRIES, content_cache
 from tasks.storage import DataDir, stable_hash
 
@@ -175,6 +176,7 @@ def build_windows(
     Chunks and row groups hold ~8 MB of inputs each, so neither writing nor a streaming
     reader holds more than a couple of them, whatever the series length.
     """
+    release_unused_memory()
     values = read_series(series, data_dir)
     check_length(len(values), spec)
     _, parts = dataset_location(series, spec, data_dir)
@@ -208,11 +210,6 @@ def open_dataset(dataset: DatasetRef, data_dir: str) -> ds.Dataset:
         format="parquet",
         partitioning="hive",
     )
-
-
-def release_unused_memory() -> None:
-    """Hand Arrow's freed buffers back to the OS; its allocator otherwise keeps ~100 MB cached."""
-    pa.default_memory_pool().release_unused()
 
 
 def split_row_groups(dataset: DatasetRef, split: str, data_dir: str) -> list[ds.Fragment]:

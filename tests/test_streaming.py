@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from tasks.config import ModelSpec, SeriesSpec, TrainSpec, WindowSpec
+from tasks.evaluate import persistence_forecast, score_split
 from tasks.generate import store_series
+from tasks.memory import release_unused_memory
 from tasks.train import (
     Moments,
     loss_history,
@@ -166,3 +169,32 @@ def test_in_memory_branch_is_deterministic(small: tuple[DatasetRef, str]) -> Non
     first = loss_history(train_on_dataset(dataset, ModelSpec(units=4), spec, data_dir), data_dir)
     again = loss_history(train_on_dataset(dataset, ModelSpec(units=4), spec, data_dir), data_dir)
     assert first == again and first[-1] < first[0]
+
+
+def test_scoring_a_split_holds_about_one_row_group(tmp_path: Path) -> None:
+    """Kept forecast samples must not pin the row groups they were sliced from."""
+    data_dir = str(tmp_path / "data")
+    series = store_series(SeriesSpec(length=20_000), data_dir)
+    dataset = build_windows(series, WindowSpec(input_len=16), data_dir, group_rows=500)
+    arrow_bytes: list[int] = []
+
+    def watched(inputs: np.ndarray) -> np.ndarray:
+        arrow_bytes.append(pa.total_allocated_bytes())
+        return persistence_forecast(inputs)
+
+    _, sample = score_split(dataset, data_dir, {"persistence": watched}, keep=10)
+    group_bytes = 500 * (16 + 2) * 8  # inputs, target and start of one row group
+    assert len(arrow_bytes) == 8  # 4,000 test windows
+    assert max(arrow_bytes) - min(arrow_bytes) < 2 * group_bytes
+    assert len(sample["persistence"]) == 10
+
+
+def test_freed_arrow_buffers_go_back_to_the_os() -> None:
+    """After release_unused_memory, Arrow allocates from malloc, which returns large frees."""
+    release_unused_memory()
+    assert pa.default_memory_pool().backend_name == "system"
+    before = pa.total_allocated_bytes()
+    buffer = pa.allocate_buffer(64 << 20)
+    assert pa.total_allocated_bytes() - before >= 64 << 20
+    del buffer
+    assert pa.total_allocated_bytes() == before

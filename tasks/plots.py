@@ -16,11 +16,13 @@ def new_figure() -> Figure:
     """Imported here: matplotlib costs ~40 MB and ~0.3 s, which cache hits never need."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(7, 3.5))
+    figure = Figure(figsize=(7, 3.5))
+    # Fixed margins, not tight_layout: that renders every figure twice (~0.1 s each).
+    figure.subplots_adjust(left=0.11, right=0.97, bottom=0.14, top=0.91)
+    return figure
 
 
 def _save(figure: Figure, path: Path) -> Path:
-    figure.tight_layout()
     figure.savefig(path, dpi=110)
     return path
 

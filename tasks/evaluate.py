@@ -17,13 +17,19 @@ from tasks.memory import release_unused_memory
 from tasks.plots import plot_forecasts, plot_loss
 from tasks.prefect_support import IO_RETRIES, content_cache
 from tasks.storage import DataDir
-from tasks.train import MODEL_FILE, TrainedRef, load_model, loss_history, untrained_predictions
+from tasks.train import (
+    MODEL_FILE,
+    TrainedRef,
+    load_model,
+    loss_history,
+    model_forecast,
+    untrained_predictions,
+)
 from tasks.windows import DatasetRef, iter_split
 
 PLOTS = ("loss.png", "predictions.png", "untrained.png")
 BATCH_ROWS = 1 << 16  # windows per batch when streaming a split
 SAMPLE_WINDOWS = 2000  # test windows kept for plots and the publish round-trip check
-PREDICT_BATCH = 4096
 Forecaster = Callable[[np.ndarray], np.ndarray]
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "test_predictions.npy"
@@ -135,7 +141,7 @@ def score_split(
 
 
 def keras_forecaster(model: Any) -> Forecaster:
-    return lambda inputs: model.predict(inputs, batch_size=PREDICT_BATCH, verbose=0).reshape(-1)
+    return functools.partial(model_forecast, model)
 
 
 def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) -> Evaluation:

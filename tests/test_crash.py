@@ -124,3 +124,37 @@ def test_two_retrains_started_together_both_complete(stack: Stack, tmp_path: Pat
     assert_consistent(data_dir)
     assert not [p for p in (data_dir / "models").iterdir() if STAGING_TAG in p.name]
     assert len([p for p in (data_dir / "windows").iterdir() if STAGING_TAG not in p.name]) == 1
+
+
+def server_log_messages(stack: Stack, flow_run_name: str) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterName,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with (
+        temporary_settings({PREFECT_API_URL: stack.api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        (run,) = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[flow_run_name]))
+        )
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+    return [entry.message for entry in logs]
+
+
+def test_the_command_exits_only_after_its_logs_reach_the_server(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`wavecast` skips interpreter teardown after TensorFlow; the run's last lines still land."""
+    log = tmp_path / "run.log"
+    finish(start_retrain(stack, tmp_path / "data", log), log)
+    name = re.search(r"Beginning flow run '([^']+)'", log.read_text())
+    assert name is not None, log.read_text()
+    messages = server_log_messages(stack, name.group(1))
+    assert any(message.startswith("Promoted") for message in messages), messages
+    assert messages[-1] == "Finished in state Completed()", messages

@@ -11,6 +11,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -87,6 +88,72 @@ def max_rss_mib(time_v_stderr: str) -> float:
     if found is None:
         raise SystemExit("no 'Maximum resident set size' in /usr/bin/time -v output")
     return int(found.group(1)) / 1024
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (Linux /proc), children before grandchildren."""
+    found, queue = [], [pid]
+    while queue:
+        for task in Path(f"/proc/{queue.pop(0)}/task").glob("*"):
+            with contextlib.suppress(OSError, ValueError):
+                children = [int(c) for c in (task / "children").read_text().split()]
+                found += children
+                queue += children
+    return found
+
+
+def status_kib(pid: int, field: str) -> int:
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    return 0
+
+
+@dataclass
+class TreeMemory:
+    """Resident memory of a command and all its descendants, sampled while it runs.
+
+    `peak_sum_mib` is the largest sampled sum over the processes alive at once; `hwm_sum_mib`
+    adds up each process's own peak (VmHWM), an upper bound that no sampling can miss.
+    """
+
+    peak_sum_mib: float = 0.0
+    hwm_kib: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def hwm_sum_mib(self) -> float:
+        return sum(self.hwm_kib.values()) / 1024
+
+    def sample(self, root: int) -> None:
+        pids = descendants(root)
+        total = sum(status_kib(pid, "VmRSS") for pid in pids)
+        self.peak_sum_mib = max(self.peak_sum_mib, total / 1024)
+        for pid in pids:
+            self.hwm_kib[pid] = max(self.hwm_kib.get(pid, 0), status_kib(pid, "VmHWM"))
+
+
+def run_sampling_memory(
+    argv: Sequence[str], env: Mapping[str, str], every_s: float = 0.02
+) -> tuple[float, TreeMemory, str]:
+    """Run a command to completion while sampling its process tree's memory; its stderr."""
+    memory, stderr = TreeMemory(), []
+    began = time.perf_counter()
+    process = subprocess.Popen(
+        list(argv), cwd=ROOT, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    assert process.stderr is not None
+    reader = threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)
+    reader.start()
+    while process.poll() is None:
+        memory.sample(process.pid)
+        time.sleep(every_s)
+    reader.join()
+    seconds, text = time.perf_counter() - began, stderr[0].decode(errors="replace")
+    if process.returncode != 0:
+        sys.stderr.write(text[-3000:])
+        raise SystemExit(f"benchmark command failed ({process.returncode}): {' '.join(argv)}")
+    return seconds, memory, text
 
 
 def free_port() -> int:

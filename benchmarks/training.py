@@ -4,7 +4,7 @@ Modes, all on the tutorial's data and config (795 train windows, SimpleRNN(100) 
 Adam 1e-3 on MSE, batch 32, shuffled, seed 0), as wavecast builds the model:
   fit            plain model.fit on the model as Keras runs it by default (unroll=False)
   fit-unrolled   plain model.fit on wavecast's model (short windows unrolled)
-  wavecast       tasks.train.fit_model: the same arithmetic, one graph call per epoch
+  wavecast       wavecast.train.fit_model: the same arithmetic, one graph call per epoch
 Prints one JSON line: seconds inside the fit call (tracing included, imports and data
 preparation excluded), final loss and the test MSE on the 199 test windows.
 """
@@ -22,7 +22,7 @@ MODES = ("fit", "fit-unrolled", "wavecast")
 
 
 def tutorial_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    from tasks.windows import make_windows, split_index
+    from wavecast.windows import make_windows, split_index
 
     values = np.sin(np.linspace(-3 * np.pi, 3 * np.pi, 1000))
     _, inputs, targets = make_windows(values, 5, 2)
@@ -33,8 +33,8 @@ def tutorial_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def train(mode: str, epochs: int) -> dict[str, float]:
     import keras
 
-    from tasks import train as wavecast_train
-    from tasks.config import ModelSpec, TrainSpec
+    from wavecast import train as wavecast_train
+    from wavecast.config import ModelSpec, TrainSpec
 
     train_x, train_y, test_x, test_y = tutorial_arrays()
     spec = TrainSpec(epochs=epochs)

@@ -2,7 +2,7 @@
 
 All modes window the same stored series with the tutorial's geometry (5 inputs, target two
 steps after the window's last point, first 80 % train) and write Parquet:
-  wavecast   tasks.windows.build_windows: vectorised, bounded chunks, hive split dataset
+  wavecast   wavecast.windows.build_windows: vectorised, bounded chunks, hive split dataset
   tutorial   the tutorial's Python loop, then pandas.DataFrame.to_parquet (split partitions);
              run on the first --slice points and extrapolated linearly to the whole series
   floor      sliding_window_view + one pyarrow.parquet.write_table with wavecast's encoding
@@ -35,9 +35,9 @@ def read_values(source: Path) -> np.ndarray:
 
 
 def time_wavecast(source: Path, out: Path) -> tuple[float, int]:
-    from tasks.config import SeriesSpec, WindowSpec
-    from tasks.generate import store_series
-    from tasks.windows import build_windows
+    from wavecast.config import SeriesSpec, WindowSpec
+    from wavecast.generate import store_series
+    from wavecast.windows import build_windows
 
     series = store_series(SeriesSpec(source=str(source)), str(out))
     began = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -50,7 +51,7 @@ def flag(name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from tasks.config import RetrainConfig
+    from wavecast.config import RetrainConfig
 
     parser = OneLineParser(prog="wavecast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -89,7 +90,7 @@ def add_models_commands(commands: Any) -> None:
 
 def config_from_args(args: argparse.Namespace) -> Any:
     """Nest the given flags into a RetrainConfig; pydantic does all the validation, once."""
-    from tasks.config import RetrainConfig
+    from wavecast.config import RetrainConfig
 
     nested: dict[str, Any] = {"refresh": args.refresh}
     for name, path in FLAG_PATHS.items():
@@ -132,23 +133,28 @@ def print_summary(summary: Any) -> None:
 def run_retrain(args: argparse.Namespace) -> None:
     from pydantic import ValidationError
 
-    from tasks.errors import InvalidInputError
+    from wavecast.errors import InvalidInputError
+    from wavecast.keras_process import keras_process
+    from wavecast.registry import published_before
 
     try:
         config = config_from_args(args)
-        from tasks.validate import validate_inputs
+        from wavecast.validate import validate_inputs
 
-        validate_inputs(config)
+        validate_inputs(config)  # bad input fails here, before any TensorFlow
     except ValidationError as exc:
         fail(validation_message(exc))
     except InvalidInputError as exc:
         fail(str(exc))
-    from flows.retrain import retrain
+    with contextlib.ExitStack() as stack:
+        if not published_before(config):  # TensorFlow imports on the other core meanwhile
+            stack.enter_context(keras_process())
+        from flows.retrain import retrain
 
-    try:
-        summary = retrain(config)
-    except InvalidInputError as exc:
-        fail(str(exc))
+        try:
+            summary = retrain(config)
+        except InvalidInputError as exc:
+            fail(str(exc))
     if args.json:
         print(summary.model_dump_json())
     else:
@@ -158,9 +164,9 @@ def run_retrain(args: argparse.Namespace) -> None:
 def run_models(args: argparse.Namespace) -> None:
     import json
 
-    from tasks import registry
-    from tasks.errors import InvalidInputError
-    from tasks.storage import DataDir
+    from wavecast import registry
+    from wavecast.errors import InvalidInputError
+    from wavecast.storage import DataDir
 
     store = DataDir(args.data_dir)
     try:

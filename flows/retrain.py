@@ -6,12 +6,13 @@ from prefect import flow
 from prefect.transactions import transaction
 from prefect.utilities.annotations import NotSet
 
-from tasks.config import RetrainConfig
 from tasks.evaluate import evaluate_model
 from tasks.generate import generate_series
-from tasks.publish import RetrainSummary, promote_version, publish_version
+from tasks.publish import promote_version, publish_version
 from tasks.train import train_model
 from tasks.windows import write_windows
+from wavecast.config import RetrainConfig
+from wavecast.publish import RetrainSummary
 
 
 @flow(

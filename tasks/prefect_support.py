@@ -13,8 +13,8 @@ from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 
-from tasks.errors import InvalidInputError
-from tasks.storage import DataDir, stable_hash
+from wavecast.errors import InvalidInputError
+from wavecast.storage import DataDir, stable_hash
 
 # A stage names its output directory from its inputs alone: (data_dir uri, path parts).
 Locator = Callable[..., tuple[str, tuple[str, ...]]]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import RetrainConfig
+from wavecast.config import RetrainConfig
 
 
 def pytest_configure(config: pytest.Config) -> None:

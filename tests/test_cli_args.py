@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from flows.cli import build_parser, config_from_args
-from tasks.config import RetrainConfig
+from wavecast.config import RetrainConfig
 
 WAVECAST = Path(sys.executable).with_name("wavecast")
 HEAVY_MODULES = ("prefect", "tensorflow", "keras")

@@ -18,9 +18,9 @@ from pathlib import Path
 import keras
 import pytest
 
-from tasks.registry import list_versions, read_promotions
-from tasks.storage import COMPLETE_MARKER, STAGING_TAG, DataDir
 from tests.servers import Stack, running_server
+from wavecast.registry import list_versions, read_promotions
+from wavecast.storage import COMPLETE_MARKER, STAGING_TAG, DataDir
 
 WAVECAST = Path(sys.executable).with_name("wavecast")
 TINY = ("--length", "120", "--units", "4", "--batch-size", "16")

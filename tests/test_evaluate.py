@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from tasks.evaluate import (
+from wavecast.evaluate import (
     fit_linear_ar,
     linear_forecast,
     persistence_forecast,
     regression_metrics,
 )
-from tasks.windows import make_windows, split_index
+from wavecast.windows import make_windows, split_index
 
 
 def test_metrics_on_hand_computed_values() -> None:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tasks.gate import GatePolicy, decide_promotion, skill_score
+from wavecast.gate import GatePolicy, decide_promotion, skill_score
 
 STRICT = GatePolicy()
 NO_SKILL_NEEDED = GatePolicy(require_skill=False)

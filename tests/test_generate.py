@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.config import SeriesSpec
-from tasks.errors import InvalidInputError
-from tasks.generate import load_series, sine_series, source_fingerprint, store_series
+from wavecast.config import SeriesSpec
+from wavecast.errors import InvalidInputError
+from wavecast.generate import load_series, sine_series, source_fingerprint, store_series
 
 
 def write_csv(tmp_path: Path, text: str, name: str = "series.csv") -> str:

@@ -11,10 +11,10 @@ import pyarrow.dataset as ds
 import pytest
 
 from flows.retrain import retrain
-from tasks import publish
-from tasks.registry import list_versions
-from tasks.storage import DataDir
 from tests.conftest import tiny_config
+from wavecast import publish
+from wavecast.registry import list_versions
+from wavecast.storage import DataDir
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks import registry
-from tasks.errors import InvalidInputError
-from tasks.registry import checked_version, list_versions, record_champion, version_name
-from tasks.storage import DataDir
+from wavecast import registry
+from wavecast.errors import InvalidInputError
+from wavecast.registry import checked_version, list_versions, record_champion, version_name
+from wavecast.storage import DataDir
 
 UTC = timezone.utc
 V1, V2, V3 = "20240102T030405Z-aaaaaaaa", "20240102T030406Z-bbbbbbbb", "20250101T000000Z-cccccccc"

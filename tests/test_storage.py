@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.storage import COMPLETE_MARKER, STAGING_TAG, DataDir, stable_hash
+from wavecast.storage import COMPLETE_MARKER, STAGING_TAG, DataDir, stable_hash
 
 
 @pytest.fixture(params=["path", "file-uri", "memory"])

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks.config import ModelSpec, SeriesSpec, TrainSpec, WindowSpec
-from tasks.evaluate import persistence_forecast, score_split
-from tasks.generate import store_series
-from tasks.memory import release_unused_memory
-from tasks.train import (
+from wavecast.config import ModelSpec, SeriesSpec, TrainSpec, WindowSpec
+from wavecast.evaluate import persistence_forecast, score_split
+from wavecast.generate import store_series
+from wavecast.memory import release_unused_memory
+from wavecast.train import (
     Moments,
     loss_history,
     scaling_for,
@@ -21,7 +21,7 @@ from tasks.train import (
     train_on_dataset,
     untrained_predictions,
 )
-from tasks.windows import (
+from wavecast.windows import (
     DatasetRef,
     build_windows,
     head_of_split,

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tasks.config import ModelSpec, SeriesSpec, TrainSpec, WindowSpec
-from tasks.generate import store_series
-from tasks.train import (
+from wavecast.config import ModelSpec, SeriesSpec, TrainSpec, WindowSpec
+from wavecast.generate import store_series
+from wavecast.train import (
     HISTORY_FILE,
     MODEL_FILE,
     build_model,
@@ -22,7 +22,7 @@ from tasks.train import (
     train_on_dataset,
     untrained_predictions,
 )
-from tasks.windows import DatasetRef, build_windows, make_windows, read_split
+from wavecast.windows import DatasetRef, build_windows, make_windows, read_split
 
 SINE = np.sin(np.linspace(-3 * np.pi, 3 * np.pi, 120))
 TINY_MODEL = ModelSpec(units=4)
@@ -170,13 +170,11 @@ def test_reloaded_model_predicts_as_trained(tmp_path: Path) -> None:
     )
 
 
-def test_importing_the_pipeline_never_loads_tensorflow() -> None:
-    """What a cached rerun imports: the flow, every task module and the CLI, but not TF."""
+def imports_in_fresh_interpreter(modules: list[str], forbidden: set[str]) -> None:
+    """Import `modules` in a new interpreter and fail if any `forbidden` package got loaded."""
     code = (
-        "import sys, flows.cli, flows.retrain, tasks.config, tasks.evaluate, tasks.generate, "
-        "tasks.plots, tasks.publish, tasks.registry, tasks.report, tasks.train, "
-        "tasks.validate, tasks.windows\n"
-        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'keras'})\n"
+        f"import sys, {', '.join(modules)}\n"
+        f"loaded = sorted(m for m in sys.modules if m.split('.')[0] in {forbidden!r})\n"
         "assert not loaded, loaded[:5]\n"
     )
     root = Path(__file__).resolve().parents[1]
@@ -184,3 +182,21 @@ def test_importing_the_pipeline_never_loads_tensorflow() -> None:
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def core_modules() -> list[str]:
+    root = Path(__file__).resolve().parents[1]
+    return sorted(f"wavecast.{p.stem}" for p in (root / "wavecast").glob("[!_]*.py"))
+
+
+def test_importing_the_pipeline_never_loads_tensorflow() -> None:
+    """What a cached rerun imports: the flow, every task and core module and the CLI, not TF."""
+    tasks = ["tasks.generate", "tasks.windows", "tasks.train", "tasks.evaluate", "tasks.publish"]
+    pipeline = ["flows.cli", "flows.retrain", *tasks, *core_modules()]
+    imports_in_fresh_interpreter(pipeline, {"tensorflow", "keras"})
+
+
+def test_the_core_never_loads_prefect() -> None:
+    """The Keras process imports only the core: Prefect there would cost it ~3.5 s more."""
+    assert len(core_modules()) >= 14
+    imports_in_fresh_interpreter(core_modules(), {"prefect", "tensorflow", "keras"})

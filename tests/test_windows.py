@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.config import SeriesSpec, WindowSpec
-from tasks.errors import InvalidInputError
-from tasks.generate import SeriesRef, store_series
-from tasks.storage import DataDir
-from tasks.windows import (
+from wavecast.config import SeriesSpec, WindowSpec
+from wavecast.errors import InvalidInputError
+from wavecast.generate import SeriesRef, store_series
+from wavecast.storage import DataDir
+from wavecast.windows import (
     build_windows,
     check_length,
     make_windows,

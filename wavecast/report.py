@@ -7,7 +7,7 @@ import html
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from tasks.publish import RetrainSummary
+    from wavecast.publish import RetrainSummary
 
 
 def _score_rows(summary: RetrainSummary) -> list[tuple[str, dict[str, float]]]:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tasks.config import RetrainConfig
-from tasks.generate import load_series
-from tasks.windows import check_length
+from wavecast.config import RetrainConfig
+from wavecast.generate import load_series
+from wavecast.windows import check_length
 
 
 def validate_inputs(config: RetrainConfig) -> None:

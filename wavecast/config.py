@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tasks.gate import GatePolicy
+from wavecast.gate import GatePolicy
 
 Cell = Literal["simple", "lstm", "gru"]
 Scaling = Literal["auto", "standard", "none"]

@@ -15,13 +15,19 @@ import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tasks.errors import InvalidInputError
-from tasks.storage import DataDir
+import fsspec
+
+from wavecast.errors import InvalidInputError
+from wavecast.storage import DataDir, code_fingerprint
+
+if TYPE_CHECKING:
+    from wavecast.config import RetrainConfig, SeriesSpec
 
 MODELS = "models"
 CHAMPION_FILE = "champion.json"
+MANIFEST_FILE = "manifest.json"
 PROMOTIONS_FILE = "promotions.jsonl"
 LOCK_FILE = ".lock"
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
@@ -139,7 +145,7 @@ def version_rows(store: DataDir) -> list[dict[str, Any]]:
     champion = read_champion(store)
     rows = []
     for version in list_versions(store):
-        manifest = store.read_json(MODELS, version, "manifest.json")
+        manifest = store.read_json(MODELS, version, MANIFEST_FILE)
         rows.append(
             {
                 "version": version,
@@ -157,7 +163,7 @@ def describe_version(store: DataDir, version: str) -> dict[str, Any]:
     """Everything recorded about one version: lineage, scores and the gate's decision."""
     version = checked_version(store, version)
     details: dict[str, Any] = {"version": version, "path": store.uri(MODELS, version)}
-    details["manifest"] = store.read_json(MODELS, version, "manifest.json")
+    details["manifest"] = store.read_json(MODELS, version, MANIFEST_FILE)
     if store.exists(MODELS, version, "decision.json"):
         details["decision"] = store.read_json(MODELS, version, "decision.json")
     champion = read_champion(store)
@@ -169,7 +175,7 @@ def promote_manually(store: DataDir, version: str, reason: str) -> dict[str, Any
     """A person overrides the gate; the log keeps who replaced whom and why."""
     with registry_lock(store):
         version = checked_version(store, version)
-        metrics = store.read_json(MODELS, version, "manifest.json")["metrics"]
+        metrics = store.read_json(MODELS, version, MANIFEST_FILE)["metrics"]
         return record_champion(store, version, metrics, "manual", reason)
 
 
@@ -180,5 +186,40 @@ def roll_back(store: DataDir, reason: str = "rollback requested") -> dict[str, A
         if len(stack) < 2:
             raise InvalidInputError(f"no earlier champion to roll back to in {store.uri(MODELS)}")
         version = checked_version(store, stack[-2])
-        metrics = store.read_json(MODELS, version, "manifest.json")["metrics"]
+        metrics = store.read_json(MODELS, version, MANIFEST_FILE)["metrics"]
         return record_champion(store, version, metrics, "rollback", reason)
+
+
+def source_unchanged_since(spec: SeriesSpec, when: datetime) -> bool:
+    """A generated series never changes; a file must not have been modified after `when`."""
+    if spec.is_generated:
+        return True
+    try:
+        filesystem, path = fsspec.core.url_to_fs(spec.source)
+        modified: datetime = filesystem.modified(path)
+    except (OSError, NotImplementedError):
+        return False
+    modified = modified if modified.tzinfo else modified.replace(tzinfo=timezone.utc)
+    return modified < when
+
+
+def published_before(config: RetrainConfig, recent: int = 10) -> bool:
+    """Whether one of the `recent` newest versions came from this config, code and source.
+
+    A guess made before any stage runs, so that a rerun that will be all cache hits starts no
+    TensorFlow (see keras_process); a wrong guess costs time, never a result.
+    """
+    if config.refresh:
+        return False
+    store = DataDir(config.data_dir)
+    wanted = config.model_dump(mode="json", exclude={"refresh"})
+    try:
+        for version in reversed(list_versions(store)[-recent:]):
+            manifest = store.read_json(MODELS, version, MANIFEST_FILE)
+            before = {k: v for k, v in manifest["config"].items() if k != "refresh"}
+            if before == wanted and manifest["code"]["fingerprint"] == code_fingerprint():
+                created = datetime.fromisoformat(manifest["created"])
+                return source_unchanged_since(config.series, created)
+    except (OSError, KeyError, ValueError):
+        return False
+    return False

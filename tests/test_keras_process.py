@@ -1,0 +1,124 @@
+"""The Keras process: calls run in the child, callbacks and errors come back, nothing outlives
+the command."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from wavecast.errors import InvalidInputError
+from wavecast.keras_process import (
+    KerasProcess,
+    KerasProcessError,
+    RemoteError,
+    keras_process,
+    run_with_keras,
+)
+
+
+def count_in(steps: int, on_step: Callable[[int, int], None]) -> tuple[int, bool]:
+    """Report each step, then say which process ran and whether Keras was loaded there."""
+    for step in range(steps):
+        on_step(step, os.getpid())
+    return os.getpid(), "keras" in sys.modules
+
+
+def reject(value: str) -> None:
+    raise InvalidInputError(f"--source {value}: no such file")
+
+
+class UnpicklableError(Exception):
+    def __init__(self, handle: object, message: str) -> None:
+        super().__init__(message)
+        self.handle = handle
+
+    def __reduce__(self) -> tuple[object, ...]:
+        raise TypeError("cannot pickle")
+
+
+def raise_unpicklable() -> None:
+    raise UnpicklableError(object(), "tensor handle lost")
+
+
+def die(code: int) -> None:
+    os._exit(code)
+
+
+@pytest.fixture(scope="module")
+def child() -> Iterator[KerasProcess]:
+    process = KerasProcess()
+    yield process
+    process.close()
+    assert process.process.exitcode == 0  # asked to stop, it stopped by itself
+
+
+def test_calls_run_in_the_child_with_keras_loaded_and_callbacks_run_here(
+    child: KerasProcess,
+) -> None:
+    steps: list[tuple[int, int]] = []
+    pid, keras_loaded = child.call(count_in, 3, on_step=lambda *step: steps.append(step))
+    assert pid == child.process.pid != os.getpid()
+    assert keras_loaded
+    assert steps == [(0, pid), (1, pid), (2, pid)]  # relayed in order, while the call ran
+
+
+def test_without_an_active_process_calls_run_here() -> None:
+    steps: list[tuple[int, int]] = []
+    pid, _ = run_with_keras(count_in, 2, on_step=lambda *step: steps.append(step))
+    assert pid == os.getpid()
+    assert steps == [(0, pid), (1, pid)]
+
+
+def test_an_error_comes_back_with_its_type_and_the_remote_traceback(
+    child: KerasProcess,
+) -> None:
+    with pytest.raises(InvalidInputError, match="no such file") as raised:
+        child.call(reject, "missing.csv")
+    assert isinstance(raised.value.__cause__, RemoteError)
+    assert "in reject" in str(raised.value.__cause__)
+    with pytest.raises(RuntimeError, match="UnpicklableError: tensor handle lost"):
+        child.call(raise_unpicklable)
+    assert child.call(count_in, 0, on_step=print)[0] == child.process.pid  # still serving
+
+
+def test_inside_keras_process_calls_go_to_the_child_and_its_death_fails_them() -> None:
+    with keras_process(), pytest.raises(KerasProcessError, match="exited with code 3"):
+        run_with_keras(die, 3)
+
+
+def test_killing_the_command_kills_the_keras_process(tmp_path: Path) -> None:
+    """SIGKILL leaves no chance to clean up: the child must notice its parent is gone."""
+    script = (
+        "import sys, time\n"
+        "from wavecast.keras_process import keras_process\n"
+        "with keras_process() as process:\n"
+        "    print(process.process.pid, flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE)
+    assert parent.stdout is not None
+    child_pid = int(parent.stdout.readline())
+    assert is_running(child_pid)
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    deadline = time.monotonic() + 60
+    while is_running(child_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not is_running(child_pid)
+
+
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan is reaped by init, or by us if we are its parent)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

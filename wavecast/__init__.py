@@ -1,0 +1,1 @@
+"""wavecast's core: plain functions for every stage, importable without Prefect."""

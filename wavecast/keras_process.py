@@ -1,0 +1,171 @@
+"""A second interpreter that imports Keras while this one starts Prefect, then runs the
+TensorFlow-bound stages.
+
+Importing TensorFlow and Keras takes ~5.5 s of one core, Prefect ~3.5 s of another: in one
+process a cold retrain pays both in turn. `wavecast retrain` starts a KerasProcess first, so
+the two imports overlap on two cores, and the stages that need Keras (train, evaluate, stage,
+promote) run there through `run_with_keras`. Without an active KerasProcess (tests, deployed
+flow runs) the same functions simply run in the calling process.
+
+Calls are plain functions of this package (never Prefect code: the child must not import
+Prefect, or it would pay that import too), picklable arguments in, a picklable result out.
+Callable keyword arguments (progress callbacks) stay in the caller: the child gets a stand-in
+that relays every call back, and the caller runs it while it waits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from multiprocessing.connection import Connection, wait
+from typing import Any, TypeVar
+
+Result = TypeVar("Result")
+ACTIVE: ContextVar[KerasProcess | None] = ContextVar("wavecast_keras_process", default=None)
+STOP_TIMEOUT_S = 2.0  # an idle child stops at once; one still importing Keras is killed
+
+
+class KerasProcessError(RuntimeError):
+    """The Keras process died (killed, out of memory) before answering a call."""
+
+
+class RemoteError(Exception):
+    """The traceback of an exception raised in the Keras process, shown as its cause."""
+
+
+class KerasProcess:
+    """One spawned child that imports Keras at start and then serves calls one at a time."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+        self.connection, child_end = context.Pipe()
+        self.process = context.Process(
+            target=serve, args=(child_end,), name="wavecast-keras", daemon=True
+        )
+        self.process.start()
+        child_end.close()
+        self.lock = threading.Lock()
+
+    def call(self, function: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
+        """function(*args, **kwargs) in the child; its exception, if any, is raised here."""
+        relayed = {name: value for name, value in kwargs.items() if callable(value)}
+        data = {name: value for name, value in kwargs.items() if name not in relayed}
+        with self.lock:
+            self.connection.send((function, args, data, tuple(relayed)))
+            try:
+                return self.await_result(relayed)
+            except (KeyboardInterrupt, SystemExit):
+                self.process.kill()  # half a call done: nothing it does next is wanted
+                raise
+
+    def await_result(self, relayed: dict[str, Callable[..., Any]]) -> Any:
+        while True:
+            kind, *payload = self.receive()
+            if kind == "relay":
+                name, relayed_args = payload
+                relayed[name](*relayed_args)
+            elif kind == "error":
+                error, remote_traceback = payload
+                raise error from RemoteError(remote_traceback)
+            else:
+                return payload[0]
+
+    def receive(self) -> tuple[Any, ...]:
+        try:
+            message: tuple[Any, ...] = self.connection.recv()
+        except EOFError:
+            self.process.join(timeout=STOP_TIMEOUT_S)
+            raise KerasProcessError(
+                f"the Keras process exited with code {self.process.exitcode} during a call"
+            ) from None
+        return message
+
+    def close(self) -> None:
+        """Ask the child to finish, and kill it if it does not."""
+        with contextlib.suppress(OSError):
+            self.connection.send(None)
+        self.process.join(timeout=STOP_TIMEOUT_S)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.connection.close()
+
+
+def exit_with_parent() -> None:
+    """Exit as soon as the parent is gone, even mid-training: killing `wavecast` kills it all."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        wait([parent.sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="wavecast-parent-watch", daemon=True).start()
+
+
+def relay(connection: Connection, name: str, *args: Any) -> None:
+    connection.send(("relay", name, args))
+
+
+def serve(connection: Connection) -> None:
+    """The child's main loop: import Keras, then answer calls until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    exit_with_parent()
+    import keras  # noqa: F401  (the reason this process exists)
+
+    while True:
+        try:
+            request = connection.recv()
+        except EOFError:
+            return
+        if request is None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)  # TensorFlow's teardown takes 1-2 s and saves nothing
+        function, args, kwargs, relayed = request
+        for name in relayed:
+            kwargs[name] = functools.partial(relay, connection, name)
+        try:
+            connection.send(("result", function(*args, **kwargs)))
+        except BaseException as error:  # reported to the caller, which decides what it means
+            connection.send(("error", portable(error), traceback.format_exc()))
+
+
+def portable(error: BaseException) -> BaseException:
+    """The exception itself when it survives pickling, else a RuntimeError naming it."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+    return error
+
+
+@contextlib.contextmanager
+def keras_process() -> Iterator[KerasProcess]:
+    """Start a KerasProcess that `run_with_keras` uses until the block ends."""
+    process = KerasProcess()
+    token = ACTIVE.set(process)
+    try:
+        yield process
+    finally:
+        ACTIVE.reset(token)
+        process.close()
+
+
+def run_with_keras(function: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
+    """function(*args, **kwargs) in the active KerasProcess, or here when there is none."""
+    process = ACTIVE.get()
+    if process is None:
+        return function(*args, **kwargs)
+    return process.call(function, *args, **kwargs)

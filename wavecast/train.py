@@ -1,0 +1,422 @@
+"""Build and fit the recurrent forecaster; Keras is imported only when training really runs.
+
+Small train splits are fitted in memory by `fit_model`: model.fit's exact batches and update,
+one compiled graph call per epoch. Larger ones (STREAM_ABOVE_VALUES) are streamed from the
+Parquet dataset by `fit_stream`, so memory stays bounded whatever the series length.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from wavecast.config import ModelSpec, TrainSpec
+from wavecast.memory import release_unused_memory
+from wavecast.storage import DataDir, stable_hash
+from wavecast.windows import (
+    DatasetRef,
+    head_of_split,
+    iter_split,
+    read_split,
+    shuffled_batches,
+)
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+EpochCallback = Callable[[int, float], None]
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.json"
+UNTRAINED_FILE = "untrained_predictions.npy"
+STREAM_ABOVE_VALUES = 1 << 23  # train windows x input_len beyond which training streams
+# Recurrent layers over windows at most this long are unrolled (measured faster on CPU).
+UNROLL_MAX_STEPS = {"simple": 32, "lstm": 5, "gru": 5}
+FORECAST_BATCH = 4096
+UNTRAINED_WINDOWS = 10_000  # test windows the untrained model forecasts (the first ones)
+
+
+class TrainedRef(BaseModel):
+    """A trained model on disk and how it got there."""
+
+    model_config = ConfigDict(frozen=True)
+
+    train_id: str
+    uri: str
+    dataset_id: str
+    model: ModelSpec
+    train: TrainSpec
+    epochs_run: int
+    final_loss: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Moments:
+    """Count, mean, sum of squared deviations and largest magnitude of values seen so far."""
+
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    max_abs: float = 0.0
+
+    def add(self, values: np.ndarray) -> Moments:
+        """Merge a chunk (Chan et al.'s parallel update): stable for any number of chunks."""
+        if values.size == 0:
+            return self
+        mean = float(values.mean())
+        m2 = float(np.square(values - mean).sum())
+        count = self.count + values.size
+        delta = mean - self.mean
+        return Moments(
+            count=count,
+            mean=self.mean + delta * values.size / count,
+            m2=self.m2 + m2 + delta**2 * self.count * values.size / count,
+            max_abs=max(self.max_abs, float(np.abs(values).max())),
+        )
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / self.count) if self.count else 0.0
+
+
+def choose_scaling(spec: ModelSpec, mean: float, std: float, max_abs: float) -> tuple[float, float]:
+    """(offset, scale) the model standardizes with; (0, 1) leaves inputs as they are."""
+    if spec.scaling == "none" or (spec.scaling == "auto" and max_abs <= 5.0) or std == 0.0:
+        return 0.0, 1.0
+    return mean, std
+
+
+def scaling_for(spec: ModelSpec, train_inputs: np.ndarray) -> tuple[float, float]:
+    """Scaling from train inputs held in memory."""
+    std, max_abs = float(train_inputs.std()), float(np.abs(train_inputs).max())
+    return choose_scaling(spec, float(train_inputs.mean()), std, max_abs)
+
+
+def streamed_scaling(spec: ModelSpec, chunks: Iterable[np.ndarray]) -> tuple[float, float]:
+    """Scaling from train inputs read chunk by chunk, never all at once."""
+    if spec.scaling == "none":
+        return 0.0, 1.0
+    moments = Moments()
+    for chunk in chunks:
+        moments = moments.add(chunk)
+    return choose_scaling(spec, moments.mean, moments.std, moments.max_abs)
+
+
+def initializer_seeds(cell: str, seed: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Seeded arguments for the recurrent layer and the dense layer, drawn as Keras draws them.
+
+    Unseeded, Keras seeds each initializer from Python's global `random`, which any thread
+    may advance between keras.utils.set_random_seed and the layers' creation (Prefect's
+    websocket keepalives do), so the same seed could give other weights. The same sequence
+    drawn from a private Random(seed), in Keras' own order, gives the weights a quiet process
+    gets, every time.
+    """
+    if seed is None:
+        return {}, {}
+    import keras
+
+    draws = random.Random(seed)
+
+    def draw() -> int:
+        return draws.randint(1, int(1e9))  # keras.random.make_default_seed
+
+    glorot, orthogonal = keras.initializers.GlorotUniform, keras.initializers.Orthogonal
+    if cell == "simple":  # its cell makes its dropout seed generator first
+        recurrent = {"seed": draw(), "kernel_initializer": glorot(seed=draw())}
+        recurrent["recurrent_initializer"] = orthogonal(seed=draw())
+    else:
+        recurrent = {"kernel_initializer": glorot(seed=draw())}
+        recurrent["recurrent_initializer"] = orthogonal(seed=draw())
+        recurrent["seed"] = draw()
+    return recurrent, {"kernel_initializer": glorot(seed=draw())}
+
+
+def build_model(
+    spec: ModelSpec, input_len: int, mean: float, scale: float, seed: int | None = None
+) -> keras.Model:
+    """Raw window in, raw forecast out: scaling is part of the saved model, not the caller.
+
+    With `seed`, the initial weights are those keras.utils.set_random_seed(seed) gives in a
+    quiet process, whatever other threads do (see initializer_seeds). Short windows are
+    unrolled (UNROLL_MAX_STEPS, by cell): the same arithmetic without a while-loop per step,
+    about 3x faster for the tutorial's SimpleRNN(100) over 5 steps.
+    """
+    import keras
+
+    cells = {"simple": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
+    recurrent_seeds, dense_seeds = initializer_seeds(spec.cell, seed)
+    window = keras.Input(shape=(input_len,), name="window")
+    hidden = keras.layers.Rescaling(1 / scale, offset=-mean / scale, name="standardize")(window)
+    hidden = keras.layers.Reshape((input_len, 1), name="as_sequence")(hidden)
+    unroll = input_len <= UNROLL_MAX_STEPS[spec.cell]
+    hidden = cells[spec.cell](spec.units, unroll=unroll, name=spec.cell, **recurrent_seeds)(hidden)
+    hidden = keras.layers.Dense(1, name="forecast", **dense_seeds)(hidden)
+    forecast = keras.layers.Rescaling(scale, offset=mean, name="to_series_scale")(hidden)
+    return keras.Model(window, forecast, name=f"wavecast_{spec.cell}")
+
+
+def compile_model(model: keras.Model, spec: TrainSpec) -> None:
+    """Adam on MSE, exactly what model.fit would be compiled with."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=spec.learning_rate), loss="mse")
+    model.optimizer.build(model.trainable_variables)
+
+
+def train_step(model: keras.Model) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """Keras' own TensorFlow train_step minus its metric bookkeeping: forward, loss, update."""
+    import tensorflow as tf
+
+    variables = model.trainable_variables
+
+    def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(x=x, y=y, y_pred=model(x, training=True), training=True)
+        model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    return step
+
+
+def fit_order(n_samples: int) -> Callable[[int], tf.Tensor]:
+    """Each epoch's sample order, drawn the way model.fit(shuffle=True) draws it on arrays.
+
+    Keras' ArrayDataAdapter shuffles an index range with tf.random.shuffle inside a tf.data
+    map. Under a global seed (keras.utils.set_random_seed) every new iterator replays the same
+    draw, so model.fit repeats one permutation every epoch; without one it draws afresh. Two
+    draws tell which case this is; a replayed order is then reused instead of redrawn (~10 ms).
+    """
+    import tensorflow as tf
+
+    def permutation(_: tf.Tensor) -> tf.Tensor:
+        indices = tf.range(n_samples, dtype=tf.int64)
+        return tf.random.shuffle(indices)
+
+    orders = tf.data.Dataset.range(1).map(permutation)
+    first, second = next(iter(orders)), next(iter(orders))
+    replayed = bool(tf.reduce_all(first == second))
+
+    def order(epoch: int) -> tf.Tensor:
+        if epoch == 0:
+            return first
+        return second if epoch == 1 or replayed else next(iter(orders))
+
+    return order
+
+
+def run_epochs(
+    epoch: Callable[[int], tf.Tensor], epochs: int, on_epoch: EpochCallback | None
+) -> list[float]:
+    """Call a compiled epoch `epochs` times; each loss reaches Python (and `on_epoch`) once."""
+    losses: list[float] = []
+    for index in range(epochs):
+        losses.append(float(epoch(index)))
+        if on_epoch is not None:
+            on_epoch(index, losses[-1])
+    return losses
+
+
+def fit_model(
+    model: keras.Model,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    spec: TrainSpec,
+    on_epoch: EpochCallback | None = None,
+) -> list[float]:
+    """model.fit(batch_size, epochs, shuffle=True)'s arithmetic, one graph call per epoch.
+
+    Same batches in the same order (see fit_order), same loss, optimizer and update; the
+    epoch loss is model.fit's too: the batch losses' mean weighted by batch size.
+    """
+    import tensorflow as tf
+
+    compile_model(model, spec)
+    x = tf.constant(inputs, tf.float32)
+    y = tf.constant(np.reshape(targets, (-1, 1)), tf.float32)
+    n_samples, batch = len(inputs), spec.batch_size
+    n_full, tail = divmod(n_samples, batch)
+    step, order = train_step(model), fit_order(n_samples)
+
+    @tf.function(autograph=False)
+    def epoch(indices: tf.Tensor) -> tf.Tensor:
+        ex, ey = tf.gather(x, indices), tf.gather(y, indices)
+        full_x = tf.reshape(ex[: n_full * batch], (n_full, batch, -1))
+        full_y = tf.reshape(ey[: n_full * batch], (n_full, batch, 1))
+
+        def body(i: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return i + 1, total + step(full_x[i], full_y[i]) * batch
+
+        _, total = tf.while_loop(lambda i, _: i < n_full, body, (tf.constant(0), tf.constant(0.0)))
+        if tail:
+            total += step(ex[n_full * batch :], ey[n_full * batch :]) * tail
+        return total / n_samples
+
+    return run_epochs(lambda index: epoch(order(index)), spec.epochs, on_epoch)
+
+
+def fit_stream(
+    model: keras.Model,
+    batches: Callable[[int], Iterator[tuple[np.ndarray, np.ndarray]]],
+    input_len: int,
+    spec: TrainSpec,
+    on_epoch: EpochCallback | None = None,
+) -> list[float]:
+    """Train on batches read while training: `batches(epoch)` yields one epoch's (x, y).
+
+    The data pass through a two-batch prefetch queue, so memory is a shuffle block plus a few
+    batches however large the split; the epoch still runs as one graph call.
+    """
+    import tensorflow as tf
+
+    compile_model(model, spec)
+    epochs_started = 0
+
+    def one_epoch() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        nonlocal epochs_started
+        epochs_started += 1
+        for x, y in batches(epochs_started - 1):
+            yield x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)[:, None]
+
+    signature = (
+        tf.TensorSpec((None, input_len), tf.float32),
+        tf.TensorSpec((None, 1), tf.float32),
+    )
+    data = tf.data.Dataset.from_generator(one_epoch, output_signature=signature).prefetch(2)
+    step = train_step(model)
+
+    @tf.function
+    def epoch() -> tf.Tensor:
+        # An explicit iterator: `for x, y in data` would become data.reduce(), which runs
+        # every step in tf.data's function runtime, about five times slower.
+        total, count = tf.constant(0.0), tf.constant(0.0)
+        stream = iter(data)
+        batch = stream.get_next_as_optional()
+        while batch.has_value():
+            x, y = batch.get_value()
+            size = tf.cast(tf.shape(x)[0], tf.float32)
+            total += step(x, y) * size
+            count += size
+            batch = stream.get_next_as_optional()
+        return total / count
+
+    return run_epochs(lambda _: epoch(), spec.epochs, on_epoch)
+
+
+def training_location(
+    dataset: DatasetRef, model: ModelSpec, train: TrainSpec, data_dir: str
+) -> tuple[str, tuple[str, ...]]:
+    identity = stable_hash(dataset.dataset_id, model.model_dump_json(), train.model_dump_json())
+    return data_dir, ("training", identity)
+
+
+def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
+    """The streaming path's shuffle for one epoch: a function of the seed and epoch only."""
+    return np.random.default_rng([seed, epoch])
+
+
+def model_forecast(model: keras.Model, inputs: np.ndarray) -> np.ndarray:
+    """The model's forecasts for raw windows, as a flat array.
+
+    Up to FORECAST_BATCH windows go through one eager call: model.predict would first trace
+    a graph (~0.4 s), which costs more than such a call. Larger inputs use predict, whose
+    graph is traced once per model and reused for every later chunk.
+    """
+    if len(inputs) > FORECAST_BATCH:
+        return np.asarray(model.predict(inputs, batch_size=FORECAST_BATCH, verbose=0)).reshape(-1)
+    return np.asarray(model(inputs, training=False)).reshape(-1)
+
+
+def untrained_forecast(model: keras.Model, dataset: DatasetRef, data_dir: str) -> np.ndarray:
+    """The untrained model on the first UNTRAINED_WINDOWS test windows (all of a small split)."""
+    _, test_x, _ = head_of_split(dataset, "test", data_dir, UNTRAINED_WINDOWS)
+    return model_forecast(model, test_x)
+
+
+def train_on_dataset(
+    dataset: DatasetRef,
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    data_dir: str,
+    on_epoch: EpochCallback | None = None,
+    stream_above: int = STREAM_ABOVE_VALUES,
+) -> TrainedRef:
+    """Seed, fit on the train split, and store the model, its loss curve and its untrained guess.
+
+    A train split of at most `stream_above` input values (windows x input_len) is fitted in
+    memory with model.fit's exact batches; a larger one is streamed from Parquet in
+    block-shuffled batches, with its scaling computed in one streaming pass. The untrained
+    guess covers the first UNTRAINED_WINDOWS test windows (all of them for a small split).
+    """
+    release_unused_memory()  # what earlier stages freed, before TensorFlow adds its ~450 MB
+    import keras
+
+    began = time.perf_counter()
+    input_len = dataset.spec.input_len
+    streaming = dataset.n_train * input_len > stream_above
+    if streaming:
+        chunks = (x for _, x, _ in iter_split(dataset, "train", data_dir))
+        scaling = streamed_scaling(model_spec, chunks)
+        release_unused_memory()
+    else:
+        _, train_x, train_y = read_split(dataset, "train", data_dir)
+        scaling = scaling_for(model_spec, train_x)
+    keras.utils.set_random_seed(train_spec.seed)
+    model = build_model(model_spec, input_len, *scaling, seed=train_spec.seed)
+    untrained = untrained_forecast(model, dataset, data_dir)
+    release_unused_memory()
+    if streaming:
+
+        def batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            rng = epoch_rng(train_spec.seed, epoch)
+            size = train_spec.batch_size
+            return shuffled_batches(dataset, "train", data_dir, size, rng, np.float32)
+
+        losses = fit_stream(model, batches, input_len, train_spec, on_epoch)
+    else:
+        losses = fit_model(model, train_x, train_y, train_spec, on_epoch)
+    _, parts = training_location(dataset, model_spec, train_spec, data_dir)
+    store = DataDir(data_dir)
+    with store.staged_dir(*parts) as staging:
+        model.save(staging / MODEL_FILE)
+        (staging / HISTORY_FILE).write_text(json.dumps({"loss": losses}))
+        np.save(staging / UNTRAINED_FILE, untrained, allow_pickle=False)
+    return TrainedRef(
+        train_id=parts[-1],
+        uri=store.uri(*parts),
+        dataset_id=dataset.dataset_id,
+        model=model_spec,
+        train=train_spec,
+        epochs_run=len(losses),
+        final_loss=losses[-1],
+        seconds=round(time.perf_counter() - began, 3),
+    )
+
+
+def load_model(data_dir: str, *parts: str) -> keras.Model:
+    """Load a stored model; safe_mode refuses any file that would run arbitrary code."""
+    import keras
+
+    with DataDir(data_dir).local_file(*parts) as path:
+        return keras.saving.load_model(path, safe_mode=True)
+
+
+def untrained_predictions(trained: TrainedRef, data_dir: str) -> np.ndarray:
+    store = DataDir(data_dir)
+    with store.local_file("training", trained.train_id, UNTRAINED_FILE) as path:
+        return np.load(path, allow_pickle=False)
+
+
+def loss_history(trained: TrainedRef, data_dir: str) -> list[float]:
+    payload: dict[str, Any] = DataDir(data_dir).read_json(
+        "training", trained.train_id, HISTORY_FILE
+    )
+    return [float(v) for v in payload["loss"]]

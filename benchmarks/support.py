@@ -142,8 +142,9 @@ def run_sampling_memory(
     process = subprocess.Popen(
         list(argv), cwd=ROOT, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    assert process.stderr is not None
-    reader = threading.Thread(target=lambda: stderr.append(process.stderr.read()), daemon=True)
+    pipe = process.stderr
+    assert pipe is not None
+    reader = threading.Thread(target=lambda: stderr.append(pipe.read()), daemon=True)
     reader.start()
     while process.poll() is None:
         memory.sample(process.pid)

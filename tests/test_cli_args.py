@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import build_parser, config_from_args
+from flows.cli import build_parser, config_from_args, keras_process_pays
+from tests.processes import import_blockers
 from wavecast.config import RetrainConfig
 
 WAVECAST = Path(sys.executable).with_name("wavecast")
@@ -48,6 +49,16 @@ def test_every_flag_lands_in_its_nested_field() -> None:
     assert (c.gate.tolerance, c.data_dir, c.refresh) == (0.2, "elsewhere", True)
 
 
+def test_a_keras_process_only_for_in_memory_training_not_published_before(tmp_path: Path) -> None:
+    """Streamed splits train in-process (memory); small, new runs overlap TensorFlow's import."""
+    small = config("--data-dir", str(tmp_path))
+    assert keras_process_pays(small, 1000)
+    assert not keras_process_pays(
+        config("--input-len", "64", "--data-dir", str(tmp_path)), 5_000_000
+    )
+    assert keras_process_pays(config("--input-len", "64", "--data-dir", str(tmp_path)), 100_000)
+
+
 def snapshot(root: Path) -> dict[str, str]:
     """Every file and directory under root, with a hash of each file's bytes."""
     return {
@@ -60,11 +71,8 @@ def run_cli(
     tmp_path: Path, *argv: str, blocked: tuple[str, ...] = HEAVY_MODULES
 ) -> subprocess.CompletedProcess[str]:
     """Run `wavecast` with the `blocked` modules made unimportable."""
-    blockers = tmp_path / "blockers"
-    for name in blocked:
-        (blockers / name).mkdir(parents=True, exist_ok=True)
-        (blockers / name / "__init__.py").write_text(f"raise ImportError('{name} was imported')\n")
-    env = {**os.environ, "PYTHONPATH": str(blockers), "PREFECT_HOME": str(tmp_path / "home")}
+    blockers = import_blockers(tmp_path, blocked)
+    env = {**os.environ, "PYTHONPATH": blockers, "PREFECT_HOME": str(tmp_path / "home")}
     return subprocess.run(
         [str(WAVECAST), *argv], capture_output=True, text=True, env=env, timeout=60, check=False
     )

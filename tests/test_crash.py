@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 import pytest
 
+from tests.processes import children_of, import_blockers, wait_until_gone
 from tests.servers import Stack, running_server
 from wavecast.registry import list_versions, read_promotions
 from wavecast.storage import COMPLETE_MARKER, STAGING_TAG, DataDir
@@ -34,11 +35,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield started
 
 
-def start_retrain(stack: Stack, data_dir: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
+def start_retrain(
+    stack: Stack, data_dir: Path, log: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     with log.open("wb") as sink:
         return subprocess.Popen(
             [str(WAVECAST), "retrain", "--data-dir", str(data_dir), "--json", *TINY, *args],
-            env=stack.env,
+            env={**stack.env, **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -82,8 +85,11 @@ def test_killed_while_training_then_rerun_completes(stack: Stack, tmp_path: Path
     data_dir, log = tmp_path / "data", tmp_path / "retrain.log"
     process = start_retrain(stack, data_dir, log, "--epochs", "300")
     wait_for_log(process, log, r"epoch 1/300")  # 299 epochs (~5 s) still to go
+    keras_side = children_of(process.pid)  # the Keras process, training right now
+    assert keras_side
     process.send_signal(signal.SIGKILL)
     process.wait()
+    assert wait_until_gone(keras_side) == []  # nothing trains on, or writes, behind our back
     assert_consistent(data_dir)
     assert not (data_dir / "models" / "champion.json").exists()
 
@@ -158,3 +164,13 @@ def test_the_command_exits_only_after_its_logs_reach_the_server(
     messages = server_log_messages(stack, name.group(1))
     assert any(message.startswith("Promoted") for message in messages), messages
     assert messages[-1] == "Finished in state Completed()", messages
+
+
+def test_an_unchanged_rerun_starts_no_tensorflow_anywhere(stack: Stack, tmp_path: Path) -> None:
+    """The registry shows this exact run was published: no Keras process, no TF import."""
+    data_dir, first_log, log = tmp_path / "data", tmp_path / "first.log", tmp_path / "rerun.log"
+    finish(start_retrain(stack, data_dir, first_log, "--epochs", "5"), first_log)
+    blocked = {"PYTHONPATH": import_blockers(tmp_path, ("tensorflow", "keras"))}
+    rerun = finish(start_retrain(stack, data_dir, log, "--epochs", "5", env=blocked), log)
+    assert rerun["unchanged"] is True
+    assert "was imported" not in log.read_text()  # nor in a child: its stderr is this log

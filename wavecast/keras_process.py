@@ -59,7 +59,10 @@ class KerasProcess:
         relayed = {name: value for name, value in kwargs.items() if callable(value)}
         data = {name: value for name, value in kwargs.items() if name not in relayed}
         with self.lock:
-            self.connection.send((function, args, data, tuple(relayed)))
+            try:
+                self.connection.send((function, args, data, tuple(relayed)))
+            except BrokenPipeError:
+                raise self.died("before") from None
             try:
                 return self.await_result(relayed)
             except (KeyboardInterrupt, SystemExit):
@@ -82,11 +85,13 @@ class KerasProcess:
         try:
             message: tuple[Any, ...] = self.connection.recv()
         except EOFError:
-            self.process.join(timeout=STOP_TIMEOUT_S)
-            raise KerasProcessError(
-                f"the Keras process exited with code {self.process.exitcode} during a call"
-            ) from None
+            raise self.died("during") from None
         return message
+
+    def died(self, when: str) -> KerasProcessError:
+        self.process.join(timeout=STOP_TIMEOUT_S)
+        code = self.process.exitcode
+        return KerasProcessError(f"the Keras process exited with code {code} {when} a call")
 
     def close(self) -> None:
         """Ask the child to finish, and kill it if it does not."""

@@ -311,6 +311,11 @@ def fit_stream(
     return run_epochs(lambda _: epoch(), spec.epochs, on_epoch)
 
 
+def trains_streaming(n_train: int, input_len: int, stream_above: int = STREAM_ABOVE_VALUES) -> bool:
+    """Whether a train split is too large to hold in memory, so it is streamed from Parquet."""
+    return n_train * input_len > stream_above
+
+
 def training_location(
     dataset: DatasetRef, model: ModelSpec, train: TrainSpec, data_dir: str
 ) -> tuple[str, tuple[str, ...]]:
@@ -361,7 +366,7 @@ def train_on_dataset(
 
     began = time.perf_counter()
     input_len = dataset.spec.input_len
-    streaming = dataset.n_train * input_len > stream_above
+    streaming = trains_streaming(dataset.n_train, input_len, stream_above)
     if streaming:
         chunks = (x for _, x, _ in iter_split(dataset, "train", data_dir))
         scaling = streamed_scaling(model_spec, chunks)

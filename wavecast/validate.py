@@ -7,7 +7,8 @@ from wavecast.generate import load_series
 from wavecast.windows import check_length
 
 
-def validate_inputs(config: RetrainConfig) -> None:
-    """Raise InvalidInputError with one actionable line if the series cannot be trained on."""
+def validate_inputs(config: RetrainConfig) -> int:
+    """The series' length; InvalidInputError with one actionable line if it cannot be trained on."""
     values, _ = load_series(config.series)
     check_length(len(values), config.windows)
+    return len(values)

@@ -51,9 +51,26 @@ def die(code: int) -> None:
     os._exit(code)
 
 
+def loaded(*modules: str) -> list[str]:
+    return [name for name in modules if name in sys.modules]
+
+
+def test_a_standby_process_imports_keras_only_when_told() -> None:
+    """What the CLI starts before validating: Keras only once training will really run."""
+    standby = KerasProcess()
+    try:
+        assert standby.call(loaded, "prefect", "keras", "tensorflow") == []
+        standby.import_keras()
+        assert standby.call(loaded, "prefect", "keras", "tensorflow") == ["keras", "tensorflow"]
+    finally:
+        standby.close()
+        standby.close()  # twice is harmless
+
+
 @pytest.fixture(scope="module")
 def child() -> Iterator[KerasProcess]:
     process = KerasProcess()
+    process.import_keras()
     yield process
     process.close()
     assert process.process.exitcode == 0  # asked to stop, it stopped by itself

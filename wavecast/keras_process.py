@@ -1,11 +1,12 @@
 """A second interpreter that imports Keras while this one starts Prefect, then runs the
 TensorFlow-bound stages.
 
-Importing TensorFlow and Keras takes ~5.5 s of one core, Prefect ~3.5 s of another: in one
-process a cold retrain pays both in turn. `wavecast retrain` starts a KerasProcess first, so
-the two imports overlap on two cores, and the stages that need Keras (train, evaluate, stage,
-promote) run there through `run_with_keras`. Without an active KerasProcess (tests, deployed
-flow runs) the same functions simply run in the calling process.
+Importing TensorFlow and Keras takes ~6 s of one core, Prefect ~3.5 s of another: in one
+process a cold retrain pays both in turn. `wavecast retrain` spawns a KerasProcess first
+thing (its interpreter starts while the command validates its input), has it import Keras
+once training will really run (`import_keras`), and runs the stages that need Keras (train,
+evaluate, stage, promote) there through `run_with_keras`. Without an active
+KerasProcess (tests, deployed flow runs) the same functions simply run in the caller.
 
 Calls are plain functions of this package (never Prefect code: the child must not import
 Prefect, or it would pay that import too), picklable arguments in, a picklable result out.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import multiprocessing
 import os
 import signal
@@ -30,7 +32,7 @@ from typing import Any, TypeVar
 
 Result = TypeVar("Result")
 ACTIVE: ContextVar[KerasProcess | None] = ContextVar("wavecast_keras_process", default=None)
-STOP_TIMEOUT_S = 2.0  # an idle child stops at once; one still importing Keras is killed
+STOP_TIMEOUT_S = 2.0  # an idle child stops at once; one busy importing is killed
 
 
 class KerasProcessError(RuntimeError):
@@ -42,7 +44,7 @@ class RemoteError(Exception):
 
 
 class KerasProcess:
-    """One spawned child that imports Keras at start and then serves calls one at a time."""
+    """One spawned child that imports Keras when told to, then serves calls one at a time."""
 
     def __init__(self) -> None:
         context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
@@ -54,13 +56,17 @@ class KerasProcess:
         child_end.close()
         self.lock = threading.Lock()
 
+    def import_keras(self) -> None:
+        """Have the child import Keras now, without waiting; a call made meanwhile queues."""
+        self.connection.send(("import", "keras"))
+
     def call(self, function: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
         """function(*args, **kwargs) in the child; its exception, if any, is raised here."""
         relayed = {name: value for name, value in kwargs.items() if callable(value)}
         data = {name: value for name, value in kwargs.items() if name not in relayed}
         with self.lock:
             try:
-                self.connection.send((function, args, data, tuple(relayed)))
+                self.connection.send(("call", function, args, data, tuple(relayed)))
             except BrokenPipeError:
                 raise self.died("before") from None
             try:
@@ -94,7 +100,9 @@ class KerasProcess:
         return KerasProcessError(f"the Keras process exited with code {code} {when} a call")
 
     def close(self) -> None:
-        """Ask the child to finish, and kill it if it does not."""
+        """Ask the child to finish, and kill it if it does not; closing twice is harmless."""
+        if self.connection.closed:
+            return
         with contextlib.suppress(OSError):
             self.connection.send(None)
         self.process.join(timeout=STOP_TIMEOUT_S)
@@ -122,11 +130,9 @@ def relay(connection: Connection, name: str, *args: Any) -> None:
 
 
 def serve(connection: Connection) -> None:
-    """The child's main loop: import Keras, then answer calls until told to stop."""
+    """The child's main loop: import what it is told, answer calls, until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     exit_with_parent()
-    import keras  # noqa: F401  (the reason this process exists)
-
     while True:
         try:
             request = connection.recv()
@@ -136,7 +142,10 @@ def serve(connection: Connection) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)  # TensorFlow's teardown takes 1-2 s and saves nothing
-        function, args, kwargs, relayed = request
+        if request[0] == "import":
+            importlib.import_module(request[1])
+            continue
+        _, function, args, kwargs, relayed = request
         for name in relayed:
             kwargs[name] = functools.partial(relay, connection, name)
         try:
@@ -157,15 +166,21 @@ def portable(error: BaseException) -> BaseException:
 
 
 @contextlib.contextmanager
-def keras_process() -> Iterator[KerasProcess]:
-    """Start a KerasProcess that `run_with_keras` uses until the block ends."""
-    process = KerasProcess()
+def activated(process: KerasProcess) -> Iterator[KerasProcess]:
+    """`run_with_keras` uses `process` until the block ends, which closes the process."""
     token = ACTIVE.set(process)
     try:
         yield process
     finally:
         ACTIVE.reset(token)
         process.close()
+
+
+def keras_process() -> contextlib.AbstractContextManager[KerasProcess]:
+    """A KerasProcess importing Keras right away, active for the block."""
+    process = KerasProcess()
+    process.import_keras()
+    return activated(process)
 
 
 def run_with_keras(function: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:

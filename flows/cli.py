@@ -9,7 +9,10 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from wavecast.keras_process import KerasProcess
 
 # CLI flag -> where it lives in RetrainConfig; help text comes from the config's own fields.
 FLAG_PATHS: dict[str, tuple[str, ...]] = {
@@ -148,12 +151,11 @@ def keras_process_pays(config: Any, n_points: int) -> bool:
     return not trains_streaming(n_train, spec.input_len) and not published_before(config)
 
 
-def run_retrain(args: argparse.Namespace) -> None:
-    from wavecast.keras_process import KerasProcess, activated
+def run_retrain(args: argparse.Namespace, standby: KerasProcess) -> None:
+    """Validate, then retrain: with `standby` importing Keras meanwhile where that pays."""
+    from wavecast.keras_process import activated
 
-    standby = KerasProcess()  # its interpreter starts while we validate; no Keras yet
     with contextlib.ExitStack() as stack:
-        stack.callback(standby.close)
         config, n_points = validated_config(args)
         if keras_process_pays(config, n_points):
             standby.import_keras()  # on the other core, while Prefect starts on this one
@@ -221,11 +223,20 @@ def run_models(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     for key, value in ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    args = build_parser().parse_args(argv)
-    if args.command == "retrain":
-        run_retrain(args)
-    else:
-        run_models(args)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with contextlib.ExitStack() as stack:
+        standby = None
+        if argv[:1] == ["retrain"]:  # spawned first: its interpreter starts while we parse
+            from wavecast.keras_process import KerasProcess
+
+            standby = KerasProcess()
+            stack.callback(standby.close)
+        args = build_parser().parse_args(argv)
+        if args.command == "retrain":
+            assert standby is not None, "argparse's command is the first argument"
+            run_retrain(args, standby)
+        else:
+            run_models(args)
 
 
 def exit_without_teardown() -> NoReturn:

@@ -17,7 +17,8 @@ def new_figure() -> Figure:
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(7, 3.5))
-    # Fixed margins, not tight_layout: that renders every figure twice (~0.1 s each).
+    # Fixed margins, not tight_layout: that renders every figure twice (~0.1 s each). Titles
+    # are placed at y=1 too: matplotlib's automatic placement measures every tick label.
     figure.subplots_adjust(left=0.11, right=0.97, bottom=0.14, top=0.91)
     return figure
 
@@ -33,9 +34,10 @@ def plot_loss(losses: Sequence[float], path: Path) -> Path:
     axes = figure.subplots()
     axes.plot(np.arange(1, len(losses) + 1), losses, label="train loss (MSE)")
     axes.set_yscale("log")
+    axes.minorticks_off()  # dozens of minor tick artists: ~0.1 s to draw, little to read
     axes.set_xlabel("epoch")
     axes.set_ylabel("MSE")
-    axes.set_title("Training loss")
+    axes.set_title("Training loss", y=1.0)
     axes.grid(alpha=0.3)
     axes.legend()
     return _save(figure, path)
@@ -56,7 +58,7 @@ def plot_forecasts(
         axes.plot(starts, values, label=name, linewidth=1.2)
     axes.set_xlabel("window start")
     axes.set_ylabel("value")
-    axes.set_title(title)
+    axes.set_title(title, y=1.0)
     axes.grid(alpha=0.3)
     axes.legend()
     return _save(figure, path)

@@ -3,7 +3,7 @@ TensorFlow-bound stages.
 
 Importing TensorFlow and Keras takes ~6 s of one core, Prefect ~3.5 s of another: in one
 process a cold retrain pays both in turn. `wavecast retrain` spawns a KerasProcess first
-thing (its interpreter starts while the command validates its input), has it import Keras
+thing (its interpreter starts while the command parses and validates), has it import Keras
 once training will really run (`import_keras`), and runs the stages that need Keras (train,
 evaluate, stage, promote) there through `run_with_keras`. Without an active
 KerasProcess (tests, deployed flow runs) the same functions simply run in the caller.

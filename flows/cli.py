@@ -35,6 +35,17 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "tolerance": ("gate", "tolerance"),
     "data_dir": ("data_dir",),
 }
+# What the Keras process's calls import, in dependency order, for it to load while it waits.
+KERAS_SIDE_MODULES = (
+    "numpy",
+    "pydantic",
+    "pyarrow.parquet",
+    "pyarrow.dataset",
+    "wavecast.windows",
+    "wavecast.train",
+    "wavecast.evaluate",
+    "wavecast.publish",
+)
 ENVIRONMENT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
@@ -229,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if argv[:1] == ["retrain"]:  # spawned first: its interpreter starts while we parse
             from wavecast.keras_process import KerasProcess
 
-            standby = KerasProcess()
+            standby = KerasProcess(preload=KERAS_SIDE_MODULES)
             stack.callback(standby.close)
         args = build_parser().parse_args(argv)
         if args.command == "retrain":

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -65,6 +66,21 @@ def test_a_standby_process_imports_keras_only_when_told() -> None:
     finally:
         standby.close()
         standby.close()  # twice is harmless
+
+
+def test_preloading_waits_for_no_one() -> None:
+    """Preloads fill idle time only: a request already waiting is served before any import."""
+    eager = KerasProcess(preload=("keras",))  # ~6 s of import if it were not interrupted
+    try:
+        assert eager.call(loaded, "keras") == []
+    finally:
+        eager.close()
+    patient = KerasProcess(preload=("wavecast.train",))
+    try:
+        time.sleep(5)  # idle time: ten times what importing wavecast.train takes
+        assert patient.call(loaded, "wavecast.train", "keras") == ["wavecast.train"]
+    finally:
+        patient.close()
 
 
 @pytest.fixture(scope="module")

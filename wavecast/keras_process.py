@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 Result = TypeVar("Result")
 ACTIVE: ContextVar[KerasProcess | None] = ContextVar("wavecast_keras_process", default=None)
-STOP_TIMEOUT_S = 2.0  # an idle child stops at once; one busy importing is killed
+STOP_TIMEOUT_S = 0.2  # an idle child stops at once; one busy importing is killed
 
 
 class KerasProcessError(RuntimeError):

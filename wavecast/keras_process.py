@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 Result = TypeVar("Result")
 ACTIVE: ContextVar[KerasProcess | None] = ContextVar("wavecast_keras_process", default=None)
 STOP_TIMEOUT_S = 0.2  # an idle child stops at once; one busy importing is killed
+REAP_TIMEOUT_S = 10.0  # a child whose pipe closed is exiting: wait for its exit code
 
 
 class KerasProcessError(RuntimeError):
@@ -99,7 +100,7 @@ class KerasProcess:
         return message
 
     def died(self, when: str) -> KerasProcessError:
-        self.process.join(timeout=STOP_TIMEOUT_S)
+        self.process.join(timeout=REAP_TIMEOUT_S)
         code = self.process.exitcode
         return KerasProcessError(f"the Keras process exited with code {code} {when} a call")
 

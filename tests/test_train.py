@@ -78,8 +78,37 @@ def test_same_seed_same_losses_other_seed_other_losses() -> None:
     assert first != other
 
 
+QUIET_BUILD = """
+import sys, numpy as np, keras
+from wavecast.config import ModelSpec
+from wavecast.train import build_model
+for cell in ("simple", "lstm", "gru"):
+    keras.utils.set_random_seed(11)
+    model = build_model(ModelSpec.model_validate({"cell": cell, "units": 3}), 5, 0.0, 1.0)
+    np.savez(f"{sys.argv[1]}/{cell}.npz", *model.get_weights())
+"""
+
+
+@pytest.fixture(scope="module")
+def quiet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Keras' own seeded weights, built unseeded after set_random_seed in a process where no
+    other thread draws from `random` (under pytest, earlier Prefect tests leave such threads).
+    """
+    out = tmp_path_factory.mktemp("quiet")
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", QUIET_BUILD, str(out)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
 @pytest.mark.parametrize("cell", ["simple", "lstm", "gru"])
-def test_seeded_weights_ignore_other_users_of_python_random(cell: str) -> None:
+def test_seeded_weights_ignore_other_users_of_python_random(cell: str, quiet_weights: Path) -> None:
     """Another thread drawing from `random` (Prefect's websocket pings do) changes nothing."""
     import random
 
@@ -94,10 +123,9 @@ def test_seeded_weights_ignore_other_users_of_python_random(cell: str) -> None:
             np.testing.assert_array_equal(got, expected)
     other = build_model(spec, 5, 0.0, 1.0, seed=12).get_weights()
     assert not np.array_equal(other[0], built[0][0])
-    import keras
-
-    keras.utils.set_random_seed(11)  # the weights a quiet, unseeded build gets
-    for got, expected in zip(build_model(spec, 5, 0.0, 1.0).get_weights(), built[0], strict=True):
+    with np.load(quiet_weights / f"{cell}.npz") as quiet:
+        reference = [quiet[f"arr_{i}"] for i in range(len(quiet.files))]
+    for got, expected in zip(built[0], reference, strict=True):
         np.testing.assert_array_equal(got, expected)
 
 

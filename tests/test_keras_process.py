@@ -68,6 +68,17 @@ def test_a_standby_process_imports_keras_only_when_told() -> None:
         standby.close()  # twice is harmless
 
 
+def test_an_unused_standby_is_killed_not_asked_to_stop() -> None:
+    """A rerun closes its standby, usually mid-preload: nothing it holds is worth waiting for.
+
+    Even an idle one is killed (a used one would exit 0 when asked, see `child` below).
+    """
+    standby = KerasProcess()
+    time.sleep(3)  # long past its start-up: idle, waiting for a request
+    standby.close()
+    assert standby.process.exitcode == -signal.SIGKILL
+
+
 def test_preloading_waits_for_no_one() -> None:
     """Preloads fill idle time only: a request already waiting is served before any import."""
     eager = KerasProcess(preload=("keras",))  # ~6 s of import if it were not interrupted

@@ -60,9 +60,11 @@ class KerasProcess:
         self.process.start()
         child_end.close()
         self.lock = threading.Lock()
+        self.used = False  # told to import or call anything: from then on it stops politely
 
     def import_keras(self) -> None:
         """Have the child import Keras now, without waiting; a call made meanwhile queues."""
+        self.used = True
         self.connection.send(("import", "keras"))
 
     def call(self, function: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
@@ -70,6 +72,7 @@ class KerasProcess:
         relayed = {name: value for name, value in kwargs.items() if callable(value)}
         data = {name: value for name, value in kwargs.items() if name not in relayed}
         with self.lock:
+            self.used = True
             try:
                 self.connection.send(("call", function, args, data, tuple(relayed)))
             except BrokenPipeError:
@@ -105,12 +108,17 @@ class KerasProcess:
         return KerasProcessError(f"the Keras process exited with code {code} {when} a call")
 
     def close(self) -> None:
-        """Ask the child to finish, and kill it if it does not; closing twice is harmless."""
+        """Ask the child to finish, and kill it if it does not; closing twice is harmless.
+
+        A standby that was never used holds nothing but preloaded modules: it is killed at
+        once rather than waited for while it finishes its current import (up to ~0.2 s).
+        """
         if self.connection.closed:
             return
-        with contextlib.suppress(OSError):
-            self.connection.send(None)
-        self.process.join(timeout=STOP_TIMEOUT_S)
+        if self.used:
+            with contextlib.suppress(OSError):
+                self.connection.send(None)
+            self.process.join(timeout=STOP_TIMEOUT_S)
         if self.process.is_alive():
             self.process.kill()
             self.process.join()

@@ -169,12 +169,12 @@ def stage_version(
 ) -> Candidate:
     """Copy the candidate into models/<version>/, which appears only complete and verified."""
     store = DataDir(config.data_dir)
-    expected = stored_predictions(evaluation, config.data_dir)
-    _, test_x, _ = head_of_split(dataset, "test", config.data_dir, len(expected))
     with registry_lock(store):  # two runs of the same training publish it once
         existing = find_version_of(store, trained.train_id)
-        if existing is not None:
+        if existing is not None:  # an unchanged rerun: nothing to read, copy or check
             return Candidate(version=existing, created=False)
+        expected = stored_predictions(evaluation, config.data_dir)
+        _, test_x, _ = head_of_split(dataset, "test", config.data_dir, len(expected))
         version = version_name(utc_now(), trained.train_id)
         manifest = build_manifest(config, dataset, trained, evaluation, run_id)
         with store.staged_dir(MODELS, version) as staging:

@@ -30,11 +30,15 @@ def _save(figure: Figure, path: Path) -> Path:
 
 def plot_loss(losses: Sequence[float], path: Path) -> Path:
     """Training loss by epoch, on a log scale where the interesting part of the curve lives."""
+    from matplotlib.ticker import LogFormatter
+
     figure = new_figure()
     axes = figure.subplots()
     axes.plot(np.arange(1, len(losses) + 1), losses, label="train loss (MSE)")
     axes.set_yscale("log")
     axes.minorticks_off()  # dozens of minor tick artists: ~0.1 s to draw, little to read
+    # Labels as plain "1e-04": the default's mathtext 10^-4 costs ~0.2 s to lay out once.
+    axes.yaxis.set_major_formatter(LogFormatter())
     axes.set_xlabel("epoch")
     axes.set_ylabel("MSE")
     axes.set_title("Training loss", y=1.0)

@@ -79,6 +79,16 @@ def test_an_unused_standby_is_killed_not_asked_to_stop() -> None:
     assert standby.process.exitcode == -signal.SIGKILL
 
 
+def test_a_preload_that_fails_leaves_the_process_serving() -> None:
+    """Preloading is a head start, never a new way to fail: the call reports what it needs."""
+    process = KerasProcess(preload=("no_such_module_wavecast", "wavecast.train"))
+    try:
+        time.sleep(3)  # past both preloads
+        assert process.call(loaded, "wavecast.train") == ["wavecast.train"]
+    finally:
+        process.close()
+
+
 def test_preloading_waits_for_no_one() -> None:
     """Preloads fill idle time only: a request already waiting is served before any import."""
     eager = KerasProcess(preload=("keras",))  # ~6 s of import if it were not interrupted

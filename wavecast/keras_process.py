@@ -149,7 +149,8 @@ def serve(connection: Connection, preload: tuple[str, ...] = ()) -> None:
     for module in preload:
         if connection.poll():  # the parent has spoken: that comes first
             break
-        importlib.import_module(module)
+        with contextlib.suppress(ImportError):  # left for the call that needs it to report
+            importlib.import_module(module)
     while True:
         try:
             request = connection.recv()

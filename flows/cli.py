@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import atexit
-import contextlib
 import os
 import sys
-import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
-
-if TYPE_CHECKING:
-    from wavecast.keras_process import KerasProcess
+from typing import Any, NoReturn
 
 # CLI flag -> where it lives in RetrainConfig; help text comes from the config's own fields.
 FLAG_PATHS: dict[str, tuple[str, ...]] = {
@@ -35,21 +29,6 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "tolerance": ("gate", "tolerance"),
     "data_dir": ("data_dir",),
 }
-# What the Keras process's calls import, for it to load while it waits for the go. First the
-# light modules its calls need; then the heavy ones importing Keras loads anyway (pandas and
-# pyplot, ~0.9 s), so the go finding one of those half-imported costs nothing.
-KERAS_SIDE_MODULES = (
-    "numpy",
-    "pydantic",
-    "pyarrow.parquet",
-    "wavecast.windows",
-    "wavecast.train",
-    "wavecast.evaluate",
-    "wavecast.publish",
-    "pandas",
-    "matplotlib.pyplot",
-    "pyarrow.dataset",
-)
 ENVIRONMENT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
@@ -148,50 +127,24 @@ def print_summary(summary: Any) -> None:
         print(f"- {reason}")
 
 
-def keras_process_pays(config: Any, n_points: int) -> bool:
-    """Whether to import TensorFlow in a second process now, while Prefect starts in this one.
+def run_retrain(args: argparse.Namespace) -> None:
+    """Validate before Prefect or TensorFlow load, then run the flow in this process."""
+    config = validated_config(args)
+    from flows.retrain import retrain
+    from wavecast.errors import InvalidInputError
 
-    That overlap saves ~4 s of a ~13 s cold retrain. It is wasted on a rerun that the caches
-    will answer (guessed from the registry), and not worth a second process's memory when the
-    train split streams: such a run trains for minutes, and holds its memory budget alone.
-    """
-    from wavecast.registry import published_before
-    from wavecast.train import trains_streaming
-    from wavecast.windows import count_windows, split_index
-
-    spec = config.windows
-    n_train = split_index(
-        count_windows(n_points, spec.input_len, spec.horizon), spec.train_fraction
-    )
-    return not trains_streaming(n_train, spec.input_len) and not published_before(config)
-
-
-def run_retrain(args: argparse.Namespace, standby: KerasProcess) -> None:
-    """Validate, then retrain: with `standby` importing Keras meanwhile where that pays."""
-    from wavecast.keras_process import activated
-
-    with contextlib.ExitStack() as stack:
-        config, n_points = validated_config(args)
-        if keras_process_pays(config, n_points):
-            standby.import_keras()  # on the other core, while Prefect starts on this one
-            stack.enter_context(activated(standby))
-        else:
-            standby.close()
-        from flows.retrain import retrain
-        from wavecast.errors import InvalidInputError
-
-        try:
-            summary = retrain(config)
-        except InvalidInputError as exc:
-            fail(str(exc))
+    try:
+        summary = retrain(config)
+    except InvalidInputError as exc:
+        fail(str(exc))
     if args.json:
         print(summary.model_dump_json())
     else:
         print_summary(summary)
 
 
-def validated_config(args: argparse.Namespace) -> tuple[Any, int]:
-    """The config and the series' length, or exit 2 with one line: before any TensorFlow."""
+def validated_config(args: argparse.Namespace) -> Any:
+    """The config, or exit 2 with one line: before any Prefect or TensorFlow import."""
     from pydantic import ValidationError
 
     from wavecast.errors import InvalidInputError
@@ -199,7 +152,8 @@ def validated_config(args: argparse.Namespace) -> tuple[Any, int]:
 
     try:
         config = config_from_args(args)
-        return config, validate_inputs(config)
+        validate_inputs(config)
+        return config
     except ValidationError as exc:
         fail(validation_message(exc))
     except InvalidInputError as exc:
@@ -236,46 +190,15 @@ def run_models(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    """The `wavecast` command."""
     for key, value in ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(key, value)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    with contextlib.ExitStack() as stack:
-        standby = None
-        if argv[:1] == ["retrain"]:  # spawned first: its interpreter starts while we parse
-            from wavecast.keras_process import KerasProcess
-
-            standby = KerasProcess(preload=KERAS_SIDE_MODULES)
-            stack.callback(standby.close)
-        args = build_parser().parse_args(argv)
-        if args.command == "retrain":
-            assert standby is not None, "argparse's command is the first argument"
-            run_retrain(args, standby)
-        else:
-            run_models(args)
-
-
-def exit_without_teardown() -> NoReturn:
-    """Exit 0 as Python would, minus the final teardown of every module and object.
-
-    That teardown takes ~0.5 s after a run (1-2 s with TensorFlow loaded) and saves nothing.
-    Everything a normal exit does first still happens: non-daemon threads finish, exit
-    handlers run (Prefect drains its log and event queues and stops an embedded server
-    there), stdio is flushed.
-    """
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def run() -> None:
-    """The `wavecast` command: main(), then a quick exit (errors exit through SystemExit)."""
-    main()
-    exit_without_teardown()
+    args = build_parser().parse_args(argv)
+    if args.command == "retrain":
+        run_retrain(args)
+    else:
+        run_models(args)
 
 
 if __name__ == "__main__":
-    run()
+    main()

@@ -1,15 +1,19 @@
-"""Prefect face of the series stage: cached on the source's content, retried on I/O faults."""
+"""Prefect face of the series stage: reads the source every run, stores it when new."""
 
 from __future__ import annotations
 
 from prefect import get_run_logger, task
 
-from tasks.prefect_support import IO_RETRIES, content_cache
+from prefect.cache_policies import NO_CACHE
+
+from tasks.prefect_support import IO_RETRIES
 from wavecast.config import SeriesSpec
-from wavecast.generate import SeriesRef, series_location, store_series
+from wavecast.generate import SeriesRef, store_series
 
 
-@task(name="generate-series", **content_cache(series_location), **IO_RETRIES)
+# Not cached by Prefect: knowing that a file is unchanged means reading it, and that one read
+# is all the stage does when it is (its stored copy is addressed by content).
+@task(name="generate-series", cache_policy=NO_CACHE, **IO_RETRIES)
 def generate_series(spec: SeriesSpec, data_dir: str) -> SeriesRef:
     series = store_series(spec, data_dir)
     get_run_logger().info(

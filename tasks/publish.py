@@ -10,7 +10,6 @@ from prefect.transactions import Transaction, get_transaction
 from tasks.prefect_support import IO_RETRIES
 from wavecast.config import RetrainConfig
 from wavecast.evaluate import Evaluation, metrics_table
-from wavecast.keras_process import run_with_keras
 from wavecast.publish import Candidate, RetrainSummary, promote_candidate, stage_version
 from wavecast.registry import MANIFEST_FILE, MODELS, remove_version
 from wavecast.report import render_markdown
@@ -48,7 +47,7 @@ def publish_version(
     config: RetrainConfig, dataset: DatasetRef, trained: TrainedRef, evaluation: Evaluation
 ) -> Candidate:
     run_id = flow_run.get_id()
-    candidate = run_with_keras(stage_version, config, dataset, trained, evaluation, run_id)
+    candidate = stage_version(config, dataset, trained, evaluation, run_id)
     transaction = get_transaction()
     if transaction is not None:
         transaction.set("candidate", candidate)
@@ -69,7 +68,7 @@ def discard_version(transaction: Transaction) -> None:
 def promote_version(
     config: RetrainConfig, dataset: DatasetRef, evaluation: Evaluation, candidate: Candidate
 ) -> RetrainSummary:
-    summary = run_with_keras(promote_candidate, config, dataset, evaluation, candidate)
+    summary = promote_candidate(config, dataset, evaluation, candidate)
     verdict = "Unchanged" if summary.unchanged else ("Promoted" if summary.promoted else "Kept")
     get_run_logger().info("%s %s: %s", verdict, summary.version, "; ".join(summary.reasons))
     publish_artifacts(summary, evaluation, config.data_dir)

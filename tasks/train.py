@@ -10,7 +10,6 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from tasks.prefect_support import content_cache
 from wavecast.config import ModelSpec, TrainSpec
-from wavecast.keras_process import run_with_keras
 from wavecast.train import EpochCallback, TrainedRef, train_on_dataset, training_location
 from wavecast.windows import DatasetRef
 
@@ -41,8 +40,8 @@ def epoch_reporter(epochs: int, min_interval_s: float = 1.0) -> EpochCallback:
 def train_model(
     dataset: DatasetRef, model: ModelSpec, train: TrainSpec, data_dir: str
 ) -> TrainedRef:
-    trained = run_with_keras(
-        train_on_dataset, dataset, model, train, data_dir, on_epoch=epoch_reporter(train.epochs)
+    trained = train_on_dataset(
+        dataset, model, train, data_dir, on_epoch=epoch_reporter(train.epochs)
     )
     get_run_logger().info(
         "Trained %s in %.1f s, final loss %.3g",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import build_parser, config_from_args, keras_process_pays
+from flows.cli import build_parser, config_from_args
 from tests.processes import import_blockers
 from wavecast.config import RetrainConfig
 
@@ -47,16 +47,6 @@ def test_every_flag_lands_in_its_nested_field() -> None:
     assert (c.train.epochs, c.train.batch_size, c.train.seed) == (3, 4, 9)
     assert c.train.learning_rate == 0.01 and isinstance(c.train.epochs, int)
     assert (c.gate.tolerance, c.data_dir, c.refresh) == (0.2, "elsewhere", True)
-
-
-def test_a_keras_process_only_for_in_memory_training_not_published_before(tmp_path: Path) -> None:
-    """Streamed splits train in-process (memory); small, new runs overlap TensorFlow's import."""
-    small = config("--data-dir", str(tmp_path))
-    assert keras_process_pays(small, 1000)
-    assert not keras_process_pays(
-        config("--input-len", "64", "--data-dir", str(tmp_path)), 5_000_000
-    )
-    assert keras_process_pays(config("--input-len", "64", "--data-dir", str(tmp_path)), 100_000)
 
 
 def snapshot(root: Path) -> dict[str, str]:

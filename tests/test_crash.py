@@ -15,10 +15,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import keras
 import pytest
 
-from tests.processes import children_of, import_blockers, wait_until_gone
+from tests.processes import import_blockers
 from tests.servers import Stack, running_server
 from wavecast.registry import list_versions, read_promotions
 from wavecast.storage import COMPLETE_MARKER, STAGING_TAG, DataDir
@@ -78,6 +77,8 @@ def assert_consistent(data_dir: Path) -> None:
     champion = json.loads(champion_file.read_text())["version"]
     assert champion in list_versions(store)
     assert events and events[-1]["version"] == champion
+    import keras
+
     keras.saving.load_model(data_dir / "models" / champion / "model.keras", safe_mode=True)
 
 
@@ -85,11 +86,8 @@ def test_killed_while_training_then_rerun_completes(stack: Stack, tmp_path: Path
     data_dir, log = tmp_path / "data", tmp_path / "retrain.log"
     process = start_retrain(stack, data_dir, log, "--epochs", "300")
     wait_for_log(process, log, r"epoch 1/300")  # 299 epochs (~5 s) still to go
-    keras_side = children_of(process.pid)  # the Keras process, training right now
-    assert keras_side
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert wait_until_gone(keras_side) == []  # nothing trains on, or writes, behind our back
     assert_consistent(data_dir)
     assert not (data_dir / "models" / "champion.json").exists()
 
@@ -156,7 +154,7 @@ def server_log_messages(stack: Stack, flow_run_name: str) -> list[str]:
 def test_the_command_exits_only_after_its_logs_reach_the_server(
     stack: Stack, tmp_path: Path
 ) -> None:
-    """`wavecast` skips interpreter teardown after TensorFlow; the run's last lines still land."""
+    """Prefect's log queue is drained at exit: the run's last lines reach the server."""
     log = tmp_path / "run.log"
     finish(start_retrain(stack, tmp_path / "data", log), log)
     name = re.search(r"Beginning flow run '([^']+)'", log.read_text())
@@ -167,7 +165,7 @@ def test_the_command_exits_only_after_its_logs_reach_the_server(
 
 
 def test_an_unchanged_rerun_starts_no_tensorflow_anywhere(stack: Stack, tmp_path: Path) -> None:
-    """The registry shows this exact run was published: no Keras process, no TF import."""
+    """Every Keras-bound stage is a cache hit: TensorFlow is never imported."""
     data_dir, first_log, log = tmp_path / "data", tmp_path / "first.log", tmp_path / "rerun.log"
     finish(start_retrain(stack, data_dir, first_log, "--epochs", "5"), first_log)
     blocked = {"PYTHONPATH": import_blockers(tmp_path, ("tensorflow", "keras"))}

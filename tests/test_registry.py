@@ -15,7 +15,6 @@ from wavecast.errors import InvalidInputError
 from wavecast.registry import (
     checked_version,
     list_versions,
-    published_before,
     record_champion,
     version_name,
 )
@@ -112,49 +111,3 @@ def test_record_champion_writes_champion_and_appends_one_line(tmp_path: Path) ->
         assert (event["version"], event["replaced"]) == (version, previous)
         assert (event["action"], event["reason"]) == ("gate", f"because {count}")
     assert [json.loads(line)["version"] for line in log.read_text().splitlines()] == [V1, V2, V3]
-
-
-def publish_manifest(root: Path, name: str, config: RetrainConfig, created: datetime) -> None:
-    """A complete version whose manifest says it came from `config` and today's code."""
-    make_dir(root, name)
-    manifest = {
-        "created": created.isoformat(),
-        "code": {"fingerprint": code_fingerprint()},
-        "config": config.model_dump(mode="json"),
-    }
-    (root / "models" / name / "manifest.json").write_text(json.dumps(manifest))
-
-
-def test_published_before_matches_config_code_and_an_unchanged_source(tmp_path: Path) -> None:
-    config = RetrainConfig(data_dir=str(tmp_path))
-    assert not published_before(config)  # empty registry
-    publish_manifest(tmp_path, V1, config, datetime.now(UTC))
-    assert published_before(config)
-    assert published_before(config.model_copy(update={"refresh": False}))
-    assert not published_before(config.model_copy(update={"refresh": True}))
-    other_units = config.model_copy(update={"model": ModelSpec(units=8)})
-    assert not published_before(other_units)
-
-
-def test_published_before_needs_the_same_code(tmp_path: Path) -> None:
-    config = RetrainConfig(data_dir=str(tmp_path))
-    publish_manifest(tmp_path, V1, config, datetime.now(UTC))
-    manifest_file = tmp_path / "models" / V1 / "manifest.json"
-    manifest = json.loads(manifest_file.read_text())
-    manifest["code"]["fingerprint"] = "older"
-    manifest_file.write_text(json.dumps(manifest))
-    assert not published_before(config)
-
-
-def test_published_before_a_file_changed_since_is_a_new_run(tmp_path: Path) -> None:
-    source = tmp_path / "series.csv"
-    source.write_text("v\n1\n2\n")
-    config = RetrainConfig(data_dir=str(tmp_path), series=SeriesSpec(source=str(source)))
-    publish_manifest(tmp_path, V1, config, datetime.now(UTC) + timedelta(seconds=5))
-    assert published_before(config)
-    publish_manifest(tmp_path, V2, config, datetime.now(UTC) - timedelta(hours=1))
-    assert not published_before(config)  # the newest match was made before the file changed
-    shutil.rmtree(tmp_path / "models" / V2)
-    assert published_before(config)
-    source.unlink()
-    assert not published_before(config)  # a vanished file: no guess

@@ -7,8 +7,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wavecast.gate import GatePolicy
-
 Cell = Literal["simple", "lstm", "gru"]
 Scaling = Literal["auto", "standard", "none"]
 MissingPolicy = Literal["error", "drop", "interpolate"]
@@ -62,6 +60,15 @@ class TrainSpec(_Spec):
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0.0)
     seed: int = Field(0, description="seeds Python, NumPy and TensorFlow")
+
+
+class GatePolicy(_Spec):
+    """Promote only a model that beats naive persistence and does not regress on the champion."""
+
+    require_skill: bool = Field(True, description="candidate must beat persistence (skill > 0)")
+    tolerance: float = Field(
+        0.10, ge=0.0, description="allowed relative MSE increase over the re-scored champion"
+    )
 
 
 class RetrainConfig(_Spec):

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from wavecast.memory import release_unused_memory
 from wavecast.plots import plot_forecasts, plot_loss
-from wavecast.storage import DataDir
+from wavecast.storage import DataDir, code_fingerprint, stable_hash
 from wavecast.train import (
     MODEL_FILE,
     TrainedRef,
@@ -46,6 +46,7 @@ class Evaluation(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     uri: str
+    evaluation_id: str
     train_id: str
     n_test: int
     metrics: Metrics
@@ -157,9 +158,10 @@ def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) ->
     }
     scores, sample = score_split(dataset, data_dir, forecasters)
     store = DataDir(data_dir)
-    parts = ("evaluations", trained.train_id)
+    _, parts = evaluation_location(dataset, trained, data_dir)
     evaluation = Evaluation(
         uri=store.uri(*parts),
+        evaluation_id=parts[-1],
         train_id=trained.train_id,
         n_test=dataset.n_test,
         metrics=scores.pop("model"),
@@ -185,14 +187,15 @@ def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) ->
 
 def stored_predictions(evaluation: Evaluation, data_dir: str) -> np.ndarray:
     """The evaluated model's test forecasts, as scored."""
-    with DataDir(data_dir).local_file("evaluations", evaluation.train_id, PREDICTIONS_FILE) as path:
+    store = DataDir(data_dir)
+    with store.local_file("evaluations", evaluation.evaluation_id, PREDICTIONS_FILE) as path:
         return np.load(path, allow_pickle=False)
 
 
 def evaluation_location(
     dataset: DatasetRef, trained: TrainedRef, data_dir: str
 ) -> tuple[str, tuple[str, ...]]:
-    return data_dir, ("evaluations", trained.train_id)
+    return data_dir, ("evaluations", stable_hash(trained.train_id, code_fingerprint(__name__)))
 
 
 def metrics_table(evaluation: Evaluation) -> list[dict[str, float | str]]:

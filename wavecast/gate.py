@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-
-class GatePolicy(BaseModel):
-    """Promote only a model that beats naive persistence and does not regress on the champion."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    require_skill: bool = Field(True, description="candidate must beat persistence (skill > 0)")
-    tolerance: float = Field(
-        0.10, ge=0.0, description="allowed relative MSE increase over the re-scored champion"
-    )
+from wavecast.config import GatePolicy
 
 
 class Decision(BaseModel):

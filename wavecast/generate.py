@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from typing import NamedTuple
 
 import fsspec
 import numpy as np
@@ -39,32 +40,35 @@ def sine_series(spec: SeriesSpec) -> np.ndarray:
     return values
 
 
-def source_fingerprint(spec: SeriesSpec) -> str:
-    """What identifies the input: the spec, plus the file's bytes for a file source."""
-    identity = spec.model_dump_json()
-    if spec.is_generated:
-        return stable_hash(identity)
-    digest = hashlib.sha256()
-    try:
-        with fsspec.open(spec.source, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except (FileNotFoundError, IsADirectoryError) as exc:
-        raise InvalidInputError(f"--source {spec.source}: no such file") from exc
-    return stable_hash(identity, digest.hexdigest())
+class LoadedSeries(NamedTuple):
+    """A validated series, the column it came from, and a hash of what it was read from."""
+
+    values: np.ndarray
+    column: str | None
+    source_hash: str
 
 
-def read_table(source: str) -> pa.Table:
-    """Read a CSV or Parquet file (local path or fsspec URI) into an Arrow table."""
+def read_source(source: str) -> tuple[bytes, str]:
+    """A file's bytes (decompressed by extension: .gz, .bz2, .xz, .zst) and their hash.
+
+    Read once and parsed from memory, so what is hashed is exactly what is parsed.
+    """
     try:
-        with fsspec.open(source, "rb") as handle:
-            if source.lower().endswith((".parquet", ".pq")):
-                return pq.read_table(handle)
-            # A blank line in a one-column CSV is a missing value, not nothing.
-            parse = pa_csv.ParseOptions(ignore_empty_lines=False)
-            return pa_csv.read_csv(handle, parse_options=parse)
+        with fsspec.open(source, "rb", compression="infer") as handle:
+            data = bytes(handle.read())
     except (FileNotFoundError, IsADirectoryError) as exc:
         raise InvalidInputError(f"--source {source}: no such file") from exc
+    return data, hashlib.sha256(data).hexdigest()
+
+
+def parse_table(data: bytes, source: str) -> pa.Table:
+    """Parse CSV or Parquet bytes (Parquet by extension or by its magic number)."""
+    try:
+        if data[:4] == b"PAR1" or source.lower().endswith((".parquet", ".pq")):
+            return pq.read_table(pa.BufferReader(data))
+        # A blank line in a one-column CSV is a missing value, not nothing.
+        parse = pa_csv.ParseOptions(ignore_empty_lines=False)
+        return pa_csv.read_csv(pa.BufferReader(data), parse_options=parse)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InvalidInputError(f"--source {source}: unreadable: {first_line}") from exc
@@ -135,38 +139,43 @@ def clean_missing(values: np.ndarray, spec: SeriesSpec) -> np.ndarray:
     )
 
 
-def load_series(spec: SeriesSpec) -> tuple[np.ndarray, str | None]:
-    """The validated series as float64 values, and the column it came from."""
+def load_series(spec: SeriesSpec) -> LoadedSeries:
+    """The validated series as float64 values; a file source is read exactly once."""
+    identity = spec.model_dump_json()
     if spec.is_generated:
-        return sine_series(spec), None
-    table = read_table(spec.source)
+        return LoadedSeries(sine_series(spec), None, stable_hash(identity))
+    data, digest = read_source(spec.source)
+    table = parse_table(data, spec.source)
+    del data
     column = pick_column(table, spec.column, spec.source)
     check_time_order(table, spec.source)
     values = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
-    return clean_missing(values, spec), column
-
-
-def series_location(spec: SeriesSpec, data_dir: str) -> tuple[str, tuple[str, ...]]:
-    return data_dir, ("raw", stable_hash(source_fingerprint(spec), code_fingerprint()))
+    return LoadedSeries(clean_missing(values, spec), column, stable_hash(identity, digest))
 
 
 def store_series(spec: SeriesSpec, data_dir: str) -> SeriesRef:
-    """Validate the source and keep a Parquet copy of it, so every later stage is reproducible."""
-    values, column = load_series(spec)
-    _, parts = series_location(spec, data_dir)
-    content_hash = stable_hash(values.tobytes(), length=32)
+    """Validate the source and keep a Parquet copy of it, written only when new.
+
+    Its place is named by the source's content, the spec and this stage's code, so an
+    unchanged source maps to the copy already there and nothing downstream reruns.
+    """
+    series = load_series(spec)
+    fingerprint = code_fingerprint(__name__)
+    parts = ("raw", stable_hash(series.source_hash, fingerprint))
+    content_hash = stable_hash(series.values.tobytes(), length=32)
     store = DataDir(data_dir)
-    table = pa.table({"value": values}).replace_schema_metadata(
-        {"source": spec.source, "content_hash": content_hash}
-    )
-    with store.staged_dir(*parts) as staging:
-        pq.write_table(table, staging / "series.parquet")
+    if not store.is_complete(*parts):
+        table = pa.table({"value": series.values}).replace_schema_metadata(
+            {"source": spec.source, "content_hash": content_hash}
+        )
+        with store.staged_dir(*parts) as staging:
+            pq.write_table(table, staging / "series.parquet")
     return SeriesRef(
         series_id=parts[-1],
         uri=store.uri(*parts, "series.parquet"),
         source=spec.source,
-        column=column,
-        n_points=len(values),
+        column=series.column,
+        n_points=len(series.values),
         content_hash=content_hash,
     )
 

@@ -180,7 +180,7 @@ def stage_version(
         with store.staged_dir(MODELS, version) as staging:
             store.copy_to_local(staging, "training", trained.train_id, MODEL_FILE)
             for name in (METRICS_FILE, *evaluation.plots):
-                store.copy_to_local(staging, "evaluations", trained.train_id, name)
+                store.copy_to_local(staging, "evaluations", evaluation.evaluation_id, name)
             (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True))
             check_round_trip(staging / MODEL_FILE, test_x, expected)
     return Candidate(version=version, created=True)

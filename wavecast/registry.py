@@ -188,38 +188,3 @@ def roll_back(store: DataDir, reason: str = "rollback requested") -> dict[str, A
         version = checked_version(store, stack[-2])
         metrics = store.read_json(MODELS, version, MANIFEST_FILE)["metrics"]
         return record_champion(store, version, metrics, "rollback", reason)
-
-
-def source_unchanged_since(spec: SeriesSpec, when: datetime) -> bool:
-    """A generated series never changes; a file must not have been modified after `when`."""
-    if spec.is_generated:
-        return True
-    try:
-        filesystem, path = fsspec.core.url_to_fs(spec.source)
-        modified: datetime = filesystem.modified(path)
-    except (OSError, NotImplementedError):
-        return False
-    modified = modified if modified.tzinfo else modified.replace(tzinfo=timezone.utc)
-    return modified < when
-
-
-def published_before(config: RetrainConfig, recent: int = 10) -> bool:
-    """Whether one of the `recent` newest versions came from this config, code and source.
-
-    A guess made before any stage runs, so that a rerun that will be all cache hits starts no
-    TensorFlow (see keras_process); a wrong guess costs time, never a result.
-    """
-    if config.refresh:
-        return False
-    store = DataDir(config.data_dir)
-    wanted = config.model_dump(mode="json", exclude={"refresh"})
-    try:
-        for version in reversed(list_versions(store)[-recent:]):
-            manifest = store.read_json(MODELS, version, MANIFEST_FILE)
-            before = {k: v for k, v in manifest["config"].items() if k != "refresh"}
-            if before == wanted and manifest["code"]["fingerprint"] == code_fingerprint():
-                created = datetime.fromisoformat(manifest["created"])
-                return source_unchanged_since(config.series, created)
-    except (OSError, KeyError, ValueError):
-        return False
-    return False

@@ -7,6 +7,7 @@ state or the new one. On a local disk the move is an atomic rename.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import json
@@ -21,6 +22,8 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+PACKAGE = "wavecast"
+PACKAGE_DIR = Path(__file__).resolve().parent
 COMPLETE_MARKER = "_COMPLETE"
 STAGING_TAG = ".staging-"
 
@@ -35,12 +38,40 @@ def stable_hash(*parts: str | bytes, length: int = 16) -> str:
     return digest.hexdigest()[:length]
 
 
+def wavecast_imports(module: str) -> set[str]:
+    """The wavecast modules `module` imports anywhere in its source (read, never imported)."""
+    tree = ast.parse(module_source(module))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in found if name.startswith(f"{PACKAGE}.") and is_module(name)}
+
+
+def module_source(module: str) -> str:
+    return PACKAGE_DIR.joinpath(*module.split(".")[1:]).with_suffix(".py").read_text()
+
+
+def is_module(name: str) -> bool:
+    return PACKAGE_DIR.joinpath(*name.split(".")[1:]).with_suffix(".py").is_file()
+
+
 @cache
-def code_fingerprint() -> str:
-    """Hash of wavecast's own sources, so a code change invalidates every cached stage."""
-    package = Path(__file__).resolve().parent
-    sources = sorted(package.glob("*.py"))
-    return stable_hash(*(f"{p.name}:{p.read_text()}" for p in sources))
+def code_fingerprint(module: str) -> str:
+    """Hash of a stage's module and every wavecast module it reaches through imports.
+
+    A stage's cache keys include it, so editing its code reruns it, while editing code it
+    never reaches (the report, another stage's plots) leaves it cached.
+    """
+    reached, pending = {module}, [module]
+    while pending:
+        for name in wavecast_imports(pending.pop()) - reached:
+            reached.add(name)
+            pending.append(name)
+    return stable_hash(*(f"{name}:{module_source(name)}" for name in sorted(reached)))
 
 
 class DataDir:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import ModelSpec, TrainSpec
 from wavecast.memory import release_unused_memory
-from wavecast.storage import DataDir, stable_hash
+from wavecast.storage import DataDir, code_fingerprint, stable_hash
 from wavecast.windows import (
     DatasetRef,
     head_of_split,
@@ -319,7 +319,8 @@ def trains_streaming(n_train: int, input_len: int, stream_above: int = STREAM_AB
 def training_location(
     dataset: DatasetRef, model: ModelSpec, train: TrainSpec, data_dir: str
 ) -> tuple[str, tuple[str, ...]]:
-    identity = stable_hash(dataset.dataset_id, model.model_dump_json(), train.model_dump_json())
+    code = code_fingerprint(__name__)
+    identity = stable_hash(dataset.dataset_id, model.model_dump_json(), train.model_dump_json(), code)
     return data_dir, ("training", identity)
 
 

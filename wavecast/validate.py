@@ -9,6 +9,6 @@ from wavecast.windows import check_length
 
 def validate_inputs(config: RetrainConfig) -> int:
     """The series' length; InvalidInputError with one actionable line if it cannot be trained on."""
-    values, _ = load_series(config.series)
+    values = load_series(config.series).values
     check_length(len(values), config.windows)
     return len(values)

@@ -172,19 +172,22 @@ def run_models(args: argparse.Namespace) -> None:
         if args.action == "list":
             print(f"  {'version':<26}{'test MSE':>12}{'persistence':>13}  dataset")
             for row in registry.version_rows(store):
-                mark = "*" if row["champion"] else " "
+                mark = "*" if row.champion else " "
+                if row.problem:
+                    print(f"{mark} {row.version:<26}  damaged: {row.problem}")
+                    continue
                 print(
-                    f"{mark} {row['version']:<26}{row['mse']:>12.4g}"
-                    f"{row['persistence_mse']:>13.4g}  {row['dataset']}"
+                    f"{mark} {row.version:<26}{row.mse:>12.4g}"
+                    f"{row.persistence_mse:>13.4g}  {row.dataset}"
                 )
         elif args.action == "show":
             print(json.dumps(registry.describe_version(store, args.version), indent=2))
         elif args.action == "promote":
             champion = registry.promote_manually(store, args.version, args.reason)
-            print(f"champion is now {champion['version']}")
+            print(f"champion is now {champion.version}")
         else:
             champion = registry.roll_back(store, args.reason)
-            print(f"champion is now {champion['version']}")
+            print(f"champion is now {champion.version}")
     except InvalidInputError as exc:
         fail(str(exc))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from prefect import get_run_logger, task
-
 from prefect.cache_policies import NO_CACHE
 
 from tasks.prefect_support import IO_RETRIES

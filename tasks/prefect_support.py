@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -12,10 +13,12 @@ from prefect.cache_policies import CachePolicy
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
+from prefect.utilities.annotations import NotSet
 
 from wavecast.errors import InvalidInputError
 from wavecast.storage import DataDir, stable_hash
 
+RESULTS_DIR = "cache"
 # A stage names its output directory from its inputs alone: (data_dir uri, path parts).
 Locator = Callable[..., tuple[str, tuple[str, ...]]]
 
@@ -65,6 +68,22 @@ def is_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> 
 def content_cache(locate: Locator) -> dict[str, Any]:
     """Task options that cache a stage on its content and persist the (small) result."""
     return {"cache_policy": ContentCache(locate=locate), "persist_result": True}
+
+
+def cached_stage_options(data_dir: str, refresh: bool) -> dict[str, Any]:
+    """Per-run options of the cached stages: results kept in the data directory, --refresh.
+
+    On a local data dir, results (and so cache records) live beside the data they describe,
+    under <data-dir>/cache: every process that sees the data dir sees the cache, whether it
+    is `make run` or a deployment's worker. Prefect takes only saved storage blocks for
+    remote storage, so a remote data dir uses the result storage Prefect is configured with.
+    """
+    store = DataDir(data_dir)
+    # NotSet keeps PREFECT_TASKS_REFRESH_CACHE's say when --refresh is not given.
+    options: dict[str, Any] = {"refresh_cache": True if refresh else NotSet}
+    if store.is_local:
+        options["result_storage"] = Path(store.path(RESULTS_DIR))
+    return options
 
 
 IO_RETRIES: dict[str, Any] = {

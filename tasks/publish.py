@@ -10,7 +10,8 @@ from prefect.transactions import Transaction, get_transaction
 from tasks.prefect_support import IO_RETRIES
 from wavecast.config import RetrainConfig
 from wavecast.evaluate import Evaluation, metrics_table
-from wavecast.publish import Candidate, RetrainSummary, promote_candidate, stage_version
+from wavecast.publish import Candidate, promote_candidate, stage_version
+from wavecast.records import Manifest, RetrainSummary
 from wavecast.registry import MANIFEST_FILE, MODELS, remove_version
 from wavecast.report import render_markdown
 from wavecast.storage import DataDir
@@ -21,7 +22,9 @@ from wavecast.windows import DatasetRef
 def publish_artifacts(summary: RetrainSummary, evaluation: Evaluation, data_dir: str) -> None:
     """The run's table, report and links, as a person looks for them in Prefect's UI."""
     store = DataDir(data_dir)
-    manifest = store.read_json(MODELS, summary.version, MANIFEST_FILE)
+    manifest = Manifest.model_validate_json(
+        store.read_bytes(MODELS, summary.version, MANIFEST_FILE)
+    )
     create_table_artifact(
         metrics_table(evaluation),
         key="wavecast-metrics",

@@ -8,6 +8,8 @@ import pytest
 
 from wavecast.gate import GatePolicy, decide_promotion, skill_score
 
+pytestmark = pytest.mark.unit
+
 STRICT = GatePolicy()
 NO_SKILL_NEEDED = GatePolicy(require_skill=False)
 HALF = GatePolicy(tolerance=0.5)
@@ -16,7 +18,9 @@ HALF = GatePolicy(tolerance=0.5)
 @pytest.mark.parametrize(
     ("candidate", "persistence", "champion", "policy", "promote", "reason_words"),
     [
-        pytest.param(5.0, 1.0, None, STRICT, True, ["no champion"], id="first-model-always"),
+        pytest.param(0.5, 1.0, None, STRICT, True, ["no champion"], id="first-with-skill"),
+        pytest.param(5.0, 1.0, None, STRICT, False, ["no skill"], id="first-without-skill"),
+        pytest.param(5.0, 1.0, None, NO_SKILL_NEEDED, True, ["no champion"], id="first-no-check"),
         pytest.param(1.0, 1.0, 10.0, STRICT, False, ["no skill"], id="ties-persistence"),
         pytest.param(2.0, 1.0, 10.0, STRICT, False, ["no skill"], id="worse-than-persistence"),
         pytest.param(2.0, 1.0, 10.0, NO_SKILL_NEEDED, True, ["within"], id="skill-not-required"),
@@ -36,7 +40,7 @@ def test_decision_table(
     promote: bool,
     reason_words: list[str],
 ) -> None:
-    """Promote iff (no champion) or (skill if required, and MSE <= champion * (1 + tol))."""
+    """Promote iff skill (if required) and (no champion or MSE <= champion * (1 + tol))."""
     decision = decide_promotion(candidate, persistence, champion, policy)
     assert decision.promote is promote
     text = " | ".join(decision.reasons).lower()
@@ -64,3 +68,21 @@ def test_negative_tolerance_is_refused() -> None:
     """A policy that would demand improvement by construction is a config error."""
     with pytest.raises(ValueError, match="tolerance"):
         GatePolicy(tolerance=-0.1)
+
+
+@pytest.mark.parametrize("score", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("champion", [None, 1.0])
+@pytest.mark.parametrize("policy", [STRICT, NO_SKILL_NEEDED, GatePolicy(tolerance=1e308)])
+def test_a_score_that_is_not_a_finite_number_never_promotes(
+    score: float, champion: float | None, policy: GatePolicy
+) -> None:
+    """A diverged fit (NaN or infinite MSE) is refused under every policy, first model or not."""
+    decision = decide_promotion(score, 1.0, champion, policy)
+    assert not decision.promote
+    assert "not a finite score" in decision.reasons[0]
+
+
+def test_a_nan_persistence_or_champion_promotes_nothing() -> None:
+    """Comparisons with NaN are False: a NaN reference must not read as 'no objection'."""
+    assert not decide_promotion(0.5, math.nan, None, STRICT).promote
+    assert not decide_promotion(0.5, 1.0, math.nan, STRICT).promote

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import keras
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
@@ -16,7 +15,7 @@ from wavecast import publish
 from wavecast.registry import list_versions
 from wavecast.storage import DataDir
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
 
 def promotions(data_dir: Path) -> list[dict[str, object]]:
@@ -39,6 +38,8 @@ def test_weak_candidate_is_kept_out_and_champion_reproduces_its_mse(tmp_path: Pa
     assert weak.champion_rescored is not None
     assert any("champion" in reason for reason in weak.reasons)
 
+    import keras
+
     champion_dir = Path(first.model_dir)
     model = keras.saving.load_model(champion_dir / "model.keras", safe_mode=True)
     windows = ds.dataset(first.dataset_dir, format="parquet", partitioning="hive")
@@ -47,7 +48,10 @@ def test_weak_candidate_is_kept_out_and_champion_reproduces_its_mse(tmp_path: Pa
     test_y = test.column("y").to_numpy()
     mse = float(np.mean((model.predict(test_x, verbose=0).reshape(-1) - test_y) ** 2))
     recorded = json.loads((champion_dir / "metrics.json").read_text())["metrics"]["mse"]
-    assert mse == pytest.approx(recorded, rel=1e-6)
+    # Forecasts agree to float32 rounding of the series' scale (batching changes the order of
+    # sums); an MSE moves by at most 2 * RMSE * that.
+    forecast_tolerance = 1e-5 * float(np.max(np.abs(test_y)))
+    assert abs(mse - recorded) <= 2 * recorded**0.5 * forecast_tolerance
     assert (champion_dir / "report.html").read_text().count("data:image/png;base64") == 3
 
 

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from wavecast import registry
-from wavecast.config import ModelSpec, RetrainConfig, SeriesSpec
 from wavecast.errors import InvalidInputError
+from wavecast.evaluate import Metrics
 from wavecast.registry import (
     checked_version,
     list_versions,
     record_champion,
     version_name,
 )
-from wavecast.storage import DataDir, code_fingerprint
+from wavecast.storage import DataDir
+
+pytestmark = pytest.mark.unit
 
 UTC = timezone.utc
+METRICS = Metrics(mse=0.5, rmse=0.5**0.5, mae=0.4)
 V1, V2, V3 = "20240102T030405Z-aaaaaaaa", "20240102T030406Z-bbbbbbbb", "20250101T000000Z-cccccccc"
 
 
@@ -102,12 +104,12 @@ def test_record_champion_writes_champion_and_appends_one_line(tmp_path: Path) ->
     store = DataDir(str(tmp_path))
     log = tmp_path / "models" / "promotions.jsonl"
     for count, (version, previous) in enumerate([(V1, None), (V2, V1), (V3, V2)], start=1):
-        record_champion(store, version, {"mse": 0.5}, "gate", f"because {count}")
+        record_champion(store, version, METRICS, "promote", f"because {count}")
         champion = json.loads((tmp_path / "models" / "champion.json").read_text())
-        assert champion["version"] == version and champion["metrics"] == {"mse": 0.5}
+        assert champion["version"] == version and champion["metrics"] == METRICS.model_dump()
         lines = log.read_text().splitlines()
         assert len(lines) == count
         event = json.loads(lines[-1])
         assert (event["version"], event["replaced"]) == (version, previous)
-        assert (event["action"], event["reason"]) == ("gate", f"because {count}")
+        assert (event["action"], event["reason"]) == ("promote", f"because {count}")
     assert [json.loads(line)["version"] for line in log.read_text().splitlines()] == [V1, V2, V3]

@@ -33,7 +33,9 @@ PREDICTIONS_FILE = "test_predictions.npy"
 
 
 class Metrics(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    """Errors of one forecaster on one split; non-finite values stay standard JSON strings."""
+
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
     mse: float
     rmse: float

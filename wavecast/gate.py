@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import GatePolicy
@@ -30,22 +32,28 @@ def decide_promotion(
 ) -> Decision:
     """Champion MSE must be measured on the candidate's own test split for a fair comparison.
 
-    The first model is always promoted: serving something beats serving nothing, and the
-    reasons still record whether it had skill.
+    A first model must pass the same skill test as any other: serving nothing beats serving
+    a forecaster worse than repeating the last value. A score that is not a finite number
+    (a diverged fit) never promotes, whatever the policy.
     """
     skill = skill_score(candidate_mse, persistence_mse)
-    skill_note = f"skill over persistence {skill:.3f}"
-    if champion_mse is None:
-        return Decision(promote=True, reasons=("no champion yet", skill_note), skill=skill)
-    reasons: list[str] = []
+    if not math.isfinite(candidate_mse):
+        return Decision(
+            promote=False,
+            reasons=(f"test MSE is {candidate_mse}: not a finite score",),
+            skill=skill,
+        )
+    reasons: list[str] = [] if champion_mse is not None else ["no champion yet"]
     promote = True
-    if policy.require_skill and skill <= 0:
+    if policy.require_skill and not skill > 0:
         promote = False
         reasons.append(f"no skill over persistence ({skill:.3f} <= 0)")
     else:
-        reasons.append(skill_note)
+        reasons.append(f"skill over persistence {skill:.3f}")
+    if champion_mse is None:
+        return Decision(promote=promote, reasons=tuple(reasons), skill=skill)
     limit = champion_mse * (1 + policy.tolerance)
-    if candidate_mse > limit:
+    if not candidate_mse <= limit:
         promote = False
         reasons.append(
             f"MSE {candidate_mse:.3g} worse than champion {champion_mse:.3g} "

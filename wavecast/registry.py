@@ -10,25 +10,29 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
+import logging
 import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
-import fsspec
+from pydantic import BaseModel, ValidationError
 
 from wavecast.errors import InvalidInputError
-from wavecast.storage import DataDir, code_fingerprint
+from wavecast.evaluate import Metrics
+from wavecast.gate import Decision
+from wavecast.records import Action, ChampionRecord, Manifest, PromotionEvent, VersionRow
+from wavecast.storage import DataDir
 
-if TYPE_CHECKING:
-    from wavecast.config import RetrainConfig, SeriesSpec
+R = TypeVar("R", bound=BaseModel)
+LOG = logging.getLogger(__name__)
 
 MODELS = "models"
 CHAMPION_FILE = "champion.json"
 MANIFEST_FILE = "manifest.json"
 PROMOTIONS_FILE = "promotions.jsonl"
+DECISION_FILE = "decision.json"
 LOCK_FILE = ".lock"
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
 
@@ -61,42 +65,76 @@ def checked_version(store: DataDir, version: str) -> str:
     return version
 
 
-def read_champion(store: DataDir) -> dict[str, Any] | None:
-    if not store.exists(MODELS, CHAMPION_FILE):
+def read_record(store: DataDir, kind: type[R], *parts: str) -> R | None:
+    """A record file, or None when it is missing or damaged (logged): readers carry on."""
+    if not store.exists(*parts):
         return None
-    champion: dict[str, Any] = store.read_json(MODELS, CHAMPION_FILE)
-    return champion
+    try:
+        return kind.model_validate_json(store.read_bytes(*parts))
+    except (ValidationError, UnicodeDecodeError, OSError) as exc:
+        LOG.warning("ignoring damaged %s: %s", store.uri(*parts), one_line(exc))
+        return None
 
 
-def read_promotions(store: DataDir) -> list[dict[str, Any]]:
+def one_line(error: Exception) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def read_manifest(store: DataDir, version: str) -> Manifest | None:
+    return read_record(store, Manifest, MODELS, version, MANIFEST_FILE)
+
+
+def read_champion(store: DataDir) -> ChampionRecord | None:
+    """champion.json; if it is damaged, the last champion the promotion log names instead."""
+    champion = read_record(store, ChampionRecord, MODELS, CHAMPION_FILE)
+    if champion is not None or not store.exists(MODELS, CHAMPION_FILE):
+        return champion
+    events = read_promotions(store)
+    stack = champion_stack(events)
+    if not stack:
+        return None
+    last = next(e for e in reversed(events) if e.version == stack[-1])
+    LOG.warning("champion taken from %s: %s", PROMOTIONS_FILE, last.version)
+    return ChampionRecord(version=last.version, since=last.when, metrics=last.metrics)
+
+
+def read_promotions(store: DataDir) -> list[PromotionEvent]:
+    """The promotion log; a damaged line (a torn write, an edit) is skipped and logged."""
     if not store.exists(MODELS, PROMOTIONS_FILE):
         return []
-    lines = store.read_bytes(MODELS, PROMOTIONS_FILE).decode().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    events = []
+    lines = store.read_bytes(MODELS, PROMOTIONS_FILE).decode(errors="replace").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            events.append(PromotionEvent.model_validate_json(line))
+        except ValidationError as exc:
+            LOG.warning("ignoring line %d of %s: %s", number, PROMOTIONS_FILE, one_line(exc))
+    return events
 
 
 def record_champion(
-    store: DataDir, version: str, metrics: dict[str, Any], action: str, reason: str
-) -> dict[str, Any]:
-    """Make `version` the champion and log why; both files are replaced atomically."""
+    store: DataDir, version: str, metrics: Metrics, action: Action, reason: str
+) -> ChampionRecord:
+    """Make `version` the champion and log why; both files are replaced atomically.
+
+    The log is rewritten from its readable lines, so a damaged line is dropped, not kept.
+    """
     previous = read_champion(store)
-    when = utc_now().isoformat()
-    event = {
-        "when": when,
-        "action": action,
-        "version": version,
-        "replaced": previous["version"] if previous else None,
-        "reason": reason,
-        "metrics": metrics,
-    }
-    log = (
-        store.read_bytes(MODELS, PROMOTIONS_FILE) if store.exists(MODELS, PROMOTIONS_FILE) else b""
+    when = utc_now()
+    event = PromotionEvent(
+        when=when,
+        action=action,
+        version=version,
+        replaced=previous.version if previous else None,
+        reason=reason,
+        metrics=metrics,
     )
-    store.write_bytes(
-        log + json.dumps(event, sort_keys=True).encode() + b"\n", MODELS, PROMOTIONS_FILE
-    )
-    champion = {"version": version, "since": when, "metrics": metrics}
-    store.write_json(champion, MODELS, CHAMPION_FILE)
+    lines = [e.model_dump_json() for e in (*read_promotions(store), event)]
+    store.write_bytes("".join(f"{line}\n" for line in lines).encode(), MODELS, PROMOTIONS_FILE)
+    champion = ChampionRecord(version=version, since=when, metrics=metrics)
+    store.write_bytes(champion.model_dump_json(indent=2).encode(), MODELS, CHAMPION_FILE)
     return champion
 
 
@@ -122,39 +160,43 @@ def registry_lock(store: DataDir) -> Iterator[None]:
 def remove_version(store: DataDir, version: str) -> bool:
     """Delete a version that never became champion (a rolled-back publish); never the champion."""
     champion = read_champion(store)
-    if champion and champion["version"] == version:
+    if champion and champion.version == version:
         return False
     if store.exists(MODELS, version):
         store.fs.rm(store.path(MODELS, version), recursive=True)
     return True
 
 
-def champion_stack(events: list[dict[str, Any]]) -> list[str]:
+def champion_stack(events: list[PromotionEvent]) -> list[str]:
     """Replay the log: promotions push a champion, rollbacks pop back to the one before."""
     stack: list[str] = []
     for event in events:
-        if event["action"] == "rollback":
+        if event.action == "rollback" and stack:
             stack.pop()
-        else:
-            stack.append(event["version"])
+        if event.action != "rollback" or not stack or stack[-1] != event.version:
+            stack.append(event.version)
     return stack
 
 
-def version_rows(store: DataDir) -> list[dict[str, Any]]:
-    """One row per complete version, oldest first, with its test scores and champion mark."""
+def version_rows(store: DataDir) -> list[VersionRow]:
+    """One row per complete version, oldest first; a damaged one is listed with its problem."""
     champion = read_champion(store)
     rows = []
     for version in list_versions(store):
-        manifest = store.read_json(MODELS, version, MANIFEST_FILE)
+        is_champion = bool(champion and champion.version == version)
+        manifest = read_manifest(store, version)
+        if manifest is None:
+            problem = f"{MANIFEST_FILE} missing or damaged"
+            rows.append(VersionRow(version=version, champion=is_champion, problem=problem))
+            continue
         rows.append(
-            {
-                "version": version,
-                "champion": bool(champion and champion["version"] == version),
-                "mse": manifest["metrics"]["mse"],
-                "persistence_mse": manifest["baselines"]["persistence"]["mse"],
-                "dataset": manifest["dataset"]["dataset_id"],
-                "created": manifest["created"],
-            }
+            VersionRow(
+                version=version,
+                champion=is_champion,
+                mse=manifest.metrics.mse,
+                persistence_mse=manifest.baselines["persistence"].mse,
+                dataset=manifest.dataset.dataset_id,
+            )
         )
     return rows
 
@@ -162,29 +204,35 @@ def version_rows(store: DataDir) -> list[dict[str, Any]]:
 def describe_version(store: DataDir, version: str) -> dict[str, Any]:
     """Everything recorded about one version: lineage, scores and the gate's decision."""
     version = checked_version(store, version)
-    details: dict[str, Any] = {"version": version, "path": store.uri(MODELS, version)}
-    details["manifest"] = store.read_json(MODELS, version, MANIFEST_FILE)
-    if store.exists(MODELS, version, "decision.json"):
-        details["decision"] = store.read_json(MODELS, version, "decision.json")
     champion = read_champion(store)
-    details["champion"] = bool(champion and champion["version"] == version)
+    details: dict[str, Any] = {"version": version, "path": store.uri(MODELS, version)}
+    details["champion"] = bool(champion and champion.version == version)
+    for name, kind in ((MANIFEST_FILE, Manifest), (DECISION_FILE, Decision)):
+        record = read_record(store, kind, MODELS, version, name)
+        key = name.removesuffix(".json")
+        details[key] = record.model_dump(mode="json") if record else f"{name} missing or damaged"
     return details
 
 
-def promote_manually(store: DataDir, version: str, reason: str) -> dict[str, Any]:
+def version_metrics(store: DataDir, version: str) -> Metrics:
+    """A version's test scores, for the promotion log: NaN when its manifest is damaged."""
+    manifest = read_manifest(store, version)
+    nan = float("nan")
+    return manifest.metrics if manifest else Metrics(mse=nan, rmse=nan, mae=nan)
+
+
+def promote_manually(store: DataDir, version: str, reason: str) -> ChampionRecord:
     """A person overrides the gate; the log keeps who replaced whom and why."""
     with registry_lock(store):
         version = checked_version(store, version)
-        metrics = store.read_json(MODELS, version, MANIFEST_FILE)["metrics"]
-        return record_champion(store, version, metrics, "manual", reason)
+        return record_champion(store, version, version_metrics(store, version), "manual", reason)
 
 
-def roll_back(store: DataDir, reason: str = "rollback requested") -> dict[str, Any]:
+def roll_back(store: DataDir, reason: str = "rollback requested") -> ChampionRecord:
     """Return to the champion before the current one."""
     with registry_lock(store):
         stack = champion_stack(read_promotions(store))
         if len(stack) < 2:
             raise InvalidInputError(f"no earlier champion to roll back to in {store.uri(MODELS)}")
         version = checked_version(store, stack[-2])
-        metrics = store.read_json(MODELS, version, MANIFEST_FILE)["metrics"]
-        return record_champion(store, version, metrics, "rollback", reason)
+        return record_champion(store, version, version_metrics(store, version), "rollback", reason)

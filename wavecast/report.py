@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import base64
 import html
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
 
-if TYPE_CHECKING:
-    from wavecast.publish import RetrainSummary
+from wavecast.evaluate import Metrics
+from wavecast.records import Manifest, RetrainSummary
 
 
-def _score_rows(summary: RetrainSummary) -> list[tuple[str, dict[str, float]]]:
-    rows = [("model (candidate)", summary.metrics.model_dump())]
+def score_rows(summary: RetrainSummary) -> list[tuple[str, Metrics]]:
+    rows = [("model (candidate)", summary.metrics)]
     if summary.champion_rescored is not None:
-        rows.append(("champion, same test windows", summary.champion_rescored.model_dump()))
-    rows += [(f"baseline: {name}", m.model_dump()) for name, m in summary.baselines.items()]
+        rows.append(("champion, same test windows", summary.champion_rescored))
+    rows += [(f"baseline: {name}", m) for name, m in summary.baselines.items()]
     return rows
 
 
-def _headline(summary: RetrainSummary) -> str:
+def headline(summary: RetrainSummary) -> str:
     if summary.unchanged:
         return f"**No new data: model unchanged.** Champion stays `{summary.champion}`."
     if summary.promoted:
@@ -26,24 +26,34 @@ def _headline(summary: RetrainSummary) -> str:
     return f"**Not promoted**: `{summary.version}` was kept; champion stays `{summary.champion}`."
 
 
-def render_markdown(summary: RetrainSummary, manifest: dict[str, Any]) -> str:
+def lineage_rows(manifest: Manifest) -> list[tuple[str, str]]:
+    """What produced the version, as (what, value) pairs both reports show as a table."""
+    series, dataset, code = manifest.series, manifest.dataset, manifest.code
+    fingerprints = ", ".join(f"{stage} {value}" for stage, value in code.fingerprints.items())
+    return [
+        ("source", f"{series.source} ({series.n_points} points)"),
+        ("source content hash", series.content_hash),
+        ("dataset", f"{dataset.dataset_id}: {dataset.n_train} train / {dataset.n_test} test"),
+        ("windows", f"input_len {dataset.spec.input_len}, horizon {dataset.spec.horizon}"),
+        ("training", f"{manifest.training.train_id}, seed {manifest.seed}"),
+        ("code revision", code.revision or "not in git"),
+        ("code fingerprints", fingerprints or "not recorded"),
+        ("flow run", manifest.flow_run_id or "outside Prefect"),
+        ("created", manifest.created.isoformat()),
+    ]
+
+
+def render_markdown(summary: RetrainSummary, manifest: Manifest) -> str:
     """What a person opening the flow run wants: verdict, numbers, why, lineage, files."""
-    lines = [f"# wavecast retrain: {summary.version}", "", _headline(summary), ""]
+    lines = [f"# wavecast retrain: {summary.version}", "", headline(summary), ""]
     lines += ["| forecaster | MSE | RMSE | MAE |", "|---|---:|---:|---:|"]
-    for name, m in _score_rows(summary):
-        lines.append(f"| {name} | {m['mse']:.3g} | {m['rmse']:.3g} | {m['mae']:.3g} |")
+    for name, m in score_rows(summary):
+        lines.append(f"| {name} | {m.mse:.3g} | {m.rmse:.3g} | {m.mae:.3g} |")
     lines += ["", "## Gate", *[f"- {r}" for r in summary.reasons]]
     lines += ["", "## What changed", *[f"- {c}" for c in summary.changes]]
-    series, dataset = manifest["series"], manifest["dataset"]
+    lines += ["", "## Lineage", "", "| | |", "|---|---|"]
+    lines += [f"| {what} | `{value}` |" for what, value in lineage_rows(manifest)]
     lines += [
-        "",
-        "## Lineage",
-        f"- source `{series['source']}` ({series['n_points']} points, "
-        f"content hash `{series['content_hash']}`)",
-        f"- dataset `{dataset['dataset_id']}`: {dataset['n_train']} train / "
-        f"{dataset['n_test']} test windows",
-        f"- code `{manifest['code']['revision'] or 'not in git'}`, "
-        f"fingerprint `{manifest['code']['fingerprint']}`, flow run `{manifest['flow_run_id']}`",
         "",
         "## Files",
         f"- model directory: `{summary.model_dir}`",
@@ -53,28 +63,33 @@ def render_markdown(summary: RetrainSummary, manifest: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _inline_png(name: str, png: bytes) -> str:
+def inline_png(name: str, png: bytes) -> str:
     data = base64.b64encode(png).decode()
     return f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
 
 
-def render_html(summary: RetrainSummary, manifest: dict[str, Any], images: dict[str, bytes]) -> str:
-    """One file that opens anywhere: the markdown's content plus every plot, inlined."""
-    rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{m['mse']:.3g}</td>"
-        f"<td>{m['rmse']:.3g}</td><td>{m['mae']:.3g}</td></tr>"
-        for name, m in _score_rows(summary)
+def html_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows
     )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def render_html(summary: RetrainSummary, manifest: Manifest, images: dict[str, bytes]) -> str:
+    """One file that opens anywhere: the markdown's content plus every plot, inlined."""
+    scores = [
+        (name, f"{m.mse:.3g}", f"{m.rmse:.3g}", f"{m.mae:.3g}") for name, m in score_rows(summary)
+    ]
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in (*summary.reasons, *summary.changes))
-    figures = "".join(_inline_png(name, png) for name, png in images.items())
-    lineage = html.escape(str(manifest["series"] | {"dataset": manifest["dataset"]["dataset_id"]}))
+    figures = "".join(inline_png(name, png) for name, png in images.items())
     return (
         "<!doctype html><meta charset='utf-8'>"
         f"<title>wavecast {html.escape(summary.version)}</title>"
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "td,th{padding:.2em .8em;text-align:right}img{max-width:100%}</style>"
+        "td,th{padding:.2em .8em;text-align:left}img{max-width:100%}</style>"
         f"<h1>wavecast retrain {html.escape(summary.version)}</h1>"
-        f"<p>{html.escape(_headline(summary).replace('**', '').replace('`', ''))}</p>"
-        "<table><tr><th>forecaster</th><th>MSE</th><th>RMSE</th><th>MAE</th></tr>"
-        f"{rows}</table><ul>{reasons}</ul><p><small>{lineage}</small></p>{figures}"
+        f"<p>{html.escape(headline(summary).replace('**', '').replace('`', ''))}</p>"
+        f"{html_table(('forecaster', 'MSE', 'RMSE', 'MAE'), scores)}<ul>{reasons}</ul>"
+        f"<h2>Lineage</h2>{html_table(('', ''), lineage_rows(manifest))}{figures}"
     )

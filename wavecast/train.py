@@ -320,7 +320,9 @@ def training_location(
     dataset: DatasetRef, model: ModelSpec, train: TrainSpec, data_dir: str
 ) -> tuple[str, tuple[str, ...]]:
     code = code_fingerprint(__name__)
-    identity = stable_hash(dataset.dataset_id, model.model_dump_json(), train.model_dump_json(), code)
+    identity = stable_hash(
+        dataset.dataset_id, model.model_dump_json(), train.model_dump_json(), code
+    )
     return data_dir, ("training", identity)
 
 

@@ -35,18 +35,23 @@ SHUFFLE_BYTES = 16 << 20  # inputs pooled and permuted at once by shuffled_batch
 Chunk = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
-class DatasetRef(BaseModel):
-    """A complete windowed dataset: where it is, its shape, and what it was built from."""
+class DatasetInfo(BaseModel):
+    """A complete windowed dataset: where it is and its shape (a manifest's lineage entry)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     dataset_id: str
     uri: str
-    series: SeriesRef
     spec: WindowSpec
     n_windows: int
     n_train: int
     n_test: int
+
+
+class DatasetRef(DatasetInfo):
+    """A dataset and the series it was built from: what the stages hand each other."""
+
+    series: SeriesRef
 
 
 def count_windows(n_points: int, input_len: int, horizon: int) -> int:

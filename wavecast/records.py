@@ -1,0 +1,98 @@
+"""The registry's records and a retrain's summary: one typed model each, shared by every reader.
+
+The registry writes them, publishing fills them and the report renders them; none of those
+modules reads another's JSON by string keys. Non-finite numbers are written as the strings
+"NaN"/"Infinity" (standard JSON) and read back as floats.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from wavecast.config import RetrainConfig
+from wavecast.evaluate import Metrics
+from wavecast.generate import SeriesRef
+from wavecast.train import TrainedRef
+from wavecast.windows import DatasetInfo
+
+Action = Literal["promote", "manual", "rollback"]
+
+
+class Record(BaseModel):
+    """Frozen; unknown keys from newer or older writers are ignored, not fatal."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", ser_json_inf_nan="strings")
+
+
+class CodeLineage(Record):
+    revision: str | None = None
+    fingerprints: dict[str, str] = Field(
+        default_factory=dict, description="each stage's code fingerprint, by stage module"
+    )
+
+
+class Manifest(Record):
+    """Lineage of one version: enough to say exactly what produced it and to reproduce it."""
+
+    created: datetime
+    flow_run_id: str | None = None
+    code: CodeLineage = CodeLineage()
+    libraries: dict[str, str] = Field(default_factory=dict)
+    config: RetrainConfig
+    series: SeriesRef
+    dataset: DatasetInfo
+    training: TrainedRef
+    seed: int
+    metrics: Metrics
+    baselines: dict[str, Metrics]
+
+
+class ChampionRecord(Record):
+    """models/champion.json: the version that serves, since when, and its test scores."""
+
+    version: str
+    since: datetime
+    metrics: Metrics
+
+
+class PromotionEvent(Record):
+    """One line of models/promotions.jsonl: who replaced whom, how and why."""
+
+    when: datetime
+    action: Action
+    version: str
+    replaced: str | None
+    reason: str
+    metrics: Metrics
+
+
+class VersionRow(Record):
+    """One line of `wavecast models list`; `problem` names a version whose files are damaged."""
+
+    version: str
+    champion: bool
+    mse: float | None = None
+    persistence_mse: float | None = None
+    dataset: str | None = None
+    problem: str | None = None
+
+
+class RetrainSummary(Record):
+    """What one retrain produced and decided; the CLI prints it, the report renders it."""
+
+    version: str
+    model_dir: str
+    dataset_dir: str
+    dataset_id: str
+    metrics: Metrics
+    baselines: dict[str, Metrics]
+    champion_rescored: Metrics | None
+    promoted: bool
+    champion: str | None
+    unchanged: bool
+    reasons: tuple[str, ...]
+    changes: tuple[str, ...]
+    report: str

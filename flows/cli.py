@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 # CLI flag -> where it lives in RetrainConfig; help text comes from the config's own fields.
@@ -131,44 +132,54 @@ def run_retrain(args: argparse.Namespace) -> None:
     """Validate before Prefect or TensorFlow load, then run the flow in this process."""
     config = validated_config(args)
     from flows.retrain import retrain
-    from wavecast.errors import InvalidInputError
 
-    try:
+    with failing_on_bad_input():
         summary = retrain(config)
-    except InvalidInputError as exc:
-        fail(str(exc))
     if args.json:
         print(summary.model_dump_json())
     else:
         print_summary(summary)
 
 
+@contextlib.contextmanager
+def failing_on_bad_input() -> Iterator[None]:
+    """Bad input and permanent storage faults end the command: exit 2, one line, no traceback."""
+    from wavecast.errors import InvalidInputError, environment_problem
+
+    try:
+        yield
+    except InvalidInputError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        problem = environment_problem(exc)
+        if problem is None:
+            raise
+        fail(problem)
+
+
 def validated_config(args: argparse.Namespace) -> Any:
     """The config, or exit 2 with one line: before any Prefect or TensorFlow import."""
     from pydantic import ValidationError
 
-    from wavecast.errors import InvalidInputError
     from wavecast.validate import validate_inputs
 
     try:
         config = config_from_args(args)
-        validate_inputs(config)
-        return config
     except ValidationError as exc:
         fail(validation_message(exc))
-    except InvalidInputError as exc:
-        fail(str(exc))
+    with failing_on_bad_input():
+        validate_inputs(config)
+    return config
 
 
 def run_models(args: argparse.Namespace) -> None:
     import json
 
     from wavecast import registry
-    from wavecast.errors import InvalidInputError
     from wavecast.storage import DataDir
 
-    store = DataDir(args.data_dir)
-    try:
+    with failing_on_bad_input():
+        store = DataDir(args.data_dir)
         if args.action == "list":
             print(f"  {'version':<26}{'test MSE':>12}{'persistence':>13}  dataset")
             for row in registry.version_rows(store):
@@ -188,8 +199,6 @@ def run_models(args: argparse.Namespace) -> None:
         else:
             champion = registry.roll_back(store, args.reason)
             print(f"champion is now {champion.version}")
-    except InvalidInputError as exc:
-        fail(str(exc))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

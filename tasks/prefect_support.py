@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from prefect import Task
@@ -15,7 +15,7 @@ from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import NotSet
 
-from wavecast.errors import InvalidInputError
+from wavecast.errors import is_transient
 from wavecast.storage import DataDir, stable_hash
 
 RESULTS_DIR = "cache"
@@ -52,16 +52,12 @@ class ContentCache(CachePolicy):
         return f"{key}-rebuild-{uuid.uuid4().hex}"
 
 
-def is_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry I/O faults (flaky disks, remote timeouts); never bad input or a bug."""
+def retry_if_transient(task: Task[Any, Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry I/O faults that may heal (see wavecast.errors.is_transient), nothing else."""
     try:
         state.result(raise_on_failure=True)
-    except InvalidInputError:
-        return False
-    except (OSError, TimeoutError):
-        return True
-    except BaseException:
-        return False
+    except BaseException as error:
+        return is_transient(error)
     return False
 
 
@@ -90,5 +86,5 @@ IO_RETRIES: dict[str, Any] = {
     "retries": 3,
     "retry_delay_seconds": exponential_backoff(backoff_factor=1),
     "retry_jitter_factor": 0.5,
-    "retry_condition_fn": is_transient,
+    "retry_condition_fn": retry_if_transient,
 }

@@ -13,9 +13,10 @@ MissingPolicy = Literal["error", "drop", "interpolate"]
 
 
 class _Spec(BaseModel):
-    """Frozen and strict about unknown keys so a typo in prefect.yaml fails loudly."""
+    """Frozen and strict about unknown keys so a typo in prefect.yaml fails loudly; no NaN or
+    infinity in any number, since no setting means anything with one."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class SeriesSpec(_Spec):
@@ -29,7 +30,7 @@ class SeriesSpec(_Spec):
     start: float = Field(-3 * math.pi, description="first x of the generated sine")
     stop: float = Field(3 * math.pi, description="last x of the generated sine")
     noise: float = Field(0.0, ge=0.0, description="std of Gaussian noise added to the sine")
-    noise_seed: int = Field(0, description="seed of that noise")
+    noise_seed: int = Field(0, ge=0, description="seed of that noise")
     missing: MissingPolicy = Field("error", description="what to do with NaN/inf in a file source")
 
     @property
@@ -59,7 +60,8 @@ class TrainSpec(_Spec):
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(32, ge=1)
     learning_rate: float = Field(1e-3, gt=0.0)
-    seed: int = Field(0, description="seeds Python, NumPy and TensorFlow")
+    # NumPy's legacy seeding, which keras.utils.set_random_seed calls, takes 0 .. 2**32 - 1.
+    seed: int = Field(0, ge=0, lt=2**32, description="seeds Python, NumPy and TensorFlow")
 
 
 class GatePolicy(_Spec):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from typing import NamedTuple
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
@@ -14,9 +13,11 @@ from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import SeriesSpec
 from wavecast.errors import InvalidInputError
-from wavecast.storage import DataDir, code_fingerprint, stable_hash
+from wavecast.storage import DataDir, code_fingerprint, open_filesystem, stable_hash
 
 TIME_COLUMN_NAMES = frozenset({"time", "timestamp", "date", "datetime", "ds"})
+# Training computes squared errors in float32 (largest ~3.4e38): larger values overflow.
+MAX_MAGNITUDE = 1e18
 
 
 class SeriesRef(BaseModel):
@@ -53,8 +54,9 @@ def read_source(source: str) -> tuple[bytes, str]:
 
     Read once and parsed from memory, so what is hashed is exactly what is parsed.
     """
+    filesystem, path = open_filesystem(source, "--source")
     try:
-        with fsspec.open(source, "rb", compression="infer") as handle:
+        with filesystem.open(path, "rb", compression="infer") as handle:
             data = bytes(handle.read())
     except (FileNotFoundError, IsADirectoryError) as exc:
         raise InvalidInputError(f"--source {source}: no such file") from exc
@@ -139,18 +141,30 @@ def clean_missing(values: np.ndarray, spec: SeriesSpec) -> np.ndarray:
     )
 
 
+def check_magnitude(values: np.ndarray, source: str) -> np.ndarray:
+    biggest = float(np.max(np.abs(values), initial=0.0))
+    if biggest > MAX_MAGNITUDE:
+        raise InvalidInputError(
+            f"--source {source}: values reach {biggest:.3g}; beyond {MAX_MAGNITUDE:.0e} their "
+            "squared errors overflow float32, TensorFlow's arithmetic: rescale the series"
+        )
+    return values
+
+
 def load_series(spec: SeriesSpec) -> LoadedSeries:
     """The validated series as float64 values; a file source is read exactly once."""
     identity = spec.model_dump_json()
     if spec.is_generated:
-        return LoadedSeries(sine_series(spec), None, stable_hash(identity))
+        values = check_magnitude(sine_series(spec), spec.source)
+        return LoadedSeries(values, None, stable_hash(identity))
     data, digest = read_source(spec.source)
     table = parse_table(data, spec.source)
     del data
     column = pick_column(table, spec.column, spec.source)
     check_time_order(table, spec.source)
     values = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
-    return LoadedSeries(clean_missing(values, spec), column, stable_hash(identity, digest))
+    values = check_magnitude(clean_missing(values, spec), spec.source)
+    return LoadedSeries(values, column, stable_hash(identity, digest))
 
 
 def store_series(spec: SeriesSpec, data_dir: str) -> SeriesRef:

@@ -22,10 +22,42 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from wavecast.errors import InvalidInputError
+
 PACKAGE = "wavecast"
 PACKAGE_DIR = Path(__file__).resolve().parent
 COMPLETE_MARKER = "_COMPLETE"
 STAGING_TAG = ".staging-"
+
+
+# fsspec protocol -> the wavecast extra that installs its backend (pyproject.toml).
+EXTRAS = {
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+    "http": "http",
+    "https": "http",
+}
+
+
+def open_filesystem(uri: str, flag: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """fsspec's filesystem and path for `uri`; a missing backend or unknown scheme is bad input."""
+    protocol = uri.split("://", 1)[0] if "://" in uri else "file"
+    try:
+        filesystem, path = fsspec.core.url_to_fs(uri)
+    except ImportError as exc:
+        extra = EXTRAS.get(protocol)
+        fix = f"pip install 'wavecast[{extra}]'" if extra else "install its fsspec backend"
+        raise InvalidInputError(
+            f"{flag} {uri}: {protocol}:// needs a package ({exc}): {fix}"
+        ) from None
+    except ValueError as exc:
+        raise InvalidInputError(f"{flag} {uri}: {exc}") from None
+    return filesystem, path
 
 
 def stable_hash(*parts: str | bytes, length: int = 16) -> str:
@@ -78,7 +110,7 @@ class DataDir:
     """A root on any fsspec filesystem, with atomic publishing of files and directories."""
 
     def __init__(self, uri: str) -> None:
-        self.fs, root = fsspec.core.url_to_fs(uri)
+        self.fs, root = open_filesystem(uri, "--data-dir")
         self.is_local = isinstance(self.fs, LocalFileSystem)
         self.root = str(Path(root).resolve()) if self.is_local else root.rstrip("/")
 
@@ -115,9 +147,14 @@ class DataDir:
         target = self.path(*parts)
         staging = f"{target}{STAGING_TAG}{uuid.uuid4().hex}"
         self.fs.makedirs(self.fs._parent(target), exist_ok=True)
-        with self.fs.open(staging, "wb") as handle:
-            handle.write(data)
-        self.fs.mv(staging, target)
+        try:
+            with self.fs.open(staging, "wb") as handle:
+                handle.write(data)
+            self.fs.mv(staging, target)
+        except BaseException:
+            with contextlib.suppress(OSError):  # best effort: the original error matters
+                self.fs.rm(staging)
+            raise
 
     def write_json(self, payload: Any, *parts: str) -> None:
         self.write_bytes(json.dumps(payload, indent=2, sort_keys=True).encode() + b"\n", *parts)

@@ -1,14 +1,90 @@
-"""Input checks that run before any work, so bad data fails in seconds and writes nothing."""
+"""Input checks that run before any work, so bad data fails in seconds and writes nothing.
+
+Beyond the schema (config.py), they check what the arithmetic and this machine can take: a
+series and a model that fit in memory, values whose squares stay finite in float32.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from wavecast.config import RetrainConfig
+from wavecast.errors import InvalidInputError
 from wavecast.generate import load_series
-from wavecast.windows import check_length
+from wavecast.storage import DataDir
+from wavecast.windows import check_length, count_windows, split_index
+
+GATES = {"simple": 1, "lstm": 4, "gru": 3}
+FLOAT32 = 4
+# Weights, their gradients and Adam's two moments; and per unit of a batch's recurrent work,
+# the activations backpropagation keeps plus the temporaries around them.
+WEIGHT_COPIES = 4
+ACTIVATION_COPIES = 4
+SERIES_COPIES = 3  # the values, a stored copy and one chunk being written, as float64
 
 
-def validate_inputs(config: RetrainConfig) -> int:
+def available_memory() -> int:
+    """Bytes this machine can still hand out (Linux MemAvailable; else free physical pages)."""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def training_bytes(config: RetrainConfig, n_train: int) -> int:
+    """A floor on what training holds: the model's state plus one batch's activations."""
+    units, gates = config.model.units, GATES[config.model.cell]
+    parameters = gates * units * (units + 2) + units + 1  # kernels, biases, dense head
+    batch = min(config.train.batch_size, max(n_train, 1))
+    activations = batch * config.windows.input_len * units * gates
+    return FLOAT32 * (WEIGHT_COPIES * parameters + ACTIVATION_COPIES * activations)
+
+
+def gib(size: float) -> str:
+    return f"{size / 2**30:.3g} GiB"
+
+
+def check_fits_in_memory(needed: int, what: str, available: int) -> None:
+    if needed > available:
+        raise InvalidInputError(
+            f"{what} need(s) about {gib(needed)}, more than the {gib(available)} this machine "
+            "has available"
+        )
+
+
+def check_data_dir(uri: str) -> None:
+    """A local data dir must be (or be creatable as) a directory this user may write."""
+    store = DataDir(uri)  # an unknown scheme or a missing fsspec backend is refused here
+    if not store.is_local:
+        return
+    root = Path(store.root)
+    existing = next(path for path in (root, *root.parents) if path.exists())
+    if not existing.is_dir():
+        raise InvalidInputError(f"--data-dir {uri}: {existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"--data-dir {uri}: {existing} is not writable by this user")
+
+
+def validate_inputs(config: RetrainConfig, available: int | None = None) -> int:
     """The series' length; InvalidInputError with one actionable line if it cannot be trained on."""
-    values = load_series(config.series).values
-    check_length(len(values), config.windows)
-    return len(values)
+    check_data_dir(config.data_dir)
+    available = available_memory() if available is None else available
+    if config.series.is_generated:
+        needed = config.series.length * 8 * SERIES_COPIES
+        check_fits_in_memory(needed, f"--length {config.series.length}", available)
+    n_points = len(load_series(config.series).values)
+    check_length(n_points, config.windows)
+    spec = config.windows
+    n_train = split_index(
+        count_windows(n_points, spec.input_len, spec.horizon), spec.train_fraction
+    )
+    model = config.model
+    what = (
+        f"--units {model.units} ({model.cell}) with --batch-size {config.train.batch_size} "
+        f"and --input-len {spec.input_len}"
+    )
+    check_fits_in_memory(training_bytes(config, n_train), what, available)
+    return n_points

@@ -1,0 +1,98 @@
+"""The command line under abuse: every refused input is exit 2, one line, nothing written,
+before Prefect or TensorFlow load; a damaged registry never stops `wavecast models`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli_args import populated_data_dir, run_cli, snapshot
+
+pytestmark = pytest.mark.flow
+
+V1, V2 = "20240102T030405Z-aaaaaaaa", "20240102T030406Z-bbbbbbbb"
+
+
+def big_values_csv(tmp_path: Path) -> Path:
+    source = tmp_path / "huge.csv"
+    source.write_text("value\n" + "".join(f"{v}\n" for v in [1.0] * 30 + [3e30] + [2.0] * 30))
+    return source
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--learning-rate", "inf"], "--learning-rate"),
+        (["--learning-rate", "nan"], "--learning-rate"),
+        (["--seed", "-1"], "--seed"),
+        (["--seed", str(2**32)], "--seed"),
+        (["--noise-seed", "-5"], "--noise-seed"),
+        (["--noise", "inf"], "--noise"),
+        (["--tolerance", "nan"], "--tolerance"),
+        (["--units", "1000000"], "--units 1000000 (simple)"),
+        (["--units", "20000", "--cell", "lstm"], "--units 20000 (lstm)"),
+        (["--length", "1000000000000"], "--length 1000000000000"),
+        (["--noise", "1e30"], "overflow float32"),
+        (["--source", "HUGE"], "overflow float32"),
+        (["--source", "s3://bucket/series.csv"], "pip install 'wavecast[s3]'"),
+        (["--source", "https://127.0.0.1:9/series.csv"], "pip install 'wavecast[http]'"),
+        (["--source", "nosuchscheme://x/series.csv"], "Protocol not known"),
+        (["--data-dir", "FILE"], "is not a directory"),
+        (["--data-dir", "FILE/below"], "is not a directory"),
+        (["--data-dir", "s3://bucket/data"], "pip install 'wavecast[s3]'"),
+    ],
+)
+def test_refused_input_is_one_line_and_changes_nothing(
+    tmp_path: Path, argv: list[str], expected: str
+) -> None:
+    data_dir = populated_data_dir(tmp_path)
+    afile = data_dir / "keep.txt"
+    argv = [
+        str(big_values_csv(tmp_path)) if a == "HUGE" else a.replace("FILE", str(afile))
+        for a in argv
+    ]
+    if "--data-dir" not in argv:
+        argv += ["--data-dir", str(data_dir)]
+    before = snapshot(data_dir)
+
+    result = run_cli(tmp_path, "retrain", *argv)  # Prefect and TensorFlow cannot be imported
+
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+    assert lines[0].startswith("wavecast: error: ")
+    assert snapshot(data_dir) == before
+
+
+def registry_with_two_versions(tmp_path: Path) -> Path:
+    data_dir = tmp_path / "data"
+    for version in (V1, V2):
+        (data_dir / "models" / version).mkdir(parents=True)
+        (data_dir / "models" / version / "_COMPLETE").write_text("complete\n")
+    return data_dir
+
+
+@pytest.mark.parametrize("damage", ["{", "", "\xff", '{"version": 1}'])
+def test_models_commands_carry_on_over_a_damaged_champion_file(tmp_path: Path, damage: str) -> None:
+    """list shows what it can; promote, the natural fix, works and rewrites the file."""
+    data_dir = registry_with_two_versions(tmp_path)
+    (data_dir / "models" / "champion.json").write_text(damage)
+    (data_dir / "models" / "promotions.jsonl").write_text("{torn\n")
+
+    listed = run_cli(tmp_path, "models", "list", "--data-dir", str(data_dir))
+    assert listed.returncode == 0, listed.stderr
+    assert V1 in listed.stdout and "damaged: manifest.json missing or damaged" in listed.stdout
+    assert "Traceback" not in listed.stderr
+
+    promoted = run_cli(
+        tmp_path, "models", "promote", V2, "--reason", "repair", "--data-dir", str(data_dir)
+    )
+    assert promoted.returncode == 0, promoted.stderr
+    assert promoted.stdout.strip() == f"champion is now {V2}"
+    assert json.loads((data_dir / "models" / "champion.json").read_text())["version"] == V2
+
+    rolled = run_cli(tmp_path, "models", "rollback", "--data-dir", str(data_dir))
+    assert rolled.returncode == 2 and "no earlier champion" in rolled.stderr
+    assert len(rolled.stderr.splitlines()) == 1

@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 180
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: run test lint venv clean
+.PHONY: run test check lint venv clean
 
 venv: $(STAMP)
 
@@ -27,8 +27,13 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Every tier (unit, flow, server: pyproject.toml's markers); minutes, it starts real servers.
 test: lint
 	$(BIN)/python -m pytest
+
+# The fast loop: lint, then the unit tier only (in-process, no Prefect server, no subprocess).
+check: lint
+	$(BIN)/python -m pytest -m unit -q
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

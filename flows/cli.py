@@ -131,6 +131,10 @@ def print_summary(summary: Any) -> None:
 def run_retrain(args: argparse.Namespace) -> None:
     """Validate before Prefect or TensorFlow load, then run the flow in this process."""
     config = validated_config(args)
+    from flows.embedded_server import use_server_for_this_command
+
+    timeout_s = float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+    use_server_for_this_command(timeout_s)
     from flows.retrain import retrain
 
     with failing_on_bad_input():

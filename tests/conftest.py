@@ -10,10 +10,35 @@ import pytest
 
 from wavecast.config import RetrainConfig
 
+TIERS = ("unit", "flow", "server")  # pyproject.toml's markers, fastest first
+
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def tier_problem(item: pytest.Item) -> str | None:
+    """Why `item` is not in exactly one tier, or is in `unit` while needing Prefect's server."""
+    tiers = [tier for tier in TIERS if item.get_closest_marker(tier) is not None]
+    if len(tiers) != 1:
+        return f"marked {tiers or 'with no tier'}"
+    if tiers == ["unit"] and "prefect_server" in getattr(item, "fixturenames", ()):
+        return "marked unit but uses the prefect_server fixture"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: every collected test is checked
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse to run if a test is in no tier, or in several: `-m unit` would silently skip it."""
+    problems = [f"{item.nodeid}: {why}" for item in items if (why := tier_problem(item))]
+    if problems:
+        shown = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise pytest.UsageError(
+            f"every test needs exactly one tier marker of {', '.join(TIERS)} "
+            f"(a module's pytestmark or the test's own mark):\n  {shown}{more}"
+        )
 
 
 @pytest.fixture(scope="session")
@@ -31,12 +56,12 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 def tiny_config(data_dir: Path, **train: object) -> RetrainConfig:
-    """A seconds-long retrain: 120-point sine, 4 units, 2 epochs unless overridden."""
+    """A seconds-long retrain that beats persistence: 120-point sine, 8 units, 10 epochs."""
     return RetrainConfig.model_validate(
         {
             "series": {"length": 120},
-            "model": {"units": 4},
-            "train": {"epochs": 2, "batch_size": 16, **train},
+            "model": {"units": 8},
+            "train": {"epochs": 10, "batch_size": 16, "learning_rate": 0.01, **train},
             "data_dir": str(data_dir),
         }
     )

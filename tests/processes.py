@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import select
 import time
 from pathlib import Path
 
@@ -24,10 +26,30 @@ def is_running(pid: int) -> bool:
 
 
 def wait_until_gone(pids: list[int], timeout_s: float = 60) -> list[int]:
-    """The pids still running after up to `timeout_s` seconds of waiting for them to exit."""
-    deadline = time.monotonic() + timeout_s
-    while any(map(is_running, pids)) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    """The pids still running after up to `timeout_s` seconds of waiting for them to exit.
+
+    Waits on a pidfd per process (readable once it has exited), so it returns the moment the
+    last one goes, child of ours or not, without reaping anything.
+    """
+    watched: dict[int, int] = {}  # pidfd -> pid
+    poller = select.poll()
+    try:
+        for pid in pids:
+            try:
+                pidfd = os.pidfd_open(pid)
+            except ProcessLookupError:
+                continue  # already gone and reaped
+            watched[pidfd] = pid
+            poller.register(pidfd, select.POLLIN)
+        deadline = time.monotonic() + timeout_s
+        while watched and (left := deadline - time.monotonic()) > 0:
+            for pidfd, _ in poller.poll(left * 1000):
+                poller.unregister(pidfd)
+                del watched[pidfd]
+                os.close(pidfd)
+    finally:
+        for pidfd in watched:
+            os.close(pidfd)
     return [pid for pid in pids if is_running(pid)]
 
 

@@ -23,11 +23,13 @@ def config(*argv: str) -> RetrainConfig:
     return result
 
 
+@pytest.mark.unit
 def test_no_flags_is_the_default_config() -> None:
     """Without flags the CLI builds exactly RetrainConfig()'s tutorial defaults."""
     assert config() == RetrainConfig()
 
 
+@pytest.mark.unit
 def test_every_flag_lands_in_its_nested_field() -> None:
     """Each flag is parsed to its field's type at its place in RetrainConfig."""
     c = config(
@@ -77,6 +79,7 @@ def populated_data_dir(tmp_path: Path) -> Path:
     return data_dir
 
 
+@pytest.mark.flow  # runs the wavecast command
 @pytest.mark.parametrize(
     ("argv", "flag"),
     [
@@ -110,6 +113,7 @@ def numbers_csv(count: int, blank_at: int | None = None) -> str:
     return "k,v\n" + "".join(f"r{i},{v}\n" for i, v in enumerate(values))
 
 
+@pytest.mark.flow  # runs the wavecast command
 @pytest.mark.parametrize(
     ("csv_text", "extra", "expected"),
     [

@@ -11,7 +11,7 @@ import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from wavecast.registry import list_versions, read_promotions
 from wavecast.storage import COMPLETE_MARKER, STAGING_TAG, DataDir
 
 WAVECAST = Path(sys.executable).with_name("wavecast")
-TINY = ("--length", "120", "--units", "4", "--batch-size", "16")
+TINY = ("--length", "120", "--units", "8", "--batch-size", "16", "--learning-rate", "0.01")
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
 
@@ -34,32 +34,84 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield started
 
 
-def start_retrain(
-    stack: Stack, data_dir: Path, log: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    with log.open("wb") as sink:
-        return subprocess.Popen(
-            [str(WAVECAST), "retrain", "--data-dir", str(data_dir), "--json", *TINY, *args],
-            env={**stack.env, **(env or {})},
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
+class Retrain:
+    """A `wavecast retrain` whose output a thread copies line by line into `log` as it comes."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.process, self.log = process, log
+        self.lines: list[str] = []
+        self.closed = False  # the child's end of the pipe is shut: it exited
+        self.changed = threading.Condition()
+        self.reader = threading.Thread(target=self.copy_output, daemon=True)
+        self.reader.start()
+
+    def copy_output(self) -> None:
+        assert self.process.stdout is not None
+        with self.process.stdout, self.log.open("wb") as sink:
+            for line in self.process.stdout:
+                sink.write(line)
+                sink.flush()
+                with self.changed:
+                    self.lines.append(line.decode(errors="replace"))
+                    self.changed.notify_all()
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
+
+    def output(self) -> str:
+        with self.changed:
+            return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = 180) -> None:
+        """Block until a line of output matches `pattern`; fail if the run ends first."""
+        regex = re.compile(pattern)
+        scanned = 0
+
+        def seen() -> bool:
+            nonlocal scanned
+            found = any(regex.search(line) for line in self.lines[scanned:])
+            scanned = len(self.lines)
+            return found or self.closed
+
+        with self.changed:
+            self.changed.wait_for(seen, timeout)
+            matched = any(regex.search(line) for line in self.lines)
+        assert matched, f"{'exited' if self.closed else 'timed out'} before {pattern!r}:\n" + (
+            self.output()
         )
 
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+        self.reader.join(timeout=60)
 
-def wait_for_log(process: subprocess.Popen[bytes], log: Path, pattern: str) -> None:
-    deadline = time.monotonic() + 180
-    while not re.search(pattern, log.read_text(errors="replace")):
-        assert process.poll() is None, f"exited before {pattern!r}:\n{log.read_text()}"
-        assert time.monotonic() < deadline, f"never saw {pattern!r}:\n{log.read_text()}"
-        time.sleep(0.1)
+    def finish(self) -> dict[str, object]:
+        """Wait for the retrain, assert it succeeded, return its JSON summary."""
+        code = self.process.wait(timeout=300)
+        self.reader.join(timeout=60)
+        assert code == 0, self.output()
+        summary: dict[str, object] = json.loads(self.output().strip().splitlines()[-1])
+        return summary
 
 
-def finish(process: subprocess.Popen[bytes], log: Path) -> dict[str, object]:
-    """Wait for a retrain, assert it succeeded, return its JSON summary."""
-    assert process.wait(timeout=300) == 0, log.read_text()
-    summary: dict[str, object] = json.loads(log.read_text().strip().splitlines()[-1])
-    return summary
+def start_retrain(
+    stack: Stack, data_dir: Path, log: Path, *args: str, env: dict[str, str] | None = None
+) -> Retrain:
+    process = subprocess.Popen(
+        [str(WAVECAST), "retrain", "--data-dir", str(data_dir), "--json", *TINY, *args],
+        env={**stack.env, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    return Retrain(process, log)
+
+
+def promotion_lines(data_dir: Path) -> list[dict[str, object]]:
+    """models/promotions.jsonl line by line; a torn line fails the test (json raises)."""
+    log = data_dir / "models" / "promotions.jsonl"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [json.loads(line) for line in lines if line.strip()]
 
 
 def assert_consistent(data_dir: Path) -> None:
@@ -69,7 +121,8 @@ def assert_consistent(data_dir: Path) -> None:
             if entry.is_dir() and STAGING_TAG not in entry.name:
                 assert (entry / COMPLETE_MARKER).is_file(), f"{entry} visible but incomplete"
     store = DataDir(str(data_dir))
-    events = read_promotions(store)  # raises on a torn line
+    events = promotion_lines(data_dir)
+    assert len(read_promotions(store)) == len(events)  # the registry skips none of them
     champion_file = data_dir / "models" / "champion.json"
     if not champion_file.exists():
         assert events == []
@@ -84,34 +137,28 @@ def assert_consistent(data_dir: Path) -> None:
 
 def test_killed_while_training_then_rerun_completes(stack: Stack, tmp_path: Path) -> None:
     data_dir, log = tmp_path / "data", tmp_path / "retrain.log"
-    process = start_retrain(stack, data_dir, log, "--epochs", "300")
-    wait_for_log(process, log, r"epoch 1/300")  # 299 epochs (~5 s) still to go
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    run = start_retrain(stack, data_dir, log, "--epochs", "300")
+    run.wait_for(r"epoch 1/300")  # 299 epochs (~5 s) still to go
+    run.kill()
     assert_consistent(data_dir)
     assert not (data_dir / "models" / "champion.json").exists()
 
-    rerun = start_retrain(stack, data_dir, tmp_path / "rerun.log", "--epochs", "300")
-    summary = finish(rerun, tmp_path / "rerun.log")
+    summary = start_retrain(stack, data_dir, tmp_path / "rerun.log", "--epochs", "300").finish()
     assert summary["promoted"] is True
     assert_consistent(data_dir)
 
 
 def test_killed_while_publishing_keeps_a_valid_champion(stack: Stack, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    first = finish(start_retrain(stack, data_dir, tmp_path / "a.log"), tmp_path / "a.log")
-    log = tmp_path / "b.log"
-    process = start_retrain(stack, data_dir, log, "--seed", "3")
-    wait_for_log(process, log, r"evaluate-model-\w+' - Finished")
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    first = start_retrain(stack, data_dir, tmp_path / "a.log").finish()
+    run = start_retrain(stack, data_dir, tmp_path / "b.log", "--seed", "3")
+    run.wait_for(r"evaluate-model-\w+' - Finished")
+    run.kill()
     assert_consistent(data_dir)
     champion = json.loads((data_dir / "models" / "champion.json").read_text())["version"]
     assert champion in (first["version"], *list_versions(DataDir(str(data_dir))))
 
-    rerun = finish(
-        start_retrain(stack, data_dir, tmp_path / "c.log", "--seed", "3"), tmp_path / "c.log"
-    )
+    rerun = start_retrain(stack, data_dir, tmp_path / "c.log", "--seed", "3").finish()
     assert rerun["champion"] is not None
     assert_consistent(data_dir)
 
@@ -119,12 +166,12 @@ def test_killed_while_publishing_keeps_a_valid_champion(stack: Stack, tmp_path: 
 def test_two_retrains_started_together_both_complete(stack: Stack, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     logs = [tmp_path / f"run{i}.log" for i in range(2)]
-    processes = [start_retrain(stack, data_dir, log, "--epochs", "5") for log in logs]
-    summaries = [finish(p, log) for p, log in zip(processes, logs, strict=True)]
+    runs = [start_retrain(stack, data_dir, log, "--epochs", "10") for log in logs]
+    summaries = [run.finish() for run in runs]
 
     assert summaries[0]["version"] == summaries[1]["version"]  # same training, one version
     assert sorted(bool(s["promoted"]) for s in summaries) == [False, True]
-    assert len(read_promotions(DataDir(str(data_dir)))) == 1
+    assert len(promotion_lines(data_dir)) == 1
     assert_consistent(data_dir)
     assert not [p for p in (data_dir / "models").iterdir() if STAGING_TAG in p.name]
     assert len([p for p in (data_dir / "windows").iterdir() if STAGING_TAG not in p.name]) == 1
@@ -156,7 +203,7 @@ def test_the_command_exits_only_after_its_logs_reach_the_server(
 ) -> None:
     """Prefect's log queue is drained at exit: the run's last lines reach the server."""
     log = tmp_path / "run.log"
-    finish(start_retrain(stack, tmp_path / "data", log), log)
+    start_retrain(stack, tmp_path / "data", log).finish()
     name = re.search(r"Beginning flow run '([^']+)'", log.read_text())
     assert name is not None, log.read_text()
     messages = server_log_messages(stack, name.group(1))
@@ -167,8 +214,8 @@ def test_the_command_exits_only_after_its_logs_reach_the_server(
 def test_an_unchanged_rerun_starts_no_tensorflow_anywhere(stack: Stack, tmp_path: Path) -> None:
     """Every Keras-bound stage is a cache hit: TensorFlow is never imported."""
     data_dir, first_log, log = tmp_path / "data", tmp_path / "first.log", tmp_path / "rerun.log"
-    finish(start_retrain(stack, data_dir, first_log, "--epochs", "5"), first_log)
+    start_retrain(stack, data_dir, first_log, "--epochs", "10").finish()
     blocked = {"PYTHONPATH": import_blockers(tmp_path, ("tensorflow", "keras"))}
-    rerun = finish(start_retrain(stack, data_dir, log, "--epochs", "5", env=blocked), log)
+    rerun = start_retrain(stack, data_dir, log, "--epochs", "10", env=blocked).finish()
     assert rerun["unchanged"] is True
     assert "was imported" not in log.read_text()  # nor in a child: its stderr is this log

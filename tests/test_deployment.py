@@ -8,6 +8,7 @@ runs the flow in a subprocess, exactly as a user's machine would. Every process 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,16 +41,21 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 def run_deployment_once(stack: Stack, deployment_id: Any, parameters: dict[str, Any]) -> Any:
-    """Create a run of the deployment, let the worker execute it, return the final flow run."""
+    """Create a run of the deployment, let the worker execute it, return the final flow run.
+
+    Waits on the server's event stream for the run's final state, not by polling its state.
+    """
     from prefect.client.orchestration import get_client
+    from prefect.exceptions import FlowRunWaitTimeout
+    from prefect.flow_runs import wait_for_flow_run
 
     with get_client(sync_client=True) as client:
         run = client.create_flow_run_from_deployment(deployment_id, parameters=parameters)
-        deadline = time.monotonic() + RUN_TIMEOUT
-        while not (run.state and run.state.is_final()):
-            assert time.monotonic() < deadline, f"run stuck in {run.state_name}\n{stack.logs()}"
-            time.sleep(1)
-            run = client.read_flow_run(run.id)
+        try:
+            run = asyncio.run(wait_for_flow_run(run.id, timeout=int(RUN_TIMEOUT)))
+        except FlowRunWaitTimeout:
+            stuck = client.read_flow_run(run.id).state_name
+            pytest.fail(f"run stuck in {stuck}\n{stack.logs()}")
     assert run.state_name == "Completed", f"{run.state}\n{stack.logs()}"
     return run
 
@@ -104,8 +110,8 @@ def test_yaml_deploys_and_a_worker_runs_then_serves_from_cache(
     tiny = {
         "config": {
             "series": {"length": 120},
-            "model": {"units": 4},
-            "train": {"epochs": 2, "batch_size": 16},
+            "model": {"units": 8},
+            "train": {"epochs": 10, "batch_size": 16, "learning_rate": 0.01},
             "data_dir": str(data_dir),
         }
     }

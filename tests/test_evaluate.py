@@ -15,6 +15,8 @@ from wavecast.evaluate import (
 )
 from wavecast.windows import make_windows, split_index
 
+pytestmark = pytest.mark.unit
+
 
 def test_metrics_on_hand_computed_values() -> None:
     """Errors [1, 0, 2]: MSE 5/3, MAE 1, RMSE sqrt(5/3)."""

@@ -14,7 +14,7 @@ from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
 from flows.retrain import retrain
 from tests.conftest import tiny_config
 
-pytestmark = pytest.mark.usefixtures("prefect_server")
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
 
 def test_write_that_fails_twice_is_retried_and_leaves_no_duplicates(

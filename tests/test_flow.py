@@ -11,7 +11,6 @@ from flows.retrain import retrain
 from tests.conftest import tiny_config
 from tests.servers import task_states
 
-
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
 

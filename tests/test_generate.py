@@ -12,7 +12,9 @@ import pytest
 
 from wavecast.config import SeriesSpec
 from wavecast.errors import InvalidInputError
-from wavecast.generate import load_series, sine_series, source_fingerprint, store_series
+from wavecast.generate import load_series, sine_series, store_series
+
+pytestmark = pytest.mark.unit
 
 
 def write_csv(tmp_path: Path, text: str, name: str = "series.csv") -> str:
@@ -22,8 +24,7 @@ def write_csv(tmp_path: Path, text: str, name: str = "series.csv") -> str:
 
 
 def load(source: str, **spec: object) -> np.ndarray:
-    values, _ = load_series(SeriesSpec.model_validate({"source": source, **spec}))
-    return values
+    return load_series(SeriesSpec.model_validate({"source": source, **spec})).values
 
 
 def test_sine_is_the_tutorials_exactly() -> None:
@@ -46,7 +47,7 @@ def test_csv_and_parquet_files_are_read(tmp_path: Path) -> None:
     parquet = tmp_path / "series.parquet"
     pq.write_table(pa.table({"label": ["a", "b", "c"], "v": [1.5, 2.5, -4.0]}), parquet)
     for source, column in ((csv, "value"), (str(parquet), "v")):
-        values, picked = load_series(SeriesSpec(source=source))
+        values, picked, _ = load_series(SeriesSpec(source=source))
         assert picked == column
         assert np.array_equal(values, [1.5, 2.5, -4.0]) and values.dtype == np.float64
 
@@ -111,18 +112,35 @@ def test_missing_source_is_invalid_input(tmp_path: Path) -> None:
         load(str(tmp_path / "nope.csv"))
 
 
-def test_fingerprint_follows_the_bytes(tmp_path: Path) -> None:
-    """Rewriting identical bytes keeps the fingerprint; changing one byte changes it."""
+def source_hash(spec: SeriesSpec) -> str:
+    return load_series(spec).source_hash
+
+
+def test_source_hash_follows_the_bytes(tmp_path: Path) -> None:
+    """Rewriting identical bytes keeps the hash; changing one byte changes it."""
     path = tmp_path / "s.csv"
     path.write_bytes(b"v\n1\n2\n")
     spec = SeriesSpec(source=str(path))
-    first = source_fingerprint(spec)
+    first = source_hash(spec)
     path.write_bytes(b"v\n1\n2\n")
-    assert source_fingerprint(spec) == first
+    assert source_hash(spec) == first
     path.write_bytes(b"v\n1\n3\n")
-    assert source_fingerprint(spec) != first
-    assert source_fingerprint(SeriesSpec()) == source_fingerprint(SeriesSpec())
-    assert source_fingerprint(SeriesSpec()) != source_fingerprint(SeriesSpec(length=999))
+    assert source_hash(spec) != first
+    assert source_hash(SeriesSpec()) == source_hash(SeriesSpec())
+    assert source_hash(SeriesSpec()) != source_hash(SeriesSpec(length=999))
+
+
+def test_store_series_writes_once_and_reuses_an_unchanged_copy(tmp_path: Path) -> None:
+    """Same source: same id, the stored file untouched; one changed byte: a new id."""
+    source = write_csv(tmp_path, "v\n0.5\n-1\n2\n")
+    data_dir = str(tmp_path / "data")
+    first = store_series(SeriesSpec(source=source), data_dir)
+    stored = Path(first.uri)
+    stamp = stored.stat().st_mtime_ns
+    assert store_series(SeriesSpec(source=source), data_dir) == first
+    assert stored.stat().st_mtime_ns == stamp
+    write_csv(tmp_path, "v\n0.5\n-1\n3\n")
+    assert store_series(SeriesSpec(source=source), data_dir).series_id != first.series_id
 
 
 def test_store_series_writes_a_complete_raw_copy(tmp_path: Path) -> None:

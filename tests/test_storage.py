@@ -10,6 +10,8 @@ import pytest
 
 from wavecast.storage import COMPLETE_MARKER, STAGING_TAG, DataDir, stable_hash
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(params=["path", "file-uri", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> DataDir:

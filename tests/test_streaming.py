@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from wavecast import evaluate
 from wavecast.config import ModelSpec, SeriesSpec, TrainSpec, WindowSpec
 from wavecast.evaluate import persistence_forecast, score_split
 from wavecast.generate import store_series
@@ -31,6 +35,8 @@ from wavecast.windows import (
     shuffled_batches,
     split_row_groups,
 )
+
+pytestmark = pytest.mark.unit
 
 
 @pytest.fixture(scope="module")
@@ -171,30 +177,71 @@ def test_in_memory_branch_is_deterministic(small: tuple[DatasetRef, str]) -> Non
     assert first == again and first[-1] < first[0]
 
 
-def test_scoring_a_split_holds_about_one_row_group(tmp_path: Path) -> None:
-    """Kept forecast samples must not pin the row groups they were sliced from."""
+def memory_owner(array: np.ndarray) -> object:
+    """What keeps a numpy view's memory alive: for a chunk of a split, its row group's Arrow
+    array (iter_split's chunks are zero-copy views); for an array owning its data, itself."""
+    owner: object = array
+    while isinstance(owner, np.ndarray) and owner.base is not None:
+        owner = owner.base
+    return owner
+
+
+def test_kept_forecast_samples_do_not_pin_their_row_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept forecast samples must not pin the row groups they were sliced from.
+
+    Weak references to the memory of each chunk score_split reads: when it scores one, the
+    chunks before the previous one (whose forecast it may still hold in a local) must be
+    collectable, however little of them it kept.
+    """
     data_dir = str(tmp_path / "data")
-    series = store_series(SeriesSpec(length=20_000), data_dir)
-    dataset = build_windows(series, WindowSpec(input_len=16), data_dir, group_rows=500)
-    arrow_bytes: list[int] = []
+    series = store_series(SeriesSpec(length=4_000), data_dir)
+    dataset = build_windows(series, WindowSpec(input_len=16), data_dir, group_rows=100)
+    chunks: list[list[weakref.ref[object]]] = []  # the memory of each chunk read so far
+
+    def watched_split(*args: Any, **kwargs: Any) -> Iterator[tuple[np.ndarray, ...]]:
+        for chunk in iter_split(*args, **kwargs):
+            chunks.append([weakref.ref(memory_owner(column)) for column in chunk])
+            yield chunk
+
+    still_pinned: list[int] = []
 
     def watched(inputs: np.ndarray) -> np.ndarray:
-        arrow_bytes.append(pa.total_allocated_bytes())
-        return persistence_forecast(inputs)
+        older = chunks[:-2]
+        still_pinned.append(sum(ref() is not None for refs in older for ref in refs))
+        return persistence_forecast(inputs)  # a view of `inputs`: pins it unless copied
 
-    _, sample = score_split(dataset, data_dir, {"persistence": watched}, keep=10)
-    group_bytes = 500 * (16 + 2) * 8  # inputs, target and start of one row group
-    assert len(arrow_bytes) == 8  # 4,000 test windows
-    assert max(arrow_bytes) - min(arrow_bytes) < 2 * group_bytes
-    assert len(sample["persistence"]) == 10
+    monkeypatch.setattr(evaluate, "iter_split", watched_split)
+    _, sample = score_split(dataset, data_dir, {"persistence": watched}, keep=150)
+    assert len(still_pinned) == len(split_row_groups(dataset, "test", data_dir)) >= 6
+    assert still_pinned == [0] * len(still_pinned)
+    assert [len(part) for part in sample.values()] == [150] * 3  # start, truth, persistence
 
 
-def test_freed_arrow_buffers_go_back_to_the_os() -> None:
-    """After release_unused_memory, Arrow allocates from malloc, which returns large frees."""
-    release_unused_memory()
-    assert pa.default_memory_pool().backend_name == "system"
-    before = pa.total_allocated_bytes()
-    buffer = pa.allocate_buffer(64 << 20)
-    assert pa.total_allocated_bytes() - before >= 64 << 20
-    del buffer
-    assert pa.total_allocated_bytes() == before
+def test_release_unused_memory_switches_arrow_to_the_system_allocator() -> None:
+    """Arrow's default pool becomes the system allocator, whatever it was; twice is once."""
+    cached = next(caching_pools(), None)
+    if cached is None:
+        pytest.skip("this pyarrow has no mimalloc or jemalloc pool: it allocates with malloc")
+    previous = pa.default_memory_pool()
+    try:
+        pa.set_memory_pool(cached)
+        held = pa.array(range(1000))  # memory of the old pool, still in use after the switch
+        assert cached.bytes_allocated() >= 8000
+        release_unused_memory()
+        assert pa.default_memory_pool().backend_name == "system"
+        release_unused_memory()
+        assert pa.default_memory_pool().backend_name == "system"
+        assert held.to_pylist() == list(range(1000))
+    finally:
+        pa.set_memory_pool(previous)
+
+
+def caching_pools() -> Iterator[pa.MemoryPool]:
+    """The allocators pyarrow may default to that are not the system's, those built in."""
+    for make in (pa.mimalloc_memory_pool, pa.jemalloc_memory_pool):
+        try:
+            yield make()
+        except NotImplementedError:
+            continue

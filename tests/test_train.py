@@ -59,6 +59,7 @@ def seeded_fit(fast: bool, seed: int, spec: TrainSpec) -> tuple[list[float], lis
     return losses, model.get_weights()
 
 
+@pytest.mark.unit
 def test_fast_loop_is_model_fit_arithmetic() -> None:
     """Same seed: the per-epoch losses and the final weights of both loops agree."""
     spec = TrainSpec(epochs=3, batch_size=16, learning_rate=0.01)
@@ -69,6 +70,7 @@ def test_fast_loop_is_model_fit_arithmetic() -> None:
         np.testing.assert_allclose(fast, fitted, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.unit
 def test_same_seed_same_losses_other_seed_other_losses() -> None:
     spec = TrainSpec(epochs=2, batch_size=16)
     first, _ = seeded_fit(True, 7, spec)
@@ -107,6 +109,7 @@ def quiet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.flow  # quiet_weights builds its reference in a fresh interpreter
 @pytest.mark.parametrize("cell", ["simple", "lstm", "gru"])
 def test_seeded_weights_ignore_other_users_of_python_random(cell: str, quiet_weights: Path) -> None:
     """Another thread drawing from `random` (Prefect's websocket pings do) changes nothing."""
@@ -129,6 +132,7 @@ def test_seeded_weights_ignore_other_users_of_python_random(cell: str, quiet_wei
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.unit
 def test_epoch_order_is_model_fits_permutation() -> None:
     """Seeded, model.fit replays one permutation every epoch; unseeded, it draws afresh."""
     import keras
@@ -148,6 +152,7 @@ def test_epoch_order_is_model_fits_permutation() -> None:
         keras.utils.set_random_seed(0)
 
 
+@pytest.mark.unit
 def test_epoch_callback_gets_every_epoch_loss() -> None:
     import keras
 
@@ -164,6 +169,7 @@ def test_epoch_callback_gets_every_epoch_loss() -> None:
     assert seen == list(enumerate(losses))
 
 
+@pytest.mark.unit
 def test_smoke_train_save_reload(tiny_dataset: tuple[DatasetRef, str]) -> None:
     """Two seeded epochs: loss falls, one forecast per window, the saved model reloads safely."""
     import keras
@@ -184,6 +190,7 @@ def test_smoke_train_save_reload(tiny_dataset: tuple[DatasetRef, str]) -> None:
     assert json.loads((Path(trained.uri) / HISTORY_FILE).read_text())["loss"] == losses
 
 
+@pytest.mark.unit
 def test_reloaded_model_predicts_as_trained(tmp_path: Path) -> None:
     import keras
 
@@ -217,6 +224,7 @@ def core_modules() -> list[str]:
     return sorted(f"wavecast.{p.stem}" for p in (root / "wavecast").glob("[!_]*.py"))
 
 
+@pytest.mark.flow  # a fresh interpreter
 def test_importing_the_pipeline_never_loads_tensorflow() -> None:
     """What a cached rerun imports: the flow, every task and core module and the CLI, not TF."""
     tasks = ["tasks.generate", "tasks.windows", "tasks.train", "tasks.evaluate", "tasks.publish"]
@@ -224,7 +232,17 @@ def test_importing_the_pipeline_never_loads_tensorflow() -> None:
     imports_in_fresh_interpreter(pipeline, {"tensorflow", "keras"})
 
 
+@pytest.mark.flow  # a fresh interpreter
 def test_the_core_never_loads_prefect() -> None:
     """The Keras process imports only the core: Prefect there would cost it ~3.5 s more."""
     assert len(core_modules()) >= 14
     imports_in_fresh_interpreter(core_modules(), {"prefect", "tensorflow", "keras"})
+
+
+@pytest.mark.flow  # a fresh interpreter
+def test_importing_any_test_module_never_loads_tensorflow() -> None:
+    """Collecting a tier (`-m unit`) imports every test module: none may pay for TensorFlow."""
+    root = Path(__file__).resolve().parents[1]
+    modules = sorted(f"tests.{p.stem}" for p in (root / "tests").glob("test_*.py"))
+    assert len(modules) >= 14
+    imports_in_fresh_interpreter(modules, {"tensorflow", "keras"})

@@ -26,6 +26,8 @@ from wavecast.windows import (
     window_schema,
 )
 
+pytestmark = pytest.mark.unit
+
 SINE = np.sin(np.linspace(-3 * np.pi, 3 * np.pi, 1000))
 Windows = tuple[np.ndarray, np.ndarray, np.ndarray]
 

@@ -3,7 +3,8 @@
 Prefect's own ephemeral server is a child process that stops only through an exit handler,
 so a killed `wavecast retrain` left it running. This starts the same server through
 Prefect's public command (`prefect server start`, API only, on a free loopback port) with
-Linux's parent-death signal set, so the kernel ends it whenever this process ends.
+Linux's parent-death signal set, so the kernel ends it whenever this process ends. (Elsewhere
+than Linux the signal is not set, and a killed command leaves the server as before.)
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ import urllib.request
 from pathlib import Path
 
 PR_SET_PDEATHSIG = 1  # prctl option: signal this process when its parent dies
+# Leases of concurrency slots on disk, and the service that frees expired ones, so a slot a
+# killed run held is given back to the next run. No scheduler: this server runs no schedules.
+FILE_LEASES = "prefect.server.concurrency.lease_storage.filesystem"
+SERVER_SETTINGS = {
+    "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": FILE_LEASES,
+    "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
+    "PREFECT_UI_ENABLED": "false",
+}
 STOP_GRACE_S = 10.0
 
 
@@ -80,7 +90,8 @@ def use_server_for_this_command(timeout_s: float) -> str | None:
     prefect = Path(sys.executable).with_name("prefect")
     command = [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen(
-        [*command, "--no-services"],
+        command,
+        env={**SERVER_SETTINGS, **os.environ},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -17,6 +17,9 @@ export PREFECT_HOME=${SERVE_PREFECT_HOME:-$RUN_DIR/prefect-home}
 export PREFECT_API_URL=http://$HOST:$PORT/api
 export PREFECT_SERVER_ANALYTICS_ENABLED=${PREFECT_SERVER_ANALYTICS_ENABLED:-false}
 export TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-2}
+# Concurrency-slot leases on disk: a slot held by a run killed mid-training (or by a server
+# restart) is freed when its lease expires, instead of being lost with the server's memory.
+export PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=${PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE:-prefect.server.concurrency.lease_storage.filesystem}
 
 # The pid in NAME.pid if that process is still one of ours (pids get reused), else nothing.
 running() {

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import time
+from contextlib import AbstractContextManager
 from uuid import UUID
 
-from prefect import get_run_logger, task
+from prefect import get_client, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.concurrency.sync import concurrency
 
 from tasks.prefect_support import content_cache
 from wavecast.config import ModelSpec, TrainSpec
+from wavecast.storage import DataDir, stable_hash
 from wavecast.train import EpochCallback, TrainedRef, train_on_dataset, training_location
 from wavecast.windows import DatasetRef
+
+TRAINING_LEASE_S = 60  # the shortest lease Prefect's server grants
 
 
 def epoch_reporter(epochs: int, min_interval_s: float = 1.0) -> EpochCallback:
@@ -36,13 +41,29 @@ def epoch_reporter(epochs: int, min_interval_s: float = 1.0) -> EpochCallback:
     return report
 
 
+def one_training_per_series(dataset: DatasetRef, data_dir: str) -> AbstractContextManager[None]:
+    """A Prefect global concurrency limit of 1 per series (source and column) and data dir.
+
+    Every deployment, schedule and command that trains this series takes the same slot, so
+    two never train it at once. Its lease is renewed while training runs; a killed run's
+    slot is freed once the lease expires (on a server whose services run).
+    """
+    series = dataset.series
+    key = stable_hash(DataDir(data_dir).uri(), series.source, series.column or "")
+    name = f"wavecast-train-{key}"
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1)
+    return concurrency(name, occupy=1, lease_duration=TRAINING_LEASE_S)
+
+
 @task(name="train-model", **content_cache(training_location))
 def train_model(
     dataset: DatasetRef, model: ModelSpec, train: TrainSpec, data_dir: str
 ) -> TrainedRef:
-    trained = train_on_dataset(
-        dataset, model, train, data_dir, on_epoch=epoch_reporter(train.epochs)
-    )
+    with one_training_per_series(dataset, data_dir):
+        trained = train_on_dataset(
+            dataset, model, train, data_dir, on_epoch=epoch_reporter(train.epochs)
+        )
     get_run_logger().info(
         "Trained %s in %.1f s, final loss %.3g",
         trained.train_id,

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flows.embedded_server import FILE_LEASES
+
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = Path(sys.executable).with_name("prefect")
 STARTUP_TIMEOUT = 180.0
@@ -125,6 +127,7 @@ def running_server(root: Path) -> Iterator[Stack]:
         PREFECT_HOME=str(root / "prefect-home"),  # database, profiles and result storage
         PREFECT_API_URL=api_url,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE=FILE_LEASES,
         PREFECT_WORKER_QUERY_SECONDS="1",  # poll for runs every second, not every 10
         PWD=str(REPO),  # prefect.yaml's pull step records {{ $PWD }}
         TF_CPP_MIN_LOG_LEVEL="2",

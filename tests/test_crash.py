@@ -7,6 +7,7 @@ Each retrain is the real `wavecast` command in its own process, reporting to a r
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import import_blockers
+from tests.processes import children_of, import_blockers, wait_until_gone
 from tests.servers import Stack, running_server
 from wavecast.registry import list_versions, read_promotions
 from wavecast.storage import COMPLETE_MARKER, STAGING_TAG, DataDir
@@ -219,3 +220,22 @@ def test_an_unchanged_rerun_starts_no_tensorflow_anywhere(stack: Stack, tmp_path
     rerun = start_retrain(stack, data_dir, log, "--epochs", "10", env=blocked).finish()
     assert rerun["unchanged"] is True
     assert "was imported" not in log.read_text()  # nor in a child: its stderr is this log
+
+
+def test_killing_a_command_on_its_own_server_leaves_no_server(tmp_path: Path) -> None:
+    """Without a configured server the command starts one; `kill -9` of the command ends it."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    process = subprocess.Popen(
+        [str(WAVECAST), "retrain", "--data-dir", str(tmp_path / "data"), *TINY, "--epochs", "3000"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    run = Retrain(process, tmp_path / "run.log")
+    run.wait_for(r"epoch 1/3000")
+    (server,) = children_of(process.pid)
+    assert "server" in Path(f"/proc/{server}/cmdline").read_text()
+    run.kill()
+    assert wait_until_gone([server]) == [], f"server {server} outlived the command"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -137,12 +138,36 @@ def run_retrain(args: argparse.Namespace) -> None:
     use_server_for_this_command(timeout_s)
     from flows.retrain import retrain
 
+    quiet_expected_failures()
+
     with failing_on_bad_input():
         summary = retrain(config)
     if args.json:
         print(summary.model_dump_json())
     else:
         print_summary(summary)
+
+
+def is_expected_failure(error: BaseException | None) -> bool:
+    """Bad input or a permanent storage fault: the person needs one line, not a traceback."""
+    from wavecast.errors import InvalidInputError, environment_problem
+
+    return isinstance(error, InvalidInputError) or environment_problem(error) is not None
+
+
+class WithoutTraceback(logging.Filter):
+    """Keeps Prefect's log line for an expected failure and drops its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and is_expected_failure(record.exc_info[1]):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_expected_failures() -> None:
+    """The run logs of a failed stage show its message; the command ends with one line."""
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logging.getLogger(name).addFilter(WithoutTraceback())
 
 
 @contextlib.contextmanager

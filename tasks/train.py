@@ -53,6 +53,7 @@ def one_training_per_series(dataset: DatasetRef, data_dir: str) -> AbstractConte
     name = f"wavecast-train-{key}"
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(name, 1)
+    get_run_logger().info("Waiting for %s if another run is training this series", name)
     return concurrency(name, occupy=1, lease_duration=TRAINING_LEASE_S)
 
 
@@ -61,6 +62,7 @@ def train_model(
     dataset: DatasetRef, model: ModelSpec, train: TrainSpec, data_dir: str
 ) -> TrainedRef:
     with one_training_per_series(dataset, data_dir):
+        get_run_logger().info("Training slot of series %s taken", dataset.series.source)
         trained = train_on_dataset(
             dataset, model, train, data_dir, on_epoch=epoch_reporter(train.epochs)
         )

@@ -12,7 +12,7 @@ import pytest
 from flows.retrain import retrain
 from tests.conftest import tiny_config
 from wavecast import publish
-from wavecast.registry import list_versions
+from wavecast.registry import list_versions, read_champion
 from wavecast.storage import DataDir
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
@@ -100,3 +100,41 @@ def test_grown_file_source_retrains_and_says_what_changed(tmp_path: Path) -> Non
         ]
     )
     assert change in (Path(second.model_dir) / "report.md").read_text()
+
+
+@pytest.mark.parametrize("damage", ["delete", "garbage"])
+def test_an_unloadable_champion_is_no_champion(tmp_path: Path, damage: str) -> None:
+    """The gate re-scores the champion; if its file is gone or refused, the run carries on,
+    judging the candidate as a first model, and says so."""
+    data_dir = tmp_path / "data"
+    first = retrain(tiny_config(data_dir))
+    model_file = Path(first.model_dir) / "model.keras"
+    if damage == "delete":
+        model_file.unlink()
+    else:
+        model_file.write_bytes(b"PK\x03\x04 not a keras archive")
+
+    second = retrain(tiny_config(data_dir, seed=3))
+
+    assert second.version != first.version and second.promoted
+    assert second.champion_rescored is None
+    note = f"champion {first.version} cannot be loaded"
+    assert any(reason.startswith(note) for reason in second.reasons), second.reasons
+    assert note in (Path(second.model_dir) / "report.md").read_text()
+    assert [p["version"] for p in promotions(data_dir)] == [first.version, second.version]
+
+
+def test_a_damaged_champion_file_does_not_stop_a_retrain(tmp_path: Path) -> None:
+    """champion.json torn: the promotion log names the champion, the run gates against it."""
+    data_dir = tmp_path / "data"
+    first = retrain(tiny_config(data_dir))
+    (data_dir / "models" / "champion.json").write_text("{")
+
+    second = retrain(tiny_config(data_dir, seed=3))
+
+    assert second.champion_rescored is not None  # the log's champion was found and scored
+    store = DataDir(str(data_dir))
+    champion = read_champion(store)
+    assert champion is not None
+    assert champion.version == (second.version if second.promoted else first.version)
+    assert list_versions(store)[-1] == second.version

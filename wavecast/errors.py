@@ -38,7 +38,7 @@ def is_transient(error: BaseException) -> bool:
     return error.errno not in PERMANENT_ERRNOS
 
 
-def environment_problem(error: BaseException) -> str | None:
+def environment_problem(error: BaseException | None) -> str | None:
     """One line naming a permanent storage fault and what to do, or None for anything else."""
     if not isinstance(error, OSError) or is_transient(error):
         return None

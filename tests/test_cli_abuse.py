@@ -4,11 +4,13 @@ before Prefect or TensorFlow load; a damaged registry never stops `wavecast mode
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.test_cli_args import populated_data_dir, run_cli, snapshot
+from tests.test_cli_args import WAVECAST, populated_data_dir, run_cli, snapshot
 
 pytestmark = pytest.mark.flow
 
@@ -96,3 +98,39 @@ def test_models_commands_carry_on_over_a_damaged_champion_file(tmp_path: Path, d
     rolled = run_cli(tmp_path, "models", "rollback", "--data-dir", str(data_dir))
     assert rolled.returncode == 2 and "no earlier champion" in rolled.stderr
     assert len(rolled.stderr.splitlines()) == 1
+
+
+def test_a_full_disk_fails_at_once_in_one_line_without_traceback(tmp_path: Path) -> None:
+    """ENOSPC from the Parquet writer (injected at interpreter start): no retry, one line."""
+    inject = tmp_path / "inject"
+    inject.mkdir()
+    (inject / "sitecustomize.py").write_text(
+        "import errno\nimport pyarrow.parquet as pq\n\n\n"
+        "def full(*args, **kwargs):\n"
+        "    raise OSError(errno.ENOSPC, 'No space left on device', 'injected.parquet')\n\n\n"
+        "pq.ParquetWriter.write_batch = full\n"
+    )
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update(
+        PYTHONPATH=str(inject),
+        PREFECT_HOME=str(tmp_path / "home"),
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+    )
+    result = subprocess.run(
+        [str(WAVECAST), "retrain", "--length", "120", "--data-dir", str(tmp_path / "data")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+    assert result.returncode == 2, result.stderr[-3000:]
+    last = result.stderr.splitlines()[-1]
+    assert last == (
+        "wavecast: error: No space left on device: injected.parquet "
+        "(free some space or choose another --data-dir)"
+    )
+    assert "Traceback" not in result.stderr
+    assert "Retry 1/3" not in result.stderr  # a full disk is not retried
+    assert not [p for p in (tmp_path / "data" / "windows").iterdir()]  # no staging leftovers

@@ -9,6 +9,8 @@ runs the flow in a subprocess, exactly as a user's machine would. Every process 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +19,12 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import tiny_config
 from tests.servers import REPO, Stack, running_server, task_states
+from tests.test_cli_args import WAVECAST
 
 SCHEDULED, ON_DEMAND = "scheduled-retrain", "on-demand"
-CACHED_STAGES = ("generate-series", "write-windows", "train-model", "evaluate-model")
+CACHED_STAGES = ("write-windows", "train-model", "evaluate-model")
 UNCHANGED = "no new data: model unchanged"
 RUN_TIMEOUT = 240.0
 
@@ -101,20 +105,42 @@ def check_deployments(stack: Stack) -> Any:
     return deployment
 
 
+def tiny_parameters(data_dir: Path) -> dict[str, Any]:
+    """A seconds-long retrain that beats persistence (tests/conftest.py's tiny_config)."""
+    return {"config": tiny_config(data_dir).model_dump(mode="json")}
+
+
+def assert_served_from_cache(stack: Stack, flow_run_id: Any) -> None:
+    states = task_states(flow_run_id)
+    assert {stage: states[stage] for stage in CACHED_STAGES} == dict.fromkeys(
+        CACHED_STAGES, "Cached"
+    ), f"{states}\n{stack.logs()}"
+    assert UNCHANGED in str(run_artifacts(flow_run_id)["wavecast-report"].data)
+
+
+def command_on_its_own_server(tmp_path: Path, config: dict[str, Any]) -> None:
+    """`wavecast retrain` as `make run` runs it: no PREFECT_API_URL, its own PREFECT_HOME."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "own-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    train, model = config["train"], config["model"]
+    argv = [
+        *("--length", str(config["series"]["length"]), "--units", str(model["units"])),
+        *("--epochs", str(train["epochs"]), "--batch-size", str(train["batch_size"])),
+        *("--learning-rate", str(train["learning_rate"]), "--data-dir", config["data_dir"]),
+    ]
+    done = subprocess.run(
+        [str(WAVECAST), "retrain", *argv], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_yaml_deploys_and_a_worker_runs_then_serves_from_cache(
     stack: Stack, tmp_path: Path
 ) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     data_dir = tmp_path / "data"
-    tiny = {
-        "config": {
-            "series": {"length": 120},
-            "model": {"units": 8},
-            "train": {"epochs": 10, "batch_size": 16, "learning_rate": 0.01},
-            "data_dir": str(data_dir),
-        }
-    }
+    tiny = tiny_parameters(data_dir)
     timings = stack.timings
     with temporary_settings({PREFECT_API_URL: stack.api_url}):
         pool = deployment_spec(SCHEDULED)["work_pool"]["name"]
@@ -140,11 +166,15 @@ def test_yaml_deploys_and_a_worker_runs_then_serves_from_cache(
         started = time.monotonic()
         second = run_deployment_once(stack, deployment.id, tiny)
         timings["unchanged rerun"] = time.monotonic() - started
-        states = task_states(second.id)
-        assert {stage: states[stage] for stage in CACHED_STAGES} == dict.fromkeys(
-            CACHED_STAGES, "Cached"
-        ), f"{states}\n{stack.logs()}"
-        assert UNCHANGED in str(run_artifacts(second.id)["wavecast-report"].data)
+        assert_served_from_cache(stack, second.id)
         assert list(data_dir.glob("models/*/model.keras")) == [model_file]
         assert model_file.read_bytes() == model_bytes
+
+        # What `make run` trained (the command, on its own server and PREFECT_HOME), the
+        # deployment's worker finds in the data dir's cache: its first run retrains nothing.
+        by_hand = tmp_path / "by-hand"
+        command_on_its_own_server(tmp_path, tiny_parameters(by_hand)["config"])
+        assert_served_from_cache(
+            stack, run_deployment_once(stack, deployment.id, tiny_parameters(by_hand)).id
+        )
     print("\n" + "\n".join(f"{step:>16}: {seconds:6.1f} s" for step, seconds in timings.items()))

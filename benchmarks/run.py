@@ -7,6 +7,7 @@
   d  windowing 10,000,000 points to Parquet: wavecast vs the tutorial's loop
      + pandas.to_parquet (timed on a slice, extrapolated) and vs the raw floor
   e  peak RSS of `wavecast retrain` on a 5,000,000-point file, input-len 64  goal <= 1024 MiB
+  f  `wavecast forecast` (24 steps, champion of a fresh retrain) vs the floor  goal <= 1.5
 
 Every flow run goes to one throwaway `prefect server start` (own PREFECT_HOME, free port).
 Measurements alternate between the compared commands so load drift hits both alike; each
@@ -218,6 +219,38 @@ def windowing(env: dict[str, str], work: Path, repeats: int) -> list[Row]:
     ]
 
 
+def forecasting(env: dict[str, str], work: Path, repeats: int) -> list[Row]:
+    """(f) A forecast from a trained champion, against the same Prefect floor as (b)."""
+    data_dir = work / "forecast"
+    steps = ["--horizon", "1", "--steps", "24", "--epochs", "20", "--data-dir", str(data_dir)]
+    run([*WAVECAST, *steps], env)
+
+    def forecast() -> float:
+        seconds, done = run(
+            [PY, "-m", "flows.cli", "forecast", "--data-dir", str(data_dir), "--json"], env
+        )
+        if len(last_json(done.stdout)["forecasts"]) != 24:
+            raise SystemExit("the forecast did not give 24 steps")
+        return seconds
+
+    def floor() -> float:
+        return run([PY, "-m", "benchmarks.floor_flow"], env)[0]
+
+    floor()  # fill the floor flow's cache
+    forecasts, floors = alternate(repeats, forecast, floor)
+    return [
+        Row(
+            "f  wavecast forecast, 24 steps",
+            median(forecasts),
+            "4-task flow, 3 cache hits (floor)",
+            median(floors),
+            1.5,
+            samples=forecasts,
+            baseline_samples=floors,
+        )
+    ]
+
+
 def peak_rss(env: dict[str, str], work: Path) -> list[Row]:
     """(e): one run under /usr/bin/time -v, its whole process tree sampled, vs the 1 GiB budget.
 
@@ -252,7 +285,7 @@ def peak_rss(env: dict[str, str], work: Path) -> list[Row]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="samples per command (median)")
-    parser.add_argument("--only", default="abcde", help="which benchmarks, e.g. 'ac'")
+    parser.add_argument("--only", default="abcdef", help="which benchmarks, e.g. 'ac'")
     parser.add_argument("--json", type=Path, help="also write every sample here")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wavecast-bench-"))
@@ -269,6 +302,8 @@ def main() -> None:
                 rows += windowing(env, work, args.repeats)
             if "e" in args.only:
                 rows += peak_rss(env, work)
+            if "f" in args.only:
+                rows += forecasting(env, work, args.repeats)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print_table(rows)

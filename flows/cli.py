@@ -20,6 +20,7 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "missing": ("series", "missing"),
     "input_len": ("windows", "input_len"),
     "horizon": ("windows", "horizon"),
+    "steps": ("windows", "steps"),
     "train_fraction": ("windows", "train_fraction"),
     "cell": ("model", "cell"),
     "units": ("model", "units"),
@@ -45,6 +46,9 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"wavecast: error: {message}\n")
 
 
+FLAG_NAMES = {"levels": "level"}  # config field -> its flag, where the two differ
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -65,8 +69,28 @@ def build_parser() -> argparse.ArgumentParser:
         )
     retrain.add_argument("--refresh", action="store_true", help="recompute every cached stage")
     retrain.add_argument("--json", action="store_true", help="print one JSON summary line last")
+    add_forecast_command(commands)
     add_models_commands(commands)
     return parser
+
+
+def add_forecast_command(commands: Any) -> None:
+    """`wavecast forecast`: the champion forecasts past the source's last point."""
+    from wavecast.config import ForecastConfig
+
+    forecast = commands.add_parser("forecast", help="forecast the steps after the last point")
+    for name in ("data_dir", "source", "column", "version"):
+        field = ForecastConfig.model_fields[name]
+        forecast.add_argument(
+            flag(name), dest=name, help=f"{field.description} (default: {field.default})"
+        )
+    forecast.add_argument(
+        "--level",
+        dest="levels",
+        action="append",
+        help="interval level in percent; repeat for several (default: 80 and 95)",
+    )
+    forecast.add_argument("--json", action="store_true", help="print one JSON summary line last")
 
 
 def add_models_commands(commands: Any) -> None:
@@ -106,8 +130,9 @@ def config_from_args(args: argparse.Namespace) -> Any:
 def validation_message(error: Any) -> str:
     """The first pydantic error as one line naming the CLI flag and what is allowed."""
     first = error.errors()[0]
-    name = first["loc"][-1] if first["loc"] else "config"
-    return f"{flag(str(name))} {first['input']!r}: {first['msg']}"
+    names = [part for part in first["loc"] if isinstance(part, str)]
+    name = names[-1] if names else "config"
+    return f"{flag(FLAG_NAMES.get(name, name))} {first['input']!r}: {first['msg']}"
 
 
 def fail(message: str) -> NoReturn:
@@ -132,13 +157,8 @@ def print_summary(summary: Any) -> None:
 def run_retrain(args: argparse.Namespace) -> None:
     """Validate before Prefect or TensorFlow load, then run the flow in this process."""
     config = validated_config(args)
-    from flows.embedded_server import use_server_for_this_command
-
-    timeout_s = float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
-    use_server_for_this_command(timeout_s)
+    start_prefect()
     from flows.retrain import retrain
-
-    quiet_expected_failures()
 
     with failing_on_bad_input():
         summary = retrain(config)
@@ -201,6 +221,54 @@ def validated_config(args: argparse.Namespace) -> Any:
     return config
 
 
+def forecast_config(args: argparse.Namespace) -> Any:
+    """The forecast's config from its flags, or exit 2 with one line."""
+    from pydantic import ValidationError
+
+    from wavecast.config import ForecastConfig
+
+    given = {name: getattr(args, name) for name in ("data_dir", "source", "column", "version")}
+    fields = {name: value for name, value in given.items() if value is not None}
+    if args.levels:
+        fields["levels"] = args.levels
+    try:
+        return ForecastConfig.model_validate(fields)
+    except ValidationError as exc:
+        fail(validation_message(exc))
+
+
+def run_forecast(args: argparse.Namespace) -> None:
+    """Check there is something to forecast with and from, then run the forecast flow."""
+    config = forecast_config(args)
+    from wavecast.forecast import latest_window
+
+    with failing_on_bad_input():
+        latest_window(config)  # before Prefect: no champion, a short source, a bad column
+    start_prefect()
+    from flows.forecast import forecast
+
+    with failing_on_bad_input():
+        summary = forecast(config)
+    if args.json:
+        print(summary.model_dump_json())
+        return
+    print(f"\nforecast of {summary.series} from {summary.origin} by {summary.version}")
+    for row in summary.forecasts:
+        print("  " + "  ".join(f"{key} {value}" for key, value in row.items()))
+    print(
+        f"held-out coverage {summary.coverage}\ndataset  {summary.path}\nreport   {summary.report}"
+    )
+
+
+def start_prefect() -> None:
+    """This command's own Prefect server unless one is configured; quiet expected failures."""
+    from flows.embedded_server import use_server_for_this_command
+
+    timeout_s = float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
+    use_server_for_this_command(timeout_s)
+    quiet_expected_failures()
+
+
 def run_models(args: argparse.Namespace) -> None:
     import json
 
@@ -237,6 +305,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "retrain":
         run_retrain(args)
+    elif args.command == "forecast":
+        run_forecast(args)
     else:
         run_models(args)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.events import emit_event
 from prefect.runtime import flow_run
 from prefect.transactions import Transaction, get_transaction
 
@@ -14,7 +15,7 @@ from wavecast.publish import Candidate, promote_candidate, stage_version
 from wavecast.records import Manifest, RetrainSummary
 from wavecast.registry import MANIFEST_FILE, MODELS, remove_version
 from wavecast.report import render_markdown
-from wavecast.storage import DataDir
+from wavecast.storage import DataDir, stable_hash
 from wavecast.train import MODEL_FILE, TrainedRef
 from wavecast.windows import DatasetRef
 
@@ -43,6 +44,9 @@ def publish_artifacts(summary: RetrainSummary, evaluation: Evaluation, data_dir:
         link_text=f"model.keras of {summary.version}",
         key="wavecast-model",
     )
+
+
+RETRAIN_EVENT = "wavecast.retrain.published"
 
 
 @task(name="stage-version", **IO_RETRIES)
@@ -75,4 +79,24 @@ def promote_version(
     verdict = "Unchanged" if summary.unchanged else ("Promoted" if summary.promoted else "Kept")
     get_run_logger().info("%s %s: %s", verdict, summary.version, "; ".join(summary.reasons))
     publish_artifacts(summary, evaluation, config.data_dir)
+    announce_retrain(summary, config.data_dir)
     return summary
+
+
+def announce_retrain(summary: RetrainSummary, data_dir: str) -> None:
+    """A `wavecast.retrain.published` event naming the data dir, so automations can follow
+    (prefect.yaml's forecast-after-retrain deployment forecasts from the new champion)."""
+    uri = DataDir(data_dir).uri()
+    emitted = emit_event(
+        event=RETRAIN_EVENT,
+        resource={"prefect.resource.id": f"wavecast.data-dir.{stable_hash(uri)}"},
+        payload={
+            "data_dir": uri,
+            "version": summary.version,
+            "champion": summary.champion,
+            "promoted": summary.promoted,
+            "unchanged": summary.unchanged,
+        },
+    )
+    if emitted is None:
+        get_run_logger().warning("No events client: %s was not emitted", RETRAIN_EVENT)

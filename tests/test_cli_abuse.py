@@ -134,3 +134,23 @@ def test_a_full_disk_fails_at_once_in_one_line_without_traceback(tmp_path: Path)
     assert "Traceback" not in result.stderr
     assert "Retry 1/3" not in result.stderr  # a full disk is not retried
     assert not [p for p in (tmp_path / "data" / "windows").iterdir()]  # no staging leftovers
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        ([], "no champion in DATA: run wavecast retrain first"),
+        (["--version", "../../etc"], "no model version '../../etc'"),
+        (["--level", "100"], "between 0 and 100"),
+        (["--level", "nan"], "--level"),
+    ],
+)
+def test_forecast_refuses_in_one_line_and_writes_nothing(
+    tmp_path: Path, argv: list[str], expected: str
+) -> None:
+    data_dir = tmp_path / "empty"
+    result = run_cli(tmp_path, "forecast", "--data-dir", str(data_dir), *argv)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and expected.replace("DATA", str(data_dir)) in lines[0], lines
+    assert not data_dir.exists()

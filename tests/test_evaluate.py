@@ -35,7 +35,7 @@ def test_metrics_accept_a_column_forecast_and_integer_truth() -> None:
 def test_persistence_is_each_windows_last_value() -> None:
     """Tomorrow looks like today: column -1 of the inputs."""
     inputs = np.array([[1.0, 2.0, 3.0], [7.0, 8.0, 9.0]])
-    assert np.array_equal(persistence_forecast(inputs), np.array([3.0, 9.0]))
+    assert np.array_equal(persistence_forecast(inputs), np.array([[3.0], [9.0]]))
 
 
 def recurrence(n: int) -> np.ndarray:
@@ -72,6 +72,6 @@ def test_baselines_on_the_tutorial_sine() -> None:
         "persistence": persistence_forecast(inputs[cut:]),
     }
     assert regression_metrics(targets[cut:], forecasts["linear"]).mse < 1e-20
-    assert np.array_equal(forecasts["persistence"], inputs[cut:, -1])
+    assert np.array_equal(forecasts["persistence"], inputs[cut:, -1:])
     # two steps of 6π/999 on a unit sine: persistence errs by up to ~2 * 0.0189
     assert 1e-4 < regression_metrics(targets[cut:], forecasts["persistence"]).mse < 1e-2

@@ -47,7 +47,7 @@ def test_csv_and_parquet_files_are_read(tmp_path: Path) -> None:
     parquet = tmp_path / "series.parquet"
     pq.write_table(pa.table({"label": ["a", "b", "c"], "v": [1.5, 2.5, -4.0]}), parquet)
     for source, column in ((csv, "value"), (str(parquet), "v")):
-        values, picked, _ = load_series(SeriesSpec(source=source))
+        values, picked = load_series(SeriesSpec(source=source))[:2]
         assert picked == column
         assert np.array_equal(values, [1.5, 2.5, -4.0]) and values.dtype == np.float64
 

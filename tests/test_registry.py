@@ -106,7 +106,9 @@ def test_record_champion_writes_champion_and_appends_one_line(tmp_path: Path) ->
     for count, (version, previous) in enumerate([(V1, None), (V2, V1), (V3, V2)], start=1):
         record_champion(store, version, METRICS, "promote", f"because {count}")
         champion = json.loads((tmp_path / "models" / "champion.json").read_text())
-        assert champion["version"] == version and champion["metrics"] == METRICS.model_dump()
+        assert champion["version"] == version and champion["metrics"] == METRICS.model_dump(
+            mode="json"
+        )
         lines = log.read_text().splitlines()
         assert len(lines) == count
         event = json.loads(lines[-1])

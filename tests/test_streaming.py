@@ -164,7 +164,7 @@ def test_streaming_branch_trains_and_is_deterministic(small: tuple[DatasetRef, s
     first = train_on_dataset(dataset, ModelSpec(units=8), spec, data_dir, stream_above=0)
     losses = loss_history(first, data_dir)
     assert len(losses) == 4 and losses[-1] < losses[0]
-    assert untrained_predictions(first, data_dir).shape == (dataset.n_test,)
+    assert untrained_predictions(first, data_dir).shape == (dataset.n_test, 1)
     again = train_on_dataset(dataset, ModelSpec(units=8), spec, data_dir, stream_above=0)
     assert loss_history(again, data_dir) == losses
 

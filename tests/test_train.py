@@ -184,7 +184,7 @@ def test_smoke_train_save_reload(tiny_dataset: tuple[DatasetRef, str]) -> None:
     _, test_x, _ = read_split(dataset, "test", data_dir)
     forecast = reloaded.predict(test_x, verbose=0)
     assert forecast.shape == (dataset.n_test, 1)
-    assert untrained_predictions(trained, data_dir).shape == (dataset.n_test,)
+    assert untrained_predictions(trained, data_dir).shape == (dataset.n_test, 1)
     again = keras.saving.load_model(model_file, safe_mode=True).predict(test_x, verbose=0)
     np.testing.assert_array_equal(forecast, again)
     assert json.loads((Path(trained.uri) / HISTORY_FILE).read_text())["loss"] == losses

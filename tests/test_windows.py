@@ -52,6 +52,18 @@ def fake_series_ref() -> SeriesRef:
     )
 
 
+def as_column(y: np.ndarray) -> np.ndarray:
+    """One target per window, as make_windows and read_split hold targets: (windows, 1)."""
+    return y.reshape(-1, 1)
+
+
+def assert_same_windows(got: Windows, expected: Windows) -> None:
+    """Starts and inputs equal; the targets equal as one column."""
+    (starts, x, y), (want_starts, want_x, want_y) = got, expected
+    assert np.array_equal(starts, want_starts) and np.array_equal(x, want_x)
+    assert np.array_equal(y, as_column(want_y))
+
+
 def test_horizon_two_reference_is_the_tutorial_loop_verbatim() -> None:
     """The generalised reference at horizon 2 is exactly the tutorial's y[i+input_len+1]."""
     y = np.arange(20.0)
@@ -81,7 +93,7 @@ def test_make_windows_equals_the_loop(input_len: int, horizon: int) -> None:
     starts, inputs, targets = make_windows(SINE, input_len, horizon)
     assert np.array_equal(starts, np.concatenate([trs, tes]))
     assert np.array_equal(inputs, np.concatenate([trx, tex]))
-    assert np.array_equal(targets, np.concatenate([try_, tey]))
+    assert np.array_equal(targets, as_column(np.concatenate([try_, tey])))
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +116,7 @@ def test_written_dataset_reads_back_as_the_loop(
         len(test[0]),
     )
     for split, expected in (("train", train), ("test", test)):
-        got = read_split(dataset, split, data_dir)
-        for actual, wanted in zip(got, expected, strict=True):
-            assert np.array_equal(actual, wanted)
+        assert_same_windows(read_split(dataset, split, data_dir), expected)
 
 
 def test_dataset_layout_and_schema_metadata(sine_store: tuple[str, SeriesRef]) -> None:
@@ -132,8 +142,7 @@ def test_dataset_on_an_object_store_reads_back_as_the_loop() -> None:
     store = DataDir(data_dir)
     assert store.is_complete("windows", dataset.dataset_id)
     _, test = tutorial_windows(SINE, 5, 2)
-    for actual, wanted in zip(read_split(dataset, "test", data_dir), test, strict=True):
-        assert np.array_equal(actual, wanted)
+    assert_same_windows(read_split(dataset, "test", data_dir), test)
 
 
 def test_small_chunks_yield_the_same_rows_as_one_chunk() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Cell = Literal["simple", "lstm", "gru"]
 Scaling = Literal["auto", "standard", "none"]
@@ -43,6 +43,7 @@ class WindowSpec(_Spec):
 
     input_len: int = Field(5, ge=1, description="inputs per window")
     horizon: int = Field(2, ge=1, description="steps from the window's last point to its target")
+    steps: int = Field(1, ge=1, description="consecutive targets per window, from the horizon on")
     train_fraction: float = Field(0.8, gt=0.0, lt=1.0, description="leading share of windows")
 
 
@@ -83,3 +84,24 @@ class RetrainConfig(_Spec):
     gate: GatePolicy = GatePolicy()
     data_dir: str = Field("data", min_length=1, description="local path or fsspec URI")
     refresh: bool = Field(False, description="recompute every cached stage")
+
+
+class ForecastConfig(_Spec):
+    """The forecast flow's single parameter; `wavecast forecast` and prefect.yaml fill it."""
+
+    data_dir: str = Field("data", min_length=1, description="local path or fsspec URI")
+    source: str | None = Field(
+        None, min_length=1, description="source to read as of now (default: the champion's)"
+    )
+    column: str | None = Field(None, description="its column (default: the champion's)")
+    version: str | None = Field(None, description="model version (default: the champion)")
+    levels: tuple[float, ...] = Field(
+        (80.0, 95.0), min_length=1, description="interval levels in percent, each in (0, 100)"
+    )
+
+    @field_validator("levels")
+    @classmethod
+    def levels_are_percentages(cls, levels: tuple[float, ...]) -> tuple[float, ...]:
+        if not all(0 < level < 100 for level in levels):
+            raise ValueError("every level must be a percentage between 0 and 100, e.g. 80")
+        return tuple(sorted(set(levels)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,16 +30,23 @@ SAMPLE_WINDOWS = 2000  # test windows kept for plots and the publish round-trip 
 Forecaster = Callable[[np.ndarray], np.ndarray]
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "test_predictions.npy"
+ERRORS_FILE = "test_abs_errors.npy"  # the model's |error| on every test window, per step
 
 
-class Metrics(BaseModel):
-    """Errors of one forecaster on one split; non-finite values stay standard JSON strings."""
+class StepMetrics(BaseModel):
+    """Errors of one forecaster at one step ahead; non-finite values stay JSON strings."""
 
     model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
     mse: float
     rmse: float
     mae: float
+
+
+class Metrics(StepMetrics):
+    """Errors over every step, and at each step (first the target `horizon` steps ahead)."""
+
+    per_step: tuple[StepMetrics, ...] = ()
 
 
 class Evaluation(BaseModel):
@@ -58,21 +65,36 @@ class Evaluation(BaseModel):
 
 @dataclass
 class ErrorTotals:
-    """Running sums of errors, so metrics over any number of batches need O(1) memory."""
+    """Running sums of errors per step, so metrics over any number of batches need O(1) memory."""
 
-    squared: float = 0.0
-    absolute: float = 0.0
-    count: int = 0
+    squared: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    absolute: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    rows: int = 0
 
     def add(self, truth: np.ndarray, forecast: np.ndarray) -> None:
-        errors = np.asarray(forecast, dtype=np.float64).reshape(-1) - np.asarray(truth).reshape(-1)
-        self.squared += float(errors @ errors)
-        self.absolute += float(np.abs(errors).sum())
-        self.count += len(errors)
+        """Add (windows, steps) forecasts and truth; 1-D arrays are one step."""
+        truth = np.asarray(truth, dtype=np.float64).reshape(len(truth), -1)
+        errors = np.asarray(forecast, dtype=np.float64).reshape(truth.shape) - truth
+        if self.rows == 0:
+            self.squared, self.absolute = np.zeros(truth.shape[1]), np.zeros(truth.shape[1])
+        self.squared = self.squared + np.einsum("ij,ij->j", errors, errors)
+        self.absolute = self.absolute + np.abs(errors).sum(axis=0)
+        self.rows += len(errors)
 
     def metrics(self) -> Metrics:
-        mse = self.squared / self.count
-        return Metrics(mse=mse, rmse=math.sqrt(mse), mae=self.absolute / self.count)
+        steps = [
+            scores(float(sq), float(ab), self.rows)
+            for sq, ab in zip(self.squared, self.absolute, strict=True)
+        ]
+        overall = scores(
+            float(self.squared.sum()), float(self.absolute.sum()), self.rows * len(steps)
+        )
+        return Metrics(**overall.model_dump(), per_step=tuple(steps))
+
+
+def scores(squared: float, absolute: float, count: int) -> StepMetrics:
+    mse = squared / count
+    return StepMetrics(mse=mse, rmse=math.sqrt(mse), mae=absolute / count)
 
 
 def regression_metrics(truth: np.ndarray, forecast: np.ndarray) -> Metrics:
@@ -86,23 +108,31 @@ class LeastSquares:
 
     def __init__(self) -> None:
         self.r: np.ndarray | None = None
+        self.n_targets = 1
 
     def add(self, inputs: np.ndarray, targets: np.ndarray) -> None:
+        """Rows of inputs and their targets: one column per target (step), fitted jointly."""
+        targets = np.reshape(targets, (len(inputs), -1))
+        self.n_targets = targets.shape[1]
         block = np.column_stack([inputs, np.ones(len(inputs)), targets])
         stacked = block if self.r is None else np.vstack([self.r, block])
         self.r = np.asarray(np.linalg.qr(stacked, mode="r"))  # R only: no Q to build
 
     def weights(self) -> np.ndarray:
-        """Weights of the inputs, then the intercept."""
+        """(inputs + 1, targets): each column the inputs' weights then the intercept.
+
+        R of [X 1 Y] holds every target's least-squares problem: R11 w = R12 column by
+        column, one fit per step, from one pass over the data.
+        """
         assert self.r is not None, "no rows were added"
-        n_weights = self.r.shape[1] - 1
-        weights, *_ = np.linalg.lstsq(self.r[:, :n_weights], self.r[:, n_weights], rcond=None)
+        n_weights = self.r.shape[1] - self.n_targets
+        weights, *_ = np.linalg.lstsq(self.r[:, :n_weights], self.r[:, n_weights:], rcond=None)
         return np.asarray(weights)
 
 
-def persistence_forecast(inputs: np.ndarray) -> np.ndarray:
-    """Tomorrow looks like today: each window's last value."""
-    return np.asarray(inputs[:, -1])
+def persistence_forecast(inputs: np.ndarray, steps: int = 1) -> np.ndarray:
+    """Tomorrow looks like today: each window's last value, at every step."""
+    return np.repeat(np.asarray(inputs[:, -1:]), steps, axis=1)
 
 
 def fit_linear_ar(inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
@@ -113,6 +143,8 @@ def fit_linear_ar(inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 
 def linear_forecast(weights: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """(windows, steps) forecasts of the weights fit_linear_ar returned."""
+    weights = np.reshape(weights, (inputs.shape[1] + 1, -1))
     return np.asarray(inputs @ weights[:-1] + weights[-1])
 
 
@@ -121,10 +153,13 @@ def score_split(
     data_dir: str,
     forecasters: Mapping[str, Forecaster],
     keep: int = SAMPLE_WINDOWS,
+    errors_of: str | None = None,
 ) -> tuple[dict[str, Metrics], dict[str, np.ndarray]]:
-    """Metrics of each forecaster over the whole test split, plus the first `keep` forecasts."""
+    """Metrics of each forecaster over the whole test split, plus the first `keep` forecasts
+    and, under "errors", every absolute error of the forecaster `errors_of` (float32)."""
     totals = {name: ErrorTotals() for name in forecasters}
     kept: dict[str, list[np.ndarray]] = {name: [] for name in ("start", "truth", *forecasters)}
+    kept["errors"] = []
     seen = 0
     for starts, inputs, targets in iter_split(dataset, "test", data_dir, BATCH_ROWS):
         room = max(keep - seen, 0)
@@ -132,11 +167,13 @@ def score_split(
         kept["start"].append(starts[:room].copy())
         kept["truth"].append(targets[:room].copy())
         for name, forecaster in forecasters.items():
-            forecast = np.asarray(forecaster(inputs)).reshape(-1)
+            forecast = np.asarray(forecaster(inputs)).reshape(targets.shape)
             totals[name].add(targets, forecast)
             kept[name].append(forecast[:room].copy())
+            if name == errors_of:
+                kept["errors"].append(np.abs(forecast - targets).astype(np.float32))
         seen += len(starts)
-    sample = {name: np.concatenate(parts) for name, parts in kept.items()}
+    sample = {name: np.concatenate(parts) for name, parts in kept.items() if parts}
     return {name: t.metrics() for name, t in totals.items()}, sample
 
 
@@ -155,10 +192,10 @@ def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) ->
     model = load_model(data_dir, "training", trained.train_id, MODEL_FILE)
     forecasters: dict[str, Forecaster] = {
         "model": keras_forecaster(model),
-        "persistence": persistence_forecast,
+        "persistence": functools.partial(persistence_forecast, steps=dataset.spec.steps),
         "linear": functools.partial(linear_forecast, weights),
     }
-    scores, sample = score_split(dataset, data_dir, forecasters)
+    scores, sample = score_split(dataset, data_dir, forecasters, errors_of="model")
     store = DataDir(data_dir)
     _, parts = evaluation_location(dataset, trained, data_dir)
     evaluation = Evaluation(
@@ -169,18 +206,19 @@ def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) ->
         metrics=scores.pop("model"),
         baselines=scores,
     )
-    starts, truth = sample.pop("start"), sample.pop("truth")
+    starts, truth, errors = sample.pop("start"), sample.pop("truth"), sample.pop("errors")
     untrained = untrained_predictions(trained, data_dir)[: len(starts)]
+    first = {name: forecast[:, 0] for name, forecast in sample.items()}  # step 1 of each
     with store.staged_dir(*parts) as staging:
         (staging / METRICS_FILE).write_text(evaluation.model_dump_json(indent=2))
         np.save(staging / PREDICTIONS_FILE, sample["model"], allow_pickle=False)
+        np.save(staging / ERRORS_FILE, errors, allow_pickle=False)
         plot_loss(loss_history(trained, data_dir), staging / PLOTS[0])
-        plot_forecasts(starts, truth, sample, "Test forecasts", staging / PLOTS[1])
-        untrained_plot = {"untrained model": untrained}
+        plot_forecasts(starts, truth[:, 0], first, "Test forecasts", staging / PLOTS[1])
         plot_forecasts(
             starts[: len(untrained)],
-            truth[: len(untrained)],
-            untrained_plot,
+            truth[: len(untrained), 0],
+            {"untrained model": untrained.reshape(len(untrained), -1)[:, 0]},
             "Before training",
             staging / PLOTS[2],
         )
@@ -202,8 +240,5 @@ def evaluation_location(
 
 def metrics_table(evaluation: Evaluation) -> list[dict[str, float | str]]:
     """Rows of model vs baselines, the shape Prefect's table artifact and the CLI both show."""
-    rows: list[dict[str, float | str]] = [
-        {"forecaster": "model", **evaluation.metrics.model_dump()}
-    ]
-    rows += [{"forecaster": k, **m.model_dump()} for k, m in evaluation.baselines.items()]
-    return rows
+    named = {"model": evaluation.metrics, **evaluation.baselines}
+    return [{"forecaster": name, **m.model_dump(exclude={"per_step"})} for name, m in named.items()]

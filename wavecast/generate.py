@@ -42,11 +42,13 @@ def sine_series(spec: SeriesSpec) -> np.ndarray:
 
 
 class LoadedSeries(NamedTuple):
-    """A validated series, the column it came from, and a hash of what it was read from."""
+    """A validated series, the column it came from, a hash of what it was read from, and the
+    time of each value when the source has a time column."""
 
     values: np.ndarray
     column: str | None
     source_hash: str
+    times: np.ndarray | None = None
 
 
 def read_source(source: str) -> tuple[bytes, str]:
@@ -162,9 +164,20 @@ def load_series(spec: SeriesSpec) -> LoadedSeries:
     del data
     column = pick_column(table, spec.column, spec.source)
     check_time_order(table, spec.source)
-    values = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
-    values = check_magnitude(clean_missing(values, spec), spec.source)
-    return LoadedSeries(values, column, stable_hash(identity, digest))
+    raw = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
+    values = check_magnitude(clean_missing(raw, spec), spec.source)
+    times = time_values(table)
+    if times is not None and len(times) != len(values):  # --missing drop removed rows
+        times = times[np.isfinite(raw)]
+    return LoadedSeries(values, column, stable_hash(identity, digest), times)
+
+
+def time_values(table: pa.Table) -> np.ndarray | None:
+    """The first time-like column's values (datetime64 or numbers), if the table has one."""
+    for field in table.schema:
+        if is_time_like(field):
+            return np.asarray(table.column(field.name).to_numpy(zero_copy_only=False))
+    return None
 
 
 def store_series(spec: SeriesSpec, data_dir: str) -> SeriesRef:

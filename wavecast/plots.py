@@ -66,3 +66,28 @@ def plot_forecasts(
     axes.grid(alpha=0.3)
     axes.legend()
     return _save(figure, path)
+
+
+def plot_fan(
+    history: np.ndarray,
+    first_index: int,
+    target_index: np.ndarray,
+    forecast: np.ndarray,
+    bands: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    title: str,
+    path: Path,
+) -> Path:
+    """The last observations, then the forecast and its intervals, widest band palest."""
+    figure = new_figure()
+    axes = figure.subplots()
+    observed = np.arange(first_index, first_index + len(history))
+    axes.plot(observed, history, color="black", linewidth=1.2, label="observed")
+    for alpha, (name, (low, high)) in zip((0.18, 0.32, 0.46), bands.items(), strict=False):
+        axes.fill_between(target_index, low, high, color="tab:blue", alpha=alpha, label=name)
+    axes.plot(target_index, forecast, color="tab:blue", marker="o", markersize=3, label="forecast")
+    axes.set_xlabel("point (index in the series)")
+    axes.set_ylabel("value")
+    axes.set_title(title, y=1.0)
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper left")
+    return _save(figure, path)

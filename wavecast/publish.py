@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import RetrainConfig
 from wavecast.evaluate import (
+    ERRORS_FILE,
     METRICS_FILE,
     PLOTS,
     Evaluation,
@@ -160,7 +161,7 @@ def stage_version(
         manifest = build_manifest(config, dataset, trained, evaluation, run_id)
         with store.staged_dir(MODELS, version) as staging:
             store.copy_to_local(staging, "training", trained.train_id, MODEL_FILE)
-            for name in (METRICS_FILE, *evaluation.plots):
+            for name in (METRICS_FILE, ERRORS_FILE, *evaluation.plots):
                 store.copy_to_local(staging, "evaluations", evaluation.evaluation_id, name)
             (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
             check_round_trip(staging / MODEL_FILE, test_x, expected)

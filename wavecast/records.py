@@ -12,13 +12,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wavecast.config import RetrainConfig
+from wavecast.config import RetrainConfig, WindowSpec
 from wavecast.evaluate import Metrics
 from wavecast.generate import SeriesRef
 from wavecast.train import TrainedRef
 from wavecast.windows import DatasetInfo
 
 Action = Literal["promote", "manual", "rollback"]
+Row = dict[str, float | int | str]
 
 
 class Record(BaseModel):
@@ -96,3 +97,48 @@ class RetrainSummary(Record):
     reasons: tuple[str, ...]
     changes: tuple[str, ...]
     report: str
+
+
+class LatestWindow(BaseModel):
+    """The source as of now, cut to what a forecast needs: small enough to hand between tasks."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: str
+    dataset_id: str
+    series: str
+    source: str
+    spec: WindowSpec
+    n_points: int
+    history: tuple[float, ...]  # the last max(HISTORY_POINTS, input_len) values
+    origin: str  # the last observed point: its timestamp, or its index
+    targets: tuple[str, ...]  # the forecast steps' timestamps, or indices
+    note: str | None = None  # why targets are step numbers, when they are
+
+
+class Forecast(BaseModel):
+    """A model's forecast from one origin: one row per step, with interval bounds per level."""
+
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
+
+    version: str
+    dataset_id: str
+    series: str
+    origin: str
+    levels: tuple[float, ...]
+    rows: tuple[Row, ...]
+    coverage: dict[str, float]  # level -> held-out empirical coverage
+    note: str | None = None
+
+
+class ForecastSummary(Record):
+    """What `wavecast forecast --json` prints last, and the forecast flow returns."""
+
+    version: str
+    series: str
+    origin: str
+    forecasts: tuple[Row, ...]
+    coverage: dict[str, float]
+    path: str
+    report: str
+    note: str | None = None

@@ -7,7 +7,7 @@ import html
 from collections.abc import Sequence
 
 from wavecast.evaluate import Metrics
-from wavecast.records import Manifest, RetrainSummary
+from wavecast.records import Forecast, Manifest, RetrainSummary
 
 
 def score_rows(summary: RetrainSummary) -> list[tuple[str, Metrics]]:
@@ -93,3 +93,25 @@ def render_html(summary: RetrainSummary, manifest: Manifest, images: dict[str, b
         f"{html_table(('forecaster', 'MSE', 'RMSE', 'MAE'), scores)}<ul>{reasons}</ul>"
         f"<h2>Lineage</h2>{html_table(('', ''), lineage_rows(manifest))}{figures}"
     )
+
+
+def forecast_html(forecast: Forecast, fan_png: bytes) -> str:
+    """The forecast's table, held-out coverage and fan chart, in one self-contained page."""
+    keys = list(forecast.rows[0])
+    rows = [tuple(format_cell(row[key]) for key in keys) for row in forecast.rows]
+    coverage = ", ".join(f"{level} %: {value:.1%}" for level, value in forecast.coverage.items())
+    note = f"<p>{html.escape(forecast.note)}</p>" if forecast.note else ""
+    return (
+        "<!doctype html><meta charset='utf-8'>"
+        f"<title>wavecast forecast {html.escape(forecast.series)}</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "td,th{padding:.2em .8em;text-align:right}img{max-width:100%}</style>"
+        f"<h1>Forecast of {html.escape(forecast.series)} from {html.escape(forecast.origin)}</h1>"
+        f"<p>Model version {html.escape(forecast.version)}. Held-out coverage of the "
+        f"intervals: {html.escape(coverage)}.</p>{note}"
+        f"{inline_png('fan chart', fan_png)}{html_table(tuple(keys), rows)}"
+    )
+
+
+def format_cell(value: float | int | str) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

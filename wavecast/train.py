@@ -141,9 +141,15 @@ def initializer_seeds(cell: str, seed: int | None) -> tuple[dict[str, Any], dict
 
 
 def build_model(
-    spec: ModelSpec, input_len: int, mean: float, scale: float, seed: int | None = None
+    spec: ModelSpec,
+    input_len: int,
+    mean: float,
+    scale: float,
+    seed: int | None = None,
+    steps: int = 1,
 ) -> keras.Model:
-    """Raw window in, raw forecast out: scaling is part of the saved model, not the caller.
+    """Raw window in, `steps` raw forecasts out (direct multi-output): scaling is part of the
+    saved model, not the caller.
 
     With `seed`, the initial weights are those keras.utils.set_random_seed(seed) gives in a
     quiet process, whatever other threads do (see initializer_seeds). Short windows are
@@ -159,7 +165,7 @@ def build_model(
     hidden = keras.layers.Reshape((input_len, 1), name="as_sequence")(hidden)
     unroll = input_len <= UNROLL_MAX_STEPS[spec.cell]
     hidden = cells[spec.cell](spec.units, unroll=unroll, name=spec.cell, **recurrent_seeds)(hidden)
-    hidden = keras.layers.Dense(1, name="forecast", **dense_seeds)(hidden)
+    hidden = keras.layers.Dense(steps, name="forecast", **dense_seeds)(hidden)
     forecast = keras.layers.Rescaling(scale, offset=mean, name="to_series_scale")(hidden)
     return keras.Model(window, forecast, name=f"wavecast_{spec.cell}")
 
@@ -241,7 +247,8 @@ def fit_model(
 
     compile_model(model, spec)
     x = tf.constant(inputs, tf.float32)
-    y = tf.constant(np.reshape(targets, (-1, 1)), tf.float32)
+    y = tf.constant(np.reshape(targets, (len(inputs), -1)), tf.float32)
+    steps = int(y.shape[1])
     n_samples, batch = len(inputs), spec.batch_size
     n_full, tail = divmod(n_samples, batch)
     step, order = train_step(model), fit_order(n_samples)
@@ -250,7 +257,7 @@ def fit_model(
     def epoch(indices: tf.Tensor) -> tf.Tensor:
         ex, ey = tf.gather(x, indices), tf.gather(y, indices)
         full_x = tf.reshape(ex[: n_full * batch], (n_full, batch, -1))
-        full_y = tf.reshape(ey[: n_full * batch], (n_full, batch, 1))
+        full_y = tf.reshape(ey[: n_full * batch], (n_full, batch, steps))
 
         def body(i: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             return i + 1, total + step(full_x[i], full_y[i]) * batch
@@ -266,11 +273,12 @@ def fit_model(
 def fit_stream(
     model: keras.Model,
     batches: Callable[[int], Iterator[tuple[np.ndarray, np.ndarray]]],
-    input_len: int,
+    shape: tuple[int, int],
     spec: TrainSpec,
     on_epoch: EpochCallback | None = None,
 ) -> list[float]:
-    """Train on batches read while training: `batches(epoch)` yields one epoch's (x, y).
+    """Train on batches read while training: `batches(epoch)` yields one epoch's (x, y),
+    x of `shape[0]` inputs and y of `shape[1]` targets per row.
 
     The data pass through a two-batch prefetch queue, so memory is a shuffle block plus a few
     batches however large the split; the epoch still runs as one graph call.
@@ -284,11 +292,11 @@ def fit_stream(
         nonlocal epochs_started
         epochs_started += 1
         for x, y in batches(epochs_started - 1):
-            yield x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)[:, None]
+            yield x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)
 
     signature = (
-        tf.TensorSpec((None, input_len), tf.float32),
-        tf.TensorSpec((None, 1), tf.float32),
+        tf.TensorSpec((None, shape[0]), tf.float32),
+        tf.TensorSpec((None, shape[1]), tf.float32),
     )
     data = tf.data.Dataset.from_generator(one_epoch, output_signature=signature).prefetch(2)
     step = train_step(model)
@@ -332,15 +340,17 @@ def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
 
 
 def model_forecast(model: keras.Model, inputs: np.ndarray) -> np.ndarray:
-    """The model's forecasts for raw windows, as a flat array.
+    """The model's forecasts for raw windows, one row of steps per window.
 
     Up to FORECAST_BATCH windows go through one eager call: model.predict would first trace
     a graph (~0.4 s), which costs more than such a call. Larger inputs use predict, whose
     graph is traced once per model and reused for every later chunk.
     """
     if len(inputs) > FORECAST_BATCH:
-        return np.asarray(model.predict(inputs, batch_size=FORECAST_BATCH, verbose=0)).reshape(-1)
-    return np.asarray(model(inputs, training=False)).reshape(-1)
+        forecast = model.predict(inputs, batch_size=FORECAST_BATCH, verbose=0)
+    else:
+        forecast = model(inputs, training=False)
+    return np.asarray(forecast).reshape(len(inputs), -1)
 
 
 def untrained_forecast(model: keras.Model, dataset: DatasetRef, data_dir: str) -> np.ndarray:
@@ -378,7 +388,8 @@ def train_on_dataset(
         _, train_x, train_y = read_split(dataset, "train", data_dir)
         scaling = scaling_for(model_spec, train_x)
     keras.utils.set_random_seed(train_spec.seed)
-    model = build_model(model_spec, input_len, *scaling, seed=train_spec.seed)
+    steps = dataset.spec.steps
+    model = build_model(model_spec, input_len, *scaling, seed=train_spec.seed, steps=steps)
     untrained = untrained_forecast(model, dataset, data_dir)
     release_unused_memory()
     if streaming:
@@ -388,7 +399,7 @@ def train_on_dataset(
             size = train_spec.batch_size
             return shuffled_batches(dataset, "train", data_dir, size, rng, np.float32)
 
-        losses = fit_stream(model, batches, input_len, train_spec, on_epoch)
+        losses = fit_stream(model, batches, (input_len, steps), train_spec, on_epoch)
     else:
         losses = fit_model(model, train_x, train_y, train_spec, on_epoch)
     _, parts = training_location(dataset, model_spec, train_spec, data_dir)

@@ -79,7 +79,7 @@ def validate_inputs(config: RetrainConfig, available: int | None = None) -> int:
     check_length(n_points, config.windows)
     spec = config.windows
     n_train = split_index(
-        count_windows(n_points, spec.input_len, spec.horizon), spec.train_fraction
+        count_windows(n_points, spec.input_len, spec.horizon, spec.steps), spec.train_fraction
     )
     model = config.model
     what = (

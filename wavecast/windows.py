@@ -1,8 +1,10 @@
 """Sliding windows of a series, written as a hive-partitioned Parquet dataset.
 
-Window i holds values[i : i + input_len]; its target sits `horizon` steps after the window's
-last point, values[i + input_len - 1 + horizon]. The tutorial's y[i:i+5] -> y[i+6] is
-input_len=5, horizon=2. The first `train_fraction` of windows (chronologically) train.
+Window i holds values[i : i + input_len]; its `steps` targets start `horizon` steps after the
+window's last point: values[i + input_len - 1 + horizon + k] for k < steps. The tutorial's
+y[i:i+5] -> y[i+6] is input_len=5, horizon=2, steps=1. The first `train_fraction` of windows
+(chronologically) train. In memory, targets are always (windows, steps); on disk, `y` is a
+float64 for one step (the tutorial's schema) and a fixed-size list for several.
 """
 
 from __future__ import annotations
@@ -54,8 +56,8 @@ class DatasetRef(DatasetInfo):
     series: SeriesRef
 
 
-def count_windows(n_points: int, input_len: int, horizon: int) -> int:
-    return max(n_points - input_len - horizon + 1, 0)
+def count_windows(n_points: int, input_len: int, horizon: int, steps: int = 1) -> int:
+    return max(n_points - input_len - horizon - steps + 2, 0)
 
 
 def split_index(n_windows: int, train_fraction: float) -> int:
@@ -68,27 +70,27 @@ def min_series_length(spec: WindowSpec) -> int:
     n_windows = max(2, math.ceil(1 / spec.train_fraction) - 1)
     while not 1 <= split_index(n_windows, spec.train_fraction) < n_windows:
         n_windows += 1
-    return n_windows + spec.input_len + spec.horizon - 1
+    return n_windows + spec.input_len + spec.horizon + spec.steps - 2
 
 
 def check_length(n_points: int, spec: WindowSpec) -> None:
     needed = min_series_length(spec)
     if n_points < needed:
         raise InvalidInputError(
-            f"series has {n_points} points; input_len={spec.input_len}, horizon={spec.horizon} "
-            f"and train_fraction={spec.train_fraction} need at least {needed}"
+            f"series has {n_points} points; input_len={spec.input_len}, horizon={spec.horizon}, "
+            f"steps={spec.steps} and train_fraction={spec.train_fraction} need at least {needed}"
         )
 
 
 def make_windows(
-    values: np.ndarray, input_len: int, horizon: int
+    values: np.ndarray, input_len: int, horizon: int, steps: int = 1
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(starts, inputs, targets) as views of `values`: no Python loop, no copy."""
-    n_windows = count_windows(len(values), input_len, horizon)
+    n_windows = count_windows(len(values), input_len, horizon, steps)
     if n_windows == 0:
-        return np.arange(0, dtype=np.int64), np.empty((0, input_len)), np.empty(0)
+        return np.arange(0, dtype=np.int64), np.empty((0, input_len)), np.empty((0, steps))
     inputs = sliding_window_view(values, input_len)[:n_windows]
-    targets = values[input_len - 1 + horizon :][:n_windows]
+    targets = sliding_window_view(values[input_len - 1 + horizon :], steps)[:n_windows]
     return np.arange(n_windows, dtype=np.int64), inputs, targets
 
 
@@ -96,6 +98,7 @@ def window_schema(spec: WindowSpec, series: SeriesRef) -> pa.Schema:
     metadata = {
         "input_len": str(spec.input_len),
         "horizon": str(spec.horizon),
+        "steps": str(spec.steps),
         "train_fraction": str(spec.train_fraction),
         "test_fraction": str(round(1 - spec.train_fraction, 12)),
         "source": series.source,
@@ -105,7 +108,7 @@ def window_schema(spec: WindowSpec, series: SeriesRef) -> pa.Schema:
         [
             ("start", pa.int64()),
             ("x", pa.list_(pa.float64(), spec.input_len)),
-            ("y", pa.float64()),
+            ("y", pa.float64() if spec.steps == 1 else pa.list_(pa.float64(), spec.steps)),
             ("split", pa.string()),
         ],
         metadata=metadata,
@@ -117,11 +120,20 @@ def rows_per_group(input_len: int) -> int:
     return max(1024, min(DEFAULT_CHUNK_ROWS, GROUP_BYTES // (8 * input_len)))
 
 
+def as_arrow(rows: np.ndarray) -> pa.Array:
+    """Rows of a (n, width) array: a float64 column for width 1, fixed-size lists otherwise."""
+    if rows.shape[1] == 1:
+        return pa.array(np.ascontiguousarray(rows[:, 0]))
+    return pa.FixedSizeListArray.from_arrays(
+        pa.array(np.ascontiguousarray(rows).ravel()), rows.shape[1]
+    )
+
+
 def window_batches(
     values: np.ndarray, spec: WindowSpec, schema: pa.Schema, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> Iterator[pa.RecordBatch]:
     """Record batches of at most `chunk_rows` windows, each inside one split."""
-    starts, inputs, targets = make_windows(values, spec.input_len, spec.horizon)
+    starts, inputs, targets = make_windows(values, spec.input_len, spec.horizon, spec.steps)
     boundary = split_index(len(starts), spec.train_fraction)
     for split, lo, hi in (("train", 0, boundary), ("test", boundary, len(starts))):
         for begin in range(lo, hi, chunk_rows):
@@ -131,7 +143,7 @@ def window_batches(
                 [
                     pa.array(starts[begin:end]),
                     pa.FixedSizeListArray.from_arrays(flat, spec.input_len),
-                    pa.array(targets[begin:end]),
+                    as_arrow(targets[begin:end]),
                     pa.repeat(pa.scalar(split, pa.string()), end - begin),
                 ],
                 schema=schema,
@@ -191,7 +203,7 @@ def build_windows(
         batches = window_batches(values, spec, schema, chunk_rows=group_rows)
         write_partitions(batches, schema, staging, group_rows)
     release_unused_memory()
-    n_windows = count_windows(len(values), spec.input_len, spec.horizon)
+    n_windows = count_windows(len(values), spec.input_len, spec.horizon, spec.steps)
     n_train = split_index(n_windows, spec.train_fraction)
     return DatasetRef(
         dataset_id=parts[-1],
@@ -225,11 +237,18 @@ def split_row_groups(dataset: DatasetRef, split: str, data_dir: str) -> list[ds.
     return sorted(groups, key=lambda g: g.row_groups[0].statistics["start"]["min"])
 
 
-def read_group(group: ds.Fragment, input_len: int, with_starts: bool = True) -> Chunk:
+def as_rows(column: pa.ChunkedArray, width: int) -> np.ndarray:
+    """A float64 or fixed-size-list column as a (rows, width) array."""
+    if pa.types.is_fixed_size_list(column.type):
+        return column.combine_chunks().flatten().to_numpy().reshape(-1, width)
+    return column.to_numpy().reshape(-1, width)
+
+
+def read_group(group: ds.Fragment, spec: WindowSpec, with_starts: bool = True) -> Chunk:
     """(starts, inputs, targets) of one row group by start; starts are empty if not asked for."""
     table = group.to_table(columns=["start", "x", "y"] if with_starts else ["x", "y"])
-    x = table.column("x").combine_chunks().flatten().to_numpy().reshape(-1, input_len)
-    y = table.column("y").to_numpy()
+    x = as_rows(table.column("x"), spec.input_len)
+    y = as_rows(table.column("y"), spec.steps)
     if not with_starts:
         return np.empty(0, np.int64), x, y
     starts = table.column("start").to_numpy()
@@ -249,7 +268,7 @@ def iter_split(
     views of that row group: copy what you keep, or a kept slice pins the whole group.
     """
     for group in split_row_groups(dataset, split, data_dir):
-        starts, x, y = read_group(group, dataset.spec.input_len)
+        starts, x, y = read_group(group, dataset.spec)
         for begin in range(0, len(starts), batch_rows):
             end = begin + batch_rows
             yield starts[begin:end], x[begin:end], y[begin:end]
@@ -263,7 +282,8 @@ def head_of_split(dataset: DatasetRef, split: str, data_dir: str, rows: int) -> 
         if sum(len(c[0]) for c in chunks) >= rows:
             break
     if not chunks:
-        return np.empty(0, np.int64), np.empty((0, dataset.spec.input_len)), np.empty(0)
+        spec = dataset.spec
+        return np.empty(0, np.int64), np.empty((0, spec.input_len)), np.empty((0, spec.steps))
     starts, x, y = (np.concatenate(column)[:rows] for column in zip(*chunks, strict=True))
     return starts, x, y
 
@@ -280,10 +300,10 @@ def read_split(
     n_rows = sum(g.row_groups[0].num_rows for g in groups)
     starts = np.empty(n_rows, np.int64)
     x = np.empty((n_rows, dataset.spec.input_len))
-    y = np.empty(n_rows)
+    y = np.empty((n_rows, dataset.spec.steps))
     at = 0
     for group in groups:
-        s, gx, gy = read_group(group, dataset.spec.input_len)
+        s, gx, gy = read_group(group, dataset.spec)
         starts[at : at + len(s)], x[at : at + len(s)], y[at : at + len(s)] = s, gx, gy
         at += len(s)
     if not bool(np.all(starts[1:] > starts[:-1])):  # groups overlap: not from build_windows
@@ -308,18 +328,19 @@ def shuffled_batches(
     `batch_size` batches. Only the epoch's last batch may be short, as with model.fit.
     """
     groups = split_row_groups(dataset, split, data_dir)
-    input_len, itemsize = dataset.spec.input_len, np.dtype(dtype).itemsize
+    spec, itemsize = dataset.spec, np.dtype(dtype).itemsize
+    input_len, steps = spec.input_len, spec.steps
     largest = max((g.row_groups[0].num_rows for g in groups), default=1)
     per_block = max(1, mix_bytes // (itemsize * input_len * largest))
     order = rng.permutation(len(groups))
-    left_x, left_y = np.empty((0, input_len), dtype), np.empty(0, dtype)
+    left_x, left_y = np.empty((0, input_len), dtype), np.empty((0, steps), dtype)
     for begin in range(0, len(order), per_block):
         chosen = [groups[i] for i in order[begin : begin + per_block]]
         size = len(left_y) + sum(g.row_groups[0].num_rows for g in chosen)
-        block_x, block_y = np.empty((size, input_len), dtype), np.empty(size, dtype)
+        block_x, block_y = np.empty((size, input_len), dtype), np.empty((size, steps), dtype)
         block_x[: len(left_y)], block_y[: len(left_y)], at = left_x, left_y, len(left_y)
         for group in chosen:
-            _, x, y = read_group(group, input_len, with_starts=False)
+            _, x, y = read_group(group, spec, with_starts=False)
             block_x[at : at + len(y)], block_y[at : at + len(y)] = x, y
             at += len(y)
         del x, y

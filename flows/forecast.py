@@ -1,0 +1,26 @@
+"""The forecast flow: the champion forecasts past the end of the source as it is now."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tasks.forecast import (
+    forecast_from_model,
+    publish_forecast,
+    read_latest_window,
+    write_forecast_rows,
+)
+from wavecast.config import ForecastConfig
+from wavecast.records import ForecastSummary
+
+
+@flow(
+    name="forecast", description="Forecast the steps after the source's last point, with intervals."
+)
+def forecast(config: ForecastConfig | None = None) -> ForecastSummary:
+    """Nothing is cached: a forecast is cheap, and its input is whatever the source holds now."""
+    config = config or ForecastConfig()
+    window = read_latest_window(config)
+    predicted = forecast_from_model(window, config)
+    path = write_forecast_rows(predicted, config.data_dir)
+    return publish_forecast(predicted, window, config.data_dir, path)

@@ -1,0 +1,71 @@
+"""Prefect face of forecasting: read the source as of now, forecast, write, show."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+
+from tasks.prefect_support import IO_RETRIES
+from wavecast.config import ForecastConfig
+from wavecast.forecast import forecast_window, latest_window, write_forecast_report, write_forecasts
+from wavecast.records import Forecast, ForecastSummary, LatestWindow
+
+
+@task(name="read-latest-window", cache_policy=NO_CACHE, **IO_RETRIES)
+def read_latest_window(config: ForecastConfig) -> LatestWindow:
+    window = latest_window(config)
+    get_run_logger().info(
+        "Series %s: %d points from %s, last at %s; forecasting with %s",
+        window.series,
+        window.n_points,
+        window.source,
+        window.origin,
+        window.version,
+    )
+    return window
+
+
+@task(name="forecast-from-model", cache_policy=NO_CACHE)
+def forecast_from_model(window: LatestWindow, config: ForecastConfig) -> Forecast:
+    forecast = forecast_window(window, config.data_dir, config.levels)
+    coverage = ", ".join(f"{level} %: {value:.3f}" for level, value in forecast.coverage.items())
+    get_run_logger().info(
+        "%d step(s) after %s; held-out interval coverage %s",
+        len(forecast.rows),
+        forecast.origin,
+        coverage,
+    )
+    return forecast
+
+
+@task(name="write-forecasts", cache_policy=NO_CACHE, **IO_RETRIES)
+def write_forecast_rows(forecast: Forecast, data_dir: str) -> str:
+    path = write_forecasts(forecast, data_dir, flow_run.get_id())
+    get_run_logger().info("Forecasts written to %s", path)
+    return path
+
+
+@task(name="publish-forecast", cache_policy=NO_CACHE, **IO_RETRIES)
+def publish_forecast(
+    forecast: Forecast, window: LatestWindow, data_dir: str, path: str
+) -> ForecastSummary:
+    """The table and the fan chart, where a person opening the run looks for them."""
+    page = write_forecast_report(forecast, window, data_dir)
+    create_table_artifact(
+        [dict(row) for row in forecast.rows],
+        key="wavecast-forecast",
+        description=f"{forecast.series} from {forecast.origin} by {forecast.version}",
+    )
+    create_link_artifact(page, link_text="Fan chart and forecast table", key="wavecast-fan-chart")
+    return ForecastSummary(
+        version=forecast.version,
+        series=forecast.series,
+        origin=forecast.origin,
+        forecasts=forecast.rows,
+        coverage=forecast.coverage,
+        path=path,
+        report=page,
+        note=forecast.note,
+    )

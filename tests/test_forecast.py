@@ -1,0 +1,137 @@
+"""Several steps per window, conformal intervals, and forecasts past the end of the data."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from wavecast.config import WindowSpec
+from wavecast.evaluate import ErrorTotals, LeastSquares, linear_forecast, persistence_forecast
+from wavecast.forecast import target_labels
+from wavecast.intervals import conformal_half_widths, held_out_coverage
+from wavecast.windows import count_windows, make_windows, min_series_length, window_schema
+
+pytestmark = pytest.mark.unit
+
+VALUES = np.arange(20, dtype=np.float64) * 10  # value = 10 x its index: windows read by eye
+
+
+def test_a_window_targets_steps_consecutive_values_from_its_horizon() -> None:
+    """input_len 3, horizon 2, steps 4: window i is v[i:i+3], targets v[i+4] ... v[i+7]."""
+    starts, inputs, targets = make_windows(VALUES, 3, 2, 4)
+    assert len(starts) == count_windows(20, 3, 2, 4) == 20 - 3 - 2 - 4 + 2 == 13
+    assert inputs[0].tolist() == [0, 10, 20] and targets[0].tolist() == [40, 50, 60, 70]
+    assert inputs[-1].tolist() == [120, 130, 140]
+    assert targets[-1].tolist() == [160, 170, 180, 190]  # the last value is the last target
+
+
+def test_one_step_keeps_the_tutorial_windows_and_schema() -> None:
+    """steps=1: targets are the old y[i+L-1+h] as a column; Parquet y stays float64."""
+    _, _, targets = make_windows(VALUES, 5, 2)
+    assert targets.shape == (14, 1) and targets[0, 0] == 60
+    spec = WindowSpec()
+    assert window_schema(spec, fake_series()).field("y").type == pa.float64()
+    several = window_schema(WindowSpec(steps=3), fake_series()).field("y").type
+    assert several == pa.list_(pa.float64(), 3)
+
+
+def test_more_steps_need_a_longer_series() -> None:
+    base = min_series_length(WindowSpec())
+    assert min_series_length(WindowSpec(steps=24)) == base + 23
+
+
+def fake_series() -> object:
+    from wavecast.generate import SeriesRef
+
+    return SeriesRef(
+        series_id="s", uri="u", source="sine", column=None, n_points=20, content_hash="h"
+    )
+
+
+def test_errors_are_totalled_per_step_and_overall() -> None:
+    """Step 1 errs by 1 and 3, step 2 by 2 and 0: MSE 5 and 2, overall 3.5; MAE 2, 1, 1.5."""
+    totals = ErrorTotals()
+    truth = np.array([[0.0, 0.0], [0.0, 0.0]])
+    totals.add(truth[:1], np.array([[1.0, 2.0]]))
+    totals.add(truth[1:], np.array([[3.0, 0.0]]))
+    metrics = totals.metrics()
+    assert [s.mse for s in metrics.per_step] == [5.0, 2.0]
+    assert [s.mae for s in metrics.per_step] == [2.0, 1.0]
+    assert (metrics.mse, metrics.mae, metrics.rmse) == (3.5, 1.5, math.sqrt(3.5))
+
+
+def test_persistence_repeats_the_last_value_at_every_step() -> None:
+    inputs = np.array([[1.0, 2.0], [5.0, 7.0]])
+    assert persistence_forecast(inputs, 3).tolist() == [[2, 2, 2], [7, 7, 7]]
+
+
+def test_linear_ar_is_one_least_squares_fit_per_step() -> None:
+    """On y_t = 0.5 y_t-1 - 0.2 y_t-2 + 1 every step ahead is linear in the window: exact."""
+    y = [0.0, 5.0]
+    while len(y) < 40:
+        y.append(0.5 * y[-1] - 0.2 * y[-2] + 1.0)
+    _, inputs, targets = make_windows(np.array(y), 2, 1, 3)
+    solver = LeastSquares()
+    solver.add(inputs[:20], targets[:20])
+    solver.add(inputs[20:], targets[20:])
+    weights = solver.weights()
+    assert weights.shape == (3, 3)
+    assert weights[:, 0] == pytest.approx([-0.2, 0.5, 1.0], abs=1e-8)  # the recurrence itself
+    single = LeastSquares()
+    single.add(inputs, targets[:, 2])  # the third step fitted on its own: the same weights
+    assert single.weights()[:, 0] == pytest.approx(weights[:, 2], abs=1e-9)
+    assert linear_forecast(weights, inputs) == pytest.approx(targets, abs=1e-8)
+
+
+def test_conformal_half_width_is_the_finite_sample_quantile() -> None:
+    """n = 9 errors 1..9: level 0.8 takes the ceil(10 x 0.8) = 8th smallest, 0.95 -> 10th: inf."""
+    errors = np.array([[9.0], [1.0], [5.0], [3.0], [7.0], [2.0], [8.0], [4.0], [6.0]])
+    assert conformal_half_widths(errors, 0.8).tolist() == [8.0]
+    assert conformal_half_widths(errors, 0.5).tolist() == [5.0]
+    assert conformal_half_widths(errors, 0.95).tolist() == [math.inf]
+    two_steps = np.column_stack([errors[:, 0], 10 * errors[:, 0]])
+    assert conformal_half_widths(two_steps, 0.8).tolist() == [8.0, 80.0]
+
+
+def test_held_out_coverage_calibrates_on_the_first_half_and_checks_the_second() -> None:
+    """First half 1..10 (80 %: 9th smallest = 9); second half: 4 of 10 errors are <= 9."""
+    first = np.arange(1.0, 11.0)
+    second = np.array([0.5, 9.0, 3.0, 8.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0])
+    assert held_out_coverage(np.concatenate([first, second]), 0.8) == 0.4
+
+
+def test_conformal_intervals_cover_as_promised_on_exchangeable_errors() -> None:
+    rng = np.random.default_rng(0)
+    errors = np.abs(rng.standard_t(3, size=(4000, 2)))
+    for level in (0.8, 0.95):
+        assert abs(held_out_coverage(errors, level) - level) < 0.03
+
+
+def test_targets_are_indices_without_a_time_column() -> None:
+    """1000 points, horizon 2, 3 steps: origin 999, targets 1001, 1002, 1003."""
+    origin, targets, note = target_labels(None, 1000, WindowSpec(horizon=2, steps=3))
+    assert (origin, targets, note) == ("999", ("1001", "1002", "1003"), None)
+
+
+def test_targets_follow_a_regular_time_column() -> None:
+    times = np.arange("2024-01-01T00", "2024-01-02T00", dtype="datetime64[h]")
+    origin, targets, note = target_labels(times, len(times), WindowSpec(horizon=1, steps=2))
+    assert origin == "2024-01-01T23:00:00"
+    assert targets == ("2024-01-02T00:00:00", "2024-01-02T01:00:00") and note is None
+
+
+def test_monthly_targets_use_the_inferred_frequency() -> None:
+    """Month starts are not equally spaced in seconds; pandas infers 'MS' from the data."""
+    times = np.array(["2024-01-01", "2024-02-01", "2024-03-01", "2024-04-01"], "datetime64[ns]")
+    _, targets, note = target_labels(times, 4, WindowSpec(horizon=1, steps=2))
+    assert targets == ("2024-05-01T00:00:00", "2024-06-01T00:00:00") and note is None
+
+
+def test_irregular_times_give_step_numbers_and_say_why() -> None:
+    times = np.array([0, 1, 3, 7, 8])
+    origin, targets, note = target_labels(times, 5, WindowSpec(horizon=1, steps=2))
+    assert origin == "8" and targets == ("+1", "+2")
+    assert note is not None and "irregular" in note

@@ -1,0 +1,222 @@
+"""Forecast the future from a published model: the targets after the last observed point of
+the source as it is now, with split-conformal intervals, written where dashboards read them.
+
+<data-dir>/forecasts/series=<name>/<version>-<origin>.parquet   one row per step; forecasting
+                                                                the same origin with the
+                                                                same version replaces it
+<data-dir>/forecast-reports/<version>-<origin>/                 fan chart and HTML page
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wavecast.config import ForecastConfig, WindowSpec
+from wavecast.errors import InvalidInputError
+from wavecast.evaluate import ERRORS_FILE
+from wavecast.generate import load_series
+from wavecast.intervals import conformal_half_widths, held_out_coverage
+from wavecast.records import Forecast, LatestWindow, Manifest, Row
+from wavecast.registry import MODELS, checked_version, read_champion, read_manifest
+from wavecast.storage import DataDir, stable_hash
+from wavecast.train import MODEL_FILE, load_model, model_forecast
+
+FORECASTS = "forecasts"
+REPORTS = "forecast-reports"
+HISTORY_POINTS = 300  # observations kept for the fan chart
+
+
+def level_key(level: float) -> str:
+    return f"{level:g}"
+
+
+def resolve_version(store: DataDir, version: str | None) -> tuple[str, Manifest]:
+    """The requested version, or the champion; bad input when there is none to forecast with."""
+    if version is None:
+        champion = read_champion(store)
+        if champion is None:
+            raise InvalidInputError(f"no champion in {store.uri()}: run wavecast retrain first")
+        version = champion.version
+    version = checked_version(store, version)
+    manifest = read_manifest(store, version)
+    if manifest is None:
+        raise InvalidInputError(f"version {version} has no readable manifest.json: retrain")
+    return version, manifest
+
+
+def target_labels(
+    times: np.ndarray | None, n_points: int, spec: WindowSpec
+) -> tuple[str, tuple[str, ...], str | None]:
+    """(origin, targets, note): timestamps when the series has a regular time column (its
+    frequency inferred from the data), else indices; an irregular one says why."""
+    offsets = [spec.horizon + k for k in range(spec.steps)]
+    if times is None:
+        last = n_points - 1
+        return str(last), tuple(str(last + o) for o in offsets), None
+    import pandas as pd
+
+    index = pd.Index(times[-200:])
+    origin = str(index[-1].isoformat() if hasattr(index[-1], "isoformat") else index[-1])
+    steps = np.diff(index.to_numpy())
+    if len(steps) and (steps == steps[0]).all():
+        return origin, tuple(str(label(index[-1] + steps[0] * o)) for o in offsets), None
+    frequency = (
+        pd.infer_freq(index) if isinstance(index, pd.DatetimeIndex) and len(index) > 2 else None
+    )
+    if frequency is not None:
+        ahead = pd.date_range(index[-1], periods=max(offsets) + 1, freq=frequency)
+        return origin, tuple(ahead[o].isoformat() for o in offsets), None
+    note = "irregular time steps: targets are step numbers after the origin"
+    return origin, tuple(f"+{o}" for o in offsets), note
+
+
+def label(moment: object) -> str:
+    return str(moment.isoformat()) if hasattr(moment, "isoformat") else str(moment)
+
+
+def latest_window(config: ForecastConfig) -> LatestWindow:
+    """Read the source as of now (by default the champion's) and keep its last window."""
+    store = DataDir(config.data_dir)
+    version, manifest = resolve_version(store, config.version)
+    overrides = {key: getattr(config, key) for key in ("source", "column") if getattr(config, key)}
+    series_spec = manifest.config.series.model_copy(update=overrides)
+    loaded = load_series(series_spec)
+    spec = manifest.dataset.spec
+    if len(loaded.values) < spec.input_len:
+        raise InvalidInputError(
+            f"--source {series_spec.source}: {len(loaded.values)} points, fewer than the "
+            f"{spec.input_len} the model reads"
+        )
+    origin, targets, note = target_labels(loaded.times, len(loaded.values), spec)
+    history = loaded.values[-max(HISTORY_POINTS, spec.input_len) :]
+    return LatestWindow(
+        version=version,
+        dataset_id=manifest.dataset.dataset_id,
+        series=loaded.column or series_spec.source,
+        source=series_spec.source,
+        spec=spec,
+        n_points=len(loaded.values),
+        history=tuple(float(v) for v in history),
+        origin=origin,
+        targets=targets,
+        note=note,
+    )
+
+
+def held_out_errors(data_dir: str, version: str) -> np.ndarray:
+    store = DataDir(data_dir)
+    if not store.exists(MODELS, version, ERRORS_FILE):
+        raise InvalidInputError(
+            f"version {version} has no held-out errors to calibrate intervals: retrain it"
+        )
+    with store.local_file(MODELS, version, ERRORS_FILE) as path:
+        return np.load(path, allow_pickle=False)
+
+
+def forecast_window(window: LatestWindow, data_dir: str, levels: tuple[float, ...]) -> Forecast:
+    """The model's K forecasts after the origin, each with its conformal interval per level."""
+    model = load_model(data_dir, MODELS, window.version, MODEL_FILE)
+    inputs = np.asarray(window.history[-window.spec.input_len :], dtype=np.float64)[None, :]
+    point = model_forecast(model, inputs)[0]
+    errors = held_out_errors(data_dir, window.version)
+    widths = {level: conformal_half_widths(errors, level / 100) for level in levels}
+    rows: list[Row] = []
+    for step, (target, value) in enumerate(zip(window.targets, point, strict=True)):
+        row: Row = {"step": step + 1, "target": target, "forecast": float(value)}
+        for level in levels:
+            row[f"lo_{level_key(level)}"] = float(value - widths[level][step])
+            row[f"hi_{level_key(level)}"] = float(value + widths[level][step])
+        rows.append(row)
+    coverage = {level_key(lv): held_out_coverage(errors, lv / 100) for lv in levels}
+    return Forecast(
+        version=window.version,
+        dataset_id=window.dataset_id,
+        series=window.series,
+        origin=window.origin,
+        levels=levels,
+        rows=tuple(rows),
+        coverage=coverage,
+        note=window.note,
+    )
+
+
+def forecast_key(forecast: Forecast) -> str:
+    return f"{forecast.version}-{stable_hash(forecast.origin, length=12)}"
+
+
+def forecast_table(forecast: Forecast, run_id: str | None, created: datetime) -> pa.Table:
+    """One row per step: where it starts, what it targets, the bounds and where it came from."""
+    columns: dict[str, list[object]] = {"origin": [], "step": [], "target": [], "forecast": []}
+    for key in forecast.rows[0]:
+        columns.setdefault(key, [])
+    for row in forecast.rows:
+        columns["origin"].append(forecast.origin)
+        for key, value in row.items():
+            columns[key].append(value)
+    n = len(forecast.rows)
+    columns["model_version"] = [forecast.version] * n
+    columns["dataset_id"] = [forecast.dataset_id] * n
+    columns["flow_run_id"] = [run_id] * n
+    columns["created"] = [created] * n
+    return pa.table(
+        {
+            name: pa.array(values, type=pa.string() if name == "flow_run_id" else None)
+            for name, values in columns.items()
+        }
+    )
+
+
+def write_forecasts(forecast: Forecast, data_dir: str, run_id: str | None = None) -> str:
+    """Write (or replace) this origin's rows for this version; returns the dataset's root."""
+    store = DataDir(data_dir)
+    table = forecast_table(forecast, run_id, datetime.now(timezone.utc))
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    partition = f"series={quote(forecast.series, safe='')}"
+    store.write_bytes(sink.getvalue(), FORECASTS, partition, f"{forecast_key(forecast)}.parquet")
+    return store.uri(FORECASTS)
+
+
+def fan_bands(
+    forecast: Forecast,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each level's (low, high) bounds by step, widest level first."""
+    bands = {}
+    for level in sorted(forecast.levels, reverse=True):
+        key = level_key(level)
+        low = np.array([float(row[f"lo_{key}"]) for row in forecast.rows])
+        high = np.array([float(row[f"hi_{key}"]) for row in forecast.rows])
+        bands[f"{key} % interval"] = (low, high)
+    return bands
+
+
+def write_forecast_report(forecast: Forecast, window: LatestWindow, data_dir: str) -> str:
+    """A fan chart and an HTML page with it and the table; returns the page's location."""
+    from wavecast.plots import plot_fan
+    from wavecast.report import forecast_html
+
+    store = DataDir(data_dir)
+    parts = (REPORTS, forecast_key(forecast))
+    offsets = window.spec.horizon + np.arange(window.spec.steps)
+    history = np.asarray(window.history)
+    points = np.array([float(row["forecast"]) for row in forecast.rows])
+    title = f"{forecast.series}: {window.spec.steps} step(s) from {forecast.origin}"
+    with store.staged_dir(*parts) as staging:
+        png = plot_fan(
+            history,
+            window.n_points - len(history),
+            window.n_points - 1 + offsets,
+            points,
+            fan_bands(forecast),
+            title,
+            staging / "fan.png",
+        )
+        page = forecast_html(forecast, png.read_bytes())
+        (staging / "index.html").write_text(page)
+    return store.url(*parts, "index.html")

@@ -11,6 +11,7 @@ import pytest
 from wavecast.config import WindowSpec
 from wavecast.evaluate import ErrorTotals, LeastSquares, linear_forecast, persistence_forecast
 from wavecast.forecast import target_labels
+from wavecast.generate import SeriesRef
 from wavecast.intervals import conformal_half_widths, held_out_coverage
 from wavecast.windows import count_windows, make_windows, min_series_length, window_schema
 
@@ -43,9 +44,7 @@ def test_more_steps_need_a_longer_series() -> None:
     assert min_series_length(WindowSpec(steps=24)) == base + 23
 
 
-def fake_series() -> object:
-    from wavecast.generate import SeriesRef
-
+def fake_series() -> SeriesRef:
     return SeriesRef(
         series_id="s", uri="u", source="sine", column=None, n_points=20, content_hash="h"
     )

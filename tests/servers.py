@@ -148,8 +148,15 @@ def running_server(root: Path) -> Iterator[Stack]:
                 os.kill(pid, signal.SIGKILL)
 
 
+FINAL_TASK_STATES = ("Completed", "Cached", "Failed", "Crashed", "Cancelled")
+
+
 def task_states(flow_run_id: Any) -> dict[str, str]:
-    """State name of each task run of a flow run, by task name."""
+    """Final state name of each task run of a flow run, by task name.
+
+    The server records task-run states from events, asynchronously: right after a flow run
+    ends its database may still say Running. Then the states come from the event stream.
+    """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
@@ -157,4 +164,33 @@ def task_states(flow_run_id: Any) -> dict[str, str]:
         runs = client.read_task_runs(
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         )
-    return {run.name.rsplit("-", 1)[0]: str(run.state_name) for run in runs}
+    states = {run.name.rsplit("-", 1)[0]: str(run.state_name) for run in runs}
+    if all(state in FINAL_TASK_STATES for state in states.values()):
+        return states
+    return streamed_task_states(flow_run_id, len(states))
+
+
+def streamed_task_states(flow_run_id: Any, tasks: int, timeout_s: float = 60) -> dict[str, str]:
+    """The final states of a flow run's `tasks` task runs, from the server's event stream
+    (which replays the last minute)."""
+    import asyncio
+
+    from prefect.events.clients import get_events_subscriber
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    final = EventFilter(
+        event=EventNameFilter(name=[f"prefect.task-run.{name}" for name in FINAL_TASK_STATES]),
+        related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
+    )
+
+    async def collect() -> dict[str, str]:
+        states: dict[str, str] = {}
+        async with get_events_subscriber(filter=final) as events:
+            async for event in events:
+                name = str(event.resource.get("prefect.resource.name", ""))
+                states[name.rsplit("-", 1)[0]] = event.event.rsplit(".", 1)[-1]
+                if len(states) == tasks:
+                    break
+        return states
+
+    return asyncio.run(asyncio.wait_for(collect(), timeout_s))

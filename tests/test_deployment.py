@@ -27,6 +27,7 @@ SCHEDULED, ON_DEMAND = "scheduled-retrain", "on-demand"
 CACHED_STAGES = ("write-windows", "train-model", "evaluate-model")
 UNCHANGED = "no new data: model unchanged"
 RUN_TIMEOUT = 240.0
+FORECAST_WITHIN_S = 90.0  # after a retrain completes, its data dir's forecast has too
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
 
@@ -85,8 +86,10 @@ def check_deployments(stack: Stack) -> Any:
         deployment = client.read_deployment_by_name(f"retrain/{SCHEDULED}")
         on_demand = client.read_deployment_by_name(f"retrain/{ON_DEMAND}")
         # Not part of the check: keeps a real tick from landing in this test's worker.
-        for schedule in deployment.schedules:
-            client.update_deployment_schedule(deployment.id, schedule.id, active=False)
+        for name in (f"retrain/{SCHEDULED}", "forecast/scheduled-forecast"):
+            scheduled = client.read_deployment_by_name(name)
+            for schedule in scheduled.schedules:
+                client.update_deployment_schedule(scheduled.id, schedule.id, active=False)
     expected = [(s["cron"], s["timezone"]) for s in spec["schedules"]]
     schedules = [s.schedule for s in deployment.schedules]
     crons = [(s.cron, s.timezone) for s in schedules if isinstance(s, CronSchedule)]
@@ -103,6 +106,29 @@ def check_deployments(stack: Stack) -> Any:
     assert on_demand.schedules == []
     assert on_demand.parameters == deployment_spec(ON_DEMAND)["parameters"]
     return deployment
+
+
+async def completed_run_of(deployment_name: str, timeout_s: float) -> str:
+    """The id of the first run of a deployment that completes, from the server's event stream
+    (which replays the last minute, so a run that finished just before still counts)."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.clients import get_events_subscriber
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(deployment_name)
+    completed = EventFilter(
+        event=EventNameFilter(name=["prefect.flow-run.Completed"]),
+        related=EventRelatedFilter(id=[f"prefect.deployment.{deployment.id}"]),
+    )
+
+    async def first() -> str:
+        async with get_events_subscriber(filter=completed) as events:
+            async for event in events:
+                return event.resource.id.removeprefix("prefect.flow-run.")
+        raise AssertionError("the event stream closed")
+
+    return await asyncio.wait_for(first(), timeout_s)
 
 
 def tiny_parameters(data_dir: Path) -> dict[str, Any]:
@@ -159,6 +185,11 @@ def test_yaml_deploys_and_a_worker_runs_then_serves_from_cache(
         assert "persistence" in str(artifacts["wavecast-metrics"].data)
         assert artifacts["wavecast-report"].type == "markdown"
         assert UNCHANGED not in str(artifacts["wavecast-report"].data)
+        started = time.monotonic()
+        forecast_run = asyncio.run(completed_run_of("forecast/after-retrain", FORECAST_WITHIN_S))
+        timings["forecast after retrain"] = time.monotonic() - started
+        assert "wavecast-forecast" in run_artifacts(forecast_run), stack.logs()
+        assert list((data_dir / "forecasts").rglob("*.parquet")), "forecast in another data dir"
         (model_file,) = data_dir.glob("models/*/model.keras")
         assert (data_dir / "models" / "champion.json").is_file()
         model_bytes = model_file.read_bytes()

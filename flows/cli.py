@@ -22,6 +22,7 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "horizon": ("windows", "horizon"),
     "steps": ("windows", "steps"),
     "train_fraction": ("windows", "train_fraction"),
+    "recipe": ("model", "recipe"),
     "cell": ("model", "cell"),
     "units": ("model", "units"),
     "scaling": ("model", "scaling"),
@@ -146,6 +147,7 @@ def print_summary(summary: Any) -> None:
     print(f"champion  {summary.champion}")
     print(f"model     {summary.model_dir}")
     print(f"report    {summary.report}")
+    print(f"serves    the {summary.published.forecaster} ({summary.published.reason})")
     print(f"\n{'forecaster':<14}{'MSE':>12}{'RMSE':>12}{'MAE':>12}")
     rows = {"model": summary.metrics, **summary.baselines}
     for name, m in rows.items():

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 Cell = Literal["simple", "lstm", "gru"]
 Scaling = Literal["auto", "standard", "none"]
 MissingPolicy = Literal["error", "drop", "interpolate"]
+Recipe = Literal["relative", "tutorial"]
 
 
 class _Spec(BaseModel):
@@ -48,6 +49,11 @@ class WindowSpec(_Spec):
 
 
 class ModelSpec(_Spec):
+    recipe: Recipe = Field(
+        "relative",
+        description="relative: forecast the change from the window's last value with the "
+        "recurrent net plus a linear path; tutorial: the tutorial's net on the window as is",
+    )
     cell: Cell = "simple"
     units: int = Field(100, ge=1, description="recurrent units")
     scaling: Scaling = Field(

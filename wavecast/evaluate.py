@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -17,6 +17,7 @@ from wavecast.storage import DataDir, code_fingerprint, stable_hash
 from wavecast.train import (
     MODEL_FILE,
     TrainedRef,
+    build_linear_model,
     load_model,
     loss_history,
     model_forecast,
@@ -30,7 +31,9 @@ SAMPLE_WINDOWS = 2000  # test windows kept for plots and the publish round-trip 
 Forecaster = Callable[[np.ndarray], np.ndarray]
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "test_predictions.npy"
-ERRORS_FILE = "test_abs_errors.npy"  # the model's |error| on every test window, per step
+ERRORS_FILE = "test_abs_errors.npy"  # the published forecaster's |error| per window and step
+LINEAR_MODEL_FILE = "linear.keras"  # the linear AR as a one-layer Keras model
+LINEAR_MODEL = "linear (Keras)"
 
 
 class StepMetrics(BaseModel):
@@ -49,8 +52,20 @@ class Metrics(StepMetrics):
     per_step: tuple[StepMetrics, ...] = ()
 
 
+class Published(BaseModel):
+    """The forecaster a version serves, and why: the network, or the linear AR where the
+    network forecasts worse (a one-layer Keras model: same file, loading and forecasts)."""
+
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
+
+    forecaster: Literal["network", "linear"] = "network"
+    mse: float
+    reason: str = ""
+
+
 class Evaluation(BaseModel):
-    """Test-split scores of the model and its baselines, and where the plots are."""
+    """Test-split scores of the model and its baselines, the forecaster to publish, and where
+    the plots are."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -60,6 +75,7 @@ class Evaluation(BaseModel):
     n_test: int
     metrics: Metrics
     baselines: dict[str, Metrics]
+    published: Published
     plots: tuple[str, ...] = PLOTS
 
 
@@ -153,13 +169,13 @@ def score_split(
     data_dir: str,
     forecasters: Mapping[str, Forecaster],
     keep: int = SAMPLE_WINDOWS,
-    errors_of: str | None = None,
+    errors_of: Sequence[str] = (),
 ) -> tuple[dict[str, Metrics], dict[str, np.ndarray]]:
     """Metrics of each forecaster over the whole test split, plus the first `keep` forecasts
-    and, under "errors", every absolute error of the forecaster `errors_of` (float32)."""
+    and, under "<name> errors", every absolute error of the forecasters `errors_of`."""
     totals = {name: ErrorTotals() for name in forecasters}
     kept: dict[str, list[np.ndarray]] = {name: [] for name in ("start", "truth", *forecasters)}
-    kept["errors"] = []
+    kept.update({f"{name} errors": [] for name in errors_of})
     seen = 0
     for starts, inputs, targets in iter_split(dataset, "test", data_dir, BATCH_ROWS):
         room = max(keep - seen, 0)
@@ -170,8 +186,8 @@ def score_split(
             forecast = np.asarray(forecaster(inputs)).reshape(targets.shape)
             totals[name].add(targets, forecast)
             kept[name].append(forecast[:room].copy())
-            if name == errors_of:
-                kept["errors"].append(np.abs(forecast - targets).astype(np.float32))
+            if name in errors_of:
+                kept[f"{name} errors"].append(np.abs(forecast - targets).astype(np.float32))
         seen += len(starts)
     sample = {name: np.concatenate(parts) for name, parts in kept.items() if parts}
     return {name: t.metrics() for name, t in totals.items()}, sample
@@ -190,28 +206,39 @@ def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) ->
     weights = solver.weights()
     release_unused_memory()
     model = load_model(data_dir, "training", trained.train_id, MODEL_FILE)
+    linear_model = build_linear_model(weights)
     forecasters: dict[str, Forecaster] = {
         "model": keras_forecaster(model),
         "persistence": functools.partial(persistence_forecast, steps=dataset.spec.steps),
         "linear": functools.partial(linear_forecast, weights),
+        LINEAR_MODEL: keras_forecaster(linear_model),
     }
-    scores, sample = score_split(dataset, data_dir, forecasters, errors_of="model")
+    served = ("model", LINEAR_MODEL)
+    scores, sample = score_split(dataset, data_dir, forecasters, errors_of=served)
     store = DataDir(data_dir)
     _, parts = evaluation_location(dataset, trained, data_dir)
+    network, linear = scores.pop("model"), scores.pop(LINEAR_MODEL)
+    published = choose_forecaster(network, linear)
     evaluation = Evaluation(
         uri=store.uri(*parts),
         evaluation_id=parts[-1],
         train_id=trained.train_id,
         n_test=dataset.n_test,
-        metrics=scores.pop("model"),
+        metrics=network,
         baselines=scores,
+        published=published,
     )
-    starts, truth, errors = sample.pop("start"), sample.pop("truth"), sample.pop("errors")
+    chosen = served[0] if published.forecaster == "network" else served[1]
+    starts, truth = sample.pop("start"), sample.pop("truth")
+    errors, linear_forecasts = sample[f"{chosen} errors"], sample.pop(LINEAR_MODEL)
+    sample = {name: kept for name, kept in sample.items() if not name.endswith(" errors")}
     untrained = untrained_predictions(trained, data_dir)[: len(starts)]
     first = {name: forecast[:, 0] for name, forecast in sample.items()}  # step 1 of each
+    predictions = sample["model"] if chosen == "model" else linear_forecasts
     with store.staged_dir(*parts) as staging:
         (staging / METRICS_FILE).write_text(evaluation.model_dump_json(indent=2))
-        np.save(staging / PREDICTIONS_FILE, sample["model"], allow_pickle=False)
+        linear_model.save(staging / LINEAR_MODEL_FILE)
+        np.save(staging / PREDICTIONS_FILE, predictions, allow_pickle=False)
         np.save(staging / ERRORS_FILE, errors, allow_pickle=False)
         plot_loss(loss_history(trained, data_dir), staging / PLOTS[0])
         plot_forecasts(starts, truth[:, 0], first, "Test forecasts", staging / PLOTS[1])
@@ -225,8 +252,18 @@ def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) ->
     return evaluation
 
 
+def choose_forecaster(network: Metrics, linear: Metrics) -> Published:
+    """The network unless the linear AR forecasts the test split better (or the network's
+    score is not a number): never publish worse than a baseline anyone can fit in one line."""
+    if network.mse <= linear.mse:
+        reason = f"network MSE {network.mse:.3g} <= linear AR {linear.mse:.3g}"
+        return Published(forecaster="network", mse=network.mse, reason=reason)
+    reason = f"linear AR MSE {linear.mse:.3g} < network {network.mse:.3g}: the linear AR serves"
+    return Published(forecaster="linear", mse=linear.mse, reason=reason)
+
+
 def stored_predictions(evaluation: Evaluation, data_dir: str) -> np.ndarray:
-    """The evaluated model's test forecasts, as scored."""
+    """The published forecaster's test forecasts, as scored."""
     store = DataDir(data_dir)
     with store.local_file("evaluations", evaluation.evaluation_id, PREDICTIONS_FILE) as path:
         return np.load(path, allow_pickle=False)

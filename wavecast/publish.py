@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 from wavecast.config import RetrainConfig
 from wavecast.evaluate import (
     ERRORS_FILE,
+    LINEAR_MODEL_FILE,
     METRICS_FILE,
     PLOTS,
     Evaluation,
@@ -110,6 +111,7 @@ def build_manifest(
         seed=trained.train.seed,
         metrics=evaluation.metrics,
         baselines=evaluation.baselines,
+        published=evaluation.published,
     )
 
 
@@ -142,6 +144,14 @@ def check_round_trip(model_file: Path, test_x: np.ndarray, expected: np.ndarray)
         )
 
 
+def served_model_file(evaluation: Evaluation, trained: TrainedRef) -> tuple[str, ...]:
+    """Where the forecaster a version serves was saved: the network's training, or the linear
+    AR beside the evaluation."""
+    if evaluation.published.forecaster == "linear":
+        return ("evaluations", evaluation.evaluation_id, LINEAR_MODEL_FILE)
+    return ("training", trained.train_id, MODEL_FILE)
+
+
 def stage_version(
     config: RetrainConfig,
     dataset: DatasetRef,
@@ -160,7 +170,8 @@ def stage_version(
         version = version_name(utc_now(), trained.train_id)
         manifest = build_manifest(config, dataset, trained, evaluation, run_id)
         with store.staged_dir(MODELS, version) as staging:
-            store.copy_to_local(staging, "training", trained.train_id, MODEL_FILE)
+            served = served_model_file(evaluation, trained)
+            store.copy_to_local(staging, *served).rename(staging / MODEL_FILE)
             for name in (METRICS_FILE, ERRORS_FILE, *evaluation.plots):
                 store.copy_to_local(staging, "evaluations", evaluation.evaluation_id, name)
             (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
@@ -200,7 +211,8 @@ def champion_score(
     if manifest is None:
         return None, None, None, (f"champion {champion.version} has no readable manifest: ignored",)
     if manifest.dataset.spec != dataset.spec:
-        return None, manifest.metrics.mse, manifest, ()
+        served = manifest.published.mse if manifest.published else manifest.metrics.mse
+        return None, served, manifest, ()
     try:
         model = load_model(store.uri(), MODELS, champion.version, MODEL_FILE)
     except Exception as exc:  # missing, truncated or refused by safe_mode: it cannot serve
@@ -221,6 +233,7 @@ def promote_candidate(
         "dataset_id": dataset.dataset_id,
         "metrics": evaluation.metrics,
         "baselines": evaluation.baselines,
+        "published": evaluation.published,
     }
     with registry_lock(store):
         champion = read_champion(store)
@@ -228,12 +241,17 @@ def promote_candidate(
             return unchanged_summary(store, candidate, champion, **common)
         rescored, champion_mse, previous, notes = champion_score(store, champion, dataset)
         decision = decide_promotion(
-            evaluation.metrics.mse,
+            evaluation.published.mse,
             evaluation.baselines["persistence"].mse,
             champion_mse,
             config.gate,
         )
-        decision = decision.model_copy(update={"reasons": (*notes, *decision.reasons)})
+        reasons = (
+            *notes,
+            f"publishes the {evaluation.published.forecaster}: {evaluation.published.reason}",
+            *decision.reasons,
+        )
+        decision = decision.model_copy(update={"reasons": reasons})
         kept = champion.version if champion and not notes else None
         summary = RetrainSummary(
             version=candidate.version,

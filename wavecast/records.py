@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from wavecast.config import RetrainConfig, WindowSpec
-from wavecast.evaluate import Metrics
+from wavecast.evaluate import Metrics, Published
 from wavecast.generate import SeriesRef
 from wavecast.train import TrainedRef
 from wavecast.windows import DatasetInfo
@@ -49,6 +49,7 @@ class Manifest(Record):
     seed: int
     metrics: Metrics
     baselines: dict[str, Metrics]
+    published: Published | None = None  # None: written before a linear AR could be served
 
 
 class ChampionRecord(Record):
@@ -88,8 +89,9 @@ class RetrainSummary(Record):
     model_dir: str
     dataset_dir: str
     dataset_id: str
-    metrics: Metrics
+    metrics: Metrics  # the network's, on the test split
     baselines: dict[str, Metrics]
+    published: Published  # what the version serves (network or linear AR), on the test split
     champion_rescored: Metrics | None
     promoted: bool
     champion: str | None

@@ -95,10 +95,16 @@ def choose_scaling(spec: ModelSpec, mean: float, std: float, max_abs: float) -> 
     return mean, std
 
 
+def network_inputs(spec: ModelSpec, windows: np.ndarray) -> np.ndarray:
+    """What the recurrent net reads: the window as is, or relative to its last value."""
+    return windows - windows[:, -1:] if spec.recipe == "relative" else windows
+
+
 def scaling_for(spec: ModelSpec, train_inputs: np.ndarray) -> tuple[float, float]:
     """Scaling from train inputs held in memory."""
-    std, max_abs = float(train_inputs.std()), float(np.abs(train_inputs).max())
-    return choose_scaling(spec, float(train_inputs.mean()), std, max_abs)
+    seen = network_inputs(spec, train_inputs)
+    std, max_abs = float(seen.std()), float(np.abs(seen).max())
+    return choose_scaling(spec, float(seen.mean()), std, max_abs)
 
 
 def streamed_scaling(spec: ModelSpec, chunks: Iterable[np.ndarray]) -> tuple[float, float]:
@@ -107,7 +113,7 @@ def streamed_scaling(spec: ModelSpec, chunks: Iterable[np.ndarray]) -> tuple[flo
         return 0.0, 1.0
     moments = Moments()
     for chunk in chunks:
-        moments = moments.add(chunk)
+        moments = moments.add(network_inputs(spec, chunk))
     return choose_scaling(spec, moments.mean, moments.std, moments.max_abs)
 
 
@@ -149,7 +155,8 @@ def build_model(
     steps: int = 1,
 ) -> keras.Model:
     """Raw window in, `steps` raw forecasts out (direct multi-output): scaling is part of the
-    saved model, not the caller.
+    saved model, not the caller, and only Keras' own layers are used, so it loads anywhere
+    with safe_mode.
 
     With `seed`, the initial weights are those keras.utils.set_random_seed(seed) gives in a
     quiet process, whatever other threads do (see initializer_seeds). Short windows are
@@ -158,16 +165,89 @@ def build_model(
     """
     import keras
 
+    window = keras.Input(shape=(input_len,), name="window")
+    forecast = RECIPES[spec.recipe](spec, window, mean, scale, seed, steps)
+    return keras.Model(window, forecast, name=f"wavecast_{spec.recipe}_{spec.cell}")
+
+
+def recurrent_forecast(
+    spec: ModelSpec, inputs: keras.KerasTensor, seed: int | None, steps: int
+) -> keras.KerasTensor:
+    """The recurrent cell over the (scaled) window, then a Dense(steps) head."""
+    import keras
+
     cells = {"simple": keras.layers.SimpleRNN, "lstm": keras.layers.LSTM, "gru": keras.layers.GRU}
     recurrent_seeds, dense_seeds = initializer_seeds(spec.cell, seed)
-    window = keras.Input(shape=(input_len,), name="window")
-    hidden = keras.layers.Rescaling(1 / scale, offset=-mean / scale, name="standardize")(window)
-    hidden = keras.layers.Reshape((input_len, 1), name="as_sequence")(hidden)
+    input_len = int(inputs.shape[1])
+    hidden = keras.layers.Reshape((input_len, 1), name="as_sequence")(inputs)
     unroll = input_len <= UNROLL_MAX_STEPS[spec.cell]
     hidden = cells[spec.cell](spec.units, unroll=unroll, name=spec.cell, **recurrent_seeds)(hidden)
-    hidden = keras.layers.Dense(steps, name="forecast", **dense_seeds)(hidden)
-    forecast = keras.layers.Rescaling(scale, offset=mean, name="to_series_scale")(hidden)
-    return keras.Model(window, forecast, name=f"wavecast_{spec.cell}")
+    return keras.layers.Dense(steps, name="forecast", **dense_seeds)(hidden)
+
+
+def tutorial_network(
+    spec: ModelSpec,
+    window: keras.KerasTensor,
+    mean: float,
+    scale: float,
+    seed: int | None,
+    steps: int,
+) -> keras.KerasTensor:
+    """The tutorial's model: SimpleRNN(100) -> Dense on the (standardized) window."""
+    import keras
+
+    scaled = keras.layers.Rescaling(1 / scale, offset=-mean / scale, name="standardize")(window)
+    hidden = recurrent_forecast(spec, scaled, seed, steps)
+    return keras.layers.Rescaling(scale, offset=mean, name="to_series_scale")(hidden)
+
+
+def relative_network(
+    spec: ModelSpec,
+    window: keras.KerasTensor,
+    mean: float,
+    scale: float,
+    seed: int | None,
+    steps: int,
+) -> keras.KerasTensor:
+    """Forecast the change from the window's last value (per-window normalization, as
+    N-BEATS- and DeepAR-style models do), as the recurrent net's output plus a linear map of
+    the same inputs (LSTNet's highway, starting at zero): a level the net never saw in
+    training, or a trend, is carried by the last value and the linear path.
+    """
+    import keras
+
+    input_len = int(window.shape[1])
+    as_sequence = keras.layers.Reshape((input_len, 1), name="window_sequence")(window)
+    last = keras.layers.Cropping1D((input_len - 1, 0), name="last_point")(as_sequence)
+    last = keras.layers.Flatten(name="last_value")(last)
+    level = keras.layers.Flatten(name="level")(keras.layers.RepeatVector(input_len)(last))
+    relative = keras.layers.Subtract(name="relative")([window, level])
+    scaled = keras.layers.Rescaling(1 / scale, name="standardize")(relative)
+    network = recurrent_forecast(spec, scaled, seed, steps)
+    highway = keras.layers.Dense(steps, kernel_initializer="zeros", name="highway")(scaled)
+    change = keras.layers.Add(name="change")([network, highway])
+    change = keras.layers.Rescaling(scale, name="to_series_scale")(change)
+    ahead = keras.layers.Flatten(name="level_ahead")(keras.layers.RepeatVector(steps)(last))
+    return keras.layers.Add(name="forecast_value")([ahead, change])
+
+
+RECIPES = {"tutorial": tutorial_network, "relative": relative_network}
+
+
+def build_linear_model(weights: np.ndarray) -> keras.Model:
+    """A linear autoregression as a one-layer Keras model: raw window in, raw steps out.
+
+    `weights` is (inputs + 1, steps), the intercept last, as LeastSquares gives them. Saved
+    and loaded like the network, so the registry serves either the same way.
+    """
+    import keras
+
+    weights = np.reshape(weights, (weights.shape[0], -1))
+    window = keras.Input(shape=(weights.shape[0] - 1,), name="window")
+    linear = keras.layers.Dense(weights.shape[1], name="linear_ar")
+    model = keras.Model(window, linear(window), name="wavecast_linear_ar")
+    linear.set_weights([weights[:-1], weights[-1]])
+    return model
 
 
 def compile_model(model: keras.Model, spec: TrainSpec) -> None:

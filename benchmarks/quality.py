@@ -1,0 +1,120 @@
+"""Forecast quality on real and synthetic series: `python -m benchmarks.quality`.
+
+Per series, the test MSE (one step ahead, the last 20 % of windows) of what wavecast
+publishes, of both baselines and of statsforecast's AutoARIMA and AutoETS fitted on the same
+train span and forecasting the same targets one step ahead without refitting. Needs
+`pip install '.[bench]'` (statsmodels' bundled data sets, statsforecast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# name -> (values, input_len)
+Series = dict[str, tuple[np.ndarray, int]]
+
+
+def real_series() -> Series:
+    """Data sets statsmodels ships (no download): weekly CO2, yearly sunspots, Nile flow."""
+    from statsmodels.datasets import co2, nile, sunspots
+
+    weekly = co2.load_pandas().data["co2"].to_numpy()
+    return {
+        "co2 (weekly, trend + season)": (weekly, 52),
+        "sunspots (yearly cycle)": (sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(), 11),
+        "nile (yearly flow)": (nile.load_pandas().data["volume"].to_numpy(), 5),
+    }
+
+
+def synthetic_series() -> Series:
+    rng = np.random.default_rng(0)
+    t = np.arange(600, dtype=np.float64)
+    season = np.sin(2 * np.pi * t / 24)
+    shift = np.where(t > 450, 5.0, 0.0)
+    return {
+        "trend + season + noise": (0.05 * t + season + 0.2 * rng.standard_normal(600), 24),
+        "level shift + season": (shift + season + 0.1 * rng.standard_normal(600), 24),
+        "random walk": (np.cumsum(rng.standard_normal(600)), 10),
+        "tutorial sine": (np.sin(np.linspace(-3 * np.pi, 3 * np.pi, 1000)), 5),
+    }
+
+
+def wavecast_scores(values: np.ndarray, input_len: int, work: Path) -> dict[str, float]:
+    """Retrain as `wavecast retrain --horizon 1 --missing interpolate` would, in process."""
+    from wavecast.config import RetrainConfig
+    from wavecast.evaluate import evaluate_trained
+    from wavecast.generate import store_series
+    from wavecast.train import train_on_dataset
+    from wavecast.windows import build_windows
+
+    source = work / f"series-{len(list(work.iterdir()))}.csv"
+    pd.DataFrame({"value": values}).to_csv(source, index=False)
+    config = RetrainConfig.model_validate(
+        {
+            "series": {"source": str(source), "missing": "interpolate"},
+            "windows": {"input_len": input_len, "horizon": 1},
+        }
+    )
+    data_dir = str(work / "data")
+    dataset = build_windows(store_series(config.series, data_dir), config.windows, data_dir)
+    trained = train_on_dataset(dataset, config.model, config.train, data_dir)
+    evaluation = evaluate_trained(dataset, trained, data_dir)
+    return {
+        "wavecast": evaluation.published.mse,
+        "network": evaluation.metrics.mse,
+        "persistence": evaluation.baselines["persistence"].mse,
+        "linear AR": evaluation.baselines["linear"].mse,
+        "n_test": float(evaluation.n_test),
+        "serves linear": float(evaluation.published.forecaster == "linear"),
+    }
+
+
+def reference_scores(values: np.ndarray, n_test: int, season: int) -> dict[str, float]:
+    """AutoARIMA and AutoETS one step ahead over the same targets, fitted once on the rest."""
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoARIMA, AutoETS
+
+    filled = pd.Series(values).interpolate(limit_direction="both").to_numpy()
+    frame = pd.DataFrame({"unique_id": "s", "ds": np.arange(len(filled)), "y": filled})
+    models = [AutoARIMA(season_length=season), AutoETS(season_length=season)]
+    engine = StatsForecast(models=models, freq=1)
+    folds = engine.cross_validation(df=frame, h=1, step_size=1, n_windows=n_test, refit=False)
+    return {
+        name: float(np.mean((folds[name] - folds["y"]) ** 2)) for name in ("AutoARIMA", "AutoETS")
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--only", default="", help="run the series whose name contains this")
+    args = parser.parse_args()
+    series = {**real_series(), **synthetic_series()}
+    columns = ("wavecast", "network", "persistence", "linear AR", "AutoARIMA", "AutoETS")
+    print(f"{'series':<30}" + "".join(f"{c:>13}" for c in columns) + "  serves")
+    wins = 0
+    with tempfile.TemporaryDirectory(prefix="wavecast-quality-") as tmp:
+        for name, (values, input_len) in series.items():
+            if args.only not in name:
+                continue
+            work = Path(tmp) / str(abs(hash(name)))
+            work.mkdir()
+            scores = wavecast_scores(values, input_len, work)
+            season = input_len if input_len in (12, 24, 52) else 1
+            scores |= reference_scores(values, int(scores["n_test"]), season)
+            best_other = min(scores[c] for c in columns[2:])
+            wins += scores["wavecast"] <= best_other
+            serves = "linear AR" if scores["serves linear"] else "network"
+            cells = "".join(f"{scores[c]:>13.4g}" for c in columns)
+            print(f"{name:<30}{cells}  {serves}", flush=True)
+    print(f"\nwavecast's published forecaster is best or tied on {wins} of the series above.")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -151,8 +151,11 @@ def running_server(root: Path) -> Iterator[Stack]:
 FINAL_TASK_STATES = ("Completed", "Cached", "Failed", "Crashed", "Cancelled")
 
 
-def task_states(flow_run_id: Any) -> dict[str, str]:
-    """Final state name of each task run of a flow run, by task name.
+RETRAIN_TASKS = 6  # generate, windows, train, evaluate, stage, promote
+
+
+def task_states(flow_run_id: Any, tasks: int = RETRAIN_TASKS) -> dict[str, str]:
+    """Final state name of each of a flow run's `tasks` task runs, by task name.
 
     The server records task-run states from events, asynchronously: right after a flow run
     ends its database may still say Running. Then the states come from the event stream.
@@ -165,9 +168,9 @@ def task_states(flow_run_id: Any) -> dict[str, str]:
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
         )
     states = {run.name.rsplit("-", 1)[0]: str(run.state_name) for run in runs}
-    if all(state in FINAL_TASK_STATES for state in states.values()):
+    if len(states) == tasks and all(state in FINAL_TASK_STATES for state in states.values()):
         return states
-    return streamed_task_states(flow_run_id, len(states))
+    return streamed_task_states(flow_run_id, tasks)
 
 
 def streamed_task_states(flow_run_id: Any, tasks: int, timeout_s: float = 60) -> dict[str, str]:

@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import suppress
@@ -17,30 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flows.embedded_server import FILE_LEASES
+from flows.embedded_server import FILE_LEASES, answers, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = Path(sys.executable).with_name("prefect")
 STARTUP_TIMEOUT = 180.0
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def tail(path: Path, lines: int = 40) -> str:
     text = path.read_text(errors="replace") if path.exists() else "(no log)"
     return f"--- {path.name} ---\n" + "\n".join(text.splitlines()[-lines:])
-
-
-def is_healthy(api_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def processes_with(marker: str) -> list[int]:
@@ -109,7 +93,7 @@ class Stack:
 def wait_healthy(stack: Stack, server: subprocess.Popen[bytes]) -> None:
     """Poll /health until it answers; between polls, wait on the server exiting instead."""
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    while not is_healthy(stack.api_url):
+    while not answers(stack.api_url):
         assert time.monotonic() < deadline, f"server not healthy in time\n{stack.logs()}"
         with suppress(subprocess.TimeoutExpired):
             server.wait(timeout=0.5)

@@ -147,7 +147,7 @@ def print_summary(summary: Any) -> None:
     print(f"champion  {summary.champion}")
     print(f"model     {summary.model_dir}")
     print(f"report    {summary.report}")
-    print(f"serves    the {summary.published.forecaster} ({summary.published.reason})")
+    print(f"serves    {summary.published.forecaster} ({summary.published.reason})")
     print(f"\n{'forecaster':<14}{'MSE':>12}{'RMSE':>12}{'MAE':>12}")
     rows = {"model": summary.metrics, **summary.baselines}
     for name, m in rows.items():

@@ -256,9 +256,9 @@ def choose_forecaster(network: Metrics, linear: Metrics) -> Published:
     """The network unless the linear AR forecasts the test split better (or the network's
     score is not a number): never publish worse than a baseline anyone can fit in one line."""
     if network.mse <= linear.mse:
-        reason = f"network MSE {network.mse:.3g} <= linear AR {linear.mse:.3g}"
+        reason = f"network test MSE {network.mse:.3g} <= linear AR {linear.mse:.3g}"
         return Published(forecaster="network", mse=network.mse, reason=reason)
-    reason = f"linear AR MSE {linear.mse:.3g} < network {network.mse:.3g}: the linear AR serves"
+    reason = f"linear AR test MSE {linear.mse:.3g} < network {network.mse:.3g}"
     return Published(forecaster="linear", mse=linear.mse, reason=reason)
 
 

@@ -91,6 +91,16 @@ def is_module(name: str) -> bool:
     return PACKAGE_DIR.joinpath(*name.split(".")[1:]).with_suffix(".py").is_file()
 
 
+def reached_modules(module: str) -> set[str]:
+    """`module` and every wavecast module it reaches through imports, however indirectly."""
+    reached, pending = {module}, [module]
+    while pending:
+        for name in wavecast_imports(pending.pop()) - reached:
+            reached.add(name)
+            pending.append(name)
+    return reached
+
+
 @cache
 def code_fingerprint(module: str) -> str:
     """Hash of a stage's module and every wavecast module it reaches through imports.
@@ -98,12 +108,8 @@ def code_fingerprint(module: str) -> str:
     A stage's cache keys include it, so editing its code reruns it, while editing code it
     never reaches (the report, another stage's plots) leaves it cached.
     """
-    reached, pending = {module}, [module]
-    while pending:
-        for name in wavecast_imports(pending.pop()) - reached:
-            reached.add(name)
-            pending.append(name)
-    return stable_hash(*(f"{name}:{module_source(name)}" for name in sorted(reached)))
+    reached = sorted(reached_modules(module))
+    return stable_hash(*(f"{name}:{module_source(name)}" for name in reached))
 
 
 class DataDir:

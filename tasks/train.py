@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from uuid import UUID
 
 from prefect import get_client, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists
 
 from tasks.prefect_support import content_cache
 from wavecast.config import ModelSpec, TrainSpec
@@ -51,8 +52,8 @@ def one_training_per_series(dataset: DatasetRef, data_dir: str) -> AbstractConte
     series = dataset.series
     key = stable_hash(DataDir(data_dir).uri(), series.source, series.column or "")
     name = f"wavecast-train-{key}"
-    with get_client(sync_client=True) as client:
-        client.upsert_global_concurrency_limit_by_name(name, 1)
+    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
+        client.upsert_global_concurrency_limit_by_name(name, 1)  # another run may create it too
     get_run_logger().info("Waiting for %s if another run is training this series", name)
     return concurrency(name, occupy=1, lease_duration=TRAINING_LEASE_S)
 

@@ -62,10 +62,10 @@ def target_labels(
     import pandas as pd
 
     index = pd.Index(times[-200:])
-    origin = str(index[-1].isoformat() if hasattr(index[-1], "isoformat") else index[-1])
+    origin = label(index[-1])
     steps = np.diff(index.to_numpy())
     if len(steps) and (steps == steps[0]).all():
-        return origin, tuple(str(label(index[-1] + steps[0] * o)) for o in offsets), None
+        return origin, tuple(label(index[-1] + steps[0] * o) for o in offsets), None
     frequency = (
         pd.infer_freq(index) if isinstance(index, pd.DatetimeIndex) and len(index) > 2 else None
     )
@@ -77,6 +77,7 @@ def target_labels(
 
 
 def label(moment: object) -> str:
+    """A timestamp in ISO 8601, anything else (an integer time) as it prints."""
     return str(moment.isoformat()) if hasattr(moment, "isoformat") else str(moment)
 
 

@@ -46,7 +46,7 @@ def test_local_path_and_file_uri_are_the_same_place(tmp_path: Path) -> None:
 def test_write_bytes_replaces_and_leaves_no_staging(store: DataDir) -> None:
     """A second write replaces the first; only the target file remains."""
     store.write_bytes(b"old", "dir", "f.bin")
-    store.write_json({"b": 1, "a": [2]}, "dir", "f.bin")
+    store.write_bytes(b'{"b": 1, "a": [2]}', "dir", "f.bin")
     assert store.read_json("dir", "f.bin") == {"a": [2], "b": 1}
     assert all_names(store) == ["dir", "dir/f.bin"]
 

@@ -162,9 +162,6 @@ class DataDir:
                 self.fs.rm(staging)
             raise
 
-    def write_json(self, payload: Any, *parts: str) -> None:
-        self.write_bytes(json.dumps(payload, indent=2, sort_keys=True).encode() + b"\n", *parts)
-
     @contextlib.contextmanager
     def staged_dir(self, *parts: str) -> Iterator[Path]:
         """Yield a local directory to fill; on success it replaces `parts` as one complete unit."""

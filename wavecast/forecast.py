@@ -153,24 +153,14 @@ def forecast_key(forecast: Forecast) -> str:
 
 def forecast_table(forecast: Forecast, run_id: str | None, created: datetime) -> pa.Table:
     """One row per step: where it starts, what it targets, the bounds and where it came from."""
-    columns: dict[str, list[object]] = {"origin": [], "step": [], "target": [], "forecast": []}
-    for key in forecast.rows[0]:
-        columns.setdefault(key, [])
-    for row in forecast.rows:
-        columns["origin"].append(forecast.origin)
-        for key, value in row.items():
-            columns[key].append(value)
-    n = len(forecast.rows)
-    columns["model_version"] = [forecast.version] * n
-    columns["dataset_id"] = [forecast.dataset_id] * n
-    columns["flow_run_id"] = [run_id] * n
-    columns["created"] = [created] * n
-    return pa.table(
-        {
-            name: pa.array(values, type=pa.string() if name == "flow_run_id" else None)
-            for name, values in columns.items()
-        }
-    )
+    lineage = {"model_version": forecast.version, "dataset_id": forecast.dataset_id}
+    rows = [
+        {"origin": forecast.origin, **row, **lineage, "flow_run_id": run_id, "created": created}
+        for row in forecast.rows
+    ]
+    table = pa.Table.from_pylist(rows)
+    at = table.schema.get_field_index("flow_run_id")  # a string even when there is no run
+    return table.set_column(at, "flow_run_id", table.column(at).cast(pa.string()))
 
 
 def write_forecasts(forecast: Forecast, data_dir: str, run_id: str | None = None) -> str:

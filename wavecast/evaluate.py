@@ -213,8 +213,8 @@ def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) ->
         "linear": functools.partial(linear_forecast, weights),
         LINEAR_MODEL: keras_forecaster(linear_model),
     }
-    served = ("model", LINEAR_MODEL)
-    scores, sample = score_split(dataset, data_dir, forecasters, errors_of=served)
+    # Both servable forecasters keep their errors: which one serves is known after scoring.
+    scores, sample = score_split(dataset, data_dir, forecasters, errors_of=("model", LINEAR_MODEL))
     store = DataDir(data_dir)
     _, parts = evaluation_location(dataset, trained, data_dir)
     network, linear = scores.pop("model"), scores.pop(LINEAR_MODEL)
@@ -228,13 +228,11 @@ def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) ->
         baselines=scores,
         published=published,
     )
-    chosen = served[0] if published.forecaster == "network" else served[1]
-    starts, truth = sample.pop("start"), sample.pop("truth")
-    errors, linear_forecasts = sample[f"{chosen} errors"], sample.pop(LINEAR_MODEL)
-    sample = {name: kept for name, kept in sample.items() if not name.endswith(" errors")}
+    chosen = "model" if published.forecaster == "network" else LINEAR_MODEL
+    starts, truth = sample["start"], sample["truth"]
+    predictions, errors = sample[chosen], sample[f"{chosen} errors"]
     untrained = untrained_predictions(trained, data_dir)[: len(starts)]
-    first = {name: forecast[:, 0] for name, forecast in sample.items()}  # step 1 of each
-    predictions = sample["model"] if chosen == "model" else linear_forecasts
+    first = {name: sample[name][:, 0] for name in ("model", "persistence", "linear")}  # step 1
     with store.staged_dir(*parts) as staging:
         (staging / METRICS_FILE).write_text(evaluation.model_dump_json(indent=2))
         linear_model.save(staging / LINEAR_MODEL_FILE)

@@ -195,17 +195,14 @@ def quiet_expected_failures() -> None:
 @contextlib.contextmanager
 def failing_on_bad_input() -> Iterator[None]:
     """Bad input and permanent storage faults end the command: exit 2, one line, no traceback."""
-    from wavecast.errors import InvalidInputError, environment_problem
+    from wavecast.errors import environment_problem
 
     try:
         yield
-    except InvalidInputError as exc:
-        fail(str(exc))
-    except OSError as exc:
-        problem = environment_problem(exc)
-        if problem is None:
+    except (ValueError, OSError) as exc:
+        if not is_expected_failure(exc):
             raise
-        fail(problem)
+        fail(environment_problem(exc) or str(exc))
 
 
 def validated_config(args: argparse.Namespace) -> Any:

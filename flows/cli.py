@@ -18,6 +18,7 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "noise": ("series", "noise"),
     "noise_seed": ("series", "noise_seed"),
     "missing": ("series", "missing"),
+    "id_column": ("series", "id_column"),
     "input_len": ("windows", "input_len"),
     "horizon": ("windows", "horizon"),
     "steps": ("windows", "steps"),
@@ -31,6 +32,10 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "learning_rate": ("train", "learning_rate"),
     "seed": ("train", "seed"),
     "tolerance": ("gate", "tolerance"),
+    "runner": ("fan_out", "runner"),
+    "dask_address": ("fan_out", "dask_address"),
+    "workers": ("fan_out", "workers"),
+    "series_per_task": ("fan_out", "series_per_task"),
     "data_dir": ("data_dir",),
 }
 ENVIRONMENT_DEFAULTS = {
@@ -51,7 +56,7 @@ FLAG_NAMES = {"levels": "level"}  # config field -> its flag, where the two diff
 
 
 def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+    return "--" + FLAG_NAMES.get(name, name).replace("_", "-")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
         retrain.add_argument(
             flag(name), dest=name, help=f"{field.description or ''} (default: {field.default})"
         )
+    retrain.add_argument(
+        "--series", action="append", help="with --id-column: this series only; repeatable"
+    )
     retrain.add_argument("--refresh", action="store_true", help="recompute every cached stage")
     retrain.add_argument("--json", action="store_true", help="print one JSON summary line last")
     add_forecast_command(commands)
@@ -117,6 +125,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     from wavecast.config import RetrainConfig
 
     nested: dict[str, Any] = {"refresh": args.refresh}
+    if args.series:
+        nested["series"] = {"series": args.series}
     for name, path in FLAG_PATHS.items():
         value = getattr(args, name)
         if value is None:
@@ -133,7 +143,7 @@ def validation_message(error: Any) -> str:
     first = error.errors()[0]
     names = [part for part in first["loc"] if isinstance(part, str)]
     name = names[-1] if names else "config"
-    return f"{flag(FLAG_NAMES.get(name, name))} {first['input']!r}: {first['msg']}"
+    return f"{flag(name)} {first['input']!r}: {first['msg']}"
 
 
 def fail(message: str) -> NoReturn:
@@ -160,6 +170,9 @@ def run_retrain(args: argparse.Namespace) -> None:
     """Validate before Prefect or TensorFlow load, then run the flow in this process."""
     config = validated_config(args)
     start_prefect()
+    if config.series.is_panel:
+        run_panel(config, args.json)
+        return
     from flows.retrain import retrain
 
     with failing_on_bad_input():
@@ -168,6 +181,25 @@ def run_retrain(args: argparse.Namespace) -> None:
         print(summary.model_dump_json())
     else:
         print_summary(summary)
+
+
+def run_panel(config: Any, as_json: bool) -> None:
+    """Exit 0 when at least one series trained; 2 when every series was refused."""
+    from flows.panel import retrain_panel
+    from wavecast.panel import iter_outcomes
+
+    with failing_on_bad_input():
+        summary = retrain_panel(config)
+    if as_json:
+        print(summary.model_dump_json(include={"series", "skipped"}))
+    else:
+        print(f"\n{'series':<16}{'status':<11}detail")
+        for line in iter_outcomes(summary):
+            print(line)
+    if not summary.series:
+        fail(
+            f"no series of {config.series.source} could be trained ({len(summary.skipped)} skipped)"
+        )
 
 
 def is_expected_failure(error: BaseException | None) -> bool:

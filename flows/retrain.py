@@ -8,7 +8,7 @@ from prefect.transactions import transaction
 from tasks.evaluate import evaluate_model
 from tasks.generate import generate_series
 from tasks.prefect_support import cached_stage_options
-from tasks.publish import promote_version, publish_version
+from tasks.publish import announce_version, promote_version, publish_version
 from tasks.train import train_model
 from tasks.windows import write_windows
 from wavecast.config import RetrainConfig
@@ -29,4 +29,6 @@ def retrain(config: RetrainConfig | None = None) -> RetrainSummary:
     evaluation = evaluate_model.with_options(**cached)(dataset, trained, data_dir)
     with transaction():  # a failed promotion rolls the staged version back out of the registry
         candidate = publish_version(config, dataset, trained, evaluation)
-        return promote_version(config, dataset, evaluation, candidate)
+        summary = promote_version(config, dataset, evaluation, candidate)
+    announce_version(summary, evaluation, data_dir)
+    return summary

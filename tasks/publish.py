@@ -78,25 +78,30 @@ def promote_version(
     summary = promote_candidate(config, dataset, evaluation, candidate)
     verdict = "Unchanged" if summary.unchanged else ("Promoted" if summary.promoted else "Kept")
     get_run_logger().info("%s %s: %s", verdict, summary.version, "; ".join(summary.reasons))
-    publish_artifacts(summary, evaluation, config.data_dir)
-    announce_retrain(summary, config.data_dir)
     return summary
 
 
-def announce_retrain(summary: RetrainSummary, data_dir: str) -> None:
+@task(name="announce-version")
+def announce_version(summary: RetrainSummary, evaluation: Evaluation, data_dir: str) -> None:
+    """The run's artifacts, and the event automations follow."""
+    publish_artifacts(summary, evaluation, data_dir)
+    announce_retrain(
+        data_dir,
+        version=summary.version,
+        champion=summary.champion,
+        promoted=summary.promoted,
+        unchanged=summary.unchanged,
+    )
+
+
+def announce_retrain(data_dir: str, **payload: str | bool | int | None) -> None:
     """A `wavecast.retrain.published` event naming the data dir, so automations can follow
     (prefect.yaml's forecast-after-retrain deployment forecasts from the new champion)."""
     uri = DataDir(data_dir).uri()
     emitted = emit_event(
         event=RETRAIN_EVENT,
         resource={"prefect.resource.id": f"wavecast.data-dir.{stable_hash(uri)}"},
-        payload={
-            "data_dir": uri,
-            "version": summary.version,
-            "champion": summary.champion,
-            "promoted": summary.promoted,
-            "unchanged": summary.unchanged,
-        },
+        payload={"data_dir": uri, **payload},
     )
     if emitted is None:
         get_run_logger().warning("No events client: %s was not emitted", RETRAIN_EVENT)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Cell = Literal["simple", "lstm", "gru"]
 Scaling = Literal["auto", "standard", "none"]
 MissingPolicy = Literal["error", "drop", "interpolate"]
 Recipe = Literal["relative", "tutorial"]
+Runner = Literal["local", "dask"]
 
 
 class _Spec(BaseModel):
@@ -33,10 +34,28 @@ class SeriesSpec(_Spec):
     noise: float = Field(0.0, ge=0.0, description="std of Gaussian noise added to the sine")
     noise_seed: int = Field(0, ge=0, description="seed of that noise")
     missing: MissingPolicy = Field("error", description="what to do with NaN/inf in a file source")
+    id_column: str | None = Field(
+        None, min_length=1, description="column naming each series of a long (panel) source"
+    )
+    series: tuple[str, ...] = Field(
+        (), description="with --id-column: only these series (default: every one)"
+    )
 
     @property
     def is_generated(self) -> bool:
         return self.source == "sine"
+
+    @property
+    def is_panel(self) -> bool:
+        return self.id_column is not None
+
+    @model_validator(mode="after")
+    def panel_needs_a_file(self) -> SeriesSpec:
+        if self.is_panel and self.is_generated:
+            raise ValueError("--id-column needs a CSV/Parquet --source holding several series")
+        if self.series and not self.is_panel:
+            raise ValueError("--series picks series of a panel: give --id-column too")
+        return self
 
 
 class WindowSpec(_Spec):
@@ -80,6 +99,32 @@ class GatePolicy(_Spec):
     )
 
 
+class FanOutSpec(_Spec):
+    """How a panel's series are spread over cores or machines: Prefect task runners only."""
+
+    runner: Runner = Field(
+        "local", description="local: threads on this machine; dask: a Dask cluster (prefect-dask)"
+    )
+    dask_address: str | None = Field(
+        None,
+        pattern=r"^[a-z]+://\S+$",
+        description="scheduler of an existing Dask cluster, e.g. tcp://host:8786 (default: "
+        "a LocalCluster for the run)",
+    )
+    workers: int | None = Field(
+        None, ge=1, le=1024, description="threads (local) or LocalCluster workers (default: cores)"
+    )
+    series_per_task: int = Field(
+        8, ge=1, description="series per mapped task: fewer, larger tasks cost less overhead"
+    )
+
+    @model_validator(mode="after")
+    def address_means_dask(self) -> FanOutSpec:
+        if self.dask_address and self.runner != "dask":
+            raise ValueError("--dask-address needs --runner dask")
+        return self
+
+
 class RetrainConfig(_Spec):
     """The flow's single parameter; the CLI and prefect.yaml both fill it."""
 
@@ -88,6 +133,7 @@ class RetrainConfig(_Spec):
     model: ModelSpec = ModelSpec()
     train: TrainSpec = TrainSpec()
     gate: GatePolicy = GatePolicy()
+    fan_out: FanOutSpec = FanOutSpec()
     data_dir: str = Field("data", min_length=1, description="local path or fsspec URI")
     refresh: bool = Field(False, description="recompute every cached stage")
 

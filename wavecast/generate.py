@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -31,6 +33,7 @@ class SeriesRef(BaseModel):
     column: str | None
     n_points: int
     content_hash: str
+    key: str | None = None  # the series' id in a panel source
 
 
 def sine_series(spec: SeriesSpec) -> np.ndarray:
@@ -154,14 +157,58 @@ def check_magnitude(values: np.ndarray, source: str) -> np.ndarray:
 
 
 def load_series(spec: SeriesSpec) -> LoadedSeries:
-    """The validated series as float64 values; a file source is read exactly once."""
+    """The validated series as float64 values; a file source is read exactly once.
+
+    A panel source gives the one series its spec names (see wavecast.panel for all of them).
+    """
     identity = spec.model_dump_json()
     if spec.is_generated:
         values = check_magnitude(sine_series(spec), spec.source)
         return LoadedSeries(values, None, stable_hash(identity))
+    table, digest = read_table(spec)
+    if spec.is_panel:
+        if len(spec.series) != 1:
+            raise InvalidInputError(f"--source {spec.source} holds several series: name one")
+        table = next(
+            (rows for key, rows in panel_groups(table, spec) if key == spec.series[0]), None
+        )
+        if table is None:
+            raise InvalidInputError(f"--series {spec.series[0]}: not in {spec.source}")
+    return series_from_table(table, spec, stable_hash(identity, digest))
+
+
+def read_table(spec: SeriesSpec) -> tuple[pa.Table, str]:
+    """The source parsed as a table, and the hash of the bytes parsed."""
     data, digest = read_source(spec.source)
     table = parse_table(data, spec.source)
-    del data
+    if spec.id_column is not None and spec.id_column not in table.column_names:
+        raise InvalidInputError(
+            f"--id-column {spec.id_column}: not in {spec.source} "
+            f"(columns: {', '.join(table.column_names)})"
+        )
+    return table, digest
+
+
+def panel_groups(table: pa.Table, spec: SeriesSpec) -> Iterator[tuple[str, pa.Table]]:
+    """(id, rows) per series of a long table, ids as text, each series' rows in file order."""
+    import pyarrow.compute as pc
+
+    assert spec.id_column is not None
+    ids = pc.cast(table.column(spec.id_column), pa.string())
+    if ids.null_count:
+        raise InvalidInputError(
+            f"--id-column {spec.id_column}: {ids.null_count} row(s) of {spec.source} have no id"
+        )
+    order = pc.sort_indices(ids)  # stable: rows of one series keep their order
+    keys = ids.take(order).to_numpy(zero_copy_only=False)
+    rows = table.drop_columns([spec.id_column]).take(order)
+    bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1), len(keys)]
+    for start, end in itertools.pairwise(bounds):
+        yield str(keys[start]), rows.slice(start, end - start)
+
+
+def series_from_table(table: pa.Table, spec: SeriesSpec, source_hash: str) -> LoadedSeries:
+    """One series' column of a table, in time order, with the --missing policy applied."""
     column = pick_column(table, spec.column, spec.source)
     check_time_order(table, spec.source)
     raw = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
@@ -169,7 +216,7 @@ def load_series(spec: SeriesSpec) -> LoadedSeries:
     times = time_values(table)
     if times is not None and len(times) != len(values):  # --missing drop removed rows
         times = times[np.isfinite(raw)]
-    return LoadedSeries(values, column, stable_hash(identity, digest), times)
+    return LoadedSeries(values, column, source_hash, times)
 
 
 def time_values(table: pa.Table) -> np.ndarray | None:
@@ -181,29 +228,36 @@ def time_values(table: pa.Table) -> np.ndarray | None:
 
 
 def store_series(spec: SeriesSpec, data_dir: str) -> SeriesRef:
-    """Validate the source and keep a Parquet copy of it, written only when new.
+    """Validate the source and keep a Parquet copy of it, written only when new."""
+    return store_loaded(load_series(spec), spec.source, data_dir)
+
+
+def store_loaded(
+    series: LoadedSeries, source: str, data_dir: str, key: str | None = None
+) -> SeriesRef:
+    """Keep a loaded series' values as Parquet, written only when new.
 
     Its place is named by the source's content, the spec and this stage's code, so an
     unchanged source maps to the copy already there and nothing downstream reruns.
     """
-    series = load_series(spec)
     fingerprint = code_fingerprint(__name__)
     parts = ("raw", stable_hash(series.source_hash, fingerprint))
     content_hash = stable_hash(series.values.tobytes(), length=32)
     store = DataDir(data_dir)
     if not store.is_complete(*parts):
         table = pa.table({"value": series.values}).replace_schema_metadata(
-            {"source": spec.source, "content_hash": content_hash}
+            {"source": source, "content_hash": content_hash}
         )
         with store.staged_dir(*parts) as staging:
             pq.write_table(table, staging / "series.parquet")
     return SeriesRef(
         series_id=parts[-1],
         uri=store.uri(*parts, "series.parquet"),
-        source=spec.source,
+        source=source,
         column=series.column,
         n_points=len(series.values),
         content_hash=content_hash,
+        key=key,
     )
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from wavecast.config import RetrainConfig
+from wavecast.config import RetrainConfig, SeriesSpec
 from wavecast.errors import InvalidInputError
-from wavecast.generate import load_series
+from wavecast.generate import load_series, pick_column, read_table
 from wavecast.storage import DataDir
 from wavecast.windows import check_length, count_windows, split_index
 
@@ -68,6 +68,14 @@ def check_data_dir(uri: str) -> None:
         raise InvalidInputError(f"--data-dir {uri}: {existing} is not writable by this user")
 
 
+def check_panel(spec: SeriesSpec) -> int:
+    """A panel must be a table with its id and value columns; a bad series is only skipped."""
+    table, _ = read_table(spec)
+    assert spec.id_column is not None
+    pick_column(table.drop_columns([spec.id_column]), spec.column, spec.source)
+    return len(table)
+
+
 def validate_inputs(config: RetrainConfig, available: int | None = None) -> int:
     """The series' length; InvalidInputError with one actionable line if it cannot be trained on."""
     check_data_dir(config.data_dir)
@@ -75,6 +83,8 @@ def validate_inputs(config: RetrainConfig, available: int | None = None) -> int:
     if config.series.is_generated:
         needed = config.series.length * 8 * SERIES_COPIES
         check_fits_in_memory(needed, f"--length {config.series.length}", available)
+    if config.series.is_panel:
+        return check_panel(config.series)
     n_points = len(load_series(config.series).values)
     check_length(n_points, config.windows)
     spec = config.windows

@@ -1,0 +1,32 @@
+"""The panel retrain: every series of a long table trained and published on its own."""
+
+from __future__ import annotations
+
+from prefect import flow, unmapped
+
+from tasks.panel import publish_panel, retrain_batch, split_series, task_runner_for
+from wavecast.config import RetrainConfig
+from wavecast.generate import SeriesRef
+from wavecast.panel import BatchResult, PanelSummary, batched, merge_results
+
+
+@flow(name="retrain-batches", description="Retrain batches of series on the run's task runner.")
+def retrain_batches(
+    batches: list[tuple[SeriesRef, ...]], config: RetrainConfig
+) -> list[BatchResult]:
+    futures = retrain_batch.map(batches, unmapped(config))
+    return [future.result() for future in futures]
+
+
+@flow(
+    name="retrain-panel",
+    description="Split a long table into series; window, train, evaluate and publish each.",
+)
+def retrain_panel(config: RetrainConfig) -> PanelSummary:
+    """The task runner is picked here, per run, from the config (a subflow takes it): the same
+    deployment can fan out on threads, a fresh LocalCluster or an existing Dask cluster."""
+    split = split_series(config.series, config.windows, config.data_dir)
+    batches = batched(split.series, config.fan_out.series_per_task)
+    fan_out = retrain_batches.with_options(task_runner=task_runner_for(config.fan_out))
+    results = fan_out(batches, config)
+    return publish_panel(merge_results(split, results, config.data_dir))

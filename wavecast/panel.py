@@ -1,0 +1,191 @@
+"""Long-format (panel) sources: many series in one table, each trained and served on its own.
+
+<data-dir>/series/<id>/                 one complete wavecast data dir per series: its raw
+                                        copy, windows, trainings, evaluations and registry
+<data-dir>/forecasts/series=<id>/       every series' forecasts: one dataset for the panel
+
+Each series' stages are the single-series stages run on its own directory, so caching,
+gating, rollback and forecasting need nothing panel-specific.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import quote, unquote
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from wavecast.config import RetrainConfig, SeriesSpec, WindowSpec
+from wavecast.errors import InvalidInputError
+from wavecast.evaluate import Metrics, Published
+from wavecast.generate import SeriesRef, panel_groups, read_table, series_from_table, store_loaded
+from wavecast.registry import read_champion
+from wavecast.storage import DataDir, stable_hash
+from wavecast.windows import check_length
+
+SERIES_DIR = "series"
+
+
+def series_slug(key: str) -> str:
+    """A directory name for any id: percent-encoded, dots too, so no id is a path trick."""
+    return quote(key, safe="").replace(".", "%2E") or "%00"
+
+
+def series_data_dir(data_dir: str, key: str) -> str:
+    return DataDir(data_dir).uri(SERIES_DIR, series_slug(key))
+
+
+def series_config(config: RetrainConfig, key: str) -> RetrainConfig:
+    """The single-series config of one panel series: its id, its own data dir."""
+    series = config.series.model_copy(update={"series": (key,)})
+    return config.model_copy(
+        update={"series": series, "data_dir": series_data_dir(config.data_dir, key)}
+    )
+
+
+def panel_keys(data_dir: str) -> list[str]:
+    """The ids of the series this data dir holds a directory for, in their stored order."""
+    return [unquote(name) for name in DataDir(data_dir).list_dir(SERIES_DIR)]
+
+
+def champion_keys(data_dir: str, wanted: tuple[str, ...] = ()) -> list[str]:
+    """Series (all, or the wanted ones) whose registry has a champion."""
+    keys = wanted or tuple(panel_keys(data_dir))
+    return [k for k in keys if read_champion(DataDir(series_data_dir(data_dir, k))) is not None]
+
+
+class PanelSplit(BaseModel):
+    """The series a run trains (stored copies) and those refused, each with its reason."""
+
+    model_config = ConfigDict(frozen=True)
+
+    series: tuple[SeriesRef, ...]
+    skipped: dict[str, str]
+
+
+def check_varies(values: np.ndarray, source: str) -> None:
+    if len(values) and np.ptp(values) == 0:
+        raise InvalidInputError(
+            f"--source {source}: constant at {values[0]:g}: nothing to learn beyond persistence"
+        )
+
+
+def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelSplit:
+    """Read the source once, and store each series' copy in its own data dir.
+
+    A series that cannot be trained on (too short, NaN under --missing error, constant,
+    values out of range) is skipped with its reason; only a source that is not a panel at
+    all (unreadable, no id column) is an error. Each copy is named by that series' own
+    content, so a change in one series leaves every other series' stages cached.
+    """
+    table, _ = read_table(spec)
+    wanted = set(spec.series)
+    refs: list[SeriesRef] = []
+    skipped: dict[str, str] = {}
+    identity = spec.model_copy(update={"series": ()}).model_dump_json()
+    for key, rows in panel_groups(table, spec):
+        if wanted and key not in wanted:
+            continue
+        try:
+            loaded = series_from_table(rows, spec, "")
+            check_varies(loaded.values, spec.source)
+            check_length(len(loaded.values), windows)
+        except InvalidInputError as exc:
+            skipped[key] = str(exc)
+            continue
+        times = b"" if loaded.times is None else np.ascontiguousarray(loaded.times).tobytes()
+        content = stable_hash(identity, key, loaded.values.tobytes(), times)
+        refs.append(
+            store_loaded(
+                loaded._replace(source_hash=content),
+                spec.source,
+                series_data_dir(data_dir, key),
+                key=key,
+            )
+        )
+    for key in sorted(wanted - {ref.key for ref in refs} - set(skipped)):
+        skipped[key] = f"--series {key}: not in {spec.source}"
+    if not refs and not skipped:
+        raise InvalidInputError(f"--source {spec.source}: no rows")
+    return PanelSplit(series=tuple(refs), skipped=skipped)
+
+
+def batched(items: tuple[SeriesRef, ...], size: int) -> list[tuple[SeriesRef, ...]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class SeriesOutcome(BaseModel):
+    """One panel series' retrain, as `--json` and the wavecast-panel artifact show it."""
+
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
+
+    version: str
+    promoted: bool
+    unchanged: bool
+    champion: str | None
+    metrics: Metrics
+    baselines: dict[str, Metrics]
+    published: Published
+
+
+class BatchResult(BaseModel):
+    """What one mapped task returns: small, whatever the batch trained."""
+
+    model_config = ConfigDict(frozen=True)
+
+    series: dict[str, SeriesOutcome] = {}
+    skipped: dict[str, str] = {}
+
+
+class PanelSummary(BaseModel):
+    """A panel retrain: every series' outcome and every skipped series' reason."""
+
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
+
+    series: dict[str, SeriesOutcome]
+    skipped: dict[str, str]
+    data_dir: str
+
+
+def merge_results(split: PanelSplit, results: list[BatchResult], data_dir: str) -> PanelSummary:
+    series: dict[str, SeriesOutcome] = {}
+    skipped = dict(split.skipped)
+    for result in results:
+        series.update(result.series)
+        skipped.update(result.skipped)
+    return PanelSummary(
+        series=dict(sorted(series.items())),
+        skipped=dict(sorted(skipped.items())),
+        data_dir=data_dir,
+    )
+
+
+def panel_table(summary: PanelSummary) -> list[dict[str, str | float | bool | None]]:
+    """One row per series, trained or skipped, for the wavecast-panel table artifact."""
+    rows: list[dict[str, str | float | bool | None]] = []
+    for key, outcome in summary.series.items():
+        status = (
+            "unchanged" if outcome.unchanged else "promoted" if outcome.promoted else "kept out"
+        )
+        rows.append(
+            {
+                "series": key,
+                "status": status,
+                "version": outcome.version,
+                "serves": outcome.published.forecaster,
+                "mse": outcome.published.mse,
+                "persistence_mse": outcome.baselines["persistence"].mse,
+                "reason": None,
+            }
+        )
+    for key, reason in summary.skipped.items():
+        rows.append({"series": key, "status": "skipped", "reason": reason})
+    return rows
+
+
+def iter_outcomes(summary: PanelSummary) -> Iterator[str]:
+    """Lines for the command's plain-text summary."""
+    for row in panel_table(summary):
+        detail = row["reason"] or f"{row['version']} serves {row['serves']}, MSE {row['mse']:.4g}"
+        yield f"{row['series']:<16}{row['status']:<11}{detail}"

@@ -1,49 +1,64 @@
 """Prefect face of panels: split the source once, retrain batches of series, show the panel.
 
-A batch is the unit a task runner (threads, or Dask workers through prefect-dask) receives.
-Inside it, each series goes through the very tasks a single-series retrain runs, nested in
-the batch task, so caching, retries, the training slot and the gate's rollback are the same.
+A batch is the unit a task runner (worker processes, or Dask workers through prefect-dask)
+receives: a task run per series would cost more than training a small series (measured, see
+benchmarks/README.md). Inside it, each series goes through the single-series stages, each
+reusing its content-addressed output, so an unchanged series trains nothing.
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 from typing import Any
+from uuid import UUID
 
 from prefect import get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import (
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
-from prefect.transactions import transaction
+from prefect.runtime import flow_run
+from prefect.task_runners import ProcessPoolTaskRunner
 
-from tasks.evaluate import evaluate_model
-from tasks.prefect_support import IO_RETRIES, cached_stage_options
-from tasks.publish import announce_retrain, promote_version, publish_version
-from tasks.train import train_model
-from tasks.windows import write_windows
+from tasks.prefect_support import IO_RETRIES
+from tasks.publish import announce_retrain
+from tasks.train import training_slot
 from wavecast.config import FanOutSpec, RetrainConfig, SeriesSpec, WindowSpec
-from wavecast.errors import environment_problem
+from wavecast.errors import environment_problem, is_transient
 from wavecast.generate import SeriesRef
 from wavecast.panel import (
     BatchResult,
     PanelSplit,
     PanelSummary,
     SeriesOutcome,
+    describe_outcome,
     panel_table,
-    series_config,
+    retrain_series,
     split_panel,
 )
 from wavecast.registry import one_line
+from wavecast.storage import DataDir, stable_hash
 
-# Each Dask worker trains one series at a time: one TensorFlow thread pool per core.
+# Each worker process trains one series at a time: one TensorFlow thread per worker.
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
+def one_tensorflow_thread() -> None:
+    """Run in each worker process before TensorFlow loads: N workers use N cores, not N**2."""
+    os.environ.update(ONE_THREAD)
+
+
 def task_runner_for(spec: FanOutSpec) -> Any:
-    """Prefect's thread pool, or prefect-dask's runner on a given or a fresh local cluster."""
+    """Prefect's process pool, or prefect-dask's runner on a given or a fresh local cluster.
+
+    Processes, not threads: tracing a Keras model is Python work that holds the GIL.
+    """
     workers = spec.workers or os.cpu_count() or 1
     if spec.runner == "local":
-        return ThreadPoolTaskRunner(max_workers=workers)
+        return ProcessPoolTaskRunner(max_workers=workers, initializer=one_tensorflow_thread)
     from prefect_dask import DaskTaskRunner
 
     if spec.dask_address:
@@ -62,39 +77,44 @@ def split_series(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelS
     return split
 
 
-def retrain_one(series: SeriesRef, config: RetrainConfig) -> SeriesOutcome:
-    """One series through the single-series stages, on its own data dir."""
-    assert series.key is not None
-    own = series_config(config, series.key)
-    cached = cached_stage_options(own.data_dir, own.refresh)
-    dataset = write_windows.with_options(**cached)(series, own.windows, own.data_dir)
-    trained = train_model.with_options(**cached)(dataset, own.model, own.train, own.data_dir)
-    evaluation = evaluate_model.with_options(**cached)(dataset, trained, own.data_dir)
-    with transaction():  # a failed promotion rolls the staged version back out of its registry
-        candidate = publish_version(own, dataset, trained, evaluation)
-        summary = promote_version(own, dataset, evaluation, candidate)
-    return SeriesOutcome.model_validate(summary.model_dump())
+def one_training_per_batch(
+    batch: tuple[SeriesRef, ...], config: RetrainConfig
+) -> AbstractContextManager[None]:
+    """A Prefect global concurrency limit of 1 per batch of series and data dir: another run
+    of the same panel waits instead of training the same series at the same time."""
+    keys = sorted(ref.key or "" for ref in batch)
+    name = f"wavecast-train-{stable_hash(DataDir(config.data_dir).uri(), batch[0].source, *keys)}"
+    return training_slot(name)
 
 
-@task(name="retrain-batch", cache_policy=NO_CACHE)
+@task(name="retrain-batch", cache_policy=NO_CACHE, **IO_RETRIES)
 def retrain_batch(batch: tuple[SeriesRef, ...], config: RetrainConfig) -> BatchResult:
     """Every series of the batch; one that fails is skipped with its reason, the rest go on.
 
-    A fault of the storage itself (full disk, read-only, not a directory) would fail every
-    series alike: it fails the batch, and so the run, at once.
+    A storage fault that would fail every series alike (full disk, read-only) fails the run
+    at once; a transient one retries the batch, whose finished series are then reused.
     """
     logger = get_run_logger()
+    progress = create_progress_artifact(
+        progress=0.0, key="wavecast-panel-progress", description="Series of this batch done (%)"
+    )
     series: dict[str, SeriesOutcome] = {}
     skipped: dict[str, str] = {}
-    for ref in batch:
-        assert ref.key is not None
-        try:
-            series[ref.key] = retrain_one(ref, config)
-        except Exception as exc:
-            if environment_problem(exc) is not None:
-                raise
-            skipped[ref.key] = one_line(exc)
-            logger.warning("Series %s skipped: %s", ref.key, skipped[ref.key])
+    with one_training_per_batch(batch, config):
+        for done, ref in enumerate(batch, start=1):
+            assert ref.key is not None
+            try:
+                outcome = retrain_series(ref, config, flow_run.get_id())
+            except Exception as exc:
+                if environment_problem(exc) is not None or is_transient(exc):
+                    raise
+                skipped[ref.key] = one_line(exc)
+                logger.warning("Series %s skipped: %s", ref.key, skipped[ref.key])
+            else:
+                series[ref.key] = outcome
+                logger.info("Series %s: %s", ref.key, describe_outcome(outcome))
+            if isinstance(progress, UUID):
+                update_progress_artifact(progress, progress=100.0 * done / len(batch))
     logger.info("Batch of %d: %d trained, %d skipped", len(batch), len(series), len(skipped))
     return BatchResult(series=series, skipped=skipped)
 

@@ -51,7 +51,11 @@ def one_training_per_series(dataset: DatasetRef, data_dir: str) -> AbstractConte
     """
     series = dataset.series
     key = stable_hash(DataDir(data_dir).uri(), series.source, series.column or "")
-    name = f"wavecast-train-{key}"
+    return training_slot(f"wavecast-train-{key}")
+
+
+def training_slot(name: str) -> AbstractContextManager[None]:
+    """Create the limit if it is new, then wait for its one slot (leased, renewed)."""
     with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
         client.upsert_global_concurrency_limit_by_name(name, 1)  # another run may create it too
     get_run_logger().info("Waiting for %s if another run is training this series", name)

@@ -103,7 +103,7 @@ class FanOutSpec(_Spec):
     """How a panel's series are spread over cores or machines: Prefect task runners only."""
 
     runner: Runner = Field(
-        "local", description="local: threads on this machine; dask: a Dask cluster (prefect-dask)"
+        "local", description="local: processes on this machine; dask: a Dask cluster (prefect-dask)"
     )
     dask_address: str | None = Field(
         None,
@@ -112,7 +112,7 @@ class FanOutSpec(_Spec):
         "a LocalCluster for the run)",
     )
     workers: int | None = Field(
-        None, ge=1, le=1024, description="threads (local) or LocalCluster workers (default: cores)"
+        None, ge=1, le=1024, description="worker processes on this machine (default: its cores)"
     )
     series_per_task: int = Field(
         8, ge=1, description="series per mapped task: fewer, larger tasks cost less overhead"

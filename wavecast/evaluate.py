@@ -197,8 +197,18 @@ def keras_forecaster(model: Any) -> Forecaster:
     return functools.partial(model_forecast, model)
 
 
-def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) -> Evaluation:
-    """Reload the saved model as a user would, score it and the baselines, and draw the plots."""
+def evaluate_trained(
+    dataset: DatasetRef, trained: TrainedRef, data_dir: str, reuse: bool = False
+) -> Evaluation:
+    """Reload the saved model as a user would, score it and the baselines, and draw the plots.
+
+    With `reuse`, a complete evaluation already at this content-addressed place is returned.
+    """
+    store = DataDir(data_dir)
+    _, parts = evaluation_location(dataset, trained, data_dir)
+    existing = store.completed_record(Evaluation, *parts, METRICS_FILE) if reuse else None
+    if existing is not None:
+        return existing
     release_unused_memory()
     solver = LeastSquares()
     for _, inputs, targets in iter_split(dataset, "train", data_dir, BATCH_ROWS):
@@ -215,8 +225,6 @@ def evaluate_trained(dataset: DatasetRef, trained: TrainedRef, data_dir: str) ->
     }
     # Both servable forecasters keep their errors: which one serves is known after scoring.
     scores, sample = score_split(dataset, data_dir, forecasters, errors_of=("model", LINEAR_MODEL))
-    store = DataDir(data_dir)
-    _, parts = evaluation_location(dataset, trained, data_dir)
     network, linear = scores.pop("model"), scores.pop(LINEAR_MODEL)
     published = choose_forecaster(network, linear)
     evaluation = Evaluation(

@@ -18,11 +18,13 @@ from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
-from wavecast.evaluate import Metrics, Published
+from wavecast.evaluate import Metrics, Published, evaluate_trained
 from wavecast.generate import SeriesRef, panel_groups, read_table, series_from_table, store_loaded
-from wavecast.registry import read_champion
+from wavecast.publish import promote_candidate, stage_version
+from wavecast.registry import read_champion, remove_version
 from wavecast.storage import DataDir, stable_hash
-from wavecast.windows import check_length
+from wavecast.train import train_on_dataset
+from wavecast.windows import build_windows, check_length
 
 SERIES_DIR = "series"
 
@@ -111,6 +113,29 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelSp
     return PanelSplit(series=tuple(refs), skipped=skipped)
 
 
+def retrain_series(series: SeriesRef, config: RetrainConfig, run_id: str | None) -> SeriesOutcome:
+    """One series through the single-series stages, on its own data dir.
+
+    Each stage keeps its content-addressed output when it is already complete (unless the
+    config says refresh), which is what Prefect's cache does for a single-series run: an
+    unchanged series trains nothing. A promotion that fails removes the version it staged.
+    """
+    assert series.key is not None
+    own = series_config(config, series.key)
+    reuse = not config.refresh
+    dataset = build_windows(series, own.windows, own.data_dir, reuse=reuse)
+    trained = train_on_dataset(dataset, own.model, own.train, own.data_dir, reuse=reuse)
+    evaluation = evaluate_trained(dataset, trained, own.data_dir, reuse=reuse)
+    candidate = stage_version(own, dataset, trained, evaluation, run_id)
+    try:
+        summary = promote_candidate(own, dataset, evaluation, candidate)
+    except BaseException:
+        if candidate.created:
+            remove_version(DataDir(own.data_dir), candidate.version)
+        raise
+    return SeriesOutcome.model_validate(summary.model_dump())
+
+
 def batched(items: tuple[SeriesRef, ...], size: int) -> list[tuple[SeriesRef, ...]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
@@ -182,6 +207,15 @@ def panel_table(summary: PanelSummary) -> list[dict[str, str | float | bool | No
     for key, reason in summary.skipped.items():
         rows.append({"series": key, "status": "skipped", "reason": reason})
     return rows
+
+
+def status_of(outcome: SeriesOutcome) -> str:
+    return "unchanged" if outcome.unchanged else "promoted" if outcome.promoted else "kept out"
+
+
+def describe_outcome(outcome: SeriesOutcome) -> str:
+    served = outcome.published
+    return f"{outcome.version} {status_of(outcome)}: {served.forecaster}, MSE {served.mse:.4g}"
 
 
 def iter_outcomes(summary: PanelSummary) -> Iterator[str]:

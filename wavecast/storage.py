@@ -17,10 +17,11 @@ import uuid
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
+from pydantic import BaseModel, ValidationError
 
 from wavecast.errors import InvalidInputError
 
@@ -28,6 +29,7 @@ PACKAGE = "wavecast"
 PACKAGE_DIR = Path(__file__).resolve().parent
 COMPLETE_MARKER = "_COMPLETE"
 STAGING_TAG = ".staging-"
+M = TypeVar("M", bound=BaseModel)
 
 
 # fsspec protocol -> the wavecast extra that installs its backend (pyproject.toml).
@@ -144,6 +146,16 @@ class DataDir:
     def read_bytes(self, *parts: str) -> bytes:
         with self.fs.open(self.path(*parts), "rb") as handle:
             return bytes(handle.read())
+
+    def completed_record(self, kind: type[M], *parts: str) -> M | None:
+        """A record file of a complete directory, or None: what a stage reuses instead of
+        recomputing when its content-addressed output is already there."""
+        if not self.is_complete(*parts[:-1]) or not self.exists(*parts):
+            return None
+        try:
+            return kind.model_validate_json(self.read_bytes(*parts))
+        except ValidationError:
+            return None
 
     def read_json(self, *parts: str) -> Any:
         return json.loads(self.read_bytes(*parts))

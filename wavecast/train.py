@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 EpochCallback = Callable[[int, float], None]
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
+TRAINED_FILE = "trained.json"
 UNTRAINED_FILE = "untrained_predictions.npy"
 STREAM_ABOVE_VALUES = 1 << 23  # train windows x input_len beyond which training streams
 # Recurrent layers over windows at most this long are unrolled (measured faster on CPU).
@@ -446,6 +447,7 @@ def train_on_dataset(
     data_dir: str,
     on_epoch: EpochCallback | None = None,
     stream_above: int = STREAM_ABOVE_VALUES,
+    reuse: bool = False,
 ) -> TrainedRef:
     """Seed, fit on the train split, and store the model, its loss curve and its untrained guess.
 
@@ -453,7 +455,13 @@ def train_on_dataset(
     memory with model.fit's exact batches; a larger one is streamed from Parquet in
     block-shuffled batches, with its scaling computed in one streaming pass. The untrained
     guess covers the first UNTRAINED_WINDOWS test windows (all of them for a small split).
+    With `reuse`, a complete training already at this content-addressed place is returned.
     """
+    _, parts = training_location(dataset, model_spec, train_spec, data_dir)
+    store = DataDir(data_dir)
+    existing = store.completed_record(TrainedRef, *parts, TRAINED_FILE) if reuse else None
+    if existing is not None:
+        return existing
     release_unused_memory()  # what earlier stages freed, before TensorFlow adds its ~450 MB
     import keras
 
@@ -482,13 +490,7 @@ def train_on_dataset(
         losses = fit_stream(model, batches, (input_len, steps), train_spec, on_epoch)
     else:
         losses = fit_model(model, train_x, train_y, train_spec, on_epoch)
-    _, parts = training_location(dataset, model_spec, train_spec, data_dir)
-    store = DataDir(data_dir)
-    with store.staged_dir(*parts) as staging:
-        model.save(staging / MODEL_FILE)
-        (staging / HISTORY_FILE).write_text(json.dumps({"loss": losses}))
-        np.save(staging / UNTRAINED_FILE, untrained, allow_pickle=False)
-    return TrainedRef(
+    trained = TrainedRef(
         train_id=parts[-1],
         uri=store.uri(*parts),
         dataset_id=dataset.dataset_id,
@@ -498,6 +500,12 @@ def train_on_dataset(
         final_loss=losses[-1],
         seconds=round(time.perf_counter() - began, 3),
     )
+    with store.staged_dir(*parts) as staging:
+        model.save(staging / MODEL_FILE)
+        (staging / HISTORY_FILE).write_text(json.dumps({"loss": losses}))
+        np.save(staging / UNTRAINED_FILE, untrained, allow_pickle=False)
+        (staging / TRAINED_FILE).write_text(trained.model_dump_json())
+    return trained
 
 
 def load_model(data_dir: str, *parts: str) -> keras.Model:

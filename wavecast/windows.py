@@ -185,25 +185,32 @@ def dataset_location(
 
 
 def build_windows(
-    series: SeriesRef, spec: WindowSpec, data_dir: str, group_rows: int | None = None
+    series: SeriesRef,
+    spec: WindowSpec,
+    data_dir: str,
+    group_rows: int | None = None,
+    reuse: bool = False,
 ) -> DatasetRef:
     """Window the stored series into a Parquet dataset that appears only when complete.
 
     Chunks and row groups hold ~8 MB of inputs each, so neither writing nor a streaming
-    reader holds more than a couple of them, whatever the series length.
+    reader holds more than a couple of them, whatever the series length. With `reuse`, a
+    complete dataset already at this content-addressed place is kept as it is.
     """
-    release_unused_memory()
-    values = read_series(series, data_dir)
-    check_length(len(values), spec)
+    check_length(series.n_points, spec)
     _, parts = dataset_location(series, spec, data_dir)
-    schema = window_schema(spec, series)
     store = DataDir(data_dir)
-    group_rows = group_rows or rows_per_group(spec.input_len)
-    with store.staged_dir(*parts) as staging:
-        batches = window_batches(values, spec, schema, chunk_rows=group_rows)
-        write_partitions(batches, schema, staging, group_rows)
-    release_unused_memory()
-    n_windows = count_windows(len(values), spec.input_len, spec.horizon, spec.steps)
+    if not (reuse and store.is_complete(*parts)):
+        release_unused_memory()
+        values = read_series(series, data_dir)
+        schema = window_schema(spec, series)
+        group_rows = group_rows or rows_per_group(spec.input_len)
+        with store.staged_dir(*parts) as staging:
+            batches = window_batches(values, spec, schema, chunk_rows=group_rows)
+            write_partitions(batches, schema, staging, group_rows)
+        del values
+        release_unused_memory()
+    n_windows = count_windows(series.n_points, spec.input_len, spec.horizon, spec.steps)
     n_train = split_index(n_windows, spec.train_fraction)
     return DatasetRef(
         dataset_id=parts[-1],

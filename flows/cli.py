@@ -94,6 +94,9 @@ def add_forecast_command(commands: Any) -> None:
             flag(name), dest=name, help=f"{field.description} (default: {field.default})"
         )
     forecast.add_argument(
+        "--series", action="append", help="a panel's series to forecast; repeatable (default: all)"
+    )
+    forecast.add_argument(
         "--level",
         dest="levels",
         action="append",
@@ -262,6 +265,8 @@ def forecast_config(args: argparse.Namespace) -> Any:
     fields = {name: value for name, value in given.items() if value is not None}
     if args.levels:
         fields["levels"] = args.levels
+    if args.series:
+        fields["series"] = args.series
     try:
         return ForecastConfig.model_validate(fields)
     except ValidationError as exc:
@@ -272,9 +277,11 @@ def run_forecast(args: argparse.Namespace) -> None:
     """Check there is something to forecast with and from, then run the forecast flow."""
     config = forecast_config(args)
     from wavecast.forecast import latest_window
+    from wavecast.panel import PanelForecast, forecast_keys
 
     with failing_on_bad_input():
-        latest_window(config)  # before Prefect: no champion, a short source, a bad column
+        if not forecast_keys(config):
+            latest_window(config)  # before Prefect: no champion, a short source, a bad column
     start_prefect()
     from flows.forecast import forecast
 
@@ -282,6 +289,14 @@ def run_forecast(args: argparse.Namespace) -> None:
         summary = forecast(config)
     if args.json:
         print(summary.model_dump_json())
+        return
+    if isinstance(summary, PanelForecast):
+        for key, one in summary.series.items():
+            steps = ", ".join(f"{row['forecast']:.4g}" for row in one.forecasts)
+            print(f"{key:<16}from {one.origin}: {steps}")
+        for key, reason in summary.skipped.items():
+            print(f"{key:<16}not forecast: {reason}")
+        print(f"dataset  {summary.path}")
         return
     print(f"\nforecast of {summary.series} from {summary.origin} by {summary.version}")
     for row in summary.forecasts:

@@ -5,21 +5,31 @@ from __future__ import annotations
 from prefect import flow
 
 from tasks.forecast import (
+    find_panel_series,
     forecast_from_model,
+    forecast_panel_series,
     publish_forecast,
+    publish_panel_forecast,
     read_latest_window,
     write_forecast_rows,
 )
 from wavecast.config import ForecastConfig
+from wavecast.panel import PanelForecast
 from wavecast.records import ForecastSummary
 
 
 @flow(
     name="forecast", description="Forecast the steps after the source's last point, with intervals."
 )
-def forecast(config: ForecastConfig | None = None) -> ForecastSummary:
-    """Nothing is cached: a forecast is cheap, and its input is whatever the source holds now."""
+def forecast(config: ForecastConfig | None = None) -> ForecastSummary | PanelForecast:
+    """Nothing is cached: a forecast is cheap, and its input is whatever the source holds now.
+
+    A panel's data dir forecasts each series from its own champion, into one dataset.
+    """
     config = config or ForecastConfig()
+    keys = find_panel_series(config)
+    if keys:
+        return publish_panel_forecast(forecast_panel_series(keys, config))
     window = read_latest_window(config)
     predicted = forecast_from_model(window, config)
     path = write_forecast_rows(predicted, config.data_dir)

@@ -9,8 +9,18 @@ from prefect.runtime import flow_run
 
 from tasks.prefect_support import IO_RETRIES
 from wavecast.config import ForecastConfig
-from wavecast.forecast import forecast_window, latest_window, write_forecast_report, write_forecasts
+from wavecast.errors import InvalidInputError
+from wavecast.forecast import (
+    FORECASTS,
+    forecast_window,
+    latest_window,
+    summarize_forecast,
+    write_forecast_report,
+    write_forecasts,
+)
+from wavecast.panel import PanelForecast, forecast_keys, forecast_series
 from wavecast.records import Forecast, ForecastSummary, LatestWindow
+from wavecast.storage import DataDir
 
 
 @task(name="read-latest-window", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -59,13 +69,47 @@ def publish_forecast(
         description=f"{forecast.series} from {forecast.origin} by {forecast.version}",
     )
     create_link_artifact(page, link_text="Fan chart and forecast table", key="wavecast-fan-chart")
-    return ForecastSummary(
-        version=forecast.version,
-        series=forecast.series,
-        origin=forecast.origin,
-        forecasts=forecast.rows,
-        coverage=forecast.coverage,
-        path=path,
-        report=page,
-        note=forecast.note,
+    return summarize_forecast(forecast, path, page)
+
+
+@task(name="find-panel-series", cache_policy=NO_CACHE, **IO_RETRIES)
+def find_panel_series(config: ForecastConfig) -> list[str]:
+    keys = forecast_keys(config)
+    if keys:
+        get_run_logger().info("Panel %s: forecasting %d series", config.data_dir, len(keys))
+    return keys
+
+
+@task(name="forecast-panel-series", cache_policy=NO_CACHE, **IO_RETRIES)
+def forecast_panel_series(keys: list[str], config: ForecastConfig) -> PanelForecast:
+    """Each series from its own champion; one that cannot forecast is skipped with its reason."""
+    logger = get_run_logger()
+    done: dict[str, ForecastSummary] = {}
+    skipped: dict[str, str] = {}
+    for key in keys:
+        try:
+            done[key] = forecast_series(config, key, flow_run.get_id())
+        except InvalidInputError as exc:
+            skipped[key] = str(exc)
+            logger.warning("Series %s not forecast: %s", key, exc)
+    path = DataDir(config.data_dir).uri(FORECASTS)
+    return PanelForecast(series=done, skipped=skipped, path=path)
+
+
+@task(name="publish-panel-forecast", cache_policy=NO_CACHE)
+def publish_panel_forecast(forecasts: PanelForecast) -> PanelForecast:
+    """One table for the whole panel, every row naming its series."""
+    rows = [
+        {"series": key, "origin": summary.origin, **row}
+        for key, summary in forecasts.series.items()
+        for row in summary.forecasts
+    ]
+    create_table_artifact(
+        rows,
+        key="wavecast-forecast",
+        description=f"{len(forecasts.series)} series forecast, {len(forecasts.skipped)} skipped",
     )
+    get_run_logger().info(
+        "Forecasts of %d series written to %s", len(forecasts.series), forecasts.path
+    )
+    return forecasts

@@ -12,6 +12,7 @@ from flows.retrain import retrain
 from tests.conftest import tiny_config
 from wavecast.config import ForecastConfig, RetrainConfig
 from wavecast.errors import InvalidInputError
+from wavecast.records import ForecastSummary
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -28,6 +29,7 @@ def test_the_champion_forecasts_three_steps_with_nested_intervals(tmp_path: Path
     assert trained.promoted and len(trained.metrics.per_step) == 3
 
     summary = forecast(ForecastConfig(data_dir=str(data_dir)))
+    assert isinstance(summary, ForecastSummary)
 
     assert summary.version == trained.version and summary.origin == "119"
     assert [row["target"] for row in summary.forecasts] == ["120", "121", "122"]

@@ -147,6 +147,9 @@ class ForecastConfig(_Spec):
     )
     column: str | None = Field(None, description="its column (default: the champion's)")
     version: str | None = Field(None, description="model version (default: the champion)")
+    series: tuple[str, ...] = Field(
+        (), description="in a panel's data dir: only these series (default: every champion)"
+    )
     levels: tuple[float, ...] = Field(
         (80.0, 95.0), min_length=1, description="interval levels in percent, each in (0, 100)"
     )

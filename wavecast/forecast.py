@@ -17,12 +17,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from wavecast.config import ForecastConfig, WindowSpec
+from wavecast.config import ForecastConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE
 from wavecast.generate import load_series
 from wavecast.intervals import conformal_half_widths, held_out_coverage
-from wavecast.records import Forecast, LatestWindow, Manifest, Row
+from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest, Row
 from wavecast.registry import MODELS, checked_version, read_champion, read_manifest
 from wavecast.storage import DataDir, stable_hash
 from wavecast.train import MODEL_FILE, load_model, model_forecast
@@ -99,7 +99,7 @@ def latest_window(config: ForecastConfig) -> LatestWindow:
     return LatestWindow(
         version=version,
         dataset_id=manifest.dataset.dataset_id,
-        series=loaded.column or series_spec.source,
+        series=series_name(series_spec, loaded.column),
         source=series_spec.source,
         spec=spec,
         n_points=len(loaded.values),
@@ -108,6 +108,13 @@ def latest_window(config: ForecastConfig) -> LatestWindow:
         targets=targets,
         note=note,
     )
+
+
+def series_name(spec: SeriesSpec, column: str | None) -> str:
+    """What the forecasts dataset calls a series: a panel's id, else its column or source."""
+    if spec.is_panel and len(spec.series) == 1:
+        return spec.series[0]
+    return column or spec.source
 
 
 def held_out_errors(data_dir: str, version: str) -> np.ndarray:
@@ -211,3 +218,16 @@ def write_forecast_report(forecast: Forecast, window: LatestWindow, data_dir: st
         page = forecast_html(forecast, png.read_bytes())
         (staging / "index.html").write_text(page)
     return store.url(*parts, "index.html")
+
+
+def summarize_forecast(forecast: Forecast, path: str, report: str) -> ForecastSummary:
+    return ForecastSummary(
+        version=forecast.version,
+        series=forecast.series,
+        origin=forecast.origin,
+        forecasts=forecast.rows,
+        coverage=forecast.coverage,
+        path=path,
+        report=report,
+        note=forecast.note,
+    )

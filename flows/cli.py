@@ -117,6 +117,7 @@ def add_models_commands(commands: Any) -> None:
     ):
         action = actions.add_parser(name, help=text)
         action.add_argument("--data-dir", default="data", help="local path or fsspec URI")
+        action.add_argument("--series", help="a panel's series (list: every series' champion)")
         if name in ("show", "promote"):
             action.add_argument("version")
         if name in ("promote", "rollback"):
@@ -319,11 +320,22 @@ def run_models(args: argparse.Namespace) -> None:
     import json
 
     from wavecast import registry
+    from wavecast.panel import panel_keys, series_data_dir
     from wavecast.storage import DataDir
 
     with failing_on_bad_input():
-        store = DataDir(args.data_dir)
-        if args.action == "list":
+        data_dir = args.data_dir
+        if args.series is not None:
+            data_dir = series_data_dir(data_dir, args.series)
+            if not DataDir(data_dir).exists():
+                fail(f"--series {args.series}: no such series in {args.data_dir}")
+        store = DataDir(data_dir)
+        if args.action == "list" and args.series is None and panel_keys(data_dir):
+            print(f"  {'series':<16}champion")
+            for key in panel_keys(data_dir):
+                champion = registry.read_champion(DataDir(series_data_dir(data_dir, key)))
+                print(f"  {key:<16}{champion.version if champion else '-'}")
+        elif args.action == "list":
             print(f"  {'version':<26}{'test MSE':>12}{'persistence':>13}  dataset")
             for row in registry.version_rows(store):
                 mark = "*" if row.champion else " "

@@ -44,6 +44,11 @@ def big_values_csv(tmp_path: Path) -> Path:
         (["--data-dir", "FILE"], "is not a directory"),
         (["--data-dir", "FILE/below"], "is not a directory"),
         (["--data-dir", "s3://bucket/data"], "pip install 'wavecast[s3]'"),
+        (["--source", "HUGE", "--id-column", "store"], "--id-column store: not in"),
+        (["--id-column", "store"], "needs a CSV/Parquet --source"),
+        (["--series", "7"], "give --id-column too"),
+        (["--dask-address", "tcp://127.0.0.1:9"], "needs --runner dask"),
+        (["--runner", "yarn"], "--runner 'yarn'"),
     ],
 )
 def test_refused_input_is_one_line_and_changes_nothing(

@@ -1,0 +1,67 @@
+"""The panel flow under Prefect's test harness: skipped series, one champion each, reuse
+across runners (process pool and a real distributed.LocalCluster), one forecasts dataset."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+from prefect import get_client
+
+from flows.forecast import forecast
+from flows.panel import retrain_panel
+from tests.test_panel import panel_config, write_panel
+from wavecast.config import ForecastConfig, RetrainConfig
+from wavecast.panel import PanelForecast
+
+pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
+
+
+def on_runner(config: RetrainConfig, runner: str) -> RetrainConfig:
+    fan_out = config.fan_out.model_copy(update={"runner": runner, "workers": 1})
+    return config.model_copy(update={"fan_out": fan_out})
+
+
+async def latest_table(key: str) -> str:
+    async with get_client() as client:
+        artifact = await client.read_latest_artifacts()
+        found = [a for a in artifact if a.key == key]
+        assert found, f"no {key} artifact"
+        return str(found[0].data)
+
+
+def test_bad_series_are_skipped_and_the_rest_serve_forecasts(tmp_path: Path) -> None:
+    config = panel_config(write_panel(tmp_path / "panel.csv"), tmp_path / "data")
+
+    summary = retrain_panel(config)
+
+    assert sorted(summary.series) == ["a", "b", "c"]
+    assert all(outcome.promoted for outcome in summary.series.values())
+    assert sorted(summary.skipped) == ["flat", "nan", "short"]
+    table = asyncio.run(latest_table("wavecast-panel"))
+    assert "constant at 4" in table and '"series": "c"' in table
+
+    forecasts = forecast(ForecastConfig(data_dir=config.data_dir))
+    assert isinstance(forecasts, PanelForecast)
+    assert sorted(forecasts.series) == ["a", "b", "c"] and forecasts.skipped == {}
+    forecast(ForecastConfig(data_dir=config.data_dir))  # the same origins: rows replaced
+    rows = ds.dataset(forecasts.path, format="parquet", partitioning="hive").to_table()
+    assert sorted(rows.column("series").to_pylist()) == ["a", "b", "c"]
+    versions = {key: one.version for key, one in forecasts.series.items()}
+    assert versions == {key: outcome.version for key, outcome in summary.series.items()}
+
+
+def test_a_dask_cluster_trains_what_a_later_local_run_reuses(tmp_path: Path) -> None:
+    config = panel_config(write_panel(tmp_path / "panel.csv", broken=False), tmp_path / "data")
+
+    on_dask = retrain_panel(on_runner(config, "dask"))  # a fresh distributed.LocalCluster
+    local = retrain_panel(on_runner(config, "local"))
+
+    assert sorted(on_dask.series) == ["a", "b", "c"]
+    assert all(outcome.promoted for outcome in on_dask.series.values())
+    assert all(outcome.unchanged for outcome in local.series.values())
+    assert {k: o.version for k, o in local.series.items()} == {
+        k: o.version for k, o in on_dask.series.items()
+    }

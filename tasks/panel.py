@@ -52,17 +52,20 @@ def one_tensorflow_thread() -> None:
 
 
 def task_runner_for(spec: FanOutSpec) -> Any:
-    """Prefect's process pool, or prefect-dask's runner on a given or a fresh local cluster.
+    """Prefect's process pool, or prefect-dask's runner on a named or a fresh local cluster.
 
     Processes, not threads: tracing a Keras model is Python work that holds the GIL.
     """
     workers = spec.workers or os.cpu_count() or 1
     if spec.runner == "local":
         return ProcessPoolTaskRunner(max_workers=workers, initializer=one_tensorflow_thread)
+    import dask
     from prefect_dask import DaskTaskRunner
 
-    if spec.dask_address:
-        return DaskTaskRunner(address=spec.dask_address)
+    # Dask's own setting (DASK_SCHEDULER_ADDRESS) when the config names no cluster.
+    address = spec.dask_address or dask.config.get("scheduler-address", None)
+    if address:
+        return DaskTaskRunner(address=address)
     cluster = {"n_workers": workers, "threads_per_worker": 1, "processes": True, "env": ONE_THREAD}
     return DaskTaskRunner(cluster_kwargs=cluster)
 

@@ -168,7 +168,10 @@ def load_series(spec: SeriesSpec) -> LoadedSeries:
     table, digest = read_table(spec)
     if spec.is_panel:
         if len(spec.series) != 1:
-            raise InvalidInputError(f"--source {spec.source} holds several series: name one")
+            raise InvalidInputError(
+                f"--source {spec.source} holds several series: the retrain-panel flow "
+                "(wavecast retrain --id-column) trains each"
+            )
         table = next(
             (rows for key, rows in panel_groups(table, spec) if key == spec.series[0]), None
         )

@@ -1,0 +1,135 @@
+"""Series per minute on a synthetic panel: `python -m benchmarks.panel [--series N]`.
+
+  a  a notebook loop: plain model.fit per series, one process, no Prefect   (baseline)
+  b  `wavecast retrain --id-column` with --runner local (2 processes)    goal: >= 5x a's rate
+  c  the same with --runner dask on a LocalCluster of 1 worker, and of 2   goal: 2 >= 1.6x 1
+
+The table shows seconds per series (lower is better), so the goals read as ratios <= 0.2 and
+<= 0.625; the note under it gives series per minute.
+
+The panel (issue 15): N series x P points, sines of random period, phase and amplitude plus
+10 % noise; SimpleRNN(16), 20 epochs, batch 32, the tutorial's 5-step windows, horizon 2.
+Each command runs once per repeat, in a fresh process and data dir, against one throwaway
+Prefect server; rates are series per minute of wall time, process start included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from benchmarks.support import Row, child_env, median, prefect_server, print_table, run
+
+PY = sys.executable
+UNITS, EPOCHS, BATCH, INPUT_LEN, HORIZON = 16, 20, 32, 5, 2
+
+
+def write_panel(path: Path, n_series: int, points: int) -> Path:
+    rng = np.random.default_rng(0)
+    t = np.arange(points)
+    ids, values = [], []
+    for i in range(n_series):
+        period, phase, amplitude = (
+            rng.uniform(10, 100),
+            rng.uniform(0, 2 * np.pi),
+            rng.uniform(1, 5),
+        )
+        wave = amplitude * np.sin(2 * np.pi * t / period + phase)
+        values.append(wave + 0.1 * amplitude * rng.standard_normal(points))
+        ids.append(np.full(points, f"s{i:05d}"))
+    table = pa.table({"series": np.concatenate(ids), "value": np.concatenate(values)})
+    pq.write_table(table, path)
+    return path
+
+
+def notebook_loop(source: Path) -> None:
+    """What a notebook user writes: per series, window with numpy and call model.fit."""
+    import keras
+
+    table = pq.read_table(source).to_pandas()
+    began = time.perf_counter()
+    for _, group in table.groupby("series", sort=True):
+        y = group["value"].to_numpy()
+        n = len(y) - INPUT_LEN - HORIZON + 1
+        x = np.lib.stride_tricks.sliding_window_view(y, INPUT_LEN)[:n, :, None]
+        target = y[INPUT_LEN - 1 + HORIZON :][:n]
+        split = int(0.8 * n)
+        model = keras.Sequential(
+            [keras.Input((INPUT_LEN, 1)), keras.layers.SimpleRNN(UNITS), keras.layers.Dense(1)]
+        )
+        model.compile(optimizer="adam", loss="mse")
+        model.fit(x[:split], target[:split], batch_size=BATCH, epochs=EPOCHS, verbose=0)
+        model.evaluate(x[split:], target[split:], verbose=0)
+    print(f"{time.perf_counter() - began:.3f}")
+
+
+def wavecast(source: Path, data_dir: Path, runner: str, workers: int, env: dict[str, str]) -> float:
+    shutil.rmtree(data_dir, ignore_errors=True)
+    argv = [PY, "-m", "flows.cli", "retrain", "--source", str(source), "--id-column", "series"]
+    argv += ["--column", "value", "--units", str(UNITS), "--epochs", str(EPOCHS)]
+    argv += ["--runner", runner, "--workers", str(workers), "--data-dir", str(data_dir)]
+    seconds, _ = run(argv, env)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--series", type=int, default=1000)
+    parser.add_argument("--points", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--loop", type=Path, help=argparse.SUPPRESS)  # a's child process
+    args = parser.parse_args()
+    if args.loop:
+        notebook_loop(args.loop)
+        return
+    work = Path(tempfile.mkdtemp(prefix="wavecast-panel-bench-"))
+    samples: dict[str, list[float]] = {"a": [], "b": [], "c1": [], "c2": []}
+    try:
+        source = write_panel(work / "panel.parquet", args.series, args.points)
+        (work / "prefect").mkdir()
+        with prefect_server(work / "prefect") as server_env:
+            env = child_env(server_env)
+            for _ in range(args.repeats):
+                _, done = run([PY, "-m", "benchmarks.panel", "--loop", str(source)], env)
+                samples["a"].append(float(done.stdout.strip().splitlines()[-1]))
+                samples["b"].append(wavecast(source, work / "data", "local", 2, env))
+                samples["c1"].append(wavecast(source, work / "data", "dask", 1, env))
+                samples["c2"].append(wavecast(source, work / "data", "dask", 2, env))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    per_series = {name: [s / args.series for s in values] for name, values in samples.items()}
+    rates = ", ".join(f"{k} {60 / median(v):.1f}" for k, v in per_series.items())
+    shape = f"{args.series} series x {args.points} points"
+    print_table(
+        [
+            Row(
+                "b  --runner local (2 processes)",
+                median(per_series["b"]),
+                "a  a notebook loop of model.fit",
+                median(per_series["a"]),
+                1 / 5,
+                unit="s/series",
+                note=f"{shape}; series per minute: {rates}",
+            ),
+            Row(
+                "c  --runner dask, LocalCluster of 2",
+                median(per_series["c2"]),
+                "c  of 1 worker",
+                median(per_series["c1"]),
+                1 / 1.6,
+                unit="s/series",
+            ),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -36,6 +36,7 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "dask_address": ("fan_out", "dask_address"),
     "workers": ("fan_out", "workers"),
     "series_per_task": ("fan_out", "series_per_task"),
+    "series_per_process": ("fan_out", "series_per_process"),
     "data_dir": ("data_dir",),
 }
 ENVIRONMENT_DEFAULTS = {

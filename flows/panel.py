@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from prefect import flow, unmapped
 
-from tasks.panel import publish_panel, retrain_batch, split_series, task_runner_for
+from tasks.panel import (
+    publish_panel,
+    retrain_batch,
+    split_series,
+    task_runner_for,
+    worker_count,
+)
 from wavecast.config import RetrainConfig
 from wavecast.generate import SeriesRef
-from wavecast.panel import BatchResult, PanelSummary, batched, merge_results
+from wavecast.panel import BatchResult, PanelSummary, batched, merge_results, rounds
 
 
 @flow(name="retrain-batches", description="Retrain batches of series on the run's task runner.")
@@ -24,9 +30,14 @@ def retrain_batches(
 )
 def retrain_panel(config: RetrainConfig) -> PanelSummary:
     """The task runner is picked here, per run, from the config (a subflow takes it): the same
-    deployment can fan out on threads, a fresh LocalCluster or an existing Dask cluster."""
+    deployment fans out on worker processes, a fresh LocalCluster or an existing Dask
+    cluster. Each round of batches is one subflow run with its own task runner, so worker
+    processes are replaced before TensorFlow's per-model memory adds up (see rounds)."""
+    spec = config.fan_out
     split = split_series(config.series, config.windows, config.data_dir)
-    batches = batched(split.series, config.fan_out.series_per_task)
-    fan_out = retrain_batches.with_options(task_runner=task_runner_for(config.fan_out))
-    results = fan_out(batches, config)
+    batches = batched(split.series, spec.series_per_task)
+    results: list[BatchResult] = []
+    for batch_round in rounds(batches, spec, worker_count(spec)):
+        fan_out = retrain_batches.with_options(task_runner=task_runner_for(spec))
+        results += fan_out(batch_round, config)
     return publish_panel(merge_results(split, results, config.data_dir))

@@ -51,12 +51,16 @@ def one_tensorflow_thread() -> None:
     os.environ.update(ONE_THREAD)
 
 
+def worker_count(spec: FanOutSpec) -> int:
+    return spec.workers or os.cpu_count() or 1
+
+
 def task_runner_for(spec: FanOutSpec) -> Any:
     """Prefect's process pool, or prefect-dask's runner on a named or a fresh local cluster.
 
     Processes, not threads: tracing a Keras model is Python work that holds the GIL.
     """
-    workers = spec.workers or os.cpu_count() or 1
+    workers = worker_count(spec)
     if spec.runner == "local":
         return ProcessPoolTaskRunner(max_workers=workers, initializer=one_tensorflow_thread)
     import dask

@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from wavecast.config import RetrainConfig
+from wavecast.config import FanOutSpec, RetrainConfig
 from wavecast.generate import read_series
 from wavecast.panel import (
     retrain_series,
+    rounds,
     series_config,
     series_data_dir,
     series_slug,
@@ -137,3 +138,13 @@ def test_a_series_retrains_once_then_is_reused_unchanged(tmp_path: Path) -> None
     assert first.promoted and not first.unchanged and first.champion == first.version
     assert again.unchanged and again.version == first.version
     assert {p: p.stat().st_mtime_ns for p in (own / "training").iterdir()} == trainings
+
+
+def test_rounds_give_each_worker_about_series_per_process_series() -> None:
+    spec = FanOutSpec(series_per_task=8, series_per_process=20)  # 3 batches per worker
+    batches = [(object(),)] * 13  # only their count matters
+
+    grouped = rounds(batches, spec, workers=2)  # type: ignore[arg-type]
+
+    assert [len(group) for group in grouped] == [6, 6, 1]
+    assert [b for group in grouped for b in group] == batches

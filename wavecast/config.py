@@ -114,6 +114,12 @@ class FanOutSpec(_Spec):
     workers: int | None = Field(
         None, ge=1, le=1024, description="worker processes on this machine (default: its cores)"
     )
+    series_per_process: int = Field(
+        40,
+        ge=1,
+        description="worker processes are replaced after about this many series: TensorFlow "
+        "keeps a few MB per trained model for the life of its process",
+    )
     series_per_task: int = Field(
         8, ge=1, description="series per mapped task: fewer, larger tasks cost less overhead"
     )

@@ -16,7 +16,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from wavecast.config import ForecastConfig, RetrainConfig, SeriesSpec, WindowSpec
+from wavecast.config import FanOutSpec, ForecastConfig, RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import Metrics, Published, evaluate_trained
 from wavecast.forecast import (
@@ -178,6 +178,20 @@ def retrain_series(series: SeriesRef, config: RetrainConfig, run_id: str | None)
 
 def batched(items: tuple[SeriesRef, ...], size: int) -> list[tuple[SeriesRef, ...]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def rounds(
+    batches: list[tuple[SeriesRef, ...]], spec: FanOutSpec, workers: int
+) -> list[list[tuple[SeriesRef, ...]]]:
+    """Batches grouped so each worker process trains about `series_per_process` series.
+
+    TensorFlow and Keras keep memory for every model a process trains (TF #61791, Keras
+    #17458: ~6 MB each here, gc and clear_session free none of it), so a process that trained
+    thousands would not stay flat. Each round gets a fresh task runner, and so fresh workers.
+    """
+    per_worker = max(1, -(-spec.series_per_process // spec.series_per_task))
+    size = per_worker * workers
+    return [batches[i : i + size] for i in range(0, len(batches), size)]
 
 
 class SeriesOutcome(BaseModel):

@@ -11,6 +11,9 @@ The panel (issue 15): N series x P points, sines of random period, phase and amp
 10 % noise; SimpleRNN(16), 20 epochs, batch 32, the tutorial's 5-step windows, horizon 2.
 Each command runs once per repeat, in a fresh process and data dir, against one throwaway
 Prefect server; rates are series per minute of wall time, process start included.
+
+`--memory` instead measures the peak RSS of one retrain's whole process tree (the command and
+its worker processes; the server is separate), e.g. `--memory --series 20000 --points 200`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from benchmarks.support import Row, child_env, median, prefect_server, print_table, run
+from benchmarks.support import (
+    Row,
+    child_env,
+    median,
+    prefect_server,
+    print_table,
+    run,
+    run_sampling_memory,
+)
 
 PY = sys.executable
 UNITS, EPOCHS, BATCH, INPUT_LEN, HORIZON = 16, 20, 32, 5, 2
@@ -80,15 +91,43 @@ def wavecast(source: Path, data_dir: Path, runner: str, workers: int, env: dict[
     return seconds
 
 
+def peak_memory(n_series: int, points: int) -> None:
+    """Issue 15's memory goal: the command and every worker it starts, summed, <= 2 GiB."""
+    work = Path(tempfile.mkdtemp(prefix="wavecast-panel-memory-"))
+    try:
+        source = write_panel(work / "panel.parquet", n_series, points)
+        (work / "prefect").mkdir()
+        with prefect_server(work / "prefect") as server_env:
+            argv = [PY, "-m", "flows.cli", "retrain", "--source", str(source)]
+            argv += ["--id-column", "series", "--column", "value", "--epochs", "1"]
+            argv += ["--units", "4", "--data-dir", str(work / "data")]
+            seconds, memory, _ = run_sampling_memory(argv, child_env(server_env), every_s=0.2)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(
+        f"{n_series} series x {points} points in {seconds:.0f} s: peak RSS of the process tree "
+        f"{memory.peak_sum_mib:.0f} MiB (sampled sum), {memory.hwm_sum_mib:.0f} MiB (sum of "
+        f"each process's own peak, an upper bound), {len(memory.hwm_kib)} processes"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=1000)
     parser.add_argument("--points", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="instead: peak RSS of the whole process tree of one retrain (--epochs 1, --units 4)",
+    )
     parser.add_argument("--loop", type=Path, help=argparse.SUPPRESS)  # a's child process
     args = parser.parse_args()
     if args.loop:
         notebook_loop(args.loop)
+        return
+    if args.memory:
+        peak_memory(args.series, args.points)
         return
     work = Path(tempfile.mkdtemp(prefix="wavecast-panel-bench-"))
     samples: dict[str, list[float]] = {"a": [], "b": [], "c1": [], "c2": []}

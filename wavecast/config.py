@@ -115,7 +115,7 @@ class FanOutSpec(_Spec):
         None, ge=1, le=1024, description="worker processes on this machine (default: its cores)"
     )
     series_per_process: int = Field(
-        20,
+        40,
         ge=1,
         description="worker processes are replaced after about this many series: TensorFlow "
         "keeps a few MB per trained model for the life of its process",

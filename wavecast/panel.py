@@ -244,13 +244,10 @@ def panel_table(summary: PanelSummary) -> list[dict[str, str | float | bool | No
     """One row per series, trained or skipped, for the wavecast-panel table artifact."""
     rows: list[dict[str, str | float | bool | None]] = []
     for key, outcome in summary.series.items():
-        status = (
-            "unchanged" if outcome.unchanged else "promoted" if outcome.promoted else "kept out"
-        )
         rows.append(
             {
                 "series": key,
-                "status": status,
+                "status": status_of(outcome),
                 "version": outcome.version,
                 "serves": outcome.published.forecaster,
                 "mse": outcome.published.mse,

@@ -172,10 +172,8 @@ def load_series(spec: SeriesSpec) -> LoadedSeries:
                 f"--source {spec.source} holds several series: the retrain-panel flow "
                 "(wavecast retrain --id-column) trains each"
             )
-        table = next(
-            (rows for key, rows in panel_groups(table, spec) if key == spec.series[0]), None
-        )
-        if table is None:
+        table = rows_of(table, spec, spec.series[0])
+        if not len(table):
             raise InvalidInputError(f"--series {spec.series[0]}: not in {spec.source}")
     return series_from_table(table, spec, stable_hash(identity, digest))
 
@@ -197,17 +195,35 @@ def panel_groups(table: pa.Table, spec: SeriesSpec) -> Iterator[tuple[str, pa.Ta
     import pyarrow.compute as pc
 
     assert spec.id_column is not None
-    ids = pc.cast(table.column(spec.id_column), pa.string())
-    if ids.null_count:
-        raise InvalidInputError(
-            f"--id-column {spec.id_column}: {ids.null_count} row(s) of {spec.source} have no id"
-        )
+    ids = panel_ids(table, spec)
     order = pc.sort_indices(ids)  # stable: rows of one series keep their order
     keys = ids.take(order).to_numpy(zero_copy_only=False)
     rows = table.drop_columns([spec.id_column]).take(order)
     bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1), len(keys)]
     for start, end in itertools.pairwise(bounds):
         yield str(keys[start]), rows.slice(start, end - start)
+
+
+def panel_ids(table: pa.Table, spec: SeriesSpec) -> pa.ChunkedArray:
+    """The id column as text; a row without an id belongs to no series and is refused."""
+    import pyarrow.compute as pc
+
+    assert spec.id_column is not None
+    ids = pc.cast(table.column(spec.id_column), pa.string())
+    if ids.null_count:
+        raise InvalidInputError(
+            f"--id-column {spec.id_column}: {ids.null_count} row(s) of {spec.source} have no id"
+        )
+    return ids
+
+
+def rows_of(table: pa.Table, spec: SeriesSpec, key: str) -> pa.Table:
+    """One series' rows in file order (a filter: no need to sort the whole panel for one)."""
+    import pyarrow.compute as pc
+
+    assert spec.id_column is not None
+    mask = pc.equal(panel_ids(table, spec), key)
+    return table.drop_columns([spec.id_column]).filter(mask)
 
 
 def series_from_table(table: pa.Table, spec: SeriesSpec, source_hash: str) -> LoadedSeries:

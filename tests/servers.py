@@ -135,49 +135,35 @@ def running_server(root: Path) -> Iterator[Stack]:
 FINAL_TASK_STATES = ("Completed", "Cached", "Failed", "Crashed", "Cancelled")
 
 
-RETRAIN_TASKS = 6  # generate, windows, train, evaluate, stage, promote
+RETRAIN_TASKS = 7  # generate, windows, train, evaluate, stage, promote, announce
 
 
-def task_states(flow_run_id: Any, tasks: int = RETRAIN_TASKS) -> dict[str, str]:
+def task_states(
+    flow_run_id: Any, tasks: int = RETRAIN_TASKS, timeout_s: float = 120
+) -> dict[str, str]:
     """Final state name of each of a flow run's `tasks` task runs, by task name.
 
-    The server records task-run states from events, asynchronously: right after a flow run
-    ends its database may still say Running. Then the states come from the event stream.
+    The server records task runs from events, asynchronously: right after a flow run ends its
+    database may still lack a task run or say Running, for seconds on a loaded machine. So
+    this polls until every task run is there and final. (Replaying the event stream instead
+    raced the server's batched event writes and missed runs.)
     """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+    deadline = time.monotonic() + timeout_s
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
-    states = {run.name.rsplit("-", 1)[0]: str(run.state_name) for run in runs}
-    if len(states) == tasks and all(state in FINAL_TASK_STATES for state in states.values()):
-        return states
-    return streamed_task_states(flow_run_id, tasks)
-
-
-def streamed_task_states(flow_run_id: Any, tasks: int, timeout_s: float = 60) -> dict[str, str]:
-    """The final states of a flow run's `tasks` task runs, from the server's event stream
-    (which replays the last minute)."""
-    import asyncio
-
-    from prefect.events.clients import get_events_subscriber
-    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
-
-    final = EventFilter(
-        event=EventNameFilter(name=[f"prefect.task-run.{name}" for name in FINAL_TASK_STATES]),
-        related=EventRelatedFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
-    )
-
-    async def collect() -> dict[str, str]:
-        states: dict[str, str] = {}
-        async with get_events_subscriber(filter=final) as events:
-            async for event in events:
-                name = str(event.resource.get("prefect.resource.name", ""))
-                states[name.rsplit("-", 1)[0]] = event.event.rsplit(".", 1)[-1]
-                if len(states) == tasks:
-                    break
-        return states
-
-    return asyncio.run(asyncio.wait_for(collect(), timeout_s))
+        while True:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+            states = {run.name.rsplit("-", 1)[0]: str(run.state_name) for run in runs}
+            settled = all(state in FINAL_TASK_STATES for state in states.values())
+            if len(states) == tasks and settled:
+                return states
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"after {timeout_s:.0f} s the server knows {len(states)} of {tasks} task "
+                    f"runs of flow run {flow_run_id}, or not all final: {states}"
+                )
+            time.sleep(0.5)

@@ -53,6 +53,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"wavecast: error: {message}\n")
 
 
+MONITOR_FLAGS = ("data_dir", "threshold", "window", "min_realized", "min_coverage")
 FLAG_NAMES = {"levels": "level"}  # config field -> its flag, where the two differ
 
 
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--refresh", action="store_true", help="recompute every cached stage")
     retrain.add_argument("--json", action="store_true", help="print one JSON summary line last")
     add_forecast_command(commands)
+    add_monitor_command(commands)
     add_models_commands(commands)
     return parser
 
@@ -104,6 +106,24 @@ def add_forecast_command(commands: Any) -> None:
         help="interval level in percent; repeat for several (default: 80 and 95)",
     )
     forecast.add_argument("--json", action="store_true", help="print one JSON summary line last")
+
+
+def add_monitor_command(commands: Any) -> None:
+    """`wavecast monitor`: score stored forecasts against actuals, emit drift events."""
+    from wavecast.config import MonitorConfig
+
+    monitor = commands.add_parser(
+        "monitor", help="score published forecasts against what happened; announce drift"
+    )
+    for name in MONITOR_FLAGS:
+        field = MonitorConfig.model_fields[name]
+        monitor.add_argument(
+            flag(name), dest=name, help=f"{field.description} (default: {field.default})"
+        )
+    monitor.add_argument(
+        "--series", action="append", help="a panel's series to monitor; repeatable (default: all)"
+    )
+    monitor.add_argument("--json", action="store_true", help="print one JSON summary line last")
 
 
 def add_models_commands(commands: Any) -> None:
@@ -259,18 +279,19 @@ def validated_config(args: argparse.Namespace) -> Any:
 
 def forecast_config(args: argparse.Namespace) -> Any:
     """The forecast's config from its flags, or exit 2 with one line."""
-    from pydantic import ValidationError
-
     from wavecast.config import ForecastConfig
 
-    given = {name: getattr(args, name) for name in ("data_dir", "source", "column", "version")}
-    fields = {name: value for name, value in given.items() if value is not None}
-    if args.levels:
-        fields["levels"] = args.levels
-    if args.series:
-        fields["series"] = args.series
+    names = ("data_dir", "source", "column", "version", "levels", "series")
+    return config_of(ForecastConfig, args, names)
+
+
+def config_of(model: Any, args: argparse.Namespace, names: Sequence[str]) -> Any:
+    """`model` from the flags given among `names`; exit 2 with one line when invalid."""
+    from pydantic import ValidationError
+
+    given = {name: getattr(args, name) for name in names}
     try:
-        return ForecastConfig.model_validate(fields)
+        return model.model_validate({k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
         fail(validation_message(exc))
 
@@ -308,13 +329,52 @@ def run_forecast(args: argparse.Namespace) -> None:
     )
 
 
-def start_prefect() -> None:
-    """This command's own Prefect server unless one is configured; quiet expected failures."""
+def start_prefect() -> bool:
+    """This command's own Prefect server unless one is configured; quiet expected failures.
+    True when the server is the command's own (it ends with the command)."""
     from flows.embedded_server import use_server_for_this_command
 
     timeout_s = float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
-    use_server_for_this_command(timeout_s)
+    own = use_server_for_this_command(timeout_s) is not None
     quiet_expected_failures()
+    return own
+
+
+def run_monitor(args: argparse.Namespace) -> None:
+    """Nothing to monitor is not an error; bad actuals are (exit 2); so is an event that
+    cannot be delivered (the run fails)."""
+    from wavecast.config import MonitorConfig
+    from wavecast.monitor import summarize, watched_series
+
+    config = config_of(MonitorConfig, args, (*MONITOR_FLAGS, "series"))
+    with failing_on_bad_input():
+        watched = watched_series(config)
+    if not watched:
+        summary = summarize([], 0, config.data_dir, None)
+        print(summary.model_dump_json(include={"series", "events"}) if args.json else summary.note)
+        return
+    own_server = start_prefect()
+    from flows.monitor import monitor
+
+    with failing_on_bad_input():
+        summary = monitor(config)
+    if summary.events and own_server:
+        print(
+            f"wavecast: {summary.events} drift event(s) went to this command's own Prefect "
+            "server, which nothing watches: set PREFECT_API_URL to the server running the "
+            "deployments (make serve) for automations to retrain",
+            file=sys.stderr,
+        )
+    if args.json:
+        print(summary.model_dump_json(include={"series", "events"}))
+        return
+    print(f"\n{'series':<16}{'drift':<7}{'realized':>9}{'ratio':>8}{'cov 95':>8}  reason")
+    for name, health in summary.series.items():
+        ratio = "-" if health.error_ratio is None else f"{health.error_ratio:.2f}"
+        cover = "-" if health.coverage_95 is None else f"{health.coverage_95:.0%}"
+        drift = "yes" if health.drift else "no"
+        print(f"{name:<16}{drift:<7}{health.realized:>9}{ratio:>8}{cover:>8}  {health.reason}")
+    print(f"events   {summary.events}\nrealized {summary.path}\nreport   {summary.report}")
 
 
 def run_models(args: argparse.Namespace) -> None:
@@ -366,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         run_retrain(args)
     elif args.command == "forecast":
         run_forecast(args)
+    elif args.command == "monitor":
+        run_monitor(args)
     else:
         run_models(args)
 

@@ -166,3 +166,30 @@ class ForecastConfig(_Spec):
         if not all(0 < level < 100 for level in levels):
             raise ValueError("every level must be a percentage between 0 and 100, e.g. 80")
         return tuple(sorted(set(levels)))
+
+
+class MonitorConfig(_Spec):
+    """The monitor flow's single parameter; `wavecast monitor` and prefect.yaml fill it."""
+
+    data_dir: str = Field("data", min_length=1, description="local path or fsspec URI")
+    series: tuple[str, ...] = Field(
+        (), description="in a panel's data dir: only these series (default: every one forecast)"
+    )
+    threshold: float = Field(
+        2.0,
+        gt=1.0,
+        le=1e6,
+        description="drift when the recent RMSE exceeds this multiple of the held-out RMSE",
+    )
+    window: int = Field(
+        12, ge=1, le=100_000, description="most recent realized targets the judgement uses"
+    )
+    min_realized: int = Field(
+        1, ge=1, le=100_000, description="realized targets needed before anything is judged"
+    )
+    min_coverage: float = Field(
+        0.5,
+        ge=0.0,
+        lt=0.95,
+        description="drift when fewer of the recent targets fall inside their 95 % interval",
+    )

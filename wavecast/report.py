@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from wavecast.evaluate import Metrics
 from wavecast.records import Forecast, Manifest, RetrainSummary
@@ -113,5 +113,24 @@ def forecast_html(forecast: Forecast, fan_png: bytes) -> str:
     )
 
 
-def format_cell(value: float | int | str) -> str:
+def format_cell(value: float | int | str | bool | None) -> str:
+    if value is None:
+        return "-"
     return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def monitor_html(
+    rows: Sequence[Mapping[str, float | int | str | bool | None]], images: dict[str, bytes]
+) -> str:
+    """The monitor's verdict per series and its error-over-time plots, in one page."""
+    keys = tuple(rows[0]) if rows else ("series",)
+    cells = [tuple(format_cell(row[key]) for key in keys) for row in rows]
+    drifting = sum(bool(row["drift"]) for row in rows)
+    figures = "".join(inline_png(name, png) for name, png in images.items())
+    return (
+        "<!doctype html><meta charset='utf-8'><title>wavecast monitor</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "td,th{padding:.2em .8em;text-align:left}img{max-width:100%}</style>"
+        f"<h1>Forecast monitor: {drifting} of {len(rows)} series drifting</h1>"
+        f"{html_table(keys, cells)}{figures}"
+    )

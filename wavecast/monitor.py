@@ -1,0 +1,364 @@
+"""Score published forecasts against what has happened since, and judge each champion's drift.
+
+<data-dir>/monitoring/series=<name>/<forecast file>   the realized rows of one stored forecast
+                                                      file (same name), rewritten whole on each
+                                                      run: a rerun replaces, never duplicates
+<data-dir>/monitor-reports/<run key>/index.html       realized error over time, per series
+
+The judgement: over the champion's `window` most recent realized targets, the error ratio is
+their root-mean-square error over the RMSE the same champion had on its held-out test windows
+at the same steps. Drift is a ratio above `threshold`, or fewer than `min_coverage` of those
+targets inside their 95 % interval, once at least `min_realized` targets are realized.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict
+
+from wavecast.config import MonitorConfig, SeriesSpec
+from wavecast.errors import InvalidInputError
+from wavecast.forecast import FORECASTS, held_out_errors, label, resolve_version
+from wavecast.generate import LoadedSeries, load_series
+from wavecast.panel import series_data_dir
+from wavecast.records import Manifest, Record
+from wavecast.registry import read_champion
+from wavecast.storage import DataDir, stable_hash
+
+MONITORING = "monitoring"
+REPORTS = "monitor-reports"
+PARTITION = "series="
+DRIFT_EVENT = "wavecast.forecast.drift"
+# A held-out RMSE below this share of the series' spread (a noiseless sine fit by the linear
+# AR: ~1e-8) is taken as this, or float rounding in new data would read as drift.
+ERROR_FLOOR = 1e-3
+COVERAGE_LEVEL = "95"
+MAX_PLOTS = 50  # drifting series first: a 20,000-series panel still gets a readable page
+
+
+class Watched(BaseModel):
+    """A series with stored forecasts: its name there, and the data dir of its champion."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    partition: str
+    data_dir: str
+
+
+class SeriesHealth(Record):
+    """One series' verdict, as `wavecast monitor --json` prints it."""
+
+    realized: int  # realized targets of the champion's forecasts
+    error_ratio: float | None
+    coverage_95: float | None
+    drift: bool
+    version: str
+    reason: str
+
+
+class SeriesScore(BaseModel):
+    """A verdict, the points behind its plot, and what a retrain of the series needs."""
+
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
+
+    name: str
+    data_dir: str
+    health: SeriesHealth
+    target_index: tuple[int, ...]  # the champion's realized targets, oldest first
+    relative_error: tuple[float, ...]  # |error| / held-out RMSE at that step
+    source: str  # absolute when local
+    retrain: dict[str, object]  # the champion's config, with that source and its data dir
+
+
+class MonitorSummary(Record):
+    """What `wavecast monitor --json` prints last, and the monitor flow returns."""
+
+    series: dict[str, SeriesHealth]
+    events: int
+    path: str
+    report: str | None = None
+    note: str | None = None
+
+
+def watched_series(config: MonitorConfig) -> list[Watched]:
+    """Every series with stored forecasts (or the requested ones), and where its champion is:
+    the data dir itself, or for a panel the series' own data dir."""
+    store = DataDir(config.data_dir)
+    names = {
+        unquote(part.removeprefix(PARTITION)): part
+        for part in store.list_dir(FORECASTS)
+        if part.startswith(PARTITION)
+    }
+    missing = [name for name in config.series if name not in names]
+    if missing:
+        raise InvalidInputError(f"--series {missing[0]}: no forecasts in {store.uri(FORECASTS)}")
+    single = read_champion(store) is not None
+    return [
+        Watched(
+            name=name,
+            partition=part,
+            data_dir=store.uri() if single else series_data_dir(config.data_dir, name),
+        )
+        for name, part in sorted(names.items())
+        if not config.series or name in config.series
+    ]
+
+
+def actual_positions(loaded: LoadedSeries) -> dict[str, int]:
+    """Each observed point's label, as forecasts name their targets (see target_labels)."""
+    if loaded.times is None:
+        return {str(i): i for i in range(len(loaded.values))}
+    import pandas as pd
+
+    return {label(moment): i for i, moment in enumerate(pd.Index(loaded.times))}
+
+
+def realized_rows(
+    forecasts: pa.Table, name: str, loaded: LoadedSeries, positions: dict[str, int]
+) -> pa.Table:
+    """The forecast rows whose target has been observed, joined with what was observed."""
+    levels = [c.removeprefix("lo_") for c in forecasts.column_names if c.startswith("lo_")]
+    rows = []
+    for row in forecasts.to_pylist():
+        at = positions.get(str(row["target"]))
+        if at is None:
+            continue
+        actual = float(loaded.values[at])
+        realized = {
+            "series": name,
+            "origin": row["origin"],
+            "step": row["step"],
+            "target": row["target"],
+            "target_index": at,
+            "forecast": row["forecast"],
+            "actual": actual,
+            "error": actual - row["forecast"],
+        }
+        for level in levels:
+            realized[f"inside_{level}"] = row[f"lo_{level}"] <= actual <= row[f"hi_{level}"]
+        realized["model_version"] = row["model_version"]
+        realized["forecast_created"] = row["created"]
+        rows.append(realized)
+    return pa.Table.from_pylist(rows)
+
+
+def write_realized(store: DataDir, table: pa.Table, partition: str, name: str) -> None:
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    store.write_bytes(sink.getvalue(), MONITORING, partition, name)
+
+
+def join_stored_forecasts(store: DataDir, watched: Watched, loaded: LoadedSeries) -> list[pa.Table]:
+    """Join every stored forecast file of the series with the actuals; write what realized."""
+    positions = actual_positions(loaded)
+    realized = []
+    for name in store.list_dir(FORECASTS, watched.partition):
+        if not name.endswith(".parquet"):
+            continue  # a writer's staging file
+        with store.local_file(FORECASTS, watched.partition, name) as path:
+            forecasts = pq.read_table(path)
+        table = realized_rows(forecasts, watched.name, loaded, positions)
+        if table.num_rows:
+            write_realized(store, table, watched.partition, name)
+            realized.append(table)
+    return realized
+
+
+def champion_rows(realized: list[pa.Table], version: str) -> pa.Table:
+    """The champion's realized targets, oldest target first; of one target's forecasts, the
+    one from the oldest origin (the largest step) first."""
+    if not realized:
+        return pa.table({"target_index": pa.array([], pa.int64())})
+    table = pa.concat_tables(realized, promote_options="default")
+    table = table.filter(pc.equal(table["model_version"], version))
+    return table.sort_by([("target_index", "ascending"), ("step", "descending")])
+
+
+def held_out_rmse(data_dir: str, version: str, spread: float) -> np.ndarray:
+    """The champion's RMSE on its held-out windows, per step, floored on the data's scale."""
+    errors = held_out_errors(data_dir, version)
+    errors = np.asarray(errors, dtype=np.float64).reshape(len(errors), -1)
+    rmse = np.sqrt(np.mean(errors**2, axis=0))
+    return np.maximum(rmse, ERROR_FLOOR * spread)
+
+
+def judge(
+    rows: pa.Table, rmse: np.ndarray, config: MonitorConfig, version: str
+) -> tuple[SeriesHealth, np.ndarray]:
+    """The verdict on the recent window, and every realized target's relative error."""
+    n = rows.num_rows
+    relative = np.zeros(0)
+    if n:
+        errors = rows["error"].to_numpy()
+        relative = np.abs(errors) / rmse[rows["step"].to_numpy() - 1]
+    recent = rows.slice(max(0, n - config.window))
+    coverage = None
+    flag = f"inside_{COVERAGE_LEVEL}"
+    if n and flag in rows.column_names and recent[flag].null_count == 0:
+        coverage = float(np.mean(recent[flag].to_numpy(zero_copy_only=False)))
+    if n < config.min_realized:
+        reason = f"too few realized targets to judge: {n} of {config.min_realized}"
+        health = SeriesHealth(
+            realized=n,
+            error_ratio=None,
+            coverage_95=coverage,
+            drift=False,
+            version=version,
+            reason=reason,
+        )
+        return health, relative
+    ratio = float(rolling_ratio(relative, config.window)[-1])
+    reasons = []
+    if ratio > config.threshold:
+        reasons.append(f"error {ratio:.2f}x the held-out RMSE > {config.threshold:g}x")
+    if coverage is not None and coverage < config.min_coverage:
+        reasons.append(f"95 % coverage {coverage:.0%} < {config.min_coverage:.0%}")
+    verdict = "; ".join(reasons) or f"on track: error {ratio:.2f}x the held-out RMSE"
+    health = SeriesHealth(
+        realized=n,
+        error_ratio=ratio,
+        coverage_95=coverage,
+        drift=bool(reasons),
+        version=version,
+        reason=f"{verdict} (last {recent.num_rows} realized)",
+    )
+    return health, relative
+
+
+def absolute_source(spec: SeriesSpec) -> SeriesSpec:
+    """A local relative source as an absolute path: a retrain may run in another directory."""
+    if spec.is_generated or "://" in spec.source:
+        return spec
+    return spec.model_copy(update={"source": str(Path(spec.source).resolve())})
+
+
+def retrain_config(manifest: Manifest, series: SeriesSpec, data_dir: str) -> dict[str, object]:
+    """What a retrain of this series needs, wherever it runs: the champion's own config."""
+    config = manifest.config.model_copy(update={"series": series, "data_dir": data_dir})
+    return config.model_dump(mode="json")
+
+
+def score_series(watched: Watched, config: MonitorConfig) -> SeriesScore:
+    """Join, write and judge one series against its current champion."""
+    own = DataDir(watched.data_dir)
+    version, manifest = resolve_version(own, None)
+    series = absolute_source(manifest.config.series)
+    loaded = load_series(series)  # the source as of now: its schema checked
+    realized = join_stored_forecasts(DataDir(config.data_dir), watched, loaded)
+    rows = champion_rows(realized, version)
+    spread = float(np.std(loaded.values)) if len(loaded.values) else 0.0
+    rmse = held_out_rmse(watched.data_dir, version, spread)
+    health, relative = judge(rows, rmse, config, version)
+    return SeriesScore(
+        name=watched.name,
+        data_dir=own.uri(),
+        health=health,
+        target_index=tuple(rows["target_index"].to_pylist()),
+        relative_error=tuple(float(v) for v in relative),
+        source=series.source,
+        retrain=retrain_config(manifest, series, own.uri()),
+    )
+
+
+def drift_event(score: SeriesScore, config: MonitorConfig) -> dict[str, object]:
+    """`emit_event`'s arguments for a drifting series: its resource is the series (and its
+    data dir, so two data dirs' same-named series debounce apart); the payload carries the
+    figures and the config a retrain of exactly this series needs."""
+    health = score.health
+    return {
+        "event": DRIFT_EVENT,
+        "resource": {
+            "prefect.resource.id": f"wavecast.series.{quote(score.name, safe='')}",
+            "prefect.resource.name": score.name,
+            "wavecast.data-dir": score.data_dir,
+        },
+        "related": [
+            {
+                "prefect.resource.id": f"wavecast.data-dir.{stable_hash(score.data_dir)}",
+                "prefect.resource.role": "data-dir",
+            }
+        ],
+        "payload": {
+            "series": score.name,
+            "data_dir": score.data_dir,
+            "source": score.source,
+            "version": health.version,
+            "realized": health.realized,
+            "error_ratio": health.error_ratio,
+            "coverage_95": health.coverage_95,
+            "threshold": config.threshold,
+            "reason": health.reason,
+            "config": score.retrain,
+        },
+    }
+
+
+def monitor_table(scores: list[SeriesScore]) -> list[dict[str, str | float | int | bool | None]]:
+    """One row per series for the wavecast-monitor table artifact."""
+    return [
+        {
+            "series": score.name,
+            "drift": score.health.drift,
+            "realized": score.health.realized,
+            "error_ratio": score.health.error_ratio,
+            "coverage_95": score.health.coverage_95,
+            "version": score.health.version,
+            "reason": score.health.reason,
+        }
+        for score in scores
+    ]
+
+
+def summarize(
+    scores: list[SeriesScore], events: int, data_dir: str, report: str | None
+) -> MonitorSummary:
+    note = None if scores else f"nothing to monitor: no forecasts in {data_dir}"
+    return MonitorSummary(
+        series={score.name: score.health for score in scores},
+        events=events,
+        path=DataDir(data_dir).uri(MONITORING),
+        report=report,
+        note=note,
+    )
+
+
+def write_monitor_report(scores: list[SeriesScore], config: MonitorConfig, run_key: str) -> str:
+    """Per series, realized error over time against the threshold, on one HTML page."""
+    from wavecast.plots import plot_realized_error
+    from wavecast.report import monitor_html
+
+    store = DataDir(config.data_dir)
+    parts = (REPORTS, run_key)
+    images: dict[str, bytes] = {}
+    with store.staged_dir(*parts) as staging:
+        for number, score in enumerate(sorted(scores, key=lambda s: not s.health.drift)):
+            if number == MAX_PLOTS:
+                break
+            png = plot_realized_error(
+                np.asarray(score.target_index),
+                np.asarray(score.relative_error),
+                config.window,
+                config.threshold,
+                f"{score.name}: {'DRIFT' if score.health.drift else 'on track'} "
+                f"({score.health.version})",
+                staging / f"series-{number}.png",
+            )
+            images[score.name] = png.read_bytes()
+        (staging / "index.html").write_text(monitor_html(monitor_table(scores), images))
+    return store.url(*parts, "index.html")
+
+
+def rolling_ratio(relative: np.ndarray, window: int) -> np.ndarray:
+    """At each realized target, the error ratio over the `window` targets up to it."""
+    squares = np.concatenate([[0.0], np.cumsum(relative**2)])
+    ends = np.arange(1, len(relative) + 1)
+    starts = np.maximum(0, ends - window)
+    return np.sqrt((squares[ends] - squares[starts]) / (ends - starts)) if len(relative) else ends

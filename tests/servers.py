@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +168,48 @@ def task_states(
                     f"runs of flow run {flow_run_id}, or not all final: {states}"
                 )
             time.sleep(0.5)
+
+
+FAILED_RUN_STATES = ("Failed", "Crashed", "Cancelled")
+
+
+def completed_run_of(stack: Stack, deployment_name: str, after: datetime, timeout_s: float) -> Any:
+    """The first run of a deployment created after `after` to complete, polled from the API
+    (a flow run's state is written by the call that sets it: no event lag to race)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(deployment_name)
+        only = DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id]))
+        while True:
+            runs = [
+                run
+                for run in client.read_flow_runs(deployment_filter=only)
+                if run.created is not None and run.created > after
+            ]
+            for run in sorted(runs, key=lambda run: str(run.created)):
+                assert run.state_name not in FAILED_RUN_STATES, f"{run.state}\n{stack.logs()}"
+                if run.state_name == "Completed":
+                    return run
+            seen = [str(run.state_name) for run in runs]
+            assert time.monotonic() < deadline, (
+                f"no run of {deployment_name} completed within {timeout_s:.0f} s "
+                f"(runs: {seen})\n{stack.logs()}"
+            )
+            time.sleep(1)
+
+
+def deploy_with_worker(stack: Stack, pool: str) -> None:
+    """prefect.yaml deployed and a process worker polling its pool, with every schedule
+    paused: a real tick must not land in a test's worker."""
+    from prefect.client.orchestration import get_client
+
+    stack.cli("work-pool", "create", pool, "--type", "process")
+    stack.start("worker", "worker", "start", "--pool", pool)  # starts while deploy runs
+    stack.cli("--no-prompt", "deploy", "--all")
+    with get_client(sync_client=True) as client:
+        for deployment in client.read_deployments():
+            for schedule in deployment.schedules:
+                client.update_deployment_schedule(deployment.id, schedule.id, active=False)

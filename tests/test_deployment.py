@@ -13,6 +13,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,14 @@ import pytest
 import yaml
 
 from tests.conftest import tiny_config
-from tests.servers import REPO, Stack, running_server, task_states
+from tests.servers import (
+    REPO,
+    Stack,
+    completed_run_of,
+    deploy_with_worker,
+    running_server,
+    task_states,
+)
 from tests.test_cli_args import WAVECAST
 
 SCHEDULED, ON_DEMAND = "scheduled-retrain", "on-demand"
@@ -85,11 +93,6 @@ def check_deployments(stack: Stack) -> Any:
     with get_client(sync_client=True) as client:
         deployment = client.read_deployment_by_name(f"retrain/{SCHEDULED}")
         on_demand = client.read_deployment_by_name(f"retrain/{ON_DEMAND}")
-        # Not part of the check: keeps a real tick from landing in this test's worker.
-        for name in (f"retrain/{SCHEDULED}", "forecast/scheduled-forecast"):
-            scheduled = client.read_deployment_by_name(name)
-            for schedule in scheduled.schedules:
-                client.update_deployment_schedule(scheduled.id, schedule.id, active=False)
     expected = [(s["cron"], s["timezone"]) for s in spec["schedules"]]
     schedules = [s.schedule for s in deployment.schedules]
     crons = [(s.cron, s.timezone) for s in schedules if isinstance(s, CronSchedule)]
@@ -106,29 +109,6 @@ def check_deployments(stack: Stack) -> Any:
     assert on_demand.schedules == []
     assert on_demand.parameters == deployment_spec(ON_DEMAND)["parameters"]
     return deployment
-
-
-async def completed_run_of(deployment_name: str, timeout_s: float) -> str:
-    """The id of the first run of a deployment that completes, from the server's event stream
-    (which replays the last minute, so a run that finished just before still counts)."""
-    from prefect.client.orchestration import get_client
-    from prefect.events.clients import get_events_subscriber
-    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
-
-    async with get_client() as client:
-        deployment = await client.read_deployment_by_name(deployment_name)
-    completed = EventFilter(
-        event=EventNameFilter(name=["prefect.flow-run.Completed"]),
-        related=EventRelatedFilter(id=[f"prefect.deployment.{deployment.id}"]),
-    )
-
-    async def first() -> str:
-        async with get_events_subscriber(filter=completed) as events:
-            async for event in events:
-                return event.resource.id.removeprefix("prefect.flow-run.")
-        raise AssertionError("the event stream closed")
-
-    return await asyncio.wait_for(first(), timeout_s)
 
 
 def tiny_parameters(data_dir: Path) -> dict[str, Any]:
@@ -171,13 +151,11 @@ def test_yaml_deploys_and_a_worker_runs_then_serves_from_cache(
     with temporary_settings({PREFECT_API_URL: stack.api_url}):
         pool = deployment_spec(SCHEDULED)["work_pool"]["name"]
         started = time.monotonic()
-        stack.cli("work-pool", "create", pool, "--type", "process")
-        stack.start("worker", "worker", "start", "--pool", pool)  # starts while deploy runs
-        stack.cli("--no-prompt", "deploy", "--all")
+        deploy_with_worker(stack, pool)
         timings["pool + deploy"] = time.monotonic() - started
         deployment = check_deployments(stack)
 
-        started = time.monotonic()
+        started, before = time.monotonic(), datetime.now(timezone.utc)
         first = run_deployment_once(stack, deployment.id, tiny)
         timings["cold run"] = time.monotonic() - started
         artifacts = run_artifacts(first.id)
@@ -186,9 +164,9 @@ def test_yaml_deploys_and_a_worker_runs_then_serves_from_cache(
         assert artifacts["wavecast-report"].type == "markdown"
         assert UNCHANGED not in str(artifacts["wavecast-report"].data)
         started = time.monotonic()
-        forecast_run = asyncio.run(completed_run_of("forecast/after-retrain", FORECAST_WITHIN_S))
+        forecast_run = completed_run_of(stack, "forecast/after-retrain", before, FORECAST_WITHIN_S)
         timings["forecast after retrain"] = time.monotonic() - started
-        assert "wavecast-forecast" in run_artifacts(forecast_run), stack.logs()
+        assert "wavecast-forecast" in run_artifacts(forecast_run.id), stack.logs()
         assert list((data_dir / "forecasts").rglob("*.parquet")), "forecast in another data dir"
         (model_file,) = data_dir.glob("models/*/model.keras")
         assert (data_dir / "models" / "champion.json").is_file()

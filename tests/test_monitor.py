@@ -1,0 +1,125 @@
+"""Monitoring's arithmetic: which forecasts realized, their errors, and the drift verdict."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+import httpx
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from flows.embedded_server import free_port
+from wavecast.config import MonitorConfig, WindowSpec
+from wavecast.forecast import target_labels
+from wavecast.generate import LoadedSeries
+from wavecast.monitor import actual_positions, champion_rows, judge, realized_rows, rolling_ratio
+
+pytestmark = pytest.mark.unit
+
+CREATED = datetime(2026, 11, 30, tzinfo=timezone.utc)
+
+
+def forecasts(origin: str, targets: list[str], points: list[float], version: str) -> pa.Table:
+    """A stored forecast file: one row per step, 95 % bounds at the point +-1."""
+    return pa.Table.from_pylist(
+        [
+            {
+                "origin": origin,
+                "step": step,
+                "target": target,
+                "forecast": point,
+                "lo_95": point - 1.0,
+                "hi_95": point + 1.0,
+                "model_version": version,
+                "created": CREATED,
+            }
+            for step, (target, point) in enumerate(zip(targets, points, strict=True), start=1)
+        ]
+    )
+
+
+def test_only_observed_targets_realize_with_their_actual_error_and_flags() -> None:
+    """Values 0, 10, ..., 70 (indices as labels): targets 6 and 7 realized, 8 not yet."""
+    loaded = LoadedSeries(np.arange(8, dtype=np.float64) * 10, "y", "hash")
+    stored = forecasts("5", ["6", "7", "8"], [59.5, 72.0, 80.0], "v1")
+    rows = realized_rows(stored, "y", loaded, actual_positions(loaded)).to_pylist()
+    assert [(r["target"], r["target_index"], r["actual"]) for r in rows] == [
+        ("6", 6, 60.0),
+        ("7", 7, 70.0),
+    ]
+    assert [r["error"] for r in rows] == [0.5, -2.0]  # actual - forecast
+    assert [r["inside_95"] for r in rows] == [True, False]  # |0.5| <= 1 < |-2|
+    assert {r["model_version"] for r in rows} == {"v1"} and rows[0]["series"] == "y"
+
+
+def test_timestamped_targets_meet_the_actuals_they_name() -> None:
+    """A forecast's labels (target_labels) and the actuals' labels are the same strings."""
+    times = np.arange("2026-01-01", "2026-01-11", dtype="datetime64[D]").astype("datetime64[ns]")
+    _, targets, _ = target_labels(times[:6], 6, WindowSpec(horizon=2, steps=3))
+    loaded = LoadedSeries(np.arange(10, dtype=np.float64), "y", "hash", times)
+    positions = actual_positions(loaded)
+    assert [positions[target] for target in targets] == [7, 8, 9]
+
+
+def test_the_window_ratio_is_the_rms_of_errors_in_held_out_rmses() -> None:
+    """Held-out RMSE 0.5 at step 1; errors 0.5, 1.5, 2.5 -> 1, 3, 5 RMSEs; window of 2."""
+    rows = pa.table(
+        {"step": [1, 1, 1], "error": [0.5, -1.5, 2.5], "inside_95": [True, True, False]}
+    )
+    config = MonitorConfig(window=2, threshold=4.0, min_realized=1)
+    health, relative = judge(rows, np.array([0.5]), config, "v1")
+    assert relative.tolist() == [1.0, 3.0, 5.0]
+    assert health.error_ratio == pytest.approx(math.sqrt((9 + 25) / 2))  # 4.12 > 4
+    assert health.coverage_95 == 0.5  # of the last two: one inside
+    assert health.drift and health.realized == 3 and "4.12x" in health.reason
+    on_track, _ = judge(rows, np.array([0.5]), config.model_copy(update={"threshold": 5.0}), "v")
+    assert not on_track.drift and on_track.error_ratio == health.error_ratio
+
+
+def test_collapsed_coverage_is_drift_even_with_a_small_ratio() -> None:
+    rows = pa.table({"step": [1, 2], "error": [0.1, 0.1], "inside_95": [False, False]})
+    health, _ = judge(rows, np.array([1.0, 1.0]), MonitorConfig(), "v1")
+    assert health.error_ratio == pytest.approx(0.1)
+    assert health.coverage_95 == 0.0 and health.drift and "coverage" in health.reason
+
+
+def test_too_few_realized_targets_are_not_judged() -> None:
+    rows = pa.table({"step": [1], "error": [100.0], "inside_95": [False]})
+    health, _ = judge(rows, np.array([1.0]), MonitorConfig(min_realized=2), "v1")
+    assert not health.drift and health.error_ratio is None
+    assert health.reason == "too few realized targets to judge: 1 of 2"
+
+
+def test_rolling_ratio_by_hand() -> None:
+    ratio = rolling_ratio(np.array([3.0, 4.0, 0.0]), window=2)
+    assert ratio.tolist() == pytest.approx([3.0, math.sqrt(12.5), math.sqrt(8.0)])
+    assert rolling_ratio(np.zeros(0), 5).size == 0
+
+
+def test_the_champions_rows_come_oldest_target_first() -> None:
+    """Two files, two versions: only the champion's rows, by target, older origin first."""
+    later = pa.table(
+        {"target_index": [9, 8], "step": [2, 1], "model_version": ["v2", "v2"], "error": [1.0, 2.0]}
+    )
+    earlier = pa.table(
+        {"target_index": [8, 7], "step": [2, 1], "model_version": ["v2", "v1"], "error": [3.0, 4.0]}
+    )
+    rows = champion_rows([later, earlier], "v2")
+    assert rows["error"].to_pylist() == [3.0, 2.0, 1.0]
+    assert champion_rows([], "v2").num_rows == 0
+
+
+def test_an_event_the_server_cannot_take_fails_loudly() -> None:
+    """No server at the API URL: posting the drift event raises, it is not queued and lost."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from tasks.monitor import send_events
+
+    event = {"event": "wavecast.forecast.drift", "resource": {"prefect.resource.id": "x"}}
+    with (
+        temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}),
+        pytest.raises(httpx.ConnectError),
+    ):
+        send_events([event])

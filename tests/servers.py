@@ -173,9 +173,11 @@ def task_states(
 FAILED_RUN_STATES = ("Failed", "Crashed", "Cancelled")
 
 
-def completed_run_of(stack: Stack, deployment_name: str, after: datetime, timeout_s: float) -> Any:
-    """The first run of a deployment created after `after` to complete, polled from the API
-    (a flow run's state is written by the call that sets it: no event lag to race)."""
+def completed_run_of(
+    stack: Stack, deployment_name: str, after: datetime, timeout_s: float, data_dir: Path
+) -> Any:
+    """The first run of a deployment on `data_dir` created after `after` to complete, polled
+    from the API (a flow run's state is written by the call that sets it: no event lag)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
@@ -187,7 +189,9 @@ def completed_run_of(stack: Stack, deployment_name: str, after: datetime, timeou
             runs = [
                 run
                 for run in client.read_flow_runs(deployment_filter=only)
-                if run.created is not None and run.created > after
+                if run.created is not None
+                and run.created > after
+                and run.parameters.get("config", {}).get("data_dir") == str(data_dir)
             ]
             for run in sorted(runs, key=lambda run: str(run.created)):
                 assert run.state_name not in FAILED_RUN_STATES, f"{run.state}\n{stack.logs()}"

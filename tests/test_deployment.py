@@ -1,4 +1,5 @@
-"""prefect.yaml end to end: a real server, `prefect deploy --all`, a process worker, two runs.
+"""prefect.yaml end to end: a real server, `prefect deploy --all`, a process worker, and the
+runs its deployments start: scheduled and on-demand retrains, forecasts, the drift loop.
 
 No mocks: `prefect server start` on a free loopback port with a throwaway PREFECT_HOME, the
 repository's own prefect.yaml deployed from the repo root, and a `prefect worker start` that
@@ -9,6 +10,7 @@ runs the flow in a subprocess, exactly as a user's machine would. Every process 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import time
@@ -17,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -46,10 +49,19 @@ def deployment_spec(name: str) -> dict[str, Any]:
     return next(spec for spec in document["deployments"] if spec["name"] == name)
 
 
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    """A real Prefect server for this test, stopped with everything it started."""
-    with running_server(tmp_path) as started:
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A real Prefect server, prefect.yaml deployed, a process worker: shared by this module's
+    tests (each on its own data dir), stopped with everything it started."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with (
+        running_server(tmp_path_factory.mktemp("deployed")) as started,
+        temporary_settings({PREFECT_API_URL: started.api_url}),
+    ):
+        began = time.monotonic()
+        deploy_with_worker(started, deployment_spec(SCHEDULED)["work_pool"]["name"])
+        started.timings["pool + deploy"] = time.monotonic() - began
         yield started
 
 
@@ -143,47 +155,121 @@ def command_on_its_own_server(tmp_path: Path, config: dict[str, Any]) -> None:
 def test_yaml_deploys_and_a_worker_runs_then_serves_from_cache(
     stack: Stack, tmp_path: Path
 ) -> None:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     data_dir = tmp_path / "data"
     tiny = tiny_parameters(data_dir)
     timings = stack.timings
-    with temporary_settings({PREFECT_API_URL: stack.api_url}):
-        pool = deployment_spec(SCHEDULED)["work_pool"]["name"]
-        started = time.monotonic()
-        deploy_with_worker(stack, pool)
-        timings["pool + deploy"] = time.monotonic() - started
-        deployment = check_deployments(stack)
+    deployment = check_deployments(stack)
 
-        started, before = time.monotonic(), datetime.now(timezone.utc)
-        first = run_deployment_once(stack, deployment.id, tiny)
-        timings["cold run"] = time.monotonic() - started
-        artifacts = run_artifacts(first.id)
-        assert artifacts["wavecast-metrics"].type == "table"
-        assert "persistence" in str(artifacts["wavecast-metrics"].data)
-        assert artifacts["wavecast-report"].type == "markdown"
-        assert UNCHANGED not in str(artifacts["wavecast-report"].data)
-        started = time.monotonic()
-        forecast_run = completed_run_of(stack, "forecast/after-retrain", before, FORECAST_WITHIN_S)
-        timings["forecast after retrain"] = time.monotonic() - started
-        assert "wavecast-forecast" in run_artifacts(forecast_run.id), stack.logs()
-        assert list((data_dir / "forecasts").rglob("*.parquet")), "forecast in another data dir"
-        (model_file,) = data_dir.glob("models/*/model.keras")
-        assert (data_dir / "models" / "champion.json").is_file()
-        model_bytes = model_file.read_bytes()
+    started, before = time.monotonic(), datetime.now(timezone.utc)
+    first = run_deployment_once(stack, deployment.id, tiny)
+    timings["cold run"] = time.monotonic() - started
+    artifacts = run_artifacts(first.id)
+    assert artifacts["wavecast-metrics"].type == "table"
+    assert "persistence" in str(artifacts["wavecast-metrics"].data)
+    assert artifacts["wavecast-report"].type == "markdown"
+    assert UNCHANGED not in str(artifacts["wavecast-report"].data)
+    started = time.monotonic()
+    forecast_run = completed_run_of(
+        stack, "forecast/after-retrain", before, FORECAST_WITHIN_S, data_dir
+    )
+    timings["forecast after retrain"] = time.monotonic() - started
+    assert "wavecast-forecast" in run_artifacts(forecast_run.id), stack.logs()
+    assert list((data_dir / "forecasts").rglob("*.parquet")), "forecast in another data dir"
+    (model_file,) = data_dir.glob("models/*/model.keras")
+    assert (data_dir / "models" / "champion.json").is_file()
+    model_bytes = model_file.read_bytes()
 
-        started = time.monotonic()
-        second = run_deployment_once(stack, deployment.id, tiny)
-        timings["unchanged rerun"] = time.monotonic() - started
-        assert_served_from_cache(stack, second.id)
-        assert list(data_dir.glob("models/*/model.keras")) == [model_file]
-        assert model_file.read_bytes() == model_bytes
+    started = time.monotonic()
+    second = run_deployment_once(stack, deployment.id, tiny)
+    timings["unchanged rerun"] = time.monotonic() - started
+    assert_served_from_cache(stack, second.id)
+    assert list(data_dir.glob("models/*/model.keras")) == [model_file]
+    assert model_file.read_bytes() == model_bytes
 
-        # What `make run` trained (the command, on its own server and PREFECT_HOME), the
-        # deployment's worker finds in the data dir's cache: its first run retrains nothing.
-        by_hand = tmp_path / "by-hand"
-        command_on_its_own_server(tmp_path, tiny_parameters(by_hand)["config"])
-        assert_served_from_cache(
-            stack, run_deployment_once(stack, deployment.id, tiny_parameters(by_hand)).id
-        )
+    # What `make run` trained (the command, on its own server and PREFECT_HOME), the
+    # deployment's worker finds in the data dir's cache: its first run retrains nothing.
+    by_hand = tmp_path / "by-hand"
+    command_on_its_own_server(tmp_path, tiny_parameters(by_hand)["config"])
+    assert_served_from_cache(
+        stack, run_deployment_once(stack, deployment.id, tiny_parameters(by_hand)).id
+    )
     print("\n" + "\n".join(f"{step:>16}: {seconds:6.1f} s" for step, seconds in timings.items()))
+
+
+PERIOD, NOISE, POINTS, APPENDED = 20, 0.05, 200, 12
+RETRAIN_WITHIN_S = 120.0  # the acceptance: from the drift event to a completed retrain
+
+
+def sine_rows(start: int, stop: int, amplitude: float, seed: int) -> str:
+    """CSV rows `date,sales` of a noisy sine of period PERIOD, one per day."""
+    noise = np.random.default_rng(seed).normal(0, NOISE, stop - start)
+    days = np.datetime64("2026-01-01") + np.arange(start, stop)
+    values = amplitude * np.sin(2 * np.pi * np.arange(start, stop) / PERIOD) + noise
+    return "".join(f"{day},{value:.17g}\n" for day, value in zip(days, values, strict=True))
+
+
+def wavecast(stack: Stack, *argv: str) -> str:
+    """A wavecast command against the test's server; its last stdout line."""
+    done = subprocess.run(
+        [str(WAVECAST), *argv], env=stack.env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, f"wavecast {argv[0]}: {done.stderr[-3000:]}\n{stack.logs()}"
+    return done.stdout.strip().splitlines()[-1]
+
+
+def forecast_origins(data_dir: Path) -> set[tuple[str, str]]:
+    """(model version, origin) of every stored forecast."""
+    import pyarrow.parquet as pq
+
+    found: set[tuple[str, str]] = set()
+    for path in (data_dir / "forecasts").rglob("*.parquet"):
+        table = pq.read_table(path, columns=["model_version", "origin"])
+        found.update(zip(*(table[c].to_pylist() for c in table.column_names), strict=True))
+    return found
+
+
+def monitor(stack: Stack, data_dir: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(
+        wavecast(stack, "monitor", "--data-dir", str(data_dir), "--json")
+    )
+    return result
+
+
+def test_drift_retrains_the_series_and_a_newer_forecast_follows(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Forecasts scored on a real server: values that follow the pattern raise nothing; values
+    whose amplitude tripled emit `wavecast.forecast.drift`, and with no other command the
+    on-drift deployment retrains that series from the event's config and a newer forecast
+    follows."""
+    source, data_dir = tmp_path / "sales.csv", tmp_path / "data"
+    history = "date,sales\n" + sine_rows(0, POINTS, 1.0, seed=0)
+    source.write_text(history)
+    before = datetime.now(timezone.utc)
+    wavecast(
+        stack,
+        *("retrain", "--source", str(source), "--data-dir", str(data_dir), "--steps", "4"),
+        *("--units", "8", "--epochs", "10", "--batch-size", "16", "--learning-rate", "0.01"),
+    )
+    completed_run_of(stack, "forecast/after-retrain", before, FORECAST_WITHIN_S, data_dir)
+    (first_forecast,) = forecast_origins(data_dir)
+
+    source.write_text(history + sine_rows(POINTS, POINTS + APPENDED, 1.0, seed=1))
+    calm = monitor(stack, data_dir)
+    assert calm["events"] == 0 and not calm["series"]["sales"]["drift"], calm
+    assert calm["series"]["sales"]["realized"] == 4, calm  # every step of the forecast
+
+    source.write_text(history + sine_rows(POINTS, POINTS + APPENDED, 3.0, seed=1))
+    drifted_at = datetime.now(timezone.utc)
+    drifted = monitor(stack, data_dir)
+    assert drifted["events"] == 1 and drifted["series"]["sales"]["drift"], drifted
+    assert drifted["series"]["sales"]["error_ratio"] > 2.0, drifted
+
+    retrain = completed_run_of(stack, "retrain/on-drift", drifted_at, RETRAIN_WITHIN_S, data_dir)
+    config = retrain.parameters["config"]  # templated from the event: this series' config
+    assert config["data_dir"] == str(data_dir) and config["series"]["source"] == str(source)
+    assert config["windows"]["steps"] == 4
+    completed_run_of(stack, "forecast/after-retrain", retrain.created, FORECAST_WITHIN_S, data_dir)
+    newer = forecast_origins(data_dir) - {first_forecast}
+    last_day = str(np.datetime64("2026-01-01") + POINTS + APPENDED - 1)
+    assert any(origin.startswith(last_day) for _, origin in newer), newer

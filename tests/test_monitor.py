@@ -117,7 +117,10 @@ def test_an_event_the_server_cannot_take_fails_loudly() -> None:
 
     from tasks.monitor import send_events
 
-    event = {"event": "wavecast.forecast.drift", "resource": {"prefect.resource.id": "x"}}
+    event: dict[str, object] = {
+        "event": "wavecast.forecast.drift",
+        "resource": {"prefect.resource.id": "x"},
+    }
     with (
         temporary_settings({PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api"}),
         pytest.raises(httpx.ConnectError),

@@ -14,7 +14,14 @@ from flows.embedded_server import free_port
 from wavecast.config import MonitorConfig, WindowSpec
 from wavecast.forecast import target_labels
 from wavecast.generate import LoadedSeries
-from wavecast.monitor import actual_positions, champion_rows, judge, realized_rows, rolling_ratio
+from wavecast.monitor import (
+    actual_positions,
+    champion_rows,
+    chance_ratio,
+    judge,
+    realized_rows,
+    rolling_ratio,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -83,6 +90,22 @@ def test_collapsed_coverage_is_drift_even_with_a_small_ratio() -> None:
     health, _ = judge(rows, np.array([1.0, 1.0]), MonitorConfig(), "v1")
     assert health.error_ratio == pytest.approx(0.1)
     assert health.coverage_95 == 0.0 and health.drift and "coverage" in health.reason
+
+
+def test_one_or_two_targets_must_pass_what_chance_would_explain() -> None:
+    """At 1 %: sqrt(chi2 quantile / n) = sqrt(6.635) = 2.576 for one target, sqrt(9.210 / 2) =
+    2.146 for two (tables); from three on the threshold of 2 is the stricter."""
+    assert chance_ratio(1) == pytest.approx(2.576, rel=0.01)
+    assert chance_ratio(2) == pytest.approx(2.146, rel=0.01)
+    assert chance_ratio(3) < 2.0
+    rmse = np.array([1.0])
+    near = pa.table({"step": [1], "error": [2.3], "inside_95": [True]})
+    health, _ = judge(near, rmse, MonitorConfig(), "v1")
+    assert not health.drift and "by chance (drift needs 2.57x)" in health.reason
+    far = pa.table({"step": [1], "error": [-3.0], "inside_95": [True]})
+    assert judge(far, rmse, MonitorConfig(), "v1")[0].drift
+    missed_once = pa.table({"step": [1], "error": [0.1], "inside_95": [False]})
+    assert not judge(missed_once, rmse, MonitorConfig(), "v1")[0].drift  # 5 %: no evidence
 
 
 def test_too_few_realized_targets_are_not_judged() -> None:

@@ -368,9 +368,11 @@ def write_monitor_report(scores: list[SeriesScore], config: MonitorConfig, run_k
         for number, score in enumerate(sorted(scores, key=lambda s: not s.health.drift)):
             if number == MAX_PLOTS:
                 break
+            relative = np.asarray(score.relative_error)
             png = plot_realized_error(
                 np.asarray(score.target_index),
-                np.asarray(score.relative_error),
+                relative,
+                rolling_ratio(relative, config.window),
                 config.window,
                 config.threshold,
                 f"{score.name}: {'DRIFT' if score.health.drift else 'on track'} "

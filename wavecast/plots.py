@@ -96,6 +96,7 @@ def plot_fan(
 def plot_realized_error(
     target_index: np.ndarray,
     relative_error: np.ndarray,
+    ratio: np.ndarray,
     window: int,
     threshold: float,
     title: str,
@@ -103,22 +104,15 @@ def plot_realized_error(
 ) -> Path:
     """Each realized target's error in held-out RMSEs, the windowed ratio the verdict reads,
     and the threshold it is held to."""
-    from wavecast.monitor import rolling_ratio
-
     figure = new_figure()
     axes = figure.subplots()
     axes.scatter(target_index, relative_error, s=10, alpha=0.5, label="|error| / held-out RMSE")
-    axes.plot(
-        target_index,
-        rolling_ratio(relative_error, window),
-        color="tab:blue",
-        label=f"error ratio, last {window} targets",
-    )
+    axes.plot(target_index, ratio, color="tab:blue", label=f"error ratio, last {window} targets")
     axes.axhline(threshold, color="tab:red", linestyle="--", label=f"threshold {threshold:g}x")
     axes.axhline(1.0, color="gray", linewidth=0.8)
     axes.set_xlabel("target (index in the series)")
     axes.set_ylabel("error / held-out RMSE")
     axes.set_title(title, y=1.0)
     axes.grid(alpha=0.3)
-    axes.legend(loc="upper left")
+    axes.legend(loc="best")
     return _save(figure, path)

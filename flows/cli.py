@@ -422,14 +422,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     for key, value in ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)
-    if args.command == "retrain":
-        run_retrain(args)
-    elif args.command == "forecast":
-        run_forecast(args)
-    elif args.command == "monitor":
-        run_monitor(args)
-    else:
-        run_models(args)
+    commands = {"retrain": run_retrain, "forecast": run_forecast, "monitor": run_monitor}
+    try:
+        commands.get(args.command, run_models)(args)
+    except RuntimeError as exc:  # Prefect's words when PREFECT_API_URL answers nothing
+        if not str(exc).startswith("Failed to reach API"):
+            raise
+        print(f"wavecast: error: {exc} (is the Prefect server running?)", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -105,6 +105,29 @@ def test_models_commands_carry_on_over_a_damaged_champion_file(tmp_path: Path, d
     assert len(rolled.stderr.splitlines()) == 1
 
 
+def test_a_server_that_does_not_answer_fails_the_command_in_one_line(tmp_path: Path) -> None:
+    """PREFECT_API_URL names a port nobody listens on: exit 1, one line, nothing trained."""
+    from flows.embedded_server import free_port
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update(
+        PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api", PREFECT_HOME=str(tmp_path / "h")
+    )
+    result = subprocess.run(
+        [str(WAVECAST), "retrain", "--length", "120", "--data-dir", str(tmp_path / "data")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    (line,) = [line for line in result.stderr.splitlines() if "wavecast: error" in line]
+    assert line.startswith("wavecast: error: Failed to reach API at http://127.0.0.1:")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data" / "models").exists()
+
+
 def test_a_full_disk_fails_at_once_in_one_line_without_traceback(tmp_path: Path) -> None:
     """ENOSPC from the Parquet writer (injected at interpreter start): no retry, one line."""
     inject = tmp_path / "inject"

@@ -87,7 +87,7 @@ start() {
     fi
     cat <<EOF
 
-Prefect UI:  http://$HOST:$PORT    (Deployments: retrain/*, retrain-panel/dask, forecast/*)
+Prefect UI:  http://$HOST:$PORT    (Deployments: retrain/*, retrain-panel/dask, forecast/*, monitor/*)
 Use it from this shell:  export PREFECT_API_URL=$PREFECT_API_URL
 Run now:                 $BIN/prefect deployment run retrain/scheduled-retrain --watch
 Stop:                    make serve-stop

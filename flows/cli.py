@@ -381,8 +381,8 @@ def run_models(args: argparse.Namespace) -> None:
     import json
 
     from wavecast import registry
-    from wavecast.panel import panel_keys, series_data_dir
-    from wavecast.storage import DataDir
+    from wavecast.panel import panel_keys
+    from wavecast.storage import DataDir, series_data_dir
 
     with failing_on_bad_input():
         data_dir = args.data_dir

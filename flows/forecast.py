@@ -32,5 +32,5 @@ def forecast(config: ForecastConfig | None = None) -> ForecastSummary | PanelFor
         return publish_panel_forecast(forecast_panel_series(keys, config))
     window = read_latest_window(config)
     predicted = forecast_from_model(window, config)
-    path = write_forecast_rows(predicted, config.data_dir)
-    return publish_forecast(predicted, window, config.data_dir, path)
+    path = write_forecast_rows(predicted, window.home)
+    return publish_forecast(predicted, window, window.home, path)

@@ -12,14 +12,8 @@ from pydantic import ValidationError
 
 from wavecast.config import FanOutSpec, RetrainConfig
 from wavecast.generate import read_series
-from wavecast.panel import (
-    retrain_series,
-    rounds,
-    series_config,
-    series_data_dir,
-    series_slug,
-    split_panel,
-)
+from wavecast.panel import retrain_series, rounds, series_config, split_panel
+from wavecast.storage import panel_root_of, series_data_dir, series_slug
 
 pytestmark = pytest.mark.unit
 
@@ -107,7 +101,10 @@ def test_any_id_names_one_directory_inside_the_panel(tmp_path: Path, key: str) -
     slug = series_slug(key)
     assert "/" not in slug and slug not in (".", "..", "") and not slug.startswith(".")
     assert unquote(slug) == key or (key == "" and slug == "%00")
-    assert Path(series_data_dir(str(tmp_path), key)).parent == tmp_path / "series"
+    own = series_data_dir(str(tmp_path), key)
+    assert Path(own).parent == tmp_path / "series"
+    assert panel_root_of(own, key) == str(tmp_path)  # its forecasts join the panel's dataset
+    assert panel_root_of(own, key + "x") is None and panel_root_of(str(tmp_path), key) is None
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,8 @@ from flows.panel import retrain_panel
 from tests.test_panel import panel_config, write_panel
 from wavecast.config import ForecastConfig, RetrainConfig
 from wavecast.panel import PanelForecast
+from wavecast.records import ForecastSummary
+from wavecast.storage import series_data_dir
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -51,6 +53,14 @@ def test_bad_series_are_skipped_and_the_rest_serve_forecasts(tmp_path: Path) -> 
     assert sorted(rows.column("series").to_pylist()) == ["a", "b", "c"]
     versions = {key: one.version for key, one in forecasts.series.items()}
     assert versions == {key: outcome.version for key, outcome in summary.series.items()}
+
+    # One series forecast from its own data dir (the drift loop's retrain then forecast):
+    # its rows join the panel's dataset, not a dataset of its own.
+    own = forecast(ForecastConfig(data_dir=series_data_dir(config.data_dir, "b")))
+    assert isinstance(own, ForecastSummary) and own.path == forecasts.path
+    again = ds.dataset(forecasts.path, format="parquet", partitioning="hive").to_table()
+    assert again.num_rows == rows.num_rows  # the same origin and version: replaced
+    assert not (Path(series_data_dir(config.data_dir, "b")) / "forecasts").exists()
 
 
 def test_a_dask_cluster_trains_what_a_later_local_run_reuses(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from wavecast.generate import load_series
 from wavecast.intervals import conformal_half_widths, held_out_coverage
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest, Row
 from wavecast.registry import MODELS, checked_version, read_champion, read_manifest
-from wavecast.storage import DataDir, stable_hash
+from wavecast.storage import DataDir, panel_root_of, stable_hash
 from wavecast.train import MODEL_FILE, load_model, model_forecast
 
 FORECASTS = "forecasts"
@@ -107,7 +107,18 @@ def latest_window(config: ForecastConfig) -> LatestWindow:
         origin=origin,
         targets=targets,
         note=note,
+        home=forecasts_home(store, series_spec),
     )
+
+
+def forecasts_home(store: DataDir, spec: SeriesSpec) -> str:
+    """Where a series' forecasts go: its data dir, unless that is a panel series' own
+    (`<panel>/series/<id>/`, which a retrain of that one series, the drift loop's, publishes
+    to): then its panel's dataset, beside its siblings' forecasts, where the panel's readers
+    and monitor look."""
+    if spec.is_panel and len(spec.series) == 1:
+        return panel_root_of(store.uri(), spec.series[0]) or store.uri()
+    return store.uri()
 
 
 def series_name(spec: SeriesSpec, column: str | None) -> str:

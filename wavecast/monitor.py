@@ -30,10 +30,9 @@ from wavecast.config import MonitorConfig, SeriesSpec
 from wavecast.errors import InvalidInputError
 from wavecast.forecast import FORECASTS, held_out_errors, label, resolve_version
 from wavecast.generate import LoadedSeries, load_series
-from wavecast.panel import series_data_dir
 from wavecast.records import Manifest, Record
 from wavecast.registry import read_champion
-from wavecast.storage import DataDir, stable_hash
+from wavecast.storage import DataDir, series_data_dir, stable_hash
 
 MONITORING = "monitoring"
 REPORTS = "monitor-reports"

@@ -11,7 +11,7 @@ gating, rollback and forecasting need nothing panel-specific.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -30,20 +30,9 @@ from wavecast.generate import SeriesRef, panel_groups, read_table, series_from_t
 from wavecast.publish import promote_candidate, stage_version
 from wavecast.records import ForecastSummary
 from wavecast.registry import read_champion, remove_version
-from wavecast.storage import DataDir, stable_hash
+from wavecast.storage import SERIES_DIR, DataDir, series_data_dir, stable_hash
 from wavecast.train import train_on_dataset
 from wavecast.windows import build_windows, check_length
-
-SERIES_DIR = "series"
-
-
-def series_slug(key: str) -> str:
-    """A directory name for any id: percent-encoded, dots too, so no id is a path trick."""
-    return quote(key, safe="").replace(".", "%2E") or "%00"
-
-
-def series_data_dir(data_dir: str, key: str) -> str:
-    return DataDir(data_dir).uri(SERIES_DIR, series_slug(key))
 
 
 def series_config(config: RetrainConfig, key: str) -> RetrainConfig:

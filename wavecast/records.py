@@ -116,6 +116,7 @@ class LatestWindow(BaseModel):
     origin: str  # the last observed point: its timestamp, or its index
     targets: tuple[str, ...]  # the forecast steps' timestamps, or indices
     note: str | None = None  # why targets are step numbers, when they are
+    home: str  # the data dir whose forecasts dataset takes this series' rows
 
 
 class Forecast(BaseModel):

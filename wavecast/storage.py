@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -244,3 +245,22 @@ class DataDir:
             local = Path(tmp) / parts[-1]
             self.fs.get(self.path(*parts), str(local))
             yield local
+
+
+SERIES_DIR = "series"  # a panel's data dir holds each series' own data dir under it
+
+
+def series_slug(key: str) -> str:
+    """A directory name for any id: percent-encoded, dots too, so no id is a path trick."""
+    return quote(key, safe="").replace(".", "%2E") or "%00"
+
+
+def series_data_dir(data_dir: str, key: str) -> str:
+    return DataDir(data_dir).uri(SERIES_DIR, series_slug(key))
+
+
+def panel_root_of(data_dir: str, key: str) -> str | None:
+    """The panel data dir in which `data_dir` is series `key`'s own, if it is one."""
+    own = DataDir(data_dir).uri()
+    root = own.rsplit("/", 2)[0]
+    return root if root != own and series_data_dir(root, key) == own else None

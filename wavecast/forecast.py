@@ -28,6 +28,7 @@ from wavecast.storage import DataDir, panel_root_of, stable_hash
 from wavecast.train import MODEL_FILE, load_model, model_forecast
 
 FORECASTS = "forecasts"
+PARTITION = "series="  # hive partitioning: a series' rows under series=<quoted name>/
 REPORTS = "forecast-reports"
 HISTORY_POINTS = 300  # observations kept for the fan chart
 
@@ -185,11 +186,21 @@ def write_forecasts(forecast: Forecast, data_dir: str, run_id: str | None = None
     """Write (or replace) this origin's rows for this version; returns the dataset's root."""
     store = DataDir(data_dir)
     table = forecast_table(forecast, run_id, datetime.now(timezone.utc))
+    partition = series_partition(forecast.series)
+    write_parquet(store, table, FORECASTS, partition, f"{forecast_key(forecast)}.parquet")
+    return store.uri(FORECASTS)
+
+
+def series_partition(series: str) -> str:
+    """The hive partition directory of a series in the forecasts (and monitoring) dataset."""
+    return f"{PARTITION}{quote(series, safe='')}"
+
+
+def write_parquet(store: DataDir, table: pa.Table, *parts: str) -> None:
+    """Replace one Parquet file atomically (DataDir.write_bytes)."""
     sink = io.BytesIO()
     pq.write_table(table, sink)
-    partition = f"series={quote(forecast.series, safe='')}"
-    store.write_bytes(sink.getvalue(), FORECASTS, partition, f"{forecast_key(forecast)}.parquet")
-    return store.uri(FORECASTS)
+    store.write_bytes(sink.getvalue(), *parts)
 
 
 def fan_bands(

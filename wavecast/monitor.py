@@ -15,7 +15,6 @@ time (on one or two targets, that is stricter than the settings).
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -28,7 +27,14 @@ from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import MonitorConfig, SeriesSpec
 from wavecast.errors import InvalidInputError
-from wavecast.forecast import FORECASTS, held_out_errors, label, resolve_version
+from wavecast.forecast import (
+    FORECASTS,
+    PARTITION,
+    held_out_errors,
+    label,
+    resolve_version,
+    write_parquet,
+)
 from wavecast.generate import LoadedSeries, load_series
 from wavecast.records import Manifest, Record
 from wavecast.registry import read_champion
@@ -36,7 +42,6 @@ from wavecast.storage import DataDir, series_data_dir, stable_hash
 
 MONITORING = "monitoring"
 REPORTS = "monitor-reports"
-PARTITION = "series="
 DRIFT_EVENT = "wavecast.forecast.drift"
 # A held-out RMSE below this share of the series' spread (a noiseless sine fit by the linear
 # AR: ~1e-8) is taken as this, or float rounding in new data would read as drift.
@@ -156,12 +161,6 @@ def realized_rows(
     return pa.Table.from_pylist(rows)
 
 
-def write_realized(store: DataDir, table: pa.Table, partition: str, name: str) -> None:
-    sink = io.BytesIO()
-    pq.write_table(table, sink)
-    store.write_bytes(sink.getvalue(), MONITORING, partition, name)
-
-
 def join_stored_forecasts(store: DataDir, watched: Watched, loaded: LoadedSeries) -> list[pa.Table]:
     """Join every stored forecast file of the series with the actuals; write what realized."""
     positions = actual_positions(loaded)
@@ -173,7 +172,7 @@ def join_stored_forecasts(store: DataDir, watched: Watched, loaded: LoadedSeries
             forecasts = pq.read_table(path)
         table = realized_rows(forecasts, watched.name, loaded, positions)
         if table.num_rows:
-            write_realized(store, table, watched.partition, name)
+            write_parquet(store, table, MONITORING, watched.partition, name)
             realized.append(table)
     return realized
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 
@@ -23,7 +24,20 @@ def new_figure() -> Figure:
     return figure
 
 
-def _save(figure: Figure, path: Path) -> Path:
+def _finish(
+    figure: Figure,
+    axes: Axes,
+    labels: tuple[str, str],
+    title: str,
+    path: Path,
+    legend_at: Literal["best", "upper left"] = "best",
+) -> Path:
+    """Axis labels, title, grid and legend, as every figure here has them; then save."""
+    axes.set_xlabel(labels[0])
+    axes.set_ylabel(labels[1])
+    axes.set_title(title, y=1.0)
+    axes.grid(alpha=0.3)
+    axes.legend(loc=legend_at)
     figure.savefig(path, dpi=110)
     return path
 
@@ -39,12 +53,7 @@ def plot_loss(losses: Sequence[float], path: Path) -> Path:
     axes.minorticks_off()  # dozens of minor tick artists: ~0.1 s to draw, little to read
     # Labels as plain "1e-04": the default's mathtext 10^-4 costs ~0.2 s to lay out once.
     axes.yaxis.set_major_formatter(LogFormatter())
-    axes.set_xlabel("epoch")
-    axes.set_ylabel("MSE")
-    axes.set_title("Training loss", y=1.0)
-    axes.grid(alpha=0.3)
-    axes.legend()
-    return _save(figure, path)
+    return _finish(figure, axes, ("epoch", "MSE"), "Training loss", path)
 
 
 def plot_forecasts(
@@ -60,12 +69,7 @@ def plot_forecasts(
     axes.plot(starts, truth, label="truth", linewidth=2.5, color="black", alpha=0.35)
     for name, values in forecasts.items():
         axes.plot(starts, values, label=name, linewidth=1.2)
-    axes.set_xlabel("window start")
-    axes.set_ylabel("value")
-    axes.set_title(title, y=1.0)
-    axes.grid(alpha=0.3)
-    axes.legend()
-    return _save(figure, path)
+    return _finish(figure, axes, ("window start", "value"), title, path)
 
 
 def plot_fan(
@@ -85,12 +89,8 @@ def plot_fan(
     for alpha, (name, (low, high)) in zip((0.18, 0.32, 0.46), bands.items(), strict=False):
         axes.fill_between(target_index, low, high, color="tab:blue", alpha=alpha, label=name)
     axes.plot(target_index, forecast, color="tab:blue", marker="o", markersize=3, label="forecast")
-    axes.set_xlabel("point (index in the series)")
-    axes.set_ylabel("value")
-    axes.set_title(title, y=1.0)
-    axes.grid(alpha=0.3)
-    axes.legend(loc="upper left")
-    return _save(figure, path)
+    labels = ("point (index in the series)", "value")
+    return _finish(figure, axes, labels, title, path, legend_at="upper left")
 
 
 def plot_realized_error(
@@ -110,9 +110,5 @@ def plot_realized_error(
     axes.plot(target_index, ratio, color="tab:blue", label=f"error ratio, last {window} targets")
     axes.axhline(threshold, color="tab:red", linestyle="--", label=f"threshold {threshold:g}x")
     axes.axhline(1.0, color="gray", linewidth=0.8)
-    axes.set_xlabel("target (index in the series)")
-    axes.set_ylabel("error / held-out RMSE")
-    axes.set_title(title, y=1.0)
-    axes.grid(alpha=0.3)
-    axes.legend(loc="best")
-    return _save(figure, path)
+    labels = ("target (index in the series)", "error / held-out RMSE")
+    return _finish(figure, axes, labels, title, path)

@@ -101,14 +101,21 @@ def wait_healthy(stack: Stack, server: subprocess.Popen[bytes]) -> None:
         assert server.poll() is None, f"server exited ({server.returncode})\n{stack.logs()}"
 
 
+def environment_without_prefect(**settings: str) -> dict[str, str]:
+    """This process's environment minus every PREFECT_ setting of the shell, plus `settings`:
+    a child that must not reach a server or profile it was not given."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
+    env.update(settings)
+    return env
+
+
 @contextlib.contextmanager
 def running_server(root: Path) -> Iterator[Stack]:
     """A real `prefect server start` on a free port; everything it started is ended after."""
     marker = f"wavecast-test-{uuid.uuid4().hex}"
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update(
+    env = environment_without_prefect(
         PREFECT_HOME=str(root / "prefect-home"),  # database, profiles and result storage
         PREFECT_API_URL=api_url,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",

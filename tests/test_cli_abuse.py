@@ -4,12 +4,12 @@ before Prefect or TensorFlow load; a damaged registry never stops `wavecast mode
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.servers import environment_without_prefect
 from tests.test_cli_args import WAVECAST, populated_data_dir, run_cli, snapshot
 
 pytestmark = pytest.mark.flow
@@ -105,22 +105,27 @@ def test_models_commands_carry_on_over_a_damaged_champion_file(tmp_path: Path, d
     assert len(rolled.stderr.splitlines()) == 1
 
 
+def tiny_retrain(
+    tmp_path: Path, timeout_s: float, **settings: str
+) -> subprocess.CompletedProcess[str]:
+    """`wavecast retrain` of a 120-point sine into tmp_path/data, with only `settings` of
+    Prefect's (none of the shell's)."""
+    return subprocess.run(
+        [str(WAVECAST), "retrain", "--length", "120", "--data-dir", str(tmp_path / "data")],
+        env=environment_without_prefect(**settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
 def test_a_server_that_does_not_answer_fails_the_command_in_one_line(tmp_path: Path) -> None:
     """PREFECT_API_URL names a port nobody listens on: exit 1, one line, nothing trained."""
     from flows.embedded_server import free_port
 
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update(
-        PREFECT_API_URL=f"http://127.0.0.1:{free_port()}/api", PREFECT_HOME=str(tmp_path / "h")
-    )
-    result = subprocess.run(
-        [str(WAVECAST), "retrain", "--length", "120", "--data-dir", str(tmp_path / "data")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    dead = f"http://127.0.0.1:{free_port()}/api"
+    result = tiny_retrain(tmp_path, 120, PREFECT_API_URL=dead, PREFECT_HOME=str(tmp_path / "h"))
     assert result.returncode == 1, result.stderr[-3000:]
     (line,) = [line for line in result.stderr.splitlines() if "wavecast: error" in line]
     assert line.startswith("wavecast: error: Failed to reach API at http://127.0.0.1:")
@@ -138,19 +143,12 @@ def test_a_full_disk_fails_at_once_in_one_line_without_traceback(tmp_path: Path)
         "    raise OSError(errno.ENOSPC, 'No space left on device', 'injected.parquet')\n\n\n"
         "pq.ParquetWriter.write_batch = full\n"
     )
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update(
+    result = tiny_retrain(
+        tmp_path,
+        300,
         PYTHONPATH=str(inject),
         PREFECT_HOME=str(tmp_path / "home"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
-    )
-    result = subprocess.run(
-        [str(WAVECAST), "retrain", "--length", "120", "--data-dir", str(tmp_path / "data")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
     )
 
     assert result.returncode == 2, result.stderr[-3000:]

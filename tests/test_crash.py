@@ -7,7 +7,6 @@ Each retrain is the real `wavecast` command in its own process, reporting to a r
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import children_of, import_blockers, wait_until_gone
-from tests.servers import Stack, running_server
+from tests.servers import Stack, environment_without_prefect, running_server
 from wavecast.registry import list_versions, read_promotions
 from wavecast.storage import COMPLETE_MARKER, STAGING_TAG, DataDir
 
@@ -224,8 +223,9 @@ def test_an_unchanged_rerun_starts_no_tensorflow_anywhere(stack: Stack, tmp_path
 
 def test_killing_a_command_on_its_own_server_leaves_no_server(tmp_path: Path) -> None:
     """Without a configured server the command starts one; `kill -9` of the command ends it."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env = environment_without_prefect(
+        PREFECT_HOME=str(tmp_path / "home"), PREFECT_SERVER_ANALYTICS_ENABLED="false"
+    )
     process = subprocess.Popen(
         [str(WAVECAST), "retrain", "--data-dir", str(tmp_path / "data"), *TINY, "--epochs", "3000"],
         env=env,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ from tests.servers import (
     Stack,
     completed_run_of,
     deploy_with_worker,
+    environment_without_prefect,
     running_server,
     task_states,
 )
@@ -138,8 +138,9 @@ def assert_served_from_cache(stack: Stack, flow_run_id: Any) -> None:
 
 def command_on_its_own_server(tmp_path: Path, config: dict[str, Any]) -> None:
     """`wavecast retrain` as `make run` runs it: no PREFECT_API_URL, its own PREFECT_HOME."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "own-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env = environment_without_prefect(
+        PREFECT_HOME=str(tmp_path / "own-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false"
+    )
     train, model = config["train"], config["model"]
     argv = [
         *("--length", str(config["series"]["length"]), "--units", str(model["units"])),

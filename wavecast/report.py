@@ -76,6 +76,15 @@ def html_table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def html_page(title: str, body: str, align: str = "left") -> str:
+    """One file that opens anywhere, in the look every page here shares."""
+    return (
+        f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        f"td,th{{padding:.2em .8em;text-align:{align}}}img{{max-width:100%}}</style>{body}"
+    )
+
+
 def render_html(summary: RetrainSummary, manifest: Manifest, images: dict[str, bytes]) -> str:
     """One file that opens anywhere: the markdown's content plus every plot, inlined."""
     scores = [
@@ -83,15 +92,12 @@ def render_html(summary: RetrainSummary, manifest: Manifest, images: dict[str, b
     ]
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in (*summary.reasons, *summary.changes))
     figures = "".join(inline_png(name, png) for name, png in images.items())
-    return (
-        "<!doctype html><meta charset='utf-8'>"
-        f"<title>wavecast {html.escape(summary.version)}</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "td,th{padding:.2em .8em;text-align:left}img{max-width:100%}</style>"
+    return html_page(
+        f"wavecast {summary.version}",
         f"<h1>wavecast retrain {html.escape(summary.version)}</h1>"
         f"<p>{html.escape(headline(summary).replace('**', '').replace('`', ''))}</p>"
         f"{html_table(('forecaster', 'MSE', 'RMSE', 'MAE'), scores)}<ul>{reasons}</ul>"
-        f"<h2>Lineage</h2>{html_table(('', ''), lineage_rows(manifest))}{figures}"
+        f"<h2>Lineage</h2>{html_table(('', ''), lineage_rows(manifest))}{figures}",
     )
 
 
@@ -101,15 +107,13 @@ def forecast_html(forecast: Forecast, fan_png: bytes) -> str:
     rows = [tuple(format_cell(row[key]) for key in keys) for row in forecast.rows]
     coverage = ", ".join(f"{level} %: {value:.1%}" for level, value in forecast.coverage.items())
     note = f"<p>{html.escape(forecast.note)}</p>" if forecast.note else ""
-    return (
-        "<!doctype html><meta charset='utf-8'>"
-        f"<title>wavecast forecast {html.escape(forecast.series)}</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "td,th{padding:.2em .8em;text-align:right}img{max-width:100%}</style>"
+    return html_page(
+        f"wavecast forecast {forecast.series}",
         f"<h1>Forecast of {html.escape(forecast.series)} from {html.escape(forecast.origin)}</h1>"
         f"<p>Model version {html.escape(forecast.version)}. Held-out coverage of the "
         f"intervals: {html.escape(coverage)}.</p>{note}"
-        f"{inline_png('fan chart', fan_png)}{html_table(tuple(keys), rows)}"
+        f"{inline_png('fan chart', fan_png)}{html_table(tuple(keys), rows)}",
+        align="right",
     )
 
 
@@ -127,10 +131,8 @@ def monitor_html(
     cells = [tuple(format_cell(row[key]) for key in keys) for row in rows]
     drifting = sum(bool(row["drift"]) for row in rows)
     figures = "".join(inline_png(name, png) for name, png in images.items())
-    return (
-        "<!doctype html><meta charset='utf-8'><title>wavecast monitor</title>"
-        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        "td,th{padding:.2em .8em;text-align:left}img{max-width:100%}</style>"
+    return html_page(
+        "wavecast monitor",
         f"<h1>Forecast monitor: {drifting} of {len(rows)} series drifting</h1>"
-        f"{html_table(keys, cells)}{figures}"
+        f"{html_table(keys, cells)}{figures}",
     )

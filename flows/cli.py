@@ -31,6 +31,9 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "batch_size": ("train", "batch_size"),
     "learning_rate": ("train", "learning_rate"),
     "seed": ("train", "seed"),
+    "candidates": ("selection", "candidates"),
+    "season": ("selection", "season"),
+    "network_min_windows": ("selection", "network_min_windows"),
     "tolerance": ("gate", "tolerance"),
     "runner": ("fan_out", "runner"),
     "dask_address": ("fan_out", "dask_address"),
@@ -182,11 +185,16 @@ def print_summary(summary: Any) -> None:
     print(f"champion  {summary.champion}")
     print(f"model     {summary.model_dir}")
     print(f"report    {summary.report}")
-    print(f"serves    {summary.published.forecaster} ({summary.published.reason})")
-    print(f"\n{'forecaster':<14}{'MSE':>12}{'RMSE':>12}{'MAE':>12}")
-    rows = {"model": summary.metrics, **summary.baselines}
-    for name, m in rows.items():
-        print(f"{name:<14}{m.mse:>12.4g}{m.rmse:>12.4g}{m.mae:>12.4g}")
+    published = summary.published
+    print(f"serves    {published.forecaster}, season {published.season} ({published.reason})")
+    if published.coverage:
+        shares = ", ".join(f"{level} %: {share:.0%}" for level, share in published.coverage.items())
+        print(f"coverage  {shares} of test targets (intervals calibrated on validation)")
+    print(f"\n{'forecaster':<24}{'validation MSE':>16}{'test MSE':>12}{'test MAE':>12}  form")
+    for c in summary.candidates:
+        mark = "*" if c.forecaster == published.forecaster else " "
+        test = f"{c.test.mse:>12.4g}{c.test.mae:>12.4g}" if c.test else f"{'-':>12}{'-':>12}"
+        print(f"{mark}{c.forecaster:<23}{c.validation_mse:>16.4g}{test}  {c.form or c.note}")
     for reason in (*summary.reasons, *summary.changes):
         print(f"- {reason}")
 

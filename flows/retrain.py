@@ -25,8 +25,12 @@ def retrain(config: RetrainConfig | None = None) -> RetrainSummary:
     cached = cached_stage_options(data_dir, config.refresh)
     series = generate_series(config.series, data_dir)
     dataset = write_windows.with_options(**cached)(series, config.windows, data_dir)
-    trained = train_model.with_options(**cached)(dataset, config.model, config.train, data_dir)
-    evaluation = evaluate_model.with_options(**cached)(dataset, trained, data_dir)
+    trained = (  # the network competes only where there are windows enough to train it
+        train_model.with_options(**cached)(dataset, config.model, config.train, data_dir)
+        if config.selection.trains_network(dataset.n_train)
+        else None
+    )
+    evaluation = evaluate_model.with_options(**cached)(dataset, trained, config.selection, data_dir)
     with transaction():  # a failed promotion rolls the staged version back out of the registry
         candidate = publish_version(config, dataset, trained, evaluation)
         summary = promote_version(config, dataset, evaluation, candidate)

@@ -11,12 +11,12 @@ from prefect.transactions import Transaction, get_transaction
 from tasks.prefect_support import IO_RETRIES
 from wavecast.config import RetrainConfig
 from wavecast.evaluate import Evaluation, metrics_table
-from wavecast.publish import Candidate, promote_candidate, stage_version
+from wavecast.publish import Candidate, promote_candidate, served_file, stage_version
 from wavecast.records import Manifest, RetrainSummary
 from wavecast.registry import MANIFEST_FILE, MODELS, remove_version
 from wavecast.report import render_markdown
 from wavecast.storage import DataDir, stable_hash
-from wavecast.train import MODEL_FILE, TrainedRef
+from wavecast.train import TrainedRef
 from wavecast.windows import DatasetRef
 
 
@@ -29,7 +29,7 @@ def publish_artifacts(summary: RetrainSummary, evaluation: Evaluation, data_dir:
     create_table_artifact(
         metrics_table(evaluation),
         key="wavecast-metrics",
-        description=f"Test metrics of {summary.version} vs baselines",
+        description=f"Every candidate's validation and test scores for {summary.version}",
     )
     create_markdown_artifact(
         render_markdown(summary, manifest), key="wavecast-report", description="Retrain report"
@@ -39,9 +39,10 @@ def publish_artifacts(summary: RetrainSummary, evaluation: Evaluation, data_dir:
         link_text=f"HTML report of {summary.version}",
         key="wavecast-report-html",
     )
+    served = served_file(evaluation)
     create_link_artifact(
-        store.url(MODELS, summary.version, MODEL_FILE),
-        link_text=f"model.keras of {summary.version}",
+        store.url(MODELS, summary.version, served),
+        link_text=f"{served} of {summary.version} ({evaluation.published.forecaster})",
         key="wavecast-model",
     )
 
@@ -51,7 +52,10 @@ RETRAIN_EVENT = "wavecast.retrain.published"
 
 @task(name="stage-version", **IO_RETRIES)
 def publish_version(
-    config: RetrainConfig, dataset: DatasetRef, trained: TrainedRef, evaluation: Evaluation
+    config: RetrainConfig,
+    dataset: DatasetRef,
+    trained: TrainedRef | None,
+    evaluation: Evaluation,
 ) -> Candidate:
     run_id = flow_run.get_id()
     candidate = stage_version(config, dataset, trained, evaluation, run_id)

@@ -1,4 +1,6 @@
-"""Honest evaluation: the saved model and two naive baselines on the same test windows."""
+"""Honest evaluation: every candidate forecaster backtested on the same targets, the champion
+chosen on validation windows at the end of the train split, every score reported on the test
+split (the network reloaded from its file, as a user would)."""
 
 from __future__ import annotations
 
@@ -6,11 +8,28 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from wavecast.candidates import (
+    CLASSICAL,
+    CLASSICAL_MAX_POINTS,
+    STATISTICAL,
+    ForecasterSpec,
+    best_candidate,
+    combination_members,
+    mse_of,
+    statistical_forecasts,
+    targets_at,
+    validation_size,
+    window_origins,
+)
+from wavecast.config import SelectionSpec
+from wavecast.generate import read_series
+from wavecast.intervals import conformal_half_widths
 from wavecast.memory import release_unused_memory
 from wavecast.plots import plot_forecasts, plot_loss
 from wavecast.storage import DataDir, code_fingerprint, stable_hash
@@ -22,8 +41,9 @@ from wavecast.train import (
     loss_history,
     model_forecast,
     untrained_predictions,
+    validation_predictions,
 )
-from wavecast.windows import DatasetRef, iter_split
+from wavecast.windows import DatasetRef, iter_split, make_windows
 
 PLOTS = ("loss.png", "predictions.png", "untrained.png")
 BATCH_ROWS = 1 << 16  # windows per batch when streaming a split
@@ -31,7 +51,21 @@ SAMPLE_WINDOWS = 2000  # test windows kept for plots and the publish round-trip 
 Forecaster = Callable[[np.ndarray], np.ndarray]
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "test_predictions.npy"
-ERRORS_FILE = "test_abs_errors.npy"  # the published forecaster's |error| per window and step
+# The published forecaster's held-out |error| per window and step: validation windows, then test.
+ERRORS_FILE = "test_abs_errors.npy"
+SPEC_FILE = "forecaster.json"  # a statistical forecaster's ForecasterSpec (never a pickle)
+COVERAGE_LEVELS = (80.0, 95.0)
+# Ties go to the forecaster listed first: the simpler and cheaper one.
+PREFERENCE = (
+    "naive",
+    "seasonal_naive",
+    "linear",
+    "ets",
+    "theta",
+    "arima",
+    "combination",
+    "network",
+)
 LINEAR_MODEL_FILE = "linear.keras"  # the linear AR as a one-layer Keras model
 LINEAR_MODEL = "linear (Keras)"
 
@@ -52,30 +86,50 @@ class Metrics(StepMetrics):
     per_step: tuple[StepMetrics, ...] = ()
 
 
-class Published(BaseModel):
-    """The forecaster a version serves, and why: the network, or the linear AR where the
-    network forecasts worse (a one-layer Keras model: same file, loading and forecasts)."""
+class CandidateScore(BaseModel):
+    """One competing forecaster: its validation score (which chooses) and test scores (which
+    are reported); NaN validation means it could not be scored, and `note` says why."""
 
     model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
-    forecaster: Literal["network", "linear"] = "network"
+    forecaster: str
+    validation_mse: float
+    test: Metrics | None = None
+    form: str = ""
+    note: str = ""
+
+
+class Published(BaseModel):
+    """The forecaster a version serves, and why: the candidate with the lowest validation MSE.
+    Network and linear AR serve from model.keras; the statistical ones from a JSON spec,
+    refitted on the series whenever they forecast."""
+
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
+
+    forecaster: str = "network"
     mse: float
     reason: str = ""
+    validation_mse: float = math.nan
+    season: int = 1
+    members: tuple[str, ...] = ()
+    coverage: dict[str, float] = {}  # level -> test coverage of intervals calibrated on validation
 
 
 class Evaluation(BaseModel):
-    """Test-split scores of the model and its baselines, the forecaster to publish, and where
-    the plots are."""
+    """Validation and test scores of every candidate, the baselines, the forecaster to
+    publish (`metrics` are its test scores), and where the plots are."""
 
     model_config = ConfigDict(frozen=True)
 
     uri: str
     evaluation_id: str
-    train_id: str
+    train_id: str | None
     n_test: int
+    n_validation: int = 0
     metrics: Metrics
     baselines: dict[str, Metrics]
     published: Published
+    candidates: tuple[CandidateScore, ...] = ()
     plots: tuple[str, ...] = PLOTS
 
 
@@ -197,75 +251,275 @@ def keras_forecaster(model: Any) -> Forecaster:
     return functools.partial(model_forecast, model)
 
 
+@dataclass
+class Backtest:
+    """Every candidate's forecasts of the same targets: the validation windows (the train
+    split's last ones) and, for the statistical candidates, the test windows."""
+
+    validation_truth: np.ndarray
+    test_truth: np.ndarray
+    validation: dict[str, np.ndarray] = field(default_factory=dict)
+    test: dict[str, np.ndarray] = field(default_factory=dict)
+    forms: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def validation_mse(self) -> dict[str, float]:
+        return {name: mse_of(f, self.validation_truth) for name, f in self.validation.items()}
+
+
+def block_origins(dataset: DatasetRef, n_validation: int) -> dict[str, np.ndarray]:
+    """The origins (last observed points) of the validation windows and of the test windows."""
+    input_len, n_train = dataset.spec.input_len, dataset.n_train
+    return {
+        "validation": window_origins(n_train - n_validation, n_validation, input_len),
+        "test": window_origins(n_train, dataset.n_test, input_len),
+    }
+
+
+def linear_validation(values: np.ndarray, dataset: DatasetRef, n_validation: int) -> np.ndarray:
+    """The linear AR fitted on the train windows before the validation block, forecasting it."""
+    spec = dataset.spec
+    _, inputs, targets = make_windows(values, spec.input_len, spec.horizon, spec.steps)
+    fit_end = dataset.n_train - n_validation
+    solver = LeastSquares()
+    for start in range(0, fit_end, BATCH_ROWS):
+        stop = min(start + BATCH_ROWS, fit_end)
+        solver.add(inputs[start:stop], targets[start:stop])
+    return linear_forecast(solver.weights(), inputs[fit_end : dataset.n_train])
+
+
+def statistical_backtest(
+    backtest: Backtest, values: np.ndarray, dataset: DatasetRef, wanted: Sequence[str], season: int
+) -> None:
+    """Each wanted statistical candidate at every validation and test origin; one that cannot
+    be fitted on this series does not compete, and its note says why."""
+    spec = dataset.spec
+    blocks = block_origins(dataset, len(backtest.validation_truth))
+    for name in (n for n in STATISTICAL if n in wanted):
+        if name == "seasonal_naive" and season == 1:
+            backtest.notes[name] = "no season (1): the same forecast as naive"
+            continue
+        if name in CLASSICAL and len(values) > CLASSICAL_MAX_POINTS:
+            backtest.notes[name] = f"not fitted: over {CLASSICAL_MAX_POINTS} points"
+            continue
+        try:
+            for block, origins in blocks.items():
+                forecasts, form = statistical_forecasts(
+                    name, values, origins, spec.horizon, spec.steps, season
+                )
+                getattr(backtest, block)[name] = forecasts
+                backtest.forms[name] = form or backtest.forms.get(name, "")
+        except Exception as exc:  # a model that cannot fit this series does not compete
+            backtest.validation.pop(name, None)
+            backtest.notes[name] = f"could not be fitted: {str(exc).splitlines()[0][:200]}"
+
+
+def combine(backtest: Backtest) -> None:
+    """The mean of the best statistical candidates by validation MSE, when two or more are."""
+    members = combination_members(backtest.validation_mse())
+    if len(members) < 2:
+        backtest.notes["combination"] = "fewer than two statistical candidates to combine"
+        return
+    for block in (backtest.validation, backtest.test):
+        block["combination"] = np.mean([block[name] for name in members], axis=0)
+    backtest.forms["combination"] = "mean of " + ", ".join(members)
+
+
+def run_backtest(
+    values: np.ndarray,
+    dataset: DatasetRef,
+    trained: TrainedRef | None,
+    selection: SelectionSpec,
+    season: int,
+    data_dir: str,
+) -> Backtest:
+    n_validation = validation_size(dataset.n_train)
+    blocks = block_origins(dataset, n_validation)
+    horizon, steps = dataset.spec.horizon, dataset.spec.steps
+    backtest = Backtest(
+        validation_truth=targets_at(values, blocks["validation"], horizon, steps),
+        test_truth=targets_at(values, blocks["test"], horizon, steps),
+    )
+    if trained is not None:
+        backtest.validation["network"] = validation_predictions(trained, data_dir)
+    elif "network" in selection.candidates:
+        backtest.notes["network"] = (
+            f"not trained: {dataset.n_train} train windows, fewer than --network-min-windows "
+            f"{selection.network_min_windows}"
+        )
+    if "linear" in selection.candidates:
+        backtest.validation["linear"] = linear_validation(values, dataset, n_validation)
+    statistical_backtest(backtest, values, dataset, selection.candidates, season)
+    if "combination" in selection.candidates:
+        combine(backtest)
+    return backtest
+
+
+def choose(backtest: Backtest) -> tuple[str, str]:
+    """(forecaster, why): the lowest validation MSE; naive when nothing could be validated."""
+    scores = backtest.validation_mse()
+    if not any(mse == mse for mse in scores.values()):
+        return "naive", "no validation windows to choose on: the last value serves"
+    chosen = best_candidate(scores, PREFERENCE)
+    ranked = sorted((mse, name) for name, mse in scores.items() if mse == mse)
+    runner_up = next((f"; next {n} {m:.3g}" for m, n in ranked if n != chosen), "")
+    why = f"lowest validation MSE {scores[chosen]:.3g} of {len(ranked)} candidates{runner_up}"
+    if chosen == "naive":
+        why += ": no candidate forecast the held-out windows better than the last value"
+    return chosen, why
+
+
+WINDOW_KEYS = {"network": "model", "linear": LINEAR_MODEL}  # score_split names of the served
+
+
 def evaluate_trained(
-    dataset: DatasetRef, trained: TrainedRef, data_dir: str, reuse: bool = False
+    dataset: DatasetRef,
+    trained: TrainedRef | None,
+    selection: SelectionSpec,
+    data_dir: str,
+    reuse: bool = False,
 ) -> Evaluation:
-    """Reload the saved model as a user would, score it and the baselines, and draw the plots.
+    """Backtest every candidate, choose on the validation windows, report on the test split
+    (the network reloaded as a user would), and draw the plots.
 
     With `reuse`, a complete evaluation already at this content-addressed place is returned.
     """
     store = DataDir(data_dir)
-    _, parts = evaluation_location(dataset, trained, data_dir)
+    _, parts = evaluation_location(dataset, trained, selection, data_dir)
     existing = store.completed_record(Evaluation, *parts, METRICS_FILE) if reuse else None
     if existing is not None:
         return existing
     release_unused_memory()
+    values = read_series(dataset.series, data_dir)
+    season = selection.season or dataset.series.season or 1
+    backtest = run_backtest(values, dataset, trained, selection, season, data_dir)
+    chosen, why = choose(backtest)
     solver = LeastSquares()
     for _, inputs, targets in iter_split(dataset, "train", data_dir, BATCH_ROWS):
         solver.add(inputs, targets)
     weights = solver.weights()
     release_unused_memory()
-    model = load_model(data_dir, "training", trained.train_id, MODEL_FILE)
-    linear_model = build_linear_model(weights)
     forecasters: dict[str, Forecaster] = {
-        "model": keras_forecaster(model),
         "persistence": functools.partial(persistence_forecast, steps=dataset.spec.steps),
         "linear": functools.partial(linear_forecast, weights),
-        LINEAR_MODEL: keras_forecaster(linear_model),
     }
-    # Both servable forecasters keep their errors: which one serves is known after scoring.
-    scores, sample = score_split(dataset, data_dir, forecasters, errors_of=("model", LINEAR_MODEL))
-    network, linear = scores.pop("model"), scores.pop(LINEAR_MODEL)
-    published = choose_forecaster(network, linear)
+    if trained is not None:
+        model = load_model(data_dir, "training", trained.train_id, MODEL_FILE)
+        forecasters["model"] = keras_forecaster(model)
+    linear_model = build_linear_model(weights) if chosen == "linear" else None
+    if linear_model is not None:
+        forecasters[LINEAR_MODEL] = keras_forecaster(linear_model)
+    served_key = WINDOW_KEYS.get(chosen)
+    errors_of = (served_key,) if served_key else ()
+    window_scores, sample = score_split(dataset, data_dir, forecasters, errors_of=errors_of)
+    candidates = candidate_scores(backtest, window_scores, selection)
+    chosen_test = next(c.test for c in candidates if c.forecaster == chosen)
+    assert chosen_test is not None, f"{chosen} was chosen without test scores"
+    if served_key:
+        predictions, test_errors = sample[served_key], sample[f"{served_key} errors"]
+    else:
+        predictions = backtest.test[chosen][: len(sample["start"])]
+        test_errors = np.abs(backtest.test[chosen] - backtest.test_truth).astype(np.float32)
+    validation_errors = np.abs(backtest.validation[chosen] - backtest.validation_truth)
+    members = tuple(backtest.forms["combination"].removeprefix("mean of ").split(", "))
+    published = Published(
+        forecaster=chosen,
+        mse=chosen_test.mse,
+        reason=why,
+        validation_mse=backtest.validation_mse().get(chosen, math.nan),
+        season=season,
+        members=members if chosen == "combination" else (chosen,),
+        coverage=test_coverage(validation_errors, test_errors),
+    )
+    plots = PLOTS if trained is not None else (PLOTS[1],)
     evaluation = Evaluation(
         uri=store.uri(*parts),
         evaluation_id=parts[-1],
-        train_id=trained.train_id,
+        train_id=trained.train_id if trained else None,
         n_test=dataset.n_test,
-        metrics=network,
-        baselines=scores,
+        n_validation=len(backtest.validation_truth),
+        metrics=chosen_test,
+        baselines={name: window_scores[name] for name in ("persistence", "linear")},
         published=published,
+        candidates=candidates,
+        plots=plots,
     )
-    chosen = "model" if published.forecaster == "network" else LINEAR_MODEL
-    starts, truth = sample["start"], sample["truth"]
-    predictions, errors = sample[chosen], sample[f"{chosen} errors"]
-    untrained = untrained_predictions(trained, data_dir)[: len(starts)]
-    first = {name: sample[name][:, 0] for name in ("model", "persistence", "linear")}  # step 1
+    errors = np.concatenate([validation_errors.astype(np.float32), test_errors])
     with store.staged_dir(*parts) as staging:
         (staging / METRICS_FILE).write_text(evaluation.model_dump_json(indent=2))
-        linear_model.save(staging / LINEAR_MODEL_FILE)
+        if linear_model is not None:
+            linear_model.save(staging / LINEAR_MODEL_FILE)
+        if chosen not in WINDOW_KEYS:
+            spec = ForecasterSpec(
+                forecaster=chosen, season=season, members=published.members, forms=backtest.forms
+            )
+            (staging / SPEC_FILE).write_text(spec.model_dump_json(indent=2))
         np.save(staging / PREDICTIONS_FILE, predictions, allow_pickle=False)
         np.save(staging / ERRORS_FILE, errors, allow_pickle=False)
-        plot_loss(loss_history(trained, data_dir), staging / PLOTS[0])
-        plot_forecasts(starts, truth[:, 0], first, "Test forecasts", staging / PLOTS[1])
-        plot_forecasts(
-            starts[: len(untrained)],
-            truth[: len(untrained), 0],
-            {"untrained model": untrained.reshape(len(untrained), -1)[:, 0]},
-            "Before training",
-            staging / PLOTS[2],
-        )
+        draw_plots(staging, sample, chosen, predictions, trained, data_dir)
     return evaluation
 
 
-def choose_forecaster(network: Metrics, linear: Metrics) -> Published:
-    """The network unless the linear AR forecasts the test split better (or the network's
-    score is not a number): never publish worse than a baseline anyone can fit in one line."""
-    if network.mse <= linear.mse:
-        reason = f"network test MSE {network.mse:.3g} <= linear AR {linear.mse:.3g}"
-        return Published(forecaster="network", mse=network.mse, reason=reason)
-    reason = f"linear AR test MSE {linear.mse:.3g} < network {network.mse:.3g}"
-    return Published(forecaster="linear", mse=linear.mse, reason=reason)
+def candidate_scores(
+    backtest: Backtest, window_scores: Mapping[str, Metrics], selection: SelectionSpec
+) -> tuple[CandidateScore, ...]:
+    """One row per wanted candidate, in the order asked for: validation and test scores."""
+    validation = backtest.validation_mse()
+    tests = {name: regression_metrics(backtest.test_truth, f) for name, f in backtest.test.items()}
+    tests |= {name: window_scores[key] for name, key in WINDOW_KEYS.items() if key in window_scores}
+    if "linear" in validation:
+        tests["linear"] = window_scores["linear"]
+    return tuple(
+        CandidateScore(
+            forecaster=name,
+            validation_mse=validation.get(name, math.nan),
+            test=tests.get(name),
+            form=backtest.forms.get(name, ""),
+            note=backtest.notes.get(name, ""),
+        )
+        for name in selection.candidates
+    )
+
+
+def test_coverage(validation_errors: np.ndarray, test_errors: np.ndarray) -> dict[str, float]:
+    """Share of test errors inside intervals calibrated on the validation errors alone."""
+    if not len(test_errors) or not len(validation_errors):
+        return {}
+    return {
+        f"{level:g}": float(
+            np.mean(test_errors <= conformal_half_widths(validation_errors, level / 100))
+        )
+        for level in COVERAGE_LEVELS
+    }
+
+
+def draw_plots(
+    staging: Path,
+    sample: Mapping[str, np.ndarray],
+    chosen: str,
+    predictions: np.ndarray,
+    trained: TrainedRef | None,
+    data_dir: str,
+) -> None:
+    """Test forecasts (first step) of the published forecaster and the baselines; with a
+    network, its loss curve and its guess before training."""
+    starts, truth = sample["start"], sample["truth"]
+    first = {
+        name: sample[name][:, 0] for name in ("model", "persistence", "linear") if name in sample
+    }
+    first[f"{chosen} (published)"] = np.reshape(predictions, (len(predictions), -1))[:, 0]
+    plot_forecasts(starts, truth[:, 0], first, "Test forecasts", staging / PLOTS[1])
+    if trained is None:
+        return
+    untrained = untrained_predictions(trained, data_dir)[: len(starts)]
+    plot_loss(loss_history(trained, data_dir), staging / PLOTS[0])
+    plot_forecasts(
+        starts[: len(untrained)],
+        truth[: len(untrained), 0],
+        {"untrained model": untrained.reshape(len(untrained), -1)[:, 0]},
+        "Before training",
+        staging / PLOTS[2],
+    )
 
 
 def stored_predictions(evaluation: Evaluation, data_dir: str) -> np.ndarray:
@@ -276,12 +530,28 @@ def stored_predictions(evaluation: Evaluation, data_dir: str) -> np.ndarray:
 
 
 def evaluation_location(
-    dataset: DatasetRef, trained: TrainedRef, data_dir: str
+    dataset: DatasetRef, trained: TrainedRef | None, selection: SelectionSpec, data_dir: str
 ) -> tuple[str, tuple[str, ...]]:
-    return data_dir, ("evaluations", stable_hash(trained.train_id, code_fingerprint(__name__)))
+    trained_id = trained.train_id if trained else f"untrained-{dataset.dataset_id}"
+    code = code_fingerprint(__name__)
+    return data_dir, ("evaluations", stable_hash(trained_id, selection.model_dump_json(), code))
 
 
 def metrics_table(evaluation: Evaluation) -> list[dict[str, float | str]]:
-    """Rows of model vs baselines, the shape Prefect's table artifact and the CLI both show."""
-    named = {"model": evaluation.metrics, **evaluation.baselines}
-    return [{"forecaster": name, **m.model_dump(exclude={"per_step"})} for name, m in named.items()]
+    """Every candidate's validation and test scores, the shape Prefect's table artifact and the
+    CLI both show; the published one is marked."""
+    rows: list[dict[str, float | str]] = []
+    for candidate in evaluation.candidates:
+        test = candidate.test.model_dump(exclude={"per_step"}) if candidate.test else {}
+        rows.append(
+            {
+                "forecaster": candidate.forecaster,
+                "published": "yes"
+                if candidate.forecaster == evaluation.published.forecaster
+                else "",
+                "validation_mse": candidate.validation_mse,
+                **{f"test_{k}": test.get(k, math.nan) for k in ("mse", "rmse", "mae")},
+                "form": candidate.form or candidate.note,
+            }
+        )
+    return rows

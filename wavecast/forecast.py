@@ -17,9 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from wavecast.candidates import MAX_HISTORY, ForecasterSpec, spec_forecast
 from wavecast.config import ForecastConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
-from wavecast.evaluate import ERRORS_FILE
+from wavecast.evaluate import ERRORS_FILE, SPEC_FILE
 from wavecast.generate import load_series
 from wavecast.intervals import conformal_half_widths, held_out_coverage
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest, Row
@@ -96,12 +97,16 @@ def latest_window(config: ForecastConfig) -> LatestWindow:
             f"{spec.input_len} the model reads"
         )
     origin, targets, note = target_labels(loaded.times, len(loaded.values), spec)
-    history = loaded.values[-max(HISTORY_POINTS, spec.input_len) :]
+    forecaster = manifest.published.forecaster if manifest.published else "network"
+    # A statistical forecaster is refitted on the recent history; the others read one window.
+    keep = MAX_HISTORY if store.exists(MODELS, version, SPEC_FILE) else HISTORY_POINTS
+    history = loaded.values[-max(keep, spec.input_len) :]
     return LatestWindow(
         version=version,
         dataset_id=manifest.dataset.dataset_id,
         series=series_name(series_spec, loaded.column),
         source=series_spec.source,
+        forecaster=forecaster,
         spec=spec,
         n_points=len(loaded.values),
         history=tuple(float(v) for v in history),
@@ -140,10 +145,8 @@ def held_out_errors(data_dir: str, version: str) -> np.ndarray:
 
 
 def forecast_window(window: LatestWindow, data_dir: str, levels: tuple[float, ...]) -> Forecast:
-    """The model's K forecasts after the origin, each with its conformal interval per level."""
-    model = load_model(data_dir, MODELS, window.version, MODEL_FILE)
-    inputs = np.asarray(window.history[-window.spec.input_len :], dtype=np.float64)[None, :]
-    point = model_forecast(model, inputs)[0]
+    """The champion's K forecasts after the origin, each with its interval per level."""
+    point = point_forecast(window, data_dir)
     errors = held_out_errors(data_dir, window.version)
     widths = {level: conformal_half_widths(errors, level / 100) for level in levels}
     rows: list[Row] = []
@@ -158,6 +161,7 @@ def forecast_window(window: LatestWindow, data_dir: str, levels: tuple[float, ..
         version=window.version,
         dataset_id=window.dataset_id,
         series=window.series,
+        forecaster=window.forecaster,
         origin=window.origin,
         levels=levels,
         rows=tuple(rows),
@@ -166,13 +170,30 @@ def forecast_window(window: LatestWindow, data_dir: str, levels: tuple[float, ..
     )
 
 
+def point_forecast(window: LatestWindow, data_dir: str) -> np.ndarray:
+    """A Keras champion reads the last window; a statistical one is refitted on the history."""
+    store = DataDir(data_dir)
+    values = np.asarray(window.history, dtype=np.float64)
+    if store.exists(MODELS, window.version, SPEC_FILE):
+        spec = ForecasterSpec.model_validate_json(
+            store.read_bytes(MODELS, window.version, SPEC_FILE)
+        )
+        return spec_forecast(spec, values, window.spec.horizon, window.spec.steps)
+    model = load_model(data_dir, MODELS, window.version, MODEL_FILE)
+    return model_forecast(model, values[-window.spec.input_len :][None, :])[0]
+
+
 def forecast_key(forecast: Forecast) -> str:
     return f"{forecast.version}-{stable_hash(forecast.origin, length=12)}"
 
 
 def forecast_table(forecast: Forecast, run_id: str | None, created: datetime) -> pa.Table:
     """One row per step: where it starts, what it targets, the bounds and where it came from."""
-    lineage = {"model_version": forecast.version, "dataset_id": forecast.dataset_id}
+    lineage = {
+        "forecaster": forecast.forecaster,
+        "model_version": forecast.version,
+        "dataset_id": forecast.dataset_id,
+    }
     rows = [
         {"origin": forecast.origin, **row, **lineage, "flow_run_id": run_id, "created": created}
         for row in forecast.rows
@@ -224,7 +245,7 @@ def write_forecast_report(forecast: Forecast, window: LatestWindow, data_dir: st
     store = DataDir(data_dir)
     parts = (REPORTS, forecast_key(forecast))
     offsets = window.spec.horizon + np.arange(window.spec.steps)
-    history = np.asarray(window.history)
+    history = np.asarray(window.history[-HISTORY_POINTS:])
     points = np.array([float(row["forecast"]) for row in forecast.rows])
     title = f"{forecast.series}: {window.spec.steps} step(s) from {forecast.origin}"
     with store.staged_dir(*parts) as staging:
@@ -246,6 +267,7 @@ def summarize_forecast(forecast: Forecast, path: str, report: str) -> ForecastSu
     return ForecastSummary(
         version=forecast.version,
         series=forecast.series,
+        forecaster=forecast.forecaster,
         origin=forecast.origin,
         forecasts=forecast.rows,
         coverage=forecast.coverage,

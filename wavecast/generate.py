@@ -20,6 +20,15 @@ from wavecast.storage import DataDir, code_fingerprint, open_filesystem, stable_
 TIME_COLUMN_NAMES = frozenset({"time", "timestamp", "date", "datetime", "ds"})
 # Training computes squared errors in float32 (largest ~3.4e38): larger values overflow.
 MAX_MAGNITUDE = 1e18
+# A regular time step (in hours, as a range) -> the season a forecaster should look for.
+SEASONS_BY_STEP_HOURS = (
+    ((0.49, 0.51), 48),  # half-hourly: a day
+    ((0.99, 1.01), 24),  # hourly: a day
+    ((23.9, 24.1), 7),  # daily: a week
+    ((167.9, 168.1), 52),  # weekly: a year
+    ((27 * 24, 32 * 24), 12),  # monthly: a year
+    ((88 * 24, 93 * 24), 4),  # quarterly: a year
+)
 
 
 class SeriesRef(BaseModel):
@@ -34,6 +43,7 @@ class SeriesRef(BaseModel):
     n_points: int
     content_hash: str
     key: str | None = None  # the series' id in a panel source
+    season: int | None = None  # inferred from the time column's step, when it has one
 
 
 def sine_series(spec: SeriesSpec) -> np.ndarray:
@@ -246,6 +256,17 @@ def time_values(table: pa.Table) -> np.ndarray | None:
     return None
 
 
+def inferred_season(times: np.ndarray | None) -> int | None:
+    """The season of a regular datetime column's typical step (monthly 12, daily 7, ...)."""
+    if times is None or len(times) < 3 or not np.issubdtype(times.dtype, np.datetime64):
+        return None
+    step_hours = float(np.median(np.diff(times.astype("datetime64[s]").astype(np.int64)))) / 3600
+    for (low, high), season in SEASONS_BY_STEP_HOURS:
+        if low <= step_hours <= high:
+            return season
+    return None
+
+
 def store_series(spec: SeriesSpec, data_dir: str) -> SeriesRef:
     """Validate the source and keep a Parquet copy of it, written only when new."""
     return store_loaded(load_series(spec), spec.source, data_dir)
@@ -277,6 +298,7 @@ def store_loaded(
         n_points=len(series.values),
         content_hash=content_hash,
         key=key,
+        season=inferred_season(series.times),
     )
 
 

@@ -153,8 +153,12 @@ def retrain_series(series: SeriesRef, config: RetrainConfig, run_id: str | None)
     own = series_config(config, series.key)
     reuse = not config.refresh
     dataset = build_windows(series, own.windows, own.data_dir, reuse=reuse)
-    trained = train_on_dataset(dataset, own.model, own.train, own.data_dir, reuse=reuse)
-    evaluation = evaluate_trained(dataset, trained, own.data_dir, reuse=reuse)
+    trained = (
+        train_on_dataset(dataset, own.model, own.train, own.data_dir, reuse=reuse)
+        if own.selection.trains_network(dataset.n_train)
+        else None
+    )
+    evaluation = evaluate_trained(dataset, trained, own.selection, own.data_dir, reuse=reuse)
     candidate = stage_version(own, dataset, trained, evaluation, run_id)
     try:
         summary = promote_candidate(own, dataset, evaluation, candidate)

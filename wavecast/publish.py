@@ -10,20 +10,25 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from wavecast.candidates import ForecasterSpec, statistical_forecasts
 from wavecast.config import RetrainConfig
 from wavecast.evaluate import (
     ERRORS_FILE,
     LINEAR_MODEL_FILE,
     METRICS_FILE,
     PLOTS,
+    SPEC_FILE,
+    WINDOW_KEYS,
     Evaluation,
     Metrics,
+    block_origins,
     keras_forecaster,
+    regression_metrics,
     score_split,
     stored_predictions,
 )
 from wavecast.gate import Decision, decide_promotion
-from wavecast.generate import SeriesRef
+from wavecast.generate import SeriesRef, read_series
 from wavecast.records import ChampionRecord, CodeLineage, Manifest, RetrainSummary
 from wavecast.registry import (
     DECISION_FILE,
@@ -44,7 +49,16 @@ from wavecast.storage import DataDir, code_fingerprint
 from wavecast.train import MODEL_FILE, TrainedRef, load_model
 from wavecast.windows import DatasetInfo, DatasetRef, head_of_split
 
-LIBRARIES = ("tensorflow", "tensorflow-cpu", "keras", "prefect", "numpy", "pandas", "pyarrow")
+LIBRARIES = (
+    "tensorflow",
+    "tensorflow-cpu",
+    "keras",
+    "statsforecast",
+    "prefect",
+    "numpy",
+    "pandas",
+    "pyarrow",
+)
 UNCHANGED = "no new data: model unchanged"
 ROUND_TRIP_TOLERANCE = 1e-4  # of the forecasts' scale; float32 rounding is ~1e-6 of it
 
@@ -92,7 +106,7 @@ def describe_changes(previous: Manifest | None, series: SeriesRef) -> tuple[str,
 def build_manifest(
     config: RetrainConfig,
     dataset: DatasetRef,
-    trained: TrainedRef,
+    trained: TrainedRef | None,
     evaluation: Evaluation,
     run_id: str | None,
 ) -> Manifest:
@@ -108,10 +122,11 @@ def build_manifest(
         series=dataset.series,
         dataset=DatasetInfo.model_validate(dataset.model_dump(exclude={"series"})),
         training=trained,
-        seed=trained.train.seed,
+        seed=config.train.seed,
         metrics=evaluation.metrics,
         baselines=evaluation.baselines,
         published=evaluation.published,
+        candidates=evaluation.candidates,
     )
 
 
@@ -144,38 +159,53 @@ def check_round_trip(model_file: Path, test_x: np.ndarray, expected: np.ndarray)
         )
 
 
-def served_model_file(evaluation: Evaluation, trained: TrainedRef) -> tuple[str, ...]:
-    """Where the forecaster a version serves was saved: the network's training, or the linear
-    AR beside the evaluation."""
-    if evaluation.published.forecaster == "linear":
-        return ("evaluations", evaluation.evaluation_id, LINEAR_MODEL_FILE)
-    return ("training", trained.train_id, MODEL_FILE)
+def serves_keras(forecaster: str) -> bool:
+    """Network and linear AR serve from model.keras; the statistical ones from a JSON spec."""
+    return forecaster in WINDOW_KEYS
+
+
+def served_file(evaluation: Evaluation) -> str:
+    """The file in a version directory that holds what it serves."""
+    return MODEL_FILE if serves_keras(evaluation.published.forecaster) else SPEC_FILE
+
+
+def served_source(evaluation: Evaluation) -> tuple[str, ...]:
+    """Where the forecaster a version serves was saved: the network's training, or beside the
+    evaluation (the linear AR's Keras file, a statistical forecaster's spec)."""
+    if evaluation.published.forecaster == "network":
+        assert evaluation.train_id is not None, "the network was published without a training"
+        return ("training", evaluation.train_id, MODEL_FILE)
+    name = LINEAR_MODEL_FILE if evaluation.published.forecaster == "linear" else SPEC_FILE
+    return ("evaluations", evaluation.evaluation_id, name)
 
 
 def stage_version(
     config: RetrainConfig,
     dataset: DatasetRef,
-    trained: TrainedRef,
+    trained: TrainedRef | None,
     evaluation: Evaluation,
     run_id: str | None = None,
 ) -> Candidate:
     """Copy the candidate into models/<version>/, which appears only complete and verified."""
     store = DataDir(config.data_dir)
-    with registry_lock(store):  # two runs of the same training publish it once
-        existing = find_version_of(store, trained.train_id)
+    with registry_lock(store):  # two runs of the same evaluation publish it once
+        existing = find_version_of(store, evaluation.evaluation_id)
         if existing is not None:  # an unchanged rerun: nothing to read, copy or check
             return Candidate(version=existing, created=False)
-        expected = stored_predictions(evaluation, config.data_dir)
-        _, test_x, _ = head_of_split(dataset, "test", config.data_dir, len(expected))
-        version = version_name(utc_now(), trained.train_id)
+        version = version_name(utc_now(), evaluation.evaluation_id)
         manifest = build_manifest(config, dataset, trained, evaluation, run_id)
         with store.staged_dir(MODELS, version) as staging:
-            served = served_model_file(evaluation, trained)
-            store.copy_to_local(staging, *served).rename(staging / MODEL_FILE)
+            served = staging / served_file(evaluation)
+            store.copy_to_local(staging, *served_source(evaluation)).rename(served)
             for name in (METRICS_FILE, ERRORS_FILE, *evaluation.plots):
                 store.copy_to_local(staging, "evaluations", evaluation.evaluation_id, name)
             (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
-            check_round_trip(staging / MODEL_FILE, test_x, expected)
+            if serves_keras(evaluation.published.forecaster):
+                expected = stored_predictions(evaluation, config.data_dir)
+                _, test_x, _ = head_of_split(dataset, "test", config.data_dir, len(expected))
+                check_round_trip(served, test_x, expected)
+            else:
+                ForecasterSpec.model_validate_json(served.read_text())  # it must read back
     return Candidate(version=version, created=True)
 
 
@@ -214,13 +244,31 @@ def champion_score(
         served = manifest.published.mse if manifest.published else manifest.metrics.mse
         return None, served, manifest, ()
     try:
-        model = load_model(store.uri(), MODELS, champion.version, MODEL_FILE)
+        return (*rescore(store, champion.version, dataset), manifest, ())
     except Exception as exc:  # missing, truncated or refused by safe_mode: it cannot serve
         note = f"champion {champion.version} cannot be loaded ({one_line(exc)}): ignored"
         LOG.warning(note)
         return None, None, manifest, (note,)
+
+
+def rescore(store: DataDir, version: str, dataset: DatasetRef) -> tuple[Metrics, float]:
+    """A stored version's test scores on this dataset's test windows: its Keras model, or its
+    statistical spec refitted at the same origins as the candidate's."""
+    if store.exists(MODELS, version, SPEC_FILE):
+        spec = ForecasterSpec.model_validate_json(store.read_bytes(MODELS, version, SPEC_FILE))
+        values = read_series(dataset.series, store.uri())
+        origins = block_origins(dataset, 0)["test"]
+        horizon, steps = dataset.spec.horizon, dataset.spec.steps
+        members = [
+            statistical_forecasts(name, values, origins, horizon, steps, spec.season)[0]
+            for name in spec.members
+        ]
+        truth = values[origins[:, None] + horizon + np.arange(steps)]
+        metrics = regression_metrics(truth, np.mean(members, axis=0))
+        return metrics, metrics.mse
+    model = load_model(store.uri(), MODELS, version, MODEL_FILE)
     scores, _ = score_split(dataset, store.uri(), {"champion": keras_forecaster(model)}, keep=0)
-    return scores["champion"], scores["champion"].mse, manifest, ()
+    return scores["champion"], scores["champion"].mse
 
 
 def promote_candidate(
@@ -234,6 +282,7 @@ def promote_candidate(
         "metrics": evaluation.metrics,
         "baselines": evaluation.baselines,
         "published": evaluation.published,
+        "candidates": evaluation.candidates,
     }
     with registry_lock(store):
         champion = read_champion(store)
@@ -277,6 +326,6 @@ def write_report(store: DataDir, summary: RetrainSummary, decision: Decision) ->
     parts = (MODELS, summary.version)
     store.write_bytes(decision.model_dump_json(indent=2).encode(), *parts, DECISION_FILE)
     manifest = Manifest.model_validate_json(store.read_bytes(*parts, MANIFEST_FILE))
-    images = {name: store.read_bytes(*parts, name) for name in PLOTS}
+    images = {name: store.read_bytes(*parts, name) for name in PLOTS if store.exists(*parts, name)}
     store.write_bytes(render_markdown(summary, manifest).encode(), *parts, "report.md")
     store.write_bytes(render_html(summary, manifest, images).encode(), *parts, "report.html")

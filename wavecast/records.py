@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from wavecast.config import RetrainConfig, WindowSpec
-from wavecast.evaluate import Metrics, Published
+from wavecast.evaluate import CandidateScore, Metrics, Published
 from wavecast.generate import SeriesRef
 from wavecast.train import TrainedRef
 from wavecast.windows import DatasetInfo
@@ -45,11 +45,12 @@ class Manifest(Record):
     config: RetrainConfig
     series: SeriesRef
     dataset: DatasetInfo
-    training: TrainedRef
+    training: TrainedRef | None = None  # None: the network did not compete
     seed: int
     metrics: Metrics
     baselines: dict[str, Metrics]
     published: Published | None = None  # None: written before a linear AR could be served
+    candidates: tuple[CandidateScore, ...] = ()
 
 
 class ChampionRecord(Record):
@@ -89,9 +90,10 @@ class RetrainSummary(Record):
     model_dir: str
     dataset_dir: str
     dataset_id: str
-    metrics: Metrics  # the network's, on the test split
+    metrics: Metrics  # the published forecaster's, on the test split
     baselines: dict[str, Metrics]
-    published: Published  # what the version serves (network or linear AR), on the test split
+    published: Published  # what the version serves and why, chosen on validation windows
+    candidates: tuple[CandidateScore, ...] = ()  # every competitor's validation and test scores
     champion_rescored: Metrics | None
     promoted: bool
     champion: str | None
@@ -110,9 +112,10 @@ class LatestWindow(BaseModel):
     dataset_id: str
     series: str
     source: str
+    forecaster: str = "network"
     spec: WindowSpec
     n_points: int
-    history: tuple[float, ...]  # the last max(HISTORY_POINTS, input_len) values
+    history: tuple[float, ...]  # what the forecaster reads: the last window, or more
     origin: str  # the last observed point: its timestamp, or its index
     targets: tuple[str, ...]  # the forecast steps' timestamps, or indices
     note: str | None = None  # why targets are step numbers, when they are
@@ -127,6 +130,7 @@ class Forecast(BaseModel):
     version: str
     dataset_id: str
     series: str
+    forecaster: str = "network"
     origin: str
     levels: tuple[float, ...]
     rows: tuple[Row, ...]
@@ -139,6 +143,7 @@ class ForecastSummary(Record):
 
     version: str
     series: str
+    forecaster: str = "network"
     origin: str
     forecasts: tuple[Row, ...]
     coverage: dict[str, float]

@@ -11,7 +11,7 @@ from wavecast.records import Forecast, Manifest, RetrainSummary
 
 
 def score_rows(summary: RetrainSummary) -> list[tuple[str, Metrics]]:
-    rows = [("model (candidate)", summary.metrics)]
+    rows = [(f"{summary.published.forecaster} (candidate)", summary.metrics)]
     if summary.champion_rescored is not None:
         rows.append(("champion, same test windows", summary.champion_rescored))
     rows += [(f"baseline: {name}", m) for name, m in summary.baselines.items()]
@@ -35,12 +35,47 @@ def lineage_rows(manifest: Manifest) -> list[tuple[str, str]]:
         ("source content hash", series.content_hash),
         ("dataset", f"{dataset.dataset_id}: {dataset.n_train} train / {dataset.n_test} test"),
         ("windows", f"input_len {dataset.spec.input_len}, horizon {dataset.spec.horizon}"),
-        ("training", f"{manifest.training.train_id}, seed {manifest.seed}"),
+        ("training", training_line(manifest)),
         ("code revision", code.revision or "not in git"),
         ("code fingerprints", fingerprints or "not recorded"),
         ("flow run", manifest.flow_run_id or "outside Prefect"),
         ("created", manifest.created.isoformat()),
     ]
+
+
+def training_line(manifest: Manifest) -> str:
+    if manifest.training is None:
+        return "no network trained (not a candidate for this series)"
+    return f"{manifest.training.train_id}, seed {manifest.seed}"
+
+
+CANDIDATE_HEADER = ("forecaster", "validation MSE", "test MSE", "test MAE", "form or note")
+
+
+def candidate_rows(summary: RetrainSummary) -> list[tuple[str, ...]]:
+    """Every competitor side by side: validation (which chose) and test (which is reported)."""
+    rows: list[tuple[str, ...]] = []
+    for c in summary.candidates:
+        mark = " (published)" if c.forecaster == summary.published.forecaster else ""
+        test = (f"{c.test.mse:.4g}", f"{c.test.mae:.4g}") if c.test else ("-", "-")
+        rows.append((c.forecaster + mark, f"{c.validation_mse:.4g}", *test, c.form or c.note))
+    return rows
+
+
+def candidates_markdown(summary: RetrainSummary) -> list[str]:
+    if not summary.candidates:
+        return []
+    published = summary.published
+    lines = ["", "## Candidates", ""]
+    lines.append(
+        f"Publishes **{published.forecaster}** (season {published.season}): {published.reason}."
+    )
+    if published.coverage:
+        shares = ", ".join(f"{k} %: {v:.0%}" for k, v in published.coverage.items())
+        lines.append(f"Test coverage of intervals calibrated on validation: {shares}.")
+    lines += ["", "| " + " | ".join(CANDIDATE_HEADER) + " |", "|---|---:|---:|---:|---|"]
+    lines += ["| " + " | ".join(row) + " |" for row in candidate_rows(summary)]
+    return lines
 
 
 def render_markdown(summary: RetrainSummary, manifest: Manifest) -> str:
@@ -49,6 +84,7 @@ def render_markdown(summary: RetrainSummary, manifest: Manifest) -> str:
     lines += ["| forecaster | MSE | RMSE | MAE |", "|---|---:|---:|---:|"]
     for name, m in score_rows(summary):
         lines.append(f"| {name} | {m.mse:.3g} | {m.rmse:.3g} | {m.mae:.3g} |")
+    lines += candidates_markdown(summary)
     lines += ["", "## Gate", *[f"- {r}" for r in summary.reasons]]
     lines += ["", "## What changed", *[f"- {c}" for c in summary.changes]]
     lines += ["", "## Lineage", "", "| | |", "|---|---|"]
@@ -97,6 +133,9 @@ def render_html(summary: RetrainSummary, manifest: Manifest, images: dict[str, b
         f"<h1>wavecast retrain {html.escape(summary.version)}</h1>"
         f"<p>{html.escape(headline(summary).replace('**', '').replace('`', ''))}</p>"
         f"{html_table(('forecaster', 'MSE', 'RMSE', 'MAE'), scores)}<ul>{reasons}</ul>"
+        f"<h2>Candidates</h2><p>Publishes {html.escape(summary.published.forecaster)}: "
+        f"{html.escape(summary.published.reason)}</p>"
+        f"{html_table(CANDIDATE_HEADER, candidate_rows(summary))}"
         f"<h2>Lineage</h2>{html_table(('', ''), lineage_rows(manifest))}{figures}",
     )
 
@@ -110,8 +149,8 @@ def forecast_html(forecast: Forecast, fan_png: bytes) -> str:
     return html_page(
         f"wavecast forecast {forecast.series}",
         f"<h1>Forecast of {html.escape(forecast.series)} from {html.escape(forecast.origin)}</h1>"
-        f"<p>Model version {html.escape(forecast.version)}. Held-out coverage of the "
-        f"intervals: {html.escape(coverage)}.</p>{note}"
+        f"<p>Model version {html.escape(forecast.version)} ({html.escape(forecast.forecaster)})."
+        f" Held-out coverage of the intervals: {html.escape(coverage)}.</p>{note}"
         f"{inline_png('fan chart', fan_png)}{html_table(tuple(keys), rows)}",
         align="right",
     )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from wavecast.candidates import validation_size
 from wavecast.config import ModelSpec, TrainSpec
 from wavecast.memory import release_unused_memory
 from wavecast.storage import DataDir, code_fingerprint, stable_hash
@@ -38,6 +39,7 @@ MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
 TRAINED_FILE = "trained.json"
 UNTRAINED_FILE = "untrained_predictions.npy"
+VALIDATION_FILE = "validation_predictions.npy"  # the twin's forecasts of the held-out windows
 STREAM_ABOVE_VALUES = 1 << 23  # train windows x input_len beyond which training streams
 # Recurrent layers over windows at most this long are unrolled (measured faster on CPU).
 UNROLL_MAX_STEPS = {"simple": 32, "lstm": 5, "gru": 5}
@@ -440,6 +442,28 @@ def untrained_forecast(model: keras.Model, dataset: DatasetRef, data_dir: str) -
     return model_forecast(model, test_x)
 
 
+def validation_twin(
+    model_spec: ModelSpec, train_spec: TrainSpec, train_x: np.ndarray, train_y: np.ndarray
+) -> np.ndarray:
+    """The network's validation forecasts: the same recipe, seed and epochs fitted without the
+    train split's last validation_size windows, then forecasting them. Only the network needs
+    a second fit to be scored as the other candidates are; the one it publishes saw them all.
+    """
+    import keras
+
+    held_out = validation_size(len(train_x))
+    if held_out == 0:
+        return np.empty((0, np.reshape(train_y, (len(train_x), -1)).shape[1]))
+    fit_x, fit_y = train_x[:-held_out], train_y[:-held_out]
+    keras.utils.set_random_seed(train_spec.seed)
+    scaling = scaling_for(model_spec, fit_x)
+    steps = np.reshape(train_y, (len(train_x), -1)).shape[1]
+    seed = train_spec.seed
+    twin = build_model(model_spec, train_x.shape[1], *scaling, seed=seed, steps=steps)
+    fit_model(twin, fit_x, fit_y, train_spec)
+    return model_forecast(twin, train_x[-held_out:])
+
+
 def train_on_dataset(
     dataset: DatasetRef,
     model_spec: ModelSpec,
@@ -488,8 +512,10 @@ def train_on_dataset(
             return shuffled_batches(dataset, "train", data_dir, size, rng, np.float32)
 
         losses = fit_stream(model, batches, (input_len, steps), train_spec, on_epoch)
+        validation = np.full((0, steps), np.nan)  # a streamed split is not fitted twice
     else:
         losses = fit_model(model, train_x, train_y, train_spec, on_epoch)
+        validation = validation_twin(model_spec, train_spec, train_x, train_y)
     trained = TrainedRef(
         train_id=parts[-1],
         uri=store.uri(*parts),
@@ -504,6 +530,7 @@ def train_on_dataset(
         model.save(staging / MODEL_FILE)
         (staging / HISTORY_FILE).write_text(json.dumps({"loss": losses}))
         np.save(staging / UNTRAINED_FILE, untrained, allow_pickle=False)
+        np.save(staging / VALIDATION_FILE, validation, allow_pickle=False)
         (staging / TRAINED_FILE).write_text(trained.model_dump_json())
     return trained
 
@@ -519,6 +546,12 @@ def load_model(data_dir: str, *parts: str) -> keras.Model:
 def untrained_predictions(trained: TrainedRef, data_dir: str) -> np.ndarray:
     store = DataDir(data_dir)
     with store.local_file("training", trained.train_id, UNTRAINED_FILE) as path:
+        return np.load(path, allow_pickle=False)
+
+
+def validation_predictions(trained: TrainedRef, data_dir: str) -> np.ndarray:
+    store = DataDir(data_dir)
+    with store.local_file("training", trained.train_id, VALIDATION_FILE) as path:
         return np.load(path, allow_pickle=False)
 
 

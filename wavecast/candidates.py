@@ -1,0 +1,160 @@
+"""Statistical forecasters scored at rolling origins: naive, seasonal naive, statsforecast's
+AutoETS / AutoTheta / AutoARIMA, and their combination.
+
+An origin is the index of the last observed point; a forecast from it covers the targets
+values[origin + horizon + k] for k < steps, the same targets as the window that ends there.
+Classical models are refitted at a few origins of each block and carried forward (their
+states filtered through the newer data, statsforecast's `forward`) to the origins between,
+so a backtest of hundreds of origins costs a handful of fits. statsforecast is imported only
+when a classical model runs: it costs ~2 s of imports.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+CLASSICAL = ("ets", "theta", "arima")
+STATISTICAL = ("naive", "seasonal_naive", *CLASSICAL)
+REFITS_PER_BLOCK = 4  # classical fits per block of origins; states are carried in between
+MAX_HISTORY = 5000  # points a classical model is fitted on: the most recent ones
+CLASSICAL_MAX_POINTS = 100_000  # longer series skip the classical models (cost per origin)
+COMBINED = 3  # the combination averages this many statistical candidates, best first
+MAX_VALIDATION_WINDOWS = 200
+
+
+class ForecasterSpec(BaseModel):
+    """What a statistical champion is stored as: names and a season, never a pickle. It is
+    refitted on the series as of now whenever it forecasts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    forecaster: str
+    season: int
+    members: tuple[str, ...]
+    forms: dict[str, str] = {}
+
+
+def validation_size(n_train: int) -> int:
+    """Windows at the end of the train split held out for choosing: a quarter, at most 200,
+    and at least one whenever one window is left to fit on."""
+    if n_train < 2:
+        return 0
+    return min(max(n_train // 4, 1), MAX_VALIDATION_WINDOWS)
+
+
+def window_origins(first_window: int, count: int, input_len: int) -> np.ndarray:
+    return np.arange(first_window, first_window + count, dtype=np.int64) + input_len - 1
+
+
+def targets_at(values: np.ndarray, origins: np.ndarray, horizon: int, steps: int) -> np.ndarray:
+    """(origins, steps) true values each origin's forecast is scored on."""
+    return np.asarray(values)[origins[:, None] + horizon + np.arange(steps)]
+
+
+def seasonal_naive(
+    values: np.ndarray, origins: np.ndarray, horizon: int, steps: int, season: int
+) -> np.ndarray:
+    """Each target's value one (or more) seasons earlier, the latest one observed by then;
+    the last value where the history is shorter than a season."""
+    leads = horizon + np.arange(steps)
+    back = season * np.ceil(leads / season).astype(np.int64)
+    index = origins[:, None] + leads - back
+    index = np.where(index < 0, origins[:, None], index)
+    return np.asarray(values)[index]
+
+
+def classical_model(name: str, season: int) -> Any:
+    from statsforecast.models import AutoARIMA, AutoETS, AutoTheta
+
+    kinds = {"ets": AutoETS, "theta": AutoTheta, "arima": AutoARIMA}
+    return kinds[name](season_length=season)
+
+
+def model_form(name: str, fitted: Any) -> str:
+    """The form the automatic search chose, for the report: ETS(A,A,N), ARIMA(1,1,0), ..."""
+    if name == "arima":
+        from statsforecast.arima import arima_string
+
+        return str(arima_string(fitted.model_)).strip()
+    if name == "ets":
+        return str(fitted.model_.get("method", "ETS"))
+    return f"Theta ({fitted.model_.get('modeltype', '')})"
+
+
+def classical_forecasts(
+    name: str,
+    values: np.ndarray,
+    origins: np.ndarray,
+    horizon: int,
+    steps: int,
+    season: int,
+    refits: int = REFITS_PER_BLOCK,
+) -> tuple[np.ndarray, str]:
+    """(forecasts, the last fitted form): refitted at `refits` evenly spaced origins."""
+    lead = horizon + steps - 1
+    forecasts = np.empty((len(origins), steps))
+    form = ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for block in np.array_split(np.arange(len(origins)), min(refits, len(origins))):
+            first = int(origins[block[0]])
+            model = classical_model(name, season).fit(history(values, first))
+            form = model_form(name, model)
+            for row in block:
+                ahead = model.forward(y=history(values, int(origins[row])), h=lead)["mean"]
+                forecasts[row] = np.asarray(ahead)[horizon - 1 :]
+    return forecasts, form
+
+
+def history(values: np.ndarray, origin: int) -> np.ndarray:
+    """What a classical model sees at an origin: the last MAX_HISTORY points up to it."""
+    return np.asarray(values[max(0, origin + 1 - MAX_HISTORY) : origin + 1], dtype=np.float64)
+
+
+def statistical_forecasts(
+    name: str, values: np.ndarray, origins: np.ndarray, horizon: int, steps: int, season: int
+) -> tuple[np.ndarray, str]:
+    """(origins, steps) forecasts of one statistical candidate, and its fitted form."""
+    if name == "naive":
+        return np.repeat(np.asarray(values)[origins][:, None], steps, axis=1), "last value"
+    if name == "seasonal_naive":
+        return seasonal_naive(values, origins, horizon, steps, season), f"season {season}"
+    return classical_forecasts(name, values, origins, horizon, steps, season)
+
+
+def mse_of(forecasts: np.ndarray, truth: np.ndarray) -> float:
+    """Mean squared error; NaN when there is nothing to score or any forecast is not finite."""
+    if forecasts.size == 0 or not np.isfinite(forecasts).all():
+        return math.nan
+    return float(np.mean(np.square(forecasts - truth)))
+
+
+def combination_members(validation_mse: Mapping[str, float]) -> tuple[str, ...]:
+    """The COMBINED statistical candidates with the lowest finite validation MSE."""
+    scored = [(mse, name) for name, mse in validation_mse.items() if name in STATISTICAL]
+    ranked = sorted((mse, STATISTICAL.index(name), name) for mse, name in scored if mse == mse)
+    return tuple(name for *_, name in ranked[:COMBINED])
+
+
+def best_candidate(validation_mse: Mapping[str, float], order: Sequence[str]) -> str:
+    """Lowest validation MSE; a tie goes to the candidate listed first (the simpler one)."""
+    finite = [(mse, order.index(name), name) for name, mse in validation_mse.items() if mse == mse]
+    if not finite:
+        raise ValueError("no candidate has a finite validation score")
+    return min(finite)[2]
+
+
+def spec_forecast(spec: ForecasterSpec, values: np.ndarray, horizon: int, steps: int) -> np.ndarray:
+    """A stored statistical champion's forecast after the last point, refitted on `values`."""
+    origin = np.array([len(values) - 1])
+    members = [
+        statistical_forecasts(name, values, origin, horizon, steps, spec.season)[0]
+        for name in spec.members
+    ]
+    return np.mean(members, axis=0)[0]

@@ -86,11 +86,14 @@ def test_linear_ar_is_one_least_squares_fit_per_step() -> None:
 
 
 def test_conformal_half_width_is_the_finite_sample_quantile() -> None:
-    """n = 9 errors 1..9: level 0.8 takes the ceil(10 x 0.8) = 8th smallest, 0.95 -> 10th: inf."""
+    """n = 9 errors 1..9: level 0.8 takes the ceil(10 x 0.8) = 8th smallest; 0.95 would need a
+    10th, so the Student-t bound: t(0.975, 8 dof) = 2.306004 (tables) x RMS sqrt(285 / 9) x
+    sqrt(1 + 1/9), finite."""
     errors = np.array([[9.0], [1.0], [5.0], [3.0], [7.0], [2.0], [8.0], [4.0], [6.0]])
     assert conformal_half_widths(errors, 0.8).tolist() == [8.0]
     assert conformal_half_widths(errors, 0.5).tolist() == [5.0]
-    assert conformal_half_widths(errors, 0.95).tolist() == [math.inf]
+    expected = 2.306004 * math.sqrt(285 / 9) * math.sqrt(10 / 9)
+    assert conformal_half_widths(errors, 0.95).tolist() == [pytest.approx(expected, rel=1e-6)]
     two_steps = np.column_stack([errors[:, 0], 10 * errors[:, 0]])
     assert conformal_half_widths(two_steps, 0.8).tolist() == [8.0, 80.0]
 

@@ -10,8 +10,8 @@ from wavecast.gate import GatePolicy, decide_promotion, skill_score
 
 pytestmark = pytest.mark.unit
 
-STRICT = GatePolicy()
-NO_SKILL_NEEDED = GatePolicy(require_skill=False)
+STRICT = GatePolicy(require_skill=True)
+NO_SKILL_NEEDED = GatePolicy()  # the default: the best candidate serves, naive included
 HALF = GatePolicy(tolerance=0.5)
 
 

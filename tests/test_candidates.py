@@ -1,0 +1,132 @@
+"""Candidate forecasters by exact indices and hand-computed values; choice on validation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wavecast.candidates import (
+    ForecasterSpec,
+    best_candidate,
+    combination_members,
+    seasonal_naive,
+    spec_forecast,
+    statistical_forecasts,
+    targets_at,
+    validation_size,
+    window_origins,
+)
+from wavecast.config import RetrainConfig, SelectionSpec
+from wavecast.evaluate import PREFERENCE, SPEC_FILE, evaluate_trained
+from wavecast.generate import inferred_season, store_series
+from wavecast.intervals import conformal_half_widths
+from wavecast.windows import build_windows
+
+pytestmark = pytest.mark.unit
+
+
+def test_origins_and_targets_are_the_windows_own() -> None:
+    """Window i (input_len 3) ends at i + 2; horizon 2, 2 steps: values[i+4], values[i+5]."""
+    values = np.arange(20.0) * 10
+    origins = window_origins(4, 3, input_len=3)
+    assert origins.tolist() == [6, 7, 8]
+    assert targets_at(values, origins, horizon=2, steps=2).tolist() == [
+        [80.0, 90.0],
+        [90.0, 100.0],
+        [100.0, 110.0],
+    ]
+
+
+def test_seasonal_naive_takes_the_latest_value_a_season_back() -> None:
+    """Season 4 from origin 9: leads 1..5 map to 6, 7, 8, 9, 6 (lead 5 is two seasons back)."""
+    values = np.arange(12.0)
+    forecast = seasonal_naive(values, np.array([9]), horizon=1, steps=5, season=4)
+    assert forecast.tolist() == [[6.0, 7.0, 8.0, 9.0, 6.0]]
+    # Shorter history than a season: the last value.
+    assert seasonal_naive(values, np.array([1]), 1, 1, 4).tolist() == [[1.0]]
+
+
+@pytest.mark.parametrize(("n_train", "held_out"), [(1, 0), (2, 1), (7, 1), (8, 2), (5000, 200)])
+def test_validation_is_a_quarter_of_the_train_windows_at_most_200(
+    n_train: int, held_out: int
+) -> None:
+    assert validation_size(n_train) == held_out
+
+
+def test_the_best_validation_score_wins_and_a_tie_goes_to_the_simpler() -> None:
+    assert best_candidate({"ets": 2.0, "theta": 1.0, "naive": 3.0}, PREFERENCE) == "theta"
+    assert best_candidate({"network": 1.0, "naive": 1.0}, PREFERENCE) == "naive"
+    assert best_candidate({"ets": math.nan, "linear": 5.0}, PREFERENCE) == "linear"
+
+
+def test_the_combination_takes_the_three_best_statistical_candidates() -> None:
+    scores = {"network": 0.1, "naive": 4.0, "ets": 1.0, "theta": 2.0, "arima": math.nan}
+    scores |= {"seasonal_naive": 3.0}
+    assert combination_members(scores) == ("ets", "theta", "seasonal_naive")
+
+
+def test_ets_carries_a_linear_trend_forward() -> None:
+    """A noiseless line 3 + 2t: AutoETS forecasts the next points to 0.1 % of their level."""
+    values = 3.0 + 2.0 * np.arange(60.0)
+    origins = np.array([39, 49])
+    forecasts, form = statistical_forecasts("ets", values, origins, 1, 3, season=1)
+    truth = targets_at(values, origins, 1, 3)
+    assert np.allclose(forecasts, truth, rtol=1e-3)
+    assert form.startswith("ETS(")
+
+
+def test_a_stored_spec_refits_on_the_series_it_is_given() -> None:
+    """The combination of naive and seasonal naive: the mean of their forecasts by hand."""
+    spec = ForecasterSpec(forecaster="combination", season=3, members=("naive", "seasonal_naive"))
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    # naive: 6, 6; seasonal naive (season 3): values[3], values[4] = 4, 5.
+    assert spec_forecast(spec, values, horizon=1, steps=2).tolist() == [5.0, 5.5]
+
+
+@pytest.mark.parametrize(
+    ("freq", "season"), [("MS", 12), ("QS", 4), ("D", 7), ("h", 24), ("W", 52), ("YS", None)]
+)
+def test_season_is_inferred_from_the_time_step(freq: str, season: int | None) -> None:
+    times = pd.date_range("2020-01-01", periods=30, freq=freq).to_numpy()
+    assert inferred_season(times) == season
+
+
+def test_candidates_are_comma_separated_and_unknown_ones_refused() -> None:
+    assert SelectionSpec.model_validate({"candidates": "ets, theta"}).candidates == ("ets", "theta")
+    with pytest.raises(ValueError, match="candidates"):
+        SelectionSpec.model_validate({"candidates": "ets,prophet"})
+
+
+def test_a_random_walk_still_gets_a_champion_with_finite_intervals(tmp_path: Path) -> None:
+    """No candidate beats the last value on a random walk: naive (or close) serves anyway,
+    chosen on validation, with its test scores and a statistical spec on disk."""
+    rng = np.random.default_rng(3)
+    source = tmp_path / "walk.csv"
+    pd.DataFrame({"value": np.cumsum(rng.standard_normal(80))}).to_csv(source, index=False)
+    config = RetrainConfig.model_validate(
+        {
+            "series": {"source": str(source)},
+            "windows": {"input_len": 6, "horizon": 1, "steps": 3},
+            "selection": {"candidates": "linear,naive,theta"},
+            "data_dir": str(tmp_path / "data"),
+        }
+    )
+    data_dir = config.data_dir
+    dataset = build_windows(store_series(config.series, data_dir), config.windows, data_dir)
+    evaluation = evaluate_trained(dataset, None, config.selection, data_dir)
+
+    scores = {c.forecaster: c for c in evaluation.candidates}
+    assert set(scores) == {"linear", "naive", "theta"}
+    chosen = evaluation.published.forecaster
+    assert scores[chosen].validation_mse == min(c.validation_mse for c in scores.values())
+    assert evaluation.metrics == scores[chosen].test
+    assert evaluation.n_validation == validation_size(dataset.n_train) == 14
+    if chosen != "linear":
+        assert (Path(evaluation.uri) / SPEC_FILE).exists()
+    errors = np.load(Path(evaluation.uri) / "test_abs_errors.npy")
+    assert errors.shape == (evaluation.n_validation + dataset.n_test, 3)
+    assert np.isfinite(conformal_half_widths(errors, 0.95)).all()

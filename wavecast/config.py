@@ -110,7 +110,7 @@ class SelectionSpec(_Spec):
         description="season length in steps (default: from the time column's frequency, else 1)",
     )
     network_min_windows: int = Field(
-        100,
+        80,
         ge=0,
         description="train windows below which the network does not compete: a recurrent net "
         "on a few dozen windows costs seconds and loses to the statistical models",

@@ -15,6 +15,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,7 +79,7 @@ def wavecast_forecast(
 def references(train: np.ndarray, horizon: int, season: int) -> dict[str, np.ndarray]:
     from statsforecast.models import AutoARIMA, AutoETS, AutoTheta, SeasonalNaive
 
-    models = {
+    models: dict[str, Any] = {
         "AutoETS": AutoETS(season_length=season),
         "AutoTheta": AutoTheta(season_length=season),
         "AutoARIMA": AutoARIMA(season_length=season),

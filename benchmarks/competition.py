@@ -43,7 +43,7 @@ def wavecast_forecast(
     from wavecast.forecast import forecast_window, latest_window
     from wavecast.generate import store_series
     from wavecast.publish import promote_candidate, stage_version
-    from wavecast.train import train_on_dataset
+    from wavecast.train import train_if_competing
     from wavecast.windows import build_windows
 
     source = work / "series.csv"
@@ -58,11 +58,7 @@ def wavecast_forecast(
     )
     data_dir = config.data_dir
     dataset = build_windows(store_series(config.series, data_dir), config.windows, data_dir)
-    trained = (
-        train_on_dataset(dataset, config.model, config.train, data_dir)
-        if config.selection.trains_network(dataset.n_train)
-        else None
-    )
+    trained = train_if_competing(dataset, config.model, config.train, config.selection, data_dir)
     evaluation = evaluate_trained(dataset, trained, config.selection, data_dir)
     candidate = stage_version(config, dataset, trained, evaluation)
     promote_candidate(config, dataset, evaluation, candidate)

@@ -53,7 +53,7 @@ def wavecast_scores(values: np.ndarray, input_len: int, work: Path) -> dict[str,
     from wavecast.config import RetrainConfig
     from wavecast.evaluate import evaluate_trained
     from wavecast.generate import store_series
-    from wavecast.train import train_on_dataset
+    from wavecast.train import train_if_competing
     from wavecast.windows import build_windows
 
     source = work / f"series-{len(list(work.iterdir()))}.csv"
@@ -67,11 +67,7 @@ def wavecast_scores(values: np.ndarray, input_len: int, work: Path) -> dict[str,
     )
     data_dir = str(work / "data")
     dataset = build_windows(store_series(config.series, data_dir), config.windows, data_dir)
-    trained = (
-        train_on_dataset(dataset, config.model, config.train, data_dir)
-        if config.selection.trains_network(dataset.n_train)
-        else None
-    )
+    trained = train_if_competing(dataset, config.model, config.train, config.selection, data_dir)
     evaluation = evaluate_trained(dataset, trained, config.selection, data_dir)
     tests = {c.forecaster: c.test.mse for c in evaluation.candidates if c.test is not None}
     return {

@@ -31,7 +31,7 @@ from wavecast.publish import promote_candidate, stage_version
 from wavecast.records import ForecastSummary
 from wavecast.registry import read_champion, remove_version
 from wavecast.storage import SERIES_DIR, DataDir, series_data_dir, stable_hash
-from wavecast.train import train_on_dataset
+from wavecast.train import train_if_competing
 from wavecast.windows import build_windows, check_length
 
 
@@ -153,10 +153,8 @@ def retrain_series(series: SeriesRef, config: RetrainConfig, run_id: str | None)
     own = series_config(config, series.key)
     reuse = not config.refresh
     dataset = build_windows(series, own.windows, own.data_dir, reuse=reuse)
-    trained = (
-        train_on_dataset(dataset, own.model, own.train, own.data_dir, reuse=reuse)
-        if own.selection.trains_network(dataset.n_train)
-        else None
+    trained = train_if_competing(
+        dataset, own.model, own.train, own.selection, own.data_dir, reuse=reuse
     )
     evaluation = evaluate_trained(dataset, trained, own.selection, own.data_dir, reuse=reuse)
     candidate = stage_version(own, dataset, trained, evaluation, run_id)

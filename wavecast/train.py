@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.candidates import validation_size
-from wavecast.config import ModelSpec, TrainSpec
+from wavecast.config import ModelSpec, SelectionSpec, TrainSpec
 from wavecast.memory import release_unused_memory
 from wavecast.storage import DataDir, code_fingerprint, stable_hash
 from wavecast.windows import (
@@ -533,6 +533,20 @@ def train_on_dataset(
         np.save(staging / VALIDATION_FILE, validation, allow_pickle=False)
         (staging / TRAINED_FILE).write_text(trained.model_dump_json())
     return trained
+
+
+def train_if_competing(
+    dataset: DatasetRef,
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    selection: SelectionSpec,
+    data_dir: str,
+    reuse: bool = False,
+) -> TrainedRef | None:
+    """The network, trained only where it competes for this series: None elsewhere."""
+    if not selection.trains_network(dataset.n_train):
+        return None
+    return train_on_dataset(dataset, model_spec, train_spec, data_dir, reuse=reuse)
 
 
 def load_model(data_dir: str, *parts: str) -> keras.Model:

@@ -130,3 +130,47 @@ def test_a_random_walk_still_gets_a_champion_with_finite_intervals(tmp_path: Pat
     errors = np.load(Path(evaluation.uri) / "test_abs_errors.npy")
     assert errors.shape == (evaluation.n_validation + dataset.n_test, 3)
     assert np.isfinite(conformal_half_widths(errors, 0.95)).all()
+
+
+def test_a_statistical_champion_is_refitted_when_it_forecasts(tmp_path: Path) -> None:
+    """A monthly file: season 12 inferred, the champion a JSON spec (no model.keras), its
+    forecast the spec refitted on the source as of now, every bound finite and nested."""
+    from wavecast.config import ForecastConfig
+    from wavecast.forecast import forecast_window, latest_window
+    from wavecast.publish import promote_candidate, stage_version
+
+    months = pd.date_range("2015-01-01", periods=96, freq="MS")
+    season = 10 + 3 * np.sin(2 * np.pi * np.arange(96) / 12)
+    source = tmp_path / "sales.csv"
+    noise = np.random.default_rng(5).normal(0, 0.2, 96)
+    pd.DataFrame({"date": months, "sales": season + noise}).to_csv(source, index=False)
+    config = RetrainConfig.model_validate(
+        {
+            "series": {"source": str(source)},
+            "windows": {"input_len": 12, "horizon": 1, "steps": 6},
+            "selection": {"candidates": "naive,seasonal_naive,theta"},
+            "data_dir": str(tmp_path / "data"),
+        }
+    )
+    data_dir = config.data_dir
+    series = store_series(config.series, data_dir)
+    assert series.season == 12
+    dataset = build_windows(series, config.windows, data_dir)
+    evaluation = evaluate_trained(dataset, None, config.selection, data_dir)
+    summary = promote_candidate(
+        config, dataset, evaluation, stage_version(config, dataset, None, evaluation)
+    )
+
+    version_dir = Path(summary.model_dir)
+    assert summary.promoted and evaluation.published.season == 12
+    assert evaluation.published.forecaster in ("seasonal_naive", "theta")
+    assert (version_dir / SPEC_FILE).exists() and not (version_dir / "model.keras").exists()
+    forecast = forecast_window(latest_window(ForecastConfig(data_dir=data_dir)), data_dir, (80, 95))
+    assert forecast.forecaster == evaluation.published.forecaster
+    if forecast.forecaster == "seasonal_naive":  # the same months a year earlier, exactly
+        values = (season + noise)[-12:-6]
+        assert [row["forecast"] for row in forecast.rows] == pytest.approx(values.tolist())
+    for row in forecast.rows:
+        bounds = [row["lo_95"], row["lo_80"], row["forecast"], row["hi_80"], row["hi_95"]]
+        assert all(math.isfinite(float(b)) for b in bounds)
+        assert bounds == sorted(bounds)

@@ -478,8 +478,8 @@ def candidate_scores(
     validation = backtest.validation_mse()
     tests = {name: regression_metrics(backtest.test_truth, f) for name, f in backtest.test.items()}
     tests |= {name: window_scores[key] for name, key in WINDOW_KEYS.items() if key in window_scores}
-    if "linear" in validation:
-        tests["linear"] = window_scores["linear"]
+    if "linear" in validation:  # served, it is scored as its Keras file forecasts
+        tests.setdefault("linear", window_scores["linear"])
     return tuple(
         CandidateScore(
             forecaster=name,

@@ -150,11 +150,17 @@ def best_candidate(validation_mse: Mapping[str, float], order: Sequence[str]) ->
     return min(finite)[2]
 
 
-def spec_forecast(spec: ForecasterSpec, values: np.ndarray, horizon: int, steps: int) -> np.ndarray:
-    """A stored statistical champion's forecast after the last point, refitted on `values`."""
-    origin = np.array([len(values) - 1])
+def spec_forecasts(
+    spec: ForecasterSpec, values: np.ndarray, origins: np.ndarray, horizon: int, steps: int
+) -> np.ndarray:
+    """(origins, steps) forecasts of a stored statistical forecaster: its members' mean."""
     members = [
-        statistical_forecasts(name, values, origin, horizon, steps, spec.season)[0]
+        statistical_forecasts(name, values, origins, horizon, steps, spec.season)[0]
         for name in spec.members
     ]
-    return np.mean(members, axis=0)[0]
+    return np.asarray(np.mean(members, axis=0))
+
+
+def spec_forecast(spec: ForecasterSpec, values: np.ndarray, horizon: int, steps: int) -> np.ndarray:
+    """A stored statistical champion's forecast after the last point, refitted on `values`."""
+    return spec_forecasts(spec, values, np.array([len(values) - 1]), horizon, steps)[0]

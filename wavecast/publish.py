@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from wavecast.candidates import ForecasterSpec, statistical_forecasts
+from wavecast.candidates import ForecasterSpec, spec_forecasts, targets_at
 from wavecast.config import RetrainConfig
 from wavecast.evaluate import (
     ERRORS_FILE,
@@ -259,12 +259,8 @@ def rescore(store: DataDir, version: str, dataset: DatasetRef) -> tuple[Metrics,
         values = read_series(dataset.series, store.uri())
         origins = block_origins(dataset, 0)["test"]
         horizon, steps = dataset.spec.horizon, dataset.spec.steps
-        members = [
-            statistical_forecasts(name, values, origins, horizon, steps, spec.season)[0]
-            for name in spec.members
-        ]
-        truth = values[origins[:, None] + horizon + np.arange(steps)]
-        metrics = regression_metrics(truth, np.mean(members, axis=0))
+        truth = targets_at(values, origins, horizon, steps)
+        metrics = regression_metrics(truth, spec_forecasts(spec, values, origins, horizon, steps))
         return metrics, metrics.mse
     model = load_model(store.uri(), MODELS, version, MODEL_FILE)
     scores, _ = score_split(dataset, store.uri(), {"champion": keras_forecaster(model)}, keep=0)

@@ -21,10 +21,10 @@ from wavecast.candidates import (
     window_origins,
 )
 from wavecast.config import RetrainConfig, SelectionSpec
-from wavecast.evaluate import PREFERENCE, SPEC_FILE, evaluate_trained
+from wavecast.evaluate import PREFERENCE, SPEC_FILE, Evaluation, evaluate_trained
 from wavecast.generate import inferred_season, store_series
 from wavecast.intervals import conformal_half_widths
-from wavecast.windows import build_windows
+from wavecast.windows import DatasetRef, build_windows
 
 pytestmark = pytest.mark.unit
 
@@ -101,23 +101,30 @@ def test_candidates_are_comma_separated_and_unknown_ones_refused() -> None:
         SelectionSpec.model_validate({"candidates": "ets,prophet"})
 
 
+def evaluated(
+    source: Path, tmp_path: Path, candidates: str, input_len: int, steps: int
+) -> tuple[RetrainConfig, DatasetRef, Evaluation]:
+    """Store, window and evaluate a file source with these candidates and no network."""
+    config = RetrainConfig.model_validate(
+        {
+            "series": {"source": str(source)},
+            "windows": {"input_len": input_len, "horizon": 1, "steps": steps},
+            "selection": {"candidates": candidates},
+            "data_dir": str(tmp_path / "data"),
+        }
+    )
+    data_dir = config.data_dir
+    dataset = build_windows(store_series(config.series, data_dir), config.windows, data_dir)
+    return config, dataset, evaluate_trained(dataset, None, config.selection, data_dir)
+
+
 def test_a_random_walk_still_gets_a_champion_with_finite_intervals(tmp_path: Path) -> None:
     """No candidate beats the last value on a random walk: naive (or close) serves anyway,
     chosen on validation, with its test scores and a statistical spec on disk."""
     rng = np.random.default_rng(3)
     source = tmp_path / "walk.csv"
     pd.DataFrame({"value": np.cumsum(rng.standard_normal(80))}).to_csv(source, index=False)
-    config = RetrainConfig.model_validate(
-        {
-            "series": {"source": str(source)},
-            "windows": {"input_len": 6, "horizon": 1, "steps": 3},
-            "selection": {"candidates": "linear,naive,theta"},
-            "data_dir": str(tmp_path / "data"),
-        }
-    )
-    data_dir = config.data_dir
-    dataset = build_windows(store_series(config.series, data_dir), config.windows, data_dir)
-    evaluation = evaluate_trained(dataset, None, config.selection, data_dir)
+    _, dataset, evaluation = evaluated(source, tmp_path, "linear,naive,theta", 6, 3)
 
     scores = {c.forecaster: c for c in evaluation.candidates}
     assert set(scores) == {"linear", "naive", "theta"}
@@ -144,19 +151,9 @@ def test_a_statistical_champion_is_refitted_when_it_forecasts(tmp_path: Path) ->
     source = tmp_path / "sales.csv"
     noise = np.random.default_rng(5).normal(0, 0.2, 96)
     pd.DataFrame({"date": months, "sales": season + noise}).to_csv(source, index=False)
-    config = RetrainConfig.model_validate(
-        {
-            "series": {"source": str(source)},
-            "windows": {"input_len": 12, "horizon": 1, "steps": 6},
-            "selection": {"candidates": "naive,seasonal_naive,theta"},
-            "data_dir": str(tmp_path / "data"),
-        }
-    )
+    config, dataset, evaluation = evaluated(source, tmp_path, "naive,seasonal_naive,theta", 12, 6)
     data_dir = config.data_dir
-    series = store_series(config.series, data_dir)
-    assert series.season == 12
-    dataset = build_windows(series, config.windows, data_dir)
-    evaluation = evaluate_trained(dataset, None, config.selection, data_dir)
+    assert dataset.series.season == 12
     summary = promote_candidate(
         config, dataset, evaluation, stage_version(config, dataset, None, evaluation)
     )

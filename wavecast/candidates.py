@@ -100,6 +100,8 @@ def classical_forecasts(
     lead = horizon + steps - 1
     forecasts = np.empty((len(origins), steps))
     form = ""
+    if not len(origins):  # no validation windows: nothing to fit, nothing to fail
+        return forecasts, form
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for block in np.array_split(np.arange(len(origins)), min(refits, len(origins))):

@@ -43,7 +43,7 @@ from wavecast.train import (
     untrained_predictions,
     validation_predictions,
 )
-from wavecast.windows import DatasetRef, iter_split, make_windows
+from wavecast.windows import Chunk, DatasetRef, iter_split, make_windows
 
 PLOTS = ("loss.png", "predictions.png", "untrained.png")
 BATCH_ROWS = 1 << 16  # windows per batch when streaming a split
@@ -280,25 +280,41 @@ def block_origins(dataset: DatasetRef, n_validation: int) -> dict[str, np.ndarra
     }
 
 
-def linear_validation(values: np.ndarray, dataset: DatasetRef, n_validation: int) -> np.ndarray:
-    """The linear AR fitted on the train windows before the validation block, forecasting it."""
-    spec = dataset.spec
-    _, inputs, targets = make_windows(values, spec.input_len, spec.horizon, spec.steps)
-    fit_end = dataset.n_train - n_validation
+def linear_weights(values: np.ndarray, dataset: DatasetRef, fit_end: int) -> np.ndarray:
+    """The linear AR fitted on the first `fit_end` windows, read as views of the series."""
+    _, inputs, targets = series_windows(values, dataset)
     solver = LeastSquares()
     for start in range(0, fit_end, BATCH_ROWS):
         stop = min(start + BATCH_ROWS, fit_end)
         solver.add(inputs[start:stop], targets[start:stop])
-    return linear_forecast(solver.weights(), inputs[fit_end : dataset.n_train])
+    return solver.weights()
+
+
+def series_windows(values: np.ndarray, dataset: DatasetRef) -> Chunk:
+    """The dataset's windows as views of the series it was built from: no copy, no read."""
+    spec = dataset.spec
+    return make_windows(values, spec.input_len, spec.horizon, spec.steps)
+
+
+def linear_validation(values: np.ndarray, dataset: DatasetRef, n_validation: int) -> np.ndarray:
+    """The linear AR fitted on the train windows before the validation block, forecasting it."""
+    fit_end = dataset.n_train - n_validation
+    _, inputs, _ = series_windows(values, dataset)
+    weights = linear_weights(values, dataset, fit_end)
+    return linear_forecast(weights, np.asarray(inputs[fit_end : dataset.n_train]))
 
 
 def statistical_backtest(
-    backtest: Backtest, values: np.ndarray, dataset: DatasetRef, wanted: Sequence[str], season: int
+    backtest: Backtest,
+    values: np.ndarray,
+    dataset: DatasetRef,
+    blocks: Mapping[str, np.ndarray],
+    wanted: Sequence[str],
+    season: int,
 ) -> None:
-    """Each wanted statistical candidate at every validation and test origin; one that cannot
-    be fitted on this series does not compete, and its note says why."""
+    """Each wanted statistical candidate at every validation and test origin (`blocks`); one
+    that cannot be fitted on this series does not compete, and its note says why."""
     spec = dataset.spec
-    blocks = block_origins(dataset, len(backtest.validation_truth))
     for name in (n for n in STATISTICAL if n in wanted):
         if name == "seasonal_naive" and season == 1:
             backtest.notes[name] = "no season (1): the same forecast as naive"
@@ -361,7 +377,7 @@ def run_backtest(
         backtest.notes["linear"] += f"its {dataset.spec.input_len + 1} weights need"
     elif "linear" in selection.candidates:
         backtest.validation["linear"] = linear_validation(values, dataset, n_validation)
-    statistical_backtest(backtest, values, dataset, selection.candidates, season)
+    statistical_backtest(backtest, values, dataset, blocks, selection.candidates, season)
     if "combination" in selection.candidates:
         combine(backtest)
     return backtest
@@ -406,11 +422,7 @@ def evaluate_trained(
     season = selection.season or dataset.series.season or 1
     backtest = run_backtest(values, dataset, trained, selection, season, data_dir)
     chosen, why = choose(backtest)
-    solver = LeastSquares()
-    for _, inputs, targets in iter_split(dataset, "train", data_dir, BATCH_ROWS):
-        solver.add(inputs, targets)
-    weights = solver.weights()
-    release_unused_memory()
+    weights = linear_weights(values, dataset, dataset.n_train)
     forecasters: dict[str, Forecaster] = {
         "persistence": functools.partial(persistence_forecast, steps=dataset.spec.steps),
         "linear": functools.partial(linear_forecast, weights),

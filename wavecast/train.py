@@ -452,12 +452,12 @@ def validation_twin(
     import keras
 
     held_out = validation_size(len(train_x))
+    steps = np.reshape(train_y, (len(train_x), -1)).shape[1]
     if held_out == 0:
-        return np.empty((0, np.reshape(train_y, (len(train_x), -1)).shape[1]))
+        return np.empty((0, steps))
     fit_x, fit_y = train_x[:-held_out], train_y[:-held_out]
     keras.utils.set_random_seed(train_spec.seed)
     scaling = scaling_for(model_spec, fit_x)
-    steps = np.reshape(train_y, (len(train_x), -1)).shape[1]
     seed = train_spec.seed
     twin = build_model(model_spec, train_x.shape[1], *scaling, seed=seed, steps=steps)
     fit_model(twin, fit_x, fit_y, train_spec)

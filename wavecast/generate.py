@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
+import io
 import itertools
+import re
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -14,12 +18,14 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import SeriesSpec
+from wavecast.confinement import check_within
 from wavecast.errors import InvalidInputError
 from wavecast.storage import DataDir, code_fingerprint, open_filesystem, stable_hash
 
 TIME_COLUMN_NAMES = frozenset({"time", "timestamp", "date", "datetime", "ds"})
 # Training computes squared errors in float32 (largest ~3.4e38): larger values overflow.
 MAX_MAGNITUDE = 1e18
+MAX_SHOWN_NAME = 64  # longer "column names" are more likely a line of something else
 # A regular time step (in hours, as a range) -> the season a forecaster should look for.
 SEASONS_BY_STEP_HOURS = (
     ((0.49, 0.51), 48),  # half-hourly: a day
@@ -87,8 +93,44 @@ def parse_table(data: bytes, source: str) -> pa.Table:
         parse = pa_csv.ParseOptions(ignore_empty_lines=False)
         return pa_csv.read_csv(pa.BufferReader(data), parse_options=parse)
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidInputError(f"--source {source}: unreadable: {first_line}") from exc
+        raise InvalidInputError(
+            f"--source {source}: not a table wavecast reads: {parse_problem(exc, data)}"
+        ) from None
+
+
+def parse_problem(error: Exception, data: bytes) -> str:
+    """What was wrong and where, in the file's own line numbers, without quoting it: the
+    parser's message ends with the offending line, which may be anything (a password file)."""
+    if data[:4] == b"PAR1":
+        return "a damaged or truncated Parquet file"
+    if isinstance(error, UnicodeDecodeError) or "UTF8" in str(error):
+        return "not UTF-8 text (expected CSV or Parquet)"
+    counts = re.search(r"Expected (\d+) columns, got (\d+)", str(error))
+    if counts is None:
+        return "expected CSV (a header line, then comma-separated rows) or Parquet"
+    expected, got = int(counts[1]), int(counts[2])
+    line = first_line_with_fields(data, expected)
+    where = f"line {line}" if line else "a line"
+    return f"{where} has {got} field(s) where the header has {expected} (expected CSV or Parquet)"
+
+
+def first_line_with_fields(data: bytes, expected: int) -> int | None:
+    """The 1-based number of the first CSV line whose field count is not `expected`."""
+    rows = csv.reader(io.StringIO(data.decode("utf-8", errors="replace"), newline=""))
+    with contextlib.suppress(csv.Error):
+        for row in rows:
+            if row and len(row) != expected:
+                return rows.line_num
+    return None
+
+
+def described_columns(table: pa.Table) -> str:
+    """The columns a table has, by name only when the header looks like one: a file that is
+    not a CSV parses as a one-column table named after its first line, which stays unsaid."""
+    names = table.column_names
+    if len(names) >= 2 and all(len(name) <= MAX_SHOWN_NAME for name in names):
+        return f"columns: {', '.join(names)}"
+    return f"{len(names)} column(s) in its header"
 
 
 def pick_column(table: pa.Table, column: str | None, source: str) -> str:
@@ -101,7 +143,7 @@ def pick_column(table: pa.Table, column: str | None, source: str) -> str:
     if column is not None:
         if column not in table.column_names:
             raise InvalidInputError(
-                f"--column {column}: not in {source} (columns: {', '.join(table.column_names)})"
+                f"--column {column}: not in {source} ({described_columns(table)})"
             )
         if column not in numeric:
             raise InvalidInputError(f"--column {column}: not numeric in {source}")
@@ -131,8 +173,8 @@ def check_time_order(table: pa.Table, source: str) -> None:
         bad = pc.index(steps, False).as_py()
         if bad >= 0:
             raise InvalidInputError(
-                f"--source {source}: time column '{field.name}' is not strictly increasing "
-                f"at row {bad + 1} ({times[bad].as_py()} then {times[bad + 1].as_py()})"
+                f"--source {source}: time column '{field.name}' is not strictly increasing: "
+                f"data row {bad + 2} (line {bad + 3} of a CSV) is not after the row before"
             )
 
 
@@ -194,9 +236,13 @@ def read_table(spec: SeriesSpec) -> tuple[pa.Table, str]:
     table = parse_table(data, spec.source)
     if spec.id_column is not None and spec.id_column not in table.column_names:
         raise InvalidInputError(
-            f"--id-column {spec.id_column}: not in {spec.source} "
-            f"(columns: {', '.join(table.column_names)})"
+            f"--id-column {spec.id_column}: not in {spec.source} ({described_columns(table)})"
         )
+    if spec.id_column is not None:
+        import pyarrow.compute as pc
+
+        series = pc.count_distinct(table.column(spec.id_column), mode="all").as_py()
+        check_within(series, "max_series", f"--source {spec.source}: the number of series")
     return table, digest
 
 
@@ -238,6 +284,7 @@ def rows_of(table: pa.Table, spec: SeriesSpec, key: str) -> pa.Table:
 
 def series_from_table(table: pa.Table, spec: SeriesSpec, source_hash: str) -> LoadedSeries:
     """One series' column of a table, in time order, with the --missing policy applied."""
+    check_within(len(table), "max_points", f"--source {spec.source}: the series' length")
     column = pick_column(table, spec.column, spec.source)
     check_time_order(table, spec.source)
     raw = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)

@@ -24,6 +24,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ValidationError
 
+from wavecast.confinement import check_location
 from wavecast.errors import InvalidInputError
 
 PACKAGE = "wavecast"
@@ -48,7 +49,9 @@ EXTRAS = {
 
 
 def open_filesystem(uri: str, flag: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """fsspec's filesystem and path for `uri`; a missing backend or unknown scheme is bad input."""
+    """fsspec's filesystem and path for `uri`, once the operator's rules allow it; a missing
+    backend or unknown scheme is bad input."""
+    check_location(uri, flag)
     protocol = uri.split("://", 1)[0] if "://" in uri else "file"
     try:
         filesystem, path = fsspec.core.url_to_fs(uri)

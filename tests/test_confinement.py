@@ -184,7 +184,7 @@ def test_an_error_never_quotes_a_line_of_the_source(
 )
 @given(
     lines=st.lists(
-        st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40),
+        st.text(alphabet=st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40),
         min_size=1,
         max_size=6,
     )

@@ -204,3 +204,31 @@ def test_no_file_whatever_its_lines_has_one_quoted_in_an_error(
         # A line that is only a column name the spec itself asked for is the user's own word.
         asked = {"value", "series", str(source), os.fspath(source)}
         assert [line for line in leaked_lines(text, message) if line not in asked] == [], message
+
+
+def test_a_source_that_is_not_a_regular_file_is_refused_before_it_is_read(
+    tmp_path: Path,
+) -> None:
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)  # reading it would wait forever for a writer
+    for source in ("/dev/zero", str(fifo)):
+        with pytest.raises(InvalidInputError, match=f"--source {source}: not a regular file"):
+            load_series(SeriesSpec(source=source))
+
+
+@pytest.mark.parametrize(
+    ("header", "shown"),
+    [
+        ("date,value,region", "columns: date, value, region"),
+        ("date,aws_key=AKIAXYZ,value", "3 column(s) in its header"),
+        ("user:pass@host,other", "2 column(s) in its header"),
+        ("just one name", "1 column(s) in its header"),
+    ],
+)
+def test_column_names_are_shown_only_when_they_look_like_names(
+    tmp_path: Path, header: str, shown: str
+) -> None:
+    source = tmp_path / "table.csv"
+    source.write_text(f"{header}\n" + ",".join(["1"] * len(header.split(","))) + "\n")
+    message = error_of(SeriesSpec(source=str(source), column="missing"))
+    assert message == f"--column missing: not in {source} ({shown})"

@@ -9,12 +9,14 @@ import io
 import itertools
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import SeriesSpec
@@ -25,7 +27,8 @@ from wavecast.storage import DataDir, code_fingerprint, open_filesystem, stable_
 TIME_COLUMN_NAMES = frozenset({"time", "timestamp", "date", "datetime", "ds"})
 # Training computes squared errors in float32 (largest ~3.4e38): larger values overflow.
 MAX_MAGNITUDE = 1e18
-MAX_SHOWN_NAME = 64  # longer "column names" are more likely a line of something else
+# What a column name looks like; anything else (a 'key = secret', a long line) is not shown.
+COLUMN_NAME = re.compile(r"[\w .()%/-]{1,64}")
 # A regular time step (in hours, as a range) -> the season a forecaster should look for.
 SEASONS_BY_STEP_HOURS = (
     ((0.49, 0.51), 48),  # half-hourly: a day
@@ -76,6 +79,9 @@ def read_source(source: str) -> tuple[bytes, str]:
     Read once and parsed from memory, so what is hashed is exactly what is parsed.
     """
     filesystem, path = open_filesystem(source, "--source")
+    local = Path(path) if isinstance(filesystem, LocalFileSystem) else None
+    if local is not None and local.exists() and not local.is_file():  # /dev/zero never ends
+        raise InvalidInputError(f"--source {source}: not a regular file")
     try:
         with filesystem.open(path, "rb", compression="infer") as handle:
             data = bytes(handle.read())
@@ -128,7 +134,7 @@ def described_columns(table: pa.Table) -> str:
     """The columns a table has, by name only when the header looks like one: a file that is
     not a CSV parses as a one-column table named after its first line, which stays unsaid."""
     names = table.column_names
-    if len(names) >= 2 and all(len(name) <= MAX_SHOWN_NAME for name in names):
+    if len(names) >= 2 and all(COLUMN_NAME.fullmatch(name) for name in names):
         return f"columns: {', '.join(names)}"
     return f"{len(names)} column(s) in its header"
 

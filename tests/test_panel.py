@@ -255,10 +255,19 @@ def test_a_series_dir_holding_another_id_is_refused_not_shared(tmp_path: Path) -
     split = split_panel(config.series, config.windows, config.data_dir)
 
     assert [ref.key for ref in split.series] == ["7"]
-    assert split.skipped == {
-        LONG_ID: f"{forged.parent}: its {ID_FILE} names another series: remove it"
-    }
+    refusal = f"{forged.parent}: its {ID_FILE} does not name this series: move that directory away"
+    assert split.skipped == {LONG_ID: refusal}
     assert panel_keys(config.data_dir) == ["7"]
+
+
+def test_listing_a_panel_leaves_out_directories_that_name_no_usable_id(tmp_path: Path) -> None:
+    """An old empty id's %00 (which read back as a NUL byte), a hashed name without its id,
+    and another id's directory renamed are no series; a plain and an encoded id are."""
+    for name in ["7", "a%20b", "%00", f"zz.{sha('zz')}", f"yy.{sha('zz')}"]:
+        (tmp_path / "series" / name).mkdir(parents=True)
+    (tmp_path / "series" / f"yy.{sha('zz')}" / ID_FILE).write_text(json.dumps({"id": "zz"}))
+
+    assert panel_keys(str(tmp_path)) == ["7", "a b"]
 
 
 def test_forecasts_of_any_id_are_read_back_by_name(tmp_path: Path) -> None:

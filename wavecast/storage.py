@@ -297,7 +297,9 @@ def claim_series_dir(data_dir: str, key: str) -> str:
         if not store.exists(ID_FILE):
             store.write_bytes(json.dumps({"id": key}).encode(), ID_FILE)
         elif stored_key(store) != key:
-            raise InvalidInputError(f"{own}: its {ID_FILE} names another series: remove it")
+            raise InvalidInputError(
+                f"{own}: its {ID_FILE} does not name this series: move that directory away"
+            )
     return own
 
 

@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from wavecast.config import FanOutSpec, RetrainConfig
 from wavecast.errors import InvalidInputError
 from wavecast.forecast import stored_series, write_forecasts
-from wavecast.generate import load_series, read_series
+from wavecast.generate import LoadedSeries, load_series, read_series
+from wavecast.monitor import realized_rows
 from wavecast.panel import (
     PanelSummary,
     iter_outcomes,
@@ -292,6 +293,9 @@ def test_forecasts_of_any_id_are_read_back_by_name(tmp_path: Path) -> None:
     rows = sorted(zip(read["series"], read["series_name"], strict=True))
     shortened = {LONG_ID: f"{'x' * 48}.{sha(LONG_ID)}", CJK_ID: f"{CJK_ID[:5]}.{sha(CJK_ID)}"}
     assert rows == sorted((shortened.get(name, name), name) for name in names)
+    cjk_rows = pq.read_table(tmp_path / "forecasts" / found[CJK_ID])
+    realized = realized_rows(cjk_rows, CJK_ID, LoadedSeries(np.arange(11.0), "v", ""), {"10": 10})
+    assert realized.column("series_name").to_pylist() == [CJK_ID]  # monitoring keeps it too
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import hashlib
 import io
 import itertools
 import re
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -29,6 +30,8 @@ TIME_COLUMN_NAMES = frozenset({"time", "timestamp", "date", "datetime", "ds"})
 MAX_MAGNITUDE = 1e18
 # What a column name looks like; anything else (a 'key = secret', a long line) is not shown.
 COLUMN_NAME = re.compile(r"[\w .()%/-]{1,64}")
+# Unicode categories an id must not hold: control characters, line and paragraph separators.
+CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 # A regular time step (in hours, as a range) -> the season a forecaster should look for.
 SEASONS_BY_STEP_HOURS = (
     ((0.49, 0.51), 48),  # half-hourly: a day
@@ -90,14 +93,16 @@ def read_source(source: str) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def parse_table(data: bytes, source: str) -> pa.Table:
+def parse_table(data: bytes, source: str, text_columns: tuple[str, ...] = ()) -> pa.Table:
     """Parse CSV or Parquet bytes (Parquet by extension or by its magic number)."""
     try:
         if data[:4] == b"PAR1" or source.lower().endswith((".parquet", ".pq")):
             return pq.read_table(pa.BufferReader(data))
         # A blank line in a one-column CSV is a missing value, not nothing.
         parse = pa_csv.ParseOptions(ignore_empty_lines=False)
-        return pa_csv.read_csv(pa.BufferReader(data), parse_options=parse)
+        return pa_csv.read_csv(
+            pa.BufferReader(data), parse_options=parse, convert_options=text_options(text_columns)
+        )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise InvalidInputError(
             f"--source {source}: not a table wavecast reads: {parse_problem(exc, data)}"
@@ -137,6 +142,11 @@ def described_columns(table: pa.Table) -> str:
     if len(names) >= 2 and all(COLUMN_NAME.fullmatch(name) for name in names):
         return f"columns: {', '.join(names)}"
     return f"{len(names)} column(s) in its header"
+
+
+def text_options(columns: tuple[str, ...]) -> pa_csv.ConvertOptions:
+    """CSV columns read as the text they are (ids: `007` is not `7`), never as numbers."""
+    return pa_csv.ConvertOptions(column_types=dict.fromkeys(columns, pa.string()))
 
 
 def pick_column(table: pa.Table, column: str | None, source: str) -> str:
@@ -239,7 +249,7 @@ def load_series(spec: SeriesSpec) -> LoadedSeries:
 def read_table(spec: SeriesSpec) -> tuple[pa.Table, str]:
     """The source parsed as a table, and the hash of the bytes parsed."""
     data, digest = read_source(spec.source)
-    table = parse_table(data, spec.source)
+    table = parse_table(data, spec.source, (spec.id_column,) if spec.id_column else ())
     if spec.id_column is not None and spec.id_column not in table.column_names:
         raise InvalidInputError(
             f"--id-column {spec.id_column}: not in {spec.source} ({described_columns(table)})"
@@ -252,8 +262,16 @@ def read_table(spec: SeriesSpec) -> tuple[pa.Table, str]:
     return table, digest
 
 
-def panel_groups(table: pa.Table, spec: SeriesSpec) -> Iterator[tuple[str, pa.Table]]:
-    """(id, rows) per series of a long table, ids as text, each series' rows in file order."""
+class PanelGroup(NamedTuple):
+    """One id's rows of a long table, in file order, and where its first row is (for messages)."""
+
+    key: str
+    rows: pa.Table
+    first_row: int
+
+
+def panel_groups(table: pa.Table, spec: SeriesSpec) -> Iterator[PanelGroup]:
+    """Every id's rows, the empty id (rows with none) included: see id_problem."""
     import pyarrow.compute as pc
 
     assert spec.id_column is not None
@@ -263,20 +281,38 @@ def panel_groups(table: pa.Table, spec: SeriesSpec) -> Iterator[tuple[str, pa.Ta
     rows = table.drop_columns([spec.id_column]).take(order)
     bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1), len(keys)]
     for start, end in itertools.pairwise(bounds):
-        yield str(keys[start]), rows.slice(start, end - start)
+        yield PanelGroup(str(keys[start]), rows.slice(start, end - start), int(order[start]))
 
 
 def panel_ids(table: pa.Table, spec: SeriesSpec) -> pa.ChunkedArray:
-    """The id column as text; a row without an id belongs to no series and is refused."""
+    """The id column as text (a CSV's is read as text already); a missing id is empty."""
     import pyarrow.compute as pc
 
     assert spec.id_column is not None
-    ids = pc.cast(table.column(spec.id_column), pa.string())
-    if ids.null_count:
+    column = table.column(spec.id_column)
+    try:
+        ids = pc.cast(column, pa.string())
+    except pa.ArrowException as exc:
         raise InvalidInputError(
-            f"--id-column {spec.id_column}: {ids.null_count} row(s) of {spec.source} have no id"
-        )
-    return ids
+            f"--id-column {spec.id_column}: {column.type} in {spec.source}, expected text or "
+            "numbers"
+        ) from exc
+    return pc.fill_null(ids, "")
+
+
+def id_problem(key: str) -> str | None:
+    """Why an id names no series: none at all, or a control character, which would break
+    one-line messages and the terminal showing them."""
+    if not key:
+        return "an empty or missing id"
+    if any(unicodedata.category(char) in CONTROL_CATEGORIES for char in key):
+        return "a control character in the id"
+    return None
+
+
+def shown_id(key: str) -> str:
+    """An id as one line of text shows it: quoted when it is empty or holds control characters."""
+    return key if id_problem(key) is None else repr(key)
 
 
 def rows_of(table: pa.Table, spec: SeriesSpec, key: str) -> pa.Table:
@@ -284,6 +320,9 @@ def rows_of(table: pa.Table, spec: SeriesSpec, key: str) -> pa.Table:
     import pyarrow.compute as pc
 
     assert spec.id_column is not None
+    problem = id_problem(key)
+    if problem is not None:
+        raise InvalidInputError(f"--series {shown_id(key)}: {problem}")
     mask = pc.equal(panel_ids(table, spec), key)
     return table.drop_columns([spec.id_column]).filter(mask)
 

@@ -257,7 +257,7 @@ def read_table(spec: SeriesSpec) -> tuple[pa.Table, str]:
     if spec.id_column is not None:
         import pyarrow.compute as pc
 
-        series = pc.count_distinct(table.column(spec.id_column), mode="all").as_py()
+        series = pc.count_distinct(panel_ids(table, spec), mode="all").as_py()
         check_within(series, "max_series", f"--source {spec.source}: the number of series")
     return table, digest
 

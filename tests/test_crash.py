@@ -229,7 +229,8 @@ def test_an_unchanged_rerun_starts_no_tensorflow_anywhere(stack: Stack, tmp_path
     """Every Keras-bound stage is a cache hit: TensorFlow is never imported."""
     data_dir, first_log, log = tmp_path / "data", tmp_path / "first.log", tmp_path / "rerun.log"
     start_retrain(stack, data_dir, first_log, "--epochs", "10").finish()
-    blocked = {"PYTHONPATH": import_blockers(tmp_path, ("tensorflow", "keras"))}
+    blockers = import_blockers(tmp_path, ("tensorflow", "keras"))
+    blocked = {"PYTHONPATH": os.pathsep.join([blockers, stack.env.get("PYTHONPATH", "")])}
     rerun = start_retrain(stack, data_dir, log, "--epochs", "10", env=blocked).finish()
     assert rerun["unchanged"] is True
     assert "was imported" not in log.read_text()  # nor in a child: its stderr is this log

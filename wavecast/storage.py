@@ -141,15 +141,20 @@ def staging_path(target: str, kind: str = "") -> str:
     return f"{parent}/.{name}{STAGING_TAG}{kind}{uuid.uuid4().hex}"
 
 
+def hold(descriptor: int) -> None:
+    """Mark an open staging entry as a live writer's with a shared flock, which the kernel
+    drops when the writer dies, even by SIGKILL. On a filesystem without locks nothing is
+    marked, and remove_if_abandoned, unable to lock either, removes nothing there."""
+    with contextlib.suppress(OSError):
+        fcntl.flock(descriptor, fcntl.LOCK_SH)
+
+
 @contextlib.contextmanager
 def held(path: str) -> Iterator[None]:
-    """Hold a shared flock on a local file or directory: sweep_staging leaves it alone.
-
-    The kernel drops the lock when its holder dies, even by SIGKILL.
-    """
+    """Hold a local file or directory (see hold) while the block runs."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_SH)
+        hold(descriptor)
         yield
     finally:
         os.close(descriptor)
@@ -192,7 +197,7 @@ def write_local(data: bytes, staging: str, target: str) -> None:
     """Write a new staging file, held until it is renamed over `target`."""
     descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_SH)
+        hold(descriptor)
         view = memoryview(data)
         while view:
             view = view[os.write(descriptor, view[:WRITE_CHUNK]) :]

@@ -323,7 +323,7 @@ def test_a_failed_file_write_leaves_no_staging_file(
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store.fs, "mv", full_disk)
+    monkeypatch.setattr(Path, "replace", full_disk)  # the staging file's rename
     with pytest.raises(OSError, match="No space"):
         store.write_bytes(b"new", "models", "champion.json")
     assert [p.name for p in (tmp_path / "models").iterdir()] == ["champion.json"]

@@ -1,13 +1,16 @@
-"""SIGKILL and concurrency against a real server: the registry is always consistent.
+"""SIGKILL and concurrency against a real server: the registry and the forecasts dataset are
+always consistent.
 
-Each retrain is the real `wavecast` command in its own process, reporting to a real
+Each retrain or forecast is the real `wavecast` command in its own process, reporting to a real
 `prefect server` on a loopback port, killed with SIGKILL at the named moment and then rerun.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,14 +18,17 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
 from tests.processes import children_of, import_blockers, wait_until_gone
 from tests.servers import Stack, environment_without_prefect, running_server
 from wavecast.registry import list_versions, read_promotions
-from wavecast.storage import COMPLETE_MARKER, STAGING_TAG, DataDir
+from wavecast.storage import COMPLETE_MARKER, STAGING_TAG, STALE_AFTER_S, DataDir
 
 WAVECAST = Path(sys.executable).with_name("wavecast")
+STALLED_WAVECAST = Path(__file__).with_name("stalled_wavecast.py")
 TINY = ("--length", "120", "--units", "8", "--batch-size", "16", "--learning-rate", "0.01")
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
@@ -34,8 +40,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield started
 
 
-class Retrain:
-    """A `wavecast retrain` whose output a thread copies line by line into `log` as it comes."""
+class Command:
+    """A `wavecast` command whose output a thread copies line by line into `log` as it comes."""
 
     def __init__(self, process: subprocess.Popen[bytes], log: Path) -> None:
         self.process, self.log = process, log
@@ -86,7 +92,7 @@ class Retrain:
         self.reader.join(timeout=60)
 
     def finish(self) -> dict[str, object]:
-        """Wait for the retrain, assert it succeeded, return its JSON summary."""
+        """Wait for the command, assert it succeeded, return its JSON summary."""
         code = self.process.wait(timeout=300)
         self.reader.join(timeout=60)
         assert code == 0, self.output()
@@ -96,15 +102,23 @@ class Retrain:
 
 def start_retrain(
     stack: Stack, data_dir: Path, log: Path, *args: str, env: dict[str, str] | None = None
-) -> Retrain:
+) -> Command:
+    return start_command(
+        stack, log, [str(WAVECAST), "retrain", "--data-dir", str(data_dir), *TINY, *args], env
+    )
+
+
+def start_command(
+    stack: Stack, log: Path, command: list[str], env: dict[str, str] | None = None
+) -> Command:
     process = subprocess.Popen(
-        [str(WAVECAST), "retrain", "--data-dir", str(data_dir), "--json", *TINY, *args],
+        [*command, "--json"],
         env={**stack.env, **(env or {})},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    return Retrain(process, log)
+    return Command(process, log)
 
 
 def promotion_lines(data_dir: Path) -> list[dict[str, object]]:
@@ -215,7 +229,8 @@ def test_an_unchanged_rerun_starts_no_tensorflow_anywhere(stack: Stack, tmp_path
     """Every Keras-bound stage is a cache hit: TensorFlow is never imported."""
     data_dir, first_log, log = tmp_path / "data", tmp_path / "first.log", tmp_path / "rerun.log"
     start_retrain(stack, data_dir, first_log, "--epochs", "10").finish()
-    blocked = {"PYTHONPATH": import_blockers(tmp_path, ("tensorflow", "keras"))}
+    blockers = import_blockers(tmp_path, ("tensorflow", "keras"))
+    blocked = {"PYTHONPATH": os.pathsep.join([blockers, stack.env.get("PYTHONPATH", "")])}
     rerun = start_retrain(stack, data_dir, log, "--epochs", "10", env=blocked).finish()
     assert rerun["unchanged"] is True
     assert "was imported" not in log.read_text()  # nor in a child: its stderr is this log
@@ -233,9 +248,66 @@ def test_killing_a_command_on_its_own_server_leaves_no_server(tmp_path: Path) ->
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    run = Retrain(process, tmp_path / "run.log")
+    run = Command(process, tmp_path / "run.log")
     run.wait_for(r"epoch 1/3000")
     (server,) = children_of(process.pid)
     assert "server" in Path(f"/proc/{server}/cmdline").read_text()
     run.kill()
     assert wait_until_gone([server]) == [], f"server {server} outlived the command"
+
+
+@pytest.fixture(scope="module")
+def champion_dir(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir with a champion and no forecasts yet, trained once for the kill tests."""
+    data_dir = tmp_path_factory.mktemp("champion") / "data"
+    start_retrain(stack, data_dir, data_dir.parent / "retrain.log").finish()
+    return data_dir
+
+
+def start_forecast(stack: Stack, data_dir: Path, log: Path, stall_at: str | None) -> Command:
+    """`wavecast forecast`, or with `stall_at` the same command stopped there (see
+    stalled_wavecast.py)."""
+    program = [sys.executable, str(STALLED_WAVECAST)] if stall_at else [str(WAVECAST)]
+    env = {"WAVECAST_STALL_AT": stall_at} if stall_at else None
+    return start_command(stack, log, [*program, "forecast", "--data-dir", str(data_dir)], env)
+
+
+def forecast_rows(data_dir: Path) -> list[tuple[object, ...]]:
+    """The forecasts dataset as a dashboard reads it: (series, origin, step, version) per row."""
+    table = ds.dataset(data_dir / "forecasts", partitioning="hive").to_table()
+    columns = ("series", "origin", "step", "model_version")
+    return sorted(zip(*(table[name].to_pylist() for name in columns), strict=True))
+
+
+@pytest.mark.parametrize("stall_at", ["write", "rename"])
+def test_a_forecast_killed_while_writing_never_shows_readers_a_staging_file(
+    stack: Stack, champion_dir: Path, tmp_path: Path, stall_at: str
+) -> None:
+    """kill -9 with the staging file half written, or complete but not yet renamed: readers
+    see the previous forecast, once, at once and after a rerun; an old leftover is swept."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(champion_dir, data_dir)
+    start_forecast(stack, data_dir, tmp_path / "first.log", None).finish()
+    before = forecast_rows(data_dir)
+    (published,) = (data_dir / "forecasts").glob("series=*/*.parquet")
+
+    run = start_forecast(stack, data_dir, tmp_path / "killed.log", stall_at)
+    run.wait_for(rf"stalled at the {stall_at} of ")
+    run.kill()
+    (staging,) = (p for p in published.parent.iterdir() if STAGING_TAG in p.name)
+    assert staging.name.startswith(f".{published.name}{STAGING_TAG}")
+    if stall_at == "write":
+        assert 0 < staging.stat().st_size < published.stat().st_size
+    else:  # a complete forecast: a reader that saw it would count every row twice
+        assert pq.read_table(staging).num_rows == len(before)
+    assert forecast_rows(data_dir) == before and len(set(before)) == len(before) > 0
+
+    start_forecast(stack, data_dir, tmp_path / "rerun.log", None).finish()
+    assert forecast_rows(data_dir) == before  # the same origin and version: replaced
+    assert staging.exists()  # too recent to be told from a live writer's
+
+    past = staging.stat().st_mtime - STALE_AFTER_S - 60
+    os.utime(staging, (past, past))
+    start_forecast(stack, data_dir, tmp_path / "sweep.log", None).finish()
+    assert sorted(p.name for p in published.parent.iterdir()) == [published.name]
+    assert forecast_rows(data_dir) == before

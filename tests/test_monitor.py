@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import datetime, timezone
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from flows.embedded_server import free_port
 from wavecast.config import MonitorConfig, WindowSpec
-from wavecast.forecast import target_labels
+from wavecast.forecast import FORECASTS, series_partition, target_labels, write_parquet
 from wavecast.generate import LoadedSeries
 from wavecast.monitor import (
+    MONITORING,
+    Watched,
     actual_positions,
     champion_rows,
     chance_ratio,
+    join_stored_forecasts,
     judge,
     realized_rows,
     rolling_ratio,
 )
+from wavecast.storage import DataDir, staging_path
 
 pytestmark = pytest.mark.unit
 
@@ -149,3 +157,61 @@ def test_an_event_the_server_cannot_take_fails_loudly() -> None:
         pytest.raises(httpx.ConnectError),
     ):
         send_events([event])
+
+
+LOADED = LoadedSeries(np.arange(8, dtype=np.float64) * 10, "y", "hash")  # 0, 10, ..., 70
+
+
+def stored_good_forecast(root: Path) -> tuple[DataDir, Watched, bytes]:
+    """A data dir whose series y has one good forecast file, whose targets 6 and 7 realized."""
+    store = DataDir(str(root))
+    watched = Watched(name="y", partition=series_partition("y"), data_dir=store.uri())
+    good = forecasts("5", ["6", "7", "8"], [59.5, 72.0, 80.0], "v1")
+    write_parquet(store, good, FORECASTS, watched.partition, "v1-good.parquet")
+    return store, watched, store.read_bytes(FORECASTS, watched.partition, "v1-good.parquet")
+
+
+def realized_targets(tables: list[pa.Table]) -> list[str]:
+    return sorted(target for table in tables for target in table["target"].to_pylist())
+
+
+def test_damaged_forecast_files_are_skipped_with_a_warning_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Empty, truncated, text and foreign Parquet files are each named in a warning (never
+    quoted); a staging file is skipped silently; the good file's targets still realize."""
+    store, watched, good = stored_good_forecast(tmp_path / "data")
+    damaged = {
+        "v1-empty.parquet": b"",
+        "v1-truncated.parquet": good[: len(good) // 2],
+        "v1-text.parquet": b"aws_secret_access_key = abc\n",
+    }
+    for name, content in damaged.items():
+        store.write_bytes(content, FORECASTS, watched.partition, name)
+    write_parquet(store, pa.table({"x": [1]}), FORECASTS, watched.partition, "v1-other.parquet")
+    partition = store.path(FORECASTS, watched.partition)
+    Path(staging_path(f"{partition}/v1-good.parquet")).write_bytes(good)  # killed at the rename
+
+    with caplog.at_level(logging.WARNING, logger="wavecast.monitor"):
+        realized = join_stored_forecasts(store, watched, LOADED)
+
+    assert realized_targets(realized) == ["6", "7"]
+    assert store.list_dir(MONITORING, watched.partition) == ["v1-good.parquet"]
+    warned = sorted(record.getMessage() for record in caplog.records)
+    assert len(warned) == 4 and "aws_secret" not in "".join(warned)
+    for message, name in zip(warned, sorted([*damaged, "v1-other.parquet"]), strict=True):
+        assert message.startswith(f"skipping {partition}/{name}: ")
+    assert warned[1].endswith("not a forecast file, it has no origin column")
+    assert "not a readable Parquet file (" in warned[0]
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(damage=st.one_of(st.binary(max_size=200), st.integers(min_value=0, max_value=10**6)))
+def test_no_damage_to_a_forecast_file_stops_the_others(
+    tmp_path_factory: pytest.TempPathFactory, damage: bytes | int
+) -> None:
+    """Any bytes, or the good file cut anywhere, beside the good file: only the good realizes."""
+    store, watched, good = stored_good_forecast(tmp_path_factory.mktemp("data"))
+    content = damage if isinstance(damage, bytes) else good[: damage % len(good)]
+    store.write_bytes(content, FORECASTS, watched.partition, "v1-damaged.parquet")
+    assert realized_targets(join_stored_forecasts(store, watched, LOADED)) == ["6", "7"]

@@ -1,14 +1,30 @@
-"""DataDir on a local path, a file:// URI and an in-memory object store; stable_hash."""
+"""DataDir on a local path, a file:// URI and an in-memory object store; staging that dataset
+readers never see and that killed writers never leave for long; symlinks; stable_hash."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 
-from wavecast.storage import COMPLETE_MARKER, STAGING_TAG, DataDir, stable_hash
+from wavecast.errors import InvalidInputError
+from wavecast.storage import (
+    COMPLETE_MARKER,
+    STAGING_TAG,
+    STALE_AFTER_S,
+    DataDir,
+    held,
+    stable_hash,
+    staging_path,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -180,3 +196,141 @@ def test_a_stage_fingerprint_covers_the_code_it_runs_and_nothing_else() -> None:
     assert "wavecast.windows" in stages["train"] and "wavecast.generate" in stages["windows"]
     assert all("wavecast.report" not in reached for reached in stages.values())
     assert all("wavecast.publish" not in reached for reached in stages.values())
+
+
+def names(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir())
+
+
+def aged(path: Path) -> Path:
+    """Make an entry look older than any live writer's (after its contents are written)."""
+    past = time.time() - STALE_AFTER_S - 60
+    os.utime(path, (past, past))
+    return path
+
+
+def test_staging_entries_are_invisible_to_dataset_readers(tmp_path: Path) -> None:
+    """A killed writer's staging file, empty or complete, and staging or retired directories
+    beside a hive dataset's files: pyarrow reads the published rows, once."""
+    store = DataDir(str(tmp_path / "data"))
+    pq.write_table(pa.table({"x": [1, 2]}), tmp_path / "sink.parquet")
+    complete = (tmp_path / "sink.parquet").read_bytes()
+    store.write_bytes(complete, "forecasts", "series=a", "v1.parquet")
+    target = store.path("forecasts", "series=a", "v1.parquet")
+    Path(staging_path(target)).write_bytes(b"")  # killed at the write
+    Path(staging_path(target)).write_bytes(complete)  # killed at the rename
+    for directory in (staging_path(store.path("forecasts", "series=b")), staging_path(target)):
+        Path(directory).mkdir()
+        (Path(directory) / "part.parquet").write_bytes(complete[:9])
+    Path(staging_path(store.path("forecasts", "series=a"), "retired-")).mkdir()
+
+    table = ds.dataset(store.path("forecasts"), partitioning="hive").to_table()
+    assert table["x"].to_pylist() == [1, 2] and table["series"].to_pylist() == ["a", "a"]
+
+
+def write_file(store: DataDir) -> None:
+    store.write_bytes(b"new", "p", "f.parquet")
+
+
+def stage_dir(store: DataDir) -> None:
+    with store.staged_dir("p", "out") as staging:
+        (staging / "a.txt").write_text("A")
+
+
+@pytest.mark.parametrize("write", [write_file, stage_dir])
+def test_a_write_sweeps_what_killed_writers_left_there_and_only_that(
+    tmp_path: Path, write: Callable[[DataDir], None]
+) -> None:
+    """Old staging files and directories, hidden or with earlier versions' visible names, go;
+    a fresh one, one a live writer holds, other names and other directories stay."""
+    store = DataDir(str(tmp_path / "data"))
+    place, elsewhere = tmp_path / "data" / "p", tmp_path / "data" / "q"
+    place.mkdir(parents=True)
+    elsewhere.mkdir()
+    files = (f".f.parquet{STAGING_TAG}1", f"f.parquet{STAGING_TAG}2", f".g{STAGING_TAG}3")
+    for name in (*files, "kept.parquet"):
+        (place / name).write_bytes(b"left")
+    for name in (f".out{STAGING_TAG}retired-4", f"out{STAGING_TAG}5"):
+        (place / name).mkdir()
+        (place / name / "model.keras").write_bytes(b"m")
+    (elsewhere / f".f{STAGING_TAG}6").write_bytes(b"left")
+    for path in [*place.iterdir(), *elsewhere.iterdir()]:
+        aged(path)
+    (place / f".f.parquet{STAGING_TAG}7").write_bytes(b"fresh")
+    live = place / f".g{STAGING_TAG}3"
+
+    with held(str(live)):
+        write(store)
+
+    published = "f.parquet" if write is write_file else "out"
+    expected = sorted([published, "kept.parquet", f".f.parquet{STAGING_TAG}7", live.name])
+    assert names(place) == expected
+    assert names(elsewhere) == [f".f{STAGING_TAG}6"]
+
+
+def test_a_live_writers_staging_dir_survives_a_sweep_however_old(tmp_path: Path) -> None:
+    """A stage may fill its directory for hours; its writer's lock, not its age, protects it."""
+    store = DataDir(str(tmp_path / "data"))
+    with store.staged_dir("p", "out") as staging:
+        (staging / "a.txt").write_text("A")
+        aged(staging)
+        store.write_bytes(b"x", "p", "other")
+        assert staging.is_dir() and staging.name.startswith(f".out{STAGING_TAG}")
+    assert store.read_bytes("p", "out", "a.txt") == b"A"
+    assert names(tmp_path / "data" / "p") == ["other", "out"]
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    """A directory beside the data dir, holding a secret."""
+    place = tmp_path / "outside"
+    place.mkdir()
+    (place / "secret.txt").write_text("aws_secret_access_key = abc\n")
+    return place
+
+
+def refusal(attempt: Callable[..., object], *args: str) -> str:
+    with pytest.raises(InvalidInputError) as caught:
+        attempt(*args)
+    return str(caught.value)
+
+
+def test_no_symlink_inside_the_data_dir_is_followed_out_of_it(
+    tmp_path: Path, outside: Path
+) -> None:
+    """Directory and file links leading out, dangling or not, and '..': every read, write and
+    listing is refused in one line naming the link, and nothing outside changes."""
+    root = tmp_path / "data"
+    (root / "models").mkdir(parents=True)
+    (root / "forecasts").symlink_to(outside)
+    (root / "forecast-reports").symlink_to(outside / "not-yet")
+    (root / "models" / "champion.json").symlink_to(outside / "secret.txt")
+    store = DataDir(str(root))
+
+    attempts: list[tuple[str, Callable[[], object]]] = [
+        ("forecasts", lambda: store.write_bytes(b"x", "forecasts", "series=a", "f.parquet")),
+        ("forecasts", lambda: store.read_bytes("forecasts/secret.txt")),
+        ("forecast-reports", lambda: store.staged_dir("forecast-reports", "r").__enter__()),
+        ("models/champion.json", lambda: store.read_bytes("models", "champion.json")),
+        ("..", lambda: store.read_bytes("..", "outside", "secret.txt")),
+        ("missing/../..", lambda: store.read_bytes("missing", "..", "..", "outside", "secret.txt")),
+    ]
+    for link, attempt in attempts:
+        message = refusal(attempt)
+        assert message.startswith(f"{root}/{link}: leads out of the data dir {root};")
+        assert "\n" not in message and "aws_secret" not in message
+    for reader in (store.list_dir, store.exists, store.uri):
+        assert refusal(reader, "forecasts", "secret.txt").startswith(f"{root}/forecasts:")
+    assert names(outside) == ["secret.txt"]
+    assert (outside / "secret.txt").read_text() == "aws_secret_access_key = abc\n"
+
+
+def test_links_that_stay_inside_the_data_dir_are_followed(tmp_path: Path) -> None:
+    """A link within the root, and a root that is itself a link, are the operator's choice."""
+    (tmp_path / "data" / "real").mkdir(parents=True)
+    (tmp_path / "data" / "alias").symlink_to(tmp_path / "data" / "real")
+    (tmp_path / "linked-root").symlink_to(tmp_path / "data")
+    store = DataDir(str(tmp_path / "linked-root"))
+    store.write_bytes(b"inside", "alias", "f.txt")
+    assert (tmp_path / "data" / "real" / "f.txt").read_bytes() == b"inside"
+    assert store.read_bytes("alias", "f.txt") == b"inside" and store.list_dir("alias") == ["f.txt"]

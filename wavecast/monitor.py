@@ -15,6 +15,7 @@ time (on one or two targets, that is stricter than the settings).
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from urllib.parse import quote
@@ -38,8 +39,10 @@ from wavecast.forecast import (
 )
 from wavecast.generate import LoadedSeries, load_series
 from wavecast.records import Manifest, Record
-from wavecast.registry import read_champion
-from wavecast.storage import DataDir, series_data_dir, stable_hash
+from wavecast.registry import one_line, read_champion
+from wavecast.storage import DataDir, is_hidden, series_data_dir, stable_hash
+
+LOG = logging.getLogger(__name__)
 
 MONITORING = "monitoring"
 REPORTS = "monitor-reports"
@@ -53,6 +56,8 @@ COVERAGE_LEVEL = "95"
 SIGNIFICANCE = 0.01
 Z_99 = 2.3263478740408408  # the standard normal's 99th percentile
 MAX_PLOTS = 50  # drifting series first: a 20,000-series panel still gets a readable page
+# What realized_rows reads of a stored forecast file, besides its interval bounds.
+FORECAST_COLUMNS = ("origin", "step", "target", "forecast", "model_version", "created")
 
 
 class Watched(BaseModel):
@@ -164,15 +169,33 @@ def join_stored_forecasts(store: DataDir, watched: Watched, loaded: LoadedSeries
     positions = actual_positions(loaded)
     realized = []
     for name in store.list_dir(FORECASTS, watched.partition):
-        if not name.endswith(".parquet"):
-            continue  # a writer's staging file
-        with store.local_file(FORECASTS, watched.partition, name) as path:
-            forecasts = pq.read_table(path)
+        if is_hidden(name) or not name.endswith(".parquet"):
+            continue  # a writer's staging file, or what dataset readers skip too
+        forecasts = read_forecast_file(store, watched.partition, name)
+        if forecasts is None:
+            continue
         table = realized_rows(forecasts, watched.name, loaded, positions)
         if table.num_rows:
             write_parquet(store, table, MONITORING, watched.partition, name)
             realized.append(table)
     return realized
+
+
+def read_forecast_file(store: DataDir, partition: str, name: str) -> pa.Table | None:
+    """A stored forecast file, or None with a warning when it is damaged (truncated, not
+    Parquet, not a forecast): one bad file must not stop the others or the other series."""
+    where = store.uri(FORECASTS, partition, name)
+    with store.local_file(FORECASTS, partition, name) as path:
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as exc:
+            LOG.warning("skipping %s: not a readable Parquet file (%s)", where, one_line(exc))
+            return None
+    missing = [column for column in FORECAST_COLUMNS if column not in table.column_names]
+    if missing:
+        LOG.warning("skipping %s: not a forecast file, it has no %s column", where, missing[0])
+        return None
+    return table
 
 
 def champion_rows(realized: list[pa.Table], version: str) -> pa.Table:

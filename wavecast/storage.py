@@ -3,16 +3,26 @@
 Readers trust a directory only when it carries a completion marker, and writers build a
 directory elsewhere and move it into place, so a crash at any moment leaves either the old
 state or the new one. On a local disk the move is an atomic rename.
+
+A writer stages beside its target (one filesystem, so the rename stays atomic) under a hidden
+name, `.<name>.staging-<uuid>`, which dataset readers skip (pyarrow ignores names starting
+with "." or "_"), and holds a shared flock on it while it lives: a later writer into the same
+directory removes the staging entries that are old and that nobody holds, what `kill -9` left.
+On a local disk, no path under the root may lead out of it through a symlink.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
+import fcntl
 import hashlib
 import json
+import os
 import shutil
+import stat
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from functools import cache
@@ -30,7 +40,12 @@ from wavecast.errors import InvalidInputError
 PACKAGE = "wavecast"
 PACKAGE_DIR = Path(__file__).resolve().parent
 COMPLETE_MARKER = "_COMPLETE"
-STAGING_TAG = ".staging-"
+STAGING_TAG = ".staging-"  # in every staging name: hidden ones, and earlier versions' visible ones
+HIDDEN_PREFIXES = (".", "_")  # names pyarrow's dataset discovery skips
+# A staging entry older than this that no live writer holds was left by a killed one. Writers
+# of earlier versions held no lock: this long without a write, they are gone too.
+STALE_AFTER_S = 600.0
+WRITE_CHUNK = 1 << 20  # os.write may take less than it is given, and at most ~2 GiB
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -118,6 +133,99 @@ def code_fingerprint(module: str) -> str:
     return stable_hash(*(f"{name}:{module_source(name)}" for name in reached))
 
 
+def is_hidden(name: str) -> bool:
+    """A name dataset readers skip: staging entries, and anything a person hid."""
+    return name.startswith(HIDDEN_PREFIXES)
+
+
+def staging_path(target: str, kind: str = "") -> str:
+    """A hidden, unique sibling of `target`: same directory, so renaming it is atomic."""
+    parent, name = target.rsplit("/", 1)
+    return f"{parent}/.{name}{STAGING_TAG}{kind}{uuid.uuid4().hex}"
+
+
+def hold(descriptor: int) -> None:
+    """Mark an open staging entry as a live writer's with a shared flock, which the kernel
+    drops when the writer dies, even by SIGKILL. On a filesystem without locks nothing is
+    marked, and remove_if_abandoned, unable to lock either, removes nothing there."""
+    with contextlib.suppress(OSError):
+        fcntl.flock(descriptor, fcntl.LOCK_SH)
+
+
+@contextlib.contextmanager
+def held(path: str) -> Iterator[None]:
+    """Hold a local file or directory (see hold) while the block runs."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        hold(descriptor)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def sweep_staging(directory: str) -> None:
+    """Remove the staging entries of killed writers from a local directory: those older than
+    STALE_AFTER_S that no live writer holds. One listing; only tagged names are looked at."""
+    cutoff = time.time() - STALE_AFTER_S
+    try:
+        entries = [e for e in os.scandir(directory) if STAGING_TAG in e.name]
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in entries:
+        with contextlib.suppress(FileNotFoundError):
+            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                remove_if_abandoned(entry.path)
+
+
+def remove_if_abandoned(path: str) -> None:
+    """Delete a staging file or directory unless a live writer holds it (or it is a link)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return  # gone already, a symlink, or unreadable: not ours to judge
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return  # a live writer holds it, or this filesystem cannot tell: keep it
+        if stat.S_ISDIR(os.fstat(descriptor).st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            Path(path).unlink(missing_ok=True)
+    finally:
+        os.close(descriptor)
+
+
+def write_local(data: bytes, staging: str, target: str) -> None:
+    """Write a new staging file, held until it is renamed over `target`."""
+    descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    try:
+        hold(descriptor)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view[:WRITE_CHUNK]) :]
+        Path(staging).replace(target)
+    finally:
+        os.close(descriptor)
+
+
+def retire_local(staged: Path, target: str) -> None:
+    """Rename a staged directory to `target`; a previous `target` is moved aside (held, so no
+    sweep takes it) and deleted after, or put back if the rename fails."""
+    retired = Path(staging_path(target, "retired-"))
+    with contextlib.ExitStack() as stack:
+        with contextlib.suppress(FileNotFoundError):
+            stack.enter_context(held(target))
+            Path(target).rename(retired)
+        try:
+            staged.rename(target)
+        except OSError:
+            if retired.exists():
+                retired.rename(target)  # put the previous complete version back
+            raise
+        shutil.rmtree(retired, ignore_errors=True)
+
+
 class DataDir:
     """A root on any fsspec filesystem, with atomic publishing of files and directories."""
 
@@ -130,7 +238,35 @@ class DataDir:
         return f"DataDir({self.uri()!r})"
 
     def path(self, *parts: str) -> str:
-        return "/".join([self.root, *parts])
+        """Where `parts` are; on a local disk, refused when that is outside the root."""
+        joined = "/".join([self.root, *parts])
+        if self.is_local and (escape := self.escape_of(parts)):
+            raise InvalidInputError(
+                f"{escape}: leads out of the data dir {self.root}; nothing under a data dir "
+                "may lead outside it (a symlink or '..'): make it a plain directory"
+            )
+        return joined
+
+    def escape_of(self, parts: tuple[str, ...]) -> str | None:
+        """The first path under the root that leads outside it, or None.
+
+        One lstat per name, a full resolution only of a link or '..': it runs on every path.
+        """
+        prefix, exists = self.root, True
+        for name in (name for part in parts for name in part.split("/")):
+            prefix = f"{prefix}/{name}"
+            leads = name == ".."
+            if exists and not leads:
+                try:
+                    leads = stat.S_ISLNK(os.lstat(prefix).st_mode)
+                except (FileNotFoundError, NotADirectoryError):
+                    exists = False  # nothing below a missing name can be a link
+            if leads and not self.is_inside(os.path.realpath(prefix)):
+                return prefix
+        return None
+
+    def is_inside(self, real: str) -> bool:
+        return real == self.root or real.startswith(f"{self.root.rstrip('/')}/")
 
     def uri(self, *parts: str) -> str:
         """A location a person or another tool can open: a plain path when local."""
@@ -167,12 +303,17 @@ class DataDir:
     def write_bytes(self, data: bytes, *parts: str) -> None:
         """Replace a file atomically: readers see the old bytes or the new, never a mix."""
         target = self.path(*parts)
-        staging = f"{target}{STAGING_TAG}{uuid.uuid4().hex}"
-        self.fs.makedirs(self.fs._parent(target), exist_ok=True)
+        staging = staging_path(target)
+        parent = self.fs._parent(target)
+        self.fs.makedirs(parent, exist_ok=True)
         try:
-            with self.fs.open(staging, "wb") as handle:
-                handle.write(data)
-            self.fs.mv(staging, target)
+            if self.is_local:
+                sweep_staging(parent)
+                write_local(data, staging, target)
+            else:
+                with self.fs.open(staging, "wb") as handle:
+                    handle.write(data)
+                self.fs.mv(staging, target)
         except BaseException:
             with contextlib.suppress(OSError):  # best effort: the original error matters
                 self.fs.rm(staging)
@@ -184,30 +325,24 @@ class DataDir:
         target = self.path(*parts)
         parent = self.fs._parent(target)
         self.fs.makedirs(parent, exist_ok=True)
-        if self.is_local:
-            local = Path(f"{target}{STAGING_TAG}{uuid.uuid4().hex}")
-            local.mkdir()
-        else:
-            local = Path(tempfile.mkdtemp(prefix="wavecast-"))
-        try:
-            yield local
-            (local / COMPLETE_MARKER).write_text("complete\n")
-            self._move_into_place(local, target)
-        finally:
-            shutil.rmtree(local, ignore_errors=True)
+        with contextlib.ExitStack() as stack:
+            if self.is_local:
+                sweep_staging(parent)
+                local = Path(staging_path(target))
+                local.mkdir()
+                stack.enter_context(held(str(local)))
+            else:
+                local = Path(tempfile.mkdtemp(prefix="wavecast-"))
+            try:
+                yield local
+                (local / COMPLETE_MARKER).write_text("complete\n")
+                self._move_into_place(local, target)
+            finally:
+                shutil.rmtree(local, ignore_errors=True)
 
     def _move_into_place(self, local: Path, target: str) -> None:
         if self.is_local:
-            retired = Path(f"{target}{STAGING_TAG}retired-{uuid.uuid4().hex}")
-            with contextlib.suppress(FileNotFoundError):
-                Path(target).rename(retired)
-            try:
-                local.rename(target)
-            except OSError:
-                if retired.exists():
-                    retired.rename(target)  # put the previous complete version back
-                raise
-            shutil.rmtree(retired, ignore_errors=True)
+            retire_local(local, target)
             return
         # Object stores have no atomic rename: the marker, uploaded last, is the commit point.
         if self.fs.exists(target):

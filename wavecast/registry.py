@@ -137,7 +137,7 @@ def stored_model(store: DataDir, version: str, spec: WindowSpec) -> Any:
     try:
         model = load_model(store.uri(), MODELS, version, MODEL_FILE)
     except Exception as exc:  # garbage, truncated, or code that safe_mode refuses to run
-        LOG.warning("%s does not load: %s", store.uri(MODELS, version, MODEL_FILE), exc)
+        LOG.info("%s does not load: %s", store.uri(MODELS, version, MODEL_FILE), exc)
         why = f"{MODEL_FILE} does not load with safe_mode ({type(exc).__name__})"
         raise unusable(version, why) from None
     expected = f"{spec.steps} step(s) from a window of {spec.input_len} point(s)"

@@ -307,7 +307,7 @@ def config_of(model: Any, args: argparse.Namespace, names: Sequence[str]) -> Any
 
 def run_forecast(args: argparse.Namespace) -> None:
     """Check there is something to forecast with and from, then run the forecast flow.
-    Exit 2 when a panel's forecast forecast nothing: every series was skipped."""
+    A panel run that forecasts no series (every one skipped) exits 2, like bad input."""
     config = forecast_config(args)
     from wavecast.forecast import latest_window
     from wavecast.panel import PanelForecast, forecast_keys, panel_keys

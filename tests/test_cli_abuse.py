@@ -4,6 +4,7 @@ before Prefect or TensorFlow load; a damaged registry never stops `wavecast mode
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -161,7 +162,7 @@ def test_a_full_disk_fails_at_once_in_one_line_without_traceback(tmp_path: Path)
     result = tiny_retrain(
         tmp_path,
         300,
-        PYTHONPATH=str(inject),
+        PYTHONPATH=os.pathsep.join(p for p in (str(inject), os.environ.get("PYTHONPATH")) if p),
         PREFECT_HOME=str(tmp_path / "home"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
     )

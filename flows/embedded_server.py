@@ -4,7 +4,9 @@ Prefect's own ephemeral server is a child process that stops only through an exi
 so a killed `wavecast retrain` left it running. This starts the same server through
 Prefect's public command (`prefect server start`, API only, on a free loopback port) with
 Linux's parent-death signal set, so the kernel ends it whenever this process ends. (Elsewhere
-than Linux the signal is not set, and a killed command leaves the server as before.)
+than Linux the signal is not set, and a killed command leaves the server as before.) It asks
+for a password made for this command alone, so nobody else on the machine can post events
+or runs to it while it lives.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import atexit
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -89,9 +92,10 @@ def use_server_for_this_command(timeout_s: float) -> str | None:
     api_url = f"http://127.0.0.1:{port}/api"
     prefect = Path(sys.executable).with_name("prefect")
     command = [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    auth = f"wavecast:{secrets.token_urlsafe(24)}"
     process = subprocess.Popen(
         command,
-        env={**SERVER_SETTINGS, **os.environ},
+        env={**SERVER_SETTINGS, **os.environ, "PREFECT_SERVER_API_AUTH_STRING": auth},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -99,6 +103,6 @@ def use_server_for_this_command(timeout_s: float) -> str | None:
     )
     atexit.register(stop, process)
     wait_until_healthy(process, api_url, timeout_s)
-    os.environ["PREFECT_API_URL"] = api_url
+    os.environ.update(PREFECT_API_URL=api_url, PREFECT_API_AUTH_STRING=auth)
     refresh_global_settings_context()  # Prefect's own hook for changed environment variables
     return api_url

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
 # `make serve` / `make serve-stop`: a local Prefect server and process worker that run the
 # deployments of prefect.yaml. Everything lives in .serve/ (git-ignored): PREFECT_HOME
-# (database, result cache), logs and pid files. Idempotent: `start` reuses what is running.
+# (database, result cache), logs, pid files and `auth`, the API's basic-auth secret (mode
+# 0600). Idempotent: `start` reuses what is running.
+#
+# Least privilege by default: every API call, events included, needs the secret; flow runs
+# read and write only under this checkout's data/ and the sources prefect.yaml names
+# (WAVECAST_ALLOWED_ROOTS, which the worker's runs inherit; set it to widen them).
 #
 #   flows/serve.sh start|stop      env: BIN (.venv/bin), SERVE_HOST, SERVE_PORT, SERVE_POOL,
-#                                       SERVE_PREFECT_HOME
+#                                       SERVE_DIR (.serve), SERVE_PREFECT_HOME,
+#                                       WAVECAST_ALLOWED_ROOTS
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd -P)
@@ -12,7 +18,8 @@ BIN=${BIN:-.venv/bin}
 HOST=${SERVE_HOST:-127.0.0.1}
 PORT=${SERVE_PORT:-4200}
 POOL=${SERVE_POOL:-wavecast}
-RUN_DIR=$ROOT/.serve
+RUN_DIR=${SERVE_DIR:-$ROOT/.serve}
+AUTH_FILE=$RUN_DIR/auth
 export PREFECT_HOME=${SERVE_PREFECT_HOME:-$RUN_DIR/prefect-home}
 export PREFECT_API_URL=http://$HOST:$PORT/api
 export PREFECT_SERVER_ANALYTICS_ENABLED=${PREFECT_SERVER_ANALYTICS_ENABLED:-false}
@@ -36,6 +43,29 @@ launch() {
     nohup "$@" </dev/null >>"$RUN_DIR/$name.log" 2>&1 &
     echo $! >"$RUN_DIR/$name.pid"
     set +m
+}
+
+# The API's basic-auth string, user:secret, made once and readable by this user only.
+auth_string() {
+    if [ ! -s "$AUTH_FILE" ]; then
+        (umask 077 && "$BIN/python" -c 'import secrets; print("wavecast:" + secrets.token_urlsafe(32))' >"$AUTH_FILE")
+    fi
+    chmod 600 "$AUTH_FILE"
+    cat "$AUTH_FILE"
+}
+
+# This checkout's data/ and every file source prefect.yaml's deployments name, comma-separated.
+default_roots() {
+    "$BIN/python" - "$ROOT" <<'EOF'
+import pathlib, sys, yaml
+root = pathlib.Path(sys.argv[1])
+roots = {root / "data"}
+for deployment in yaml.safe_load((root / "prefect.yaml").read_text())["deployments"]:
+    series = ((deployment.get("parameters") or {}).get("config") or {}).get("series") or {}
+    if series.get("source", "sine") != "sine" and "://" not in series["source"]:
+        roots.add(root / series["source"])
+print(",".join(sorted(map(str, roots))))
+EOF
 }
 
 healthy() {
@@ -67,10 +97,14 @@ wait_healthy() {
 
 start() {
     mkdir -p "$RUN_DIR" "$PREFECT_HOME"
+    PREFECT_SERVER_API_AUTH_STRING=$(auth_string)
+    export PREFECT_SERVER_API_AUTH_STRING PREFECT_API_AUTH_STRING=$PREFECT_SERVER_API_AUTH_STRING
+    WAVECAST_ALLOWED_ROOTS=${WAVECAST_ALLOWED_ROOTS:-$(default_roots)}
+    export WAVECAST_ALLOWED_ROOTS
     if pid=$(running server); then
         echo "serve: server already running (pid $pid)"
     else
-        echo "serve: starting the Prefect server on $HOST:$PORT (log: .serve/server.log)"
+        echo "serve: starting the Prefect server on $HOST:$PORT (log: $RUN_DIR/server.log)"
         launch server "$BIN/prefect" server start --host "$HOST" --port "$PORT"
     fi
     wait_healthy
@@ -82,13 +116,16 @@ start() {
     if pid=$(running worker); then
         echo "serve: worker already running (pid $pid)"
     else
-        echo "serve: starting a process worker on pool '$POOL' (log: .serve/worker.log)"
+        echo "serve: starting a process worker on pool '$POOL' (log: $RUN_DIR/worker.log)"
         launch worker "$BIN/prefect" worker start --pool "$POOL"
     fi
     cat <<EOF
 
 Prefect UI:  http://$HOST:$PORT    (Deployments: retrain/*, retrain-panel/dask, forecast/*, monitor/*)
+             sign in with the contents of $AUTH_FILE (user:password)
 Use it from this shell:  export PREFECT_API_URL=$PREFECT_API_URL
+                         export PREFECT_API_AUTH_STRING="\$(cat $AUTH_FILE)"
+Runs may touch only:     $WAVECAST_ALLOWED_ROOTS
 Run now:                 $BIN/prefect deployment run retrain/scheduled-retrain --watch
 Stop:                    make serve-stop
 EOF

@@ -215,11 +215,16 @@ def completed_run_of(
 def deploy_with_worker(stack: Stack, pool: str) -> None:
     """prefect.yaml deployed and a process worker polling its pool, with every schedule
     paused: a real tick must not land in a test's worker."""
-    from prefect.client.orchestration import get_client
-
     stack.cli("work-pool", "create", pool, "--type", "process")
     stack.start("worker", "worker", "start", "--pool", pool)  # starts while deploy runs
     stack.cli("--no-prompt", "deploy", "--all")
+    pause_schedules()
+
+
+def pause_schedules() -> None:
+    """Every deployment's schedules paused, on the server the current settings name."""
+    from prefect.client.orchestration import get_client
+
     with get_client(sync_client=True) as client:
         for deployment in client.read_deployments():
             for schedule in deployment.schedules:

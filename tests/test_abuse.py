@@ -171,7 +171,10 @@ def test_every_accepted_seed_is_one_numpy_and_keras_take(seed: int) -> None:
     np.random.seed(seed)  # what keras.utils.set_random_seed calls: raises outside the range
 
 
-def test_a_model_too_big_for_memory_is_refused_before_any_work(tmp_path: Path) -> None:
+def test_a_model_too_big_for_memory_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WAVECAST_MAX_UNITS", "1000000")  # an operator who raised the ceiling
     config = RetrainConfig.model_validate({"model": {"units": 100_000}, "data_dir": str(tmp_path)})
     assert training_bytes(config, 795) > 100 * GIB  # 100,000^2 weights and their copies
     with pytest.raises(InvalidInputError, match=r"--units 100000 \(simple\).*GiB"):
@@ -180,7 +183,10 @@ def test_a_model_too_big_for_memory_is_refused_before_any_work(tmp_path: Path) -
     validate_inputs(RetrainConfig(data_dir=str(tmp_path)), available=24 * GIB)  # the default fits
 
 
-def test_a_generated_series_too_long_for_memory_is_refused_before_it_is_made() -> None:
+def test_a_generated_series_too_long_for_memory_is_refused_before_it_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WAVECAST_MAX_POINTS", str(10**13))
     config = RetrainConfig.model_validate({"series": {"length": 10**12}})
     with pytest.raises(InvalidInputError, match="--length 1000000000000"):
         validate_inputs(config, available=24 * GIB)
@@ -264,7 +270,18 @@ def test_a_uri_without_its_backend_names_the_extra_to_install(uri: str, extra: s
         DataDir(uri.rsplit("/", 1)[0])
 
 
-def test_an_unknown_scheme_is_bad_input() -> None:
+@pytest.mark.parametrize(
+    "uri", ["nosuchscheme://x/y.csv", "ftp://127.0.0.1:1/y.csv", "zip://y.csv::/tmp/a.zip"]
+)
+def test_a_scheme_outside_the_allow_list_is_bad_input_before_any_connection(uri: str) -> None:
+    with pytest.raises(InvalidInputError, match=r"scheme is not allowed .*ALLOWED_SCHEMES"):
+        load_series(SeriesSpec(source=uri))
+
+
+def test_an_allowed_scheme_fsspec_does_not_know_is_bad_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WAVECAST_ALLOWED_SCHEMES", "file,nosuchscheme")
     with pytest.raises(InvalidInputError, match="Protocol not known"):
         load_series(SeriesSpec(source="nosuchscheme://x/y.csv"))
 

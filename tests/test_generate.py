@@ -157,3 +157,24 @@ def test_store_series_writes_a_complete_raw_copy(tmp_path: Path) -> None:
     assert ref.content_hash == digest
     assert table.schema.metadata[b"content_hash"] == digest.encode()
     assert table.schema.metadata[b"source"] == source.encode()
+
+
+CSV_IDS = ["007", "7", "1e3", "1.0", "NA", "true", "null"]
+
+
+@pytest.mark.parametrize("key", CSV_IDS)
+def test_csv_ids_are_matched_as_the_text_they_are(tmp_path: Path, key: str) -> None:
+    """No id is read as a number, a missing value or a boolean: each is its own series."""
+    source = write_csv(tmp_path, "store,v\n" + "".join(f"{k},{i}\n" for i, k in enumerate(CSV_IDS)))
+    values = load(source, id_column="store", series=[key])
+    assert values.tolist() == [float(CSV_IDS.index(key))]
+
+
+def test_an_id_column_that_is_not_text_or_numbers_is_refused_in_one_line(tmp_path: Path) -> None:
+    source = tmp_path / "panel.parquet"
+    pq.write_table(pa.table({"store": [[1], [2]], "v": [1.0, 2.0]}), source)
+    with pytest.raises(InvalidInputError) as caught:
+        load(str(source), id_column="store", series=["1"])
+    assert str(caught.value) == (
+        f"--id-column store: list<element: int64> in {source}, expected text or numbers"
+    )

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from wavecast.config import FanOutSpec, RetrainConfig
-from wavecast.generate import read_series
-from wavecast.panel import retrain_series, rounds, series_config, split_panel
-from wavecast.storage import panel_root_of, series_data_dir, series_slug
+from wavecast.errors import InvalidInputError
+from wavecast.forecast import stored_series, write_forecasts
+from wavecast.generate import LoadedSeries, load_series, read_series
+from wavecast.monitor import realized_rows
+from wavecast.panel import (
+    PanelSummary,
+    iter_outcomes,
+    panel_keys,
+    retrain_series,
+    rounds,
+    series_config,
+    split_panel,
+)
+from wavecast.records import Forecast
+from wavecast.storage import ID_FILE, DataDir, panel_root_of, series_data_dir, series_slug, slug_key
 
 pytestmark = pytest.mark.unit
 
@@ -96,15 +115,187 @@ def test_a_change_in_one_series_leaves_the_others_copies_alone(tmp_path: Path) -
     assert after["b"] != before["b"]
 
 
-@pytest.mark.parametrize("key", ["a/b", "..", ".", "50%", "ümlaut key", ""])
-def test_any_id_names_one_directory_inside_the_panel(tmp_path: Path, key: str) -> None:
-    slug = series_slug(key)
-    assert "/" not in slug and slug not in (".", "..", "") and not slug.startswith(".")
-    assert unquote(slug) == key or (key == "" and slug == "%00")
+LONG_ID = "x" * 300
+CJK_ID = "北京市朝阳区建国路八十八号现代城购物中心一楼东侧店"  # 28 characters, 252 encoded
+
+
+def sha(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+@pytest.mark.parametrize(
+    ("key", "name"),
+    [
+        ("007", "007"),
+        ("7", "7"),
+        ("CA_1-x", "CA_1-x"),  # plain ids keep the names they always had
+        ("a/b", "a%2Fb"),
+        ("..", "%2E%2E"),
+        (".", "%2E"),
+        ("50%", "50%25"),
+        ("ümlaut key", "%C3%BCmlaut%20key"),
+        ("x" * 128, "x" * 128),
+        ("x" * 129, f"{'x' * 48}.{sha('x' * 129)}"),
+        (LONG_ID, f"{'x' * 48}.{sha(LONG_ID)}"),
+        (CJK_ID, f"{quote(CJK_ID[:5])}.{sha(CJK_ID)}"),
+        ("", f"_.{sha('')}"),
+    ],
+)
+def test_any_id_names_one_directory_inside_the_panel(tmp_path: Path, key: str, name: str) -> None:
+    assert series_slug(key) == name
+    assert slug_key(name) == (key if "." not in name else None)
     own = series_data_dir(str(tmp_path), key)
-    assert Path(own).parent == tmp_path / "series"
+    assert Path(own) == tmp_path / "series" / name
     assert panel_root_of(own, key) == str(tmp_path)  # its forecasts join the panel's dataset
     assert panel_root_of(own, key + "x") is None and panel_root_of(str(tmp_path), key) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=200), st.text(max_size=200))
+def test_two_ids_never_share_a_directory_and_each_name_is_safe(first: str, second: str) -> None:
+    for key in (first, second):
+        name = series_slug(key)
+        assert name.isascii() and "/" not in name and not name.startswith(".")
+        assert 1 <= len(name) <= 128
+        assert slug_key(name) in (key, None)
+    assert (series_slug(first) == series_slug(second)) == (first == second)
+
+
+def write_odd_ids(path: Path) -> Path:
+    """Ids a careless export holds: numbers with and without zeros, a long one, a CJK one, and
+    rows with no id (an empty cell); each good series a different sine, so a mix-up shows."""
+    frames = [
+        sine_rows(key, 40, period).assign(sales=lambda f, k=k: f.sales + k)
+        for k, (key, period) in enumerate(
+            [("007", 9.0), ("7", 13.0), (LONG_ID, 11.0), (CJK_ID, 17.0), ("", 10.0)]
+        )
+    ]
+    pd.concat(frames).sort_values(["date", "store"], kind="stable").to_csv(path, index=False)
+    return path
+
+
+def test_ids_are_text_and_odd_ones_get_their_own_series(tmp_path: Path) -> None:
+    source = write_odd_ids(tmp_path / "panel.csv")
+    config = panel_config(source, tmp_path / "data")
+
+    split = split_panel(config.series, config.windows, config.data_dir)
+
+    assert [ref.key for ref in split.series] == ["007", "7", LONG_ID, CJK_ID]
+    for k, ref in enumerate(split.series):
+        assert ref.key is not None
+        stored = read_series(ref, series_data_dir(config.data_dir, ref.key))
+        period = (9.0, 13.0, 11.0, 17.0)[k]
+        expected = 10 + k + 3 * np.sin(2 * np.pi * np.arange(40) / period)
+        np.testing.assert_allclose(stored, expected, rtol=0, atol=1e-12 * 17)
+    assert split.skipped == {
+        "": f"--id-column store: 40 row(s) of {source} have an empty or missing id "
+        "(the first at row 0)"
+    }
+    assert sorted(panel_keys(config.data_dir)) == sorted(["007", "7", LONG_ID, CJK_ID])
+    stored_id = Path(series_data_dir(config.data_dir, CJK_ID), ID_FILE).read_text()
+    assert json.loads(stored_id) == {"id": CJK_ID}
+
+
+def test_one_series_of_the_panel_is_read_by_its_id_as_text(tmp_path: Path) -> None:
+    source = write_odd_ids(tmp_path / "panel.csv")
+    spec = panel_config(source, tmp_path / "data", series=("007",)).series
+
+    values = load_series(spec).values
+
+    np.testing.assert_allclose(values, 10 + 3 * np.sin(2 * np.pi * np.arange(40) / 9.0))
+    with pytest.raises(InvalidInputError, match=r"^--series '': an empty or missing id$"):
+        load_series(spec.model_copy(update={"series": ("",)}))
+
+
+def test_missing_ids_and_control_characters_skip_only_their_rows(tmp_path: Path) -> None:
+    keys = ["a", None, "b\x1b[2J", "c\nd", "", "e"]
+    source = tmp_path / "panel.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "store": pa.array([key for key in keys for _ in range(20)], pa.string()),
+                "sales": np.sin(np.arange(120) / 3.0) + np.repeat(np.arange(6.0), 20),
+            }
+        ),
+        source,
+    )
+    config = panel_config(source, tmp_path / "data")
+
+    split = split_panel(config.series, config.windows, config.data_dir)
+
+    assert [ref.key for ref in split.series] == ["a", "e"]
+    of = f"--id-column store: {{}} row(s) of {source} have"
+    assert split.skipped == {
+        "": f"{of.format(40)} an empty or missing id (the first at row 20)",  # null, then ""
+        "b\x1b[2J": f"{of.format(20)} a control character in the id (the first at row 40)",
+        "c\nd": f"{of.format(20)} a control character in the id (the first at row 60)",
+    }
+    summary = PanelSummary(series={}, skipped=split.skipped, data_dir=config.data_dir)
+    shown = [line.split()[0] for line in iter_outcomes(summary)]
+    assert shown == ["''", "'b\\x1b[2J'", "'c\\nd'"]
+
+
+def test_integer_parquet_ids_are_their_text(tmp_path: Path) -> None:
+    source = tmp_path / "panel.parquet"
+    ids = np.repeat([7, 70], 30)
+    pq.write_table(pa.table({"store": ids, "sales": np.sin(np.arange(60) / 2.0) + ids}), source)
+    config = panel_config(source, tmp_path / "data")
+
+    split = split_panel(config.series, config.windows, config.data_dir)
+
+    assert [ref.key for ref in split.series] == ["7", "70"] and split.skipped == {}
+
+
+def test_a_series_dir_holding_another_id_is_refused_not_shared(tmp_path: Path) -> None:
+    source = write_odd_ids(tmp_path / "panel.csv")
+    config = panel_config(source, tmp_path / "data", series=(LONG_ID, "7"))
+    split_panel(config.series, config.windows, config.data_dir)
+    forged = Path(series_data_dir(config.data_dir, LONG_ID), ID_FILE)
+    forged.write_text(json.dumps({"id": "someone else"}))
+
+    split = split_panel(config.series, config.windows, config.data_dir)
+
+    assert [ref.key for ref in split.series] == ["7"]
+    refusal = f"{forged.parent}: its {ID_FILE} does not name this series: move that directory away"
+    assert split.skipped == {LONG_ID: refusal}
+    assert panel_keys(config.data_dir) == ["7"]
+
+
+def test_listing_a_panel_leaves_out_directories_that_name_no_usable_id(tmp_path: Path) -> None:
+    """An old empty id's %00 (which read back as a NUL byte), a hashed name without its id,
+    and another id's directory renamed are no series; a plain and an encoded id are."""
+    for name in ["7", "a%20b", "%00", f"zz.{sha('zz')}", f"yy.{sha('zz')}"]:
+        (tmp_path / "series" / name).mkdir(parents=True)
+    (tmp_path / "series" / f"yy.{sha('zz')}" / ID_FILE).write_text(json.dumps({"id": "zz"}))
+
+    assert panel_keys(str(tmp_path)) == ["7", "a b"]
+
+
+def test_forecasts_of_any_id_are_read_back_by_name(tmp_path: Path) -> None:
+    names = ["007", "7", "a/b", LONG_ID, CJK_ID]
+    for name in names:
+        row = {"step": 1, "target": "10", "forecast": 1.0, "lo_80": 0.5, "hi_80": 1.5}
+        forecast = Forecast(
+            version="v1", dataset_id="d", series=name, origin="9", levels=(80.0,),
+            rows=(row,), coverage={"80": 0.8},
+        )  # fmt: skip
+        write_forecasts(forecast, str(tmp_path))
+    damaged = tmp_path / "forecasts" / f"series=zz.{sha('zz')}"
+    damaged.mkdir()
+    (damaged / "v1-0.parquet").write_bytes(b"PAR1 cut short")
+
+    found = stored_series(DataDir(str(tmp_path)))
+
+    assert found == {name: f"series={series_slug(name)}" for name in names}
+    as_text = ds.partitioning(pa.schema([("series", pa.string())]), flavor="hive")
+    table = ds.dataset(tmp_path / "forecasts", partitioning=as_text, exclude_invalid_files=True)
+    read = table.to_table(columns=["series", "series_name"]).to_pydict()
+    rows = sorted(zip(read["series"], read["series_name"], strict=True))
+    shortened = {LONG_ID: f"{'x' * 48}.{sha(LONG_ID)}", CJK_ID: f"{CJK_ID[:5]}.{sha(CJK_ID)}"}
+    assert rows == sorted((shortened.get(name, name), name) for name in names)
+    cjk_rows = pq.read_table(tmp_path / "forecasts" / found[CJK_ID])
+    realized = realized_rows(cjk_rows, CJK_ID, LoadedSeries(np.arange(11.0), "v", ""), {"10": 10})
+    assert realized.column("series_name").to_pylist() == [CJK_ID]  # monitoring keeps it too
 
 
 @pytest.mark.parametrize(

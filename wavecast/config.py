@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from wavecast.confinement import check_within
+
 Cell = Literal["simple", "lstm", "gru"]
 Scaling = Literal["auto", "standard", "none"]
 MissingPolicy = Literal["error", "drop", "interpolate"]
@@ -55,6 +57,11 @@ class SeriesSpec(_Spec):
         (), description="with --id-column: only these series (default: every one)"
     )
 
+    @field_validator("length")
+    @classmethod
+    def length_within_limit(cls, length: int) -> int:
+        return check_within(length, "max_points")
+
     @property
     def is_generated(self) -> bool:
         return self.source == "sine"
@@ -94,6 +101,11 @@ class ModelSpec(_Spec):
         description="input standardization inside the model; auto = only when the train "
         "inputs leave [-5, 5] (the tutorial's sine is left as is)",
     )
+
+    @field_validator("units")
+    @classmethod
+    def units_within_limit(cls, units: int) -> int:
+        return check_within(units, "max_units")
 
 
 class SelectionSpec(_Spec):
@@ -140,6 +152,11 @@ class TrainSpec(_Spec):
     learning_rate: float = Field(1e-3, gt=0.0)
     # NumPy's legacy seeding, which keras.utils.set_random_seed calls, takes 0 .. 2**32 - 1.
     seed: int = Field(0, ge=0, lt=2**32, description="seeds Python, NumPy and TensorFlow")
+
+    @field_validator("epochs")
+    @classmethod
+    def epochs_within_limit(cls, epochs: int) -> int:
+        return check_within(epochs, "max_epochs")
 
 
 class GatePolicy(_Spec):

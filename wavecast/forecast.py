@@ -4,6 +4,8 @@ the source as it is now, with split-conformal intervals, written where dashboard
 <data-dir>/forecasts/series=<name>/<version>-<origin>.parquet   one row per step; forecasting
                                                                 the same origin with the
                                                                 same version replaces it
+                                                                (<name>: series_slug's, the
+                                                                whole name in series_name)
 <data-dir>/forecast-reports/<version>-<origin>/                 fan chart and HTML page
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import io
 from datetime import datetime, timezone
-from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
@@ -32,11 +33,12 @@ from wavecast.registry import (
     read_manifest,
     servable,
 )
-from wavecast.storage import DataDir, panel_root_of, stable_hash
+from wavecast.storage import DataDir, panel_root_of, series_slug, slug_key, stable_hash
 from wavecast.train import model_forecast
 
 FORECASTS = "forecasts"
-PARTITION = "series="  # hive partitioning: a series' rows under series=<quoted name>/
+PARTITION = "series="  # hive partitioning: a series' rows under series=<its slug>/
+NAME_COLUMN = "series_name"  # the series' whole name, which a hashed partition cannot spell
 REPORTS = "forecast-reports"
 HISTORY_POINTS = 300  # observations kept for the fan chart
 
@@ -225,7 +227,14 @@ def forecast_table(forecast: Forecast, run_id: str | None, created: datetime) ->
         "dataset_id": forecast.dataset_id,
     }
     rows = [
-        {"origin": forecast.origin, **row, **lineage, "flow_run_id": run_id, "created": created}
+        {
+            NAME_COLUMN: forecast.series,
+            "origin": forecast.origin,
+            **row,
+            **lineage,
+            "flow_run_id": run_id,
+            "created": created,
+        }
         for row in forecast.rows
     ]
     table = pa.Table.from_pylist(rows)
@@ -244,7 +253,37 @@ def write_forecasts(forecast: Forecast, data_dir: str, run_id: str | None = None
 
 def series_partition(series: str) -> str:
     """The hive partition directory of a series in the forecasts (and monitoring) dataset."""
-    return f"{PARTITION}{quote(series, safe='')}"
+    return f"{PARTITION}{series_slug(series)}"
+
+
+def stored_series(store: DataDir) -> dict[str, str]:
+    """Each series with stored forecasts -> its partition directory; a hashed partition's
+    name is read from its rows, and one with no readable rows is left out."""
+    found = {}
+    for part in store.list_dir(FORECASTS):
+        if not part.startswith(PARTITION):
+            continue
+        name = slug_key(part.removeprefix(PARTITION))
+        if name is None:
+            name = name_in_rows(store, part)
+        if name is not None and series_partition(name) == part:
+            found[name] = part
+    return found
+
+
+def name_in_rows(store: DataDir, part: str) -> str | None:
+    """The series name the first readable forecast file of a partition holds."""
+    for file in store.list_dir(FORECASTS, part):
+        if not file.endswith(".parquet"):
+            continue
+        try:
+            with store.local_file(FORECASTS, part, file) as path:
+                names = pq.read_table(path, columns=[NAME_COLUMN]).column(0)
+        except (OSError, pa.ArrowException):
+            continue  # a damaged file: another may say
+        if len(names) and isinstance(names[0].as_py(), str):
+            return str(names[0].as_py())
+    return None
 
 
 def write_parquet(store: DataDir, table: pa.Table, *parts: str) -> None:

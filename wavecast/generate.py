@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import hashlib
+import io
 import itertools
+import re
+import unicodedata
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import SeriesSpec
+from wavecast.confinement import check_within
 from wavecast.errors import InvalidInputError
 from wavecast.storage import DataDir, code_fingerprint, open_filesystem, stable_hash
 
 TIME_COLUMN_NAMES = frozenset({"time", "timestamp", "date", "datetime", "ds"})
 # Training computes squared errors in float32 (largest ~3.4e38): larger values overflow.
 MAX_MAGNITUDE = 1e18
+# What a column name looks like; anything else (a 'key = secret', a long line) is not shown.
+COLUMN_NAME = re.compile(r"[\w .()%/-]{1,64}")
+# Unicode categories an id must not hold: control characters, line and paragraph separators.
+CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 # A regular time step (in hours, as a range) -> the season a forecaster should look for.
 SEASONS_BY_STEP_HOURS = (
     ((0.49, 0.51), 48),  # half-hourly: a day
@@ -70,6 +82,9 @@ def read_source(source: str) -> tuple[bytes, str]:
     Read once and parsed from memory, so what is hashed is exactly what is parsed.
     """
     filesystem, path = open_filesystem(source, "--source")
+    local = Path(path) if isinstance(filesystem, LocalFileSystem) else None
+    if local is not None and local.exists() and not local.is_file():  # /dev/zero never ends
+        raise InvalidInputError(f"--source {source}: not a regular file")
     try:
         with filesystem.open(path, "rb", compression="infer") as handle:
             data = bytes(handle.read())
@@ -78,17 +93,60 @@ def read_source(source: str) -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def parse_table(data: bytes, source: str) -> pa.Table:
+def parse_table(data: bytes, source: str, text_columns: tuple[str, ...] = ()) -> pa.Table:
     """Parse CSV or Parquet bytes (Parquet by extension or by its magic number)."""
     try:
         if data[:4] == b"PAR1" or source.lower().endswith((".parquet", ".pq")):
             return pq.read_table(pa.BufferReader(data))
         # A blank line in a one-column CSV is a missing value, not nothing.
         parse = pa_csv.ParseOptions(ignore_empty_lines=False)
-        return pa_csv.read_csv(pa.BufferReader(data), parse_options=parse)
+        return pa_csv.read_csv(
+            pa.BufferReader(data), parse_options=parse, convert_options=text_options(text_columns)
+        )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InvalidInputError(f"--source {source}: unreadable: {first_line}") from exc
+        raise InvalidInputError(
+            f"--source {source}: not a table wavecast reads: {parse_problem(exc, data)}"
+        ) from None
+
+
+def parse_problem(error: Exception, data: bytes) -> str:
+    """What was wrong and where, in the file's own line numbers, without quoting it: the
+    parser's message ends with the offending line, which may be anything (a password file)."""
+    if data[:4] == b"PAR1":
+        return "a damaged or truncated Parquet file"
+    if isinstance(error, UnicodeDecodeError) or "UTF8" in str(error):
+        return "not UTF-8 text (expected CSV or Parquet)"
+    counts = re.search(r"Expected (\d+) columns, got (\d+)", str(error))
+    if counts is None:
+        return "expected CSV (a header line, then comma-separated rows) or Parquet"
+    expected, got = int(counts[1]), int(counts[2])
+    line = first_line_with_fields(data, expected)
+    where = f"line {line}" if line else "a line"
+    return f"{where} has {got} field(s) where the header has {expected} (expected CSV or Parquet)"
+
+
+def first_line_with_fields(data: bytes, expected: int) -> int | None:
+    """The 1-based number of the first CSV line whose field count is not `expected`."""
+    rows = csv.reader(io.StringIO(data.decode("utf-8", errors="replace"), newline=""))
+    with contextlib.suppress(csv.Error):
+        for row in rows:
+            if row and len(row) != expected:
+                return rows.line_num
+    return None
+
+
+def described_columns(table: pa.Table) -> str:
+    """The columns a table has, by name only when the header looks like one: a file that is
+    not a CSV parses as a one-column table named after its first line, which stays unsaid."""
+    names = table.column_names
+    if len(names) >= 2 and all(COLUMN_NAME.fullmatch(name) for name in names):
+        return f"columns: {', '.join(names)}"
+    return f"{len(names)} column(s) in its header"
+
+
+def text_options(columns: tuple[str, ...]) -> pa_csv.ConvertOptions:
+    """CSV columns read as the text they are (ids: `007` is not `7`), never as numbers."""
+    return pa_csv.ConvertOptions(column_types=dict.fromkeys(columns, pa.string()))
 
 
 def pick_column(table: pa.Table, column: str | None, source: str) -> str:
@@ -101,7 +159,7 @@ def pick_column(table: pa.Table, column: str | None, source: str) -> str:
     if column is not None:
         if column not in table.column_names:
             raise InvalidInputError(
-                f"--column {column}: not in {source} (columns: {', '.join(table.column_names)})"
+                f"--column {column}: not in {source} ({described_columns(table)})"
             )
         if column not in numeric:
             raise InvalidInputError(f"--column {column}: not numeric in {source}")
@@ -131,8 +189,8 @@ def check_time_order(table: pa.Table, source: str) -> None:
         bad = pc.index(steps, False).as_py()
         if bad >= 0:
             raise InvalidInputError(
-                f"--source {source}: time column '{field.name}' is not strictly increasing "
-                f"at row {bad + 1} ({times[bad].as_py()} then {times[bad + 1].as_py()})"
+                f"--source {source}: time column '{field.name}' is not strictly increasing: "
+                f"data row {bad + 2} (line {bad + 3} of a CSV) is not after the row before"
             )
 
 
@@ -196,17 +254,29 @@ def load_series(spec: SeriesSpec) -> LoadedSeries:
 def read_table(spec: SeriesSpec) -> tuple[pa.Table, str]:
     """The source parsed as a table, and the hash of the bytes parsed."""
     data, digest = read_source(spec.source)
-    table = parse_table(data, spec.source)
+    table = parse_table(data, spec.source, (spec.id_column,) if spec.id_column else ())
     if spec.id_column is not None and spec.id_column not in table.column_names:
         raise InvalidInputError(
-            f"--id-column {spec.id_column}: not in {spec.source} "
-            f"(columns: {', '.join(table.column_names)})"
+            f"--id-column {spec.id_column}: not in {spec.source} ({described_columns(table)})"
         )
+    if spec.id_column is not None:
+        import pyarrow.compute as pc
+
+        series = pc.count_distinct(panel_ids(table, spec), mode="all").as_py()
+        check_within(series, "max_series", f"--source {spec.source}: the number of series")
     return table, digest
 
 
-def panel_groups(table: pa.Table, spec: SeriesSpec) -> Iterator[tuple[str, pa.Table]]:
-    """(id, rows) per series of a long table, ids as text, each series' rows in file order."""
+class PanelGroup(NamedTuple):
+    """One id's rows of a long table, in file order, and where its first row is (for messages)."""
+
+    key: str
+    rows: pa.Table
+    first_row: int
+
+
+def panel_groups(table: pa.Table, spec: SeriesSpec) -> Iterator[PanelGroup]:
+    """Every id's rows, the empty id (rows with none) included: see id_problem."""
     import pyarrow.compute as pc
 
     assert spec.id_column is not None
@@ -216,20 +286,38 @@ def panel_groups(table: pa.Table, spec: SeriesSpec) -> Iterator[tuple[str, pa.Ta
     rows = table.drop_columns([spec.id_column]).take(order)
     bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1), len(keys)]
     for start, end in itertools.pairwise(bounds):
-        yield str(keys[start]), rows.slice(start, end - start)
+        yield PanelGroup(str(keys[start]), rows.slice(start, end - start), int(order[start]))
 
 
 def panel_ids(table: pa.Table, spec: SeriesSpec) -> pa.ChunkedArray:
-    """The id column as text; a row without an id belongs to no series and is refused."""
+    """The id column as text (a CSV's is read as text already); a missing id is empty."""
     import pyarrow.compute as pc
 
     assert spec.id_column is not None
-    ids = pc.cast(table.column(spec.id_column), pa.string())
-    if ids.null_count:
+    column = table.column(spec.id_column)
+    try:
+        ids = pc.cast(column, pa.string())
+    except pa.ArrowException as exc:
         raise InvalidInputError(
-            f"--id-column {spec.id_column}: {ids.null_count} row(s) of {spec.source} have no id"
-        )
-    return ids
+            f"--id-column {spec.id_column}: {column.type} in {spec.source}, expected text or "
+            "numbers"
+        ) from exc
+    return pc.fill_null(ids, "")
+
+
+def id_problem(key: str) -> str | None:
+    """Why an id names no series: none at all, or a control character, which would break
+    one-line messages and the terminal showing them."""
+    if not key:
+        return "an empty or missing id"
+    if any(unicodedata.category(char) in CONTROL_CATEGORIES for char in key):
+        return "a control character in the id"
+    return None
+
+
+def shown_id(key: str) -> str:
+    """An id as one line of text shows it: quoted when it is empty or holds control characters."""
+    return key if id_problem(key) is None else repr(key)
 
 
 def rows_of(table: pa.Table, spec: SeriesSpec, key: str) -> pa.Table:
@@ -237,12 +325,16 @@ def rows_of(table: pa.Table, spec: SeriesSpec, key: str) -> pa.Table:
     import pyarrow.compute as pc
 
     assert spec.id_column is not None
+    problem = id_problem(key)
+    if problem is not None:
+        raise InvalidInputError(f"--series {shown_id(key)}: {problem}")
     mask = pc.equal(panel_ids(table, spec), key)
     return table.drop_columns([spec.id_column]).filter(mask)
 
 
 def series_from_table(table: pa.Table, spec: SeriesSpec, source_hash: str) -> LoadedSeries:
     """One series' column of a table, in time order, with the --missing policy applied."""
+    check_within(len(table), "max_points", f"--source {spec.source}: the series' length")
     column = pick_column(table, spec.column, spec.source)
     check_time_order(table, spec.source)
     raw = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)

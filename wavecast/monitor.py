@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import numpy as np
 import pyarrow as pa
@@ -29,10 +29,11 @@ from wavecast.config import MonitorConfig, SeriesSpec
 from wavecast.errors import InvalidInputError
 from wavecast.forecast import (
     FORECASTS,
-    PARTITION,
+    NAME_COLUMN,
     held_out_errors,
     label,
     resolve_version,
+    stored_series,
     write_parquet,
 )
 from wavecast.generate import LoadedSeries, load_series
@@ -103,11 +104,7 @@ def watched_series(config: MonitorConfig) -> list[Watched]:
     """Every series with stored forecasts (or the requested ones), and where its champion is:
     the data dir itself, or for a panel the series' own data dir."""
     store = DataDir(config.data_dir)
-    names = {
-        unquote(part.removeprefix(PARTITION)): part
-        for part in store.list_dir(FORECASTS)
-        if part.startswith(PARTITION)
-    }
+    names = stored_series(store)
     missing = [name for name in config.series if name not in names]
     if missing:
         raise InvalidInputError(f"--series {missing[0]}: no forecasts in {store.uri(FORECASTS)}")
@@ -145,6 +142,7 @@ def realized_rows(
         actual = float(loaded.values[at])
         realized = {
             "series": name,
+            NAME_COLUMN: name,  # whole, where a hashed partition shadows `series`
             "origin": row["origin"],
             "step": row["step"],
             "target": row["target"],

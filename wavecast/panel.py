@@ -4,6 +4,9 @@
                                         copy, windows, trainings, evaluations and registry
 <data-dir>/forecasts/series=<id>/       every series' forecasts: one dataset for the panel
 
+<id> is the id percent-encoded, or for an id too long for that a readable prefix and a hash,
+with the id itself in the series dir's series-id.json (wavecast.storage.series_slug).
+
 Each series' stages are the single-series stages run on its own directory, so caching,
 gating, rollback and forecasting need nothing panel-specific.
 """
@@ -11,7 +14,6 @@ gating, rollback and forecasting need nothing panel-specific.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from urllib.parse import unquote
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -26,11 +28,26 @@ from wavecast.forecast import (
     write_forecast_report,
     write_forecasts,
 )
-from wavecast.generate import SeriesRef, panel_groups, read_table, series_from_table, store_loaded
+from wavecast.generate import (
+    PanelGroup,
+    SeriesRef,
+    id_problem,
+    panel_groups,
+    read_table,
+    series_from_table,
+    shown_id,
+    store_loaded,
+)
 from wavecast.publish import promote_candidate, stage_version
 from wavecast.records import ForecastSummary
 from wavecast.registry import read_champion, remove_version
-from wavecast.storage import SERIES_DIR, DataDir, series_data_dir, stable_hash
+from wavecast.storage import (
+    DataDir,
+    claim_series_dir,
+    series_data_dir,
+    series_dir_keys,
+    stable_hash,
+)
 from wavecast.train import train_if_competing
 from wavecast.windows import build_windows, check_length
 
@@ -45,7 +62,7 @@ def series_config(config: RetrainConfig, key: str) -> RetrainConfig:
 
 def panel_keys(data_dir: str) -> list[str]:
     """The ids of the series this data dir holds a directory for, in their stored order."""
-    return [unquote(name) for name in DataDir(data_dir).list_dir(SERIES_DIR)]
+    return [key for key in series_dir_keys(data_dir) if id_problem(key) is None]
 
 
 def champion_keys(data_dir: str, wanted: tuple[str, ...] = ()) -> list[str]:
@@ -102,11 +119,20 @@ def check_varies(values: np.ndarray, source: str) -> None:
         )
 
 
+def check_id(group: PanelGroup, spec: SeriesSpec) -> None:
+    problem = id_problem(group.key)
+    if problem is not None:
+        raise InvalidInputError(
+            f"--id-column {spec.id_column}: {len(group.rows)} row(s) of {spec.source} have "
+            f"{problem} (the first at row {group.first_row})"
+        )
+
+
 def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelSplit:
     """Read the source once, and store each series' copy in its own data dir.
 
-    A series that cannot be trained on (too short, NaN under --missing error, constant,
-    values out of range) is skipped with its reason; only a source that is not a panel at
+    A series that cannot be trained on (no usable id, too short, NaN under --missing error,
+    constant, values out of range) is skipped with its reason; only a source that is not a panel at
     all (unreadable, no id column) is an error. Each copy is named by that series' own
     content, so a change in one series leaves every other series' stages cached.
     """
@@ -115,26 +141,22 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelSp
     refs: list[SeriesRef] = []
     skipped: dict[str, str] = {}
     identity = spec.model_copy(update={"series": ()}).model_dump_json()
-    for key, rows in panel_groups(table, spec):
+    for group in panel_groups(table, spec):
+        key = group.key
         if wanted and key not in wanted:
             continue
         try:
-            loaded = series_from_table(rows, spec, "")
+            check_id(group, spec)
+            loaded = series_from_table(group.rows, spec, "")
             check_varies(loaded.values, spec.source)
             check_length(len(loaded.values), windows)
+            own = claim_series_dir(data_dir, key)
         except InvalidInputError as exc:
             skipped[key] = str(exc)
             continue
         times = b"" if loaded.times is None else np.ascontiguousarray(loaded.times).tobytes()
         content = stable_hash(identity, key, loaded.values.tobytes(), times)
-        refs.append(
-            store_loaded(
-                loaded._replace(source_hash=content),
-                spec.source,
-                series_data_dir(data_dir, key),
-                key=key,
-            )
-        )
+        refs.append(store_loaded(loaded._replace(source_hash=content), spec.source, own, key=key))
     for key in sorted(wanted - {ref.key for ref in refs} - set(skipped)):
         skipped[key] = f"--series {key}: not in {spec.source}"
     if not refs and not skipped:
@@ -264,4 +286,4 @@ def iter_outcomes(summary: PanelSummary) -> Iterator[str]:
     """Lines for the command's plain-text summary."""
     for row in panel_table(summary):
         detail = row["reason"] or f"{row['version']} serves {row['serves']}, MSE {row['mse']:.4g}"
-        yield f"{row['series']:<16}{row['status']:<11}{detail}"
+        yield f"{shown_id(str(row['series'])):<16}{row['status']:<11}{detail}"

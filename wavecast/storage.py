@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ValidationError
 
+from wavecast.confinement import check_location
 from wavecast.errors import InvalidInputError
 
 PACKAGE = "wavecast"
@@ -48,7 +49,9 @@ EXTRAS = {
 
 
 def open_filesystem(uri: str, flag: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """fsspec's filesystem and path for `uri`; a missing backend or unknown scheme is bad input."""
+    """fsspec's filesystem and path for `uri`, once the operator's rules allow it; a missing
+    backend or unknown scheme is bad input."""
+    check_location(uri, flag)
     protocol = uri.split("://", 1)[0] if "://" in uri else "file"
     try:
         filesystem, path = fsspec.core.url_to_fs(uri)
@@ -248,15 +251,82 @@ class DataDir:
 
 
 SERIES_DIR = "series"  # a panel's data dir holds each series' own data dir under it
+ID_FILE = "series-id.json"  # beside a hashed directory name: the id it stands for
+MAX_NAME = 128  # characters of a directory name that is the id itself, percent-encoded
+HASHED_PREFIX = 48  # characters of the id kept, encoded, before a hashed name's hash
+
+
+def encoded_id(key: str) -> str:
+    """The id percent-encoded, dots too, so it is never a path trick: ASCII, no `/`, no `.`."""
+    return quote(key, safe="", errors="surrogatepass").replace(".", "%2E")
 
 
 def series_slug(key: str) -> str:
-    """A directory name for any id: percent-encoded, dots too, so no id is a path trick."""
-    return quote(key, safe="").replace(".", "%2E") or "%00"
+    """A directory name for any id, the same in every series dir and hive partition.
+
+    An id whose encoding is 1-128 characters is named by it, as it always was, so existing
+    data dirs keep their names. A longer (or empty) one would exceed what file systems allow
+    (255 bytes, a CJK character encodes to 9): it is named by its first characters, a dot and
+    32 hex digits of its SHA-256. An encoding never holds a dot, so the two kinds never meet.
+    """
+    encoded = encoded_id(key)
+    if 0 < len(encoded) <= MAX_NAME:
+        return encoded
+    prefix = ""
+    for char in key:  # whole characters: a partition's decoded value stays valid UTF-8
+        piece = encoded_id(char)
+        if len(prefix) + len(piece) > HASHED_PREFIX:
+            break
+        prefix += piece
+    digest = hashlib.sha256(key.encode(errors="surrogatepass")).hexdigest()[:32]
+    return f"{prefix or '_'}.{digest}"
+
+
+def slug_key(slug: str) -> str | None:
+    """The id a directory name spells, or None for a hashed name (its id is stored beside)."""
+    return None if "." in slug else unquote(slug, errors="surrogatepass")
 
 
 def series_data_dir(data_dir: str, key: str) -> str:
     return DataDir(data_dir).uri(SERIES_DIR, series_slug(key))
+
+
+def claim_series_dir(data_dir: str, key: str) -> str:
+    """Series `key`'s own data dir, with its id stored beside a hashed name so listing the
+    panel gives the ids back; refused when that directory is another id's."""
+    own = series_data_dir(data_dir, key)
+    if slug_key(series_slug(key)) is None:
+        store = DataDir(own)
+        if not store.exists(ID_FILE):
+            store.write_bytes(json.dumps({"id": key}).encode(), ID_FILE)
+        elif stored_key(store) != key:
+            raise InvalidInputError(
+                f"{own}: its {ID_FILE} does not name this series: move that directory away"
+            )
+    return own
+
+
+def stored_key(series_dir: DataDir) -> str | None:
+    """The id in a series dir's ID_FILE; None when it is missing or damaged."""
+    try:
+        key = series_dir.read_json(ID_FILE).get("id")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return key if isinstance(key, str) else None
+
+
+def series_dir_keys(data_dir: str) -> list[str]:
+    """The ids of the series a panel data dir holds, in their directories' order; a hashed
+    directory without its id (a series stored while this ran, or damaged) is left out."""
+    store = DataDir(data_dir)
+    keys = []
+    for name in store.list_dir(SERIES_DIR):
+        key = slug_key(name)
+        if key is None:
+            key = stored_key(DataDir(store.uri(SERIES_DIR, name)))
+        if key is not None and series_slug(key) == name:
+            keys.append(key)
+    return keys
 
 
 def panel_root_of(data_dir: str, key: str) -> str | None:

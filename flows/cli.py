@@ -310,12 +310,13 @@ def run_forecast(args: argparse.Namespace) -> None:
     A panel run that forecasts no series (every one skipped) exits 2, like bad input."""
     config = forecast_config(args)
     from wavecast.forecast import latest_window
+    from wavecast.generate import shown_id
     from wavecast.panel import PanelForecast, forecast_keys, panel_keys
 
     with failing_on_bad_input():
         unknown = set(config.series) - set(panel_keys(config.data_dir))
         if unknown:
-            fail(f"--series {min(unknown)}: no such series in {config.data_dir}")
+            fail(f"--series {shown_id(min(unknown))}: no such series in {config.data_dir}")
         if not forecast_keys(config):
             latest_window(config)  # before Prefect: no usable champion, a short source, ...
     start_prefect()

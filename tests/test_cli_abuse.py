@@ -292,7 +292,7 @@ def test_rollback_to_a_champion_that_cannot_serve_is_refused(tmp_path: Path) -> 
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"wavecast: error: not rolled back: version {V1} cannot serve: forecaster.json is not "
-        "a forecaster spec"
+        "a forecaster spec; promote a version that can (wavecast models list)"
     ]
     assert [path.read_bytes() for path in log_files] == before
 

@@ -303,7 +303,8 @@ def test_rollback_refuses_a_previous_champion_that_can_no_longer_serve(tmp_path:
         registry.roll_back(store, "bad release")
 
     assert str(raised.value) == (
-        f"not rolled back: version {V2} cannot serve: forecaster.json is not a forecaster spec"
+        f"not rolled back: version {V2} cannot serve: forecaster.json is not a forecaster spec; "
+        "promote a version that can (wavecast models list)"
     )
     assert {name: (tmp_path / "models" / name).read_bytes() for name in LOG_FILES} == before
     (tmp_path / "models" / V2 / SPEC_FILE).write_text(NAIVE.model_dump_json())

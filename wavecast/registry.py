@@ -309,5 +309,7 @@ def roll_back(store: DataDir, reason: str = "rollback requested") -> ChampionRec
         try:
             servable(store, version)
         except UnusableVersionError as exc:
-            raise UnusableVersionError(f"not rolled back: {exc}") from None
+            raise UnusableVersionError(
+                f"not rolled back: {exc}; promote a version that can (wavecast models list)"
+            ) from None
         return record_champion(store, version, version_metrics(store, version), "rollback", reason)

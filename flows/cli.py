@@ -64,6 +64,12 @@ def flag(name: str) -> str:
     return "--" + FLAG_NAMES.get(name, name).replace("_", "-")
 
 
+def field_help(field: Any) -> str:
+    """A config field's description and default, as argparse help: which treats `%` as a
+    format character, so a literal one (in "95 % interval") is doubled."""
+    return f"{field.description or ''} (default: {field.default})".replace("%", "%%")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from wavecast.config import RetrainConfig
 
@@ -74,10 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         model: Any = RetrainConfig
         for part in path[:-1]:
             model = model.model_fields[part].annotation
-        field = model.model_fields[path[-1]]
-        retrain.add_argument(
-            flag(name), dest=name, help=f"{field.description or ''} (default: {field.default})"
-        )
+        retrain.add_argument(flag(name), dest=name, help=field_help(model.model_fields[path[-1]]))
     retrain.add_argument(
         "--series", action="append", help="with --id-column: this series only; repeatable"
     )
@@ -95,9 +98,8 @@ def add_forecast_command(commands: Any) -> None:
 
     forecast = commands.add_parser("forecast", help="forecast the steps after the last point")
     for name in ("data_dir", "source", "column", "version"):
-        field = ForecastConfig.model_fields[name]
         forecast.add_argument(
-            flag(name), dest=name, help=f"{field.description} (default: {field.default})"
+            flag(name), dest=name, help=field_help(ForecastConfig.model_fields[name])
         )
     forecast.add_argument(
         "--series", action="append", help="a panel's series to forecast; repeatable (default: all)"
@@ -119,9 +121,8 @@ def add_monitor_command(commands: Any) -> None:
         "monitor", help="score published forecasts against what happened; announce drift"
     )
     for name in MONITOR_FLAGS:
-        field = MonitorConfig.model_fields[name]
         monitor.add_argument(
-            flag(name), dest=name, help=f"{field.description} (default: {field.default})"
+            flag(name), dest=name, help=field_help(MonitorConfig.model_fields[name])
         )
     monitor.add_argument(
         "--series", action="append", help="a panel's series to monitor; repeatable (default: all)"
@@ -305,14 +306,19 @@ def config_of(model: Any, args: argparse.Namespace, names: Sequence[str]) -> Any
 
 
 def run_forecast(args: argparse.Namespace) -> None:
-    """Check there is something to forecast with and from, then run the forecast flow."""
+    """Check there is something to forecast with and from, then run the forecast flow.
+    A panel run that forecasts no series (every one skipped) exits 2, like bad input."""
     config = forecast_config(args)
     from wavecast.forecast import latest_window
-    from wavecast.panel import PanelForecast, forecast_keys
+    from wavecast.generate import shown_id
+    from wavecast.panel import PanelForecast, forecast_keys, panel_keys
 
     with failing_on_bad_input():
+        unknown = set(config.series) - set(panel_keys(config.data_dir))
+        if unknown:
+            fail(f"--series {shown_id(min(unknown))}: no such series in {config.data_dir}")
         if not forecast_keys(config):
-            latest_window(config)  # before Prefect: no champion, a short source, a bad column
+            latest_window(config)  # before Prefect: no usable champion, a short source, ...
     start_prefect()
     from flows.forecast import forecast
 
@@ -320,15 +326,24 @@ def run_forecast(args: argparse.Namespace) -> None:
         summary = forecast(config)
     if args.json:
         print(summary.model_dump_json())
-        return
-    if isinstance(summary, PanelForecast):
-        for key, one in summary.series.items():
-            steps = ", ".join(f"{row['forecast']:.4g}" for row in one.forecasts)
-            print(f"{key:<16}from {one.origin}: {steps}")
-        for key, reason in summary.skipped.items():
-            print(f"{key:<16}not forecast: {reason}")
-        print(f"dataset  {summary.path}")
-        return
+    elif isinstance(summary, PanelForecast):
+        print_panel_forecast(summary)
+    else:
+        print_forecast(summary)
+    if isinstance(summary, PanelForecast) and not summary.series:
+        fail(f"no series of {config.data_dir} could be forecast ({len(summary.skipped)} skipped)")
+
+
+def print_panel_forecast(summary: Any) -> None:
+    for key, one in summary.series.items():
+        steps = ", ".join(f"{row['forecast']:.4g}" for row in one.forecasts)
+        print(f"{key:<16}from {one.origin}: {steps}")
+    for key, reason in summary.skipped.items():
+        print(f"{key:<16}not forecast: {reason}")
+    print(f"dataset  {summary.path}")
+
+
+def print_forecast(summary: Any) -> None:
     print(f"\nforecast of {summary.series} from {summary.origin} by {summary.version}")
     for row in summary.forecasts:
         print("  " + "  ".join(f"{key} {value}" for key, value in row.items()))

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from tests.test_registry import naive_version
 from wavecast import registry
 from wavecast.config import RetrainConfig, SeriesSpec
 from wavecast.errors import InvalidInputError, environment_problem, is_transient
@@ -73,6 +74,7 @@ def test_a_damaged_champion_file_falls_back_to_the_log_and_heals(
     champion = registry.read_champion(store)
     assert champion is not None and champion.version == V2
     assert [row.version for row in registry.version_rows(store)] == [V1, V2, V3]
+    naive_version(Path(store.root), V3)  # promote takes only a version that can serve
     registry.promote_manually(store, V3, "repair")
     assert json.loads((Path(store.root) / "models" / "champion.json").read_text())["version"] == V3
 
@@ -88,6 +90,7 @@ def test_a_damaged_log_line_is_skipped_and_dropped_on_the_next_write(
     log.write_bytes(log.read_bytes() + garbage + b"\n")
 
     assert [e.version for e in registry.read_promotions(store)] == [V1, V2]
+    naive_version(Path(store.root), V1)  # rollback returns only to a version that can serve
     assert registry.roll_back(store, "bad release").version == V1
     for line in log.read_text().splitlines():  # every line is a record again
         PromotionEvent.model_validate_json(line)
@@ -98,6 +101,7 @@ def test_both_champion_and_log_damaged_means_no_champion(tmp_path: Path) -> None
     (tmp_path / "models" / "champion.json").write_text("{")
     (tmp_path / "models" / "promotions.jsonl").write_text("{\n")
     assert registry.read_champion(store) is None
+    naive_version(tmp_path, V1)
     assert registry.promote_manually(store, V1, "start over").version == V1
 
 

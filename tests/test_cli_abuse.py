@@ -4,6 +4,7 @@ before Prefect or TensorFlow load; a damaged registry never stops `wavecast mode
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,11 @@ import pytest
 
 from tests.servers import environment_without_prefect
 from tests.test_cli_args import WAVECAST, populated_data_dir, run_cli, snapshot
+from tests.test_forecast import naive_champion, naive_panel, values_csv
+from tests.test_registry import METRICS, SECRET, keras_file, naive_version, version_with
+from wavecast.evaluate import SPEC_FILE
+from wavecast.registry import record_champion
+from wavecast.storage import DataDir, series_data_dir
 
 pytestmark = pytest.mark.flow
 
@@ -33,14 +39,14 @@ def big_values_csv(tmp_path: Path) -> Path:
         (["--noise-seed", "-5"], "--noise-seed"),
         (["--noise", "inf"], "--noise"),
         (["--tolerance", "nan"], "--tolerance"),
-        (["--units", "1000000"], "--units 1000000 (simple)"),
-        (["--units", "20000", "--cell", "lstm"], "--units 20000 (lstm)"),
-        (["--length", "1000000000000"], "--length 1000000000000"),
+        (["--units", "1000000"], "1000000 is above this machine's limit of 4096"),
+        (["--units", "20000", "--cell", "lstm"], "WAVECAST_MAX_UNITS"),
+        (["--length", "1000000000000"], "WAVECAST_MAX_POINTS"),
         (["--noise", "1e30"], "overflow float32"),
         (["--source", "HUGE"], "overflow float32"),
         (["--source", "s3://bucket/series.csv"], "pip install 'wavecast[s3]'"),
         (["--source", "https://127.0.0.1:9/series.csv"], "pip install 'wavecast[http]'"),
-        (["--source", "nosuchscheme://x/series.csv"], "Protocol not known"),
+        (["--source", "nosuchscheme://x/series.csv"], "nosuchscheme:// scheme is not allowed"),
         (["--data-dir", "FILE"], "is not a directory"),
         (["--data-dir", "FILE/below"], "is not a directory"),
         (["--data-dir", "s3://bucket/data"], "pip install 'wavecast[s3]'"),
@@ -85,6 +91,7 @@ def registry_with_two_versions(tmp_path: Path) -> Path:
 def test_models_commands_carry_on_over_a_damaged_champion_file(tmp_path: Path, damage: str) -> None:
     """list shows what it can; promote, the natural fix, works and rewrites the file."""
     data_dir = registry_with_two_versions(tmp_path)
+    naive_version(data_dir, V2)  # V1 has no manifest; V2 can serve
     (data_dir / "models" / "champion.json").write_text(damage)
     (data_dir / "models" / "promotions.jsonl").write_text("{torn\n")
 
@@ -92,6 +99,15 @@ def test_models_commands_carry_on_over_a_damaged_champion_file(tmp_path: Path, d
     assert listed.returncode == 0, listed.stderr
     assert V1 in listed.stdout and "damaged: manifest.json missing or damaged" in listed.stdout
     assert "Traceback" not in listed.stderr
+
+    refused = run_cli(
+        tmp_path, "models", "promote", V1, "--reason", "r", "--data-dir", str(data_dir)
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines()[-1] == (
+        f"wavecast: error: not promoted: version {V1} cannot serve: manifest.json missing or "
+        "damaged"
+    )
 
     promoted = run_cli(
         tmp_path, "models", "promote", V2, "--reason", "repair", "--data-dir", str(data_dir)
@@ -146,7 +162,7 @@ def test_a_full_disk_fails_at_once_in_one_line_without_traceback(tmp_path: Path)
     result = tiny_retrain(
         tmp_path,
         300,
-        PYTHONPATH=str(inject),
+        PYTHONPATH=os.pathsep.join(p for p in (str(inject), os.environ.get("PYTHONPATH")) if p),
         PREFECT_HOME=str(tmp_path / "home"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
     )
@@ -180,3 +196,125 @@ def test_forecast_refuses_in_one_line_and_writes_nothing(
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and expected.replace("DATA", str(data_dir)) in lines[0], lines
     assert not data_dir.exists()
+
+
+def no_usable_champion(data_dir: Path, why: str) -> str:
+    return (
+        f"wavecast: error: no usable champion in {data_dir}: version {V1} cannot serve: {why}; "
+        "promote a version that can (wavecast models list) or retrain"
+    )
+
+
+def keras_champion(tmp_path: Path, content: bytes) -> Path:
+    data_dir = tmp_path / "data"
+    version_with(data_dir, V1, {"model.keras": content}, forecaster="network")
+    record_champion(DataDir(str(data_dir)), V1, METRICS, "promote", "first")
+    return data_dir
+
+
+@pytest.mark.parametrize(
+    "damage", ["spec", "garbage model", "lambda model", "other windows", "nan source"]
+)
+def test_forecast_with_a_champion_that_cannot_serve_is_one_line_and_writes_nothing(
+    tmp_path: Path, damage: str
+) -> None:
+    """Exit 2 and one line naming the file and what was expected, before Prefect loads; a
+    statistical champion is judged without TensorFlow."""
+    blocked: tuple[str, ...] = ("prefect",)
+    if damage in ("spec", "nan source"):
+        blocked = ("prefect", "tensorflow", "keras")
+        data_dir = naive_champion(
+            tmp_path, values_csv(30) + ("nan\n" if damage == "nan source" else "")
+        )
+        if damage == "spec":
+            (data_dir / "models" / V1 / SPEC_FILE).write_text(SECRET)
+    else:
+        content = {
+            "garbage model": SECRET.encode(),
+            "lambda model": keras_file(tmp_path, 5, 1, code=True),
+            "other windows": keras_file(tmp_path, 7, 1),
+        }[damage]
+        data_dir = keras_champion(tmp_path, content)
+    before = snapshot(data_dir)
+
+    result = run_cli(tmp_path, "forecast", "--data-dir", str(data_dir), blocked=blocked)
+
+    assert result.returncode == 2, result.stderr
+    expected = {
+        "spec": no_usable_champion(data_dir, "forecaster.json is not a forecaster spec"),
+        "garbage model": no_usable_champion(
+            data_dir, "model.keras does not load with safe_mode (ValueError)"
+        ),
+        "lambda model": no_usable_champion(
+            data_dir, "model.keras does not load with safe_mode (ValueError)"
+        ),
+        "other windows": no_usable_champion(
+            data_dir, "model.keras does not forecast 1 step(s) from a window of 5 point(s)"
+        ),
+        "nan source": f"wavecast: error: --source {tmp_path / 'series.csv'}: 1 NaN/infinite "
+        "value(s) at row(s) 30, which --missing error refuses: fix the source, or retrain "
+        "with --missing drop or --missing interpolate",
+    }[damage]
+    ours = [line for line in result.stderr.splitlines() if line.startswith("wavecast")]
+    assert ours == [expected] and "Traceback" not in result.stderr
+    if "tensorflow" in blocked:  # else TensorFlow's own start-up lines may precede ours
+        assert result.stderr.splitlines() == [expected]
+    assert snapshot(data_dir) == before
+
+
+@pytest.mark.parametrize(("series", "shown"), [("nosuch", "nosuch"), ("a\nb", "'a\\nb'")])
+def test_forecast_of_an_unknown_series_names_it_in_one_line(
+    tmp_path: Path, series: str, shown: str
+) -> None:
+    panel = naive_panel(tmp_path, ("a", "b"))
+    result = run_cli(
+        tmp_path, "forecast", "--data-dir", str(panel), "--series", "a", "--series", series
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"wavecast: error: --series {shown}: no such series in {panel}"
+    ]
+    assert not (panel / "forecasts").exists()
+
+
+def test_rollback_to_a_champion_that_cannot_serve_is_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    store = DataDir(str(data_dir))
+    for version in (V1, V2):
+        naive_version(data_dir, version)
+        record_champion(store, version, METRICS, "promote", "better")
+    (data_dir / "models" / V1 / SPEC_FILE).write_text("{}")
+    log_files = [data_dir / "models" / name for name in ("champion.json", "promotions.jsonl")]
+    before = [path.read_bytes() for path in log_files]
+
+    result = run_cli(tmp_path, "models", "rollback", "--data-dir", str(data_dir))
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"wavecast: error: not rolled back: version {V1} cannot serve: forecaster.json is not "
+        "a forecaster spec; promote a version that can (wavecast models list)"
+    ]
+    assert [path.read_bytes() for path in log_files] == before
+
+
+def test_a_panel_forecast_skips_what_cannot_serve_and_fails_when_nothing_could(
+    tmp_path: Path,
+) -> None:
+    """b's champion is damaged: the panel forecasts a and says why not b (exit 0); asked for
+    b alone, nothing is forecast: exit 2."""
+    panel = naive_panel(tmp_path, ("a", "b"))
+    (Path(series_data_dir(str(panel), "b")) / "models" / V1 / SPEC_FILE).write_text(SECRET)
+    env = ("--data-dir", str(panel))
+
+    both = run_cli(tmp_path, "forecast", *env, blocked=())
+    alone = run_cli(tmp_path, "forecast", *env, "--series", "b", blocked=())
+
+    assert both.returncode == 0, both.stderr[-3000:]
+    lines = both.stdout.splitlines()
+    assert lines[0] == "a               from 29: 2"
+    assert lines[1].startswith("b               not forecast: no usable champion in ")
+    assert alone.returncode == 2
+    assert alone.stderr.splitlines()[-1] == (
+        f"wavecast: error: no series of {panel} could be forecast (1 skipped)"
+    )
+    assert "AKID" not in both.stdout + both.stderr + alone.stdout + alone.stderr

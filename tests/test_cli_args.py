@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,41 @@ def test_every_flag_lands_in_its_nested_field() -> None:
     assert (c.gate.tolerance, c.data_dir, c.refresh) == (0.2, "elsewhere", True)
 
 
+def command_paths(
+    parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+) -> Iterator[tuple[str, ...]]:
+    """Every command and subcommand the parser knows, found by walking it: a new one is covered."""
+    yield path
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from command_paths(sub, (*path, name))
+
+
+COMMANDS = list(command_paths(build_parser()))
+
+
+@pytest.mark.unit
+def test_the_commands_walked_are_all_of_them() -> None:
+    assert len(COMMANDS) == 9 and ("models", "rollback") in COMMANDS and ("monitor",) in COMMANDS
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda path: " ".join(path) or "wavecast")
+def test_every_command_s_help_renders(
+    command: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """argparse formats help with %: a literal one in a description (e.g. the monitor's
+    "95 % interval") must come out as itself, not crash."""
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([*command, "--help"])
+    assert exited.value.code == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"usage: wavecast {' '.join(command)}".rstrip())
+    if command == ("monitor",):
+        assert "inside their 95 % interval (default: 0.5)" in " ".join(shown.split())
+
+
 def snapshot(root: Path) -> dict[str, str]:
     """Every file and directory under root, with a hash of each file's bytes."""
     return {
@@ -62,9 +99,12 @@ def snapshot(root: Path) -> dict[str, str]:
 def run_cli(
     tmp_path: Path, *argv: str, blocked: tuple[str, ...] = HEAVY_MODULES
 ) -> subprocess.CompletedProcess[str]:
-    """Run `wavecast` with the `blocked` modules made unimportable."""
-    blockers = import_blockers(tmp_path, blocked)
-    env = {**os.environ, "PYTHONPATH": blockers, "PREFECT_HOME": str(tmp_path / "home")}
+    """Run `wavecast` with the `blocked` modules made unimportable, on the code under test
+    (the caller's PYTHONPATH, e.g. a worktree's, stays after the blockers)."""
+    path = os.pathsep.join(
+        p for p in (import_blockers(tmp_path, blocked), os.environ.get("PYTHONPATH")) if p
+    )
+    env = {**os.environ, "PYTHONPATH": path, "PREFECT_HOME": str(tmp_path / "home")}
     return subprocess.run(
         [str(WAVECAST), *argv], capture_output=True, text=True, env=env, timeout=60, check=False
     )

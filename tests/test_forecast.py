@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from wavecast.config import WindowSpec
-from wavecast.evaluate import ErrorTotals, LeastSquares, linear_forecast, persistence_forecast
-from wavecast.forecast import target_labels
+from tests.test_registry import METRICS, SECRET, V1, V2, naive_version
+from wavecast.config import ForecastConfig, SeriesSpec, WindowSpec
+from wavecast.errors import InvalidInputError
+from wavecast.evaluate import (
+    ERRORS_FILE,
+    SPEC_FILE,
+    ErrorTotals,
+    LeastSquares,
+    linear_forecast,
+    persistence_forecast,
+)
+from wavecast.forecast import forecast_window, latest_window, level_key, target_labels
 from wavecast.generate import SeriesRef
 from wavecast.intervals import conformal_half_widths, held_out_coverage
+from wavecast.registry import record_champion
+from wavecast.storage import DataDir, series_data_dir
 from wavecast.windows import count_windows, make_windows, min_series_length, window_schema
 
 pytestmark = pytest.mark.unit
@@ -137,3 +151,149 @@ def test_irregular_times_give_step_numbers_and_say_why() -> None:
     origin, targets, note = target_labels(times, 5, WindowSpec(horizon=1, steps=2))
     assert origin == "8" and targets == ("+1", "+2")
     assert note is not None and "irregular" in note
+
+
+def test_level_labels_keep_every_digit() -> None:
+    assert [level_key(v) for v in (80.0, 95.0, 2.5, 99.99999, 0.001)] == [
+        "80",
+        "95",
+        "2.5",
+        "99.99999",
+        "0.001",
+    ]
+
+
+@given(st.lists(st.floats(0, 100, exclude_min=True, exclude_max=True), min_size=2, max_size=4))
+def test_distinct_levels_get_distinct_labels_that_read_back_as_themselves(
+    levels: list[float],
+) -> None:
+    labels = [level_key(level) for level in levels]
+    assert len(set(labels)) == len(set(levels))
+    assert [float(label) for label in labels] == levels
+
+
+# --- forecasting from a registry built by hand: a naive champion forecasts its last value ----
+
+
+def naive_champion(tmp_path: Path, csv_text: str, steps: int = 2) -> Path:
+    """A data dir whose champion V1 serves the naive forecast of tmp_path/series.csv."""
+    source = tmp_path / "series.csv"
+    source.write_text(csv_text)
+    data_dir = tmp_path / "data"
+    series = SeriesSpec(source=str(source))
+    naive_version(data_dir, V1, windows=WindowSpec(steps=steps), series=series)
+    record_champion(DataDir(str(data_dir)), V1, METRICS, "promote", "first")
+    return data_dir
+
+
+def naive_panel(tmp_path: Path, keys: tuple[str, ...]) -> Path:
+    """A panel data dir: each series of tmp_path/panel.csv with its own naive champion V1.
+    Series number k's values are k * 10 + (row % 9) for 30 rows: its last value is k * 10 + 2."""
+    source = tmp_path / "panel.csv"
+    rows = [
+        f"{key},{number * 10 + row % 9}" for number, key in enumerate(keys) for row in range(30)
+    ]
+    source.write_text("store,value\n" + "".join(f"{row}\n" for row in rows))
+    panel = tmp_path / "panel"
+    for key in keys:
+        own = Path(series_data_dir(str(panel), key))
+        series = SeriesSpec(source=str(source), id_column="store", series=(key,))
+        naive_version(own, V1, series=series)
+        record_champion(DataDir(str(own)), V1, METRICS, "promote", "first")
+    return panel
+
+
+def values_csv(count: int) -> str:
+    return "value\n" + "".join(f"{i % 9}\n" for i in range(count))
+
+
+def test_close_levels_get_their_own_columns(tmp_path: Path) -> None:
+    """99.9999 and 99.99999 %: two columns each, neither labelled 100. The naive champion
+    forecasts the last value, 29 % 9 = 2; 80 % of errors 1..20 is the 17th smallest, 17."""
+    data_dir = naive_champion(tmp_path, values_csv(30))
+    config = ForecastConfig(data_dir=str(data_dir))
+    levels = (80.0, 99.9999, 99.99999)
+
+    forecast = forecast_window(latest_window(config), str(data_dir), levels)
+
+    first = forecast.rows[0]
+    assert [key for key in first if key.startswith("lo_")] == [
+        "lo_80",
+        "lo_99.9999",
+        "lo_99.99999",
+    ]
+    assert (first["forecast"], first["lo_80"], first["hi_80"]) == (2.0, -15.0, 19.0)
+    lows = [float(first[key]) for key in ("lo_99.99999", "lo_99.9999", "lo_80")]
+    assert lows == sorted(lows) and len(set(lows)) == 3
+    assert set(forecast.coverage) == {"80", "99.9999", "99.99999"}
+
+
+@pytest.mark.parametrize(
+    ("file_name", "content", "expected"),
+    [
+        (
+            SPEC_FILE,
+            SECRET,
+            f"no usable champion in DATA: version {V1} cannot serve: forecaster.json is not a "
+            "forecaster spec; promote a version that can (wavecast models list) or retrain",
+        ),
+        ("manifest.json", "{", f"version {V1} has no readable manifest.json: retrain"),
+    ],
+)
+def test_a_damaged_champion_is_no_usable_champion(
+    tmp_path: Path, file_name: str, content: str, expected: str
+) -> None:
+    data_dir = naive_champion(tmp_path, values_csv(30))
+    (data_dir / "models" / V1 / file_name).write_text(content)
+    with pytest.raises(InvalidInputError) as raised:
+        latest_window(ForecastConfig(data_dir=str(data_dir)))
+    assert str(raised.value) == expected.replace("DATA", str(data_dir))
+
+
+def test_a_damaged_version_asked_for_by_name_says_why(tmp_path: Path) -> None:
+    data_dir = naive_champion(tmp_path, values_csv(30))
+    naive_version(data_dir, V2)
+    (data_dir / "models" / V2 / SPEC_FILE).write_text("{}")
+    with pytest.raises(InvalidInputError) as raised:
+        latest_window(ForecastConfig(data_dir=str(data_dir), version=V2))
+    assert (
+        str(raised.value) == f"version {V2} cannot serve: forecaster.json is not a forecaster spec"
+    )
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"\x93NUMPY garbage", SECRET.encode(), "3 steps"],
+    ids=["empty", "bad-header", "text", "other-steps"],
+)
+def test_damaged_held_out_errors_are_one_line_of_bad_input(
+    tmp_path: Path, content: bytes | str
+) -> None:
+    """Intervals need the errors: truncated, not .npy, or of another window shape."""
+    data_dir = naive_champion(tmp_path, values_csv(30))
+    errors_file = data_dir / "models" / V1 / ERRORS_FILE
+    if content == "3 steps":
+        np.save(errors_file, np.ones((20, 3)))
+    else:
+        errors_file.write_bytes(content)  # type: ignore[arg-type]
+    window = latest_window(ForecastConfig(data_dir=str(data_dir)))
+    with pytest.raises(InvalidInputError) as raised:
+        forecast_window(window, str(data_dir), (80.0,))
+    assert str(raised.value) == (
+        f"version {V1}: {ERRORS_FILE} does not hold one row of held-out errors per window: "
+        "retrain it"
+    )
+
+
+def test_nan_in_the_champion_s_source_advises_what_forecast_can_do(tmp_path: Path) -> None:
+    """forecast has no --missing: it reads with the champion's policy, so the advice is to
+    fix the source or retrain with another policy."""
+    data_dir = naive_champion(tmp_path, values_csv(30))
+    source = tmp_path / "series.csv"
+    source.write_text(source.read_text() + "nan\n")
+    with pytest.raises(InvalidInputError) as raised:
+        latest_window(ForecastConfig(data_dir=str(data_dir)))
+    assert str(raised.value) == (
+        f"--source {source}: 1 NaN/infinite value(s) at row(s) 30, which --missing error "
+        "refuses: fix the source, or retrain with --missing drop or --missing interpolate"
+    )

@@ -10,9 +10,14 @@ import pytest
 from flows.forecast import forecast
 from flows.retrain import retrain
 from tests.conftest import tiny_config
+from tests.test_forecast import naive_champion, naive_panel, values_csv
+from tests.test_registry import SECRET, V1
 from wavecast.config import ForecastConfig, RetrainConfig
 from wavecast.errors import InvalidInputError
+from wavecast.evaluate import ERRORS_FILE, SPEC_FILE
+from wavecast.panel import PanelForecast
 from wavecast.records import ForecastSummary
+from wavecast.storage import series_data_dir
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -54,3 +59,52 @@ def test_forecasting_without_a_champion_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"no champion in .*run wavecast retrain first"):
         state.result()
     assert not (tmp_path / "empty").exists()
+
+
+def no_usable_champion(data_dir: str, why: str) -> str:
+    return (
+        f"no usable champion in {data_dir}: version {V1} cannot serve: {why}; promote a "
+        "version that can (wavecast models list) or retrain"
+    )
+
+
+def test_a_damaged_champion_fails_the_run_in_one_line_that_quotes_nothing(tmp_path: Path) -> None:
+    data_dir = naive_champion(tmp_path, values_csv(30))
+    (data_dir / "models" / V1 / SPEC_FILE).write_text(SECRET)
+
+    state = forecast(ForecastConfig(data_dir=str(data_dir)), return_state=True)
+
+    assert state.is_failed()
+    expected = no_usable_champion(str(data_dir), "forecaster.json is not a forecaster spec")
+    assert state.message is not None and expected in state.message
+    assert "AKID" not in state.message and len(state.message.splitlines()) == 1
+    assert not (data_dir / "forecasts").exists()
+
+
+def test_damaged_series_are_skipped_and_the_others_forecast(tmp_path: Path) -> None:
+    """Of four series, b's forecaster and c's held-out errors are damaged: a and d forecast
+    their last values (2 and 32), b and c are skipped, each with its reason."""
+    panel = naive_panel(tmp_path, ("a", "b", "c", "d"))
+    own = {key: Path(series_data_dir(str(panel), key)) for key in "abcd"}
+    (own["b"] / "models" / V1 / SPEC_FILE).write_text(SECRET)
+    (own["c"] / "models" / V1 / ERRORS_FILE).write_text(SECRET)
+
+    summary = forecast(ForecastConfig(data_dir=str(panel), levels=(80.0,)))
+
+    assert isinstance(summary, PanelForecast)
+    assert {
+        key: [row["forecast"] for row in one.forecasts] for key, one in summary.series.items()
+    } == {
+        "a": [2.0],
+        "d": [32.0],
+    }
+    assert summary.skipped == {
+        "b": no_usable_champion(str(own["b"]), "forecaster.json is not a forecaster spec"),
+        "c": f"version {V1}: {ERRORS_FILE} does not hold one row of held-out errors per window: "
+        "retrain it",
+    }
+    table = ds.dataset(summary.path, format="parquet", partitioning="hive").to_table()
+    assert sorted(zip(table["series"].to_pylist(), table["forecast"].to_pylist(), strict=True)) == [
+        ("a", 2.0),
+        ("d", 32.0),
+    ]

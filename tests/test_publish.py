@@ -11,6 +11,7 @@ import pytest
 
 from flows.retrain import retrain
 from tests.conftest import tiny_config
+from tests.test_registry import keras_file
 from wavecast import publish
 from wavecast.registry import list_versions, read_champion
 from wavecast.storage import DataDir
@@ -110,24 +111,34 @@ def test_grown_file_source_retrains_and_says_what_changed(tmp_path: Path) -> Non
     assert change in (Path(second.model_dir) / "report.md").read_text()
 
 
-@pytest.mark.parametrize("damage", ["delete", "garbage"])
-def test_an_unloadable_champion_is_no_champion(tmp_path: Path, damage: str) -> None:
-    """The gate re-scores the champion; if its file is gone or refused, the run carries on,
-    judging the candidate as a first model, and says so."""
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        ("delete", "it has neither model.keras nor forecaster.json"),
+        ("garbage", "model.keras does not load with safe_mode (ValueError)"),
+        ("other windows", "model.keras does not forecast 1 step(s) from a window of 5 point(s)"),
+    ],
+)
+def test_an_unloadable_champion_is_no_champion(tmp_path: Path, damage: str, why: str) -> None:
+    """The gate asks registry.servable, as forecast does; if the champion's file is gone,
+    refused or built for other windows, the run carries on, judging the candidate as a first
+    model, and says so."""
     data_dir = tmp_path / "data"
     first = retrain(tiny_config(data_dir))
     model_file = Path(first.model_dir) / "model.keras"
     if damage == "delete":
         model_file.unlink()
-    else:
+    elif damage == "garbage":
         model_file.write_bytes(b"PK\x03\x04 not a keras archive")
+    else:
+        model_file.write_bytes(keras_file(tmp_path, 7, 1))
 
     second = retrain(tiny_config(data_dir, seed=3))
 
     assert second.version != first.version and second.promoted
     assert second.champion_rescored is None
-    note = f"champion {first.version} cannot be loaded"
-    assert any(reason.startswith(note) for reason in second.reasons), second.reasons
+    note = f"champion ignored: version {first.version} cannot serve: {why}"
+    assert note in second.reasons
     assert note in (Path(second.model_dir) / "report.md").read_text()
     assert [p["version"] for p in promotions(data_dir)] == [first.version, second.version]
 

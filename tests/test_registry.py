@@ -1,29 +1,117 @@
-"""The model registry's names, listing, name checks and champion log."""
+"""The model registry's names, listing, name checks and champion log; which versions can
+serve, and promote and rollback refusing the ones that cannot.
+
+The helpers here build complete versions by hand (a naive forecaster needs no TensorFlow),
+for the forecast and command-line tests too.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from wavecast import registry
+from wavecast.candidates import ForecasterSpec
+from wavecast.config import RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
-from wavecast.evaluate import Metrics
+from wavecast.evaluate import ERRORS_FILE, SPEC_FILE, Metrics, Published
+from wavecast.generate import SeriesRef
+from wavecast.records import Manifest
 from wavecast.registry import (
+    UnusableVersionError,
     checked_version,
     list_versions,
     record_champion,
+    servable,
     version_name,
 )
 from wavecast.storage import DataDir
+from wavecast.windows import DatasetInfo
 
 pytestmark = pytest.mark.unit
 
 UTC = timezone.utc
 METRICS = Metrics(mse=0.5, rmse=0.5**0.5, mae=0.4)
 V1, V2, V3 = "20240102T030405Z-aaaaaaaa", "20240102T030406Z-bbbbbbbb", "20250101T000000Z-cccccccc"
+
+
+SECRET = "aws_secret_access_key = AKIDSECRET"  # what a damaged file holds; never quoted
+HELD_OUT_ERRORS = np.arange(1.0, 21.0)  # 20 windows: 80 % -> the 17th smallest, 95 % -> 20th
+
+
+def manifest_for(windows: WindowSpec, series: SeriesSpec, forecaster: str) -> Manifest:
+    """The smallest honest manifest: the config, window geometry and what the version serves."""
+    return Manifest(
+        created=datetime(2024, 1, 2, tzinfo=UTC),
+        config=RetrainConfig(series=series, windows=windows),
+        series=SeriesRef(
+            series_id="s",
+            uri="u",
+            source=series.source,
+            column=None,
+            n_points=100,
+            content_hash="h",
+        ),
+        dataset=DatasetInfo(
+            dataset_id="d", uri="u", spec=windows, n_windows=90, n_train=70, n_test=20
+        ),
+        seed=0,
+        metrics=METRICS,
+        baselines={"persistence": METRICS},
+        published=Published(forecaster=forecaster, mse=METRICS.mse),
+    )
+
+
+def version_with(
+    data_dir: Path,
+    name: str,
+    files: dict[str, bytes],
+    windows: WindowSpec | None = None,
+    series: SeriesSpec | None = None,
+    forecaster: str = "naive",
+) -> str:
+    """A complete version: its manifest, held-out errors and `files` (what it serves)."""
+    windows, series = windows or WindowSpec(), series or SeriesSpec()
+    folder = data_dir / "models" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = manifest_for(windows, series, forecaster)
+    (folder / "manifest.json").write_text(manifest.model_dump_json())
+    errors = io.BytesIO()
+    np.save(errors, np.repeat(HELD_OUT_ERRORS[:, None], windows.steps, axis=1))
+    (folder / ERRORS_FILE).write_bytes(errors.getvalue())
+    for file_name, content in files.items():
+        (folder / file_name).write_bytes(content)
+    (folder / "_COMPLETE").write_text("complete\n")
+    return name
+
+
+LOG_FILES = ("champion.json", "promotions.jsonl")
+NAIVE = ForecasterSpec(forecaster="naive", season=1, members=("naive",))
+
+
+def naive_version(data_dir: Path, name: str, **manifest: Any) -> str:
+    """A version serving the naive forecast (the last value, at every step)."""
+    return version_with(data_dir, name, {SPEC_FILE: NAIVE.model_dump_json().encode()}, **manifest)
+
+
+def keras_file(tmp_path: Path, input_len: int, steps: int, code: bool = False) -> bytes:
+    """A saved window model: `input_len` values in, `steps` out; with `code`, a Lambda layer
+    that safe_mode refuses to deserialize."""
+    import keras
+
+    window = keras.Input(shape=(input_len,))
+    hidden = keras.layers.Lambda(lambda x: x * 2)(window) if code else window
+    path = tmp_path / f"model-{input_len}-{steps}-{code}.keras"
+    keras.Model(window, keras.layers.Dense(steps)(hidden)).save(path)
+    return path.read_bytes()
 
 
 def make_dir(root: Path, name: str, complete: bool = True) -> None:
@@ -115,3 +203,130 @@ def test_record_champion_writes_champion_and_appends_one_line(tmp_path: Path) ->
         assert (event["version"], event["replaced"]) == (version, previous)
         assert (event["action"], event["reason"]) == ("promote", f"because {count}")
     assert [json.loads(line)["version"] for line in log.read_text().splitlines()] == [V1, V2, V3]
+
+
+# --- which versions can serve ------------------------------------------------------------
+
+
+def test_a_naive_version_serves_its_spec(tmp_path: Path) -> None:
+    naive_version(tmp_path, V1)
+    assert servable(DataDir(str(tmp_path)), V1).forecaster == NAIVE
+
+
+@pytest.mark.parametrize(
+    ("content", "why"),
+    [
+        (SECRET.encode(), "forecaster.json is not a forecaster spec"),
+        (b"", "forecaster.json is not a forecaster spec"),
+        (b"\xff\xfe", "forecaster.json is not a forecaster spec"),
+        (b'{"forecaster": "naive", "season": 1}', "forecaster.json is not a forecaster spec"),
+        (b'{"forecaster": "x", "season": 1, "members": ["os.system"]}', "names no known"),
+        (b'{"forecaster": "x", "season": 1, "members": []}', "names no known"),
+        (b'{"forecaster": "naive", "season": 0, "members": ["naive"]}', "names no known"),
+    ],
+)
+def test_a_damaged_forecaster_spec_cannot_serve(tmp_path: Path, content: bytes, why: str) -> None:
+    version_with(tmp_path, V1, {SPEC_FILE: content})
+    with pytest.raises(UnusableVersionError) as raised:
+        servable(DataDir(str(tmp_path)), V1)
+    assert str(raised.value).startswith(f"version {V1} cannot serve: ")
+    assert why in str(raised.value) and "AKID" not in str(raised.value)
+
+
+def test_a_version_without_manifest_or_forecaster_cannot_serve(tmp_path: Path) -> None:
+    store = DataDir(str(tmp_path))
+    version_with(tmp_path, V1, {})
+    make_dir(tmp_path, V2)
+    with pytest.raises(UnusableVersionError, match=r"neither model\.keras nor forecaster\.json"):
+        servable(store, V1)
+    with pytest.raises(UnusableVersionError, match=r"manifest\.json missing or damaged"):
+        servable(store, V2)
+
+
+def test_a_keras_model_of_the_version_s_geometry_serves(tmp_path: Path) -> None:
+    """Input 5 points, 3 steps out: the geometry the manifest names."""
+    windows = WindowSpec(steps=3)
+    model = keras_file(tmp_path, 5, 3)
+    version_with(tmp_path, V1, {"model.keras": model}, windows=windows, forecaster="linear")
+    served = servable(DataDir(str(tmp_path)), V1).forecaster
+    assert served.input_shape == (None, 5) and served.output_shape == (None, 3)
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        ("garbage", "model.keras does not load with safe_mode (ValueError)"),
+        ("truncated", "model.keras does not load with safe_mode (ValueError)"),
+        ("lambda", "model.keras does not load with safe_mode (ValueError)"),
+        ("other input", "model.keras does not forecast 1 step(s) from a window of 5 point(s)"),
+        ("other steps", "model.keras does not forecast 1 step(s) from a window of 5 point(s)"),
+    ],
+)
+def test_a_damaged_keras_model_cannot_serve_and_is_never_promoted(
+    tmp_path: Path, damage: str, why: str
+) -> None:
+    """Garbage, a cut-off archive, code safe_mode refuses, or a model of other windows:
+    promote refuses it in one line and the champion and its log stay as they were."""
+    data_dir = tmp_path / "data"
+    good = keras_file(tmp_path, 5, 1)
+    content = {
+        "garbage": SECRET.encode(),
+        "truncated": good[: len(good) // 2],
+        "lambda": keras_file(tmp_path, 5, 1, code=True),
+        "other input": keras_file(tmp_path, 7, 1),
+        "other steps": keras_file(tmp_path, 5, 2),
+    }[damage]
+    store = DataDir(str(data_dir))
+    naive_version(data_dir, V1)
+    version_with(data_dir, V2, {"model.keras": content}, forecaster="network")
+    record_champion(store, V1, METRICS, "promote", "first")
+    before = {name: (data_dir / "models" / name).read_bytes() for name in LOG_FILES}
+
+    with pytest.raises(UnusableVersionError) as raised:
+        registry.promote_manually(store, V2, "try it")
+
+    assert str(raised.value) == f"not promoted: version {V2} cannot serve: {why}"
+    assert {name: (data_dir / "models" / name).read_bytes() for name in LOG_FILES} == before
+
+
+def test_rollback_refuses_a_previous_champion_that_can_no_longer_serve(tmp_path: Path) -> None:
+    store = DataDir(str(tmp_path))
+    naive_version(tmp_path, V1)
+    naive_version(tmp_path, V2)
+    naive_version(tmp_path, V3)
+    for version in (V1, V2, V3):
+        record_champion(store, version, METRICS, "promote", "better")
+    (tmp_path / "models" / V2 / SPEC_FILE).write_text(SECRET)
+    before = {name: (tmp_path / "models" / name).read_bytes() for name in LOG_FILES}
+
+    with pytest.raises(UnusableVersionError) as raised:
+        registry.roll_back(store, "bad release")
+
+    assert str(raised.value) == (
+        f"not rolled back: version {V2} cannot serve: forecaster.json is not a forecaster spec; "
+        "promote a version that can (wavecast models list)"
+    )
+    assert {name: (tmp_path / "models" / name).read_bytes() for name in LOG_FILES} == before
+    (tmp_path / "models" / V2 / SPEC_FILE).write_text(NAIVE.model_dump_json())
+    assert registry.roll_back(store, "bad release").version == V2
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(content=st.binary(max_size=256), name=st.sampled_from([SPEC_FILE, "model.keras"]))
+def test_whatever_a_served_file_holds_it_serves_or_says_why_in_one_line(
+    tmp_path_factory: pytest.TempPathFactory, content: bytes, name: str
+) -> None:
+    """Any bytes: UnusableVersionError naming the file (never another exception, never the
+    bytes), or a forecaster."""
+    data_dir = tmp_path_factory.mktemp("registry")
+    version_with(data_dir, V1, {name: content})
+    try:
+        servable(DataDir(str(data_dir)), V1)
+    except UnusableVersionError as exc:
+        message = str(exc)
+        assert message.startswith(f"version {V1} cannot serve: {name} ")
+        assert len(message.splitlines()) == 1
+        shown = content.decode(errors="ignore").strip()
+        assert len(shown) < 8 or shown not in message

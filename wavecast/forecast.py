@@ -25,9 +25,16 @@ from wavecast.evaluate import ERRORS_FILE, SPEC_FILE
 from wavecast.generate import load_series
 from wavecast.intervals import conformal_half_widths, held_out_coverage
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest, Row
-from wavecast.registry import MODELS, checked_version, read_champion, read_manifest
+from wavecast.registry import (
+    MODELS,
+    UnusableVersionError,
+    checked_version,
+    read_champion,
+    read_manifest,
+    servable,
+)
 from wavecast.storage import DataDir, panel_root_of, series_slug, slug_key, stable_hash
-from wavecast.train import MODEL_FILE, load_model, model_forecast
+from wavecast.train import model_forecast
 
 FORECASTS = "forecasts"
 PARTITION = "series="  # hive partitioning: a series' rows under series=<its slug>/
@@ -37,7 +44,25 @@ HISTORY_POINTS = 300  # observations kept for the fan chart
 
 
 def level_key(level: float) -> str:
-    return f"{level:g}"
+    """A level as its column names it: every digit it has (99.99999 is not "100"), so two
+    levels never share a column."""
+    return np.format_float_positional(level, trim="-")
+
+
+def serving_version(store: DataDir, requested: str | None) -> tuple[str, Manifest]:
+    """resolve_version, and bad input unless that version can serve: a damaged champion is
+    no usable champion (as for a retrain's gate), never silently replaced by an older one."""
+    version, manifest = resolve_version(store, requested)
+    try:
+        servable(store, version)
+    except UnusableVersionError as exc:
+        if requested is None:
+            raise UnusableVersionError(
+                f"no usable champion in {store.uri()}: {exc}; promote a version that can "
+                "(wavecast models list) or retrain"
+            ) from None
+        raise
+    return version, manifest
 
 
 def resolve_version(store: DataDir, version: str | None) -> tuple[str, Manifest]:
@@ -88,7 +113,7 @@ def label(moment: object) -> str:
 def latest_window(config: ForecastConfig) -> LatestWindow:
     """Read the source as of now (by default the champion's) and keep its last window."""
     store = DataDir(config.data_dir)
-    version, manifest = resolve_version(store, config.version)
+    version, manifest = serving_version(store, config.version)
     overrides = {key: getattr(config, key) for key in ("source", "column") if getattr(config, key)}
     series_spec = manifest.config.series.model_copy(update=overrides)
     loaded = load_series(series_spec)
@@ -136,20 +161,29 @@ def series_name(spec: SeriesSpec, column: str | None) -> str:
     return column or spec.source
 
 
-def held_out_errors(data_dir: str, version: str) -> np.ndarray:
+def held_out_errors(data_dir: str, version: str, steps: int | None = None) -> np.ndarray:
+    """The version's (windows, steps) held-out errors; bad input when missing or damaged
+    (truncated, not .npy, or not `steps` per window)."""
     store = DataDir(data_dir)
     if not store.exists(MODELS, version, ERRORS_FILE):
         raise InvalidInputError(
             f"version {version} has no held-out errors to calibrate intervals: retrain it"
         )
     with store.local_file(MODELS, version, ERRORS_FILE) as path:
-        return np.load(path, allow_pickle=False)
+        try:
+            errors = np.load(path, allow_pickle=False)
+            return np.asarray(errors, dtype=np.float64).reshape(len(errors), steps or -1)
+        except (ValueError, TypeError, EOFError):
+            raise InvalidInputError(
+                f"version {version}: {ERRORS_FILE} does not hold one row of held-out errors "
+                "per window: retrain it"
+            ) from None
 
 
 def forecast_window(window: LatestWindow, data_dir: str, levels: tuple[float, ...]) -> Forecast:
     """The champion's K forecasts after the origin, each with its interval per level."""
     point = point_forecast(window, data_dir)
-    errors = held_out_errors(data_dir, window.version)
+    errors = held_out_errors(data_dir, window.version, window.spec.steps)
     widths = {level: conformal_half_widths(errors, level / 100) for level in levels}
     rows: list[Row] = []
     for step, (target, value) in enumerate(zip(window.targets, point, strict=True)):
@@ -174,15 +208,11 @@ def forecast_window(window: LatestWindow, data_dir: str, levels: tuple[float, ..
 
 def point_forecast(window: LatestWindow, data_dir: str) -> np.ndarray:
     """A Keras champion reads the last window; a statistical one is refitted on the history."""
-    store = DataDir(data_dir)
+    forecaster = servable(DataDir(data_dir), window.version).forecaster
     values = np.asarray(window.history, dtype=np.float64)
-    if store.exists(MODELS, window.version, SPEC_FILE):
-        spec = ForecasterSpec.model_validate_json(
-            store.read_bytes(MODELS, window.version, SPEC_FILE)
-        )
-        return spec_forecast(spec, values, window.spec.horizon, window.spec.steps)
-    model = load_model(data_dir, MODELS, window.version, MODEL_FILE)
-    return model_forecast(model, values[-window.spec.input_len :][None, :])[0]
+    if isinstance(forecaster, ForecasterSpec):
+        return spec_forecast(forecaster, values, window.spec.horizon, window.spec.steps)
+    return model_forecast(forecaster, values[-window.spec.input_len :][None, :])[0]
 
 
 def forecast_key(forecast: Forecast) -> str:

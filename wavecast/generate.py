@@ -195,7 +195,11 @@ def check_time_order(table: pa.Table, source: str) -> None:
 
 
 def clean_missing(values: np.ndarray, spec: SeriesSpec) -> np.ndarray:
-    """Apply the --missing policy to NaN/inf; the default refuses rather than guess."""
+    """Apply the --missing policy to NaN/inf; the default refuses rather than guess.
+
+    The advice fits every command that reads a source: retrain takes --missing, while
+    forecast and monitor read with the policy the champion was trained with.
+    """
     bad = ~np.isfinite(values)
     if not bad.any():
         return values
@@ -210,7 +214,8 @@ def clean_missing(values: np.ndarray, spec: SeriesSpec) -> np.ndarray:
         index = np.arange(len(values))
         return np.interp(index, index[~bad], values[~bad])
     raise InvalidInputError(
-        f"{problem}; use --missing drop or --missing interpolate to accept them"
+        f"{problem}, which --missing {spec.missing} refuses: fix the source, or retrain with "
+        "--missing drop or --missing interpolate"
     )
 
 

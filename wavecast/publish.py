@@ -35,18 +35,19 @@ from wavecast.registry import (
     LOG,
     MANIFEST_FILE,
     MODELS,
+    UnusableVersionError,
     find_version_of,
-    one_line,
     read_champion,
     read_manifest,
     record_champion,
     registry_lock,
+    servable,
     utc_now,
     version_name,
 )
 from wavecast.report import render_html, render_markdown
 from wavecast.storage import DataDir, code_fingerprint
-from wavecast.train import MODEL_FILE, TrainedRef, load_model
+from wavecast.train import MODEL_FILE, TrainedRef
 from wavecast.windows import DatasetInfo, DatasetRef, head_of_split
 
 LIBRARIES = (
@@ -232,38 +233,37 @@ def champion_score(
     """(re-scored metrics, MSE to beat, manifest, notes) of the champion, if one can serve.
 
     Re-scored on the candidate's own test windows when the window geometry matches, else its
-    recorded test MSE. A champion whose files are missing, damaged or refused by safe_mode is
-    no champion: the notes say so, and the candidate is judged as a first model.
+    recorded test MSE. A champion that cannot serve (registry.servable) is no champion: the
+    notes say so, and the candidate is judged as a first model.
     """
     if champion is None:
         return None, None, None, ()
-    manifest = read_manifest(store, champion.version)
-    if manifest is None:
-        return None, None, None, (f"champion {champion.version} has no readable manifest: ignored",)
+    try:
+        manifest, forecaster = servable(store, champion.version)
+    except UnusableVersionError as exc:
+        note = f"champion ignored: {exc}"
+        LOG.warning(note)
+        return None, None, read_manifest(store, champion.version), (note,)
     if manifest.dataset.spec != dataset.spec:
         served = manifest.published.mse if manifest.published else manifest.metrics.mse
         return None, served, manifest, ()
-    try:
-        return (*rescore(store, champion.version, dataset), manifest, ())
-    except Exception as exc:  # missing, truncated or refused by safe_mode: it cannot serve
-        note = f"champion {champion.version} cannot be loaded ({one_line(exc)}): ignored"
-        LOG.warning(note)
-        return None, None, manifest, (note,)
+    return (*rescore(forecaster, store, dataset), manifest, ())
 
 
-def rescore(store: DataDir, version: str, dataset: DatasetRef) -> tuple[Metrics, float]:
-    """A stored version's test scores on this dataset's test windows: its Keras model, or its
-    statistical spec refitted at the same origins as the candidate's."""
-    if store.exists(MODELS, version, SPEC_FILE):
-        spec = ForecasterSpec.model_validate_json(store.read_bytes(MODELS, version, SPEC_FILE))
+def rescore(forecaster: Any, store: DataDir, dataset: DatasetRef) -> tuple[Metrics, float]:
+    """A stored forecaster's test scores on this dataset's test windows: its Keras model, or
+    its statistical spec refitted at the same origins as the candidate's."""
+    if isinstance(forecaster, ForecasterSpec):
         values = read_series(dataset.series, store.uri())
         origins = block_origins(dataset, 0)["test"]
         horizon, steps = dataset.spec.horizon, dataset.spec.steps
         truth = targets_at(values, origins, horizon, steps)
-        metrics = regression_metrics(truth, spec_forecasts(spec, values, origins, horizon, steps))
+        forecasts = spec_forecasts(forecaster, values, origins, horizon, steps)
+        metrics = regression_metrics(truth, forecasts)
         return metrics, metrics.mse
-    model = load_model(store.uri(), MODELS, version, MODEL_FILE)
-    scores, _ = score_split(dataset, store.uri(), {"champion": keras_forecaster(model)}, keep=0)
+    scores, _ = score_split(
+        dataset, store.uri(), {"champion": keras_forecaster(forecaster)}, keep=0
+    )
     return scores["champion"], scores["champion"].mse
 
 

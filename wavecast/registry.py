@@ -4,6 +4,9 @@ models/<version>/          complete version directories (model.keras, metrics.js
                            manifest.json); a version appears only whole
 models/champion.json       the serving model, replaced atomically
 models/promotions.jsonl    one JSON line per champion change, never edited
+
+A version serves only if `servable` loads it: champion decisions, forecasts, promote and
+rollback all ask it, so a damaged version is "no usable champion" everywhere.
 """
 
 from __future__ import annotations
@@ -15,15 +18,19 @@ import re
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from wavecast.candidates import STATISTICAL, ForecasterSpec
+from wavecast.config import WindowSpec
 from wavecast.errors import InvalidInputError
-from wavecast.evaluate import Metrics
+from wavecast.evaluate import SPEC_FILE, Metrics
 from wavecast.gate import Decision
 from wavecast.records import Action, ChampionRecord, Manifest, PromotionEvent, VersionRow
 from wavecast.storage import DataDir
+from wavecast.train import MODEL_FILE, load_model, model_forecast
 
 R = TypeVar("R", bound=BaseModel)
 LOG = logging.getLogger(__name__)
@@ -82,6 +89,65 @@ def one_line(error: Exception) -> str:
 
 def read_manifest(store: DataDir, version: str) -> Manifest | None:
     return read_record(store, Manifest, MODELS, version, MANIFEST_FILE)
+
+
+class UnusableVersionError(InvalidInputError):
+    """A version that cannot serve forecasts; as a champion it counts as none."""
+
+
+class Servable(NamedTuple):
+    """A version that can serve: its manifest, and its statistical spec or its Keras model."""
+
+    manifest: Manifest
+    forecaster: Any  # ForecasterSpec | keras.Model (loaded with safe_mode)
+
+
+def servable(store: DataDir, version: str) -> Servable:
+    """The version's forecaster, loaded and tried the way it serves, or UnusableVersionError
+    saying why: the one test of "usable" that retrain, forecast, promote and rollback share.
+
+    The reason names the file and what was expected, never what the file holds.
+    """
+    manifest = read_manifest(store, version)
+    if manifest is None:
+        raise unusable(version, f"{MANIFEST_FILE} missing or damaged")
+    if store.exists(MODELS, version, SPEC_FILE):
+        return Servable(manifest, stored_spec(store, version))
+    if not store.exists(MODELS, version, MODEL_FILE):
+        raise unusable(version, f"it has neither {MODEL_FILE} nor {SPEC_FILE}")
+    return Servable(manifest, stored_model(store, version, manifest.dataset.spec))
+
+
+def unusable(version: str, why: str) -> UnusableVersionError:
+    return UnusableVersionError(f"version {version} cannot serve: {why}")
+
+
+def stored_spec(store: DataDir, version: str) -> ForecasterSpec:
+    try:
+        spec = ForecasterSpec.model_validate_json(store.read_bytes(MODELS, version, SPEC_FILE))
+    except (ValidationError, UnicodeDecodeError):
+        raise unusable(version, f"{SPEC_FILE} is not a forecaster spec") from None
+    if not spec.members or not set(spec.members) <= set(STATISTICAL) or spec.season < 1:
+        raise unusable(version, f"{SPEC_FILE} names no known statistical forecaster")
+    return spec
+
+
+def stored_model(store: DataDir, version: str, spec: WindowSpec) -> Any:
+    """The Keras model, if safe_mode loads it and it forecasts the version's own windows."""
+    try:
+        model = load_model(store.uri(), MODELS, version, MODEL_FILE)
+    except Exception as exc:  # garbage, truncated, or code that safe_mode refuses to run
+        LOG.info("%s does not load: %s", store.uri(MODELS, version, MODEL_FILE), exc)
+        why = f"{MODEL_FILE} does not load with safe_mode ({type(exc).__name__})"
+        raise unusable(version, why) from None
+    expected = f"{spec.steps} step(s) from a window of {spec.input_len} point(s)"
+    try:
+        shape = model_forecast(model, np.zeros((1, spec.input_len))).shape
+    except Exception:  # a model built for other windows
+        shape = None
+    if shape != (1, spec.steps):
+        raise unusable(version, f"{MODEL_FILE} does not forecast {expected}")
+    return model
 
 
 def read_champion(store: DataDir) -> ChampionRecord | None:
@@ -222,17 +288,28 @@ def version_metrics(store: DataDir, version: str) -> Metrics:
 
 
 def promote_manually(store: DataDir, version: str, reason: str) -> ChampionRecord:
-    """A person overrides the gate; the log keeps who replaced whom and why."""
+    """A person overrides the gate, never with a version that cannot serve; the log keeps who
+    replaced whom and why."""
     with registry_lock(store):
         version = checked_version(store, version)
+        try:
+            servable(store, version)
+        except UnusableVersionError as exc:
+            raise UnusableVersionError(f"not promoted: {exc}") from None
         return record_champion(store, version, version_metrics(store, version), "manual", reason)
 
 
 def roll_back(store: DataDir, reason: str = "rollback requested") -> ChampionRecord:
-    """Return to the champion before the current one."""
+    """Return to the champion before the current one, if it can still serve."""
     with registry_lock(store):
         stack = champion_stack(read_promotions(store))
         if len(stack) < 2:
             raise InvalidInputError(f"no earlier champion to roll back to in {store.uri(MODELS)}")
         version = checked_version(store, stack[-2])
+        try:
+            servable(store, version)
+        except UnusableVersionError as exc:
+            raise UnusableVersionError(
+                f"not rolled back: {exc}; promote a version that can (wavecast models list)"
+            ) from None
         return record_champion(store, version, version_metrics(store, version), "rollback", reason)

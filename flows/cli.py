@@ -227,7 +227,7 @@ def run_panel(config: Any, as_json: bool) -> None:
     if as_json:
         print(summary.model_dump_json(include={"series", "skipped"}))
     else:
-        print(f"\n{'series':<16}{'status':<11}detail")
+        print(f"\n{'series':<15} {'status':<11}detail")
         for line in iter_outcomes(summary):
             print(line)
     if not summary.series:
@@ -337,9 +337,9 @@ def run_forecast(args: argparse.Namespace) -> None:
 def print_panel_forecast(summary: Any) -> None:
     for key, one in summary.series.items():
         steps = ", ".join(f"{row['forecast']:.4g}" for row in one.forecasts)
-        print(f"{key:<16}from {one.origin}: {steps}")
+        print(f"{key:<15} from {one.origin}: {steps}")
     for key, reason in summary.skipped.items():
-        print(f"{key:<16}not forecast: {reason}")
+        print(f"{key:<15} not forecast: {reason}")
     print(f"dataset  {summary.path}")
 
 
@@ -391,12 +391,12 @@ def run_monitor(args: argparse.Namespace) -> None:
     if args.json:
         print(summary.model_dump_json(include={"series", "events"}))
         return
-    print(f"\n{'series':<16}{'drift':<7}{'realized':>9}{'ratio':>8}{'cov 95':>8}  reason")
+    print(f"\n{'series':<15} {'drift':<7}{'realized':>9}{'ratio':>8}{'cov 95':>8}  reason")
     for name, health in summary.series.items():
         ratio = "-" if health.error_ratio is None else f"{health.error_ratio:.2f}"
         cover = "-" if health.coverage_95 is None else f"{health.coverage_95:.0%}"
         drift = "yes" if health.drift else "no"
-        print(f"{name:<16}{drift:<7}{health.realized:>9}{ratio:>8}{cover:>8}  {health.reason}")
+        print(f"{name:<15} {drift:<7}{health.realized:>9}{ratio:>8}{cover:>8}  {health.reason}")
     print(f"events   {summary.events}\nrealized {summary.path}\nreport   {summary.report}")
 
 
@@ -415,10 +415,10 @@ def run_models(args: argparse.Namespace) -> None:
                 fail(f"--series {args.series}: no such series in {args.data_dir}")
         store = DataDir(data_dir)
         if args.action == "list" and args.series is None and panel_keys(data_dir):
-            print(f"  {'series':<16}champion")
+            print(f"  {'series':<15} champion")
             for key in panel_keys(data_dir):
                 champion = registry.read_champion(DataDir(series_data_dir(data_dir, key)))
-                print(f"  {key:<16}{champion.version if champion else '-'}")
+                print(f"  {key:<15} {champion.version if champion else '-'}")
         elif args.action == "list":
             print(f"  {'version':<26}{'test MSE':>12}{'persistence':>13}  dataset")
             for row in registry.version_rows(store):

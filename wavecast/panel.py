@@ -286,4 +286,4 @@ def iter_outcomes(summary: PanelSummary) -> Iterator[str]:
     """Lines for the command's plain-text summary."""
     for row in panel_table(summary):
         detail = row["reason"] or f"{row['version']} serves {row['serves']}, MSE {row['mse']:.4g}"
-        yield f"{shown_id(str(row['series'])):<16}{row['status']:<11}{detail}"
+        yield f"{shown_id(str(row['series'])):<15} {row['status']:<11}{detail}"

@@ -448,6 +448,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands = {"retrain": run_retrain, "forecast": run_forecast, "monitor": run_monitor}
     try:
         commands.get(args.command, run_models)(args)
+    except KeyboardInterrupt:  # Ctrl-C: every stage's finished output is complete and kept
+        print("wavecast: interrupted: finished work is kept; rerun to resume", file=sys.stderr)
+        raise SystemExit(130) from None
     except RuntimeError as exc:  # Prefect's words when PREFECT_API_URL answers nothing
         if not str(exc).startswith("Failed to reach API"):
             raise

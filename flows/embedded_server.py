@@ -100,6 +100,7 @@ def use_server_for_this_command(timeout_s: float) -> str | None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=end_with_parent,  # before any thread of ours exists
+        process_group=0,  # not the terminal's: Ctrl-C stops the command, which stops it last
     )
     atexit.register(stop, process)
     wait_until_healthy(process, api_url, timeout_s)

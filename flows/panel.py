@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, unmapped
 
 from tasks.panel import (
+    check_cluster,
     publish_panel,
     retrain_batch,
     split_series,
@@ -34,6 +35,7 @@ def retrain_panel(config: RetrainConfig) -> PanelSummary:
     cluster. Each round of batches is one subflow run with its own task runner, so worker
     processes are replaced before TensorFlow's per-model memory adds up (see rounds)."""
     spec = config.fan_out
+    check_cluster(spec)  # before the split writes into the data dir
     split = split_series(config.series, config.windows, config.data_dir)
     batches = batched(split.series, spec.series_per_task)
     results: list[BatchResult] = []

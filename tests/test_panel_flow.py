@@ -1,5 +1,6 @@
 """The panel flow under Prefect's test harness: skipped series, one champion each, reuse
-across runners (process pool and a real distributed.LocalCluster), one forecasts dataset."""
+across runners (process pool and a real distributed.LocalCluster), one forecasts dataset, a
+cluster that does not answer."""
 
 from __future__ import annotations
 
@@ -75,3 +76,19 @@ def test_a_dask_cluster_trains_what_a_later_local_run_reuses(tmp_path: Path) -> 
     assert {k: o.version for k, o in local.series.items()} == {
         k: o.version for k, o in on_dask.series.items()
     }
+
+
+def test_an_unreachable_cluster_fails_the_run_in_one_line_before_writing(tmp_path: Path) -> None:
+    """As a deployment or an event starts it: the run state says why; the data dir is untouched."""
+    config = on_runner(panel_config(write_panel(tmp_path / "panel.csv"), tmp_path / "data"), "dask")
+    fan_out = config.fan_out.model_copy(update={"dask_address": "tcp://127.0.0.1:1"})
+
+    state = retrain_panel(config.model_copy(update={"fan_out": fan_out}), return_state=True)
+
+    assert state.is_failed()
+    assert state.message == (
+        "Flow run encountered an exception: InvalidInputError: --dask-address tcp://127.0.0.1:1: "
+        "no Dask scheduler answered within 5 s; check that it runs and that this machine "
+        "reaches its host and port"
+    )
+    assert not (tmp_path / "data").exists()

@@ -1,0 +1,200 @@
+"""The panel's task runners when things go wrong: a Dask address nobody answers, and Ctrl-C.
+
+The command tests run the real `wavecast retrain --id-column` in its own process, on its own
+Prefect server, as a user at a terminal does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import dask
+import pytest
+from distributed import LocalCluster
+
+import tasks.panel
+from tasks.panel import BatchInterruptedError, check_cluster, interruptible, stop_training
+from tests.processes import children_of, wait_until_gone
+from tests.servers import environment_without_prefect
+from tests.test_crash import assert_consistent
+from tests.test_panel import write_panel
+from wavecast.config import FanOutSpec
+from wavecast.errors import InvalidInputError
+
+WAVECAST = Path(sys.executable).with_name("wavecast")
+# Three 80-point series, trained one after the other by one worker, each for a few seconds:
+# long enough that the one in flight is still training when the interrupt lands.
+ONE_BY_ONE = ("--workers", "1", "--series-per-task", "1")
+NETWORK_ONLY = ("--candidates", "network", "--network-min-windows", "0")
+TINY = ("--units", "4", "--epochs", "300", "--batch-size", "16")
+KEPT = "finished work is kept; rerun to resume"
+
+
+@pytest.mark.unit
+def test_an_address_of_no_known_scheme_is_refused_naming_where_it_came_from() -> None:
+    with pytest.raises(InvalidInputError) as flag:
+        check_cluster(FanOutSpec(runner="dask", dask_address="foo://x"))
+    with dask.config.set({"scheduler-address": "bar://y"}), pytest.raises(InvalidInputError) as env:
+        check_cluster(FanOutSpec(runner="dask"))
+
+    assert str(flag.value).startswith("--dask-address foo://x: unknown address scheme 'foo'")
+    assert str(env.value).startswith("DASK_SCHEDULER_ADDRESS bar://y: unknown address scheme 'bar'")
+
+
+@pytest.mark.unit
+def test_a_scheduler_that_answers_passes_and_no_address_needs_none() -> None:
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp://", dashboard_address=None) as c:
+        check_cluster(FanOutSpec(runner="dask", dask_address=c.scheduler_address))
+    check_cluster(FanOutSpec(runner="dask"))  # a fresh LocalCluster per run: nothing to reach
+    check_cluster(FanOutSpec(runner="local"))
+
+
+@pytest.fixture
+def worker_sigint(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process as a fresh worker: its SIGINT handler and flags, restored after."""
+    monkeypatch.setattr(tasks.panel, "interrupted", False)
+    monkeypatch.setattr(tasks.panel, "training", False)
+    previous = signal.signal(signal.SIGINT, stop_training)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.unit
+@pytest.mark.usefixtures("worker_sigint")
+def test_sigint_stops_the_batch_a_worker_runs_and_any_queued_after_it() -> None:
+    reached = []
+    with pytest.raises(BatchInterruptedError, match="rerun to train the rest"), interruptible():
+        signal.raise_signal(signal.SIGINT)
+        reached.append("after the signal")
+    signal.raise_signal(signal.SIGINT)  # a second one, idle: the clean-up goes on
+    with pytest.raises(BatchInterruptedError), interruptible():
+        reached.append("a queued batch")
+
+    assert reached == []
+
+
+@pytest.mark.unit
+@pytest.mark.usefixtures("worker_sigint")
+def test_an_idle_worker_survives_sigint_and_starts_no_batch() -> None:
+    signal.raise_signal(signal.SIGINT)  # raises nothing: the pool would count a death as broken
+
+    assert tasks.panel.interrupted is True
+    with pytest.raises(BatchInterruptedError), interruptible():
+        pytest.fail("a batch started on an interrupted worker")
+
+
+def own_server(tmp_path: Path) -> dict[str, str]:
+    """No PREFECT_API_URL: the command starts its own server, as it does for a user."""
+    return environment_without_prefect(
+        PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false"
+    )
+
+
+@pytest.mark.flow
+def test_an_unreachable_dask_address_fails_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    source, data_dir = write_panel(tmp_path / "panel.csv", broken=False), tmp_path / "data"
+
+    result = subprocess.run(
+        [
+            str(WAVECAST), "retrain", "--source", str(source), "--id-column", "store",
+            "--column", "sales", "--data-dir", str(data_dir),
+            "--runner", "dask", "--dask-address", "tcp://127.0.0.1:1",
+        ],
+        env=own_server(tmp_path), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.splitlines()[-1] == (
+        "wavecast: error: --dask-address tcp://127.0.0.1:1: no Dask scheduler answered within "
+        "5 s; check that it runs and that this machine reaches its host and port"
+    )
+    assert "Traceback" not in result.stderr
+    assert not data_dir.exists()
+
+
+def default_sigint() -> None:
+    """In the child before exec: Python installs its Ctrl-C handler only if SIGINT is not
+    ignored, and a test run started in the background inherits it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def panel_retrain(source: Path, data_dir: Path) -> list[str]:
+    return [
+        str(WAVECAST), "retrain", "--source", str(source), "--id-column", "store",
+        "--column", "sales", "--data-dir", str(data_dir), "--json",
+        *ONE_BY_ONE, *NETWORK_ONLY, *TINY,
+    ]  # fmt: skip
+
+
+def process_tree(pid: int) -> list[int]:
+    tree = [pid]
+    for child in children_of(pid):
+        tree += process_tree(child)
+    return tree
+
+
+def wait_for_file(path: Path, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll until `path` exists (no event to wait on); fail if the command ends first."""
+    deadline = time.monotonic() + 240
+    while not path.exists():
+        assert process.poll() is None, f"exited {process.returncode}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"no {path}:\n{log.read_text()[-3000:]}"
+        time.sleep(0.2)
+
+
+def champions(data_dir: Path) -> list[str]:
+    return sorted(p.parent.parent.name for p in data_dir.glob("series/*/models/champion.json"))
+
+
+@pytest.mark.flow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("ctrl_c", [True, False], ids=["ctrl-c to the job", "sigint to command"])
+def test_an_interrupted_panel_stops_every_process_and_a_rerun_trains_the_rest(
+    tmp_path: Path, ctrl_c: bool
+) -> None:
+    source, data_dir = write_panel(tmp_path / "panel.csv", broken=False), tmp_path / "data"
+    env, log = own_server(tmp_path), tmp_path / "run.log"
+    argv = panel_retrain(source, data_dir)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True, preexec_fn=default_sigint,
+        )  # fmt: skip
+    wait_for_file(data_dir / "series" / "a" / "models" / "champion.json", process, log)
+    tree = process_tree(process.pid)  # its server, one worker, multiprocessing's tracker
+    if ctrl_c:  # a terminal signals its whole foreground job
+        server = next(p for p in tree if b"server" in Path(f"/proc/{p}/cmdline").read_bytes())
+        assert os.getpgid(server) != process.pid, "the terminal's Ctrl-C would stop the server"
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGINT)
+
+    assert process.wait(timeout=120) == 130, log.read_text()[-3000:]
+    assert wait_until_gone(tree) == [], f"outlived the command: {wait_until_gone(tree, 0)}"
+    output = log.read_text()
+    assert output.splitlines()[-1] == f"wavecast: interrupted: {KEPT}"
+    assert "Traceback" not in output
+    assert champions(data_dir) == ["a"]
+    assert not list(data_dir.glob("series/c/training/*")), "c trained after the interrupt"
+    for series in ("a", "b", "c"):
+        assert_consistent(data_dir / "series" / series)
+
+    rerun = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    summary = json.loads(rerun.stdout.splitlines()[-1])
+    assert {key: (one["unchanged"], one["promoted"]) for key, one in summary["series"].items()} == {
+        "a": (True, False),
+        "b": (False, True),
+        "c": (False, True),
+    }
+    assert champions(data_dir) == ["a", "b", "c"]

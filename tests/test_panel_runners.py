@@ -99,28 +99,6 @@ def own_server(tmp_path: Path) -> dict[str, str]:
     )
 
 
-@pytest.mark.flow
-def test_an_unreachable_dask_address_fails_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
-    source, data_dir = write_panel(tmp_path / "panel.csv", broken=False), tmp_path / "data"
-
-    result = subprocess.run(
-        [
-            str(WAVECAST), "retrain", "--source", str(source), "--id-column", "store",
-            "--column", "sales", "--data-dir", str(data_dir),
-            "--runner", "dask", "--dask-address", "tcp://127.0.0.1:1",
-        ],
-        env=own_server(tmp_path), capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert result.stderr.splitlines()[-1] == (
-        "wavecast: error: --dask-address tcp://127.0.0.1:1: no Dask scheduler answered within "
-        "5 s; check that it runs and that this machine reaches its host and port"
-    )
-    assert "Traceback" not in result.stderr
-    assert not data_dir.exists()
-
-
 def default_sigint() -> None:
     """In the child before exec: Python installs its Ctrl-C handler only if SIGINT is not
     ignored, and a test run started in the background inherits it ignored."""
@@ -157,10 +135,14 @@ def champions(data_dir: Path) -> list[str]:
 
 @pytest.mark.flow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("ctrl_c", [True, False], ids=["ctrl-c to the job", "sigint to command"])
-def test_an_interrupted_panel_stops_every_process_and_a_rerun_trains_the_rest(
-    tmp_path: Path, ctrl_c: bool
+def test_a_ctrl_c_stops_every_process_of_a_panel_and_a_rerun_trains_the_rest(
+    tmp_path: Path,
 ) -> None:
+    """A terminal's Ctrl-C signals the whole foreground job: the command, its workers (which
+    Keras would turn into an ordinary error) and not its own server, in a group of its own.
+    The command then interrupts and reaps its workers itself (InterruptibleProcessPool): the
+    path a SIGINT to the command alone takes too (tested so once; one variant keeps the suite
+    short)."""
     source, data_dir = write_panel(tmp_path / "panel.csv", broken=False), tmp_path / "data"
     env, log = own_server(tmp_path), tmp_path / "run.log"
     argv = panel_retrain(source, data_dir)
@@ -171,12 +153,9 @@ def test_an_interrupted_panel_stops_every_process_and_a_rerun_trains_the_rest(
         )  # fmt: skip
     wait_for_file(data_dir / "series" / "a" / "models" / "champion.json", process, log)
     tree = process_tree(process.pid)  # its server, one worker, multiprocessing's tracker
-    if ctrl_c:  # a terminal signals its whole foreground job
-        server = next(p for p in tree if b"server" in Path(f"/proc/{p}/cmdline").read_bytes())
-        assert os.getpgid(server) != process.pid, "the terminal's Ctrl-C would stop the server"
-        os.killpg(process.pid, signal.SIGINT)
-    else:
-        process.send_signal(signal.SIGINT)
+    server = next(p for p in tree if b"server" in Path(f"/proc/{p}/cmdline").read_bytes())
+    assert os.getpgid(server) != process.pid, "the terminal's Ctrl-C would stop the server"
+    os.killpg(process.pid, signal.SIGINT)
 
     assert process.wait(timeout=120) == 130, log.read_text()[-3000:]
     assert wait_until_gone(tree) == [], f"outlived the command: {wait_until_gone(tree, 0)}"

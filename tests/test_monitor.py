@@ -215,3 +215,31 @@ def test_no_damage_to_a_forecast_file_stops_the_others(
     content = damage if isinstance(damage, bytes) else good[: damage % len(good)]
     store.write_bytes(content, FORECASTS, watched.partition, "v1-damaged.parquet")
     assert realized_targets(join_stored_forecasts(store, watched, LOADED)) == ["6", "7"]
+
+
+def test_a_drift_retrain_replays_how_the_model_was_trained_not_how_its_run_was_run() -> None:
+    """A champion trained with --refresh on a Dask cluster: the drift retrain of its series
+    takes its model settings, never that run's forced refresh or fan-out."""
+    from tests.test_registry import manifest_for
+    from wavecast.config import FanOutSpec, RetrainConfig, SeriesSpec, TrainSpec
+    from wavecast.monitor import retrain_config
+
+    series = SeriesSpec(source="/data/sales.csv", column="sales")
+    manifest = manifest_for(WindowSpec(input_len=8), series, "network")
+    run = RetrainConfig(
+        series=series,
+        windows=WindowSpec(input_len=8),
+        train=TrainSpec(epochs=7),
+        refresh=True,
+        fan_out=FanOutSpec(runner="dask", workers=3),
+    )
+    old_manifest = manifest.model_copy(update={"config": run})  # as written before the fix
+
+    replayed = RetrainConfig.model_validate(retrain_config(old_manifest, series, "/data/d"))
+
+    assert replayed.refresh is False and replayed.fan_out == FanOutSpec()
+    assert replayed.train.epochs == 7 and replayed.windows.input_len == 8
+    assert replayed.data_dir == "/data/d"
+    assert run.without_run_options().model_dump(exclude={"refresh", "fan_out"}) == run.model_dump(
+        exclude={"refresh", "fan_out"}
+    )

@@ -217,6 +217,12 @@ class RetrainConfig(_Spec):
     data_dir: str = Field("data", min_length=1, description="local path or fsspec URI")
     refresh: bool = Field(False, description="recompute every cached stage")
 
+    def without_run_options(self) -> RetrainConfig:
+        """What a model is trained by, without how one run was carried out (--refresh, the
+        fan-out): stored with a version and replayed by drift retrains, a run's options
+        would make every later retrain of that series a forced refresh."""
+        return self.model_copy(update={"refresh": False, "fan_out": FanOutSpec()})
+
 
 class ForecastConfig(_Spec):
     """The forecast flow's single parameter; `wavecast forecast` and prefect.yaml fill it."""

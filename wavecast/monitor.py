@@ -287,7 +287,8 @@ def absolute_source(spec: SeriesSpec) -> SeriesSpec:
 
 def retrain_config(manifest: Manifest, series: SeriesSpec, data_dir: str) -> dict[str, object]:
     """What a retrain of this series needs, wherever it runs: the champion's own config."""
-    config = manifest.config.model_copy(update={"series": series, "data_dir": data_dir})
+    own = manifest.config.without_run_options()  # a manifest written before they were left out
+    config = own.model_copy(update={"series": series, "data_dir": data_dir})
     return config.model_dump(mode="json")
 
 

@@ -119,7 +119,7 @@ def build_manifest(
         flow_run_id=run_id,
         code=CodeLineage(revision=code_revision(), fingerprints=fingerprints),
         libraries=library_versions(),
-        config=config,
+        config=config.without_run_options(),
         series=dataset.series,
         dataset=DatasetInfo.model_validate(dataset.model_dump(exclude={"series"})),
         training=trained,

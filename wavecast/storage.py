@@ -34,7 +34,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ValidationError
 
-from wavecast.confinement import check_location
+from wavecast.confinement import check_location, is_inside
 from wavecast.errors import InvalidInputError
 
 PACKAGE = "wavecast"
@@ -261,12 +261,9 @@ class DataDir:
                     leads = stat.S_ISLNK(os.lstat(prefix).st_mode)
                 except (FileNotFoundError, NotADirectoryError):
                     exists = False  # nothing below a missing name can be a link
-            if leads and not self.is_inside(os.path.realpath(prefix)):
+            if leads and not is_inside(prefix, self.root):
                 return prefix
         return None
-
-    def is_inside(self, real: str) -> bool:
-        return real == self.root or real.startswith(f"{self.root.rstrip('/')}/")
 
     def uri(self, *parts: str) -> str:
         """A location a person or another tool can open: a plain path when local."""

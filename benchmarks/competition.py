@@ -43,7 +43,7 @@ def wavecast_forecast(
     from wavecast.forecast import forecast_window, latest_window
     from wavecast.generate import store_series
     from wavecast.publish import promote_candidate, stage_version
-    from wavecast.train import train_if_competing
+    from wavecast.series import train_when_needed
     from wavecast.windows import build_windows
 
     source = work / "series.csv"
@@ -58,7 +58,9 @@ def wavecast_forecast(
     )
     data_dir = config.data_dir
     dataset = build_windows(store_series(config.series, data_dir), config.windows, data_dir)
-    trained = train_if_competing(dataset, config.model, config.train, config.selection, data_dir)
+    trained = train_when_needed(
+        dataset, config.model, config.train, config.selection, data_dir, reuse=False
+    )
     evaluation = evaluate_trained(dataset, trained, config.selection, data_dir)
     candidate = stage_version(config, dataset, trained, evaluation)
     promote_candidate(config, dataset, evaluation, candidate)

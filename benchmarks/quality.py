@@ -53,7 +53,7 @@ def wavecast_scores(values: np.ndarray, input_len: int, work: Path) -> dict[str,
     from wavecast.config import RetrainConfig
     from wavecast.evaluate import evaluate_trained
     from wavecast.generate import store_series
-    from wavecast.train import train_if_competing
+    from wavecast.series import train_when_needed
     from wavecast.windows import build_windows
 
     source = work / f"series-{len(list(work.iterdir()))}.csv"
@@ -67,7 +67,9 @@ def wavecast_scores(values: np.ndarray, input_len: int, work: Path) -> dict[str,
     )
     data_dir = str(work / "data")
     dataset = build_windows(store_series(config.series, data_dir), config.windows, data_dir)
-    trained = train_if_competing(dataset, config.model, config.train, config.selection, data_dir)
+    trained = train_when_needed(
+        dataset, config.model, config.train, config.selection, data_dir, reuse=False
+    )
     evaluation = evaluate_trained(dataset, trained, config.selection, data_dir)
     tests = {c.forecaster: c.test.mse for c in evaluation.candidates if c.test is not None}
     return {

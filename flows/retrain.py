@@ -19,18 +19,18 @@ from wavecast.records import RetrainSummary
     name="retrain", description="Generate or ingest a series, window it, train, evaluate, publish."
 )
 def retrain(config: RetrainConfig | None = None) -> RetrainSummary:
-    """Every stage but publishing is served from cache when its content-derived inputs match."""
+    """Every stage but publishing is served from cache when its content-derived inputs match,
+    and a stage whose complete output is already in the data dir reuses it whatever the cache
+    holds (wavecast.series: the rules a panel's series follow too)."""
     config = config or RetrainConfig()
     data_dir = config.data_dir
-    cached = cached_stage_options(data_dir, config.refresh)
-    series = generate_series(config.series, data_dir)
-    dataset = write_windows.with_options(**cached)(series, config.windows, data_dir)
-    trained = (  # the network competes only where there are windows enough to train it
-        train_model.with_options(**cached)(dataset, config.model, config.train, data_dir)
-        if config.selection.trains_network(dataset.n_train)
-        else None
-    )
-    evaluation = evaluate_model.with_options(**cached)(dataset, trained, config.selection, data_dir)
+    cached, reuse = cached_stage_options(data_dir, config.refresh), not config.refresh
+    series = generate_series(config.series, config.windows, data_dir)
+    dataset = write_windows.with_options(**cached)(series, config.windows, data_dir, reuse)
+    train = train_model.with_options(**cached)
+    trained = train(dataset, config.model, config.train, config.selection, data_dir, reuse)
+    evaluate = evaluate_model.with_options(**cached)
+    evaluation = evaluate(dataset, trained, config.selection, data_dir, reuse)
     with transaction():  # a failed promotion rolls the staged version back out of the registry
         candidate = publish_version(config, dataset, trained, evaluation)
         summary = promote_version(config, dataset, evaluation, candidate)

@@ -15,9 +15,13 @@ from wavecast.windows import DatasetRef
 
 @task(name="evaluate-model", **content_cache(evaluation_location), **IO_RETRIES)
 def evaluate_model(
-    dataset: DatasetRef, trained: TrainedRef | None, selection: SelectionSpec, data_dir: str
+    dataset: DatasetRef,
+    trained: TrainedRef | None,
+    selection: SelectionSpec,
+    data_dir: str,
+    reuse: bool = True,
 ) -> Evaluation:
-    evaluation = evaluate_trained(dataset, trained, selection, data_dir)
+    evaluation = evaluate_trained(dataset, trained, selection, data_dir, reuse=reuse)
     logger = get_run_logger()
     logger.info("Candidates: %s", json.dumps(metrics_table(evaluation)))
     logger.info("Publishes %s: %s", evaluation.published.forecaster, evaluation.published.reason)

@@ -14,7 +14,7 @@ import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 from uuid import UUID
@@ -46,7 +46,6 @@ from wavecast.panel import (
     split_panel,
 )
 from wavecast.registry import one_line
-from wavecast.storage import DataDir, stable_hash
 
 # Each worker process trains one series at a time: one TensorFlow thread per worker.
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -214,16 +213,6 @@ def split_series(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelS
     return split
 
 
-def one_training_per_batch(
-    batch: tuple[SeriesRef, ...], config: RetrainConfig
-) -> AbstractContextManager[None]:
-    """A Prefect global concurrency limit of 1 per batch of series and data dir: another run
-    of the same panel waits instead of training the same series at the same time."""
-    keys = sorted(ref.key or "" for ref in batch)
-    name = f"wavecast-train-{stable_hash(DataDir(config.data_dir).uri(), batch[0].source, *keys)}"
-    return training_slot(name)
-
-
 @task(name="retrain-batch", cache_policy=NO_CACHE, **IO_RETRIES)
 def retrain_batch(batch: tuple[SeriesRef, ...], config: RetrainConfig) -> BatchResult:
     """Every series of the batch; one that fails is skipped with its reason, the rest go on.
@@ -237,12 +226,12 @@ def retrain_batch(batch: tuple[SeriesRef, ...], config: RetrainConfig) -> BatchR
     )
     series: dict[str, SeriesOutcome] = {}
     skipped: dict[str, str] = {}
-    with interruptible(), one_training_per_batch(batch, config):
+    with interruptible():
         for done, ref in enumerate(batch, start=1):
             assert ref.key is not None
             stop_if_interrupted()
             try:
-                outcome = retrain_series(ref, config, flow_run.get_id())
+                outcome = retrain_series(ref, config, flow_run.get_id(), training_slot)
             except Exception as exc:
                 stop_if_interrupted()  # Keras wraps an interrupt inside a layer in its own error
                 if environment_problem(exc) is not None or is_transient(exc):

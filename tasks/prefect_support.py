@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +45,8 @@ class ContentCache(CachePolicy):
     ) -> str | None:
         if self.locate is None:
             return None
-        data_dir_uri, parts = self.locate(**inputs)
+        wanted = inspect.signature(self.locate).parameters  # run options are not content
+        data_dir_uri, parts = self.locate(**{k: v for k, v in inputs.items() if k in wanted})
         data_dir = DataDir(data_dir_uri)
         key = f"wavecast-{parts[0]}-{stable_hash(data_dir.uri(*parts), length=32)}"
         if data_dir.is_complete(*parts) or not task_ctx.result_store.exists(key):

@@ -12,9 +12,9 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
 from tasks.prefect_support import content_cache
-from wavecast.config import ModelSpec, TrainSpec
-from wavecast.storage import DataDir, stable_hash
-from wavecast.train import EpochCallback, TrainedRef, train_on_dataset, training_location
+from wavecast.config import ModelSpec, SelectionSpec, TrainSpec
+from wavecast.series import train_when_needed
+from wavecast.train import EpochCallback, TrainedRef, training_location
 from wavecast.windows import DatasetRef
 
 TRAINING_LEASE_S = 60  # the shortest lease Prefect's server grants
@@ -23,17 +23,21 @@ TRAINING_LEASE_S = 60  # the shortest lease Prefect's server grants
 def epoch_reporter(epochs: int, min_interval_s: float = 1.0) -> EpochCallback:
     """Loss to the run log and progress to an artifact: the first and last epoch, and in
     between at most once a second (a log line per 17 ms epoch would cost more than training).
+    The artifact appears with the first epoch, so a reused training shows none.
     """
     logger = get_run_logger()
-    progress_id = create_progress_artifact(
-        progress=0.0, key="wavecast-training", description="Training epochs completed (%)"
-    )
-    assert isinstance(progress_id, UUID), "called from a synchronous task"
+    progress_id: UUID | None = None
     last_update = time.monotonic()
 
     def report(epoch: int, loss: float) -> None:
-        nonlocal last_update
+        nonlocal last_update, progress_id
         done = epoch + 1
+        if progress_id is None:
+            created = create_progress_artifact(
+                progress=0.0, key="wavecast-training", description="Training epochs completed (%)"
+            )
+            assert isinstance(created, UUID), "called from a synchronous task"
+            progress_id = created
         if done in (1, epochs) or time.monotonic() - last_update >= min_interval_s:
             logger.info("epoch %d/%d loss %.6g", done, epochs, loss)
             update_progress_artifact(progress_id, progress=100.0 * done / epochs)
@@ -42,39 +46,51 @@ def epoch_reporter(epochs: int, min_interval_s: float = 1.0) -> EpochCallback:
     return report
 
 
-def one_training_per_series(dataset: DatasetRef, data_dir: str) -> AbstractContextManager[None]:
-    """A Prefect global concurrency limit of 1 per series (source and column) and data dir.
-
-    Every deployment, schedule and command that trains this series takes the same slot, so
-    two never train it at once. Its lease is renewed while training runs; a killed run's
-    slot is freed once the lease expires (on a server whose services run).
-    """
-    series = dataset.series
-    key = stable_hash(DataDir(data_dir).uri(), series.source, series.column or "")
-    return training_slot(f"wavecast-train-{key}")
-
-
 def training_slot(name: str) -> AbstractContextManager[None]:
-    """Create the limit if it is new, then wait for its one slot (leased, renewed)."""
+    """A series' training slot (see wavecast.series.training_slot_name): a Prefect global
+    concurrency limit of 1, created if it is new, then waited for.
+
+    Every deployment, schedule, panel batch and command that trains this series takes the
+    same slot, so two never train it at once. Its lease is renewed while training runs; a
+    killed run's slot is freed once the lease expires (on a server whose services run).
+    """
     with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):
         client.upsert_global_concurrency_limit_by_name(name, 1)  # another run may create it too
-    get_run_logger().info("Waiting for %s if another run is training this series", name)
+    get_run_logger().debug("Waiting for %s if another run is training this series", name)
     return concurrency(name, occupy=1, lease_duration=TRAINING_LEASE_S)
 
 
 @task(name="train-model", **content_cache(training_location))
 def train_model(
-    dataset: DatasetRef, model: ModelSpec, train: TrainSpec, data_dir: str
-) -> TrainedRef:
-    with one_training_per_series(dataset, data_dir):
-        get_run_logger().info("Training slot of series %s taken", dataset.series.source)
-        trained = train_on_dataset(
-            dataset, model, train, data_dir, on_epoch=epoch_reporter(train.epochs)
-        )
-    get_run_logger().info(
-        "Trained %s in %.1f s, final loss %.3g",
-        trained.train_id,
-        trained.seconds,
-        trained.final_loss,
+    dataset: DatasetRef,
+    model: ModelSpec,
+    train: TrainSpec,
+    selection: SelectionSpec,
+    data_dir: str,
+    reuse: bool = True,
+) -> TrainedRef | None:
+    trained = train_when_needed(
+        dataset,
+        model,
+        train,
+        selection,
+        data_dir,
+        reuse=reuse,
+        take_slot=training_slot,
+        on_epoch=epoch_reporter(train.epochs),
     )
+    logger = get_run_logger()
+    if trained is None:
+        logger.info(
+            "The network does not compete: %d train windows, it needs %d",
+            dataset.n_train,
+            selection.network_min_windows,
+        )
+    else:
+        logger.info(
+            "Trained %s in %.1f s, final loss %.3g",
+            trained.train_id,
+            trained.seconds,
+            trained.final_loss,
+        )
     return trained

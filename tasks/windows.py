@@ -11,8 +11,10 @@ from wavecast.windows import DatasetRef, build_windows, dataset_location
 
 
 @task(name="write-windows", **content_cache(dataset_location), **IO_RETRIES)
-def write_windows(series: SeriesRef, spec: WindowSpec, data_dir: str) -> DatasetRef:
-    dataset = build_windows(series, spec, data_dir)
+def write_windows(
+    series: SeriesRef, spec: WindowSpec, data_dir: str, reuse: bool = True
+) -> DatasetRef:
+    dataset = build_windows(series, spec, data_dir, reuse=reuse)
     get_run_logger().info(
         "Dataset %s: %d windows (%d train / %d test) at %s",
         dataset.dataset_id,

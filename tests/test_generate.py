@@ -112,22 +112,30 @@ def test_missing_source_is_invalid_input(tmp_path: Path) -> None:
         load(str(tmp_path / "nope.csv"))
 
 
-def source_hash(spec: SeriesSpec) -> str:
-    return load_series(spec).source_hash
+def stored_id(spec: SeriesSpec, data_dir: Path) -> str:
+    return store_series(spec, str(data_dir)).series_id
 
 
-def test_source_hash_follows_the_bytes(tmp_path: Path) -> None:
-    """Rewriting identical bytes keeps the hash; changing one byte changes it."""
+def test_a_copy_is_named_by_the_series_own_rows_not_the_file(tmp_path: Path) -> None:
+    """Other bytes holding the same rows (another column, spacing, another file) keep the
+    name; one value, a time, the id or the column changes it."""
+    data = tmp_path / "data"
     path = tmp_path / "s.csv"
-    path.write_bytes(b"v\n1\n2\n")
-    spec = SeriesSpec(source=str(path))
-    first = source_hash(spec)
-    path.write_bytes(b"v\n1\n2\n")
-    assert source_hash(spec) == first
-    path.write_bytes(b"v\n1\n3\n")
-    assert source_hash(spec) != first
-    assert source_hash(SeriesSpec()) == source_hash(SeriesSpec())
-    assert source_hash(SeriesSpec()) != source_hash(SeriesSpec(length=999))
+    path.write_bytes(b"time,v\n1,1\n2,2\n")
+    first = stored_id(SeriesSpec(source=str(path), column="v"), data)
+    path.write_bytes(b"time,v,note\n1,1.0,a\n2,2,b\n")
+    assert stored_id(SeriesSpec(source=str(path), column="v"), data) == first
+    other = tmp_path / "copy.csv"
+    other.write_bytes(b"time,v\n1,1\n2,2\n")
+    assert stored_id(SeriesSpec(source=str(other), column="v"), data) == first
+    for changed in (b"time,v\n1,1\n2,3\n", b"time,v\n1,1\n3,2\n", b"time,w\n1,1\n2,2\n"):
+        path.write_bytes(changed)
+        assert stored_id(SeriesSpec(source=str(path)), data) != first
+    panel = tmp_path / "panel.csv"
+    panel.write_bytes(b"id,time,v\na,1,1\na,2,2\nb,1,5\nb,2,6\n")
+    assert stored_id(SeriesSpec(source=str(panel), id_column="id", series=("a",)), data) != first
+    assert stored_id(SeriesSpec(), data) == stored_id(SeriesSpec(), data)
+    assert stored_id(SeriesSpec(), data) != stored_id(SeriesSpec(length=999), data)
 
 
 def test_store_series_writes_once_and_reuses_an_unchanged_copy(tmp_path: Path) -> None:

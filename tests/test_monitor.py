@@ -57,7 +57,7 @@ def forecasts(origin: str, targets: list[str], points: list[float], version: str
 
 def test_only_observed_targets_realize_with_their_actual_error_and_flags() -> None:
     """Values 0, 10, ..., 70 (indices as labels): targets 6 and 7 realized, 8 not yet."""
-    loaded = LoadedSeries(np.arange(8, dtype=np.float64) * 10, "y", "hash")
+    loaded = LoadedSeries(np.arange(8, dtype=np.float64) * 10, "y")
     stored = forecasts("5", ["6", "7", "8"], [59.5, 72.0, 80.0], "v1")
     rows = realized_rows(stored, "y", loaded, actual_positions(loaded)).to_pylist()
     assert [(r["target"], r["target_index"], r["actual"]) for r in rows] == [
@@ -73,7 +73,7 @@ def test_timestamped_targets_meet_the_actuals_they_name() -> None:
     """A forecast's labels (target_labels) and the actuals' labels are the same strings."""
     times = np.arange("2026-01-01", "2026-01-11", dtype="datetime64[D]").astype("datetime64[ns]")
     _, targets, _ = target_labels(times[:6], 6, WindowSpec(horizon=2, steps=3))
-    loaded = LoadedSeries(np.arange(10, dtype=np.float64), "y", "hash", times)
+    loaded = LoadedSeries(np.arange(10, dtype=np.float64), "y", times)
     positions = actual_positions(loaded)
     assert [positions[target] for target in targets] == [7, 8, 9]
 
@@ -159,7 +159,7 @@ def test_an_event_the_server_cannot_take_fails_loudly() -> None:
         send_events([event])
 
 
-LOADED = LoadedSeries(np.arange(8, dtype=np.float64) * 10, "y", "hash")  # 0, 10, ..., 70
+LOADED = LoadedSeries(np.arange(8, dtype=np.float64) * 10, "y")  # 0, 10, ..., 70
 
 
 def stored_good_forecast(root: Path) -> tuple[DataDir, Watched, bytes]:

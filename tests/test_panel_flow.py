@@ -7,17 +7,21 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 from prefect import get_client
 
 from flows.forecast import forecast
 from flows.panel import retrain_panel
+from flows.retrain import retrain
 from tests.test_panel import panel_config, write_panel
 from wavecast.config import ForecastConfig, RetrainConfig
+from wavecast.forecast import resolve_version
+from wavecast.monitor import absolute_source, retrain_config
 from wavecast.panel import PanelForecast
-from wavecast.records import ForecastSummary
-from wavecast.storage import series_data_dir
+from wavecast.records import ForecastSummary, RetrainSummary
+from wavecast.storage import DataDir, series_data_dir
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -92,3 +96,43 @@ def test_an_unreachable_cluster_fails_the_run_in_one_line_before_writing(tmp_pat
         "reaches its host and port"
     )
     assert not (tmp_path / "data").exists()
+
+
+def training_dirs(data_dir: str, key: str) -> set[str]:
+    return {p.name for p in (Path(series_data_dir(data_dir, key)) / "training").iterdir()}
+
+
+def drift_retrain(data_dir: str, key: str) -> RetrainSummary:
+    """The single-series retrain a drift event starts: the champion's config, on the series'
+    own data dir (wavecast.monitor.retrain_config), whose own cache/ the panel never wrote."""
+    own = DataDir(series_data_dir(data_dir, key))
+    _, manifest = resolve_version(own, None)
+    replayed = retrain_config(manifest, absolute_source(manifest.config.series), own.uri())
+    return retrain(RetrainConfig.model_validate(replayed))
+
+
+def test_a_drift_retrain_of_a_panel_series_reuses_what_the_panel_trained(tmp_path: Path) -> None:
+    source = write_panel(tmp_path / "panel.csv", broken=False)
+    config = panel_config(source, tmp_path / "data", selection={"network_min_windows": 0})
+    panel = retrain_panel(config)
+    trained_before = {key: training_dirs(config.data_dir, key) for key in panel.series}
+
+    unchanged = drift_retrain(config.data_dir, "b")
+
+    assert unchanged.unchanged and unchanged.version == panel.series["b"].version
+    assert training_dirs(config.data_dir, "b") == trained_before["b"]  # nothing trained
+    table = pd.read_csv(source, float_precision="round_trip")
+    table.loc[table.store == "b", "sales"] *= 1.5
+    table.to_csv(source, index=False)
+
+    changed = drift_retrain(config.data_dir, "b")
+
+    assert not changed.unchanged and changed.version != panel.series["b"].version
+    assert len(training_dirs(config.data_dir, "b") - trained_before["b"]) == 1
+    assert all(training_dirs(config.data_dir, k) == trained_before[k] for k in ("a", "c"))
+    rerun = retrain_panel(config)  # the panel finds b's new training, and a and c's own
+    assert all(outcome.unchanged for outcome in rerun.series.values())
+    assert {key: training_dirs(config.data_dir, key) for key in panel.series} == {
+        **trained_before,
+        "b": training_dirs(config.data_dir, "b"),
+    }

@@ -67,13 +67,22 @@ def sine_series(spec: SeriesSpec) -> np.ndarray:
 
 
 class LoadedSeries(NamedTuple):
-    """A validated series, the column it came from, a hash of what it was read from, and the
-    time of each value when the source has a time column."""
+    """A validated series, the column it came from, and the time of each value when the
+    source has a time column."""
 
     values: np.ndarray
     column: str | None
-    source_hash: str
     times: np.ndarray | None = None
+
+
+def series_identity(series: LoadedSeries, key: str | None) -> str:
+    """What names a series' stored copy, in every flow: its id and its own rows (values, column,
+    times), never the file they came from. A panel series retrained alone (a drift event) maps
+    to the copy the panel stored, and a change to one series of a panel, or to bytes that hold
+    no row of it, leaves the others' copies, and so all their stages, as they were.
+    """
+    times = b"" if series.times is None else np.ascontiguousarray(series.times).tobytes()
+    return stable_hash(key or "", series.column or "", series.values.tobytes(), times)
 
 
 def read_source(source: str) -> tuple[bytes, str]:
@@ -234,11 +243,9 @@ def load_series(spec: SeriesSpec) -> LoadedSeries:
 
     A panel source gives the one series its spec names (see wavecast.panel for all of them).
     """
-    identity = spec.model_dump_json()
     if spec.is_generated:
-        values = check_magnitude(sine_series(spec), spec.source)
-        return LoadedSeries(values, None, stable_hash(identity))
-    table, digest = read_table(spec)
+        return LoadedSeries(check_magnitude(sine_series(spec), spec.source), None)
+    table, _ = read_table(spec)
     if spec.is_panel:
         if len(spec.series) != 1:
             raise InvalidInputError(
@@ -248,7 +255,7 @@ def load_series(spec: SeriesSpec) -> LoadedSeries:
         table = rows_of(table, spec, spec.series[0])
         if not len(table):
             raise InvalidInputError(f"--series {spec.series[0]}: not in {spec.source}")
-    return series_from_table(table, spec, stable_hash(identity, digest))
+    return series_from_table(table, spec)
 
 
 def read_table(spec: SeriesSpec) -> tuple[pa.Table, str]:
@@ -332,7 +339,7 @@ def rows_of(table: pa.Table, spec: SeriesSpec, key: str) -> pa.Table:
     return table.drop_columns([spec.id_column]).filter(mask)
 
 
-def series_from_table(table: pa.Table, spec: SeriesSpec, source_hash: str) -> LoadedSeries:
+def series_from_table(table: pa.Table, spec: SeriesSpec) -> LoadedSeries:
     """One series' column of a table, in time order, with the --missing policy applied."""
     check_within(len(table), "max_points", f"--source {spec.source}: the series' length")
     column = pick_column(table, spec.column, spec.source)
@@ -342,7 +349,7 @@ def series_from_table(table: pa.Table, spec: SeriesSpec, source_hash: str) -> Lo
     times = time_values(table)
     if times is not None and len(times) != len(values):  # --missing drop removed rows
         times = times[np.isfinite(raw)]
-    return LoadedSeries(values, column, source_hash, times)
+    return LoadedSeries(values, column, times)
 
 
 def time_values(table: pa.Table) -> np.ndarray | None:
@@ -366,7 +373,12 @@ def inferred_season(times: np.ndarray | None) -> int | None:
 
 def store_series(spec: SeriesSpec, data_dir: str) -> SeriesRef:
     """Validate the source and keep a Parquet copy of it, written only when new."""
-    return store_loaded(load_series(spec), spec.source, data_dir)
+    return store_loaded(load_series(spec), spec.source, data_dir, key=series_key(spec))
+
+
+def series_key(spec: SeriesSpec) -> str | None:
+    """The id of the one series a spec names in a panel source; None for a single series."""
+    return spec.series[0] if spec.is_panel and len(spec.series) == 1 else None
 
 
 def store_loaded(
@@ -374,11 +386,11 @@ def store_loaded(
 ) -> SeriesRef:
     """Keep a loaded series' values as Parquet, written only when new.
 
-    Its place is named by the source's content, the spec and this stage's code, so an
-    unchanged source maps to the copy already there and nothing downstream reruns.
+    Its place is named by the series' identity and this stage's code, so an unchanged series
+    maps to the copy already there and nothing downstream reruns.
     """
     fingerprint = code_fingerprint(__name__)
-    parts = ("raw", stable_hash(series.source_hash, fingerprint))
+    parts = ("raw", stable_hash(series_identity(series, key), fingerprint))
     content_hash = stable_hash(series.values.tobytes(), length=32)
     store = DataDir(data_dir)
     if not store.is_complete(*parts):

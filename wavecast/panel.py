@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import FanOutSpec, ForecastConfig, RetrainConfig, SeriesSpec, WindowSpec
@@ -41,15 +40,14 @@ from wavecast.generate import (
 from wavecast.publish import promote_candidate, stage_version
 from wavecast.records import ForecastSummary
 from wavecast.registry import read_champion, remove_version
+from wavecast.series import SlotTaker, check_trainable, no_slot, train_when_needed
 from wavecast.storage import (
     DataDir,
     claim_series_dir,
     series_data_dir,
     series_dir_keys,
-    stable_hash,
 )
-from wavecast.train import train_if_competing
-from wavecast.windows import build_windows, check_length
+from wavecast.windows import build_windows
 
 
 def series_config(config: RetrainConfig, key: str) -> RetrainConfig:
@@ -112,13 +110,6 @@ def forecast_series(config: ForecastConfig, key: str, run_id: str | None) -> For
     return summarize_forecast(forecast, path, page)
 
 
-def check_varies(values: np.ndarray, source: str) -> None:
-    if len(values) and np.ptp(values) == 0:
-        raise InvalidInputError(
-            f"--source {source}: constant at {values[0]:g}: nothing to learn beyond persistence"
-        )
-
-
 def check_id(group: PanelGroup, spec: SeriesSpec) -> None:
     problem = id_problem(group.key)
     if problem is not None:
@@ -134,29 +125,26 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelSp
     A series that cannot be trained on (no usable id, too short, NaN under --missing error,
     constant, values out of range) is skipped with its reason; only a source that is not a panel at
     all (unreadable, no id column) is an error. Each copy is named by that series' own
-    content, so a change in one series leaves every other series' stages cached.
+    identity (generate.series_identity), so a change in one series leaves every other series'
+    stages cached, and a retrain of one series alone finds the copy the panel stored.
     """
     table, _ = read_table(spec)
     wanted = set(spec.series)
     refs: list[SeriesRef] = []
     skipped: dict[str, str] = {}
-    identity = spec.model_copy(update={"series": ()}).model_dump_json()
     for group in panel_groups(table, spec):
         key = group.key
         if wanted and key not in wanted:
             continue
         try:
             check_id(group, spec)
-            loaded = series_from_table(group.rows, spec, "")
-            check_varies(loaded.values, spec.source)
-            check_length(len(loaded.values), windows)
+            loaded = series_from_table(group.rows, spec)
+            check_trainable(loaded, spec.source, windows)
             own = claim_series_dir(data_dir, key)
         except InvalidInputError as exc:
             skipped[key] = str(exc)
             continue
-        times = b"" if loaded.times is None else np.ascontiguousarray(loaded.times).tobytes()
-        content = stable_hash(identity, key, loaded.values.tobytes(), times)
-        refs.append(store_loaded(loaded._replace(source_hash=content), spec.source, own, key=key))
+        refs.append(store_loaded(loaded, spec.source, own, key=key))
     for key in sorted(wanted - {ref.key for ref in refs} - set(skipped)):
         skipped[key] = f"--series {key}: not in {spec.source}"
     if not refs and not skipped:
@@ -164,19 +152,28 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelSp
     return PanelSplit(series=tuple(refs), skipped=skipped)
 
 
-def retrain_series(series: SeriesRef, config: RetrainConfig, run_id: str | None) -> SeriesOutcome:
+def retrain_series(
+    series: SeriesRef, config: RetrainConfig, run_id: str | None, take_slot: SlotTaker = no_slot
+) -> SeriesOutcome:
     """One series through the single-series stages, on its own data dir.
 
     Each stage keeps its content-addressed output when it is already complete (unless the
-    config says refresh), which is what Prefect's cache does for a single-series run: an
-    unchanged series trains nothing. A promotion that fails removes the version it staged.
+    config says refresh), the reuse rule the retrain flow's tasks follow too: an unchanged
+    series trains nothing. Training takes the series' own slot (wavecast.series), the one a
+    drift retrain of this series takes. A promotion that fails removes the version it staged.
     """
     assert series.key is not None
     own = series_config(config, series.key)
     reuse = not config.refresh
     dataset = build_windows(series, own.windows, own.data_dir, reuse=reuse)
-    trained = train_if_competing(
-        dataset, own.model, own.train, own.selection, own.data_dir, reuse=reuse
+    trained = train_when_needed(
+        dataset,
+        own.model,
+        own.train,
+        own.selection,
+        own.data_dir,
+        reuse=reuse,
+        take_slot=take_slot,
     )
     evaluation = evaluate_trained(dataset, trained, own.selection, own.data_dir, reuse=reuse)
     candidate = stage_version(own, dataset, trained, evaluation, run_id)

@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.candidates import validation_size
-from wavecast.config import ModelSpec, SelectionSpec, TrainSpec
+from wavecast.config import ModelSpec, TrainSpec
 from wavecast.memory import release_unused_memory
 from wavecast.storage import DataDir, code_fingerprint, stable_hash
 from wavecast.windows import (
@@ -417,6 +417,14 @@ def training_location(
     return data_dir, ("training", identity)
 
 
+def completed_training(
+    dataset: DatasetRef, model: ModelSpec, train: TrainSpec, data_dir: str
+) -> TrainedRef | None:
+    """The training already complete at this content-addressed place, if there is one."""
+    _, parts = training_location(dataset, model, train, data_dir)
+    return DataDir(data_dir).completed_record(TrainedRef, *parts, TRAINED_FILE)
+
+
 def epoch_rng(seed: int, epoch: int) -> np.random.Generator:
     """The streaming path's shuffle for one epoch: a function of the seed and epoch only."""
     return np.random.default_rng([seed, epoch])
@@ -483,7 +491,7 @@ def train_on_dataset(
     """
     _, parts = training_location(dataset, model_spec, train_spec, data_dir)
     store = DataDir(data_dir)
-    existing = store.completed_record(TrainedRef, *parts, TRAINED_FILE) if reuse else None
+    existing = completed_training(dataset, model_spec, train_spec, data_dir) if reuse else None
     if existing is not None:
         return existing
     release_unused_memory()  # what earlier stages freed, before TensorFlow adds its ~450 MB
@@ -533,20 +541,6 @@ def train_on_dataset(
         np.save(staging / VALIDATION_FILE, validation, allow_pickle=False)
         (staging / TRAINED_FILE).write_text(trained.model_dump_json())
     return trained
-
-
-def train_if_competing(
-    dataset: DatasetRef,
-    model_spec: ModelSpec,
-    train_spec: TrainSpec,
-    selection: SelectionSpec,
-    data_dir: str,
-    reuse: bool = False,
-) -> TrainedRef | None:
-    """The network, trained only where it competes for this series: None elsewhere."""
-    if not selection.trains_network(dataset.n_train):
-        return None
-    return train_on_dataset(dataset, model_spec, train_spec, data_dir, reuse=reuse)
 
 
 def load_model(data_dir: str, *parts: str) -> keras.Model:

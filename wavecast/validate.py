@@ -12,8 +12,9 @@ from pathlib import Path
 from wavecast.config import RetrainConfig, SeriesSpec
 from wavecast.errors import InvalidInputError
 from wavecast.generate import load_series, pick_column, read_table
+from wavecast.series import check_trainable
 from wavecast.storage import DataDir
-from wavecast.windows import check_length, count_windows, split_index
+from wavecast.windows import count_windows, split_index
 
 GATES = {"simple": 1, "lstm": 4, "gru": 3}
 FLOAT32 = 4
@@ -85,8 +86,9 @@ def validate_inputs(config: RetrainConfig, available: int | None = None) -> int:
         check_fits_in_memory(needed, f"--length {config.series.length}", available)
     if config.series.is_panel:
         return check_panel(config.series)
-    n_points = len(load_series(config.series).values)
-    check_length(n_points, config.windows)
+    loaded = load_series(config.series)
+    check_trainable(loaded, config.series.source, config.windows)
+    n_points = len(loaded.values)
     spec = config.windows
     n_train = split_index(
         count_windows(n_points, spec.input_len, spec.horizon, spec.steps), spec.train_fraction

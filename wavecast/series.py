@@ -1,0 +1,81 @@
+"""The rules every series follows, alone or in a panel, in every flow (retrain, panel, drift).
+
+One identity (the series' id and own rows: generate.series_identity), one set of checks
+(check_trainable), one training slot per series (training_slot_name, keyed on the series' own
+data dir) and one reuse rule (a complete, content-addressed output is reused whatever
+Prefect's result store holds). The retrain flow runs these stages as Prefect tasks; a panel
+batch runs them as plain calls (wavecast.panel.retrain_series); both call the functions here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+
+import numpy as np
+
+from wavecast.config import ModelSpec, SelectionSpec, SeriesSpec, TrainSpec, WindowSpec
+from wavecast.errors import InvalidInputError
+from wavecast.generate import LoadedSeries, SeriesRef, load_series, series_key, store_loaded
+from wavecast.storage import DataDir, stable_hash
+from wavecast.train import EpochCallback, TrainedRef, completed_training, train_on_dataset
+from wavecast.windows import DatasetRef, check_length
+
+# Takes the named training slot for the block it guards (a Prefect global concurrency limit
+# in the flows; nothing, for a caller that trains alone).
+SlotTaker = Callable[[str], AbstractContextManager[None]]
+
+
+def no_slot(name: str) -> AbstractContextManager[None]:
+    return nullcontext()
+
+
+def check_varies(values: np.ndarray, source: str) -> None:
+    if len(values) and np.ptp(values) == 0:
+        raise InvalidInputError(
+            f"--source {source}: constant at {values[0]:g}: nothing to learn beyond persistence"
+        )
+
+
+def check_trainable(series: LoadedSeries, source: str, windows: WindowSpec) -> None:
+    """What a series must be to be trained on, wherever it comes from: not constant, and long
+    enough for a train and a test window."""
+    check_varies(series.values, source)
+    check_length(len(series.values), windows)
+
+
+def prepare_series(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> SeriesRef:
+    """The one series a spec names, checked and stored under its identity (see store_loaded)."""
+    loaded = load_series(spec)
+    check_trainable(loaded, spec.source, windows)
+    return store_loaded(loaded, spec.source, data_dir, key=series_key(spec))
+
+
+def training_slot_name(data_dir: str) -> str:
+    """The one training slot of the series whose own data dir this is: a panel batch, a
+    single-series retrain of a panel series (a drift event) and a schedule all take this one.
+    """
+    return f"wavecast-train-{stable_hash(DataDir(data_dir).uri())}"
+
+
+def train_when_needed(
+    dataset: DatasetRef,
+    model: ModelSpec,
+    train: TrainSpec,
+    selection: SelectionSpec,
+    data_dir: str,
+    *,
+    reuse: bool,
+    take_slot: SlotTaker = no_slot,
+    on_epoch: EpochCallback | None = None,
+) -> TrainedRef | None:
+    """The network where it competes (None elsewhere): a complete training is reused without
+    waiting for the slot; otherwise the series' slot is taken, and a training another run
+    finished meanwhile is reused rather than done twice."""
+    if not selection.trains_network(dataset.n_train):
+        return None
+    done = completed_training(dataset, model, train, data_dir) if reuse else None
+    if done is not None:
+        return done
+    with take_slot(training_slot_name(data_dir)):
+        return train_on_dataset(dataset, model, train, data_dir, on_epoch=on_epoch, reuse=reuse)

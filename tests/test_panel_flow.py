@@ -15,7 +15,7 @@ from flows.forecast import forecast
 from flows.panel import retrain_panel
 from tests.test_panel import panel_config, write_panel
 from wavecast.config import ForecastConfig, RetrainConfig
-from wavecast.panel import PanelForecast
+from wavecast.panel_forecast import PanelForecast
 from wavecast.records import ForecastSummary
 from wavecast.storage import series_data_dir
 

@@ -9,9 +9,9 @@ import io
 import itertools
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, ParamSpec
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,7 @@ from wavecast.confinement import check_within
 from wavecast.errors import InvalidInputError
 from wavecast.storage import DataDir, code_fingerprint, open_filesystem, stable_hash
 
+P = ParamSpec("P")
 TIME_COLUMN_NAMES = frozenset({"time", "timestamp", "date", "datetime", "ds"})
 # Training computes squared errors in float32 (largest ~3.4e38): larger values overflow.
 MAX_MAGNITUDE = 1e18
@@ -234,21 +235,75 @@ def load_series(spec: SeriesSpec) -> LoadedSeries:
 
     A panel source gives the one series its spec names (see wavecast.panel for all of them).
     """
-    identity = spec.model_dump_json()
     if spec.is_generated:
         values = check_magnitude(sine_series(spec), spec.source)
-        return LoadedSeries(values, None, stable_hash(identity))
+        return LoadedSeries(values, None, stable_hash(spec.model_dump_json()))
     table, digest = read_table(spec)
+    return series_in(table, digest, spec)
+
+
+def series_in(
+    table: pa.Table, digest: str, spec: SeriesSpec, groups: dict[str, pa.Table] | None = None
+) -> LoadedSeries:
+    """The series a spec names in its source's table (a panel's: its id's rows, from `groups`
+    when the panel was split already); `digest` is the hash of the source's bytes."""
     if spec.is_panel:
         if len(spec.series) != 1:
             raise InvalidInputError(
                 f"--source {spec.source} holds several series: the retrain-panel flow "
                 "(wavecast retrain --id-column) trains each"
             )
-        table = rows_of(table, spec, spec.series[0])
+        key = spec.series[0]
+        if groups is None or id_problem(key) is not None:
+            table = rows_of(table, spec, key)
+        else:
+            table = groups.get(key, table.slice(0, 0))
         if not len(table):
-            raise InvalidInputError(f"--series {spec.series[0]}: not in {spec.source}")
-    return series_from_table(table, spec, stable_hash(identity, digest))
+            raise InvalidInputError(f"--series {key}: not in {spec.source}")
+    return series_from_table(table, spec, stable_hash(spec.model_dump_json(), digest))
+
+
+def load_each(specs: list[SeriesSpec]) -> list[LoadedSeries | InvalidInputError]:
+    """What load_series gives (or raises) for each spec, each file source read once however
+    many specs name it: forecasting or monitoring a panel's N series is one read, not N."""
+    sources: dict[tuple[str, str | None], list[int]] = {}
+    for at, spec in enumerate(specs):
+        sources.setdefault((spec.source, spec.id_column), []).append(at)
+    loaded: dict[int, LoadedSeries | InvalidInputError] = {}
+    for members in sources.values():
+        of_source = load_from_source([specs[at] for at in members])
+        loaded.update(zip(members, of_source, strict=True))
+    return [loaded[at] for at in range(len(specs))]
+
+
+def load_from_source(specs: list[SeriesSpec]) -> list[LoadedSeries | InvalidInputError]:
+    """Series of one source (the same file and id column), which is read once; each spec
+    keeps its own column and --missing policy."""
+    if specs[0].is_generated:
+        return [attempt(load_series, spec) for spec in specs]
+    try:
+        table, digest = read_table(specs[0])
+    except InvalidInputError as exc:
+        return [exc] * len(specs)
+    groups = id_groups(table, specs[0]) if len(specs) > 1 else None
+    return [attempt(series_in, table, digest, spec, groups) for spec in specs]
+
+
+def attempt(
+    load: Callable[P, LoadedSeries], *args: P.args, **kwargs: P.kwargs
+) -> LoadedSeries | InvalidInputError:
+    """The series, or the bad input that refused it: one series' problem is its own."""
+    try:
+        return load(*args, **kwargs)
+    except InvalidInputError as exc:
+        return exc
+
+
+def id_groups(table: pa.Table, spec: SeriesSpec) -> dict[str, pa.Table] | None:
+    """A panel's rows by id, the table sorted once; None for a table that is one series."""
+    if not spec.is_panel:
+        return None
+    return {group.key: group.rows for group in panel_groups(table, spec)}
 
 
 def read_table(spec: SeriesSpec) -> tuple[pa.Table, str]:

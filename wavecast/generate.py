@@ -9,9 +9,9 @@ import io
 import itertools
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import NamedTuple, ParamSpec
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -22,10 +22,9 @@ from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import SeriesSpec
 from wavecast.confinement import check_within
-from wavecast.errors import InvalidInputError
+from wavecast.errors import InvalidInputError, or_bad_input
 from wavecast.storage import DataDir, code_fingerprint, open_filesystem, stable_hash
 
-P = ParamSpec("P")
 TIME_COLUMN_NAMES = frozenset({"time", "timestamp", "date", "datetime", "ds"})
 # Training computes squared errors in float32 (largest ~3.4e38): larger values overflow.
 MAX_MAGNITUDE = 1e18
@@ -280,23 +279,13 @@ def load_from_source(specs: list[SeriesSpec]) -> list[LoadedSeries | InvalidInpu
     """Series of one source (the same file and id column), which is read once; each spec
     keeps its own column and --missing policy."""
     if specs[0].is_generated:
-        return [attempt(load_series, spec) for spec in specs]
+        return [or_bad_input(load_series, spec) for spec in specs]
     try:
         table, digest = read_table(specs[0])
     except InvalidInputError as exc:
         return [exc] * len(specs)
     groups = id_groups(table, specs[0]) if len(specs) > 1 else None
-    return [attempt(series_in, table, digest, spec, groups) for spec in specs]
-
-
-def attempt(
-    load: Callable[P, LoadedSeries], *args: P.args, **kwargs: P.kwargs
-) -> LoadedSeries | InvalidInputError:
-    """The series, or the bad input that refused it: one series' problem is its own."""
-    try:
-        return load(*args, **kwargs)
-    except InvalidInputError as exc:
-        return exc
+    return [or_bad_input(series_in, table, digest, spec, groups) for spec in specs]
 
 
 def id_groups(table: pa.Table, spec: SeriesSpec) -> dict[str, pa.Table] | None:

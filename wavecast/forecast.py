@@ -140,6 +140,7 @@ def window_of(
         )
     origin, targets, note = target_labels(loaded.times, len(loaded.values), spec)
     forecaster = manifest.published.forecaster if manifest.published else "network"
+    # A statistical forecaster is refitted on the recent history; the others read one window.
     keep = MAX_HISTORY if isinstance(served.forecaster, ForecasterSpec) else HISTORY_POINTS
     history = loaded.values[-max(keep, spec.input_len) :]
     return LatestWindow(

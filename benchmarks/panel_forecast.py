@@ -7,8 +7,10 @@
      the single-series work must not get slower
 
 The panel is benchmarks.panel's (sines of random period, phase and amplitude plus noise),
-N series x P points in one Parquet file, trained once with `--candidates naive,linear` so
-the setup needs no network; every series then has a champion. Each command runs in a fresh
+N series x P points in one Parquet file, trained once with `--candidates naive,linear` (or
+`--candidates`) so the setup needs no network; every series then has a champion. The linear
+AR serves as a one-layer Keras model, loaded per series like a network; `--candidates naive`
+gives statistical champions, which load no Keras at all. Each command runs in a fresh
 process, the two trees alternating (a b a b ...), against one throwaway Prefect server; the
 table shows medians of whole-process seconds, the note the per-series cost of a and b.
 """
@@ -42,9 +44,9 @@ def checkout(revision: str, into: Path) -> Path:
     return into
 
 
-def train(source: Path, data_dir: Path, env: dict[str, str]) -> float:
+def train(source: Path, data_dir: Path, candidates: str, env: dict[str, str]) -> float:
     argv = [PY, "-m", "flows.cli", "retrain", "--source", str(source), "--id-column", "series"]
-    argv += ["--column", "value", "--candidates", "naive,linear", "--data-dir", str(data_dir)]
+    argv += ["--column", "value", "--candidates", candidates, "--data-dir", str(data_dir)]
     seconds, _ = run(argv, env)
     return seconds
 
@@ -63,6 +65,7 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=200)
     parser.add_argument("--points", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--candidates", default="naive,linear", help="of the setup's retrain")
     parser.add_argument("--baseline", default=BEFORE, help="git revision of b's code")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wavecast-panel-forecast-bench-"))
@@ -74,7 +77,7 @@ def main() -> None:
         (work / "prefect").mkdir()
         with prefect_server(work / "prefect") as server_env:
             env = child_env(server_env)
-            setup = train(source, data_dir, env)
+            setup = train(source, data_dir, args.candidates, env)
             for _ in range(args.repeats):
                 samples["a"].append(forecast(ROOT, data_dir, env))
                 samples["b"].append(forecast(before, data_dir, env))
@@ -92,7 +95,8 @@ def main() -> None:
                 median(samples["b"]),
                 samples=samples["a"],
                 baseline_samples=samples["b"],
-                note=f"{args.series} series x {args.points} points (trained in {setup:.0f} s); "
+                note=f"{args.series} series x {args.points} points, --candidates {args.candidates} "
+                f"(trained in {setup:.0f} s); "
                 f"per series: a {per_series['a'] * 1000:.1f} ms, b {per_series['b'] * 1000:.1f} "
                 "ms, whole process (Prefect's start included)",
             ),

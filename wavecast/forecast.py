@@ -56,8 +56,13 @@ def serving_version(store: DataDir, requested: str | None) -> tuple[str, Servabl
     """resolve_version, and bad input unless that version can serve: a damaged champion is
     no usable champion (as for a retrain's gate), never silently replaced by an older one."""
     version, _ = resolve_version(store, requested)
+    return version, serving(store, version, requested)
+
+
+def serving(store: DataDir, version: str, requested: str | None) -> Servable:
+    """servable, and when the version is the champion (none was `requested`), the advice."""
     try:
-        return version, servable(store, version)
+        return servable(store, version)
     except UnusableVersionError as exc:
         if requested is None:
             raise UnusableVersionError(

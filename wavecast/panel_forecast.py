@@ -1,8 +1,8 @@
 """Forecast a panel: every series from its own champion, into the panel's one dataset.
 
 The sources the champions name are read once each (a panel's series normally share one),
-not once per series, and each champion is loaded once, for its window and its forecast; each
-series is then what a single series goes through (window_of, forecast_with, write_forecasts).
+not once per series; each champion is loaded once, for its window and its forecast, and each
+series then goes through what a single series does (window_of, forecast_with, write_forecasts).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from wavecast.forecast import (
     draw_fan,
     forecast_key,
     forecast_with,
-    serving_version,
+    resolve_version,
+    serving,
     source_spec,
     summarize_forecast,
     window_of,
@@ -29,7 +30,7 @@ from wavecast.forecast import (
 from wavecast.generate import LoadedSeries, load_each
 from wavecast.panel import champion_keys
 from wavecast.records import Forecast, ForecastSummary, LatestWindow
-from wavecast.registry import Servable, read_champion
+from wavecast.registry import read_champion
 from wavecast.storage import DataDir, series_data_dir, stable_hash
 
 P = ParamSpec("P")
@@ -58,12 +59,12 @@ class SeriesForecast(NamedTuple):
 
 
 class Champion(NamedTuple):
-    """A panel series' serving version, loaded once, and the source it forecasts from."""
+    """A panel series' version and the source it forecasts from. Its forecaster is loaded
+    when the series forecasts: a panel's Keras models are never all in memory at once."""
 
     key: str
     store: DataDir
     version: str
-    served: Servable
     source: SeriesSpec
 
 
@@ -89,9 +90,6 @@ def forecast_panel(config: ForecastConfig, keys: list[str], run_id: str | None) 
     ]
     made: list[SeriesForecast] = []
     for champion, loaded in zip(champions, load_each([c.source for c in champions]), strict=True):
-        if isinstance(loaded, InvalidInputError):
-            skipped[champion.key] = str(loaded)
-            continue
         one = skipping(skipped, champion.key, forecast_one, champion, loaded, config, run_id)
         if one is not None:
             made.append(one)
@@ -106,18 +104,23 @@ def forecast_panel(config: ForecastConfig, keys: list[str], run_id: str | None) 
 
 def champion_of(config: ForecastConfig, key: str) -> Champion:
     store = DataDir(series_data_dir(config.data_dir, key))
-    version, served = serving_version(store, config.version)
-    return Champion(key, store, version, served, source_spec(served.manifest, config))
+    version, manifest = resolve_version(store, config.version)
+    return Champion(key, store, version, source_spec(manifest, config))
 
 
 def forecast_one(
-    champion: Champion, loaded: LoadedSeries, config: ForecastConfig, run_id: str | None
+    champion: Champion,
+    loaded: LoadedSeries | InvalidInputError,
+    config: ForecastConfig,
+    run_id: str | None,
 ) -> SeriesForecast:
-    """One series' window and forecast, its rows written into the panel's dataset."""
-    window = window_of(champion.store, champion.version, champion.served, champion.source, loaded)
-    forecast = forecast_with(
-        champion.served.forecaster, window, champion.store.uri(), config.levels
-    )
+    """One series' window and forecast, its rows written into the panel's dataset. As for a
+    single series, a champion that cannot serve is the reason given before its source's."""
+    served = serving(champion.store, champion.version, config.version)
+    if isinstance(loaded, InvalidInputError):
+        raise loaded
+    window = window_of(champion.store, champion.version, served, champion.source, loaded)
+    forecast = forecast_with(served.forecaster, window, champion.store.uri(), config.levels)
     path = write_forecasts(forecast, config.data_dir, run_id)
     return SeriesForecast(champion.key, window, forecast, path)
 

@@ -58,12 +58,13 @@ def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def run(
-    argv: Sequence[str], env: Mapping[str, str], timeout: float = 3600
+    argv: Sequence[str], env: Mapping[str, str], timeout: float = 3600, cwd: Path = ROOT
 ) -> tuple[float, subprocess.CompletedProcess[str]]:
-    """Run a command to completion; its wall-clock seconds and result. A failure is fatal."""
+    """Run a command to completion (in `cwd`, by default this tree); its wall-clock seconds
+    and result. A failure is fatal."""
     began = time.perf_counter()
     done = subprocess.run(
-        list(argv), cwd=ROOT, env=dict(env), capture_output=True, text=True, timeout=timeout
+        list(argv), cwd=cwd, env=dict(env), capture_output=True, text=True, timeout=timeout
     )
     seconds = time.perf_counter() - began
     if done.returncode != 0:

@@ -311,7 +311,8 @@ def run_forecast(args: argparse.Namespace) -> None:
     config = forecast_config(args)
     from wavecast.forecast import latest_window
     from wavecast.generate import shown_id
-    from wavecast.panel import PanelForecast, forecast_keys, panel_keys
+    from wavecast.panel import panel_keys
+    from wavecast.panel_forecast import PanelForecast, forecast_keys
 
     with failing_on_bad_input():
         unknown = set(config.series) - set(panel_keys(config.data_dir))

@@ -14,7 +14,7 @@ from tasks.forecast import (
     write_forecast_rows,
 )
 from wavecast.config import ForecastConfig
-from wavecast.panel import PanelForecast
+from wavecast.panel_forecast import PanelForecast
 from wavecast.records import ForecastSummary
 
 

@@ -9,18 +9,15 @@ from prefect.runtime import flow_run
 
 from tasks.prefect_support import IO_RETRIES
 from wavecast.config import ForecastConfig
-from wavecast.errors import InvalidInputError, environment_problem
 from wavecast.forecast import (
-    FORECASTS,
     forecast_window,
     latest_window,
     summarize_forecast,
     write_forecast_report,
     write_forecasts,
 )
-from wavecast.panel import PanelForecast, forecast_keys, forecast_series
+from wavecast.panel_forecast import PanelForecast, forecast_keys, forecast_panel
 from wavecast.records import Forecast, ForecastSummary, LatestWindow
-from wavecast.storage import DataDir
 
 
 @task(name="read-latest-window", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -82,22 +79,12 @@ def find_panel_series(config: ForecastConfig) -> list[str]:
 
 @task(name="forecast-panel-series", cache_policy=NO_CACHE, **IO_RETRIES)
 def forecast_panel_series(keys: list[str], config: ForecastConfig) -> PanelForecast:
-    """Each series from its own champion; one that cannot forecast (bad input, a champion that
-    cannot serve, a permanent storage fault) is skipped with its reason."""
-    logger = get_run_logger()
-    done: dict[str, ForecastSummary] = {}
-    skipped: dict[str, str] = {}
-    for key in keys:
-        try:
-            done[key] = forecast_series(config, key, flow_run.get_id())
-        except (InvalidInputError, OSError) as exc:
-            reason = str(exc) if isinstance(exc, InvalidInputError) else environment_problem(exc)
-            if reason is None:  # an I/O fault that may heal: the task's retry
-                raise
-            skipped[key] = reason
-            logger.warning("Series %s not forecast: %s", key, reason)
-    path = DataDir(config.data_dir).uri(FORECASTS)
-    return PanelForecast(series=done, skipped=skipped, path=path)
+    """Each series from its own champion, the source read once; one that cannot forecast (bad
+    input, a champion that cannot serve, a permanent storage fault) is skipped with its reason."""
+    forecasts = forecast_panel(config, keys, flow_run.get_id())
+    for key, reason in forecasts.skipped.items():
+        get_run_logger().warning("Series %s not forecast: %s", key, reason)
+    return forecasts
 
 
 @task(name="publish-panel-forecast", cache_policy=NO_CACHE)

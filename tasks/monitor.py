@@ -15,7 +15,7 @@ from wavecast.monitor import (
     Watched,
     drift_event,
     monitor_table,
-    score_series,
+    score_each,
     watched_series,
     write_monitor_report,
 )
@@ -35,17 +35,16 @@ def find_forecasts(config: MonitorConfig) -> list[Watched]:
 
 @task(name="score-forecasts", cache_policy=NO_CACHE, **IO_RETRIES)
 def score_forecasts(watched: list[Watched], config: MonitorConfig) -> list[SeriesScore]:
-    """Each series against its champion. In a panel, a series whose champion or source cannot
-    be read is left out with a warning; a lone series' problem is the run's."""
+    """Each series against its champion, the source read once. In a panel, a series whose
+    champion or source cannot be read is left out with a warning; a lone series' problem is
+    the run's."""
     logger = get_run_logger()
     scores = []
-    for one in watched:
-        try:
-            score = score_series(one, config)
-        except InvalidInputError as exc:
+    for one, score in zip(watched, score_each(watched, config), strict=True):
+        if isinstance(score, InvalidInputError):
             if len(watched) == 1:
-                raise
-            logger.warning("Series %s not monitored: %s", one.name, exc)
+                raise score
+            logger.warning("Series %s not monitored: %s", one.name, score)
             continue
         logger.info("Series %s: %s", one.name, score.health.reason)
         scores.append(score)

@@ -15,7 +15,7 @@ from tests.test_registry import SECRET, V1
 from wavecast.config import ForecastConfig, RetrainConfig
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE, SPEC_FILE
-from wavecast.panel import PanelForecast
+from wavecast.panel_forecast import PanelForecast
 from wavecast.records import ForecastSummary
 from wavecast.storage import series_data_dir
 

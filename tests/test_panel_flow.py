@@ -19,7 +19,7 @@ from tests.test_panel import panel_config, write_panel
 from wavecast.config import ForecastConfig, RetrainConfig
 from wavecast.forecast import resolve_version
 from wavecast.monitor import absolute_source, retrain_config
-from wavecast.panel import PanelForecast
+from wavecast.panel_forecast import PanelForecast
 from wavecast.records import ForecastSummary, RetrainSummary
 from wavecast.storage import DataDir, series_data_dir
 

@@ -13,6 +13,7 @@ come from the environment of the process that runs the flow (the worker's, for d
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Annotated
@@ -64,6 +65,17 @@ class OperatorLimits(BaseSettings):
 
 
 def operator_limits() -> OperatorLimits:
+    """The limits the environment sets now; parsed once per distinct set of WAVECAST_
+    variables, since a panel checks them thousands of times (~1 ms a parse)."""
+    named = (
+        (name, value) for name, value in os.environ.items() if name.upper().startswith(ENV_PREFIX)
+    )
+    return parsed_limits(tuple(sorted(named)))
+
+
+@functools.lru_cache(maxsize=16)
+def parsed_limits(environment: tuple[tuple[str, str], ...]) -> OperatorLimits:
+    """OperatorLimits read from the environment, which `environment` (the cache key) mirrors."""
     try:
         return OperatorLimits()
     except ValidationError as exc:

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 # Faults that no retry can heal: the path is wrong, forbidden, read-only or full.
 PERMANENT_ERRNOS = frozenset(
@@ -45,3 +50,11 @@ def environment_problem(error: BaseException | None) -> str | None:
     where = f": {error.filename}" if error.filename else ""
     advice = ADVICE.get(error.errno or 0, "check the path")
     return f"{error.strerror or error}{where} ({advice})"
+
+
+def or_bad_input(work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | InvalidInputError:
+    """`work`'s result, or the bad input that refused it: in a batch, one item's own problem."""
+    try:
+        return work(*args, **kwargs)
+    except InvalidInputError as exc:
+        return exc

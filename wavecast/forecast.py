@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import io
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,12 +23,13 @@ import pyarrow.parquet as pq
 from wavecast.candidates import MAX_HISTORY, ForecasterSpec, spec_forecast
 from wavecast.config import ForecastConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
-from wavecast.evaluate import ERRORS_FILE, SPEC_FILE
-from wavecast.generate import load_series
+from wavecast.evaluate import ERRORS_FILE
+from wavecast.generate import LoadedSeries, load_series
 from wavecast.intervals import conformal_half_widths, held_out_coverage
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest, Row
 from wavecast.registry import (
     MODELS,
+    Servable,
     UnusableVersionError,
     checked_version,
     read_champion,
@@ -49,12 +52,17 @@ def level_key(level: float) -> str:
     return np.format_float_positional(level, trim="-")
 
 
-def serving_version(store: DataDir, requested: str | None) -> tuple[str, Manifest]:
+def serving_version(store: DataDir, requested: str | None) -> tuple[str, Servable]:
     """resolve_version, and bad input unless that version can serve: a damaged champion is
     no usable champion (as for a retrain's gate), never silently replaced by an older one."""
-    version, manifest = resolve_version(store, requested)
+    version, _ = resolve_version(store, requested)
+    return version, serving(store, version, requested)
+
+
+def serving(store: DataDir, version: str, requested: str | None) -> Servable:
+    """servable, and when the version is the champion (none was `requested`), the advice."""
     try:
-        servable(store, version)
+        return servable(store, version)
     except UnusableVersionError as exc:
         if requested is None:
             raise UnusableVersionError(
@@ -62,7 +70,6 @@ def serving_version(store: DataDir, requested: str | None) -> tuple[str, Manifes
                 "(wavecast models list) or retrain"
             ) from None
         raise
-    return version, manifest
 
 
 def resolve_version(store: DataDir, version: str | None) -> tuple[str, Manifest]:
@@ -113,10 +120,23 @@ def label(moment: object) -> str:
 def latest_window(config: ForecastConfig) -> LatestWindow:
     """Read the source as of now (by default the champion's) and keep its last window."""
     store = DataDir(config.data_dir)
-    version, manifest = serving_version(store, config.version)
+    version, served = serving_version(store, config.version)
+    series_spec = source_spec(served.manifest, config)
+    return window_of(store, version, served, series_spec, load_series(series_spec))
+
+
+def source_spec(manifest: Manifest, config: ForecastConfig) -> SeriesSpec:
+    """The series the version was trained on, as --source and --column (if given) read it."""
     overrides = {key: getattr(config, key) for key in ("source", "column") if getattr(config, key)}
-    series_spec = manifest.config.series.model_copy(update=overrides)
-    loaded = load_series(series_spec)
+    return manifest.config.series.model_copy(update=overrides)
+
+
+def window_of(
+    store: DataDir, version: str, served: Servable, series_spec: SeriesSpec, loaded: LoadedSeries
+) -> LatestWindow:
+    """What a forecast needs of a loaded series: its last window, or the recent history a
+    statistical forecaster is refitted on, and the labels of the steps ahead."""
+    manifest = served.manifest
     spec = manifest.dataset.spec
     if len(loaded.values) < spec.input_len:
         raise InvalidInputError(
@@ -126,7 +146,7 @@ def latest_window(config: ForecastConfig) -> LatestWindow:
     origin, targets, note = target_labels(loaded.times, len(loaded.values), spec)
     forecaster = manifest.published.forecaster if manifest.published else "network"
     # A statistical forecaster is refitted on the recent history; the others read one window.
-    keep = MAX_HISTORY if store.exists(MODELS, version, SPEC_FILE) else HISTORY_POINTS
+    keep = MAX_HISTORY if isinstance(served.forecaster, ForecasterSpec) else HISTORY_POINTS
     history = loaded.values[-max(keep, spec.input_len) :]
     return LatestWindow(
         version=version,
@@ -182,7 +202,15 @@ def held_out_errors(data_dir: str, version: str, steps: int | None = None) -> np
 
 def forecast_window(window: LatestWindow, data_dir: str, levels: tuple[float, ...]) -> Forecast:
     """The champion's K forecasts after the origin, each with its interval per level."""
-    point = point_forecast(window, data_dir)
+    forecaster = servable(DataDir(data_dir), window.version).forecaster
+    return forecast_with(forecaster, window, data_dir, levels)
+
+
+def forecast_with(
+    forecaster: Any, window: LatestWindow, data_dir: str, levels: tuple[float, ...]
+) -> Forecast:
+    """forecast_window with the version's forecaster loaded already (see Servable)."""
+    point = point_forecast(forecaster, window)
     errors = held_out_errors(data_dir, window.version, window.spec.steps)
     widths = {level: conformal_half_widths(errors, level / 100) for level in levels}
     rows: list[Row] = []
@@ -206,9 +234,8 @@ def forecast_window(window: LatestWindow, data_dir: str, levels: tuple[float, ..
     )
 
 
-def point_forecast(window: LatestWindow, data_dir: str) -> np.ndarray:
+def point_forecast(forecaster: Any, window: LatestWindow) -> np.ndarray:
     """A Keras champion reads the last window; a statistical one is refitted on the history."""
-    forecaster = servable(DataDir(data_dir), window.version).forecaster
     values = np.asarray(window.history, dtype=np.float64)
     if isinstance(forecaster, ForecasterSpec):
         return spec_forecast(forecaster, values, window.spec.horizon, window.spec.steps)
@@ -308,28 +335,33 @@ def fan_bands(
 
 def write_forecast_report(forecast: Forecast, window: LatestWindow, data_dir: str) -> str:
     """A fan chart and an HTML page with it and the table; returns the page's location."""
-    from wavecast.plots import plot_fan
     from wavecast.report import forecast_html
 
     store = DataDir(data_dir)
     parts = (REPORTS, forecast_key(forecast))
-    offsets = window.spec.horizon + np.arange(window.spec.steps)
-    history = np.asarray(window.history[-HISTORY_POINTS:])
-    points = np.array([float(row["forecast"]) for row in forecast.rows])
-    title = f"{forecast.series}: {window.spec.steps} step(s) from {forecast.origin}"
     with store.staged_dir(*parts) as staging:
-        png = plot_fan(
-            history,
-            window.n_points - len(history),
-            window.n_points - 1 + offsets,
-            points,
-            fan_bands(forecast),
-            title,
-            staging / "fan.png",
-        )
+        png = draw_fan(forecast, window, staging / "fan.png")
         page = forecast_html(forecast, png.read_bytes())
         (staging / "index.html").write_text(page)
     return store.url(*parts, "index.html")
+
+
+def draw_fan(forecast: Forecast, window: LatestWindow, path: Path) -> Path:
+    """The recent history, then the forecast and its intervals, as a PNG at `path`."""
+    from wavecast.plots import plot_fan
+
+    offsets = window.spec.horizon + np.arange(window.spec.steps)
+    history = np.asarray(window.history[-HISTORY_POINTS:])
+    points = np.array([float(row["forecast"]) for row in forecast.rows])
+    return plot_fan(
+        history,
+        window.n_points - len(history),
+        window.n_points - 1 + offsets,
+        points,
+        fan_bands(forecast),
+        f"{forecast.series}: {window.spec.steps} step(s) from {forecast.origin}",
+        path,
+    )
 
 
 def summarize_forecast(forecast: Forecast, path: str, report: str) -> ForecastSummary:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import io
 import itertools
 import re
@@ -22,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import SeriesSpec
 from wavecast.confinement import check_within
-from wavecast.errors import InvalidInputError
+from wavecast.errors import InvalidInputError, or_bad_input
 from wavecast.storage import DataDir, code_fingerprint, open_filesystem, stable_hash
 
 TIME_COLUMN_NAMES = frozenset({"time", "timestamp", "date", "datetime", "ds"})
@@ -85,11 +84,9 @@ def series_identity(series: LoadedSeries, key: str | None) -> str:
     return stable_hash(key or "", series.column or "", series.values.tobytes(), times)
 
 
-def read_source(source: str) -> tuple[bytes, str]:
-    """A file's bytes (decompressed by extension: .gz, .bz2, .xz, .zst) and their hash.
-
-    Read once and parsed from memory, so what is hashed is exactly what is parsed.
-    """
+def read_source(source: str) -> bytes:
+    """A file's bytes (decompressed by extension: .gz, .bz2, .xz, .zst), read once and
+    parsed from memory."""
     filesystem, path = open_filesystem(source, "--source")
     local = Path(path) if isinstance(filesystem, LocalFileSystem) else None
     if local is not None and local.exists() and not local.is_file():  # /dev/zero never ends
@@ -99,7 +96,7 @@ def read_source(source: str) -> tuple[bytes, str]:
             data = bytes(handle.read())
     except (FileNotFoundError, IsADirectoryError) as exc:
         raise InvalidInputError(f"--source {source}: no such file") from exc
-    return data, hashlib.sha256(data).hexdigest()
+    return data
 
 
 def parse_table(data: bytes, source: str, text_columns: tuple[str, ...] = ()) -> pa.Table:
@@ -245,22 +242,66 @@ def load_series(spec: SeriesSpec) -> LoadedSeries:
     """
     if spec.is_generated:
         return LoadedSeries(check_magnitude(sine_series(spec), spec.source), None)
-    table, _ = read_table(spec)
+    return series_in(read_table(spec), spec)
+
+
+def series_in(
+    table: pa.Table, spec: SeriesSpec, groups: dict[str, pa.Table] | None = None
+) -> LoadedSeries:
+    """The series a spec names in its source's table (a panel's: its id's rows, from `groups`
+    when the panel was split already)."""
     if spec.is_panel:
         if len(spec.series) != 1:
             raise InvalidInputError(
                 f"--source {spec.source} holds several series: the retrain-panel flow "
                 "(wavecast retrain --id-column) trains each"
             )
-        table = rows_of(table, spec, spec.series[0])
+        key = spec.series[0]
+        if groups is None or id_problem(key) is not None:
+            table = rows_of(table, spec, key)
+        else:
+            table = groups.get(key, table.slice(0, 0))
         if not len(table):
-            raise InvalidInputError(f"--series {spec.series[0]}: not in {spec.source}")
+            raise InvalidInputError(f"--series {key}: not in {spec.source}")
     return series_from_table(table, spec)
 
 
-def read_table(spec: SeriesSpec) -> tuple[pa.Table, str]:
-    """The source parsed as a table, and the hash of the bytes parsed."""
-    data, digest = read_source(spec.source)
+def load_each(specs: list[SeriesSpec]) -> list[LoadedSeries | InvalidInputError]:
+    """What load_series gives (or raises) for each spec, each file source read once however
+    many specs name it: forecasting or monitoring a panel's N series is one read, not N."""
+    sources: dict[tuple[str, str | None], list[int]] = {}
+    for at, spec in enumerate(specs):
+        sources.setdefault((spec.source, spec.id_column), []).append(at)
+    loaded: dict[int, LoadedSeries | InvalidInputError] = {}
+    for members in sources.values():
+        of_source = load_from_source([specs[at] for at in members])
+        loaded.update(zip(members, of_source, strict=True))
+    return [loaded[at] for at in range(len(specs))]
+
+
+def load_from_source(specs: list[SeriesSpec]) -> list[LoadedSeries | InvalidInputError]:
+    """Series of one source (the same file and id column), which is read once; each spec
+    keeps its own column and --missing policy."""
+    if specs[0].is_generated:
+        return [or_bad_input(load_series, spec) for spec in specs]
+    try:
+        table = read_table(specs[0])
+    except InvalidInputError as exc:
+        return [exc] * len(specs)
+    groups = id_groups(table, specs[0]) if len(specs) > 1 else None
+    return [or_bad_input(series_in, table, spec, groups) for spec in specs]
+
+
+def id_groups(table: pa.Table, spec: SeriesSpec) -> dict[str, pa.Table] | None:
+    """A panel's rows by id, the table sorted once; None for a table that is one series."""
+    if not spec.is_panel:
+        return None
+    return {group.key: group.rows for group in panel_groups(table, spec)}
+
+
+def read_table(spec: SeriesSpec) -> pa.Table:
+    """The source parsed as a table."""
+    data = read_source(spec.source)
     table = parse_table(data, spec.source, (spec.id_column,) if spec.id_column else ())
     if spec.id_column is not None and spec.id_column not in table.column_names:
         raise InvalidInputError(
@@ -271,7 +312,7 @@ def read_table(spec: SeriesSpec) -> tuple[pa.Table, str]:
 
         series = pc.count_distinct(panel_ids(table, spec), mode="all").as_py()
         check_within(series, "max_series", f"--source {spec.source}: the number of series")
-    return table, digest
+    return table
 
 
 class PanelGroup(NamedTuple):

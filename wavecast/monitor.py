@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import quote
 
 import numpy as np
@@ -27,7 +28,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import MonitorConfig, SeriesSpec
-from wavecast.errors import InvalidInputError
+from wavecast.errors import InvalidInputError, or_bad_input
 from wavecast.forecast import (
     FORECASTS,
     NAME_COLUMN,
@@ -37,7 +38,7 @@ from wavecast.forecast import (
     stored_series,
     write_parquet,
 )
-from wavecast.generate import LoadedSeries, load_series
+from wavecast.generate import LoadedSeries, load_each
 from wavecast.records import Manifest, Record
 from wavecast.registry import one_line, read_champion
 from wavecast.storage import DataDir, is_hidden, series_data_dir, stable_hash
@@ -292,12 +293,43 @@ def retrain_config(manifest: Manifest, series: SeriesSpec, data_dir: str) -> dic
     return config.model_dump(mode="json")
 
 
-def score_series(watched: Watched, config: MonitorConfig) -> SeriesScore:
+class Scoring(NamedTuple):
+    """What scoring a series needs besides its actuals: its champion and the source it reads."""
+
+    watched: Watched
+    version: str
+    manifest: Manifest
+    series: SeriesSpec  # the champion's, its local source made absolute
+
+
+def scoring_of(watched: Watched) -> Scoring:
+    version, manifest = resolve_version(DataDir(watched.data_dir), None)
+    return Scoring(watched, version, manifest, absolute_source(manifest.config.series))
+
+
+def score_each(
+    watched: list[Watched], config: MonitorConfig
+) -> list[SeriesScore | InvalidInputError]:
+    """Each series scored against its current champion, or the bad input that stopped it;
+    the sources they name read once each (as of now, their schema checked), not per series."""
+    scorings = [or_bad_input(scoring_of, one) for one in watched]
+    usable = [one for one in scorings if isinstance(one, Scoring)]
+    actuals = iter(load_each([one.series for one in usable]))
+    scores: list[SeriesScore | InvalidInputError] = []
+    for scoring in scorings:
+        loaded = scoring if isinstance(scoring, InvalidInputError) else next(actuals)
+        if isinstance(loaded, InvalidInputError):
+            scores.append(loaded)
+        else:
+            assert isinstance(scoring, Scoring)
+            scores.append(or_bad_input(score_series, scoring, loaded, config))
+    return scores
+
+
+def score_series(scoring: Scoring, loaded: LoadedSeries, config: MonitorConfig) -> SeriesScore:
     """Join, write and judge one series against its current champion."""
+    watched, version = scoring.watched, scoring.version
     own = DataDir(watched.data_dir)
-    version, manifest = resolve_version(own, None)
-    series = absolute_source(manifest.config.series)
-    loaded = load_series(series)  # the source as of now: its schema checked
     realized = join_stored_forecasts(DataDir(config.data_dir), watched, loaded)
     rows = champion_rows(realized, version)
     spread = float(np.std(loaded.values)) if len(loaded.values) else 0.0
@@ -309,8 +341,8 @@ def score_series(watched: Watched, config: MonitorConfig) -> SeriesScore:
         health=health,
         target_index=tuple(rows["target_index"].to_pylist()),
         relative_error=tuple(float(v) for v in relative),
-        source=series.source,
-        retrain=retrain_config(manifest, series, own.uri()),
+        source=scoring.series.source,
+        retrain=retrain_config(scoring.manifest, scoring.series, own.uri()),
     )
 
 

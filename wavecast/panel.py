@@ -17,16 +17,9 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict
 
-from wavecast.config import FanOutSpec, ForecastConfig, RetrainConfig, SeriesSpec, WindowSpec
+from wavecast.config import FanOutSpec, RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import Metrics, Published, evaluate_trained
-from wavecast.forecast import (
-    forecast_window,
-    latest_window,
-    summarize_forecast,
-    write_forecast_report,
-    write_forecasts,
-)
 from wavecast.generate import (
     PanelGroup,
     SeriesRef,
@@ -38,7 +31,6 @@ from wavecast.generate import (
     store_loaded,
 )
 from wavecast.publish import promote_candidate, stage_version
-from wavecast.records import ForecastSummary
 from wavecast.registry import read_champion, remove_version
 from wavecast.series import SlotTaker, check_trainable, no_slot, train_when_needed
 from wavecast.storage import (
@@ -78,38 +70,6 @@ class PanelSplit(BaseModel):
     skipped: dict[str, str]
 
 
-class PanelForecast(BaseModel):
-    """A panel's forecasts: one summary per series, and the series that could not forecast."""
-
-    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
-
-    series: dict[str, ForecastSummary]
-    skipped: dict[str, str]
-    path: str
-
-
-def forecast_keys(config: ForecastConfig) -> list[str]:
-    """The series a forecast covers: --series, else every series with a champion; none when
-    the data dir is a single series' own (it has a champion at its root)."""
-    if config.series:
-        return list(config.series)
-    if read_champion(DataDir(config.data_dir)) is not None:
-        return []
-    return champion_keys(config.data_dir)
-
-
-def forecast_series(config: ForecastConfig, key: str, run_id: str | None) -> ForecastSummary:
-    """One series' champion forecasts from its own registry into the panel's one dataset."""
-    own = config.model_copy(
-        update={"data_dir": series_data_dir(config.data_dir, key), "series": ()}
-    )
-    window = latest_window(own)
-    forecast = forecast_window(window, own.data_dir, config.levels)
-    path = write_forecasts(forecast, config.data_dir, run_id)
-    page = write_forecast_report(forecast, window, config.data_dir)
-    return summarize_forecast(forecast, path, page)
-
-
 def check_id(group: PanelGroup, spec: SeriesSpec) -> None:
     problem = id_problem(group.key)
     if problem is not None:
@@ -128,7 +88,7 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelSp
     identity (generate.series_identity), so a change in one series leaves every other series'
     stages cached, and a retrain of one series alone finds the copy the panel stored.
     """
-    table, _ = read_table(spec)
+    table = read_table(spec)
     wanted = set(spec.series)
     refs: list[SeriesRef] = []
     skipped: dict[str, str] = {}

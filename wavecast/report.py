@@ -175,3 +175,24 @@ def monitor_html(
         f"<h1>Forecast monitor: {drifting} of {len(rows)} series drifting</h1>"
         f"{html_table(keys, cells)}{figures}",
     )
+
+
+def panel_forecast_html(forecasts: Sequence[Forecast], images: dict[str, bytes]) -> str:
+    """A panel's forecasts, one row per series, and the first series' fan charts."""
+    header = ("series", "origin", "version", "forecaster", "forecasts")
+    rows = [
+        (
+            f.series,
+            f.origin,
+            f.version,
+            f.forecaster,
+            ", ".join(format_cell(float(row["forecast"])) for row in f.rows),
+        )
+        for f in forecasts
+    ]
+    figures = "".join(inline_png(name, png) for name, png in images.items())
+    return html_page(
+        "wavecast panel forecast",
+        f"<h1>Forecasts of {len(rows)} series</h1><p>Fan charts of the first {len(images)}.</p>"
+        f"{html_table(header, rows)}{figures}",
+    )

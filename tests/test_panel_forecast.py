@@ -1,0 +1,108 @@
+"""A panel's forecast and monitor read each source once, whatever the number of series, and
+give every series what the single-series path would: its values, its policy, its errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_forecast import naive_panel
+from tests.test_registry import METRICS, V1, naive_version
+from wavecast import generate
+from wavecast.config import ForecastConfig, MonitorConfig, SeriesSpec
+from wavecast.errors import InvalidInputError
+from wavecast.generate import load_series
+from wavecast.monitor import score_each, watched_series
+from wavecast.panel_forecast import forecast_keys, forecast_panel
+from wavecast.registry import record_champion
+from wavecast.storage import DataDir, series_data_dir
+
+pytestmark = pytest.mark.unit
+
+
+def counted_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every source read_table reads from now on, through the real reader."""
+    reads: list[str] = []
+    real = generate.read_source
+
+    def counting(source: str) -> bytes:
+        reads.append(source)
+        return real(source)
+
+    monkeypatch.setattr(generate, "read_source", counting)
+    return reads
+
+
+def last_values(forecasts: dict) -> dict[str, list[float]]:
+    return {key: [row["forecast"] for row in one.forecasts] for key, one in forecasts.items()}
+
+
+def test_a_panel_forecast_and_its_monitor_each_read_the_source_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Series number k ends on k * 10 + 2, which its naive champion forecasts."""
+    panel = naive_panel(tmp_path, ("a", "b", "c"))
+    source = str(tmp_path / "panel.csv")
+    reads = counted_reads(monkeypatch)
+    config = ForecastConfig(data_dir=str(panel), levels=(80.0,))
+
+    forecasts = forecast_panel(config, forecast_keys(config), None)
+
+    assert reads == [source]
+    assert last_values(forecasts.series) == {"a": [2.0], "b": [12.0], "c": [22.0]}
+    assert forecasts.skipped == {}
+    reads.clear()
+    monitor = MonitorConfig(data_dir=str(panel))
+    scores = score_each(watched_series(monitor), monitor)
+    assert reads == [source]
+    assert [getattr(score, "name", score) for score in scores] == ["a", "b", "c"]
+
+
+def own_champion(panel: Path, key: str, series: SeriesSpec) -> None:
+    own = Path(series_data_dir(str(panel), key))
+    naive_version(own, V1, series=series)
+    record_champion(DataDir(str(own)), V1, METRICS, "promote", "first")
+
+
+def test_each_series_keeps_its_own_source_policy_and_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One read per source: b's NaN is refused under its --missing error, as the single-series
+    path words it, while c's interpolate policy fills its own; d's champion names another
+    file; x is in no source. Each problem is its series' alone."""
+    source = tmp_path / "panel.csv"
+    rows = [f"a,{row % 9}" for row in range(30)]
+    rows += [f"b,{'nan' if row == 7 else 10 + row % 9}" for row in range(30)]
+    rows += [f"c,{'nan' if row == 29 else 20 + row % 9}" for row in range(30)]
+    source.write_text("store,value\n" + "".join(f"{row}\n" for row in rows))
+    other = tmp_path / "other.csv"
+    other.write_text("store,value\n" + "".join(f"d,{row % 9}\n" for row in range(30)))
+    panel = tmp_path / "panel"
+    specs = {
+        "a": SeriesSpec(source=str(source), id_column="store", series=("a",)),
+        "b": SeriesSpec(source=str(source), id_column="store", series=("b",)),
+        "c": SeriesSpec(
+            source=str(source), id_column="store", series=("c",), missing="interpolate"
+        ),
+        "d": SeriesSpec(source=str(other), id_column="store", series=("d",)),
+        "x": SeriesSpec(source=str(source), id_column="store", series=("x",)),
+    }
+    for key, spec in specs.items():
+        own_champion(panel, key, spec)
+    reads = counted_reads(monkeypatch)
+    config = ForecastConfig(data_dir=str(panel), levels=(80.0,))
+
+    forecasts = forecast_panel(config, forecast_keys(config), None)
+
+    assert sorted(reads) == sorted([str(source), str(other)])
+    # c's last value, NaN, interpolates to its neighbour's: 20 + 28 % 9 = 21.
+    assert last_values(forecasts.series) == {"a": [2.0], "c": [21.0], "d": [2.0]}
+    single: dict[str, str] = {}
+    for key in ("b", "x"):
+        with pytest.raises(InvalidInputError) as raised:
+            load_series(specs[key])
+        single[key] = str(raised.value)
+    assert forecasts.skipped == single
+    assert single["x"] == f"--series x: not in {source}"
+    assert "1 NaN/infinite value(s) at row(s) 7, which --missing error refuses" in single["b"]

@@ -1,0 +1,158 @@
+"""Forecast a panel: every series from its own champion, into the panel's one dataset.
+
+The sources the champions name are read once each (a panel's series normally share one),
+not once per series; each champion is loaded once, for its window and its forecast, and each
+series then goes through what a single series does (window_of, forecast_with, write_forecasts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple, ParamSpec, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from wavecast.config import ForecastConfig, SeriesSpec
+from wavecast.errors import InvalidInputError, environment_problem
+from wavecast.forecast import (
+    FORECASTS,
+    REPORTS,
+    draw_fan,
+    forecast_key,
+    forecast_with,
+    resolve_version,
+    serving,
+    source_spec,
+    summarize_forecast,
+    window_of,
+    write_forecasts,
+)
+from wavecast.generate import LoadedSeries, load_each
+from wavecast.panel import champion_keys
+from wavecast.records import Forecast, ForecastSummary, LatestWindow
+from wavecast.registry import read_champion
+from wavecast.storage import DataDir, series_data_dir, stable_hash
+
+P = ParamSpec("P")
+T = TypeVar("T")
+# Fan charts on a panel's page (~0.1 s each to draw); its table lists every series.
+MAX_FAN_CHARTS = 12
+
+
+class PanelForecast(BaseModel):
+    """A panel's forecasts: one summary per series, and the series that could not forecast."""
+
+    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
+
+    series: dict[str, ForecastSummary]
+    skipped: dict[str, str]
+    path: str
+
+
+class SeriesForecast(NamedTuple):
+    """One series' forecast, the window it was made from, and the dataset it went to."""
+
+    key: str
+    window: LatestWindow
+    forecast: Forecast
+    path: str
+
+
+class Champion(NamedTuple):
+    """A panel series' version and the source it forecasts from. Its forecaster is loaded
+    when the series forecasts: a panel's Keras models are never all in memory at once."""
+
+    key: str
+    store: DataDir
+    version: str
+    source: SeriesSpec
+
+
+def forecast_keys(config: ForecastConfig) -> list[str]:
+    """The series a forecast covers: --series, else every series with a champion; none when
+    the data dir is a single series' own (it has a champion at its root)."""
+    if config.series:
+        return list(config.series)
+    if read_champion(DataDir(config.data_dir)) is not None:
+        return []
+    return champion_keys(config.data_dir)
+
+
+def forecast_panel(config: ForecastConfig, keys: list[str], run_id: str | None) -> PanelForecast:
+    """Each series' champion forecasts, written into the panel's one dataset, and one page
+    for the run. A series that cannot forecast (bad input, a champion that cannot serve, a
+    permanent storage fault) is skipped with its reason; a transient fault is raised."""
+    skipped: dict[str, str] = {}
+    champions = [
+        champion
+        for key in keys
+        if (champion := skipping(skipped, key, champion_of, config, key)) is not None
+    ]
+    made: list[SeriesForecast] = []
+    for champion, loaded in zip(champions, load_each([c.source for c in champions]), strict=True):
+        one = skipping(skipped, champion.key, forecast_one, champion, loaded, config, run_id)
+        if one is not None:
+            made.append(one)
+    page = write_panel_report(made, config.data_dir) if made else ""
+    done = {one.key: summarize_forecast(one.forecast, one.path, page) for one in made}
+    return PanelForecast(
+        series={key: done[key] for key in keys if key in done},
+        skipped={key: skipped[key] for key in keys if key in skipped},
+        path=DataDir(config.data_dir).uri(FORECASTS),
+    )
+
+
+def champion_of(config: ForecastConfig, key: str) -> Champion:
+    store = DataDir(series_data_dir(config.data_dir, key))
+    version, manifest = resolve_version(store, config.version)
+    return Champion(key, store, version, source_spec(manifest, config))
+
+
+def forecast_one(
+    champion: Champion,
+    loaded: LoadedSeries | InvalidInputError,
+    config: ForecastConfig,
+    run_id: str | None,
+) -> SeriesForecast:
+    """One series' window and forecast, its rows written into the panel's dataset. As for a
+    single series, a champion that cannot serve is the reason given before its source's."""
+    served = serving(champion.store, champion.version, config.version)
+    if isinstance(loaded, InvalidInputError):
+        raise loaded
+    window = window_of(champion.store, champion.version, served, champion.source, loaded)
+    forecast = forecast_with(served.forecaster, window, champion.store.uri(), config.levels)
+    path = write_forecasts(forecast, config.data_dir, run_id)
+    return SeriesForecast(champion.key, window, forecast, path)
+
+
+def skipping(
+    skipped: dict[str, str], key: str, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+) -> T | None:
+    """`work`'s result, or None with the series' reason in `skipped`: bad input or a storage
+    fault no retry heals is the series' own; a fault that may heal is raised (for a retry)."""
+    try:
+        return work(*args, **kwargs)
+    except (InvalidInputError, OSError) as exc:
+        reason = str(exc) if isinstance(exc, InvalidInputError) else environment_problem(exc)
+        if reason is None:
+            raise
+        skipped[key] = reason
+        return None
+
+
+def write_panel_report(made: list[SeriesForecast], data_dir: str) -> str:
+    """One page for the panel: every series' forecasts, and the first series' fan charts.
+    Named by what it shows, so forecasting the same origins again replaces it."""
+    from wavecast.report import panel_forecast_html
+
+    store = DataDir(data_dir)
+    name = stable_hash(*(f"{one.key}\0{forecast_key(one.forecast)}" for one in made))
+    parts = (REPORTS, f"panel-{name}")
+    images: dict[str, bytes] = {}
+    with store.staged_dir(*parts) as staging:
+        for number, one in enumerate(made[:MAX_FAN_CHARTS]):
+            png = draw_fan(one.forecast, one.window, staging / f"fan-{number}.png")
+            images[one.forecast.series] = png.read_bytes()
+        page = panel_forecast_html([one.forecast for one in made], images)
+        (staging / "index.html").write_text(page)
+    return store.url(*parts, "index.html")

@@ -24,9 +24,10 @@ if TYPE_CHECKING:
     import keras
     import tensorflow as tf
 
-# The scale's floor relative to the window's mean magnitude: a (nearly) constant window is
-# scaled by a small share of its own level, so a floor never depends on the data's units.
-RELATIVE_FLOOR = 1e-3
+# The scale's floor, relative to the window's mean magnitude: a (nearly) constant window is
+# scaled by a small share of its own level, so the floor never depends on the data's units;
+# two orders above float32 rounding (6e-8), so a floored window is not scaled-up noise.
+RELATIVE_FLOOR = 1e-5
 ABSOLUTE_FLOOR = 1e-30  # only an all-zero window reaches it: 0 / floor is 0, never NaN
 
 
@@ -34,7 +35,7 @@ def window_level_and_scale(
     window: keras.KerasTensor,
 ) -> tuple[keras.KerasTensor, keras.KerasTensor]:
     """(level, scale), each (batch, 1): the last value, and the mean absolute deviation from
-    the window's mean floored at RELATIVE_FLOOR of its mean magnitude. Both move with the
+    the window's mean, floored at RELATIVE_FLOOR of its mean magnitude. Both move with the
     data (a*x + b gives a*level + b and a*scale for a > 0 above the floor), which is what
     makes the forecast scale- and shift-equivariant."""
     from keras import ops

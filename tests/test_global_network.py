@@ -11,6 +11,7 @@ import pytest
 
 from wavecast.config import ModelSpec, TrainSpec
 from wavecast.global_network import (
+    SCALED_TARGET_LIMIT,
     build_global_model,
     forecast_global,
     latest_windows,
@@ -135,6 +136,16 @@ def test_flat_windows_give_their_own_value() -> None:
     forecast = forecast_global(model, windows)
     assert np.isfinite(forecast).all()
     np.testing.assert_allclose(forecast, windows[:, :STEPS], rtol=1e-3, atol=1e-20)
+
+
+def test_a_jump_after_zeros_does_not_swamp_training() -> None:
+    """Intermittent demand: after twelve zeros the next value is ~1e30 scales away; clipped,
+    the epoch losses stay at most SCALED_TARGET_LIMIT and training still proceeds."""
+    intermittent = np.r_[np.zeros(12), 5.0, np.zeros(12), 3.0, np.zeros(12)]
+    pairs = [series_windows(v, INPUT_LEN, STEPS) for v in (*tiny_panel()[:1], intermittent)]
+    model, losses = train_global(pairs, TINY, TRAIN.model_copy(update={"epochs": 3}))
+    assert all(np.isfinite(loss) and loss <= SCALED_TARGET_LIMIT for loss in losses)
+    assert np.isfinite(forecast_global(model, latest_windows([intermittent], INPUT_LEN))).all()
 
 
 def test_no_window_anywhere_is_refused() -> None:

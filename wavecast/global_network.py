@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 # two orders above float32 rounding (6e-8), so a floored window is not scaled-up noise.
 RELATIVE_FLOOR = 1e-5
 ABSOLUTE_FLOOR = 1e-30  # only an all-zero window reaches it: 0 / floor is 0, never NaN
+# Training targets further than this many scales from the last value are clipped to it: after
+# an all-zero or flat window (intermittent demand) any change is ~1e30 scales, which would
+# swamp every other window's loss. M3 monthly's largest is ~30.
+SCALED_TARGET_LIMIT = 100.0
 
 
 def window_level_and_scale(
@@ -115,12 +119,14 @@ def scaled_loss(
     parts: keras.Model,
 ) -> Callable[[tf.Tensor, tf.Tensor, bool], tf.Tensor]:
     """Mean absolute error in each window's own scale: the forecast's error divided by that
-    window's scale, so a series in millions weighs as much as one in units (as MASE does)."""
+    window's scale, so a series in millions weighs as much as one in units (as MASE does);
+    targets beyond SCALED_TARGET_LIMIT scales count as at the limit."""
     import tensorflow as tf
 
     def loss(x: tf.Tensor, y: tf.Tensor, training: bool) -> tf.Tensor:
         level, scale, change = parts(x, training=training)
-        return tf.reduce_mean(tf.abs((y - level) / scale - change))
+        target = tf.clip_by_value((y - level) / scale, -SCALED_TARGET_LIMIT, SCALED_TARGET_LIMIT)
+        return tf.reduce_mean(tf.abs(target - change))
 
     return loss
 

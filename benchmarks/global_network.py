@@ -13,6 +13,12 @@ held out as M3 held them. Forecasters, all from each series' training part only:
 Scores are sMAPE and MASE over the 18-step horizon, averaged over series (M3/M4 style, the
 functions of benchmarks.competition). Training seconds of global vs per-series are measured
 in this run and printed with their ratio; nothing is asserted. Needs `.[bench]`.
+
+Defaults, fixed before looking at any score: input_len 24 (two seasons, and the longest the
+first 200 series allow: 50 points give 9 windows of 24 + 18), SimpleRNN(100), batch 32 and
+learning rate 1e-3 (wavecast's ModelSpec and TrainSpec defaults); 100 epochs per series
+(TrainSpec's), 50 for the global network (it sees ~100x more windows per epoch). TensorFlow's
+first-use costs are paid by a throwaway training before anything is timed.
 """
 
 from __future__ import annotations

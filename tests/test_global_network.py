@@ -1,0 +1,154 @@
+"""The global network on tiny panels: it learns, its forecasts move with the data's scale and
+level, it survives a save and a safe_mode load, and a flat or short series gets a number."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+from wavecast.config import ModelSpec, TrainSpec
+from wavecast.global_network import (
+    SCALED_TARGET_LIMIT,
+    build_global_model,
+    forecast_global,
+    latest_windows,
+    series_windows,
+    train_global,
+    window_level_and_scale,
+)
+
+if TYPE_CHECKING:
+    import keras
+
+pytestmark = pytest.mark.unit
+
+INPUT_LEN, STEPS = 12, 3
+TINY = ModelSpec(units=8)
+TRAIN = TrainSpec(epochs=15, batch_size=16, learning_rate=1e-2, seed=3)
+
+
+def seasonal(n: int, amplitude: float, level: float, seed: int) -> np.ndarray:
+    """A monthly-like sine with noise, at its own amplitude and level."""
+    noise = np.random.default_rng(seed).standard_normal(n)
+    return level + amplitude * (np.sin(np.arange(n) * 2 * np.pi / 12) + 0.1 * noise)
+
+
+def tiny_panel() -> list[np.ndarray]:
+    """Three series five orders of magnitude apart; the last too short for any window."""
+    return [seasonal(60, 1.0, 5.0, 0), seasonal(80, 100.0, 1000.0, 1), seasonal(14, 0.01, -3, 2)]
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[keras.Model, list[float]]:
+    pairs = [series_windows(values, INPUT_LEN, STEPS) for values in tiny_panel()]
+    return train_global(pairs, TINY, TRAIN)
+
+
+def test_level_and_scale_by_hand() -> None:
+    """[1, 2, 3, 6]: last value 6; mean 3, absolute deviations 2, 1, 0, 3 -> 1.5. A constant
+    window of 4s gets the floor 4e-5, an all-zero one the absolute floor, never zero."""
+    import keras
+
+    window = keras.Input(shape=(4,))
+    stats = keras.Model(window, list(window_level_and_scale(window)))
+    rows = np.array([[1, 2, 3, 6], [4, 4, 4, 4], [0, 0, 0, 0]], np.float32)
+    level, scale = (np.asarray(part)[:, 0] for part in stats(rows))
+    np.testing.assert_allclose(level, [6, 4, 0])
+    np.testing.assert_allclose(scale[:2], [1.5, 4e-5], rtol=1e-6)
+    assert 0 < scale[2] < 1e-20
+
+
+def test_loss_goes_down_and_short_series_is_still_forecast(
+    trained: tuple[keras.Model, list[float]],
+) -> None:
+    model, losses = trained
+    assert len(losses) == TRAIN.epochs
+    assert losses[-1] < 0.5 * losses[0]
+    panel = tiny_panel()
+    assert len(series_windows(panel[2], INPUT_LEN, STEPS)[0]) == 0  # it trained on nothing
+    forecast = forecast_global(model, latest_windows(panel, INPUT_LEN))
+    assert forecast.shape == (3, STEPS)
+    assert np.isfinite(forecast).all()
+
+
+def test_same_seed_same_training() -> None:
+    pairs = [series_windows(values, INPUT_LEN, STEPS) for values in tiny_panel()[:1]]
+    quick = TRAIN.model_copy(update={"epochs": 2})
+    first, second = train_global(pairs, TINY, quick), train_global(pairs, TINY, quick)
+    assert first[1] == second[1]
+    window = latest_windows(tiny_panel()[:1], INPUT_LEN)
+    np.testing.assert_array_equal(
+        forecast_global(first[0], window), forecast_global(second[0], window)
+    )
+
+
+@pytest.mark.parametrize(("factor", "offset"), [(1000.0, -25_000.0), (0.001, 7.0), (1.0, 1e4)])
+def test_forecast_moves_with_the_data(
+    trained: tuple[keras.Model, list[float]], factor: float, offset: float
+) -> None:
+    """Per-window scaling: factor * window + offset is forecast as factor * forecast + offset,
+    up to float32 rounding of the transformed data (judged on its own scale)."""
+    model = trained[0]
+    windows = latest_windows(tiny_panel()[:2], INPUT_LEN).astype(np.float64)
+    base = forecast_global(model, windows).astype(np.float64)
+    moved = forecast_global(model, windows * factor + offset).astype(np.float64)
+    expected = base * factor + offset
+    spread = factor * np.abs(windows - windows.mean(axis=1, keepdims=True)).mean(axis=1)
+    magnitude = np.abs(windows * factor + offset).max(axis=1)
+    tolerance = 1e-3 * spread + 1e-6 * magnitude  # float32 rounding of the shifted inputs
+    assert (np.abs(moved - expected) <= tolerance[:, None]).all()
+    assert not np.allclose(base, base[:, :1] * np.ones(STEPS))  # not a trivial constant
+
+
+def test_saved_model_loads_with_safe_mode_and_forecasts_the_same(
+    trained: tuple[keras.Model, list[float]], tmp_path: Path
+) -> None:
+    import keras
+
+    model = trained[0]
+    path = tmp_path / "global.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    windows = latest_windows(tiny_panel(), INPUT_LEN)
+    np.testing.assert_array_equal(
+        forecast_global(loaded, windows),
+        forecast_global(model, windows),
+    )
+
+
+def test_a_lambda_would_not_load_with_safe_mode(tmp_path: Path) -> None:
+    """Why the scaling is built from keras.ops nodes and not a Lambda layer."""
+    import keras
+
+    window = keras.Input(shape=(4,))
+    keras.Model(window, keras.layers.Lambda(lambda x: x * 2)(window)).save(tmp_path / "l.keras")
+    with pytest.raises(ValueError, match="Lambda"):
+        keras.saving.load_model(tmp_path / "l.keras", safe_mode=True)
+
+
+def test_flat_windows_give_their_own_value() -> None:
+    """A constant window is scaled by the floor: finite, and within the floor of its value."""
+    model = build_global_model(INPUT_LEN, STEPS, units=4, seed=0)
+    windows = np.stack([np.full(INPUT_LEN, 250.0), np.zeros(INPUT_LEN), np.full(INPUT_LEN, -2.0)])
+    forecast = forecast_global(model, windows)
+    assert np.isfinite(forecast).all()
+    np.testing.assert_allclose(forecast, windows[:, :STEPS], rtol=1e-3, atol=1e-20)
+
+
+def test_a_jump_after_zeros_does_not_swamp_training() -> None:
+    """Intermittent demand: after twelve zeros the next value is ~1e30 scales away; clipped,
+    the epoch losses stay at most SCALED_TARGET_LIMIT and training still proceeds."""
+    intermittent = np.r_[np.zeros(12), 5.0, np.zeros(12), 3.0, np.zeros(12)]
+    pairs = [series_windows(v, INPUT_LEN, STEPS) for v in (*tiny_panel()[:1], intermittent)]
+    model, losses = train_global(pairs, TINY, TRAIN.model_copy(update={"epochs": 3}))
+    assert all(np.isfinite(loss) and loss <= SCALED_TARGET_LIMIT for loss in losses)
+    assert np.isfinite(forecast_global(model, latest_windows([intermittent], INPUT_LEN))).all()
+
+
+def test_no_window_anywhere_is_refused() -> None:
+    pairs = [series_windows(values, INPUT_LEN, STEPS) for values in tiny_panel()[2:]]
+    with pytest.raises(ValueError, match="no series has a full window"):
+        train_global(pairs, TINY, TRAIN)

@@ -1,0 +1,215 @@
+"""One network for a whole panel: trained once on every series' windows, forecasting them all
+in one batched call (the global models of neuralforecast, Darts and GluonTS).
+
+Series of any magnitude share the network because each window is scaled inside the model:
+level = the window's last value, scale = its mean absolute deviation (floored, so a constant
+window gives finite numbers), forecast = level + scale * network(scaled window). The scaling
+is made of keras.ops nodes of the functional graph, which Keras serializes by name: the saved
+model loads with safe_mode and no custom objects, where a Lambda layer would be refused.
+Keras is imported only inside the functions that build, train or run the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from wavecast.config import Cell, ModelSpec, TrainSpec
+from wavecast.train import EpochCallback, model_forecast, recurrent_forecast, run_epochs
+from wavecast.windows import make_windows
+
+if TYPE_CHECKING:
+    import keras
+    import tensorflow as tf
+
+# The scale's floor, relative to the window's mean magnitude: a (nearly) constant window is
+# scaled by a small share of its own level, so the floor never depends on the data's units;
+# two orders above float32 rounding (6e-8), so a floored window is not scaled-up noise.
+RELATIVE_FLOOR = 1e-5
+ABSOLUTE_FLOOR = 1e-30  # only an all-zero window reaches it: 0 / floor is 0, never NaN
+# Training targets further than this many scales from the last value are clipped to it: after
+# an all-zero or flat window (intermittent demand) any change is ~1e30 scales, which would
+# swamp every other window's loss. M3 monthly's largest is ~30.
+SCALED_TARGET_LIMIT = 100.0
+
+
+def window_level_and_scale(
+    window: keras.KerasTensor,
+) -> tuple[keras.KerasTensor, keras.KerasTensor]:
+    """(level, scale), each (batch, 1): the last value, and the mean absolute deviation from
+    the window's mean, floored at RELATIVE_FLOOR of its mean magnitude. Both move with the
+    data (a*x + b gives a*level + b and a*scale for a > 0 above the floor), which is what
+    makes the forecast scale- and shift-equivariant."""
+    from keras import ops
+
+    level = ops.take(window, [-1], axis=1)
+    centre = ops.mean(window, axis=1, keepdims=True)
+    deviation = ops.mean(ops.abs(window - centre), axis=1, keepdims=True)
+    magnitude = ops.mean(ops.abs(window), axis=1, keepdims=True)
+    floor = ops.maximum(magnitude * RELATIVE_FLOOR, ABSOLUTE_FLOOR)
+    return level, ops.maximum(deviation, floor)
+
+
+def build_global_parts(
+    input_len: int, steps: int, units: int, cell: Cell, seed: int | None
+) -> keras.Model:
+    """Raw window in; (level, scale, scaled change) out: what training needs, sharing every
+    layer with the forecasting model that build_global_model wraps around it.
+
+    The network is wavecast's `relative` recipe on the scaled window: the recurrent cell and
+    a Dense head, plus a zero-initialized linear highway of the same inputs (seeded, so the
+    same seed gives the same initial weights).
+    """
+    import keras
+    from keras import ops
+
+    window = keras.Input(shape=(input_len,), name="window")
+    level, scale = window_level_and_scale(window)
+    scaled = (window - level) / scale
+    spec = ModelSpec(recipe="relative", cell=cell, units=units)
+    network = recurrent_forecast(spec, scaled, seed, steps)
+    highway = keras.layers.Dense(steps, kernel_initializer="zeros", name="highway")(scaled)
+    change = keras.layers.Add(name="scaled_change")([network, highway])
+    level = ops.repeat(level, steps, axis=1)
+    scale = ops.repeat(scale, steps, axis=1)
+    return keras.Model(window, [level, scale, change], name=f"wavecast_global_parts_{cell}")
+
+
+def forecasting_model(parts: keras.Model) -> keras.Model:
+    """Raw window in, raw forecasts out: level + scale * change, on the parts' own layers."""
+    import keras
+
+    level, scale, change = parts.outputs
+    forecast = level + scale * change
+    return keras.Model(parts.inputs[0], forecast, name=parts.name.replace("_parts", ""))
+
+
+def build_global_model(
+    input_len: int, steps: int, units: int, cell: Cell = "simple", seed: int | None = 0
+) -> keras.Model:
+    """The global forecaster, untrained: raw window of `input_len` in, `steps` raw forecasts
+    out (direct multi-output), per-window scaling inside, only serializable Keras pieces."""
+    return forecasting_model(build_global_parts(input_len, steps, units, cell, seed))
+
+
+def series_windows(values: np.ndarray, input_len: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, targets) of every window of one series whose targets it holds, horizon 1."""
+    _, inputs, targets = make_windows(np.asarray(values, dtype=np.float64), input_len, 1, steps)
+    return inputs, targets
+
+
+def pooled_windows(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every series' (inputs, targets) stacked into one float32 pair: a series with no window
+    adds nothing, so any panel trains whatever its shortest series."""
+    xs, ys = [], []
+    for inputs, targets in pairs:
+        if len(inputs):
+            xs.append(np.asarray(inputs, np.float32))
+            ys.append(np.reshape(np.asarray(targets, np.float32), (len(inputs), -1)))
+    if not xs:
+        raise ValueError("no series has a full window: nothing to train the global network on")
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def scaled_loss(
+    parts: keras.Model,
+) -> Callable[[tf.Tensor, tf.Tensor, bool], tf.Tensor]:
+    """Mean absolute error in each window's own scale: the forecast's error divided by that
+    window's scale, so a series in millions weighs as much as one in units (as MASE does);
+    targets beyond SCALED_TARGET_LIMIT scales count as at the limit."""
+    import tensorflow as tf
+
+    def loss(x: tf.Tensor, y: tf.Tensor, training: bool) -> tf.Tensor:
+        level, scale, change = parts(x, training=training)
+        target = tf.clip_by_value((y - level) / scale, -SCALED_TARGET_LIMIT, SCALED_TARGET_LIMIT)
+        return tf.reduce_mean(tf.abs(target - change))
+
+    return loss
+
+
+def global_epoch(
+    parts: keras.Model, x: np.ndarray, y: np.ndarray, train: TrainSpec
+) -> Callable[[tf.Tensor], tf.Tensor]:
+    """One epoch as one graph call: the windows in a given order, in batches of
+    `train.batch_size` (the last one shorter), Adam on the scaled loss; returns the epoch's
+    mean loss weighted by batch size."""
+    import keras
+    import tensorflow as tf
+
+    optimizer = keras.optimizers.Adam(learning_rate=train.learning_rate)
+    variables = parts.trainable_variables
+    optimizer.build(variables)
+    loss_of = scaled_loss(parts)
+    data_x, data_y = tf.constant(x), tf.constant(y)
+    n_samples, batch = len(x), train.batch_size
+    n_full, tail = divmod(n_samples, batch)
+
+    def step(bx: tf.Tensor, by: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            loss = loss_of(bx, by, True)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    @tf.function(autograph=False)
+    def epoch(order: tf.Tensor) -> tf.Tensor:
+        ex, ey = tf.gather(data_x, order), tf.gather(data_y, order)
+        full_x = tf.reshape(ex[: n_full * batch], (n_full, batch, x.shape[1]))
+        full_y = tf.reshape(ey[: n_full * batch], (n_full, batch, y.shape[1]))
+
+        def body(i: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return i + 1, total + step(full_x[i], full_y[i]) * batch
+
+        _, total = tf.while_loop(lambda i, _: i < n_full, body, (tf.constant(0), tf.constant(0.0)))
+        if tail:
+            total += step(ex[n_full * batch :], ey[n_full * batch :]) * tail
+        return total / n_samples
+
+    return epoch
+
+
+def train_global(
+    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
+    model_spec: ModelSpec,
+    train: TrainSpec,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[keras.Model, list[float]]:
+    """One network trained on the train windows of all series, shuffled across series.
+
+    `pairs` yields each series' (inputs, targets), e.g. read from its Parquet windows
+    dataset; they are pooled once (windows x input_len float32s), and every epoch visits all
+    of them in a fresh order drawn from (seed, epoch) only, so a run is reproducible.
+    Returns the forecasting model and the per-epoch losses (scaled MAE).
+    """
+    import keras
+
+    x, y = pooled_windows(pairs)
+    keras.utils.set_random_seed(train.seed)
+    seed = train.seed
+    parts = build_global_parts(x.shape[1], y.shape[1], model_spec.units, model_spec.cell, seed)
+    epoch = global_epoch(parts, x, y, train)
+
+    def shuffled(index: int) -> tf.Tensor:
+        return epoch(np.random.default_rng([train.seed, index]).permutation(len(x)))
+
+    losses = run_epochs(shuffled, train.epochs, on_epoch)
+    return forecasting_model(parts), losses
+
+
+def latest_windows(series: Iterable[np.ndarray], input_len: int) -> np.ndarray:
+    """Each series' last `input_len` values, one row per series: what the panel forecasts
+    from. A series shorter than that has no window, and is refused by name of its position."""
+    rows = []
+    for index, values in enumerate(series):
+        if len(values) < input_len:
+            raise ValueError(f"series {index} has {len(values)} points, fewer than {input_len}")
+        rows.append(np.asarray(values[-input_len:], np.float32))
+    return np.stack(rows)
+
+
+def forecast_global(model: keras.Model, windows: np.ndarray) -> np.ndarray:
+    """(series, steps) raw forecasts for each row's window, all series in one batched call."""
+    return model_forecast(model, np.asarray(windows, np.float32))

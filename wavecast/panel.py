@@ -48,7 +48,7 @@ from wavecast.storage import (
     series_dir_keys,
     stable_hash,
 )
-from wavecast.train import train_if_competing
+from wavecast.train import TrainingEngine, train_if_competing
 from wavecast.windows import build_windows, check_length
 
 
@@ -164,8 +164,14 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelSp
     return PanelSplit(series=tuple(refs), skipped=skipped)
 
 
-def retrain_series(series: SeriesRef, config: RetrainConfig, run_id: str | None) -> SeriesOutcome:
-    """One series through the single-series stages, on its own data dir.
+def retrain_series(
+    series: SeriesRef,
+    config: RetrainConfig,
+    run_id: str | None,
+    engine: TrainingEngine | None = None,
+) -> SeriesOutcome:
+    """One series through the single-series stages, on its own data dir; `engine` is the
+    caller's, kept across its series so their networks reuse one model and its graphs.
 
     Each stage keeps its content-addressed output when it is already complete (unless the
     config says refresh), which is what Prefect's cache does for a single-series run: an
@@ -176,7 +182,7 @@ def retrain_series(series: SeriesRef, config: RetrainConfig, run_id: str | None)
     reuse = not config.refresh
     dataset = build_windows(series, own.windows, own.data_dir, reuse=reuse)
     trained = train_if_competing(
-        dataset, own.model, own.train, own.selection, own.data_dir, reuse=reuse
+        dataset, own.model, own.train, own.selection, own.data_dir, reuse=reuse, engine=engine
     )
     evaluation = evaluate_trained(dataset, trained, own.selection, own.data_dir, reuse=reuse)
     candidate = stage_version(own, dataset, trained, evaluation, run_id)

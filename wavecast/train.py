@@ -10,12 +10,13 @@ the series length.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -391,13 +392,15 @@ def fit_arrays(
     targets: np.ndarray,
     epochs: int,
     on_epoch: EpochCallback | None = None,
+    order: Callable[[int], tf.Tensor] | None = None,
 ) -> list[float]:
-    """Run a compiled epoch on windows held in memory, in model.fit's order (see fit_order)."""
+    """Run a compiled epoch on windows held in memory, in model.fit's order (fit_order's,
+    drawn now unless given)."""
     import tensorflow as tf
 
     x = tf.constant(inputs, tf.float32)
     y = tf.constant(np.reshape(targets, (len(inputs), -1)), tf.float32)
-    order = fit_order(len(inputs))
+    order = fit_order(len(inputs)) if order is None else order
     return run_epochs(lambda index: epoch(x, y, order(index)), epochs, on_epoch)
 
 
@@ -433,6 +436,10 @@ class Trainer:
     spec: ModelSpec
     initial: list[np.ndarray]  # the seeded initializers' values, drawn once
     epoch: EpochFunction
+    forward: Callable[[tf.Tensor], tf.Tensor]
+    # fit_order by number of windows: reset seeds it with the trainer's seed, under which
+    # model.fit's permutation depends on the count alone, so it is drawn once per count.
+    orders: dict[int, Callable[[int], tf.Tensor]] = field(default_factory=dict)
 
     def reset(self, train: TrainSpec, mean: float, scale: float) -> keras.Model:
         """Seeded weights, this series' scaling, a fresh optimizer and the seeded shuffle."""
@@ -451,13 +458,27 @@ class Trainer:
         epochs: int,
         on_epoch: EpochCallback | None = None,
     ) -> list[float]:
-        return fit_arrays(self.epoch, inputs, targets, epochs, on_epoch)
+        if len(inputs) not in self.orders:
+            self.orders[len(inputs)] = fit_order(len(inputs))
+        order = self.orders[len(inputs)]
+        return fit_arrays(self.epoch, inputs, targets, epochs, on_epoch, order)
+
+    def forecast(self, inputs: np.ndarray) -> np.ndarray:
+        """model_forecast's forecasts through a graph traced once, not an eager call per series."""
+        chunks = range(0, len(inputs), FORECAST_BATCH)
+        forecasts = [self.forward(inputs[i : i + FORECAST_BATCH]) for i in chunks]
+        return np.concatenate([np.asarray(f) for f in forecasts]).reshape(len(inputs), -1)
 
 
 def new_trainer(spec: ModelSpec, train: TrainSpec, input_len: int, steps: int) -> Trainer:
+    import tensorflow as tf
+
     model = build_model(spec, input_len, 0.0, 1.0, seed=train.seed, steps=steps)
     compile_model(model, train)
-    return Trainer(model, spec, model.get_weights(), epoch_function(model, train.batch_size))
+    signature = (tf.TensorSpec((None, input_len), tf.float32),)
+    forward = tf.function(lambda x: model(x, training=False), input_signature=signature)
+    epoch = epoch_function(model, train.batch_size)
+    return Trainer(model, spec, model.get_weights(), epoch, forward)
 
 
 class TrainingEngine:
@@ -571,10 +592,12 @@ def model_forecast(model: keras.Model, inputs: np.ndarray) -> np.ndarray:
     return np.asarray(forecast).reshape(len(inputs), -1)
 
 
-def untrained_forecast(model: keras.Model, dataset: DatasetRef, data_dir: str) -> np.ndarray:
+def untrained_forecast(
+    forecast: Callable[[np.ndarray], np.ndarray], dataset: DatasetRef, data_dir: str
+) -> np.ndarray:
     """The untrained model on the first UNTRAINED_WINDOWS test windows (all of a small split)."""
     _, test_x, _ = head_of_split(dataset, "test", data_dir, UNTRAINED_WINDOWS)
-    return model_forecast(model, test_x)
+    return forecast(test_x)
 
 
 def validation_twin(
@@ -597,7 +620,7 @@ def validation_twin(
     scaling = scaling_for(model_spec, fit_x)
     twin = engine.trainer(model_spec, train_spec, train_x.shape[1], steps, scaling)
     twin.fit(fit_x, fit_y, train_spec.epochs)
-    return model_forecast(twin.model, train_x[-held_out:])
+    return twin.forecast(train_x[-held_out:])
 
 
 def train_on_dataset(
@@ -676,7 +699,7 @@ def fit_in_memory(
     input_len, steps = dataset.spec.input_len, dataset.spec.steps
     scaling = scaling_for(model_spec, train_x)
     trainer = engine.trainer(model_spec, train_spec, input_len, steps, scaling)
-    untrained = untrained_forecast(trainer.model, dataset, data_dir)
+    untrained = untrained_forecast(trainer.forecast, dataset, data_dir)
     losses = trainer.fit(train_x, train_y, train_spec.epochs, on_epoch)
     return Fitted(trainer.model, losses, untrained, validation)
 
@@ -698,7 +721,7 @@ def fit_streamed(
     release_unused_memory()
     keras.utils.set_random_seed(train_spec.seed)
     model = build_model(model_spec, input_len, *scaling, seed=train_spec.seed, steps=steps)
-    untrained = untrained_forecast(model, dataset, data_dir)
+    untrained = untrained_forecast(functools.partial(model_forecast, model), dataset, data_dir)
     release_unused_memory()
 
     def batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -458,6 +458,7 @@ class Trainer:
         epochs: int,
         on_epoch: EpochCallback | None = None,
     ) -> list[float]:
+        """The reset model fitted as fit_model fits a model of its own."""
         if len(inputs) not in self.orders:
             self.orders[len(inputs)] = fit_order(len(inputs))
         order = self.orders[len(inputs)]

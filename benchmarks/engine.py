@@ -63,16 +63,25 @@ def prepare(work: Path, n_series: int, points: int) -> Path:
 
 
 def timed(per_series: Callable[[int], None], n_series: int) -> dict[str, float]:
-    """Seconds per series over all of them, and RSS growth per series after WARMUP."""
+    """Seconds per series over all of them and for the first alone (a trainer's build and
+    traces), and RSS growth per series after WARMUP."""
     began = time.perf_counter()
     warm = resident_mb()
+    first = 0.0
     for index in range(n_series):
         per_series(index)
+        if index == 0:
+            first = time.perf_counter() - began
         if index + 1 == WARMUP:
             warm = resident_mb()
     seconds = time.perf_counter() - began
     grown = (resident_mb() - warm) / max(1, n_series - WARMUP)
-    return {"s_per_series": seconds / n_series, "mb_per_series": grown, "rss_mb": resident_mb()}
+    return {
+        "s_per_series": seconds / n_series,
+        "first_s": first,
+        "mb_per_series": grown,
+        "rss_mb": resident_mb(),
+    }
 
 
 def notebook(listing: Path) -> Callable[[int], None]:
@@ -188,7 +197,9 @@ def report(results: dict[str, dict[str, float]], n_series: int, points: int) -> 
     print("\nresident memory growth per series after the first", WARMUP, "(MB/series):")
     for mode in MODES:
         growth, total = results[mode]["mb_per_series"], results[mode]["rss_mb"]
-        print(f"  {mode}  {growth:+.3f} MB/series   (RSS at the end {total:.0f} MB)")
+        first = results[mode]["first_s"]
+        print(f"  {mode}  {growth:+.3f} MB/series   (RSS at the end {total:.0f} MB; ", end="")
+        print(f"first series {first:.2f} s)")
 
 
 def main() -> None:

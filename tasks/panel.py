@@ -46,6 +46,7 @@ from wavecast.panel import (
     split_panel,
 )
 from wavecast.registry import one_line
+from wavecast.train import TrainingEngine
 
 # Each worker process trains one series at a time: one TensorFlow thread per worker.
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -226,12 +227,13 @@ def retrain_batch(batch: tuple[SeriesRef, ...], config: RetrainConfig) -> BatchR
     )
     series: dict[str, SeriesOutcome] = {}
     skipped: dict[str, str] = {}
+    engine = TrainingEngine()  # the batch's series train on one model per shape
     with interruptible():
         for done, ref in enumerate(batch, start=1):
             assert ref.key is not None
             stop_if_interrupted()
             try:
-                outcome = retrain_series(ref, config, flow_run.get_id(), training_slot)
+                outcome = retrain_series(ref, config, flow_run.get_id(), training_slot, engine)
             except Exception as exc:
                 stop_if_interrupted()  # Keras wraps an interrupt inside a layer in its own error
                 if environment_problem(exc) is not None or is_transient(exc):

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -15,14 +16,21 @@ from wavecast.generate import store_series
 from wavecast.train import (
     HISTORY_FILE,
     MODEL_FILE,
+    TrainingEngine,
     build_model,
     fit_model,
     fit_order,
     loss_history,
+    scaling_for,
     train_on_dataset,
     untrained_predictions,
+    validation_predictions,
+    validation_twin,
 )
 from wavecast.windows import DatasetRef, build_windows, make_windows, read_split
+
+if TYPE_CHECKING:
+    import keras
 
 SINE = np.sin(np.linspace(-3 * np.pi, 3 * np.pi, 120))
 TINY_MODEL = ModelSpec(units=4)
@@ -70,6 +78,40 @@ def test_fast_loop_is_model_fit_arithmetic() -> None:
         np.testing.assert_allclose(fast, fitted, rtol=1e-4, atol=1e-6)
 
 
+def other_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """Another level and scale than tiny_arrays', and 64 windows: no short last batch."""
+    _, inputs, targets = make_windows(3.0 + 2.0 * np.cos(np.linspace(0, 7 * np.pi, 70)), 5, 2)
+    return np.asarray(inputs), np.asarray(targets)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("recipe", ["tutorial", "relative"])
+def test_engine_trains_each_series_as_a_model_of_its_own(recipe: str) -> None:
+    """Three series one after the other on one engine, from one trace: each gets bit for bit the
+    losses, weights and forecasts it gets on a model built and fitted for it alone (the third
+    has the first one's window count, so its shuffle order is the one the engine kept)."""
+    import keras
+
+    spec = ModelSpec.model_validate({"recipe": recipe, "units": 4, "scaling": "standard"})
+    train = TrainSpec(epochs=3, batch_size=16, learning_rate=0.01, seed=4)
+    engine = TrainingEngine()
+    scalings = []
+    tiny_x, tiny_y = tiny_arrays()
+    for inputs, targets in ((tiny_x, tiny_y), other_arrays(), (1 - 2 * tiny_x, 1 - 2 * tiny_y)):
+        scalings.append(scaling_for(spec, inputs))
+        trainer = engine.trainer(spec, train, 5, 1, scalings[-1])
+        losses = trainer.fit(inputs, targets, train.epochs)
+        keras.utils.set_random_seed(train.seed)
+        alone = build_model(spec, 5, *scalings[-1], seed=train.seed)
+        assert fit_model(alone, inputs, targets, train) == losses
+        for reused, own in zip(trainer.model.get_weights(), alone.get_weights(), strict=True):
+            np.testing.assert_array_equal(reused, own)
+        np.testing.assert_array_equal(trainer.model(inputs), alone(inputs))
+    assert len(set(scalings)) == 3
+    assert engine.trainer(spec, train, 5, 1, scalings[0]) is trainer
+    assert trainer.epoch.experimental_get_tracing_count() == 1  # type: ignore[attr-defined]
+
+
 @pytest.mark.unit
 def test_same_seed_same_losses_other_seed_other_losses() -> None:
     spec = TrainSpec(epochs=2, batch_size=16)
@@ -87,7 +129,7 @@ from wavecast.train import build_model
 for cell in ("simple", "lstm", "gru"):
     keras.utils.set_random_seed(11)
     model = build_model(ModelSpec.model_validate({"cell": cell, "units": 3}), 5, 0.0, 1.0)
-    np.savez(f"{sys.argv[1]}/{cell}.npz", *model.get_weights())
+    np.savez(f"{sys.argv[1]}/{cell}.npz", *(v.numpy() for v in model.trainable_variables))
 """
 
 
@@ -109,6 +151,11 @@ def quiet_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def drawn_weights(model: keras.Model) -> list[np.ndarray]:
+    """The weights the initializers drew (the scaling weights are set, not drawn)."""
+    return [variable.numpy() for variable in model.trainable_variables]
+
+
 @pytest.mark.flow  # quiet_weights builds its reference in a fresh interpreter
 @pytest.mark.parametrize("cell", ["simple", "lstm", "gru"])
 def test_seeded_weights_ignore_other_users_of_python_random(cell: str, quiet_weights: Path) -> None:
@@ -120,11 +167,11 @@ def test_seeded_weights_ignore_other_users_of_python_random(cell: str, quiet_wei
     for disturbance in (0, 1, 5):
         for _ in range(disturbance):
             random.random()
-        built.append(build_model(spec, 5, 0.0, 1.0, seed=11).get_weights())
+        built.append(drawn_weights(build_model(spec, 5, 0.0, 1.0, seed=11)))
     for weights in built[1:]:
         for got, expected in zip(weights, built[0], strict=True):
             np.testing.assert_array_equal(got, expected)
-    other = build_model(spec, 5, 0.0, 1.0, seed=12).get_weights()
+    other = drawn_weights(build_model(spec, 5, 0.0, 1.0, seed=12))
     assert not np.array_equal(other[0], built[0][0])
     with np.load(quiet_weights / f"{cell}.npz") as quiet:
         reference = [quiet[f"arr_{i}"] for i in range(len(quiet.files))]
@@ -191,18 +238,53 @@ def test_smoke_train_save_reload(tiny_dataset: tuple[DatasetRef, str]) -> None:
 
 
 @pytest.mark.unit
-def test_reloaded_model_predicts_as_trained(tmp_path: Path) -> None:
+@pytest.mark.parametrize("recipe", ["tutorial", "relative"])
+def test_reloaded_model_predicts_as_trained(recipe: str, tmp_path: Path) -> None:
+    """A model an engine reused, saved: it loads in safe mode with this series' scaling."""
     import keras
 
+    spec = ModelSpec.model_validate({"recipe": recipe, "units": 4, "scaling": "standard"})
+    train = TrainSpec(epochs=2, batch_size=16)
+    engine = TrainingEngine()
+    engine.trainer(spec, train, 5, 1, (0.3, 2.0)).fit(*other_arrays(), train.epochs)
     inputs, targets = tiny_arrays()
-    keras.utils.set_random_seed(0)
-    model = build_model(ModelSpec(units=4, scaling="standard"), 5, 0.3, 2.0, seed=0)
-    fit_model(model, inputs, targets, TrainSpec(epochs=2, batch_size=16))
-    model.save(tmp_path / MODEL_FILE)
+    trainer = engine.trainer(spec, train, 5, 1, (-1.5, 4.0))
+    trainer.fit(inputs, targets, train.epochs)
+    trainer.model.save(tmp_path / MODEL_FILE)
     reloaded = keras.saving.load_model(tmp_path / MODEL_FILE, safe_mode=True)
-    np.testing.assert_allclose(
-        reloaded.predict(inputs, verbose=0), model.predict(inputs, verbose=0), rtol=1e-6
-    )
+    np.testing.assert_array_equal(reloaded(inputs), trainer.model(inputs))
+    keras.utils.set_random_seed(train.seed)
+    alone = build_model(spec, 5, -1.5, 4.0, seed=train.seed)
+    fit_model(alone, inputs, targets, train)
+    np.testing.assert_array_equal(reloaded(inputs), alone(inputs))
+
+
+@pytest.mark.unit
+def test_shared_engine_stores_the_model_fitted_alone(
+    tiny_dataset: tuple[DatasetRef, str], tmp_path: Path
+) -> None:
+    """The validation twin and the published model share the engine's model, which already
+    trained another series: what is stored is still the model, loss curve and validation
+    forecasts of models built and fitted alone."""
+    import keras
+
+    dataset, data_dir = tiny_dataset
+    spec, train = ModelSpec(units=4, scaling="standard"), TrainSpec(epochs=2, batch_size=16)
+    other_dir = str(tmp_path / "other")
+    other = build_windows(store_series(SeriesSpec(length=100), other_dir), WindowSpec(), other_dir)
+    engine = TrainingEngine()
+    train_on_dataset(other, spec, train, other_dir, engine=engine)
+    trained = train_on_dataset(dataset, spec, train, data_dir, engine=engine)
+    _, train_x, train_y = read_split(dataset, "train", data_dir)
+    keras.utils.set_random_seed(train.seed)
+    alone = build_model(spec, 5, *scaling_for(spec, train_x), seed=train.seed)
+    assert loss_history(trained, data_dir) == fit_model(alone, train_x, train_y, train)
+    stored = keras.saving.load_model(Path(trained.uri) / MODEL_FILE, safe_mode=True)
+    _, test_x, _ = read_split(dataset, "test", data_dir)
+    np.testing.assert_array_equal(stored(test_x), alone(test_x))
+    twin = validation_twin(spec, train, train_x, train_y)
+    assert len(twin) > 0
+    np.testing.assert_array_equal(validation_predictions(trained, data_dir), twin)
 
 
 def imports_in_fresh_interpreter(modules: list[str], forbidden: set[str]) -> None:

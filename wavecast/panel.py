@@ -39,6 +39,7 @@ from wavecast.storage import (
     series_data_dir,
     series_dir_keys,
 )
+from wavecast.train import TrainingEngine
 from wavecast.windows import build_windows
 
 
@@ -113,9 +114,14 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelSp
 
 
 def retrain_series(
-    series: SeriesRef, config: RetrainConfig, run_id: str | None, take_slot: SlotTaker = no_slot
+    series: SeriesRef,
+    config: RetrainConfig,
+    run_id: str | None,
+    take_slot: SlotTaker = no_slot,
+    engine: TrainingEngine | None = None,
 ) -> SeriesOutcome:
-    """One series through the single-series stages, on its own data dir.
+    """One series through the single-series stages, on its own data dir; `engine` is the
+    caller's, kept across its series so their networks reuse one model and its graphs.
 
     Each stage keeps its content-addressed output when it is already complete (unless the
     config says refresh), the reuse rule the retrain flow's tasks follow too: an unchanged
@@ -134,6 +140,7 @@ def retrain_series(
         own.data_dir,
         reuse=reuse,
         take_slot=take_slot,
+        engine=engine,
     )
     evaluation = evaluate_trained(dataset, trained, own.selection, own.data_dir, reuse=reuse)
     candidate = stage_version(own, dataset, trained, evaluation, run_id)

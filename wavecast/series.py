@@ -18,7 +18,13 @@ from wavecast.config import ModelSpec, SelectionSpec, SeriesSpec, TrainSpec, Win
 from wavecast.errors import InvalidInputError
 from wavecast.generate import LoadedSeries, SeriesRef, load_series, series_key, store_loaded
 from wavecast.storage import DataDir, stable_hash
-from wavecast.train import EpochCallback, TrainedRef, completed_training, train_on_dataset
+from wavecast.train import (
+    EpochCallback,
+    TrainedRef,
+    TrainingEngine,
+    completed_training,
+    train_on_dataset,
+)
 from wavecast.windows import DatasetRef, check_length
 
 # Takes the named training slot for the block it guards (a Prefect global concurrency limit
@@ -68,14 +74,18 @@ def train_when_needed(
     reuse: bool,
     take_slot: SlotTaker = no_slot,
     on_epoch: EpochCallback | None = None,
+    engine: TrainingEngine | None = None,
 ) -> TrainedRef | None:
     """The network where it competes (None elsewhere): a complete training is reused without
     waiting for the slot; otherwise the series' slot is taken, and a training another run
-    finished meanwhile is reused rather than done twice."""
+    finished meanwhile is reused rather than done twice. `engine` is the caller's, when it
+    trains many series (see TrainingEngine)."""
     if not selection.trains_network(dataset.n_train):
         return None
     done = completed_training(dataset, model, train, data_dir) if reuse else None
     if done is not None:
         return done
     with take_slot(training_slot_name(data_dir)):
-        return train_on_dataset(dataset, model, train, data_dir, on_epoch=on_epoch, reuse=reuse)
+        return train_on_dataset(
+            dataset, model, train, data_dir, on_epoch=on_epoch, reuse=reuse, engine=engine
+        )

@@ -1,18 +1,22 @@
 """Build and fit the recurrent forecaster; Keras is imported only when training really runs.
 
-Small train splits are fitted in memory by `fit_model`: model.fit's exact batches and update,
-one compiled graph call per epoch. Larger ones (STREAM_ABOVE_VALUES) are streamed from the
-Parquet dataset by `fit_stream`, so memory stays bounded whatever the series length.
+Small train splits are fitted in memory by a `Trainer`: model.fit's exact batches and update,
+one compiled graph call per epoch. A `TrainingEngine` keeps one trainer per architecture and
+shapes, so a process training thousands of series builds and traces each graph once and resets
+weights, optimizer and scaling per series. Larger splits (STREAM_ABOVE_VALUES) are streamed from
+the Parquet dataset by `fit_stream` on a model of their own, so memory stays bounded whatever
+the series length.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 EpochCallback = Callable[[int, float], None]
+EpochFunction = Callable[["tf.Tensor", "tf.Tensor", "tf.Tensor"], "tf.Tensor"]
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
 TRAINED_FILE = "trained.json"
@@ -159,7 +164,8 @@ def build_model(
 ) -> keras.Model:
     """Raw window in, `steps` raw forecasts out (direct multi-output): scaling is part of the
     saved model, not the caller, and only Keras' own layers are used, so it loads anywhere
-    with safe_mode.
+    with safe_mode. The scaling is held in weights (set_scaling), so a reused model takes
+    another series' scaling without being rebuilt.
 
     With `seed`, the initial weights are those keras.utils.set_random_seed(seed) gives in a
     quiet process, whatever other threads do (see initializer_seeds). Short windows are
@@ -169,8 +175,44 @@ def build_model(
     import keras
 
     window = keras.Input(shape=(input_len,), name="window")
-    forecast = RECIPES[spec.recipe](spec, window, mean, scale, seed, steps)
-    return keras.Model(window, forecast, name=f"wavecast_{spec.recipe}_{spec.cell}")
+    forecast = RECIPES[spec.recipe](spec, window, seed, steps)
+    model = keras.Model(window, forecast, name=f"wavecast_{spec.recipe}_{spec.cell}")
+    set_scaling(model, spec, mean, scale)
+    return model
+
+
+def scaling_layer(size: int, name: str) -> keras.layers.Layer:
+    """x * factor + shift per value, as Rescaling computes it, with factor and shift held in
+    frozen weights instead of constants, so a traced graph reads each series' own values.
+
+    Not Normalization: it keeps its mean and variance as tensors copied when they are set,
+    which a traced graph would keep. The initializers draw no seed, so the recurrent and
+    dense layers' seeded weights are unchanged.
+    """
+    import keras
+
+    return keras.layers.EinsumDense(
+        "ab,b->ab",
+        output_shape=size,
+        bias_axes="b",
+        kernel_initializer="ones",
+        bias_initializer="zeros",
+        trainable=False,
+        name=name,
+    )
+
+
+def set_scaling(model: keras.Model, spec: ModelSpec, mean: float, scale: float) -> None:
+    """Write a series' scaling into the model: in, Rescaling(1 / scale, offset=-mean / scale)'s
+    arithmetic; out, Rescaling(scale, offset=mean)'s (the relative recipe has no offset)."""
+    offset = mean if spec.recipe == "tutorial" else 0.0
+    for name, factor, shift in (
+        ("standardize", 1 / scale, -offset / scale),
+        ("to_series_scale", scale, offset),
+    ):
+        layer = model.get_layer(name)
+        size = layer.kernel.shape[0]
+        layer.set_weights([np.full(size, factor, np.float32), np.full(size, shift, np.float32)])
 
 
 def recurrent_forecast(
@@ -189,28 +231,16 @@ def recurrent_forecast(
 
 
 def tutorial_network(
-    spec: ModelSpec,
-    window: keras.KerasTensor,
-    mean: float,
-    scale: float,
-    seed: int | None,
-    steps: int,
+    spec: ModelSpec, window: keras.KerasTensor, seed: int | None, steps: int
 ) -> keras.KerasTensor:
     """The tutorial's model: SimpleRNN(100) -> Dense on the (standardized) window."""
-    import keras
-
-    scaled = keras.layers.Rescaling(1 / scale, offset=-mean / scale, name="standardize")(window)
+    scaled = scaling_layer(int(window.shape[1]), "standardize")(window)
     hidden = recurrent_forecast(spec, scaled, seed, steps)
-    return keras.layers.Rescaling(scale, offset=mean, name="to_series_scale")(hidden)
+    return scaling_layer(steps, "to_series_scale")(hidden)
 
 
 def relative_network(
-    spec: ModelSpec,
-    window: keras.KerasTensor,
-    mean: float,
-    scale: float,
-    seed: int | None,
-    steps: int,
+    spec: ModelSpec, window: keras.KerasTensor, seed: int | None, steps: int
 ) -> keras.KerasTensor:
     """Forecast the change from the window's last value (per-window normalization, as
     N-BEATS- and DeepAR-style models do), as the recurrent net's output plus a linear map of
@@ -225,11 +255,11 @@ def relative_network(
     last = keras.layers.Flatten(name="last_value")(last)
     level = keras.layers.Flatten(name="level")(keras.layers.RepeatVector(input_len)(last))
     relative = keras.layers.Subtract(name="relative")([window, level])
-    scaled = keras.layers.Rescaling(1 / scale, name="standardize")(relative)
+    scaled = scaling_layer(input_len, "standardize")(relative)
     network = recurrent_forecast(spec, scaled, seed, steps)
     highway = keras.layers.Dense(steps, kernel_initializer="zeros", name="highway")(scaled)
     change = keras.layers.Add(name="change")([network, highway])
-    change = keras.layers.Rescaling(scale, name="to_series_scale")(change)
+    change = scaling_layer(steps, "to_series_scale")(change)
     ahead = keras.layers.Flatten(name="level_ahead")(keras.layers.RepeatVector(steps)(last))
     return keras.layers.Add(name="forecast_value")([ahead, change])
 
@@ -314,6 +344,66 @@ def run_epochs(
     return losses
 
 
+def epoch_function(model: keras.Model, batch: int) -> EpochFunction:
+    """One epoch as one graph call on (inputs, targets, order): model.fit's batches of `batch`
+    windows in that order, the last one shorter, each a training step; the epoch loss is
+    model.fit's too, the batch losses' mean weighted by batch size.
+
+    The data are arguments of any number of windows, not captured constants, so one trace
+    serves every series of the model's shape.
+    """
+    import tensorflow as tf
+
+    input_len, steps = int(model.input_shape[1]), int(model.output_shape[1])
+    step = train_step(model)
+    signature = (
+        tf.TensorSpec((None, input_len), tf.float32),
+        tf.TensorSpec((None, steps), tf.float32),
+        tf.TensorSpec((None,), tf.int64),
+    )
+
+    @tf.function(autograph=False, input_signature=signature)
+    def epoch(x: tf.Tensor, y: tf.Tensor, order: tf.Tensor) -> tf.Tensor:
+        ex, ey = tf.gather(x, order), tf.gather(y, order)
+        n_samples = tf.shape(order)[0]
+        n_full = n_samples // batch
+        cut = n_full * batch
+        full_x = tf.reshape(ex[:cut], (n_full, batch, input_len))
+        full_y = tf.reshape(ey[:cut], (n_full, batch, steps))
+
+        def body(i: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return i + 1, total + step(full_x[i], full_y[i]) * batch
+
+        _, total = tf.while_loop(lambda i, _: i < n_full, body, (tf.constant(0), tf.constant(0.0)))
+        tail = n_samples - cut
+        total = tf.cond(
+            tail > 0,
+            lambda: total + step(ex[cut:], ey[cut:]) * tf.cast(tail, tf.float32),
+            lambda: total,
+        )
+        return total / tf.cast(n_samples, tf.float32)
+
+    return epoch
+
+
+def fit_arrays(
+    epoch: EpochFunction,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    epochs: int,
+    on_epoch: EpochCallback | None = None,
+    order: Callable[[int], tf.Tensor] | None = None,
+) -> list[float]:
+    """Run a compiled epoch on windows held in memory, in model.fit's order (fit_order's,
+    drawn now unless given)."""
+    import tensorflow as tf
+
+    x = tf.constant(inputs, tf.float32)
+    y = tf.constant(np.reshape(targets, (len(inputs), -1)), tf.float32)
+    order = fit_order(len(inputs)) if order is None else order
+    return run_epochs(lambda index: epoch(x, y, order(index)), epochs, on_epoch)
+
+
 def fit_model(
     model: keras.Model,
     inputs: np.ndarray,
@@ -321,36 +411,103 @@ def fit_model(
     spec: TrainSpec,
     on_epoch: EpochCallback | None = None,
 ) -> list[float]:
-    """model.fit(batch_size, epochs, shuffle=True)'s arithmetic, one graph call per epoch.
+    """model.fit(batch_size, epochs, shuffle=True)'s arithmetic on a model of its own, traced
+    for it alone: what a Trainer does, for a caller that trains one model once."""
+    compile_model(model, spec)
+    epoch = epoch_function(model, spec.batch_size)
+    return fit_arrays(epoch, inputs, targets, spec.epochs, on_epoch)
 
-    Same batches in the same order (see fit_order), same loss, optimizer and update; the
-    epoch loss is model.fit's too: the batch losses' mean weighted by batch size.
-    """
+
+def reset_optimizer(optimizer: keras.optimizers.Optimizer, learning_rate: float) -> None:
+    """The optimizer as compile_model leaves it: no steps taken, zero moments, this rate."""
+    import keras
+
+    for variable in optimizer.variables:
+        variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+    optimizer.learning_rate = learning_rate
+
+
+@dataclass
+class Trainer:
+    """A model built, compiled and traced once; `reset` makes it the untrained model of the
+    next series, as build_model with the same seed and compile_model would give it."""
+
+    model: keras.Model
+    spec: ModelSpec
+    initial: list[np.ndarray]  # the seeded initializers' values, drawn once
+    epoch: EpochFunction
+    forward: Callable[[tf.Tensor], tf.Tensor]
+    # fit_order by number of windows: reset seeds it with the trainer's seed, under which
+    # model.fit's permutation depends on the count alone, so it is drawn once per count.
+    orders: dict[int, Callable[[int], tf.Tensor]] = field(default_factory=dict)
+
+    def reset(self, train: TrainSpec, mean: float, scale: float) -> keras.Model:
+        """Seeded weights, this series' scaling, a fresh optimizer and the seeded shuffle."""
+        import keras
+
+        keras.utils.set_random_seed(train.seed)
+        self.model.set_weights(self.initial)
+        set_scaling(self.model, self.spec, mean, scale)
+        reset_optimizer(self.model.optimizer, train.learning_rate)
+        return self.model
+
+    def fit(
+        self,
+        inputs: np.ndarray,
+        targets: np.ndarray,
+        epochs: int,
+        on_epoch: EpochCallback | None = None,
+    ) -> list[float]:
+        """The reset model fitted as fit_model fits a model of its own."""
+        if len(inputs) not in self.orders:
+            self.orders[len(inputs)] = fit_order(len(inputs))
+        order = self.orders[len(inputs)]
+        return fit_arrays(self.epoch, inputs, targets, epochs, on_epoch, order)
+
+    def forecast(self, inputs: np.ndarray) -> np.ndarray:
+        """model_forecast's forecasts through a graph traced once, not an eager call per series."""
+        chunks = range(0, len(inputs), FORECAST_BATCH)
+        forecasts = [self.forward(inputs[i : i + FORECAST_BATCH]) for i in chunks]
+        return np.concatenate([np.asarray(f) for f in forecasts]).reshape(len(inputs), -1)
+
+
+def new_trainer(spec: ModelSpec, train: TrainSpec, input_len: int, steps: int) -> Trainer:
     import tensorflow as tf
 
-    compile_model(model, spec)
-    x = tf.constant(inputs, tf.float32)
-    y = tf.constant(np.reshape(targets, (len(inputs), -1)), tf.float32)
-    steps = int(y.shape[1])
-    n_samples, batch = len(inputs), spec.batch_size
-    n_full, tail = divmod(n_samples, batch)
-    step, order = train_step(model), fit_order(n_samples)
+    model = build_model(spec, input_len, 0.0, 1.0, seed=train.seed, steps=steps)
+    compile_model(model, train)
+    signature = (tf.TensorSpec((None, input_len), tf.float32),)
+    forward = tf.function(lambda x: model(x, training=False), input_signature=signature)
+    epoch = epoch_function(model, train.batch_size)
+    return Trainer(model, spec, model.get_weights(), epoch, forward)
 
-    @tf.function(autograph=False)
-    def epoch(indices: tf.Tensor) -> tf.Tensor:
-        ex, ey = tf.gather(x, indices), tf.gather(y, indices)
-        full_x = tf.reshape(ex[: n_full * batch], (n_full, batch, -1))
-        full_y = tf.reshape(ey[: n_full * batch], (n_full, batch, steps))
 
-        def body(i: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            return i + 1, total + step(full_x[i], full_y[i]) * batch
+class TrainingEngine:
+    """Trainers by architecture and shapes, for as many series as its holder trains.
 
-        _, total = tf.while_loop(lambda i, _: i < n_full, body, (tf.constant(0), tf.constant(0.0)))
-        if tail:
-            total += step(ex[n_full * batch :], ey[n_full * batch :]) * tail
-        return total / n_samples
+    Building a model and tracing its graphs costs more than fitting a small series, and
+    TensorFlow and Keras keep memory for every model built (TF #61791, Keras #17458); a
+    trainer is built and traced once and reset for every series of its shape.
+    """
 
-    return run_epochs(lambda index: epoch(order(index)), spec.epochs, on_epoch)
+    def __init__(self) -> None:
+        self._trainers: dict[tuple[ModelSpec, int, int, int, int], Trainer] = {}
+
+    def trainer(
+        self,
+        spec: ModelSpec,
+        train: TrainSpec,
+        input_len: int,
+        steps: int,
+        scaling: tuple[float, float],
+    ) -> Trainer:
+        """The trainer of this shape, reset to its seeded start with this scaling."""
+        key = (spec, input_len, steps, train.batch_size, train.seed)
+        if key not in self._trainers:
+            self._trainers[key] = new_trainer(spec, train, input_len, steps)
+        trainer = self._trainers[key]
+        trainer.reset(train, *scaling)
+        return trainer
 
 
 def fit_stream(
@@ -444,32 +601,35 @@ def model_forecast(model: keras.Model, inputs: np.ndarray) -> np.ndarray:
     return np.asarray(forecast).reshape(len(inputs), -1)
 
 
-def untrained_forecast(model: keras.Model, dataset: DatasetRef, data_dir: str) -> np.ndarray:
+def untrained_forecast(
+    forecast: Callable[[np.ndarray], np.ndarray], dataset: DatasetRef, data_dir: str
+) -> np.ndarray:
     """The untrained model on the first UNTRAINED_WINDOWS test windows (all of a small split)."""
     _, test_x, _ = head_of_split(dataset, "test", data_dir, UNTRAINED_WINDOWS)
-    return model_forecast(model, test_x)
+    return forecast(test_x)
 
 
 def validation_twin(
-    model_spec: ModelSpec, train_spec: TrainSpec, train_x: np.ndarray, train_y: np.ndarray
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    engine: TrainingEngine | None = None,
 ) -> np.ndarray:
     """The network's validation forecasts: the same recipe, seed and epochs fitted without the
     train split's last validation_size windows, then forecasting them. Only the network needs
     a second fit to be scored as the other candidates are; the one it publishes saw them all.
     """
-    import keras
-
     held_out = validation_size(len(train_x))
     steps = np.reshape(train_y, (len(train_x), -1)).shape[1]
     if held_out == 0:
         return np.empty((0, steps))
     fit_x, fit_y = train_x[:-held_out], train_y[:-held_out]
-    keras.utils.set_random_seed(train_spec.seed)
+    engine = TrainingEngine() if engine is None else engine
     scaling = scaling_for(model_spec, fit_x)
-    seed = train_spec.seed
-    twin = build_model(model_spec, train_x.shape[1], *scaling, seed=seed, steps=steps)
-    fit_model(twin, fit_x, fit_y, train_spec)
-    return model_forecast(twin, train_x[-held_out:])
+    twin = engine.trainer(model_spec, train_spec, train_x.shape[1], steps, scaling)
+    twin.fit(fit_x, fit_y, train_spec.epochs)
+    return twin.forecast(train_x[-held_out:])
 
 
 def train_on_dataset(
@@ -480,14 +640,16 @@ def train_on_dataset(
     on_epoch: EpochCallback | None = None,
     stream_above: int = STREAM_ABOVE_VALUES,
     reuse: bool = False,
+    engine: TrainingEngine | None = None,
 ) -> TrainedRef:
     """Seed, fit on the train split, and store the model, its loss curve and its untrained guess.
 
     A train split of at most `stream_above` input values (windows x input_len) is fitted in
-    memory with model.fit's exact batches; a larger one is streamed from Parquet in
-    block-shuffled batches, with its scaling computed in one streaming pass. The untrained
-    guess covers the first UNTRAINED_WINDOWS test windows (all of them for a small split).
-    With `reuse`, a complete training already at this content-addressed place is returned.
+    memory with model.fit's exact batches, by `engine`'s trainer (a new engine's without
+    one); a larger one is streamed from Parquet in block-shuffled batches, with its scaling
+    computed in one streaming pass, on a model of its own. The untrained guess covers the
+    first UNTRAINED_WINDOWS test windows (all of them for a small split). With `reuse`, a
+    complete training already at this content-addressed place is returned.
     """
     _, parts = training_location(dataset, model_spec, train_spec, data_dir)
     store = DataDir(data_dir)
@@ -495,52 +657,89 @@ def train_on_dataset(
     if existing is not None:
         return existing
     release_unused_memory()  # what earlier stages freed, before TensorFlow adds its ~450 MB
-    import keras
-
     began = time.perf_counter()
-    input_len = dataset.spec.input_len
-    streaming = trains_streaming(dataset.n_train, input_len, stream_above)
-    if streaming:
-        chunks = (x for _, x, _ in iter_split(dataset, "train", data_dir))
-        scaling = streamed_scaling(model_spec, chunks)
-        release_unused_memory()
+    if trains_streaming(dataset.n_train, dataset.spec.input_len, stream_above):
+        fitted = fit_streamed(dataset, model_spec, train_spec, data_dir, on_epoch)
     else:
-        _, train_x, train_y = read_split(dataset, "train", data_dir)
-        scaling = scaling_for(model_spec, train_x)
-    keras.utils.set_random_seed(train_spec.seed)
-    steps = dataset.spec.steps
-    model = build_model(model_spec, input_len, *scaling, seed=train_spec.seed, steps=steps)
-    untrained = untrained_forecast(model, dataset, data_dir)
-    release_unused_memory()
-    if streaming:
-
-        def batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-            rng = epoch_rng(train_spec.seed, epoch)
-            size = train_spec.batch_size
-            return shuffled_batches(dataset, "train", data_dir, size, rng, np.float32)
-
-        losses = fit_stream(model, batches, (input_len, steps), train_spec, on_epoch)
-        validation = np.full((0, steps), np.nan)  # a streamed split is not fitted twice
-    else:
-        losses = fit_model(model, train_x, train_y, train_spec, on_epoch)
-        validation = validation_twin(model_spec, train_spec, train_x, train_y)
+        engine = TrainingEngine() if engine is None else engine
+        fitted = fit_in_memory(dataset, model_spec, train_spec, data_dir, on_epoch, engine)
     trained = TrainedRef(
         train_id=parts[-1],
         uri=store.uri(*parts),
         dataset_id=dataset.dataset_id,
         model=model_spec,
         train=train_spec,
-        epochs_run=len(losses),
-        final_loss=losses[-1],
+        epochs_run=len(fitted.losses),
+        final_loss=fitted.losses[-1],
         seconds=round(time.perf_counter() - began, 3),
     )
     with store.staged_dir(*parts) as staging:
-        model.save(staging / MODEL_FILE)
-        (staging / HISTORY_FILE).write_text(json.dumps({"loss": losses}))
-        np.save(staging / UNTRAINED_FILE, untrained, allow_pickle=False)
-        np.save(staging / VALIDATION_FILE, validation, allow_pickle=False)
+        fitted.model.save(staging / MODEL_FILE)
+        (staging / HISTORY_FILE).write_text(json.dumps({"loss": fitted.losses}))
+        np.save(staging / UNTRAINED_FILE, fitted.untrained, allow_pickle=False)
+        np.save(staging / VALIDATION_FILE, fitted.validation, allow_pickle=False)
         (staging / TRAINED_FILE).write_text(trained.model_dump_json())
     return trained
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A fitted model and what train_on_dataset stores beside it."""
+
+    model: keras.Model
+    losses: list[float]
+    untrained: np.ndarray
+    validation: np.ndarray
+
+
+def fit_in_memory(
+    dataset: DatasetRef,
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    data_dir: str,
+    on_epoch: EpochCallback | None,
+    engine: TrainingEngine,
+) -> Fitted:
+    """The validation twin, then the published model, on the engine's trainer: the twin goes
+    first because both reuse the same model, which must hold the published weights at the end.
+    """
+    _, train_x, train_y = read_split(dataset, "train", data_dir)
+    validation = validation_twin(model_spec, train_spec, train_x, train_y, engine)
+    input_len, steps = dataset.spec.input_len, dataset.spec.steps
+    scaling = scaling_for(model_spec, train_x)
+    trainer = engine.trainer(model_spec, train_spec, input_len, steps, scaling)
+    untrained = untrained_forecast(trainer.forecast, dataset, data_dir)
+    losses = trainer.fit(train_x, train_y, train_spec.epochs, on_epoch)
+    return Fitted(trainer.model, losses, untrained, validation)
+
+
+def fit_streamed(
+    dataset: DatasetRef,
+    model_spec: ModelSpec,
+    train_spec: TrainSpec,
+    data_dir: str,
+    on_epoch: EpochCallback | None,
+) -> Fitted:
+    """A split too large for memory, streamed from Parquet in block-shuffled batches on a model
+    of its own (few series are this long, so none shares it); it is not fitted twice."""
+    import keras
+
+    input_len, steps = dataset.spec.input_len, dataset.spec.steps
+    chunks = (x for _, x, _ in iter_split(dataset, "train", data_dir))
+    scaling = streamed_scaling(model_spec, chunks)
+    release_unused_memory()
+    keras.utils.set_random_seed(train_spec.seed)
+    model = build_model(model_spec, input_len, *scaling, seed=train_spec.seed, steps=steps)
+    untrained = untrained_forecast(functools.partial(model_forecast, model), dataset, data_dir)
+    release_unused_memory()
+
+    def batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        rng = epoch_rng(train_spec.seed, epoch)
+        size = train_spec.batch_size
+        return shuffled_batches(dataset, "train", data_dir, size, rng, np.float32)
+
+    losses = fit_stream(model, batches, (input_len, steps), train_spec, on_epoch)
+    return Fitted(model, losses, untrained, np.full((0, steps), np.nan))
 
 
 def load_model(data_dir: str, *parts: str) -> keras.Model:

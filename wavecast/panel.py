@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import FanOutSpec, RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
-from wavecast.evaluate import Metrics, Published, evaluate_trained
+from wavecast.evaluate import Metrics, Published
 from wavecast.generate import (
     PanelGroup,
     SeriesRef,
@@ -30,9 +30,8 @@ from wavecast.generate import (
     shown_id,
     store_loaded,
 )
-from wavecast.publish import promote_candidate, stage_version
-from wavecast.registry import read_champion, remove_version
-from wavecast.series import SlotTaker, check_trainable, no_slot, train_when_needed
+from wavecast.registry import read_champion
+from wavecast.series import SlotTaker, check_trainable, no_slot, retrain_stages
 from wavecast.storage import (
     DataDir,
     claim_series_dir,
@@ -40,7 +39,6 @@ from wavecast.storage import (
     series_dir_keys,
 )
 from wavecast.train import TrainingEngine
-from wavecast.windows import build_windows
 
 
 def series_config(config: RetrainConfig, key: str) -> RetrainConfig:
@@ -120,36 +118,9 @@ def retrain_series(
     take_slot: SlotTaker = no_slot,
     engine: TrainingEngine | None = None,
 ) -> SeriesOutcome:
-    """One series through the single-series stages, on its own data dir; `engine` is the
-    caller's, kept across its series so their networks reuse one model and its graphs.
-
-    Each stage keeps its content-addressed output when it is already complete (unless the
-    config says refresh), the reuse rule the retrain flow's tasks follow too: an unchanged
-    series trains nothing. Training takes the series' own slot (wavecast.series), the one a
-    drift retrain of this series takes. A promotion that fails removes the version it staged.
-    """
+    """One panel series through wavecast.series' stages, on its own data dir."""
     assert series.key is not None
-    own = series_config(config, series.key)
-    reuse = not config.refresh
-    dataset = build_windows(series, own.windows, own.data_dir, reuse=reuse)
-    trained = train_when_needed(
-        dataset,
-        own.model,
-        own.train,
-        own.selection,
-        own.data_dir,
-        reuse=reuse,
-        take_slot=take_slot,
-        engine=engine,
-    )
-    evaluation = evaluate_trained(dataset, trained, own.selection, own.data_dir, reuse=reuse)
-    candidate = stage_version(own, dataset, trained, evaluation, run_id)
-    try:
-        summary = promote_candidate(own, dataset, evaluation, candidate)
-    except BaseException:
-        if candidate.created:
-            remove_version(DataDir(own.data_dir), candidate.version)
-        raise
+    summary = retrain_stages(series, series_config(config, series.key), run_id, take_slot, engine)
     return SeriesOutcome.model_validate(summary.model_dump())
 
 

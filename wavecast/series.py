@@ -3,8 +3,10 @@
 One identity (the series' id and own rows: generate.series_identity), one set of checks
 (check_trainable), one training slot per series (training_slot_name, keyed on the series' own
 data dir) and one reuse rule (a complete, content-addressed output is reused whatever
-Prefect's result store holds). The retrain flow runs these stages as Prefect tasks; a panel
-batch runs them as plain calls (wavecast.panel.retrain_series); both call the functions here.
+Prefect's result store holds). The retrain flow runs the stages as Prefect tasks, one task
+each, for its progress, cache and retries; a panel batch runs them as plain calls
+(retrain_stages) for each of its series, where a task run per stage would cost more than
+training a small series. Both call the same functions, here and in the stage modules.
 """
 
 from __future__ import annotations
@@ -14,9 +16,20 @@ from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 
-from wavecast.config import ModelSpec, SelectionSpec, SeriesSpec, TrainSpec, WindowSpec
+from wavecast.config import (
+    ModelSpec,
+    RetrainConfig,
+    SelectionSpec,
+    SeriesSpec,
+    TrainSpec,
+    WindowSpec,
+)
 from wavecast.errors import InvalidInputError
+from wavecast.evaluate import evaluate_trained
 from wavecast.generate import LoadedSeries, SeriesRef, load_series, series_key, store_loaded
+from wavecast.publish import promote_candidate, stage_version
+from wavecast.records import RetrainSummary
+from wavecast.registry import remove_version
 from wavecast.storage import DataDir, stable_hash
 from wavecast.train import (
     EpochCallback,
@@ -25,7 +38,7 @@ from wavecast.train import (
     completed_training,
     train_on_dataset,
 )
-from wavecast.windows import DatasetRef, check_length
+from wavecast.windows import DatasetRef, build_windows, check_length
 
 # Takes the named training slot for the block it guards (a Prefect global concurrency limit
 # in the flows; nothing, for a caller that trains alone).
@@ -89,3 +102,38 @@ def train_when_needed(
         return train_on_dataset(
             dataset, model, train, data_dir, on_epoch=on_epoch, reuse=reuse, engine=engine
         )
+
+
+def retrain_stages(
+    series: SeriesRef,
+    config: RetrainConfig,
+    run_id: str | None,
+    take_slot: SlotTaker = no_slot,
+    engine: TrainingEngine | None = None,
+) -> RetrainSummary:
+    """Window, train, evaluate, stage and promote one stored series on config.data_dir: the
+    retrain flow's stages as plain calls, under the same rules. `engine` is the caller's,
+    kept across its series so their networks reuse one model and its graphs. A promotion that
+    fails removes the version it staged (the flow's transaction does the same).
+    """
+    reuse = not config.refresh
+    data_dir = config.data_dir
+    dataset = build_windows(series, config.windows, data_dir, reuse=reuse)
+    trained = train_when_needed(
+        dataset,
+        config.model,
+        config.train,
+        config.selection,
+        data_dir,
+        reuse=reuse,
+        take_slot=take_slot,
+        engine=engine,
+    )
+    evaluation = evaluate_trained(dataset, trained, config.selection, data_dir, reuse=reuse)
+    candidate = stage_version(config, dataset, trained, evaluation, run_id)
+    try:
+        return promote_candidate(config, dataset, evaluation, candidate)
+    except BaseException:
+        if candidate.created:
+            remove_version(DataDir(data_dir), candidate.version)
+        raise

@@ -27,8 +27,13 @@ def retrain(config: RetrainConfig | None = None) -> RetrainSummary:
     cached, reuse = cached_stage_options(data_dir, config.refresh), not config.refresh
     series = generate_series(config.series, config.windows, data_dir)
     dataset = write_windows.with_options(**cached)(series, config.windows, data_dir, reuse)
-    train = train_model.with_options(**cached)
-    trained = train(dataset, config.model, config.train, config.selection, data_dir, reuse)
+    trained = (  # a task only where the network competes: no cache record per run elsewhere
+        train_model.with_options(**cached)(
+            dataset, config.model, config.train, config.selection, data_dir, reuse
+        )
+        if config.selection.trains_network(dataset.n_train)
+        else None
+    )
     evaluate = evaluate_model.with_options(**cached)
     evaluation = evaluate(dataset, trained, config.selection, data_dir, reuse)
     with transaction():  # a failed promotion rolls the staged version back out of the registry

@@ -79,15 +79,8 @@ def train_model(
         take_slot=training_slot,
         on_epoch=epoch_reporter(train.epochs),
     )
-    logger = get_run_logger()
-    if trained is None:
-        logger.info(
-            "The network does not compete: %d train windows, it needs %d",
-            dataset.n_train,
-            selection.network_min_windows,
-        )
-    else:
-        logger.info(
+    if trained is not None:  # None where the network does not compete
+        get_run_logger().info(
             "Trained %s in %.1f s, final loss %.3g",
             trained.train_id,
             trained.seconds,

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wavecast.config import Cell, ModelSpec, TrainSpec
-from wavecast.train import EpochCallback, model_forecast, recurrent_forecast, run_epochs
+from wavecast.train import (
+    EpochCallback,
+    batched_epoch,
+    epoch_rng,
+    model_forecast,
+    recurrent_forecast,
+    run_epochs,
+)
 from wavecast.windows import make_windows
 
 if TYPE_CHECKING:
@@ -145,8 +152,6 @@ def global_epoch(
     optimizer.build(variables)
     loss_of = scaled_loss(parts)
     data_x, data_y = tf.constant(x), tf.constant(y)
-    n_samples, batch = len(x), train.batch_size
-    n_full, tail = divmod(n_samples, batch)
 
     def step(bx: tf.Tensor, by: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
@@ -154,21 +159,8 @@ def global_epoch(
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss
 
-    @tf.function(autograph=False)
-    def epoch(order: tf.Tensor) -> tf.Tensor:
-        ex, ey = tf.gather(data_x, order), tf.gather(data_y, order)
-        full_x = tf.reshape(ex[: n_full * batch], (n_full, batch, x.shape[1]))
-        full_y = tf.reshape(ey[: n_full * batch], (n_full, batch, y.shape[1]))
-
-        def body(i: tf.Tensor, total: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            return i + 1, total + step(full_x[i], full_y[i]) * batch
-
-        _, total = tf.while_loop(lambda i, _: i < n_full, body, (tf.constant(0), tf.constant(0.0)))
-        if tail:
-            total += step(ex[n_full * batch :], ey[n_full * batch :]) * tail
-        return total / n_samples
-
-    return epoch
+    epoch = batched_epoch(step, x.shape[1], y.shape[1], train.batch_size)
+    return lambda order: epoch(data_x, data_y, order)
 
 
 def train_global(
@@ -193,7 +185,7 @@ def train_global(
     epoch = global_epoch(parts, x, y, train)
 
     def shuffled(index: int) -> tf.Tensor:
-        return epoch(np.random.default_rng([train.seed, index]).permutation(len(x)))
+        return epoch(epoch_rng(train.seed, index).permutation(len(x)))
 
     losses = run_epochs(shuffled, train.epochs, on_epoch)
     return forecasting_model(parts), losses

@@ -345,17 +345,23 @@ def run_epochs(
 
 
 def epoch_function(model: keras.Model, batch: int) -> EpochFunction:
+    """One epoch of model.fit's training steps on `model` as one graph call (batched_epoch)."""
+    input_len, steps = int(model.input_shape[1]), int(model.output_shape[1])
+    return batched_epoch(train_step(model), input_len, steps, batch)
+
+
+def batched_epoch(
+    step: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], input_len: int, steps: int, batch: int
+) -> EpochFunction:
     """One epoch as one graph call on (inputs, targets, order): model.fit's batches of `batch`
-    windows in that order, the last one shorter, each a training step; the epoch loss is
-    model.fit's too, the batch losses' mean weighted by batch size.
+    windows in that order, the last one shorter, each a `step` (which returns its loss); the
+    epoch loss is model.fit's too, the batch losses' mean weighted by batch size.
 
     The data are arguments of any number of windows, not captured constants, so one trace
     serves every series of the model's shape.
     """
     import tensorflow as tf
 
-    input_len, steps = int(model.input_shape[1]), int(model.output_shape[1])
-    step = train_step(model)
     signature = (
         tf.TensorSpec((None, input_len), tf.float32),
         tf.TensorSpec((None, steps), tf.float32),

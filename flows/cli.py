@@ -23,6 +23,7 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "horizon": ("windows", "horizon"),
     "steps": ("windows", "steps"),
     "train_fraction": ("windows", "train_fraction"),
+    "network": ("model", "network"),
     "recipe": ("model", "recipe"),
     "cell": ("model", "cell"),
     "units": ("model", "units"),

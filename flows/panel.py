@@ -10,18 +10,20 @@ from tasks.panel import (
     retrain_batch,
     split_series,
     task_runner_for,
+    train_global_network,
     worker_count,
 )
 from wavecast.config import RetrainConfig
 from wavecast.generate import SeriesRef
 from wavecast.panel import BatchResult, PanelSummary, batched, merge_results, rounds
+from wavecast.train import TrainedRef
 
 
 @flow(name="retrain-batches", description="Retrain batches of series on the run's task runner.")
 def retrain_batches(
-    batches: list[tuple[SeriesRef, ...]], config: RetrainConfig
+    batches: list[tuple[SeriesRef, ...]], config: RetrainConfig, network: TrainedRef | None
 ) -> list[BatchResult]:
-    futures = retrain_batch.map(batches, unmapped(config))
+    futures = retrain_batch.map(batches, unmapped(config), unmapped(network))
     return [future.result() for future in futures]
 
 
@@ -37,9 +39,10 @@ def retrain_panel(config: RetrainConfig) -> PanelSummary:
     spec = config.fan_out
     check_cluster(spec)  # before the split writes into the data dir
     split = split_series(config.series, config.windows, config.data_dir)
+    network = train_global_network(split, config) if config.model.network == "global" else None
     batches = batched(split.series, spec.series_per_task)
     results: list[BatchResult] = []
     for batch_round in rounds(batches, spec, worker_count(spec)):
         fan_out = retrain_batches.with_options(task_runner=task_runner_for(spec))
-        results += fan_out(batch_round, config)
+        results += fan_out(batch_round, config, network)
     return publish_panel(merge_results(split, results, config.data_dir))

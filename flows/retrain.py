@@ -9,7 +9,7 @@ from tasks.evaluate import evaluate_model
 from tasks.generate import generate_series
 from tasks.prefect_support import cached_stage_options
 from tasks.publish import announce_version, promote_version, publish_version
-from tasks.train import train_model
+from tasks.train import find_panel_network, train_model
 from tasks.windows import write_windows
 from wavecast.config import RetrainConfig
 from wavecast.records import RetrainSummary
@@ -27,13 +27,12 @@ def retrain(config: RetrainConfig | None = None) -> RetrainSummary:
     cached, reuse = cached_stage_options(data_dir, config.refresh), not config.refresh
     series = generate_series(config.series, config.windows, data_dir)
     dataset = write_windows.with_options(**cached)(series, config.windows, data_dir, reuse)
-    trained = (  # a task only where the network competes: no cache record per run elsewhere
-        train_model.with_options(**cached)(
-            dataset, config.model, config.train, config.selection, data_dir, reuse
-        )
-        if config.selection.trains_network(dataset.n_train)
-        else None
-    )
+    trained = None  # a task only where a network competes: no cache record per run elsewhere
+    if config.trains_own_network(dataset.n_train):
+        train = train_model.with_options(**cached)
+        trained = train(dataset, config.model, config.train, config.selection, data_dir, reuse)
+    elif config.model.network == "global" and "network" in config.selection.candidates:
+        trained = find_panel_network(data_dir)  # trained by its panel, scored here again
     evaluate = evaluate_model.with_options(**cached)
     evaluation = evaluate(dataset, trained, config.selection, data_dir, reuse)
     with transaction():  # a failed promotion rolls the staged version back out of the registry

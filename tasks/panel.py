@@ -31,7 +31,7 @@ from prefect.task_runners import ProcessPoolTaskRunner
 
 from tasks.prefect_support import IO_RETRIES
 from tasks.publish import announce_retrain
-from tasks.train import training_slot
+from tasks.train import epoch_reporter, training_slot
 from wavecast.config import FanOutSpec, RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError, environment_problem, is_transient
 from wavecast.generate import SeriesRef
@@ -41,12 +41,14 @@ from wavecast.panel import (
     PanelSummary,
     SeriesOutcome,
     describe_outcome,
+    panel_network,
     panel_table,
     retrain_series,
     split_panel,
 )
 from wavecast.registry import one_line
-from wavecast.train import TrainingEngine
+from wavecast.series import training_slot_name
+from wavecast.train import TrainedRef, TrainingEngine
 
 # Each worker process trains one series at a time: one TensorFlow thread per worker.
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -214,8 +216,26 @@ def split_series(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelS
     return split
 
 
+@task(name="train-global-network", cache_policy=NO_CACHE, **IO_RETRIES)
+def train_global_network(split: PanelSplit, config: RetrainConfig) -> TrainedRef | None:
+    """The panel's one network (--network global), under the panel's own training slot."""
+    with training_slot(training_slot_name(config.data_dir)):
+        network = panel_network(split, config, on_epoch=epoch_reporter(config.train.epochs))
+    if network is not None:
+        get_run_logger().info(
+            "Global network %s on %d series: final loss %.3g, %.1f s",
+            network.train_id,
+            len(split.series),
+            network.final_loss,
+            network.seconds,
+        )
+    return network
+
+
 @task(name="retrain-batch", cache_policy=NO_CACHE, **IO_RETRIES)
-def retrain_batch(batch: tuple[SeriesRef, ...], config: RetrainConfig) -> BatchResult:
+def retrain_batch(
+    batch: tuple[SeriesRef, ...], config: RetrainConfig, network: TrainedRef | None = None
+) -> BatchResult:
     """Every series of the batch; one that fails is skipped with its reason, the rest go on.
 
     A storage fault that would fail every series alike (full disk, read-only) fails the run
@@ -233,7 +253,8 @@ def retrain_batch(batch: tuple[SeriesRef, ...], config: RetrainConfig) -> BatchR
             assert ref.key is not None
             stop_if_interrupted()
             try:
-                outcome = retrain_series(ref, config, flow_run.get_id(), training_slot, engine)
+                run_id = flow_run.get_id()
+                outcome = retrain_series(ref, config, run_id, training_slot, engine, network)
             except Exception as exc:
                 stop_if_interrupted()  # Keras wraps an interrupt inside a layer in its own error
                 if environment_problem(exc) is not None or is_transient(exc):

@@ -8,12 +8,13 @@ from uuid import UUID
 
 from prefect import get_client, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
 from tasks.prefect_support import content_cache
 from wavecast.config import ModelSpec, SelectionSpec, TrainSpec
-from wavecast.series import train_when_needed
+from wavecast.series import panel_network_of, train_when_needed
 from wavecast.train import EpochCallback, TrainedRef, training_location
 from wavecast.windows import DatasetRef
 
@@ -87,3 +88,15 @@ def train_model(
             trained.final_loss,
         )
     return trained
+
+
+@task(name="find-panel-network", cache_policy=NO_CACHE)
+def find_panel_network(data_dir: str) -> TrainedRef | None:
+    """A series of a --network global panel retrained alone scores its panel's network."""
+    network = panel_network_of(data_dir)
+    logger = get_run_logger()
+    if network is None:
+        logger.info("No global network to score: the panel's next run trains one")
+    else:
+        logger.info("Scoring the panel's global network %s", network.train_id)
+    return network

@@ -13,6 +13,7 @@ Cell = Literal["simple", "lstm", "gru"]
 Scaling = Literal["auto", "standard", "none"]
 MissingPolicy = Literal["error", "drop", "interpolate"]
 Recipe = Literal["relative", "tutorial"]
+Network = Literal["per-series", "global"]
 Runner = Literal["local", "dask"]
 ForecasterName = Literal[
     "network", "linear", "naive", "seasonal_naive", "ets", "theta", "arima", "combination"
@@ -93,6 +94,11 @@ class ModelSpec(_Spec):
         "relative",
         description="relative: forecast the change from the window's last value with the "
         "recurrent net plus a linear path; tutorial: the tutorial's net on the window as is",
+    )
+    network: Network = Field(
+        "per-series",
+        description="per-series: a network for each series; global (panels): one network "
+        "trained on the windows of every series, scored by each series as its network",
     )
     cell: Cell = "simple"
     units: int = Field(100, ge=1, description="recurrent units")
@@ -216,6 +222,17 @@ class RetrainConfig(_Spec):
     fan_out: FanOutSpec = FanOutSpec()
     data_dir: str = Field("data", min_length=1, description="local path or fsspec URI")
     refresh: bool = Field(False, description="recompute every cached stage")
+
+    @model_validator(mode="after")
+    def global_needs_a_panel(self) -> RetrainConfig:
+        if self.model.network == "global" and not self.series.is_panel:
+            raise ValueError("--network global trains one network for a panel: give --id-column")
+        return self
+
+    def trains_own_network(self, n_train: int) -> bool:
+        """Whether this series trains a network of its own; with --network global its network
+        is the panel's, trained once by the panel run."""
+        return self.model.network == "per-series" and self.selection.trains_network(n_train)
 
     def without_run_options(self) -> RetrainConfig:
         """What a model is trained by, without how one run was carried out (--refresh, the

@@ -34,12 +34,13 @@ from wavecast.memory import release_unused_memory
 from wavecast.plots import plot_forecasts, plot_loss
 from wavecast.storage import DataDir, code_fingerprint, stable_hash
 from wavecast.train import (
-    MODEL_FILE,
+    VALIDATION_MODEL_FILE,
     TrainedRef,
     build_linear_model,
-    load_model,
     loss_history,
     model_forecast,
+    shared_model,
+    trained_model,
     untrained_predictions,
     validation_predictions,
 )
@@ -304,6 +305,20 @@ def linear_validation(values: np.ndarray, dataset: DatasetRef, n_validation: int
     return linear_forecast(weights, np.asarray(inputs[fit_end : dataset.n_train]))
 
 
+def network_validation(
+    trained: TrainedRef, values: np.ndarray, dataset: DatasetRef, n_validation: int, data_dir: str
+) -> np.ndarray:
+    """The network's forecasts of the validation windows, by a twin that never saw them: the
+    series' own twin stored them; a panel's global twin forecasts them here."""
+    if not trained.shared:
+        return validation_predictions(trained, data_dir)
+    _, inputs, _ = series_windows(values, dataset)
+    twin = shared_model(trained.uri, VALIDATION_MODEL_FILE)
+    return model_forecast(
+        twin, np.asarray(inputs[dataset.n_train - n_validation : dataset.n_train])
+    )
+
+
 def statistical_backtest(
     backtest: Backtest,
     values: np.ndarray,
@@ -362,11 +377,15 @@ def run_backtest(
         test_truth=targets_at(values, blocks["test"], horizon, steps),
     )
     if trained is not None:
-        backtest.validation["network"] = validation_predictions(trained, data_dir)
+        backtest.validation["network"] = network_validation(
+            trained, values, dataset, n_validation, data_dir
+        )
     elif "network" in selection.candidates:
         backtest.notes["network"] = (
             f"not trained: {dataset.n_train} train windows, fewer than --network-min-windows "
             f"{selection.network_min_windows}"
+            if not selection.trains_network(dataset.n_train)
+            else "not trained here: the panel's global network is scored when its panel retrains"
         )
     fit_windows, needed = (
         dataset.n_train - n_validation,
@@ -428,8 +447,7 @@ def evaluate_trained(
         "linear": functools.partial(linear_forecast, weights),
     }
     if trained is not None:
-        model = load_model(data_dir, "training", trained.train_id, MODEL_FILE)
-        forecasters["model"] = keras_forecaster(model)
+        forecasters["model"] = keras_forecaster(trained_model(trained, data_dir))
     linear_model = build_linear_model(weights) if chosen == "linear" else None
     if linear_model is not None:
         forecasters[LINEAR_MODEL] = keras_forecaster(linear_model)
@@ -454,7 +472,7 @@ def evaluate_trained(
         members=backtest.members if chosen == "combination" else (chosen,),
         coverage=test_coverage(validation_errors, test_errors),
     )
-    plots = PLOTS if trained is not None else (PLOTS[1],)
+    plots = PLOTS if trained is not None and not trained.shared else (PLOTS[1],)
     evaluation = Evaluation(
         uri=store.uri(*parts),
         evaluation_id=parts[-1],
@@ -532,7 +550,7 @@ def draw_plots(
     }
     first[f"{chosen} (published)"] = np.reshape(predictions, (len(predictions), -1))[:, 0]
     plot_forecasts(starts, truth[:, 0], first, "Test forecasts", staging / PLOTS[1])
-    if trained is None:
+    if trained is None or trained.shared:  # a panel's network: its curve is the panel's
         return
     untrained = untrained_predictions(trained, data_dir)[: len(starts)]
     plot_loss(loss_history(trained, data_dir), staging / PLOTS[0])
@@ -555,9 +573,10 @@ def stored_predictions(evaluation: Evaluation, data_dir: str) -> np.ndarray:
 def evaluation_location(
     dataset: DatasetRef, trained: TrainedRef | None, selection: SelectionSpec, data_dir: str
 ) -> tuple[str, tuple[str, ...]]:
-    trained_id = trained.train_id if trained else f"untrained-{dataset.dataset_id}"
+    trained_id = trained.train_id if trained else "untrained"
     code = code_fingerprint(__name__)
-    return data_dir, ("evaluations", stable_hash(trained_id, selection.model_dump_json(), code))
+    identity = stable_hash(dataset.dataset_id, trained_id, selection.model_dump_json(), code)
+    return data_dir, ("evaluations", identity)
 
 
 def metrics_table(evaluation: Evaluation) -> list[dict[str, float | str]]:

@@ -11,25 +11,37 @@ Keras is imported only inside the functions that build, train or run the model.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wavecast.candidates import validation_size
 from wavecast.config import Cell, ModelSpec, TrainSpec
+from wavecast.storage import DataDir, code_fingerprint, stable_hash
 from wavecast.train import (
+    HISTORY_FILE,
+    MODEL_FILE,
+    TRAINED_FILE,
+    VALIDATION_MODEL_FILE,
     EpochCallback,
+    TrainedRef,
     batched_epoch,
     epoch_rng,
     model_forecast,
     recurrent_forecast,
     run_epochs,
 )
-from wavecast.windows import make_windows
+from wavecast.windows import DatasetRef, make_windows, read_split
 
 if TYPE_CHECKING:
     import keras
     import tensorflow as tf
+
+# A series' windows dataset and the data dir it lives in (the series' own).
+Located = tuple[DatasetRef, str]
 
 # The scale's floor, relative to the window's mean magnitude: a (nearly) constant window is
 # scaled by a small share of its own level, so the floor never depends on the data's units;
@@ -205,3 +217,66 @@ def latest_windows(series: Iterable[np.ndarray], input_len: int) -> np.ndarray:
 def forecast_global(model: keras.Model, windows: np.ndarray) -> np.ndarray:
     """(series, steps) raw forecasts for each row's window, all series in one batched call."""
     return model_forecast(model, np.asarray(windows, np.float32))
+
+
+def global_location(
+    datasets: Sequence[DatasetRef], model: ModelSpec, train: TrainSpec, data_dir: str
+) -> tuple[str, tuple[str, ...]]:
+    """<panel data dir>/global/<id>: named by every series' windows, the model and training
+    settings and this code, so an unchanged panel finds its network and trains nothing."""
+    ids = sorted(dataset.dataset_id for dataset in datasets)
+    code = code_fingerprint(__name__)
+    identity = stable_hash(*ids, model.model_dump_json(), train.model_dump_json(), code)
+    return data_dir, ("global", identity)
+
+
+def train_panel_network(
+    located: Sequence[Located],
+    model: ModelSpec,
+    train: TrainSpec,
+    data_dir: str,
+    *,
+    reuse: bool,
+    on_epoch: EpochCallback | None = None,
+) -> TrainedRef:
+    """The panel's network, trained once on the train windows of every series (read from each
+    series' windows dataset), stored in `data_dir`/global/<id> beside its validation twin.
+
+    The twin sees no series' validation windows (the last validation_size of its train
+    split), so each series scores it there as honestly as its own network's twin; the
+    published network saw them all. With `reuse`, a complete training there is returned.
+    """
+    store = DataDir(data_dir)
+    _, parts = global_location([dataset for dataset, _ in located], model, train, data_dir)
+    existing = store.completed_record(TrainedRef, *parts, TRAINED_FILE) if reuse else None
+    if existing is not None:
+        return existing
+    began = time.perf_counter()
+    splits = [read_split(dataset, "train", own)[1:] for dataset, own in located]
+    held_out = [validation_size(len(x)) for x, _ in splits]
+    twin, _ = train_global(
+        (
+            (x[: len(x) - held], y[: len(x) - held])
+            for (x, y), held in zip(splits, held_out, strict=True)
+        ),
+        model,
+        train,
+    )
+    network, losses = train_global(splits, model, train, on_epoch)
+    trained = TrainedRef(
+        train_id=parts[-1],
+        uri=store.uri(*parts),
+        dataset_id=parts[-1],
+        model=model,
+        train=train,
+        epochs_run=len(losses),
+        final_loss=losses[-1],
+        seconds=round(time.perf_counter() - began, 3),
+        shared=True,
+    )
+    with store.staged_dir(*parts) as staging:
+        network.save(staging / MODEL_FILE)
+        twin.save(staging / VALIDATION_MODEL_FILE)
+        (staging / HISTORY_FILE).write_text(json.dumps({"loss": losses}))
+        (staging / TRAINED_FILE).write_text(trained.model_dump_json())
+    return trained

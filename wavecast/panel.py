@@ -30,6 +30,7 @@ from wavecast.generate import (
     shown_id,
     store_loaded,
 )
+from wavecast.global_network import train_panel_network
 from wavecast.registry import read_champion
 from wavecast.series import SlotTaker, check_trainable, no_slot, retrain_stages
 from wavecast.storage import (
@@ -38,7 +39,8 @@ from wavecast.storage import (
     series_data_dir,
     series_dir_keys,
 )
-from wavecast.train import TrainingEngine
+from wavecast.train import EpochCallback, TrainedRef, TrainingEngine
+from wavecast.windows import build_windows
 
 
 def series_config(config: RetrainConfig, key: str) -> RetrainConfig:
@@ -117,11 +119,35 @@ def retrain_series(
     run_id: str | None,
     take_slot: SlotTaker = no_slot,
     engine: TrainingEngine | None = None,
+    network: TrainedRef | None = None,
 ) -> SeriesOutcome:
-    """One panel series through wavecast.series' stages, on its own data dir."""
+    """One panel series through wavecast.series' stages, on its own data dir; `network` is
+    the panel's global network, when it has one."""
     assert series.key is not None
-    summary = retrain_stages(series, series_config(config, series.key), run_id, take_slot, engine)
+    own = series_config(config, series.key)
+    summary = retrain_stages(series, own, run_id, take_slot, engine, network)
     return SeriesOutcome.model_validate(summary.model_dump())
+
+
+def panel_network(
+    split: PanelSplit, config: RetrainConfig, on_epoch: EpochCallback | None = None
+) -> TrainedRef | None:
+    """With --network global (and the network a candidate): every series windowed in its own
+    data dir (reused where complete, as its batch will find it), then one network trained on
+    all their train windows, in the panel's data dir (global_network.train_panel_network)."""
+    if config.model.network != "global" or "network" not in config.selection.candidates:
+        return None
+    if not split.series:
+        return None
+    reuse = not config.refresh
+    located = []
+    for ref in split.series:
+        assert ref.key is not None
+        own = series_data_dir(config.data_dir, ref.key)
+        located.append((build_windows(ref, config.windows, own, reuse=reuse), own))
+    return train_panel_network(
+        located, config.model, config.train, config.data_dir, reuse=reuse, on_epoch=on_epoch
+    )
 
 
 def batched(items: tuple[SeriesRef, ...], size: int) -> list[tuple[SeriesRef, ...]]:

@@ -47,7 +47,7 @@ from wavecast.registry import (
 )
 from wavecast.report import render_html, render_markdown
 from wavecast.storage import DataDir, code_fingerprint
-from wavecast.train import MODEL_FILE, TrainedRef
+from wavecast.train import MODEL_FILE, TrainedRef, training_file
 from wavecast.windows import DatasetInfo, DatasetRef, head_of_split
 
 LIBRARIES = (
@@ -170,14 +170,19 @@ def served_file(evaluation: Evaluation) -> str:
     return MODEL_FILE if serves_keras(evaluation.published.forecaster) else SPEC_FILE
 
 
-def served_source(evaluation: Evaluation) -> tuple[str, ...]:
-    """Where the forecaster a version serves was saved: the network's training, or beside the
-    evaluation (the linear AR's Keras file, a statistical forecaster's spec)."""
+def copy_served(
+    store: DataDir, staging: Path, evaluation: Evaluation, trained: TrainedRef | None
+) -> Path:
+    """Copy the forecaster a version serves into its staging dir: the network from its
+    training (the series' own, or its panel's global network), the others from beside the
+    evaluation (the linear AR's Keras file, a statistical forecaster's spec). A version holds
+    its own copy, so rolling back or forecasting never depends on the panel's directory."""
     if evaluation.published.forecaster == "network":
-        assert evaluation.train_id is not None, "the network was published without a training"
-        return ("training", evaluation.train_id, MODEL_FILE)
+        assert trained is not None, "the network was published without a training"
+        source, parts = training_file(trained, store.uri(), MODEL_FILE)
+        return source.copy_to_local(staging, *parts)
     name = LINEAR_MODEL_FILE if evaluation.published.forecaster == "linear" else SPEC_FILE
-    return ("evaluations", evaluation.evaluation_id, name)
+    return store.copy_to_local(staging, "evaluations", evaluation.evaluation_id, name)
 
 
 def stage_version(
@@ -197,7 +202,7 @@ def stage_version(
         manifest = build_manifest(config, dataset, trained, evaluation, run_id)
         with store.staged_dir(MODELS, version) as staging:
             served = staging / served_file(evaluation)
-            store.copy_to_local(staging, *served_source(evaluation)).rename(served)
+            copy_served(store, staging, evaluation, trained).rename(served)
             for name in (METRICS_FILE, ERRORS_FILE, *evaluation.plots):
                 store.copy_to_local(staging, "evaluations", evaluation.evaluation_id, name)
             (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))

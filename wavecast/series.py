@@ -29,9 +29,10 @@ from wavecast.evaluate import evaluate_trained
 from wavecast.generate import LoadedSeries, SeriesRef, load_series, series_key, store_loaded
 from wavecast.publish import promote_candidate, stage_version
 from wavecast.records import RetrainSummary
-from wavecast.registry import remove_version
+from wavecast.registry import read_champion, read_manifest, remove_version
 from wavecast.storage import DataDir, stable_hash
 from wavecast.train import (
+    TRAINED_FILE,
     EpochCallback,
     TrainedRef,
     TrainingEngine,
@@ -89,11 +90,12 @@ def train_when_needed(
     on_epoch: EpochCallback | None = None,
     engine: TrainingEngine | None = None,
 ) -> TrainedRef | None:
-    """The network where it competes (None elsewhere): a complete training is reused without
-    waiting for the slot; otherwise the series' slot is taken, and a training another run
-    finished meanwhile is reused rather than done twice. `engine` is the caller's, when it
-    trains many series (see TrainingEngine)."""
-    if not selection.trains_network(dataset.n_train):
+    """The series' own network where it competes (None elsewhere, and with --network global,
+    whose network its panel trains): a complete training is reused without waiting for the
+    slot; otherwise the series' slot is taken, and a training another run finished meanwhile
+    is reused rather than done twice. `engine` is the caller's, when it trains many series
+    (see TrainingEngine)."""
+    if model.network != "per-series" or not selection.trains_network(dataset.n_train):
         return None
     done = completed_training(dataset, model, train, data_dir) if reuse else None
     if done is not None:
@@ -104,22 +106,37 @@ def train_when_needed(
         )
 
 
+def panel_network_of(data_dir: str) -> TrainedRef | None:
+    """The global network this series' champion was scored with, if it is still complete: what
+    a retrain of one series of a --network global panel (a drift event) scores again on the
+    series' data as of now. The network itself retrains only with its panel."""
+    store = DataDir(data_dir)
+    champion = read_champion(store)
+    manifest = read_manifest(store, champion.version) if champion else None
+    training = manifest.training if manifest else None
+    if training is None or not training.shared:
+        return None
+    return DataDir(training.uri).completed_record(TrainedRef, TRAINED_FILE)
+
+
 def retrain_stages(
     series: SeriesRef,
     config: RetrainConfig,
     run_id: str | None,
     take_slot: SlotTaker = no_slot,
     engine: TrainingEngine | None = None,
+    network: TrainedRef | None = None,
 ) -> RetrainSummary:
     """Window, train, evaluate, stage and promote one stored series on config.data_dir: the
     retrain flow's stages as plain calls, under the same rules. `engine` is the caller's,
-    kept across its series so their networks reuse one model and its graphs. A promotion that
-    fails removes the version it staged (the flow's transaction does the same).
+    kept across its series so their networks reuse one model and its graphs; `network` is
+    the panel's global network, scored as this series' network (--network global). A
+    promotion that fails removes the version it staged (the flow's transaction does the same).
     """
     reuse = not config.refresh
     data_dir = config.data_dir
     dataset = build_windows(series, config.windows, data_dir, reuse=reuse)
-    trained = train_when_needed(
+    trained = network or train_when_needed(
         dataset,
         config.model,
         config.train,

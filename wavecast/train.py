@@ -45,6 +45,8 @@ HISTORY_FILE = "history.json"
 TRAINED_FILE = "trained.json"
 UNTRAINED_FILE = "untrained_predictions.npy"
 VALIDATION_FILE = "validation_predictions.npy"  # the twin's forecasts of the held-out windows
+# A panel's global twin, trained without any series' held-out windows (global_network).
+VALIDATION_MODEL_FILE = "validation.keras"
 STREAM_ABOVE_VALUES = 1 << 23  # train windows x input_len beyond which training streams
 # Recurrent layers over windows at most this long are unrolled (measured faster on CPU).
 UNROLL_MAX_STEPS = {"simple": 32, "lstm": 5, "gru": 5}
@@ -65,6 +67,9 @@ class TrainedRef(BaseModel):
     epochs_run: int
     final_loss: float
     seconds: float
+    # A panel's global network (wavecast.global_network): its files are in `uri` itself,
+    # shared by every series of the panel, and it has no per-series validation forecasts.
+    shared: bool = False
 
 
 @dataclass(frozen=True)
@@ -756,6 +761,26 @@ def load_model(data_dir: str, *parts: str) -> keras.Model:
         return keras.saving.load_model(path, safe_mode=True)
 
 
+def training_file(trained: TrainedRef, data_dir: str, name: str) -> tuple[DataDir, tuple[str, ...]]:
+    """Where one of a training's files is: in the series' data dir, or a shared network's own."""
+    if trained.shared:
+        return DataDir(trained.uri), (name,)
+    return DataDir(data_dir), ("training", trained.train_id, name)
+
+
+@functools.lru_cache(maxsize=4)
+def shared_model(uri: str, name: str) -> keras.Model:
+    """A panel's global network, loaded once per process for all the series that score it:
+    its directory is content-addressed and never rewritten, so a loaded copy stays current."""
+    return load_model(uri, name)
+
+
+def trained_model(trained: TrainedRef, data_dir: str) -> keras.Model:
+    if trained.shared:
+        return shared_model(trained.uri, MODEL_FILE)
+    return load_model(data_dir, "training", trained.train_id, MODEL_FILE)
+
+
 def untrained_predictions(trained: TrainedRef, data_dir: str) -> np.ndarray:
     store = DataDir(data_dir)
     with store.local_file("training", trained.train_id, UNTRAINED_FILE) as path:
@@ -769,7 +794,6 @@ def validation_predictions(trained: TrainedRef, data_dir: str) -> np.ndarray:
 
 
 def loss_history(trained: TrainedRef, data_dir: str) -> list[float]:
-    payload: dict[str, Any] = DataDir(data_dir).read_json(
-        "training", trained.train_id, HISTORY_FILE
-    )
+    store, parts = training_file(trained, data_dir, HISTORY_FILE)
+    payload: dict[str, Any] = store.read_json(*parts)
     return [float(v) for v in payload["loss"]]

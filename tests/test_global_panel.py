@@ -1,0 +1,105 @@
+"""--network global: one network trained on every series of a panel, scored by each series as
+its network candidate, copied into the versions it wins, found again by a drift retrain."""
+
+from __future__ import annotations
+
+import filecmp
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flows.forecast import forecast
+from flows.panel import retrain_panel
+from tests.test_panel import panel_config, write_panel
+from tests.test_panel_flow import drift_retrain
+from wavecast.candidates import validation_size
+from wavecast.config import ForecastConfig, RetrainConfig
+from wavecast.global_network import train_global
+from wavecast.panel import panel_network, retrain_series, split_panel
+from wavecast.panel_forecast import PanelForecast
+from wavecast.storage import series_data_dir
+from wavecast.train import MODEL_FILE, VALIDATION_MODEL_FILE, load_model, model_forecast
+from wavecast.windows import build_windows, read_split
+
+
+def global_config(tmp_path: Path, candidates: str = "network,naive") -> RetrainConfig:
+    config = panel_config(
+        write_panel(tmp_path / "panel.csv", broken=False, n=60),
+        tmp_path / "data",
+        selection={"candidates": candidates},
+    )
+    model = config.model.model_copy(update={"network": "global"})
+    return config.model_copy(update={"model": model})
+
+
+def global_dirs(config: RetrainConfig) -> list[str]:
+    return sorted(p.name for p in (Path(config.data_dir) / "global").iterdir())
+
+
+@pytest.mark.unit
+def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_path: Path) -> None:
+    config = global_config(tmp_path, candidates="network")
+    split = split_panel(config.series, config.windows, config.data_dir)
+
+    network = panel_network(split, config)
+
+    assert network is not None and network.shared and global_dirs(config) == [network.train_id]
+    splits = []
+    for ref in split.series:
+        own = series_data_dir(config.data_dir, str(ref.key))
+        dataset = build_windows(ref, config.windows, own, reuse=True)
+        _, x, y = read_split(dataset, "train", own)
+        splits.append((x, y, validation_size(len(x))))
+    alone, _ = train_global(
+        ((x[: len(x) - held], y[: len(x) - held]) for x, y, held in splits),
+        config.model,
+        config.train,
+    )
+    twin = load_model(network.uri, VALIDATION_MODEL_FILE)
+    held_out = np.concatenate([x[len(x) - held :] for x, _, held in splits])
+    expected = model_forecast(alone, held_out)
+    scale = np.max(np.abs(expected))
+    assert np.max(np.abs(model_forecast(twin, held_out) - expected)) <= 1e-5 * scale
+    assert panel_network(split, config) == network  # unchanged series: nothing trained
+
+    for ref in split.series:  # the only candidate: each series serves the panel's network
+        outcome = retrain_series(ref, config, None, network=network)
+        assert outcome.published.forecaster == "network" and outcome.promoted
+        own = Path(series_data_dir(config.data_dir, str(ref.key)))
+        served = own / "models" / outcome.version / MODEL_FILE
+        assert filecmp.cmp(served, Path(network.uri) / MODEL_FILE, shallow=False)
+        assert not (own / "training").exists()  # no network of its own
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_a_global_panel_reruns_forecasts_and_drift_retrains_without_training(
+    tmp_path: Path,
+) -> None:
+    config = global_config(tmp_path)
+
+    first = retrain_panel(config)
+
+    assert sorted(first.series) == ["a", "b", "c"]
+    trained = global_dirs(config)
+    assert len(trained) == 1
+    rerun = retrain_panel(config)
+    assert all(outcome.unchanged for outcome in rerun.series.values())
+    assert global_dirs(config) == trained
+    forecasts = forecast(ForecastConfig(data_dir=config.data_dir))
+    assert isinstance(forecasts, PanelForecast) and sorted(forecasts.series) == ["a", "b", "c"]
+
+    unchanged = drift_retrain(config.data_dir, "b")  # scores the panel's network again
+
+    assert unchanged.unchanged and unchanged.version == first.series["b"].version
+    table = pd.read_csv(config.series.source, float_precision="round_trip")
+    table.loc[table.store == "b", "sales"] *= 1.5
+    table.to_csv(config.series.source, index=False)
+    changed = drift_retrain(config.data_dir, "b")
+    assert not changed.unchanged
+    network = next(c for c in changed.candidates if c.forecaster == "network")
+    assert np.isfinite(network.validation_mse)  # the panel's network, on b's new windows
+    assert global_dirs(config) == trained  # and only the panel trains it
+    assert not (Path(series_data_dir(config.data_dir, "b")) / "training").exists()

@@ -19,7 +19,8 @@ from wavecast.config import ForecastConfig, RetrainConfig
 from wavecast.global_network import train_global
 from wavecast.panel import panel_network, retrain_series, split_panel
 from wavecast.panel_forecast import PanelForecast
-from wavecast.storage import series_data_dir
+from wavecast.publish import check_same_file
+from wavecast.storage import DataDir, series_data_dir
 from wavecast.train import MODEL_FILE, VALIDATION_MODEL_FILE, load_model, model_forecast
 from wavecast.windows import build_windows, read_split
 
@@ -67,10 +68,10 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
     for ref in split.series:  # the only candidate: each series serves the panel's network
         outcome = retrain_series(ref, config, None, network=network)
         assert outcome.published.forecaster == "network" and outcome.promoted
-        own = Path(series_data_dir(config.data_dir, str(ref.key)))
-        served = own / "models" / outcome.version / MODEL_FILE
+        own_dir = Path(series_data_dir(config.data_dir, str(ref.key)))
+        served = own_dir / "models" / outcome.version / MODEL_FILE
         assert filecmp.cmp(served, Path(network.uri) / MODEL_FILE, shallow=False)
-        assert not (own / "training").exists()  # no network of its own
+        assert not (own_dir / "training").exists()  # no network of its own
 
 
 @pytest.mark.flow
@@ -103,3 +104,16 @@ def test_a_global_panel_reruns_forecasts_and_drift_retrains_without_training(
     assert np.isfinite(network.validation_mse)  # the panel's network, on b's new windows
     assert global_dirs(config) == trained  # and only the panel trains it
     assert not (Path(series_data_dir(config.data_dir, "b")) / "training").exists()
+
+
+@pytest.mark.unit
+def test_a_version_copy_that_differs_from_the_panels_network_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "panel").mkdir()
+    (tmp_path / "panel" / MODEL_FILE).write_bytes(b"network bytes")
+    copy = tmp_path / "copy.keras"
+    copy.write_bytes(b"network bytes")
+    check_same_file(copy, DataDir(str(tmp_path / "panel")), MODEL_FILE)  # the same file
+
+    copy.write_bytes(b"network byte")  # a short copy
+    with pytest.raises(RuntimeError, match="not a complete copy"):
+        check_same_file(copy, DataDir(str(tmp_path / "panel")), MODEL_FILE)

@@ -39,8 +39,8 @@ from wavecast.train import (
     build_linear_model,
     loss_history,
     model_forecast,
-    shared_model,
-    trained_model,
+    shared_forecaster,
+    trained_forecaster,
     untrained_predictions,
     validation_predictions,
 )
@@ -313,10 +313,8 @@ def network_validation(
     if not trained.shared:
         return validation_predictions(trained, data_dir)
     _, inputs, _ = series_windows(values, dataset)
-    twin = shared_model(trained.uri, VALIDATION_MODEL_FILE)
-    return model_forecast(
-        twin, np.asarray(inputs[dataset.n_train - n_validation : dataset.n_train])
-    )
+    twin = shared_forecaster(trained.uri, VALIDATION_MODEL_FILE)
+    return twin(np.asarray(inputs[dataset.n_train - n_validation : dataset.n_train]))
 
 
 def statistical_backtest(
@@ -447,7 +445,7 @@ def evaluate_trained(
         "linear": functools.partial(linear_forecast, weights),
     }
     if trained is not None:
-        forecasters["model"] = keras_forecaster(trained_model(trained, data_dir))
+        forecasters["model"] = trained_forecaster(trained, data_dir)
     linear_model = build_linear_model(weights) if chosen == "linear" else None
     if linear_model is not None:
         forecasters[LINEAR_MODEL] = keras_forecaster(linear_model)

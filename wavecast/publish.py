@@ -160,6 +160,18 @@ def check_round_trip(model_file: Path, test_x: np.ndarray, expected: np.ndarray)
         )
 
 
+def serves_network_of_panel(evaluation: Evaluation, trained: TrainedRef | None) -> bool:
+    return evaluation.published.forecaster == "network" and trained is not None and trained.shared
+
+
+def check_same_file(copy: Path, source: DataDir, *parts: str) -> None:
+    """A panel's network is evaluated from its own file, loaded once for all the series: a
+    version's copy of it reproduces that evaluation when it is that file, byte for byte
+    (reloading it per series would cost more than the rest of the series' stages)."""
+    if copy.read_bytes() != source.read_bytes(*parts):
+        raise RuntimeError(f"{copy} is not a complete copy of {source.uri(*parts)}")
+
+
 def serves_keras(forecaster: str) -> bool:
     """Network and linear AR serve from model.keras; the statistical ones from a JSON spec."""
     return forecaster in WINDOW_KEYS
@@ -206,7 +218,11 @@ def stage_version(
             for name in (METRICS_FILE, ERRORS_FILE, *evaluation.plots):
                 store.copy_to_local(staging, "evaluations", evaluation.evaluation_id, name)
             (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
-            if serves_keras(evaluation.published.forecaster):
+            if serves_network_of_panel(evaluation, trained):
+                assert trained is not None
+                source, parts = training_file(trained, config.data_dir, MODEL_FILE)
+                check_same_file(served, source, *parts)
+            elif serves_keras(evaluation.published.forecaster):
                 expected = stored_predictions(evaluation, config.data_dir)
                 _, test_x, _ = head_of_split(dataset, "test", config.data_dir, len(expected))
                 check_round_trip(served, test_x, expected)

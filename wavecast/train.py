@@ -477,20 +477,29 @@ class Trainer:
 
     def forecast(self, inputs: np.ndarray) -> np.ndarray:
         """model_forecast's forecasts through a graph traced once, not an eager call per series."""
-        chunks = range(0, len(inputs), FORECAST_BATCH)
-        forecasts = [self.forward(inputs[i : i + FORECAST_BATCH]) for i in chunks]
-        return np.concatenate([np.asarray(f) for f in forecasts]).reshape(len(inputs), -1)
+        return forecast_in_chunks(self.forward, inputs)
+
+
+def traced_forward(model: keras.Model, input_len: int) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The model's inference as one graph for any number of windows: an eager call of a
+    recurrent model costs ~0.1 s, which a model forecasting many series pays once."""
+    import tensorflow as tf
+
+    signature = (tf.TensorSpec((None, input_len), tf.float32),)
+    return tf.function(lambda x: model(x, training=False), input_signature=signature)
+
+
+def forecast_in_chunks(forward: Callable[[tf.Tensor], tf.Tensor], inputs: np.ndarray) -> np.ndarray:
+    chunks = range(0, len(inputs), FORECAST_BATCH)
+    forecasts = [forward(np.asarray(inputs[i : i + FORECAST_BATCH], np.float32)) for i in chunks]
+    return np.concatenate([np.asarray(f) for f in forecasts]).reshape(len(inputs), -1)
 
 
 def new_trainer(spec: ModelSpec, train: TrainSpec, input_len: int, steps: int) -> Trainer:
-    import tensorflow as tf
-
     model = build_model(spec, input_len, 0.0, 1.0, seed=train.seed, steps=steps)
     compile_model(model, train)
-    signature = (tf.TensorSpec((None, input_len), tf.float32),)
-    forward = tf.function(lambda x: model(x, training=False), input_signature=signature)
     epoch = epoch_function(model, train.batch_size)
-    return Trainer(model, spec, model.get_weights(), epoch, forward)
+    return Trainer(model, spec, model.get_weights(), epoch, traced_forward(model, input_len))
 
 
 class TrainingEngine:
@@ -769,16 +778,21 @@ def training_file(trained: TrainedRef, data_dir: str, name: str) -> tuple[DataDi
 
 
 @functools.lru_cache(maxsize=4)
-def shared_model(uri: str, name: str) -> keras.Model:
-    """A panel's global network, loaded once per process for all the series that score it:
-    its directory is content-addressed and never rewritten, so a loaded copy stays current."""
-    return load_model(uri, name)
+def shared_forecaster(uri: str, name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """A panel's global network (or its twin), loaded and traced once per process for all the
+    series that score it: its directory is content-addressed and never rewritten, so the
+    loaded copy stays current."""
+    model = load_model(uri, name)
+    forward = traced_forward(model, model.input_shape[-1])
+    return functools.partial(forecast_in_chunks, forward)
 
 
-def trained_model(trained: TrainedRef, data_dir: str) -> keras.Model:
+def trained_forecaster(trained: TrainedRef, data_dir: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The trained network's forecasts of raw windows, from its stored file."""
     if trained.shared:
-        return shared_model(trained.uri, MODEL_FILE)
-    return load_model(data_dir, "training", trained.train_id, MODEL_FILE)
+        return shared_forecaster(trained.uri, MODEL_FILE)
+    model = load_model(data_dir, "training", trained.train_id, MODEL_FILE)
+    return functools.partial(model_forecast, model)
 
 
 def untrained_predictions(trained: TrainedRef, data_dir: str) -> np.ndarray:

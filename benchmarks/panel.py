@@ -14,6 +14,12 @@ Prefect server; rates are series per minute of wall time, process start included
 
 `--memory` instead measures the peak RSS of one retrain's whole process tree (the command and
 its worker processes; the server is separate), e.g. `--memory --series 20000 --points 200`.
+
+`--global` instead runs issue 22's scale goal: `--network global` as the only candidate
+(24-point windows, 12 steps, horizon 1, 5 epochs, SimpleRNN(--units), --batch-size), then
+`wavecast forecast` of every series, each command timed with its process tree's peak RSS
+sampled; goals: retrain + forecast <= 15 min, peak <= 2 GiB, forecast <= 2 min. E.g.
+`--global --series 20000 --points 200`.
 """
 
 from __future__ import annotations
@@ -111,6 +117,34 @@ def peak_memory(n_series: int, points: int) -> None:
     )
 
 
+def global_scale(n_series: int, points: int, units: int, batch: int) -> None:
+    work = Path(tempfile.mkdtemp(prefix="wavecast-global-bench-"))
+    data = str(work / "data")
+    try:
+        source = write_panel(work / "panel.parquet", n_series, points)
+        (work / "prefect").mkdir()
+        with prefect_server(work / "prefect") as server_env:
+            env = child_env(server_env)
+            argv = [PY, "-m", "flows.cli", "retrain", "--source", str(source), "--id-column"]
+            argv += ["series", "--column", "value", "--network", "global", "--candidates"]
+            argv += ["network", "--input-len", "24", "--horizon", "1", "--steps", "12"]
+            argv += ["--epochs", "5", "--units", str(units), "--batch-size", str(batch)]
+            retrain_s, retrain_memory, _ = run_sampling_memory([*argv, "--data-dir", data], env)
+            forecast = [PY, "-m", "flows.cli", "forecast", "--data-dir", data]
+            forecast_s, forecast_memory, _ = run_sampling_memory(forecast, env)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    peak = max(retrain_memory.peak_sum_mib, forecast_memory.peak_sum_mib)
+    print_table(
+        [
+            Row("retrain + forecast", retrain_s + forecast_s, "the goal, 15 min", 900, 1.0),
+            Row("forecast of every series", forecast_s, "the goal, 2 min", 120, 1.0),
+            Row("peak RSS of the process tree", peak, "the goal, 2 GiB", 2048, 1.0, unit="MiB"),
+        ]
+    )
+    print(f"{n_series} series x {points} points; retrain {retrain_s:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--series", type=int, default=1000)
@@ -121,6 +155,9 @@ def main() -> None:
         action="store_true",
         help="instead: peak RSS of the whole process tree of one retrain (--epochs 1, --units 4)",
     )
+    parser.add_argument("--global", dest="global_", action="store_true", help="the scale goal")
+    parser.add_argument("--units", type=int, default=32, help="with --global: recurrent units")
+    parser.add_argument("--batch-size", type=int, default=1024, help="with --global")
     parser.add_argument("--loop", type=Path, help=argparse.SUPPRESS)  # a's child process
     args = parser.parse_args()
     if args.loop:
@@ -128,6 +165,9 @@ def main() -> None:
         return
     if args.memory:
         peak_memory(args.series, args.points)
+        return
+    if args.global_:
+        global_scale(args.series, args.points, args.units, args.batch_size)
         return
     work = Path(tempfile.mkdtemp(prefix="wavecast-panel-bench-"))
     samples: dict[str, list[float]] = {"a": [], "b": [], "c1": [], "c2": []}

@@ -16,10 +16,12 @@ from tests.test_panel import panel_config, write_panel
 from tests.test_panel_flow import drift_retrain
 from wavecast.candidates import validation_size
 from wavecast.config import ForecastConfig, RetrainConfig
+from wavecast.forecast import latest_window, point_forecast
 from wavecast.global_network import train_global
 from wavecast.panel import panel_network, retrain_series, split_panel
-from wavecast.panel_forecast import PanelForecast
+from wavecast.panel_forecast import PanelForecast, forecast_panel
 from wavecast.publish import check_same_file
+from wavecast.registry import SharedModels, read_champion, servable
 from wavecast.storage import DataDir, series_data_dir
 from wavecast.train import MODEL_FILE, VALIDATION_MODEL_FILE, load_model, model_forecast
 from wavecast.windows import build_windows, read_split
@@ -72,6 +74,29 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
         served = own_dir / "models" / outcome.version / MODEL_FILE
         assert filecmp.cmp(served, Path(network.uri) / MODEL_FILE, shallow=False)
         assert not (own_dir / "training").exists()  # no network of its own
+    keys = [str(ref.key) for ref in split.series]
+    shared = SharedModels()
+    served = [servable(series_store(config, key), champion(config, key), shared) for key in keys]
+    assert all(one.forecaster is served[0].forecaster for one in served)  # loaded once
+
+    made = forecast_panel(ForecastConfig(data_dir=config.data_dir), keys, None)
+
+    for key in keys:  # the batched call forecasts what each series' own call would
+        store = series_store(config, key)
+        window = latest_window(ForecastConfig(data_dir=store.uri()))
+        alone = point_forecast(servable(store, window.version).forecaster, window)
+        batched = [row["forecast"] for row in made.series[key].forecasts]
+        assert np.allclose(batched, alone, rtol=1e-5, atol=1e-6 * np.max(np.abs(alone)))
+
+
+def series_store(config: RetrainConfig, key: str) -> DataDir:
+    return DataDir(series_data_dir(config.data_dir, key))
+
+
+def champion(config: RetrainConfig, key: str) -> str:
+    record = read_champion(series_store(config, key))
+    assert record is not None
+    return record.version
 
 
 @pytest.mark.flow

@@ -30,6 +30,7 @@ from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest, 
 from wavecast.registry import (
     MODELS,
     Servable,
+    SharedModels,
     UnusableVersionError,
     checked_version,
     read_champion,
@@ -59,10 +60,12 @@ def serving_version(store: DataDir, requested: str | None) -> tuple[str, Servabl
     return version, serving(store, version, requested)
 
 
-def serving(store: DataDir, version: str, requested: str | None) -> Servable:
+def serving(
+    store: DataDir, version: str, requested: str | None, shared: SharedModels | None = None
+) -> Servable:
     """servable, and when the version is the champion (none was `requested`), the advice."""
     try:
-        return servable(store, version)
+        return servable(store, version, shared)
     except UnusableVersionError as exc:
         if requested is None:
             raise UnusableVersionError(
@@ -207,10 +210,15 @@ def forecast_window(window: LatestWindow, data_dir: str, levels: tuple[float, ..
 
 
 def forecast_with(
-    forecaster: Any, window: LatestWindow, data_dir: str, levels: tuple[float, ...]
+    forecaster: Any,
+    window: LatestWindow,
+    data_dir: str,
+    levels: tuple[float, ...],
+    point: np.ndarray | None = None,
 ) -> Forecast:
-    """forecast_window with the version's forecaster loaded already (see Servable)."""
-    point = point_forecast(forecaster, window)
+    """forecast_window with the version's forecaster loaded already (see Servable), and its
+    point forecast made already when the caller batched it with other series'."""
+    point = point_forecast(forecaster, window) if point is None else point
     errors = held_out_errors(data_dir, window.version, window.spec.steps)
     widths = {level: conformal_half_widths(errors, level / 100) for level in levels}
     rows: list[Row] = []

@@ -8,8 +8,9 @@ series then goes through what a single series does (window_of, forecast_with, wr
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import ForecastConfig, SeriesSpec
@@ -20,6 +21,7 @@ from wavecast.forecast import (
     draw_fan,
     forecast_key,
     forecast_with,
+    point_forecast,
     resolve_version,
     serving,
     source_spec,
@@ -30,8 +32,9 @@ from wavecast.forecast import (
 from wavecast.generate import LoadedSeries, load_each
 from wavecast.panel import champion_keys
 from wavecast.records import Forecast, ForecastSummary, LatestWindow
-from wavecast.registry import read_champion
+from wavecast.registry import SharedModels, read_champion
 from wavecast.storage import DataDir, series_data_dir, stable_hash
+from wavecast.train import model_forecast
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -81,18 +84,27 @@ def forecast_keys(config: ForecastConfig) -> list[str]:
 def forecast_panel(config: ForecastConfig, keys: list[str], run_id: str | None) -> PanelForecast:
     """Each series' champion forecasts, written into the panel's one dataset, and one page
     for the run. A series that cannot forecast (bad input, a champion that cannot serve, a
-    permanent storage fault) is skipped with its reason; a transient fault is raised."""
+    permanent storage fault) is skipped with its reason; a transient fault is raised. Series
+    serving one panel network (--network global) are forecast in one batched call."""
     skipped: dict[str, str] = {}
     champions = [
         champion
         for key in keys
         if (champion := skipping(skipped, key, champion_of, config, key)) is not None
     ]
-    made: list[SeriesForecast] = []
+    shared = SharedModels()
+    prepared: list[Prepared] = []
     for champion, loaded in zip(champions, load_each([c.source for c in champions]), strict=True):
-        one = skipping(skipped, champion.key, forecast_one, champion, loaded, config, run_id)
+        one = skipping(skipped, champion.key, prepare_one, champion, loaded, config, shared)
         if one is not None:
-            made.append(one)
+            prepared.append(one)
+    points = batched_points(prepared)
+    made: list[SeriesForecast] = []
+    for ready in prepared:
+        key = ready.champion.key
+        made_one = skipping(skipped, key, forecast_one, ready, points, config, run_id)
+        if made_one is not None:
+            made.append(made_one)
     page = write_panel_report(made, config.data_dir) if made else ""
     done = {one.key: summarize_forecast(one.forecast, one.path, page) for one in made}
     return PanelForecast(
@@ -108,21 +120,57 @@ def champion_of(config: ForecastConfig, key: str) -> Champion:
     return Champion(key, store, version, source_spec(manifest, config))
 
 
-def forecast_one(
+class Prepared(NamedTuple):
+    """A series ready to forecast: its window, and either its point forecast already or the
+    panel network that makes it (with the other series that serve it)."""
+
+    champion: Champion
+    window: LatestWindow
+    point: np.ndarray | None
+    network: Any | None
+
+
+def prepare_one(
     champion: Champion,
     loaded: LoadedSeries | InvalidInputError,
     config: ForecastConfig,
-    run_id: str | None,
-) -> SeriesForecast:
-    """One series' window and forecast, its rows written into the panel's dataset. As for a
-    single series, a champion that cannot serve is the reason given before its source's."""
-    served = serving(champion.store, champion.version, config.version)
+    shared: SharedModels,
+) -> Prepared:
+    """One series' window; its own forecaster forecasts at once (and is let go), a panel
+    network later, batched. As for a single series, a champion that cannot serve is the
+    reason given before its source's."""
+    served = serving(champion.store, champion.version, config.version, shared)
     if isinstance(loaded, InvalidInputError):
         raise loaded
     window = window_of(champion.store, champion.version, served, champion.source, loaded)
-    forecast = forecast_with(served.forecaster, window, champion.store.uri(), config.levels)
+    if shared.holds(served.forecaster):
+        return Prepared(champion, window, None, served.forecaster)
+    return Prepared(champion, window, point_forecast(served.forecaster, window), None)
+
+
+def batched_points(prepared: list[Prepared]) -> dict[str, np.ndarray]:
+    """The point forecasts of the series a panel network serves: one call per network."""
+    groups: dict[int, list[Prepared]] = {}
+    for one in prepared:
+        if one.network is not None:
+            groups.setdefault(id(one.network), []).append(one)
+    points: dict[str, np.ndarray] = {}
+    for group in groups.values():
+        windows = np.stack([one.window.history[-one.window.spec.input_len :] for one in group])
+        forecasts = model_forecast(group[0].network, windows)
+        points.update((one.champion.key, row) for one, row in zip(group, forecasts, strict=True))
+    return points
+
+
+def forecast_one(
+    ready: Prepared, points: dict[str, np.ndarray], config: ForecastConfig, run_id: str | None
+) -> SeriesForecast:
+    """One series' forecast rows, written into the panel's dataset."""
+    champion = ready.champion
+    point = ready.point if ready.point is not None else points[champion.key]
+    forecast = forecast_with(None, ready.window, champion.store.uri(), config.levels, point)
     path = write_forecasts(forecast, config.data_dir, run_id)
-    return SeriesForecast(champion.key, window, forecast, path)
+    return SeriesForecast(champion.key, ready.window, forecast, path)
 
 
 def skipping(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import re
 from collections.abc import Iterator
@@ -102,9 +103,30 @@ class Servable(NamedTuple):
     forecaster: Any  # ForecasterSpec | keras.Model (loaded with safe_mode)
 
 
-def servable(store: DataDir, version: str) -> Servable:
+class SharedModels:
+    """Panel networks by the bytes of their file and the windows they serve: the series of a
+    --network global panel serve copies of one network, which a panel forecast loads and
+    checks once (and forecasts in one batched call), not once per series. Only versions
+    whose manifest names a shared training are kept: a panel of per-series networks still
+    holds one model at a time."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, WindowSpec], Any] = {}
+
+    def load(self, store: DataDir, version: str, spec: WindowSpec) -> Any:
+        digest = hashlib.sha256(store.read_bytes(MODELS, version, MODEL_FILE)).hexdigest()
+        if (digest, spec) not in self._models:
+            self._models[digest, spec] = stored_model(store, version, spec)
+        return self._models[digest, spec]
+
+    def holds(self, model: Any) -> bool:
+        return any(model is kept for kept in self._models.values())
+
+
+def servable(store: DataDir, version: str, shared: SharedModels | None = None) -> Servable:
     """The version's forecaster, loaded and tried the way it serves, or UnusableVersionError
     saying why: the one test of "usable" that retrain, forecast, promote and rollback share.
+    `shared` keeps a panel network it loads for the caller's next versions.
 
     The reason names the file and what was expected, never what the file holds.
     """
@@ -115,7 +137,10 @@ def servable(store: DataDir, version: str) -> Servable:
         return Servable(manifest, stored_spec(store, version))
     if not store.exists(MODELS, version, MODEL_FILE):
         raise unusable(version, f"it has neither {MODEL_FILE} nor {SPEC_FILE}")
-    return Servable(manifest, stored_model(store, version, manifest.dataset.spec))
+    spec = manifest.dataset.spec
+    if shared is not None and manifest.training is not None and manifest.training.shared:
+        return Servable(manifest, shared.load(store, version, spec))
+    return Servable(manifest, stored_model(store, version, spec))
 
 
 def unusable(version: str, why: str) -> UnusableVersionError:

@@ -76,8 +76,8 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
         assert not (own_dir / "training").exists()  # no network of its own
     keys = [str(ref.key) for ref in split.series]
     shared = SharedModels()
-    served = [servable(series_store(config, key), champion(config, key), shared) for key in keys]
-    assert all(one.forecaster is served[0].forecaster for one in served)  # loaded once
+    loaded = [servable(series_store(config, key), champion(config, key), shared) for key in keys]
+    assert all(one.forecaster is loaded[0].forecaster for one in loaded)  # loaded once
 
     made = forecast_panel(ForecastConfig(data_dir=config.data_dir), keys, None)
 

@@ -35,6 +35,7 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "candidates": ("selection", "candidates"),
     "season": ("selection", "season"),
     "network_min_windows": ("selection", "network_min_windows"),
+    "plots": ("selection", "plots"),
     "tolerance": ("gate", "tolerance"),
     "runner": ("fan_out", "runner"),
     "dask_address": ("fan_out", "dask_address"),

@@ -27,11 +27,13 @@ from wavecast.train import MODEL_FILE, VALIDATION_MODEL_FILE, load_model, model_
 from wavecast.windows import build_windows, read_split
 
 
-def global_config(tmp_path: Path, candidates: str = "network,naive") -> RetrainConfig:
+def global_config(
+    tmp_path: Path, candidates: str = "network,naive", plots: bool = True
+) -> RetrainConfig:
     config = panel_config(
         write_panel(tmp_path / "panel.csv", broken=False, n=60),
         tmp_path / "data",
-        selection={"candidates": candidates},
+        selection={"candidates": candidates, "plots": plots},
     )
     model = config.model.model_copy(update={"network": "global"})
     return config.model_copy(update={"model": model})
@@ -43,7 +45,7 @@ def global_dirs(config: RetrainConfig) -> list[str]:
 
 @pytest.mark.unit
 def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_path: Path) -> None:
-    config = global_config(tmp_path, candidates="network")
+    config = global_config(tmp_path, candidates="network", plots=False)
     split = split_panel(config.series, config.windows, config.data_dir)
 
     network = panel_network(split, config)
@@ -73,6 +75,8 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
         own_dir = Path(series_data_dir(config.data_dir, str(ref.key)))
         served = own_dir / "models" / outcome.version / MODEL_FILE
         assert filecmp.cmp(served, Path(network.uri) / MODEL_FILE, shallow=False)
+        assert not list(served.parent.glob("*.png"))  # --plots false: the report has none
+        assert "network" in (served.parent / "report.html").read_text()
         assert not (own_dir / "training").exists()  # no network of its own
     keys = [str(ref.key) for ref in split.series]
     shared = SharedModels()

@@ -134,6 +134,12 @@ class SelectionSpec(_Spec):
         "on a few dozen windows costs seconds and loses to the statistical models",
     )
 
+    plots: bool = Field(
+        True,
+        description="draw each evaluation's plots (test forecasts, loss): ~70 ms a series, "
+        "most of a series' cost in a panel of thousands; false leaves them out",
+    )
+
     @field_validator("candidates", mode="before")
     @classmethod
     def comma_separated(cls, value: object) -> object:

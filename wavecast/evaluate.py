@@ -470,7 +470,9 @@ def evaluate_trained(
         members=backtest.members if chosen == "combination" else (chosen,),
         coverage=test_coverage(validation_errors, test_errors),
     )
-    plots = PLOTS if trained is not None and not trained.shared else (PLOTS[1],)
+    plots: tuple[str, ...] = ()
+    if selection.plots:
+        plots = PLOTS if trained is not None and not trained.shared else (PLOTS[1],)
     evaluation = Evaluation(
         uri=store.uri(*parts),
         evaluation_id=parts[-1],
@@ -495,7 +497,8 @@ def evaluate_trained(
             (staging / SPEC_FILE).write_text(spec.model_dump_json(indent=2))
         np.save(staging / PREDICTIONS_FILE, predictions, allow_pickle=False)
         np.save(staging / ERRORS_FILE, errors, allow_pickle=False)
-        draw_plots(staging, sample, chosen, predictions, trained, data_dir)
+        if plots:
+            draw_plots(staging, sample, chosen, predictions, trained, data_dir)
     return evaluation
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -65,17 +66,25 @@ ROUND_TRIP_TOLERANCE = 1e-4  # of the forecasts' scale; float32 rounding is ~1e-
 
 
 def library_versions() -> dict[str, str]:
-    versions = {}
+    return dict(installed_versions())
+
+
+@functools.cache
+def installed_versions() -> tuple[tuple[str, str], ...]:
+    """Looked up once per process (~14 ms), not once per series a panel publishes."""
+    versions = []
     for name in LIBRARIES:
         try:
-            versions[name] = metadata.version(name)
+            versions.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
             continue
-    return versions
+    return tuple(versions)
 
 
+@functools.cache
 def code_revision() -> str | None:
-    """The git commit of this checkout, when there is one."""
+    """The git commit of this checkout when the process asked first, when there is one: the
+    code a process runs is the code it imported, whatever is checked out later."""
     try:
         result = subprocess.run(
             ["git", "rev-parse", "HEAD"],

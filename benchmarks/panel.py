@@ -16,7 +16,8 @@ Prefect server; rates are series per minute of wall time, process start included
 its worker processes; the server is separate), e.g. `--memory --series 20000 --points 200`.
 
 `--global` instead runs issue 22's scale goal: `--network global` as the only candidate
-(24-point windows, 12 steps, horizon 1, 5 epochs, SimpleRNN(--units), --batch-size), then
+(24-point windows, 12 steps, horizon 1, 5 epochs, SimpleRNN(--units), --batch-size, --plots
+false, as a panel of thousands is run), then
 `wavecast forecast` of every series, each command timed with its process tree's peak RSS
 sampled; goals: retrain + forecast <= 15 min, peak <= 2 GiB, forecast <= 2 min. E.g.
 `--global --series 20000 --points 200`.
@@ -129,6 +130,7 @@ def global_scale(n_series: int, points: int, units: int, batch: int) -> None:
             argv += ["series", "--column", "value", "--network", "global", "--candidates"]
             argv += ["network", "--input-len", "24", "--horizon", "1", "--steps", "12"]
             argv += ["--epochs", "5", "--units", str(units), "--batch-size", str(batch)]
+            argv += ["--plots", "false"]
             retrain_s, retrain_memory, _ = run_sampling_memory([*argv, "--data-dir", data], env)
             forecast = [PY, "-m", "flows.cli", "forecast", "--data-dir", data]
             forecast_s, forecast_memory, _ = run_sampling_memory(forecast, env)

@@ -4,6 +4,7 @@ its network candidate, copied into the versions it wins, found again by a drift 
 from __future__ import annotations
 
 import filecmp
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from wavecast.global_network import train_global
 from wavecast.panel import panel_network, retrain_series, split_panel
 from wavecast.panel_forecast import PanelForecast, forecast_panel
 from wavecast.publish import check_same_file
-from wavecast.registry import SharedModels, read_champion, servable
+from wavecast.registry import read_champion, servable
 from wavecast.storage import DataDir, series_data_dir
 from wavecast.train import MODEL_FILE, VALIDATION_MODEL_FILE, load_model, model_forecast
 from wavecast.windows import build_windows, read_split
@@ -79,8 +80,8 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
         assert "network" in (served.parent / "report.html").read_text()
         assert not (own_dir / "training").exists()  # no network of its own
     keys = [str(ref.key) for ref in split.series]
-    shared = SharedModels()
-    loaded = [servable(series_store(config, key), champion(config, key), shared) for key in keys]
+    loaded = [servable(series_store(config, key), champion(config, key)) for key in keys]
+    assert all(one.panel_network for one in loaded)
     assert all(one.forecaster is loaded[0].forecaster for one in loaded)  # loaded once
 
     made = forecast_panel(ForecastConfig(data_dir=config.data_dir), keys, None)
@@ -91,6 +92,10 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
         alone = point_forecast(servable(store, window.version).forecaster, window)
         batched = [row["forecast"] for row in made.series[key].forecasts]
         assert np.allclose(batched, alone, rtol=1e-5, atol=1e-6 * np.max(np.abs(alone)))
+
+    shutil.rmtree(network.uri)  # the panel's network gone: each version serves its own copy
+    after = servable(series_store(config, keys[0]), champion(config, keys[0]))
+    assert not after.panel_network and after.forecaster is not loaded[0].forecaster
 
 
 def series_store(config: RetrainConfig, key: str) -> DataDir:

@@ -30,7 +30,6 @@ from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest, 
 from wavecast.registry import (
     MODELS,
     Servable,
-    SharedModels,
     UnusableVersionError,
     checked_version,
     read_champion,
@@ -60,12 +59,10 @@ def serving_version(store: DataDir, requested: str | None) -> tuple[str, Servabl
     return version, serving(store, version, requested)
 
 
-def serving(
-    store: DataDir, version: str, requested: str | None, shared: SharedModels | None = None
-) -> Servable:
+def serving(store: DataDir, version: str, requested: str | None) -> Servable:
     """servable, and when the version is the champion (none was `requested`), the advice."""
     try:
-        return servable(store, version, shared)
+        return servable(store, version)
     except UnusableVersionError as exc:
         if requested is None:
             raise UnusableVersionError(

@@ -32,7 +32,7 @@ from wavecast.forecast import (
 from wavecast.generate import LoadedSeries, load_each
 from wavecast.panel import champion_keys
 from wavecast.records import Forecast, ForecastSummary, LatestWindow
-from wavecast.registry import SharedModels, read_champion
+from wavecast.registry import read_champion
 from wavecast.storage import DataDir, series_data_dir, stable_hash
 from wavecast.train import model_forecast
 
@@ -92,10 +92,9 @@ def forecast_panel(config: ForecastConfig, keys: list[str], run_id: str | None) 
         for key in keys
         if (champion := skipping(skipped, key, champion_of, config, key)) is not None
     ]
-    shared = SharedModels()
     prepared: list[Prepared] = []
     for champion, loaded in zip(champions, load_each([c.source for c in champions]), strict=True):
-        one = skipping(skipped, champion.key, prepare_one, champion, loaded, config, shared)
+        one = skipping(skipped, champion.key, prepare_one, champion, loaded, config)
         if one is not None:
             prepared.append(one)
     points = batched_points(prepared)
@@ -131,19 +130,16 @@ class Prepared(NamedTuple):
 
 
 def prepare_one(
-    champion: Champion,
-    loaded: LoadedSeries | InvalidInputError,
-    config: ForecastConfig,
-    shared: SharedModels,
+    champion: Champion, loaded: LoadedSeries | InvalidInputError, config: ForecastConfig
 ) -> Prepared:
     """One series' window; its own forecaster forecasts at once (and is let go), a panel
     network later, batched. As for a single series, a champion that cannot serve is the
     reason given before its source's."""
-    served = serving(champion.store, champion.version, config.version, shared)
+    served = serving(champion.store, champion.version, config.version)
     if isinstance(loaded, InvalidInputError):
         raise loaded
     window = window_of(champion.store, champion.version, served, champion.source, loaded)
-    if shared.holds(served.forecaster):
+    if served.panel_network:
         return Prepared(champion, window, None, served.forecaster)
     return Prepared(champion, window, point_forecast(served.forecaster, window), None)
 

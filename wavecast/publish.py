@@ -36,6 +36,7 @@ from wavecast.registry import (
     LOG,
     MANIFEST_FILE,
     MODELS,
+    Servable,
     UnusableVersionError,
     find_version_of,
     read_champion,
@@ -48,7 +49,7 @@ from wavecast.registry import (
 )
 from wavecast.report import render_html, render_markdown
 from wavecast.storage import DataDir, code_fingerprint
-from wavecast.train import MODEL_FILE, TrainedRef, training_file
+from wavecast.train import MODEL_FILE, TrainedRef, shared_forecaster, training_file
 from wavecast.windows import DatasetInfo, DatasetRef, head_of_split
 
 LIBRARIES = (
@@ -269,20 +270,23 @@ def champion_score(
     if champion is None:
         return None, None, None, ()
     try:
-        manifest, forecaster = servable(store, champion.version)
+        served = servable(store, champion.version)
     except UnusableVersionError as exc:
         note = f"champion ignored: {exc}"
         LOG.warning(note)
         return None, None, read_manifest(store, champion.version), (note,)
+    manifest = served.manifest
     if manifest.dataset.spec != dataset.spec:
-        served = manifest.published.mse if manifest.published else manifest.metrics.mse
-        return None, served, manifest, ()
-    return (*rescore(forecaster, store, dataset), manifest, ())
+        mse = manifest.published.mse if manifest.published else manifest.metrics.mse
+        return None, mse, manifest, ()
+    return (*rescore(served, store, dataset), manifest, ())
 
 
-def rescore(forecaster: Any, store: DataDir, dataset: DatasetRef) -> tuple[Metrics, float]:
-    """A stored forecaster's test scores on this dataset's test windows: its Keras model, or
-    its statistical spec refitted at the same origins as the candidate's."""
+def rescore(served: Servable, store: DataDir, dataset: DatasetRef) -> tuple[Metrics, float]:
+    """A stored forecaster's test scores on this dataset's test windows: its Keras model (a
+    panel network through its graph traced once for all its series), or its statistical
+    spec refitted at the same origins as the candidate's."""
+    forecaster = served.forecaster
     if isinstance(forecaster, ForecasterSpec):
         values = read_series(dataset.series, store.uri())
         origins = block_origins(dataset, 0)["test"]
@@ -291,9 +295,12 @@ def rescore(forecaster: Any, store: DataDir, dataset: DatasetRef) -> tuple[Metri
         forecasts = spec_forecasts(forecaster, values, origins, horizon, steps)
         metrics = regression_metrics(truth, forecasts)
         return metrics, metrics.mse
-    scores, _ = score_split(
-        dataset, store.uri(), {"champion": keras_forecaster(forecaster)}, keep=0
-    )
+    training = served.manifest.training
+    if served.panel_network and training is not None:
+        forecast = shared_forecaster(training.uri, MODEL_FILE)
+    else:
+        forecast = keras_forecaster(forecaster)
+    scores, _ = score_split(dataset, store.uri(), {"champion": forecast}, keep=0)
     return scores["champion"], scores["champion"].mse
 
 

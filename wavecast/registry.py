@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import logging
 import re
 from collections.abc import Iterator
@@ -31,7 +30,7 @@ from wavecast.evaluate import SPEC_FILE, Metrics
 from wavecast.gate import Decision
 from wavecast.records import Action, ChampionRecord, Manifest, PromotionEvent, VersionRow
 from wavecast.storage import DataDir
-from wavecast.train import MODEL_FILE, load_model, model_forecast
+from wavecast.train import MODEL_FILE, load_model, model_forecast, shared_network
 
 R = TypeVar("R", bound=BaseModel)
 LOG = logging.getLogger(__name__)
@@ -101,32 +100,12 @@ class Servable(NamedTuple):
 
     manifest: Manifest
     forecaster: Any  # ForecasterSpec | keras.Model (loaded with safe_mode)
+    panel_network: bool = False  # the one shared by the series of a --network global panel
 
 
-class SharedModels:
-    """Panel networks by the bytes of their file and the windows they serve: the series of a
-    --network global panel serve copies of one network, which a panel forecast loads and
-    checks once (and forecasts in one batched call), not once per series. Only versions
-    whose manifest names a shared training are kept: a panel of per-series networks still
-    holds one model at a time."""
-
-    def __init__(self) -> None:
-        self._models: dict[tuple[str, WindowSpec], Any] = {}
-
-    def load(self, store: DataDir, version: str, spec: WindowSpec) -> Any:
-        digest = hashlib.sha256(store.read_bytes(MODELS, version, MODEL_FILE)).hexdigest()
-        if (digest, spec) not in self._models:
-            self._models[digest, spec] = stored_model(store, version, spec)
-        return self._models[digest, spec]
-
-    def holds(self, model: Any) -> bool:
-        return any(model is kept for kept in self._models.values())
-
-
-def servable(store: DataDir, version: str, shared: SharedModels | None = None) -> Servable:
+def servable(store: DataDir, version: str) -> Servable:
     """The version's forecaster, loaded and tried the way it serves, or UnusableVersionError
     saying why: the one test of "usable" that retrain, forecast, promote and rollback share.
-    `shared` keeps a panel network it loads for the caller's next versions.
 
     The reason names the file and what was expected, never what the file holds.
     """
@@ -137,10 +116,31 @@ def servable(store: DataDir, version: str, shared: SharedModels | None = None) -
         return Servable(manifest, stored_spec(store, version))
     if not store.exists(MODELS, version, MODEL_FILE):
         raise unusable(version, f"it has neither {MODEL_FILE} nor {SPEC_FILE}")
+    network = panel_network_copy(store, version, manifest)
+    if network is not None:
+        return Servable(manifest, network, panel_network=True)
+    return Servable(manifest, stored_model(store, version, manifest.dataset.spec))
+
+
+def panel_network_copy(store: DataDir, version: str, manifest: Manifest) -> Any | None:
+    """The panel network (--network global) a version serves a byte-for-byte copy of, loaded
+    once per process for all the series that serve it; None for any other version, or when
+    the panel's own file is gone or differs (the version's copy is then loaded and checked as
+    any model is)."""
+    training = manifest.training
+    if training is None or not training.shared:
+        return None
+    panel = DataDir(training.uri)
+    try:
+        same = panel.read_bytes(MODEL_FILE) == store.read_bytes(MODELS, version, MODEL_FILE)
+    except FileNotFoundError:
+        return None
+    if not same:
+        return None
+    network = shared_network(training.uri, MODEL_FILE)
     spec = manifest.dataset.spec
-    if shared is not None and manifest.training is not None and manifest.training.shared:
-        return Servable(manifest, shared.load(store, version, spec))
-    return Servable(manifest, stored_model(store, version, spec))
+    shapes = ((None, spec.input_len), (None, spec.steps))
+    return network if (network.input_shape, network.output_shape) == shapes else None
 
 
 def unusable(version: str, why: str) -> UnusableVersionError:

@@ -778,11 +778,17 @@ def training_file(trained: TrainedRef, data_dir: str, name: str) -> tuple[DataDi
 
 
 @functools.lru_cache(maxsize=4)
+def shared_network(uri: str, name: str) -> keras.Model:
+    """A panel's global network (or its twin), loaded once per process for all the series
+    that score, serve or forecast with it: its directory is content-addressed and never
+    rewritten, so the loaded copy stays current."""
+    return load_model(uri, name)
+
+
+@functools.lru_cache(maxsize=4)
 def shared_forecaster(uri: str, name: str) -> Callable[[np.ndarray], np.ndarray]:
-    """A panel's global network (or its twin), loaded and traced once per process for all the
-    series that score it: its directory is content-addressed and never rewritten, so the
-    loaded copy stays current."""
-    model = load_model(uri, name)
+    """shared_network's forecasts through one traced graph, for every series that uses it."""
+    model = shared_network(uri, name)
     forward = traced_forward(model, model.input_shape[-1])
     return functools.partial(forecast_in_chunks, forward)
 

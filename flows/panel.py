@@ -15,7 +15,14 @@ from tasks.panel import (
 )
 from wavecast.config import RetrainConfig
 from wavecast.generate import SeriesRef
-from wavecast.panel import BatchResult, PanelSummary, batched, merge_results, rounds
+from wavecast.panel import (
+    BatchResult,
+    PanelSummary,
+    batched,
+    loads_models_per_series,
+    merge_results,
+    rounds,
+)
 from wavecast.train import TrainedRef
 
 
@@ -42,7 +49,8 @@ def retrain_panel(config: RetrainConfig) -> PanelSummary:
     network = train_global_network(split, config) if config.model.network == "global" else None
     batches = batched(split.series, spec.series_per_task)
     results: list[BatchResult] = []
-    for batch_round in rounds(batches, spec, worker_count(spec)):
+    replace = loads_models_per_series(config)
+    for batch_round in rounds(batches, spec, worker_count(spec), replace):
         fan_out = retrain_batches.with_options(task_runner=task_runner_for(spec))
         results += fan_out(batch_round, config, network)
     return publish_panel(merge_results(split, results, config.data_dir))

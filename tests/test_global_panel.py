@@ -19,7 +19,14 @@ from wavecast.candidates import validation_size
 from wavecast.config import ForecastConfig, RetrainConfig
 from wavecast.forecast import latest_window, point_forecast
 from wavecast.global_network import train_global
-from wavecast.panel import panel_network, retrain_series, split_panel
+from wavecast.panel import (
+    batched,
+    loads_models_per_series,
+    panel_network,
+    retrain_series,
+    rounds,
+    split_panel,
+)
 from wavecast.panel_forecast import PanelForecast, forecast_panel
 from wavecast.publish import check_same_file
 from wavecast.registry import read_champion, servable
@@ -151,3 +158,19 @@ def test_a_version_copy_that_differs_from_the_panels_network_is_refused(tmp_path
     copy.write_bytes(b"network byte")  # a short copy
     with pytest.raises(RuntimeError, match="not a complete copy"):
         check_same_file(copy, DataDir(str(tmp_path / "panel")), MODEL_FILE)
+
+
+@pytest.mark.unit
+def test_workers_are_replaced_only_where_a_series_loads_models_of_its_own(tmp_path: Path) -> None:
+    only_global = global_config(tmp_path, candidates="network,naive,ets")
+    with_linear = global_config(tmp_path, candidates="network,linear")
+    own = only_global.model.model_copy(update={"network": "per-series"})
+    per_series = only_global.model_copy(update={"model": own})
+    assert not loads_models_per_series(only_global)
+    assert loads_models_per_series(with_linear) and loads_models_per_series(per_series)
+    split = split_panel(only_global.series, only_global.windows, only_global.data_dir)
+    batches = batched(split.series, 1)
+    spec = only_global.fan_out.model_copy(update={"series_per_process": 1, "series_per_task": 1})
+
+    assert rounds(batches, spec, 1, replace=False) == [batches]  # one runner, the same workers
+    assert rounds(batches, spec, 1) == [[batch] for batch in batches]

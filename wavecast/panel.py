@@ -154,15 +154,27 @@ def batched(items: tuple[SeriesRef, ...], size: int) -> list[tuple[SeriesRef, ..
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def rounds(
-    batches: list[tuple[SeriesRef, ...]], spec: FanOutSpec, workers: int
-) -> list[list[tuple[SeriesRef, ...]]]:
-    """Batches grouped so each worker process trains about `series_per_process` series.
+def loads_models_per_series(config: RetrainConfig) -> bool:
+    """Whether a worker builds or loads Keras models for each series: a network of its own
+    (its evaluation reloads it from its file), or the linear AR (served from a Keras file).
+    A --network global panel without the linear AR loads its one network once per process."""
+    own_network = config.model.network == "per-series" and "network" in config.selection.candidates
+    return own_network or "linear" in config.selection.candidates
 
-    TensorFlow and Keras keep memory for every model a process trains (TF #61791, Keras
-    #17458: ~6 MB each here, gc and clear_session free none of it), so a process that trained
-    thousands would not stay flat. Each round gets a fresh task runner, and so fresh workers.
+
+def rounds(
+    batches: list[tuple[SeriesRef, ...]], spec: FanOutSpec, workers: int, replace: bool = True
+) -> list[list[tuple[SeriesRef, ...]]]:
+    """Batches grouped so each worker process trains about `series_per_process` series; one
+    round, on the same workers, when nothing needs them `replace`d (loads_models_per_series).
+
+    TensorFlow and Keras keep memory for every model a process builds or loads (TF #61791,
+    Keras #17458: ~6 MB each here, gc and clear_session free none of it), so a process that
+    loaded thousands would not stay flat. Each round gets a fresh task runner, and so fresh
+    workers, at ~15 s of process start and imports each.
     """
+    if not replace:
+        return [batches] if batches else []
     per_worker = max(1, -(-spec.series_per_process // spec.series_per_task))
     size = per_worker * workers
     return [batches[i : i + size] for i in range(0, len(batches), size)]

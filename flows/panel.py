@@ -15,14 +15,7 @@ from tasks.panel import (
 )
 from wavecast.config import RetrainConfig
 from wavecast.generate import SeriesRef
-from wavecast.panel import (
-    BatchResult,
-    PanelSummary,
-    batched,
-    loads_models_per_series,
-    merge_results,
-    rounds,
-)
+from wavecast.panel import BatchResult, PanelSummary, merge_results, panel_rounds
 from wavecast.train import TrainedRef
 
 
@@ -47,10 +40,8 @@ def retrain_panel(config: RetrainConfig) -> PanelSummary:
     check_cluster(spec)  # before the split writes into the data dir
     split = split_series(config.series, config.windows, config.data_dir)
     network = train_global_network(split, config) if config.model.network == "global" else None
-    batches = batched(split.series, spec.series_per_task)
     results: list[BatchResult] = []
-    replace = loads_models_per_series(config)
-    for batch_round in rounds(batches, spec, worker_count(spec), replace):
+    for batch_round in panel_rounds(split.series, config, worker_count(spec)):
         fan_out = retrain_batches.with_options(task_runner=task_runner_for(spec))
         results += fan_out(batch_round, config, network)
     return publish_panel(merge_results(split, results, config.data_dir))

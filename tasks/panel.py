@@ -17,19 +17,16 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
-from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import (
-    create_progress_artifact,
     create_table_artifact,
-    update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.task_runners import ProcessPoolTaskRunner
 
-from tasks.prefect_support import IO_RETRIES
+from tasks.prefect_support import IO_RETRIES, ThrottledProgress
 from tasks.publish import announce_retrain
 from tasks.train import epoch_reporter, training_slot
 from wavecast.config import FanOutSpec, RetrainConfig, SeriesSpec, WindowSpec
@@ -242,9 +239,8 @@ def retrain_batch(
     at once; a transient one retries the batch, whose finished series are then reused.
     """
     logger = get_run_logger()
-    progress = create_progress_artifact(
-        progress=0.0, key="wavecast-panel-progress", description="Series of this batch done (%)"
-    )
+    description = "Series of this batch done (%)"
+    progress = ThrottledProgress("wavecast-panel-progress", description, len(batch))
     series: dict[str, SeriesOutcome] = {}
     skipped: dict[str, str] = {}
     engine = TrainingEngine()  # the batch's series train on one model per shape
@@ -264,8 +260,7 @@ def retrain_batch(
             else:
                 series[ref.key] = outcome
                 logger.info("Series %s: %s", ref.key, describe_outcome(outcome))
-            if isinstance(progress, UUID):
-                update_progress_artifact(progress, progress=100.0 * done / len(batch))
+            progress.advance(done)
     logger.info("Batch of %d: %d trained, %d skipped", len(batch), len(series), len(skipped))
     return BatchResult(series=series, skipped=skipped)
 

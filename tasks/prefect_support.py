@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import Task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import CachePolicy
 from prefect.client.schemas.objects import State, TaskRun
 from prefect.context import TaskRunContext
@@ -90,3 +92,30 @@ IO_RETRIES: dict[str, Any] = {
     "retry_jitter_factor": 0.5,
     "retry_condition_fn": retry_if_transient,
 }
+
+
+class ThrottledProgress:
+    """A progress artifact, created with the first step done (a task that does nothing shows
+    none) and updated at the first and last step and at most once every `min_interval_s` in
+    between: each update is a call to the API, which would cost more than a small step."""
+
+    def __init__(self, key: str, description: str, total: int, min_interval_s: float = 1.0):
+        self.key, self.description, self.total = key, description, total
+        self.min_interval_s = min_interval_s
+        self.artifact: uuid.UUID | None = None
+        self.last_update = time.monotonic()
+
+    def advance(self, done: int) -> bool:
+        """Record `done` of `total` steps; True when this one was shown."""
+        if self.artifact is None:
+            created = create_progress_artifact(
+                progress=0.0, key=self.key, description=self.description
+            )
+            assert isinstance(created, uuid.UUID), "called from a synchronous task"
+            self.artifact = created
+        due = time.monotonic() - self.last_update >= self.min_interval_s
+        if done not in (1, self.total) and not due:
+            return False
+        update_progress_artifact(self.artifact, progress=100.0 * done / self.total)
+        self.last_update = time.monotonic()
+        return True

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from contextlib import AbstractContextManager, suppress
-from uuid import UUID
 
 from prefect import get_client, get_run_logger, task
-from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
-from tasks.prefect_support import content_cache
+from tasks.prefect_support import ThrottledProgress, content_cache
 from wavecast.config import ModelSpec, SelectionSpec, TrainSpec
 from wavecast.series import panel_network_of, train_when_needed
 from wavecast.train import EpochCallback, TrainedRef, training_location
@@ -27,22 +24,12 @@ def epoch_reporter(epochs: int, min_interval_s: float = 1.0) -> EpochCallback:
     The artifact appears with the first epoch, so a reused training shows none.
     """
     logger = get_run_logger()
-    progress_id: UUID | None = None
-    last_update = time.monotonic()
+    description = "Training epochs completed (%)"
+    progress = ThrottledProgress("wavecast-training", description, epochs, min_interval_s)
 
     def report(epoch: int, loss: float) -> None:
-        nonlocal last_update, progress_id
-        done = epoch + 1
-        if progress_id is None:
-            created = create_progress_artifact(
-                progress=0.0, key="wavecast-training", description="Training epochs completed (%)"
-            )
-            assert isinstance(created, UUID), "called from a synchronous task"
-            progress_id = created
-        if done in (1, epochs) or time.monotonic() - last_update >= min_interval_s:
-            logger.info("epoch %d/%d loss %.6g", done, epochs, loss)
-            update_progress_artifact(progress_id, progress=100.0 * done / epochs)
-            last_update = time.monotonic()
+        if progress.advance(epoch + 1):
+            logger.info("epoch %d/%d loss %.6g", epoch + 1, epochs, loss)
 
     return report
 

@@ -162,6 +162,15 @@ def loads_models_per_series(config: RetrainConfig) -> bool:
     return own_network or "linear" in config.selection.candidates
 
 
+def panel_rounds(
+    series: tuple[SeriesRef, ...], config: RetrainConfig, workers: int
+) -> list[list[tuple[SeriesRef, ...]]]:
+    """The series in batches (one mapped task each), in rounds of fresh workers (rounds)."""
+    size = config.fan_out.batch_size(config.model.network)
+    spec = config.fan_out.model_copy(update={"series_per_task": size})
+    return rounds(batched(series, size), spec, workers, loads_models_per_series(config))
+
+
 def rounds(
     batches: list[tuple[SeriesRef, ...]], spec: FanOutSpec, workers: int, replace: bool = True
 ) -> list[list[tuple[SeriesRef, ...]]]:
@@ -175,7 +184,8 @@ def rounds(
     """
     if not replace:
         return [batches] if batches else []
-    per_worker = max(1, -(-spec.series_per_process // spec.series_per_task))
+    per_batch = spec.series_per_task or max(map(len, batches), default=1)
+    per_worker = max(1, -(-spec.series_per_process // per_batch))
     size = per_worker * workers
     return [batches[i : i + size] for i in range(0, len(batches), size)]
 

@@ -181,16 +181,25 @@ def train_global(
     train: TrainSpec,
     on_epoch: EpochCallback | None = None,
 ) -> tuple[keras.Model, list[float]]:
-    """One network trained on the train windows of all series, shuffled across series.
+    """One network trained on the train windows of all series (`pairs`, each series'
+    inputs and targets), shuffled across series: see train_pooled."""
+    x, y = pooled_windows(pairs)
+    return train_pooled(x, y, model_spec, train, on_epoch)
 
-    `pairs` yields each series' (inputs, targets), e.g. read from its Parquet windows
-    dataset; they are pooled once (windows x input_len float32s), and every epoch visits all
-    of them in a fresh order drawn from (seed, epoch) only, so a run is reproducible.
-    Returns the forecasting model and the per-epoch losses (scaled MAE).
+
+def train_pooled(
+    x: np.ndarray,
+    y: np.ndarray,
+    model_spec: ModelSpec,
+    train: TrainSpec,
+    on_epoch: EpochCallback | None = None,
+) -> tuple[keras.Model, list[float]]:
+    """One network trained on windows `x` and targets `y` of many series, every epoch
+    visiting all of them in a fresh order drawn from (seed, epoch) only, so a run is
+    reproducible. Returns the forecasting model and the per-epoch losses (scaled MAE).
     """
     import keras
 
-    x, y = pooled_windows(pairs)
     keras.utils.set_random_seed(train.seed)
     seed = train.seed
     parts = build_global_parts(x.shape[1], y.shape[1], model_spec.units, model_spec.cell, seed)
@@ -230,6 +239,26 @@ def global_location(
     return data_dir, ("global", identity)
 
 
+def pooled_train_windows(
+    located: Sequence[Located],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every series' train windows as one float32 (inputs, targets) pair, read series by series
+    into arrays sized from the datasets' counts (no list of copies to concatenate), and a mask
+    of the rows that are some series' validation windows (its last validation_size)."""
+    spec = located[0][0].spec
+    total = sum(dataset.n_train for dataset, _ in located)
+    x = np.empty((total, spec.input_len), np.float32)
+    y = np.empty((total, spec.steps), np.float32)
+    held_out = np.zeros(total, bool)
+    end = 0
+    for dataset, own in located:
+        _, inputs, targets = read_split(dataset, "train", own)
+        start, end = end, end + len(inputs)
+        x[start:end], y[start:end] = inputs, targets.reshape(len(inputs), -1)
+        held_out[end - validation_size(len(inputs)) : end] = True
+    return x, y, held_out
+
+
 def train_panel_network(
     located: Sequence[Located],
     model: ModelSpec,
@@ -252,17 +281,9 @@ def train_panel_network(
     if existing is not None:
         return existing
     began = time.perf_counter()
-    splits = [read_split(dataset, "train", own)[1:] for dataset, own in located]
-    held_out = [validation_size(len(x)) for x, _ in splits]
-    twin, _ = train_global(
-        (
-            (x[: len(x) - held], y[: len(x) - held])
-            for (x, y), held in zip(splits, held_out, strict=True)
-        ),
-        model,
-        train,
-    )
-    network, losses = train_global(splits, model, train, on_epoch)
+    x, y, held_out = pooled_train_windows(located)
+    twin, _ = train_pooled(x[~held_out], y[~held_out], model, train)
+    network, losses = train_pooled(x, y, model, train, on_epoch)
     trained = TrainedRef(
         train_id=parts[-1],
         uri=store.uri(*parts),

@@ -34,7 +34,8 @@ def retrain_batches(
 def retrain_panel(config: RetrainConfig) -> PanelSummary:
     """The task runner is picked here, per run, from the config (a subflow takes it): the same
     deployment fans out on worker processes, a fresh LocalCluster or an existing Dask
-    cluster. Each round of batches is one subflow run with its own task runner, so worker
+    cluster. With --network global the panel's one network trains first, then every batch
+    scores it. Each round of batches is one subflow run with its own task runner, so worker
     processes are replaced before TensorFlow's per-model memory adds up (see rounds)."""
     spec = config.fan_out
     check_cluster(spec)  # before the split writes into the data dir

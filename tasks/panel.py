@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger, task, unmapped
 from prefect.artifacts import (
     create_table_artifact,
 )
@@ -263,6 +263,18 @@ def retrain_batch(
             progress.advance(done)
     logger.info("Batch of %d: %d trained, %d skipped", len(batch), len(series), len(skipped))
     return BatchResult(series=series, skipped=skipped)
+
+
+def retrain_on_runner(
+    batches: list[tuple[SeriesRef, ...]], config: RetrainConfig, network: TrainedRef | None
+) -> list[BatchResult]:
+    """The batches mapped on a task runner of their own (task_runner_for), inside the calling
+    flow run: chosen per run, where a flow's own runner is fixed when it is decorated. Not a
+    subflow, whose parameters Prefect stores: a panel's series as one (20,000 of them) exceed
+    the server's 512 KB limit on a run's parameters."""
+    mapped = {"batch": batches, "config": unmapped(config), "network": unmapped(network)}
+    with task_runner_for(config.fan_out) as runner:
+        return [future.result() for future in runner.map(retrain_batch, mapped)]
 
 
 @task(name="publish-panel", cache_policy=NO_CACHE)

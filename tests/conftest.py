@@ -63,6 +63,17 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def prefect_api_url(prefect_server: None) -> str:
+    """The test server's API URL, for a `wavecast` command that needs a server but is not
+    about which one: given PREFECT_API_URL, it does not start a server of its own."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url, "the Prefect test harness set no API URL"
+    return str(url)
+
+
 @pytest.fixture(scope="session")
 def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One real `prefect server start` for the modules whose tests only need a server to

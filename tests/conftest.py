@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny configs and one Prefect test server for the whole session."""
+"""Shared fixtures: tiny configs, one Prefect test server and one real server for the session."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.servers import Stack, running_server
 from wavecast.config import RetrainConfig
 
 TIERS = ("unit", "flow", "server")  # pyproject.toml's markers, fastest first
@@ -60,6 +61,26 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         prefect_test_harness(server_startup_timeout=180),
     ):
         yield
+
+
+@pytest.fixture
+def prefect_api_url(prefect_server: None) -> str:
+    """The test server's API URL, for a `wavecast` command that needs a server but is not
+    about which one: given PREFECT_API_URL, it does not start a server of its own."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    assert url, "the Prefect test harness set no API URL"
+    return str(url)
+
+
+@pytest.fixture(scope="session")
+def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One real `prefect server start` for the modules whose tests only need a server to
+    report to (test_crash, test_panel_cli): every test works in a data dir of its own, so
+    they share it rather than each module paying for a server's start-up."""
+    with running_server(tmp_path_factory.mktemp("real-server")) as started:
+        yield started
 
 
 def tiny_config(data_dir: Path, **train: object) -> RetrainConfig:

@@ -149,8 +149,11 @@ def test_a_server_that_does_not_answer_fails_the_command_in_one_line(tmp_path: P
     assert not (tmp_path / "data" / "models").exists()
 
 
-def test_a_full_disk_fails_at_once_in_one_line_without_traceback(tmp_path: Path) -> None:
-    """ENOSPC from the Parquet writer (injected at interpreter start): no retry, one line."""
+def test_a_full_disk_fails_at_once_in_one_line_without_traceback(
+    tmp_path: Path, prefect_api_url: str
+) -> None:
+    """ENOSPC from the Parquet writer (injected at interpreter start): no retry, one line.
+    (Reporting to the test server: a server of the command's own adds only its start-up.)"""
     inject = tmp_path / "inject"
     inject.mkdir()
     (inject / "sitecustomize.py").write_text(
@@ -165,6 +168,7 @@ def test_a_full_disk_fails_at_once_in_one_line_without_traceback(tmp_path: Path)
         PYTHONPATH=os.pathsep.join(p for p in (str(inject), os.environ.get("PYTHONPATH")) if p),
         PREFECT_HOME=str(tmp_path / "home"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_API_URL=prefect_api_url,
     )
 
     assert result.returncode == 2, result.stderr[-3000:]
@@ -298,16 +302,18 @@ def test_rollback_to_a_champion_that_cannot_serve_is_refused(tmp_path: Path) -> 
 
 
 def test_a_panel_forecast_skips_what_cannot_serve_and_fails_when_nothing_could(
-    tmp_path: Path,
+    tmp_path: Path, prefect_api_url: str
 ) -> None:
     """b's champion is damaged: the panel forecasts a and says why not b (exit 0); asked for
-    b alone, nothing is forecast: exit 2."""
+    b alone, nothing is forecast: exit 2. (Both report to the test server, not each to a
+    server of its own.)"""
     panel = naive_panel(tmp_path, ("a", "b"))
     (Path(series_data_dir(str(panel), "b")) / "models" / V1 / SPEC_FILE).write_text(SECRET)
     env = ("--data-dir", str(panel))
+    server = {"PREFECT_API_URL": prefect_api_url}
 
-    both = run_cli(tmp_path, "forecast", *env, blocked=())
-    alone = run_cli(tmp_path, "forecast", *env, "--series", "b", blocked=())
+    both = run_cli(tmp_path, "forecast", *env, blocked=(), settings=server)
+    alone = run_cli(tmp_path, "forecast", *env, "--series", "b", blocked=(), settings=server)
 
     assert both.returncode == 0, both.stderr[-3000:]
     lines = both.stdout.splitlines()

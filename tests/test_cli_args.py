@@ -97,14 +97,18 @@ def snapshot(root: Path) -> dict[str, str]:
 
 
 def run_cli(
-    tmp_path: Path, *argv: str, blocked: tuple[str, ...] = HEAVY_MODULES
+    tmp_path: Path,
+    *argv: str,
+    blocked: tuple[str, ...] = HEAVY_MODULES,
+    settings: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `wavecast` with the `blocked` modules made unimportable, on the code under test
-    (the caller's PYTHONPATH, e.g. a worktree's, stays after the blockers)."""
+    (the caller's PYTHONPATH, e.g. a worktree's, stays after the blockers), plus `settings`."""
     path = os.pathsep.join(
         p for p in (import_blockers(tmp_path, blocked), os.environ.get("PYTHONPATH")) if p
     )
     env = {**os.environ, "PYTHONPATH": path, "PREFECT_HOME": str(tmp_path / "home")}
+    env.update(settings or {})
     return subprocess.run(
         [str(WAVECAST), *argv], capture_output=True, text=True, env=env, timeout=60, check=False
     )

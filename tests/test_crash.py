@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.dataset as ds
@@ -23,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.processes import children_of, import_blockers, wait_until_gone
-from tests.servers import Stack, environment_without_prefect, running_server
+from tests.servers import Stack, environment_without_prefect
 from wavecast.registry import list_versions, read_promotions
 from wavecast.storage import COMPLETE_MARKER, STAGING_TAG, STALE_AFTER_S, DataDir
 
@@ -35,9 +36,8 @@ pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_server(tmp_path_factory.mktemp("crash-server")) as started:
-        yield started
+def stack(real_server: Stack) -> Stack:
+    return real_server  # the session's: each test here has a data dir of its own
 
 
 class Command:
@@ -149,22 +149,61 @@ def assert_consistent(data_dir: Path) -> None:
     keras.saving.load_model(data_dir / "models" / champion / "model.keras", safe_mode=True)
 
 
-def test_killed_while_training_then_rerun_completes(stack: Stack, tmp_path: Path) -> None:
-    data_dir, log = tmp_path / "data", tmp_path / "retrain.log"
-    run = start_retrain(stack, data_dir, log, "--epochs", "300")
+@dataclass
+class KilledInTraining:
+    data_dir: Path
+    at_kill: Path  # a copy of data_dir as the killed run left it, before the rerun began
+    rerun: Command
+
+
+@pytest.fixture(scope="module")
+def killed_in_training(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[KilledInTraining]:
+    """A retrain SIGKILLed at its first epoch, and the same command rerun at once.
+
+    The killed run holds its series' training slot until the lease it no longer renews
+    expires (tasks/train.py's TRAINING_LEASE_S, a minute: the shortest the server grants), so
+    the rerun can only train after about a minute. It waits in the background while the
+    module's other tests run: the first test judges the data dir the kill left, the last
+    one this rerun."""
+    root = tmp_path_factory.mktemp("killed-in-training")
+    data_dir = root / "data"
+    run = start_retrain(stack, data_dir, root / "retrain.log", "--epochs", "300")
     run.wait_for(r"epoch 1/300")  # 299 epochs (~5 s) still to go
     run.kill()
-    assert_consistent(data_dir)
-    assert not (data_dir / "models" / "champion.json").exists()
+    shutil.copytree(data_dir, root / "at-kill", symlinks=True)
+    rerun = start_retrain(stack, data_dir, root / "rerun.log", "--epochs", "300")
+    try:
+        yield KilledInTraining(data_dir, root / "at-kill", rerun)
+    finally:
+        if rerun.process.poll() is None:  # its test did not run, or failed before finishing it
+            rerun.kill()
 
-    summary = start_retrain(stack, data_dir, tmp_path / "rerun.log", "--epochs", "300").finish()
-    assert summary["promoted"] is True
-    assert_consistent(data_dir)
+
+def test_killed_while_training_leaves_no_champion_and_nothing_half_visible(
+    killed_in_training: KilledInTraining,
+) -> None:
+    assert_consistent(killed_in_training.at_kill)
+    assert not (killed_in_training.at_kill / "models" / "champion.json").exists()
 
 
-def test_killed_while_publishing_keeps_a_valid_champion(stack: Stack, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def champion_dir(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir with a champion and no forecasts yet, trained once by the default tiny
+    retrain; its command's output is in retrain.log beside it. Tests copy it before changing
+    anything."""
+    data_dir = tmp_path_factory.mktemp("champion") / "data"
+    start_retrain(stack, data_dir, data_dir.parent / "retrain.log").finish()
+    return data_dir
+
+
+def test_killed_while_publishing_keeps_a_valid_champion(
+    stack: Stack, champion_dir: Path, tmp_path: Path
+) -> None:
     data_dir = tmp_path / "data"
-    first = start_retrain(stack, data_dir, tmp_path / "a.log").finish()
+    shutil.copytree(champion_dir, data_dir)  # a first retrain's champion
+    first = json.loads((data_dir / "models" / "champion.json").read_text())
     run = start_retrain(stack, data_dir, tmp_path / "b.log", "--seed", "3")
     run.wait_for(r"evaluate-model-\w+' - Finished")
     run.kill()
@@ -177,7 +216,11 @@ def test_killed_while_publishing_keeps_a_valid_champion(stack: Stack, tmp_path: 
     assert_consistent(data_dir)
 
 
-def test_two_retrains_started_together_both_complete(stack: Stack, tmp_path: Path) -> None:
+def test_two_retrains_started_together_both_complete_and_a_rerun_starts_no_tensorflow(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Two identical retrains at once: one version, promoted once. Then the same command
+    again: every Keras-bound stage is a cache hit, so TensorFlow is never imported."""
     data_dir = tmp_path / "data"
     logs = [tmp_path / f"run{i}.log" for i in range(2)]
     runs = [start_retrain(stack, data_dir, log, "--epochs", "10") for log in logs]
@@ -189,6 +232,13 @@ def test_two_retrains_started_together_both_complete(stack: Stack, tmp_path: Pat
     assert_consistent(data_dir)
     assert not [p for p in (data_dir / "models").iterdir() if STAGING_TAG in p.name]
     assert len([p for p in (data_dir / "windows").iterdir() if STAGING_TAG not in p.name]) == 1
+
+    log = tmp_path / "rerun.log"
+    blockers = import_blockers(tmp_path, ("tensorflow", "keras"))
+    blocked = {"PYTHONPATH": os.pathsep.join([blockers, stack.env.get("PYTHONPATH", "")])}
+    rerun = start_retrain(stack, data_dir, log, "--epochs", "10", env=blocked).finish()
+    assert rerun["unchanged"] is True
+    assert "was imported" not in log.read_text()  # nor in a child: its stderr is this log
 
 
 def server_log_messages(stack: Stack, flow_run_name: str) -> list[str]:
@@ -213,27 +263,16 @@ def server_log_messages(stack: Stack, flow_run_name: str) -> list[str]:
 
 
 def test_the_command_exits_only_after_its_logs_reach_the_server(
-    stack: Stack, tmp_path: Path
+    stack: Stack, champion_dir: Path
 ) -> None:
-    """Prefect's log queue is drained at exit: the run's last lines reach the server."""
-    log = tmp_path / "run.log"
-    start_retrain(stack, tmp_path / "data", log).finish()
+    """Prefect's log queue is drained at exit: the run's last lines reach the server (a line
+    the command had not sent when it exited never will, so reading them later is as strict)."""
+    log = champion_dir.parent / "retrain.log"  # the fixture's retrain, run to completion
     name = re.search(r"Beginning flow run '([^']+)'", log.read_text())
     assert name is not None, log.read_text()
     messages = server_log_messages(stack, name.group(1))
     assert any(message.startswith("Promoted") for message in messages), messages
     assert messages[-1] == "Finished in state Completed()", messages
-
-
-def test_an_unchanged_rerun_starts_no_tensorflow_anywhere(stack: Stack, tmp_path: Path) -> None:
-    """Every Keras-bound stage is a cache hit: TensorFlow is never imported."""
-    data_dir, first_log, log = tmp_path / "data", tmp_path / "first.log", tmp_path / "rerun.log"
-    start_retrain(stack, data_dir, first_log, "--epochs", "10").finish()
-    blockers = import_blockers(tmp_path, ("tensorflow", "keras"))
-    blocked = {"PYTHONPATH": os.pathsep.join([blockers, stack.env.get("PYTHONPATH", "")])}
-    rerun = start_retrain(stack, data_dir, log, "--epochs", "10", env=blocked).finish()
-    assert rerun["unchanged"] is True
-    assert "was imported" not in log.read_text()  # nor in a child: its stderr is this log
 
 
 def test_killing_a_command_on_its_own_server_leaves_no_server(tmp_path: Path) -> None:
@@ -254,14 +293,6 @@ def test_killing_a_command_on_its_own_server_leaves_no_server(tmp_path: Path) ->
     assert "server" in Path(f"/proc/{server}/cmdline").read_text()
     run.kill()
     assert wait_until_gone([server]) == [], f"server {server} outlived the command"
-
-
-@pytest.fixture(scope="module")
-def champion_dir(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data dir with a champion and no forecasts yet, trained once for the kill tests."""
-    data_dir = tmp_path_factory.mktemp("champion") / "data"
-    start_retrain(stack, data_dir, data_dir.parent / "retrain.log").finish()
-    return data_dir
 
 
 def start_forecast(stack: Stack, data_dir: Path, log: Path, stall_at: str | None) -> Command:
@@ -318,3 +349,11 @@ def test_a_forecast_killed_while_writing_never_shows_readers_a_staging_file(
     start_forecast(stack, data_dir, tmp_path / "sweep.log", None).finish()
     assert sorted(p.name for p in published.parent.iterdir()) == [published.name]
     assert forecast_rows(data_dir) == before
+
+
+def test_killed_while_training_then_rerun_completes(killed_in_training: KilledInTraining) -> None:
+    """Last in the module: the rerun started by killed_in_training has waited out the killed
+    run's training slot meanwhile."""
+    summary = killed_in_training.rerun.finish()
+    assert summary["promoted"] is True
+    assert_consistent(killed_in_training.data_dir)

@@ -13,7 +13,8 @@ import asyncio
 import json
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -136,8 +137,15 @@ def assert_served_from_cache(stack: Stack, flow_run_id: Any) -> None:
     assert UNCHANGED in str(run_artifacts(flow_run_id)["wavecast-report"].data)
 
 
-def command_on_its_own_server(tmp_path: Path, config: dict[str, Any]) -> None:
-    """`wavecast retrain` as `make run` runs it: no PREFECT_API_URL, its own PREFECT_HOME."""
+@contextmanager
+def command_on_its_own_server(
+    tmp_path: Path, config: dict[str, Any]
+) -> Iterator[Callable[[], None]]:
+    """`wavecast retrain` as `make run` runs it: no PREFECT_API_URL, its own PREFECT_HOME.
+
+    Started on entering and left to run (it shares nothing with the test's server, so the
+    test goes on meanwhile); the callable yielded waits for it and asserts it succeeded. It
+    is killed on leaving if still running (its own server ends with it)."""
     env = environment_without_prefect(
         PREFECT_HOME=str(tmp_path / "own-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false"
     )
@@ -147,51 +155,68 @@ def command_on_its_own_server(tmp_path: Path, config: dict[str, Any]) -> None:
         *("--epochs", str(train["epochs"]), "--batch-size", str(train["batch_size"])),
         *("--learning-rate", str(train["learning_rate"]), "--data-dir", config["data_dir"]),
     ]
-    done = subprocess.run(
-        [str(WAVECAST), "retrain", *argv], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    log = tmp_path / "own-server-retrain.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(WAVECAST), "retrain", *argv],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def finished() -> None:
+        assert process.wait(timeout=300) == 0, log.read_text()[-3000:]
+
+    try:
+        yield finished
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def test_yaml_deploys_and_a_worker_runs_then_serves_from_cache(
     stack: Stack, tmp_path: Path
 ) -> None:
-    data_dir = tmp_path / "data"
+    data_dir, by_hand = tmp_path / "data", tmp_path / "by-hand"
     tiny = tiny_parameters(data_dir)
     timings = stack.timings
-    deployment = check_deployments(stack)
+    # What `make run` trains (the command, on its own server and PREFECT_HOME), the
+    # deployment's worker finds in the data dir's cache (checked last). It shares nothing
+    # with the deployment's runs, so it trains while they are checked.
+    with command_on_its_own_server(tmp_path, tiny_parameters(by_hand)["config"]) as by_hand_done:
+        deployment = check_deployments(stack)
 
-    started, before = time.monotonic(), datetime.now(timezone.utc)
-    first = run_deployment_once(stack, deployment.id, tiny)
-    timings["cold run"] = time.monotonic() - started
-    artifacts = run_artifacts(first.id)
-    assert artifacts["wavecast-metrics"].type == "table"
-    table = str(artifacts["wavecast-metrics"].data)
-    assert all(word in table for word in ("validation_mse", "naive", "network", "ets")), table
-    assert artifacts["wavecast-report"].type == "markdown"
-    assert UNCHANGED not in str(artifacts["wavecast-report"].data)
-    started = time.monotonic()
-    forecast_run = completed_run_of(
-        stack, "forecast/after-retrain", before, FORECAST_WITHIN_S, data_dir
-    )
-    timings["forecast after retrain"] = time.monotonic() - started
-    assert "wavecast-forecast" in run_artifacts(forecast_run.id), stack.logs()
-    assert list((data_dir / "forecasts").rglob("*.parquet")), "forecast in another data dir"
-    (model_file,) = data_dir.glob("models/*/model.keras")
-    assert (data_dir / "models" / "champion.json").is_file()
-    model_bytes = model_file.read_bytes()
+        started, before = time.monotonic(), datetime.now(timezone.utc)
+        first = run_deployment_once(stack, deployment.id, tiny)
+        timings["cold run"] = time.monotonic() - started
+        artifacts = run_artifacts(first.id)
+        assert artifacts["wavecast-metrics"].type == "table"
+        table = str(artifacts["wavecast-metrics"].data)
+        assert all(word in table for word in ("validation_mse", "naive", "network", "ets")), table
+        assert artifacts["wavecast-report"].type == "markdown"
+        assert UNCHANGED not in str(artifacts["wavecast-report"].data)
+        started = time.monotonic()
+        forecast_run = completed_run_of(
+            stack, "forecast/after-retrain", before, FORECAST_WITHIN_S, data_dir
+        )
+        timings["forecast after retrain"] = time.monotonic() - started
+        assert "wavecast-forecast" in run_artifacts(forecast_run.id), stack.logs()
+        assert list((data_dir / "forecasts").rglob("*.parquet")), "forecast in another data dir"
+        (model_file,) = data_dir.glob("models/*/model.keras")
+        assert (data_dir / "models" / "champion.json").is_file()
+        model_bytes = model_file.read_bytes()
 
-    started = time.monotonic()
-    second = run_deployment_once(stack, deployment.id, tiny)
-    timings["unchanged rerun"] = time.monotonic() - started
-    assert_served_from_cache(stack, second.id)
-    assert list(data_dir.glob("models/*/model.keras")) == [model_file]
-    assert model_file.read_bytes() == model_bytes
+        started = time.monotonic()
+        second = run_deployment_once(stack, deployment.id, tiny)
+        timings["unchanged rerun"] = time.monotonic() - started
+        assert_served_from_cache(stack, second.id)
+        assert list(data_dir.glob("models/*/model.keras")) == [model_file]
+        assert model_file.read_bytes() == model_bytes
 
-    # What `make run` trained (the command, on its own server and PREFECT_HOME), the
-    # deployment's worker finds in the data dir's cache: its first run retrains nothing.
-    by_hand = tmp_path / "by-hand"
-    command_on_its_own_server(tmp_path, tiny_parameters(by_hand)["config"])
+        # The worker's first run on what the command trained retrains nothing.
+        by_hand_done()
     assert_served_from_cache(
         stack, run_deployment_once(stack, deployment.id, tiny_parameters(by_hand)).id
     )

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.servers import Stack, running_server
+from tests.servers import Stack
 from tests.test_panel import CJK_ID, LONG_ID, write_odd_ids, write_panel
 
 WAVECAST = Path(sys.executable).with_name("wavecast")
@@ -22,9 +21,8 @@ pytestmark = [pytest.mark.server, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with running_server(tmp_path_factory.mktemp("panel-server")) as started:
-        yield started
+def stack(real_server: Stack) -> Stack:
+    return real_server  # the session's: each test here has a data dir of its own
 
 
 def wavecast(stack: Stack, *argv: str) -> subprocess.CompletedProcess[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from flows.retrain import retrain
 from tests.conftest import tiny_config
 from tests.test_registry import keras_file
 from wavecast import publish
+from wavecast.records import RetrainSummary
 from wavecast.registry import list_versions, read_champion
 from wavecast.storage import DataDir
 
@@ -22,6 +24,32 @@ pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 def promotions(data_dir: Path) -> list[dict[str, object]]:
     lines = (data_dir / "models" / "promotions.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def trained_once(
+    prefect_server: None, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, RetrainSummary]:
+    """tiny_config's first retrain, run once for the module: its data dir (one version, the
+    champion) and summary. Tests work on copies of it (first_retrain)."""
+    data_dir = tmp_path_factory.mktemp("trained-once") / "data"
+    return data_dir, retrain(tiny_config(data_dir))
+
+
+def first_retrain(trained_once: tuple[Path, RetrainSummary], data_dir: Path) -> RetrainSummary:
+    """What `retrain(tiny_config(data_dir))` leaves in a fresh data_dir, without training
+    again: a copy of trained_once's data dir, and its summary with data_dir's paths. (The
+    cache records copied along are keyed on the other data dir's location: a later retrain
+    here finds none of them and runs each stage, as it would after a first run of its own
+    with other parameters.)"""
+    source, summary = trained_once
+    shutil.copytree(source, data_dir)
+    return summary.model_copy(
+        update={
+            "model_dir": str(data_dir / Path(summary.model_dir).relative_to(source)),
+            "dataset_dir": str(data_dir / Path(summary.dataset_dir).relative_to(source)),
+        }
+    )
 
 
 def test_weak_candidate_is_kept_out_and_champion_reproduces_its_mse(tmp_path: Path) -> None:
@@ -65,11 +93,11 @@ def test_weak_candidate_is_kept_out_and_champion_reproduces_its_mse(tmp_path: Pa
 
 
 def test_failed_promotion_rolls_back_the_staged_version(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained_once: tuple[Path, RetrainSummary], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A crash in the gate leaves no new version and the champion untouched."""
     data_dir = tmp_path / "data"
-    first = retrain(tiny_config(data_dir))
+    first = first_retrain(trained_once, data_dir)
     champion_before = (data_dir / "models" / "champion.json").read_bytes()
 
     def broken_gate(*args: object, **kwargs: object) -> None:
@@ -120,12 +148,14 @@ def test_grown_file_source_retrains_and_says_what_changed(tmp_path: Path) -> Non
         ("other windows", "model.keras does not forecast 1 step(s) from a window of 5 point(s)"),
     ],
 )
-def test_an_unloadable_champion_is_no_champion(tmp_path: Path, damage: str, why: str) -> None:
+def test_an_unloadable_champion_is_no_champion(
+    trained_once: tuple[Path, RetrainSummary], tmp_path: Path, damage: str, why: str
+) -> None:
     """The gate asks registry.servable, as forecast does; if the champion's file is gone,
     refused or built for other windows, the run carries on, judging the candidate as a first
     model, and says so."""
     data_dir = tmp_path / "data"
-    first = retrain(tiny_config(data_dir))
+    first = first_retrain(trained_once, data_dir)
     model_file = Path(first.model_dir) / "model.keras"
     if damage == "delete":
         model_file.unlink()
@@ -142,10 +172,12 @@ def test_an_unloadable_champion_is_no_champion(tmp_path: Path, damage: str, why:
     assert [p["version"] for p in promotions(data_dir)] == [first.version, second.version]
 
 
-def test_a_damaged_champion_file_does_not_stop_a_retrain(tmp_path: Path) -> None:
+def test_a_damaged_champion_file_does_not_stop_a_retrain(
+    trained_once: tuple[Path, RetrainSummary], tmp_path: Path
+) -> None:
     """champion.json torn: the promotion log names the champion, the run gates against it."""
     data_dir = tmp_path / "data"
-    first = retrain(tiny_config(data_dir))
+    first = first_retrain(trained_once, data_dir)
     (data_dir / "models" / "champion.json").write_text("{")
 
     second = retrain(tiny_config(data_dir, seed=3))

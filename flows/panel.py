@@ -29,7 +29,7 @@ def retrain_panel(config: RetrainConfig) -> PanelSummary:
     spec = config.fan_out
     check_cluster(spec)  # before the split writes into the data dir
     split = split_series(config.series, config.windows, config.data_dir)
-    network = train_global_network(split, config) if config.model.network == "global" else None
+    network = train_global_network(split, config) if config.scores_panel_network else None
     results: list[BatchResult] = []
     for batch_round in panel_rounds(split.series, config, worker_count(spec)):
         results += retrain_on_runner(batch_round, config, network)

@@ -31,7 +31,7 @@ def retrain(config: RetrainConfig | None = None) -> RetrainSummary:
     if config.trains_own_network(dataset.n_train):
         train = train_model.with_options(**cached)
         trained = train(dataset, config.model, config.train, config.selection, data_dir, reuse)
-    elif config.model.network == "global" and "network" in config.selection.candidates:
+    elif config.scores_panel_network:
         trained = find_panel_network(data_dir)  # trained by its panel, scored here again
     evaluate = evaluate_model.with_options(**cached)
     evaluation = evaluate(dataset, trained, config.selection, data_dir, reuse)

@@ -19,9 +19,7 @@ from types import FrameType
 from typing import Any
 
 from prefect import get_run_logger, task, unmapped
-from prefect.artifacts import (
-    create_table_artifact,
-)
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.task_runners import ProcessPoolTaskRunner

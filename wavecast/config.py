@@ -247,6 +247,11 @@ class RetrainConfig(_Spec):
         is the panel's, trained once by the panel run."""
         return self.model.network == "per-series" and self.selection.trains_network(n_train)
 
+    @property
+    def scores_panel_network(self) -> bool:
+        """Whether the network competes as the panel's one network (--network global)."""
+        return self.model.network == "global" and "network" in self.selection.candidates
+
     def without_run_options(self) -> RetrainConfig:
         """What a model is trained by, without how one run was carried out (--refresh, the
         fan-out): stored with a version and replayed by drift retrains, a run's options

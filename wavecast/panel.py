@@ -135,9 +135,7 @@ def panel_network(
     """With --network global (and the network a candidate): every series windowed in its own
     data dir (reused where complete, as its batch will find it), then one network trained on
     all their train windows, in the panel's data dir (global_network.train_panel_network)."""
-    if config.model.network != "global" or "network" not in config.selection.candidates:
-        return None
-    if not split.series:
+    if not config.scores_panel_network or not split.series:
         return None
     reuse = not config.refresh
     located = []

@@ -15,6 +15,7 @@ from wavecast.config import RetrainConfig, SeriesSpec
 from wavecast.confinement import is_inside
 from wavecast.errors import InvalidInputError
 from wavecast.generate import load_series
+from wavecast.registry import read_record
 from wavecast.storage import DataDir
 from wavecast.validate import validate_inputs
 
@@ -116,6 +117,23 @@ def test_sizes_that_cost_compute_have_ceilings_an_operator_can_raise(
         RetrainConfig.model_validate(config)
     monkeypatch.setenv(limit, str(10**13))
     RetrainConfig.model_validate(config)
+
+
+def test_a_lowered_ceiling_refuses_new_runs_but_still_reads_what_earlier_runs_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stored champion's manifest holds the config it was trained with: lowering a ceiling
+    afterwards must not turn it into a "damaged" record that no forecast can read."""
+    store = DataDir(str(tmp_path))
+    stored = RetrainConfig.model_validate({"train": {"epochs": 50}, "model": {"units": 64}})
+    store.write_bytes(stored.model_dump_json().encode(), "config.json")
+    monkeypatch.setenv("WAVECAST_MAX_EPOCHS", "10")
+    monkeypatch.setenv("WAVECAST_MAX_UNITS", "8")
+    read_back = read_record(store, RetrainConfig, "config.json")
+    assert read_back is not None
+    assert (read_back.train.epochs, read_back.model.units) == (50, 64)
+    with pytest.raises(ValidationError, match="above this machine's limit of 10"):
+        RetrainConfig.model_validate_json(store.read_bytes("config.json"))
 
 
 def test_a_malformed_operator_setting_stops_every_run_naming_the_variable(

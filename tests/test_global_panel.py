@@ -29,9 +29,15 @@ from wavecast.panel import (
 )
 from wavecast.panel_forecast import PanelForecast, forecast_panel
 from wavecast.publish import check_same_file
-from wavecast.registry import read_champion, servable
+from wavecast.registry import MODELS, read_champion, servable
 from wavecast.storage import DataDir, series_data_dir
-from wavecast.train import MODEL_FILE, VALIDATION_MODEL_FILE, load_model, model_forecast
+from wavecast.train import (
+    MODEL_FILE,
+    VALIDATION_MODEL_FILE,
+    load_model,
+    model_forecast,
+    shared_network,
+)
 from wavecast.windows import build_windows, read_split
 
 
@@ -100,7 +106,16 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
         batched = [row["forecast"] for row in made.series[key].forecasts]
         assert np.allclose(batched, alone, rtol=1e-5, atol=1e-6 * np.max(np.abs(alone)))
 
-    shutil.rmtree(network.uri)  # the panel's network gone: each version serves its own copy
+    other = series_store(config, keys[1])  # a version whose copy is not the panel's bytes
+    Path(other.path(MODELS, champion(config, keys[1]), MODEL_FILE)).write_bytes(
+        (Path(network.uri) / VALIDATION_MODEL_FILE).read_bytes()
+    )
+    assert not servable(other, champion(config, keys[1])).panel_network
+
+    shutil.rmtree(network.uri)  # this process loaded it from the same bytes as the copies
+    still = servable(series_store(config, keys[0]), champion(config, keys[0]))
+    assert still.panel_network and still.forecaster is loaded[0].forecaster
+    shared_network.cache_clear()  # a new process: the panel's file is gone, each serves its own
     after = servable(series_store(config, keys[0]), champion(config, keys[0]))
     assert not after.panel_network and after.forecaster is not loaded[0].forecaster
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from wavecast.confinement import check_within
+from wavecast.confinement import field_within
 
 Cell = Literal["simple", "lstm", "gru"]
 Scaling = Literal["auto", "standard", "none"]
@@ -60,8 +67,8 @@ class SeriesSpec(_Spec):
 
     @field_validator("length")
     @classmethod
-    def length_within_limit(cls, length: int) -> int:
-        return check_within(length, "max_points")
+    def length_within_limit(cls, length: int, info: ValidationInfo) -> int:
+        return field_within(length, "max_points", info)
 
     @property
     def is_generated(self) -> bool:
@@ -110,8 +117,8 @@ class ModelSpec(_Spec):
 
     @field_validator("units")
     @classmethod
-    def units_within_limit(cls, units: int) -> int:
-        return check_within(units, "max_units")
+    def units_within_limit(cls, units: int, info: ValidationInfo) -> int:
+        return field_within(units, "max_units", info)
 
 
 class SelectionSpec(_Spec):
@@ -167,8 +174,8 @@ class TrainSpec(_Spec):
 
     @field_validator("epochs")
     @classmethod
-    def epochs_within_limit(cls, epochs: int) -> int:
-        return check_within(epochs, "max_epochs")
+    def epochs_within_limit(cls, epochs: int, info: ValidationInfo) -> int:
+        return field_within(epochs, "max_epochs", info)
 
 
 class GatePolicy(_Spec):

@@ -18,12 +18,16 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from wavecast.errors import InvalidInputError
 
 ENV_PREFIX = "WAVECAST_"
+# The validation context of a record read back from a data dir (a manifest, a completion
+# record): the ceilings judged the run that wrote it, and lowering one later must not make
+# the stored champion unreadable.
+STORED_RECORD = {"stored_record": True}
 # Local files and the object stores and web sources wavecast has extras for; nothing that
 # opens archives, caches or other protocols (zip://, ftp://, simplecache::...).
 DEFAULT_SCHEMES = (
@@ -67,10 +71,9 @@ class OperatorLimits(BaseSettings):
 def operator_limits() -> OperatorLimits:
     """The limits the environment sets now; parsed once per distinct set of WAVECAST_
     variables, since a panel checks them thousands of times (~1 ms a parse)."""
-    named = (
-        (name, value) for name, value in os.environ.items() if name.upper().startswith(ENV_PREFIX)
-    )
-    return parsed_limits(tuple(sorted(named)))
+    prefix = len(ENV_PREFIX)
+    names = sorted(name for name in os.environ if name[:prefix].upper() == ENV_PREFIX)
+    return parsed_limits(tuple((name, os.environ[name]) for name in names))
 
 
 @functools.lru_cache(maxsize=16)
@@ -118,6 +121,13 @@ def check_location(uri: str, flag: str) -> None:
             f"{flag} {uri}: outside the allowed roots ({', '.join(limits.allowed_roots)}), "
             f"which the operator sets in {ENV_PREFIX}ALLOWED_ROOTS"
         )
+
+
+def field_within(value: int, limit_name: str, info: ValidationInfo) -> int:
+    """check_within for a config field, except in a stored record (STORED_RECORD)."""
+    if info.context and info.context.get("stored_record"):
+        return value
+    return check_within(value, limit_name)
 
 
 def check_within(value: int, limit_name: str, what: str | None = None) -> int:

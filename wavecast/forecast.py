@@ -55,14 +55,16 @@ def level_key(level: float) -> str:
 def serving_version(store: DataDir, requested: str | None) -> tuple[str, Servable]:
     """resolve_version, and bad input unless that version can serve: a damaged champion is
     no usable champion (as for a retrain's gate), never silently replaced by an older one."""
-    version, _ = resolve_version(store, requested)
-    return version, serving(store, version, requested)
+    version, manifest = resolve_version(store, requested)
+    return version, serving(store, version, requested, manifest)
 
 
-def serving(store: DataDir, version: str, requested: str | None) -> Servable:
+def serving(
+    store: DataDir, version: str, requested: str | None, manifest: Manifest | None = None
+) -> Servable:
     """servable, and when the version is the champion (none was `requested`), the advice."""
     try:
-        return servable(store, version)
+        return servable(store, version, manifest)
     except UnusableVersionError as exc:
         if requested is None:
             raise UnusableVersionError(

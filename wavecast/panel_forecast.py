@@ -31,7 +31,7 @@ from wavecast.forecast import (
 )
 from wavecast.generate import LoadedSeries, load_each
 from wavecast.panel import champion_keys
-from wavecast.records import Forecast, ForecastSummary, LatestWindow
+from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest
 from wavecast.registry import read_champion
 from wavecast.storage import DataDir, series_data_dir, stable_hash
 from wavecast.train import model_forecast
@@ -68,6 +68,7 @@ class Champion(NamedTuple):
     key: str
     store: DataDir
     version: str
+    manifest: Manifest
     source: SeriesSpec
 
 
@@ -116,7 +117,7 @@ def forecast_panel(config: ForecastConfig, keys: list[str], run_id: str | None) 
 def champion_of(config: ForecastConfig, key: str) -> Champion:
     store = DataDir(series_data_dir(config.data_dir, key))
     version, manifest = resolve_version(store, config.version)
-    return Champion(key, store, version, source_spec(manifest, config))
+    return Champion(key, store, version, manifest, source_spec(manifest, config))
 
 
 class Prepared(NamedTuple):
@@ -135,7 +136,7 @@ def prepare_one(
     """One series' window; its own forecaster forecasts at once (and is let go), a panel
     network later, batched. As for a single series, a champion that cannot serve is the
     reason given before its source's."""
-    served = serving(champion.store, champion.version, config.version)
+    served = serving(champion.store, champion.version, config.version, champion.manifest)
     if isinstance(loaded, InvalidInputError):
         raise loaded
     window = window_of(champion.store, champion.version, served, champion.source, loaded)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from wavecast.candidates import ForecasterSpec, spec_forecasts, targets_at
 from wavecast.config import RetrainConfig
+from wavecast.confinement import STORED_RECORD
 from wavecast.evaluate import (
     ERRORS_FILE,
     LINEAR_MODEL_FILE,
@@ -358,7 +359,9 @@ def write_report(store: DataDir, summary: RetrainSummary, decision: Decision) ->
     """The gate's decision and the reports, added beside the staged version's files."""
     parts = (MODELS, summary.version)
     store.write_bytes(decision.model_dump_json(indent=2).encode(), *parts, DECISION_FILE)
-    manifest = Manifest.model_validate_json(store.read_bytes(*parts, MANIFEST_FILE))
+    manifest = Manifest.model_validate_json(
+        store.read_bytes(*parts, MANIFEST_FILE), context=STORED_RECORD
+    )
     images = {name: store.read_bytes(*parts, name) for name in PLOTS if store.exists(*parts, name)}
     store.write_bytes(render_markdown(summary, manifest).encode(), *parts, "report.md")
     store.write_bytes(render_html(summary, manifest, images).encode(), *parts, "report.html")

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from wavecast.candidates import STATISTICAL, ForecasterSpec
 from wavecast.config import WindowSpec
+from wavecast.confinement import STORED_RECORD
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import SPEC_FILE, Metrics
 from wavecast.gate import Decision
@@ -77,7 +78,7 @@ def read_record(store: DataDir, kind: type[R], *parts: str) -> R | None:
     if not store.exists(*parts):
         return None
     try:
-        return kind.model_validate_json(store.read_bytes(*parts))
+        return kind.model_validate_json(store.read_bytes(*parts), context=STORED_RECORD)
     except (ValidationError, UnicodeDecodeError, OSError) as exc:
         LOG.warning("ignoring damaged %s: %s", store.uri(*parts), one_line(exc))
         return None
@@ -103,13 +104,14 @@ class Servable(NamedTuple):
     panel_network: bool = False  # the one shared by the series of a --network global panel
 
 
-def servable(store: DataDir, version: str) -> Servable:
+def servable(store: DataDir, version: str, manifest: Manifest | None = None) -> Servable:
     """The version's forecaster, loaded and tried the way it serves, or UnusableVersionError
     saying why: the one test of "usable" that retrain, forecast, promote and rollback share.
 
-    The reason names the file and what was expected, never what the file holds.
+    The reason names the file and what was expected, never what the file holds. `manifest`:
+    the version's, when the caller has just read it.
     """
-    manifest = read_manifest(store, version)
+    manifest = manifest or read_manifest(store, version)
     if manifest is None:
         raise unusable(version, f"{MANIFEST_FILE} missing or damaged")
     if store.exists(MODELS, version, SPEC_FILE):
@@ -125,19 +127,18 @@ def servable(store: DataDir, version: str) -> Servable:
 def panel_network_copy(store: DataDir, version: str, manifest: Manifest) -> Any | None:
     """The panel network (--network global) a version serves a byte-for-byte copy of, loaded
     once per process for all the series that serve it; None for any other version, or when
-    the panel's own file is gone or differs (the version's copy is then loaded and checked as
-    any model is)."""
+    the panel's own file is gone or differs from the version's copy (which is then loaded
+    and checked as any model is)."""
     training = manifest.training
     if training is None or not training.shared:
         return None
-    panel = DataDir(training.uri)
     try:
-        same = panel.read_bytes(MODEL_FILE) == store.read_bytes(MODELS, version, MODEL_FILE)
+        shared = shared_network(training.uri, MODEL_FILE)
     except FileNotFoundError:
         return None
-    if not same:
+    if store.read_bytes(MODELS, version, MODEL_FILE) != shared.file_bytes:
         return None
-    network = shared_network(training.uri, MODEL_FILE)
+    network = shared.model
     spec = manifest.dataset.spec
     shapes = ((None, spec.input_len), (None, spec.steps))
     return network if (network.input_shape, network.output_shape) == shapes else None

@@ -34,7 +34,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ValidationError
 
-from wavecast.confinement import check_location, is_inside
+from wavecast.confinement import STORED_RECORD, check_location, is_inside
 from wavecast.errors import InvalidInputError
 
 PACKAGE = "wavecast"
@@ -290,7 +290,7 @@ class DataDir:
         if not self.is_complete(*parts[:-1]) or not self.exists(*parts):
             return None
         try:
-            return kind.model_validate_json(self.read_bytes(*parts))
+            return kind.model_validate_json(self.read_bytes(*parts), context=STORED_RECORD)
         except ValidationError:
             return None
 

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -777,18 +777,27 @@ def training_file(trained: TrainedRef, data_dir: str, name: str) -> tuple[DataDi
     return DataDir(data_dir), ("training", trained.train_id, name)
 
 
+class SharedNetwork(NamedTuple):
+    """A panel's network as loaded, and the file's bytes it was loaded from: a version
+    serves it only while the version's own copy is the same bytes."""
+
+    model: keras.Model
+    file_bytes: bytes
+
+
 @functools.lru_cache(maxsize=4)
-def shared_network(uri: str, name: str) -> keras.Model:
+def shared_network(uri: str, name: str) -> SharedNetwork:
     """A panel's global network (or its twin), loaded once per process for all the series
     that score, serve or forecast with it: its directory is content-addressed and never
-    rewritten, so the loaded copy stays current."""
-    return load_model(uri, name)
+    rewritten, so the loaded copy stays current. FileNotFoundError when it is gone."""
+    file_bytes = DataDir(uri).read_bytes(name)
+    return SharedNetwork(load_model(uri, name), file_bytes)
 
 
 @functools.lru_cache(maxsize=4)
 def shared_forecaster(uri: str, name: str) -> Callable[[np.ndarray], np.ndarray]:
     """shared_network's forecasts through one traced graph, for every series that uses it."""
-    model = shared_network(uri, name)
+    model = shared_network(uri, name).model
     forward = traced_forward(model, model.input_shape[-1])
     return functools.partial(forecast_in_chunks, forward)
 

@@ -44,6 +44,11 @@ FLAG_PATHS: dict[str, tuple[str, ...]] = {
     "series_per_process": ("fan_out", "series_per_process"),
     "data_dir": ("data_dir",),
 }
+FAN_OUT_FLAGS = ("runner", "dask_address", "workers", "series_per_task")
+FORECAST_PATHS = {
+    **{name: (name,) for name in ("data_dir", "source", "column", "version")},
+    **{name: FLAG_PATHS[name] for name in FAN_OUT_FLAGS},
+}
 ENVIRONMENT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
@@ -78,11 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="wavecast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     retrain = commands.add_parser("retrain", help="train, evaluate and publish a forecaster")
-    for name, path in FLAG_PATHS.items():
-        model: Any = RetrainConfig
-        for part in path[:-1]:
-            model = model.model_fields[part].annotation
-        retrain.add_argument(flag(name), dest=name, help=field_help(model.model_fields[path[-1]]))
+    add_config_flags(retrain, RetrainConfig, FLAG_PATHS)
     retrain.add_argument(
         "--series", action="append", help="with --id-column: this series only; repeatable"
     )
@@ -94,15 +95,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_config_flags(parser: Any, model: Any, paths: dict[str, tuple[str, ...]]) -> None:
+    """A flag per config field, `paths` naming where each sits in `model`, with its help."""
+    for name, path in paths.items():
+        owner = model
+        for part in path[:-1]:
+            owner = owner.model_fields[part].annotation
+        parser.add_argument(flag(name), dest=name, help=field_help(owner.model_fields[path[-1]]))
+
+
+def nested_flags(args: argparse.Namespace, paths: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """The flags given among `paths`, nested where their config fields sit."""
+    nested: dict[str, Any] = {}
+    for name, path in paths.items():
+        value = getattr(args, name)
+        if value is None:
+            continue
+        target = nested
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    return nested
+
+
 def add_forecast_command(commands: Any) -> None:
     """`wavecast forecast`: the champion forecasts past the source's last point."""
     from wavecast.config import ForecastConfig
 
     forecast = commands.add_parser("forecast", help="forecast the steps after the last point")
-    for name in ("data_dir", "source", "column", "version"):
-        forecast.add_argument(
-            flag(name), dest=name, help=field_help(ForecastConfig.model_fields[name])
-        )
+    add_config_flags(forecast, ForecastConfig, FORECAST_PATHS)
     forecast.add_argument(
         "--series", action="append", help="a panel's series to forecast; repeatable (default: all)"
     )
@@ -155,17 +176,10 @@ def config_from_args(args: argparse.Namespace) -> Any:
     """Nest the given flags into a RetrainConfig; pydantic does all the validation, once."""
     from wavecast.config import RetrainConfig
 
-    nested: dict[str, Any] = {"refresh": args.refresh}
+    nested = nested_flags(args, FLAG_PATHS)
+    nested["refresh"] = args.refresh
     if args.series:
-        nested["series"] = {"series": args.series}
-    for name, path in FLAG_PATHS.items():
-        value = getattr(args, name)
-        if value is None:
-            continue
-        target = nested
-        for part in path[:-1]:
-            target = target.setdefault(part, {})
-        target[path[-1]] = value
+        nested.setdefault("series", {})["series"] = args.series
     return RetrainConfig.model_validate(nested)
 
 
@@ -292,17 +306,16 @@ def forecast_config(args: argparse.Namespace) -> Any:
     """The forecast's config from its flags, or exit 2 with one line."""
     from wavecast.config import ForecastConfig
 
-    names = ("data_dir", "source", "column", "version", "levels", "series")
-    return config_of(ForecastConfig, args, names)
+    paths = {**FORECAST_PATHS, "levels": ("levels",), "series": ("series",)}
+    return config_of(ForecastConfig, args, paths)
 
 
-def config_of(model: Any, args: argparse.Namespace, names: Sequence[str]) -> Any:
-    """`model` from the flags given among `names`; exit 2 with one line when invalid."""
+def config_of(model: Any, args: argparse.Namespace, paths: dict[str, tuple[str, ...]]) -> Any:
+    """`model` from the flags given among `paths`; exit 2 with one line when invalid."""
     from pydantic import ValidationError
 
-    given = {name: getattr(args, name) for name in names}
     try:
-        return model.model_validate({k: v for k, v in given.items() if v is not None})
+        return model.model_validate(nested_flags(args, paths))
     except ValidationError as exc:
         fail(validation_message(exc))
 
@@ -372,7 +385,7 @@ def run_monitor(args: argparse.Namespace) -> None:
     from wavecast.config import MonitorConfig
     from wavecast.monitor import summarize, watched_series
 
-    config = config_of(MonitorConfig, args, (*MONITOR_FLAGS, "series"))
+    config = config_of(MonitorConfig, args, {name: (name,) for name in (*MONITOR_FLAGS, "series")})
     with failing_on_bad_input():
         watched = watched_series(config)
     if not watched:

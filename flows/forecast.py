@@ -7,7 +7,7 @@ from prefect import flow
 from tasks.forecast import (
     find_panel_series,
     forecast_from_model,
-    forecast_panel_series,
+    forecast_on_runner,
     publish_forecast,
     publish_panel_forecast,
     read_latest_window,
@@ -24,12 +24,13 @@ from wavecast.records import ForecastSummary
 def forecast(config: ForecastConfig | None = None) -> ForecastSummary | PanelForecast:
     """Nothing is cached: a forecast is cheap, and its input is whatever the source holds now.
 
-    A panel's data dir forecasts each series from its own champion, into one dataset.
+    A panel's data dir forecasts each series from its own champion, into one dataset; a
+    large panel in parts on the task runner --runner picks, as a panel retrain does.
     """
     config = config or ForecastConfig()
     keys = find_panel_series(config)
     if keys:
-        return publish_panel_forecast(forecast_panel_series(keys, config))
+        return publish_panel_forecast(forecast_on_runner(keys, config), keys, config)
     window = read_latest_window(config)
     predicted = forecast_from_model(window, config)
     path = write_forecast_rows(predicted, window.home)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger, task, unmapped
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from tasks.panel import check_cluster, task_runner_for
 from tasks.prefect_support import IO_RETRIES
 from wavecast.config import ForecastConfig
 from wavecast.forecast import (
@@ -16,8 +17,19 @@ from wavecast.forecast import (
     write_forecast_report,
     write_forecasts,
 )
-from wavecast.panel_forecast import PanelForecast, forecast_keys, forecast_panel
+from wavecast.panel_forecast import (
+    PanelForecast,
+    PartForecast,
+    forecast_keys,
+    forecast_part,
+    forecast_parts,
+    panel_forecast,
+)
 from wavecast.records import Forecast, ForecastSummary, LatestWindow
+
+# A panel run's table artifact shows this many series (12 rows each at most): a person reads
+# the first ones there; every series is in the panel's page and dataset.
+TABLE_SERIES = 100
 
 
 @task(name="read-latest-window", cache_policy=NO_CACHE, **IO_RETRIES)
@@ -78,28 +90,52 @@ def find_panel_series(config: ForecastConfig) -> list[str]:
 
 
 @task(name="forecast-panel-series", cache_policy=NO_CACHE, **IO_RETRIES)
-def forecast_panel_series(keys: list[str], config: ForecastConfig) -> PanelForecast:
+def forecast_panel_series(keys: list[str], config: ForecastConfig) -> PartForecast:
     """Each series from its own champion, the source read once; one that cannot forecast (bad
     input, a champion that cannot serve, a permanent storage fault) is skipped with its reason."""
-    forecasts = forecast_panel(config, keys, flow_run.get_id())
-    for key, reason in forecasts.skipped.items():
-        get_run_logger().warning("Series %s not forecast: %s", key, reason)
-    return forecasts
+    part = forecast_part(config, keys, flow_run.get_id())
+    logger = get_run_logger()
+    for key, reason in part.skipped.items():
+        logger.warning("Series %s not forecast: %s", key, reason)
+    logger.info("%d series forecast, %d skipped", len(part.forecasts), len(part.skipped))
+    return part
 
 
-@task(name="publish-panel-forecast", cache_policy=NO_CACHE)
-def publish_panel_forecast(forecasts: PanelForecast) -> PanelForecast:
-    """One table for the whole panel, every row naming its series."""
+def forecast_on_runner(keys: list[str], config: ForecastConfig) -> list[PartForecast]:
+    """The panel's parts (forecast_parts) mapped on the run's task runner, as a panel retrain's
+    batches are; a panel of one part is forecast in the flow's own process, which has no
+    worker to start."""
+    parts = forecast_parts(keys, config.fan_out)
+    if len(parts) == 1:
+        return [forecast_panel_series(parts[0], config)]
+    check_cluster(config.fan_out)
+    with task_runner_for(config.fan_out) as runner:
+        futures = runner.map(forecast_panel_series, {"keys": parts, "config": unmapped(config)})
+        return [future.result() for future in futures]
+
+
+@task(name="publish-panel-forecast", cache_policy=NO_CACHE, **IO_RETRIES)
+def publish_panel_forecast(
+    parts: list[PartForecast], keys: list[str], config: ForecastConfig
+) -> PanelForecast:
+    """The panel's page, and a table of its first series' forecasts where a person opening
+    the run looks (every series is in the page and the dataset)."""
+    forecasts = panel_forecast(parts, keys, config.data_dir)
+    shown = list(forecasts.series.items())[:TABLE_SERIES]
     rows = [
         {"series": key, "origin": summary.origin, **row}
-        for key, summary in forecasts.series.items()
+        for key, summary in shown
         for row in summary.forecasts
     ]
     create_table_artifact(
         rows,
         key="wavecast-forecast",
-        description=f"{len(forecasts.series)} series forecast, {len(forecasts.skipped)} skipped",
+        description=f"{len(forecasts.series)} series forecast, {len(forecasts.skipped)} "
+        f"skipped; the first {len(shown)} shown, all in {forecasts.path}",
     )
+    if shown:
+        page = shown[0][1].report
+        create_link_artifact(page, link_text="Panel forecast page", key="wavecast-fan-chart")
     get_run_logger().info(
         "Forecasts of %d series written to %s", len(forecasts.series), forecasts.path
     )

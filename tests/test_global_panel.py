@@ -16,7 +16,7 @@ from flows.panel import retrain_panel
 from tests.test_panel import panel_config, write_panel
 from tests.test_panel_flow import drift_retrain
 from wavecast.candidates import validation_size
-from wavecast.config import ForecastConfig, RetrainConfig
+from wavecast.config import FanOutSpec, ForecastConfig, RetrainConfig
 from wavecast.forecast import latest_window, point_forecast
 from wavecast.global_network import train_global
 from wavecast.panel import (
@@ -29,6 +29,7 @@ from wavecast.panel import (
 )
 from wavecast.panel_forecast import PanelForecast, forecast_panel
 from wavecast.publish import check_same_file
+from wavecast.records import ForecastSummary
 from wavecast.registry import MODELS, read_champion, servable
 from wavecast.storage import DataDir, series_data_dir
 from wavecast.train import (
@@ -120,6 +121,10 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
     assert not after.panel_network and after.forecaster is not loaded[0].forecaster
 
 
+def points(summary: ForecastSummary) -> list[float]:
+    return [float(row["forecast"]) for row in summary.forecasts]
+
+
 def series_store(config: RetrainConfig, key: str) -> DataDir:
     return DataDir(series_data_dir(config.data_dir, key))
 
@@ -147,6 +152,14 @@ def test_a_global_panel_reruns_forecasts_and_drift_retrains_without_training(
     assert global_dirs(config) == trained
     forecasts = forecast(ForecastConfig(data_dir=config.data_dir))
     assert isinstance(forecasts, PanelForecast) and sorted(forecasts.series) == ["a", "b", "c"]
+    in_parts = forecast(  # parts of 2 series mapped on the process pool, as a large panel is
+        ForecastConfig(data_dir=config.data_dir, fan_out=FanOutSpec(series_per_task=2))
+    )
+    assert isinstance(in_parts, PanelForecast) and list(in_parts.series) == list(forecasts.series)
+    for key, one in in_parts.series.items():
+        assert np.allclose(points(one), points(forecasts.series[key]), rtol=1e-5, atol=1e-6)
+    written = list((Path(config.data_dir) / "forecasts").rglob("*.parquet"))
+    assert len(written) == 3  # the same origins again: each series' rows replaced, not added
 
     unchanged = drift_retrain(config.data_dir, "b")  # scores the panel's network again
 

@@ -217,11 +217,16 @@ class FanOutSpec(_Spec):
         ge=1,
         description="series per mapped task: a task run costs ~0.5 s of orchestration, so "
         "fewer, larger tasks cost less (default: 8 with a network per series, 128 with "
-        "--network global, whose series cost ~40 ms each)",
+        "--network global, whose series cost ~40 ms each; 1000 to forecast)",
     )
 
     def batch_size(self, network: Network) -> int:
         return self.series_per_task or (128 if network == "global" else 8)
+
+    def forecast_part_size(self) -> int:
+        """Series per mapped forecast task: one costs ~5 ms, and each task reads its part
+        of the source (a panel of up to this many runs in the flow's own process)."""
+        return self.series_per_task or 1000
 
     @model_validator(mode="after")
     def address_means_dask(self) -> FanOutSpec:
@@ -280,6 +285,9 @@ class ForecastConfig(_Spec):
     )
     levels: tuple[float, ...] = Field(
         (80.0, 95.0), min_length=1, description="interval levels in percent, each in (0, 100)"
+    )
+    fan_out: FanOutSpec = Field(
+        default_factory=FanOutSpec, description="how a panel's series are spread over cores"
     )
 
     @field_validator("levels")

@@ -288,15 +288,20 @@ def load_from_source(specs: list[SeriesSpec]) -> list[LoadedSeries | InvalidInpu
         table = read_table(specs[0])
     except InvalidInputError as exc:
         return [exc] * len(specs)
-    groups = id_groups(table, specs[0]) if len(specs) > 1 else None
+    groups = id_groups(table, specs) if len(specs) > 1 else None
     return [or_bad_input(series_in, table, spec, groups) for spec in specs]
 
 
-def id_groups(table: pa.Table, spec: SeriesSpec) -> dict[str, pa.Table] | None:
-    """A panel's rows by id, the table sorted once; None for a table that is one series."""
-    if not spec.is_panel:
+def id_groups(table: pa.Table, specs: list[SeriesSpec]) -> dict[str, pa.Table] | None:
+    """The rows of the series `specs` name, by id, sorted once: a part of a panel costs its
+    own rows, not the whole table's sort. None for a table that is one series."""
+    import pyarrow.compute as pc
+
+    if not specs[0].is_panel:
         return None
-    return {group.key: group.rows for group in panel_groups(table, spec)}
+    wanted = pa.array(sorted({key for spec in specs for key in spec.series}), pa.string())
+    rows = table.filter(pc.is_in(panel_ids(table, specs[0]), value_set=wanted))
+    return {group.key: group.rows for group in panel_groups(rows, specs[0])}
 
 
 def read_table(spec: SeriesSpec) -> pa.Table:

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, ParamSpec, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from wavecast.config import ForecastConfig, SeriesSpec
+from wavecast.config import FanOutSpec, ForecastConfig, SeriesSpec
 from wavecast.errors import InvalidInputError, environment_problem
 from wavecast.forecast import (
     FORECASTS,
@@ -82,11 +82,31 @@ def forecast_keys(config: ForecastConfig) -> list[str]:
     return champion_keys(config.data_dir)
 
 
+def forecast_parts(keys: list[str], spec: FanOutSpec) -> list[list[str]]:
+    """The panel's series in parts of at most FanOutSpec.forecast_part_size, one per task."""
+    size = spec.forecast_part_size()
+    return [keys[start : start + size] for start in range(0, len(keys), size)]
+
+
 def forecast_panel(config: ForecastConfig, keys: list[str], run_id: str | None) -> PanelForecast:
-    """Each series' champion forecasts, written into the panel's one dataset, and one page
-    for the run. A series that cannot forecast (bad input, a champion that cannot serve, a
-    permanent storage fault) is skipped with its reason; a transient fault is raised. Series
-    serving one panel network (--network global) are forecast in one batched call."""
+    """Every series of `keys` in this process (forecast_part), then the panel's page."""
+    return panel_forecast([forecast_part(config, keys, run_id)], keys, config.data_dir)
+
+
+class PartForecast(NamedTuple):
+    """Part of a panel forecast (a mapped task's): each series' forecast, the series that
+    could not forecast, and the first series' windows, which the panel's fan charts draw."""
+
+    forecasts: dict[str, Forecast]
+    skipped: dict[str, str]
+    charted: dict[str, LatestWindow]
+
+
+def forecast_part(config: ForecastConfig, keys: list[str], run_id: str | None) -> PartForecast:
+    """Each series' champion forecasts, written into the panel's one dataset. A series that
+    cannot forecast (bad input, a champion that cannot serve, a permanent storage fault) is
+    skipped with its reason; a transient fault is raised. Series serving one panel network
+    (--network global) are forecast in one batched call; the source is read once."""
     skipped: dict[str, str] = {}
     champions = [
         champion
@@ -105,12 +125,27 @@ def forecast_panel(config: ForecastConfig, keys: list[str], run_id: str | None) 
         made_one = skipping(skipped, key, forecast_one, ready, points, config, run_id)
         if made_one is not None:
             made.append(made_one)
-    page = write_panel_report(made, config.data_dir) if made else ""
-    done = {one.key: summarize_forecast(one.forecast, one.path, page) for one in made}
+    return PartForecast(
+        forecasts={one.key: one.forecast for one in made},
+        skipped=skipped,
+        charted={one.key: one.window for one in made[:MAX_FAN_CHARTS]},
+    )
+
+
+def panel_forecast(parts: list[PartForecast], keys: list[str], data_dir: str) -> PanelForecast:
+    """The parts as one panel forecast, in the order of `keys`, and one page for the run."""
+    forecasts = {key: one for part in parts for key, one in part.forecasts.items()}
+    skipped = {key: why for part in parts for key, why in part.skipped.items()}
+    charted = {key: one for part in parts for key, one in part.charted.items()}
+    done = [key for key in keys if key in forecasts]
+    made = [forecasts[key] for key in done]
+    fans = [(forecasts[key], charted[key]) for key in keys if key in charted][:MAX_FAN_CHARTS]
+    page = write_panel_report(made, fans, data_dir) if made else ""
+    path = DataDir(data_dir).uri(FORECASTS)
     return PanelForecast(
-        series={key: done[key] for key in keys if key in done},
+        series={key: summarize_forecast(forecasts[key], path, page) for key in done},
         skipped={key: skipped[key] for key in keys if key in skipped},
-        path=DataDir(config.data_dir).uri(FORECASTS),
+        path=path,
     )
 
 
@@ -185,19 +220,21 @@ def skipping(
         return None
 
 
-def write_panel_report(made: list[SeriesForecast], data_dir: str) -> str:
-    """One page for the panel: every series' forecasts, and the first series' fan charts.
-    Named by what it shows, so forecasting the same origins again replaces it."""
+def write_panel_report(
+    made: list[Forecast], fans: list[tuple[Forecast, LatestWindow]], data_dir: str
+) -> str:
+    """One page for the panel: every series' forecasts, and the fan charts of `fans`. Named
+    by what it shows, so forecasting the same origins again replaces it."""
     from wavecast.report import panel_forecast_html
 
     store = DataDir(data_dir)
-    name = stable_hash(*(f"{one.key}\0{forecast_key(one.forecast)}" for one in made))
+    name = stable_hash(*(f"{one.series}\0{forecast_key(one)}" for one in made))
     parts = (REPORTS, f"panel-{name}")
     images: dict[str, bytes] = {}
     with store.staged_dir(*parts) as staging:
-        for number, one in enumerate(made[:MAX_FAN_CHARTS]):
-            png = draw_fan(one.forecast, one.window, staging / f"fan-{number}.png")
-            images[one.forecast.series] = png.read_bytes()
-        page = panel_forecast_html([one.forecast for one in made], images)
+        for number, (forecast, window) in enumerate(fans):
+            png = draw_fan(forecast, window, staging / f"fan-{number}.png")
+            images[forecast.series] = png.read_bytes()
+        page = panel_forecast_html(made, images)
         (staging / "index.html").write_text(page)
     return store.url(*parts, "index.html")

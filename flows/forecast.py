@@ -13,6 +13,7 @@ from tasks.forecast import (
     read_latest_window,
     write_forecast_rows,
 )
+from tasks.prefect_support import unvisited
 from wavecast.config import ForecastConfig
 from wavecast.panel_forecast import PanelForecast
 from wavecast.records import ForecastSummary
@@ -30,7 +31,8 @@ def forecast(config: ForecastConfig | None = None) -> ForecastSummary | PanelFor
     config = config or ForecastConfig()
     keys = find_panel_series(config)
     if keys:
-        return publish_panel_forecast(forecast_on_runner(keys, config), keys, config)
+        parts = forecast_on_runner(keys, config)
+        return publish_panel_forecast(unvisited(parts), unvisited(keys), config)
     window = read_latest_window(config)
     predicted = forecast_from_model(window, config)
     path = write_forecast_rows(predicted, window.home)

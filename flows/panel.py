@@ -12,6 +12,7 @@ from tasks.panel import (
     train_global_network,
     worker_count,
 )
+from tasks.prefect_support import unvisited
 from wavecast.config import RetrainConfig
 from wavecast.panel import BatchResult, PanelSummary, merge_results, panel_rounds
 
@@ -25,12 +26,15 @@ def retrain_panel(config: RetrainConfig) -> PanelSummary:
     deployment fans out on worker processes, a fresh LocalCluster or an existing Dask
     cluster. With --network global the panel's one network trains first, then every batch
     scores it. Each round of batches gets a task runner of its own, so worker processes are
-    replaced before TensorFlow's per-model memory adds up (see rounds)."""
+    replaced before TensorFlow's per-model memory adds up (see rounds). The split and the
+    summary go to their tasks unvisited (see unvisited)."""
     spec = config.fan_out
     check_cluster(spec)  # before the split writes into the data dir
     split = split_series(config.series, config.windows, config.data_dir)
-    network = train_global_network(split, config) if config.scores_panel_network else None
+    network = (
+        train_global_network(unvisited(split), config) if config.scores_panel_network else None
+    )
     results: list[BatchResult] = []
     for batch_round in panel_rounds(split.series, config, worker_count(spec)):
         results += retrain_on_runner(batch_round, config, network)
-    return publish_panel(merge_results(split, results, config.data_dir))
+    return publish_panel(unvisited(merge_results(split, results, config.data_dir)))

@@ -40,7 +40,7 @@ def wavecast_forecast(
     """(point forecast, bounds by name, forecaster) from the champion wavecast publishes."""
     from wavecast.config import ForecastConfig, RetrainConfig
     from wavecast.evaluate import evaluate_trained
-    from wavecast.forecast import forecast_window, latest_window
+    from wavecast.forecasting import forecast_window, latest_window
     from wavecast.generate import store_series
     from wavecast.publish import promote_candidate, stage_version
     from wavecast.series import train_when_needed

@@ -10,44 +10,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-# CLI flag -> where it lives in RetrainConfig; help text comes from the config's own fields.
-FLAG_PATHS: dict[str, tuple[str, ...]] = {
-    "source": ("series", "source"),
-    "column": ("series", "column"),
-    "length": ("series", "length"),
-    "noise": ("series", "noise"),
-    "noise_seed": ("series", "noise_seed"),
-    "missing": ("series", "missing"),
-    "id_column": ("series", "id_column"),
-    "input_len": ("windows", "input_len"),
-    "horizon": ("windows", "horizon"),
-    "steps": ("windows", "steps"),
-    "train_fraction": ("windows", "train_fraction"),
-    "network": ("model", "network"),
-    "recipe": ("model", "recipe"),
-    "cell": ("model", "cell"),
-    "units": ("model", "units"),
-    "scaling": ("model", "scaling"),
-    "epochs": ("train", "epochs"),
-    "batch_size": ("train", "batch_size"),
-    "learning_rate": ("train", "learning_rate"),
-    "seed": ("train", "seed"),
-    "candidates": ("selection", "candidates"),
-    "season": ("selection", "season"),
-    "network_min_windows": ("selection", "network_min_windows"),
-    "plots": ("selection", "plots"),
-    "tolerance": ("gate", "tolerance"),
-    "runner": ("fan_out", "runner"),
-    "dask_address": ("fan_out", "dask_address"),
-    "workers": ("fan_out", "workers"),
-    "series_per_task": ("fan_out", "series_per_task"),
-    "series_per_process": ("fan_out", "series_per_process"),
-    "data_dir": ("data_dir",),
-}
+from wavecast.config import RETRAIN_SETTINGS, nested_settings
+
 FAN_OUT_FLAGS = ("runner", "dask_address", "workers", "series_per_task")
 FORECAST_PATHS = {
     **{name: (name,) for name in ("data_dir", "source", "column", "version")},
-    **{name: FLAG_PATHS[name] for name in FAN_OUT_FLAGS},
+    **{name: RETRAIN_SETTINGS[name] for name in FAN_OUT_FLAGS},
 }
 ENVIRONMENT_DEFAULTS = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -83,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="wavecast", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     retrain = commands.add_parser("retrain", help="train, evaluate and publish a forecaster")
-    add_config_flags(retrain, RetrainConfig, FLAG_PATHS)
+    add_config_flags(retrain, RetrainConfig, RETRAIN_SETTINGS)
     retrain.add_argument(
         "--series", action="append", help="with --id-column: this series only; repeatable"
     )
@@ -106,16 +74,7 @@ def add_config_flags(parser: Any, model: Any, paths: dict[str, tuple[str, ...]])
 
 def nested_flags(args: argparse.Namespace, paths: dict[str, tuple[str, ...]]) -> dict[str, Any]:
     """The flags given among `paths`, nested where their config fields sit."""
-    nested: dict[str, Any] = {}
-    for name, path in paths.items():
-        value = getattr(args, name)
-        if value is None:
-            continue
-        target = nested
-        for part in path[:-1]:
-            target = target.setdefault(part, {})
-        target[path[-1]] = value
-    return nested
+    return nested_settings({name: getattr(args, name) for name in paths}, paths)
 
 
 def add_forecast_command(commands: Any) -> None:
@@ -176,7 +135,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     """Nest the given flags into a RetrainConfig; pydantic does all the validation, once."""
     from wavecast.config import RetrainConfig
 
-    nested = nested_flags(args, FLAG_PATHS)
+    nested = nested_flags(args, RETRAIN_SETTINGS)
     nested["refresh"] = args.refresh
     if args.series:
         nested.setdefault("series", {})["series"] = args.series
@@ -324,7 +283,7 @@ def run_forecast(args: argparse.Namespace) -> None:
     """Check there is something to forecast with and from, then run the forecast flow.
     A panel run that forecasts no series (every one skipped) exits 2, like bad input."""
     config = forecast_config(args)
-    from wavecast.forecast import latest_window
+    from wavecast.forecasting import latest_window
     from wavecast.generate import shown_id
     from wavecast.panel import panel_keys
     from wavecast.panel_forecast import PanelForecast, forecast_keys
@@ -383,7 +342,7 @@ def run_monitor(args: argparse.Namespace) -> None:
     """Nothing to monitor is not an error; bad actuals are (exit 2); so is an event that
     cannot be delivered (the run fails)."""
     from wavecast.config import MonitorConfig
-    from wavecast.monitor import summarize, watched_series
+    from wavecast.monitoring import summarize, watched_series
 
     config = config_of(MonitorConfig, args, {name: (name,) for name in (*MONITOR_FLAGS, "series")})
     with failing_on_bad_input():

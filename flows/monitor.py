@@ -6,7 +6,7 @@ from prefect import flow
 
 from tasks.monitor import announce_drift, find_forecasts, publish_monitor, score_forecasts
 from wavecast.config import MonitorConfig
-from wavecast.monitor import MonitorSummary, summarize
+from wavecast.monitoring import MonitorSummary, summarize
 
 
 @flow(name="monitor", description="Score stored forecasts against actuals; emit drift events.")

@@ -10,7 +10,7 @@ from prefect.runtime import flow_run
 from tasks.panel import check_cluster, task_runner_for
 from tasks.prefect_support import IO_RETRIES
 from wavecast.config import ForecastConfig
-from wavecast.forecast import (
+from wavecast.forecasting import (
     forecast_window,
     latest_window,
     summarize_forecast,

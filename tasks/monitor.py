@@ -10,7 +10,7 @@ from prefect.runtime import flow_run
 from tasks.prefect_support import IO_RETRIES
 from wavecast.config import MonitorConfig
 from wavecast.errors import InvalidInputError
-from wavecast.monitor import (
+from wavecast.monitoring import (
     SeriesScore,
     Watched,
     drift_event,

@@ -143,7 +143,7 @@ def test_a_statistical_champion_is_refitted_when_it_forecasts(tmp_path: Path) ->
     """A monthly file: season 12 inferred, the champion a JSON spec (no model.keras), its
     forecast the spec refitted on the source as of now, every bound finite and nested."""
     from wavecast.config import ForecastConfig
-    from wavecast.forecast import forecast_window, latest_window
+    from wavecast.forecasting import forecast_window, latest_window
     from wavecast.publish import promote_candidate, stage_version
 
     months = pd.date_range("2015-01-01", periods=96, freq="MS")

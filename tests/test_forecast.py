@@ -22,7 +22,7 @@ from wavecast.evaluate import (
     linear_forecast,
     persistence_forecast,
 )
-from wavecast.forecast import forecast_window, latest_window, level_key, target_labels
+from wavecast.forecasting import forecast_window, latest_window, level_key, target_labels
 from wavecast.generate import SeriesRef
 from wavecast.intervals import conformal_half_widths, held_out_coverage
 from wavecast.registry import record_champion

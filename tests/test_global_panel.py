@@ -17,7 +17,7 @@ from tests.test_panel import panel_config, write_panel
 from tests.test_panel_flow import drift_retrain
 from wavecast.candidates import validation_size
 from wavecast.config import FanOutSpec, ForecastConfig, RetrainConfig
-from wavecast.forecast import latest_window, point_forecast
+from wavecast.forecasting import latest_window, point_forecast
 from wavecast.global_network import train_global
 from wavecast.panel import (
     batched,

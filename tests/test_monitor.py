@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from flows.embedded_server import free_port
 from wavecast.config import MonitorConfig, WindowSpec
-from wavecast.forecast import FORECASTS, series_partition, target_labels, write_parquet
+from wavecast.forecasting import FORECASTS, series_partition, target_labels, write_parquet
 from wavecast.generate import LoadedSeries
-from wavecast.monitor import (
+from wavecast.monitoring import (
     MONITORING,
     Watched,
     actual_positions,
@@ -192,7 +192,7 @@ def test_damaged_forecast_files_are_skipped_with_a_warning_each(
     partition = store.path(FORECASTS, watched.partition)
     Path(staging_path(f"{partition}/v1-good.parquet")).write_bytes(good)  # killed at the rename
 
-    with caplog.at_level(logging.WARNING, logger="wavecast.monitor"):
+    with caplog.at_level(logging.WARNING, logger="wavecast.monitoring"):
         realized = join_stored_forecasts(store, watched, LOADED)
 
     assert realized_targets(realized) == ["6", "7"]
@@ -222,7 +222,7 @@ def test_a_drift_retrain_replays_how_the_model_was_trained_not_how_its_run_was_r
     takes its model settings, never that run's forced refresh or fan-out."""
     from tests.test_registry import manifest_for
     from wavecast.config import FanOutSpec, RetrainConfig, SeriesSpec, TrainSpec
-    from wavecast.monitor import retrain_config
+    from wavecast.monitoring import retrain_config
 
     series = SeriesSpec(source="/data/sales.csv", column="sales")
     manifest = manifest_for(WindowSpec(input_len=8), series, "network")

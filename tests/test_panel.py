@@ -19,9 +19,9 @@ from pydantic import ValidationError
 
 from wavecast.config import FanOutSpec, RetrainConfig
 from wavecast.errors import InvalidInputError
-from wavecast.forecast import stored_series, write_forecasts
+from wavecast.forecasting import stored_series, write_forecasts
 from wavecast.generate import LoadedSeries, load_series, read_series
-from wavecast.monitor import realized_rows
+from wavecast.monitoring import realized_rows
 from wavecast.panel import (
     PanelSummary,
     iter_outcomes,

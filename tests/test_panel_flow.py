@@ -17,8 +17,8 @@ from flows.panel import retrain_panel
 from flows.retrain import retrain
 from tests.test_panel import panel_config, write_panel
 from wavecast.config import ForecastConfig, RetrainConfig
-from wavecast.forecast import resolve_version
-from wavecast.monitor import absolute_source, retrain_config
+from wavecast.forecasting import resolve_version
+from wavecast.monitoring import absolute_source, retrain_config
 from wavecast.panel_forecast import PanelForecast
 from wavecast.records import ForecastSummary, RetrainSummary
 from wavecast.storage import DataDir, series_data_dir
@@ -104,7 +104,7 @@ def training_dirs(data_dir: str, key: str) -> set[str]:
 
 def drift_retrain(data_dir: str, key: str) -> RetrainSummary:
     """The single-series retrain a drift event starts: the champion's config, on the series'
-    own data dir (wavecast.monitor.retrain_config), whose own cache/ the panel never wrote."""
+    own data dir (wavecast.monitoring.retrain_config), whose own cache/ the panel never wrote."""
     own = DataDir(series_data_dir(data_dir, key))
     _, manifest = resolve_version(own, None)
     replayed = retrain_config(manifest, absolute_source(manifest.config.series), own.uri())

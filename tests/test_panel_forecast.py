@@ -13,7 +13,7 @@ from wavecast import generate
 from wavecast.config import ForecastConfig, MonitorConfig, SeriesSpec
 from wavecast.errors import InvalidInputError
 from wavecast.generate import load_series
-from wavecast.monitor import score_each, watched_series
+from wavecast.monitoring import score_each, watched_series
 from wavecast.panel_forecast import forecast_keys, forecast_panel
 from wavecast.registry import record_champion
 from wavecast.storage import DataDir, series_data_dir

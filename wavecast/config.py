@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -57,6 +58,12 @@ class SeriesSpec(_Spec):
     stop: float = Field(3 * math.pi, description="last x of the generated sine")
     noise: float = Field(0.0, ge=0.0, description="std of Gaussian noise added to the sine")
     noise_seed: int = Field(0, ge=0, description="seed of that noise")
+    time_column: str | None = Field(
+        None,
+        min_length=1,
+        description="column of each value's time (default: a temporal column, or one named "
+        "time, timestamp, date, datetime or ds)",
+    )
     missing: MissingPolicy = Field("error", description="what to do with NaN/inf in a file source")
     id_column: str | None = Field(
         None, min_length=1, description="column naming each series of a long (panel) source"
@@ -323,3 +330,57 @@ class MonitorConfig(_Spec):
         lt=0.95,
         description="drift when fewer of the recent targets fall inside their 95 % interval",
     )
+
+
+# Each retrain setting (a `wavecast retrain` flag, a keyword of wavecast.retrain) -> where it
+# lives in RetrainConfig; the flags' help comes from the config's own fields.
+RETRAIN_SETTINGS: dict[str, tuple[str, ...]] = {
+    "source": ("series", "source"),
+    "column": ("series", "column"),
+    "time_column": ("series", "time_column"),
+    "length": ("series", "length"),
+    "noise": ("series", "noise"),
+    "noise_seed": ("series", "noise_seed"),
+    "missing": ("series", "missing"),
+    "id_column": ("series", "id_column"),
+    "input_len": ("windows", "input_len"),
+    "horizon": ("windows", "horizon"),
+    "steps": ("windows", "steps"),
+    "train_fraction": ("windows", "train_fraction"),
+    "network": ("model", "network"),
+    "recipe": ("model", "recipe"),
+    "cell": ("model", "cell"),
+    "units": ("model", "units"),
+    "scaling": ("model", "scaling"),
+    "epochs": ("train", "epochs"),
+    "batch_size": ("train", "batch_size"),
+    "learning_rate": ("train", "learning_rate"),
+    "seed": ("train", "seed"),
+    "candidates": ("selection", "candidates"),
+    "season": ("selection", "season"),
+    "network_min_windows": ("selection", "network_min_windows"),
+    "plots": ("selection", "plots"),
+    "tolerance": ("gate", "tolerance"),
+    "runner": ("fan_out", "runner"),
+    "dask_address": ("fan_out", "dask_address"),
+    "workers": ("fan_out", "workers"),
+    "series_per_task": ("fan_out", "series_per_task"),
+    "series_per_process": ("fan_out", "series_per_process"),
+    "data_dir": ("data_dir",),
+}
+
+
+def nested_settings(
+    given: Mapping[str, object], paths: Mapping[str, tuple[str, ...]]
+) -> dict[str, Any]:
+    """The settings given (None is "not given"), nested where their config fields sit."""
+    nested: dict[str, Any] = {}
+    for name, path in paths.items():
+        value = given.get(name)
+        if value is None:
+            continue
+        target = nested
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    return nested

@@ -155,12 +155,16 @@ def text_options(columns: tuple[str, ...]) -> pa_csv.ConvertOptions:
     return pa_csv.ConvertOptions(column_types=dict.fromkeys(columns, pa.string()))
 
 
-def pick_column(table: pa.Table, column: str | None, source: str) -> str:
-    """The named column, or the only numeric one; anything ambiguous is an error."""
+def pick_column(table: pa.Table, spec: SeriesSpec) -> str:
+    """The named column, or the only numeric one (the time column aside); anything ambiguous
+    is an error."""
+    column, source, time = spec.column, spec.source, time_column_of(table, spec)
     numeric = [
         f.name
         for f in table.schema
-        if (pa.types.is_integer(f.type) or pa.types.is_floating(f.type)) and not is_time_like(f)
+        if (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))
+        and f.name != time
+        and not is_time_like(f)
     ]
     if column is not None:
         if column not in table.column_names:
@@ -183,20 +187,35 @@ def is_time_like(field: pa.Field) -> bool:
     return pa.types.is_temporal(field.type) or field.name.lower() in TIME_COLUMN_NAMES
 
 
-def check_time_order(table: pa.Table, source: str) -> None:
-    """A time column, if present, must be strictly increasing: no shuffles, no duplicates."""
+def time_column_of(table: pa.Table, spec: SeriesSpec) -> str | None:
+    """--time-column, which must be there, else the first time-like column, if any."""
+    if spec.time_column is not None:
+        if spec.time_column not in table.column_names:
+            raise InvalidInputError(
+                f"--time-column {spec.time_column}: not in {spec.source} "
+                f"({described_columns(table)})"
+            )
+        return spec.time_column
+    return next((field.name for field in table.schema if is_time_like(field)), None)
+
+
+def check_time_order(table: pa.Table, spec: SeriesSpec) -> None:
+    """The time column (each time-like one, unless --time-column names it) must be strictly
+    increasing: no shuffles, no duplicates."""
     import pyarrow.compute as pc  # ~0.08 s to import: a generated series never needs it
 
+    named = time_column_of(table, spec) if spec.time_column else None
     for field in table.schema:
-        if not is_time_like(field) or len(table) < 2:
+        if (field.name != named if named else not is_time_like(field)) or len(table) < 2:
             continue
         times = table.column(field.name)
         steps = pc.greater(times.slice(1), times.slice(0, len(table) - 1))
         bad = pc.index(steps, False).as_py()
         if bad >= 0:
             raise InvalidInputError(
-                f"--source {source}: time column '{field.name}' is not strictly increasing: "
-                f"data row {bad + 2} (line {bad + 3} of a CSV) is not after the row before"
+                f"--source {spec.source}: time column '{field.name}' is not strictly "
+                f"increasing: data row {bad + 2} (line {bad + 3} of a CSV) is not after the row "
+                "before"
             )
 
 
@@ -388,22 +407,22 @@ def rows_of(table: pa.Table, spec: SeriesSpec, key: str) -> pa.Table:
 def series_from_table(table: pa.Table, spec: SeriesSpec) -> LoadedSeries:
     """One series' column of a table, in time order, with the --missing policy applied."""
     check_within(len(table), "max_points", f"--source {spec.source}: the series' length")
-    column = pick_column(table, spec.column, spec.source)
-    check_time_order(table, spec.source)
+    column = pick_column(table, spec)
+    check_time_order(table, spec)
     raw = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
     values = check_magnitude(clean_missing(raw, spec), spec.source)
-    times = time_values(table)
+    times = time_values(table, spec)
     if times is not None and len(times) != len(values):  # --missing drop removed rows
         times = times[np.isfinite(raw)]
     return LoadedSeries(values, column, times)
 
 
-def time_values(table: pa.Table) -> np.ndarray | None:
-    """The first time-like column's values (datetime64 or numbers), if the table has one."""
-    for field in table.schema:
-        if is_time_like(field):
-            return np.asarray(table.column(field.name).to_numpy(zero_copy_only=False))
-    return None
+def time_values(table: pa.Table, spec: SeriesSpec) -> np.ndarray | None:
+    """The time column's values (datetime64 or numbers), if the table has one."""
+    name = time_column_of(table, spec)
+    if name is None:
+        return None
+    return np.asarray(table.column(name).to_numpy(zero_copy_only=False))
 
 
 def inferred_season(times: np.ndarray | None) -> int | None:

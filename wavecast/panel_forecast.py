@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import FanOutSpec, ForecastConfig, SeriesSpec
 from wavecast.errors import InvalidInputError, environment_problem
-from wavecast.forecast import (
+from wavecast.forecasting import (
     FORECASTS,
     REPORTS,
     draw_fan,

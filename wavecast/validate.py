@@ -73,7 +73,7 @@ def check_panel(spec: SeriesSpec) -> int:
     """A panel must be a table with its id and value columns; a bad series is only skipped."""
     table = read_table(spec)
     assert spec.id_column is not None
-    pick_column(table.drop_columns([spec.id_column]), spec.column, spec.source)
+    pick_column(table.drop_columns([spec.id_column]), spec)
     return len(table)
 
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import MonitorConfig, SeriesSpec
 from wavecast.errors import InvalidInputError, or_bad_input
-from wavecast.forecast import (
+from wavecast.forecasting import (
     FORECASTS,
     NAME_COLUMN,
     held_out_errors,

@@ -1,0 +1,141 @@
+"""`import wavecast`: DataFrames in, DataFrames out, over the same flows as the command line."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import wavecast
+from wavecast.api import typed_times
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+MONTHS = pd.date_range("2015-01-01", periods=60, freq="MS")
+TINY: dict[str, Any] = {
+    "epochs": 3,
+    "units": 4,
+    "candidates": ("network", "naive", "seasonal_naive"),
+}
+
+
+def nixtla_panel(ids: tuple[str, ...] = ("a", "b", "c")) -> pd.DataFrame:
+    """Monthly seasonal series in the long format statsforecast takes: unique_id, ds, y."""
+    rng = np.random.default_rng(0)
+    season = np.sin(np.arange(len(MONTHS)) * 2 * np.pi / 12)
+    return pd.concat(
+        pd.DataFrame(
+            {"unique_id": uid, "ds": MONTHS, "y": 100 + 10 * k + 5 * season + rng.normal(0, 1, 60)}
+        )
+        for k, uid in enumerate(ids)
+    )
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_a_nixtla_frame_retrains_and_forecasts_with_typed_timestamps(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+
+    first = wavecast.retrain(nixtla_panel(), data_dir=data_dir, **TINY)
+
+    assert first.series["unique_id"].tolist() == ["a", "b", "c"]
+    assert first.series["status"].tolist() == ["promoted"] * 3 and first.skipped == {}
+    forecasts = wavecast.forecast(data_dir, levels=(80,))
+    assert list(forecasts.columns) == [
+        "unique_id", "ds", "step", "forecaster", "forecast", "lo-80", "hi-80", "version", "origin"
+    ]  # fmt: skip
+    assert pd.api.types.is_datetime64_any_dtype(forecasts["ds"])
+    assert forecasts["unique_id"].tolist() == ["a", "b", "c"]
+    # The tutorial's horizon: the target 2 steps after the last month, for each series.
+    assert (forecasts["ds"] == MONTHS[-1] + pd.DateOffset(months=2)).all()
+    assert (forecasts["origin"] == MONTHS[-1]).all()
+    assert (forecasts["lo-80"] <= forecasts["forecast"]).all()
+    assert (forecasts["forecast"] <= forecasts["hi-80"]).all()
+    served = dict(zip(first.series["unique_id"], first.series["version"], strict=True))
+    assert dict(zip(forecasts["unique_id"], forecasts["version"], strict=True)) == served
+
+    again = wavecast.retrain(nixtla_panel(), data_dir=data_dir, **TINY)  # the same frame
+    assert again.series["status"].tolist() == ["unchanged"] * 3
+
+    registry = wavecast.models(data_dir)
+    assert registry["unique_id"].tolist() == ["a", "b", "c"]
+    assert registry["champion"].all() and registry["version"].tolist() == list(served.values())
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_a_frame_without_ids_is_one_series_named_by_its_target(tmp_path: Path) -> None:
+    frame = nixtla_panel(("only",)).drop(columns="unique_id")
+    frame["other"] = 1.0  # a second numeric column: y is the target because of its name
+
+    result = wavecast.retrain(frame, data_dir=tmp_path, **TINY)
+
+    assert result.series["unique_id"].tolist() == ["y"]
+    forecasts = wavecast.forecast(tmp_path)
+    assert forecasts["unique_id"].tolist() == ["y"]
+    assert list(forecasts.columns) >= ["lo-80", "hi-80", "lo-95", "hi-95"]
+
+
+@pytest.mark.unit
+def test_an_unknown_setting_is_refused_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"unknown setting\(s\) epoch;"):
+        wavecast.retrain(nixtla_panel(), data_dir=tmp_path, epoch=3)
+    with pytest.raises(TypeError, match=r"unknown setting\(s\) level;"):
+        wavecast.forecast(tmp_path, level=80)
+
+
+@pytest.mark.unit
+def test_targets_become_timestamps_with_their_offsets_or_integers() -> None:
+    assert typed_times(["17", "18"]).tolist() == [17, 18]
+    assert str(typed_times(["17"]).dtype) == "Int64"
+    tokyo = typed_times(["2024-01-01T09:00:00+09:00", "2024-01-02T09:00:00+09:00"])
+    assert tokyo[0] == pd.Timestamp("2024-01-01T00:00:00Z")
+    across_dst = typed_times(["2024-03-30T12:00:00+01:00", "2024-03-31T12:00:00+02:00"])
+    assert (across_dst[1] - across_dst[0]) == pd.Timedelta(hours=23)
+    irregular = typed_times(["+1", "+2"])
+    assert irregular.isna().all()
+
+
+@pytest.mark.flow  # a fresh interpreter: a subprocess
+def test_importing_wavecast_loads_neither_prefect_nor_pandas() -> None:
+    """A worker importing wavecast.config pays for the core only; the API loads on first use."""
+    check = (
+        "import sys, wavecast, wavecast.config; "
+        "assert 'prefect' not in sys.modules and 'pandas' not in sys.modules; "
+        "assert callable(wavecast.retrain) and 'prefect' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True)
+
+
+def readme_python_example() -> str:
+    """The README's "From Python" example, as a reader copies it."""
+    section = README.read_text().split("## From Python", 1)[1]
+    found = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert found, "README's From Python section has no python block"
+    return found.group(1)
+
+
+@pytest.mark.flow
+def test_the_readmes_python_example_runs_as_written(tmp_path: Path, prefect_api_url: str) -> None:
+    """Run as a notebook runs it (no script file for worker processes to import), defaults
+    and all: a panel of unique_id, ds, y retrains and forecasts with no other argument."""
+    env = {**os.environ, "PREFECT_API_URL": prefect_api_url, "MPLBACKEND": "Agg"}
+    done = subprocess.run(
+        [sys.executable, "-c", readme_python_example()],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert (tmp_path / "north.png").read_bytes().startswith(b"\x89PNG")
+    registry = wavecast.models(tmp_path / "data")
+    assert sorted(registry["unique_id"]) == ["east", "north", "south"]
+    assert registry["champion"].all()

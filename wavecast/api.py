@@ -1,0 +1,275 @@
+"""wavecast from Python: the command line's flows, with DataFrames in and out.
+
+Columns follow the forecasting libraries people already use (statsforecast, neuralforecast):
+a long frame of `unique_id`, `ds`, `y` goes in; forecasts come back as `unique_id`, `ds`,
+`step`, `forecaster`, `forecast`, `lo-80`, `hi-80`, ... Runs report to the Prefect server
+PREFECT_API_URL names, else to a throwaway one this process starts once (as the CLI does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from wavecast.config import (
+    RETRAIN_SETTINGS,
+    ForecastConfig,
+    MonitorConfig,
+    RetrainConfig,
+    nested_settings,
+)
+from wavecast.panel import PanelSummary, SeriesOutcome, panel_keys, panel_table
+from wavecast.storage import DataDir, series_data_dir
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from wavecast.panel_forecast import PanelForecast
+    from wavecast.records import ForecastSummary, RetrainSummary
+
+# The column names of Nixtla's libraries, used when a frame has them and no other is named.
+ID_COLUMN, TIME_COLUMN, TARGET_COLUMN = "unique_id", "ds", "y"
+SOURCES = "sources"  # where a DataFrame given to retrain or forecast is kept, in the data dir
+FAN_OUT = ("runner", "dask_address", "workers", "series_per_task")
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    """What a retrain published: `series` has one row per series (`unique_id`, `status`,
+    `version`, `serves`, `mse`, `persistence_mse`, `reason`), skipped ones included with
+    their reason; `summary` is everything the flow returned."""
+
+    series: pd.DataFrame
+    summary: RetrainSummary | PanelSummary
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        rows = self.series[self.series["status"] == "skipped"]
+        return dict(zip(rows[ID_COLUMN], rows["reason"], strict=True))
+
+
+def retrain(
+    data: pd.DataFrame | str | os.PathLike[str] = "sine",
+    *,
+    id_col: str | None = None,
+    time_col: str | None = None,
+    target_col: str | None = None,
+    data_dir: str | os.PathLike[str] = "data",
+    series: Iterable[str] = (),
+    refresh: bool = False,
+    **settings: Any,
+) -> RetrainResult:
+    """Retrain from `data` (a DataFrame, a CSV/Parquet path or URI, or "sine") into
+    `data_dir`, and publish each series' champion through its gate.
+
+    A frame with `unique_id` is a panel (one model or candidate set per id), with `ds` its
+    time and `y` its target, unless other columns are named. `settings` are `wavecast
+    retrain`'s flags as keywords (`epochs=5`, `candidates=("ets", "theta")`,
+    `network="global"`, ...).
+    """
+    unknown = sorted(set(settings) - set(RETRAIN_SETTINGS))
+    if unknown:
+        raise TypeError(f"unknown setting(s) {', '.join(unknown)}; see `wavecast retrain -h`")
+    source, named = source_of(data, str(data_dir), id_col, time_col, target_col)
+    given = {**settings, **named, "source": source, "data_dir": os.fspath(data_dir)}
+    nested = nested_settings(given, RETRAIN_SETTINGS)
+    if series:
+        nested.setdefault("series", {})["series"] = tuple(series)
+    config = RetrainConfig.model_validate({**nested, "refresh": refresh})
+    from wavecast.validate import validate_inputs
+
+    validate_inputs(config)
+    use_prefect()
+    if config.series.is_panel:
+        from flows.panel import retrain_panel
+
+        return retrain_result(retrain_panel(config), config)
+    from flows.retrain import retrain as retrain_flow
+
+    return retrain_result(retrain_flow(config), config)
+
+
+def forecast(
+    data_dir: str | os.PathLike[str] = "data",
+    *,
+    series: Iterable[str] = (),
+    levels: Iterable[float] = (80, 95),
+    data: pd.DataFrame | str | os.PathLike[str] | None = None,
+    version: str | None = None,
+    **fan_out: Any,
+) -> pd.DataFrame:
+    """Each champion's forecasts after the last point of its source as it is now (or of
+    `data`, a newer frame or file of the same columns), with conformal intervals.
+
+    One row per series and step: `unique_id`, `ds` (timestamps, or integers for a series
+    without a time column), `step`, `forecaster`, `forecast`, `lo-<level>`, `hi-<level>` per
+    level, `version` and `origin`. `fan_out`: runner, workers, dask_address, series_per_task.
+    """
+    unknown = sorted(set(fan_out) - set(FAN_OUT))
+    if unknown:
+        raise TypeError(f"unknown setting(s) {', '.join(unknown)}; expected {', '.join(FAN_OUT)}")
+    directory = os.fspath(data_dir)
+    source = source_of(data, directory)[0] if data is not None else None
+    config = ForecastConfig.model_validate(
+        {
+            "data_dir": directory,
+            "series": tuple(series),
+            "levels": tuple(float(level) for level in levels),
+            "fan_out": {k: v for k, v in fan_out.items() if v is not None},
+            **({"source": source} if source else {}),
+            **({"version": version} if version else {}),
+        }
+    )
+    use_prefect()
+    from flows.forecast import forecast as forecast_flow
+
+    return forecast_frame(forecast_flow(config))
+
+
+def monitor(
+    data_dir: str | os.PathLike[str] = "data", *, series: Iterable[str] = (), **settings: Any
+) -> pd.DataFrame:
+    """Score the stored forecasts against what happened since, and announce drift (a Prefect
+    event per drifting series). One row per series: `unique_id`, `drift`, `realized`,
+    `error_ratio`, `coverage_95`, `version`, `reason`. `settings`: threshold, window,
+    min_realized, min_coverage."""
+    import pandas as pd
+
+    config = MonitorConfig.model_validate(
+        {**settings, "data_dir": os.fspath(data_dir), "series": tuple(series)}
+    )
+    use_prefect()
+    from flows.monitor import monitor as monitor_flow
+
+    summary = monitor_flow(config)
+    rows = [{ID_COLUMN: key, **health.model_dump()} for key, health in summary.series.items()]
+    columns = [ID_COLUMN, "drift", "realized", "error_ratio", "coverage_95", "version", "reason"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def models(data_dir: str | os.PathLike[str] = "data", *, series: str | None = None) -> pd.DataFrame:
+    """Every version in the registry, oldest first: `unique_id` (for a panel's series),
+    `version`, `champion`, `mse`, `persistence_mse`, `dataset`, `problem` (why a damaged
+    version cannot serve). No Prefect run: this reads the data dir."""
+    import pandas as pd
+
+    from wavecast.registry import version_rows
+
+    directory = os.fspath(data_dir)
+    keys = [series] if series is not None else panel_keys(directory)
+    stores: dict[str | None, str] = {key: series_data_dir(directory, key) for key in keys}
+    stores = stores or {None: directory}
+    rows = [
+        {ID_COLUMN: key, **row.model_dump()}
+        for key, store in stores.items()
+        for row in version_rows(DataDir(store))
+    ]
+    columns = [ID_COLUMN, "version", "champion", "mse", "persistence_mse", "dataset", "problem"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def source_of(
+    data: pd.DataFrame | str | os.PathLike[str],
+    data_dir: str,
+    id_col: str | None = None,
+    time_col: str | None = None,
+    target_col: str | None = None,
+) -> tuple[str, dict[str, str | None]]:
+    """The source to read and the columns to read it by: a path or URI as given; a frame
+    written once into the data dir (named by its content, so the same frame is the same
+    source and unchanged series train nothing), with Nixtla's names as its defaults."""
+    named = {"id_column": id_col, "time_column": time_col, "column": target_col}
+    if isinstance(data, str | os.PathLike):
+        return os.fspath(data), named
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = set(map(str, data.columns))
+    defaults = {"id_column": ID_COLUMN, "time_column": TIME_COLUMN, "column": TARGET_COLUMN}
+    for setting, default in defaults.items():
+        if named[setting] is None and default in columns:
+            named[setting] = default
+    table = pa.Table.from_pandas(data, preserve_index=False)
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    content = buffer.getvalue()
+    store = DataDir(data_dir)
+    name = f"frame-{hashlib.sha256(content).hexdigest()[:16]}.parquet"
+    if not store.exists(SOURCES, name):
+        store.write_bytes(content, SOURCES, name)
+    return store.uri(SOURCES, name), named
+
+
+def use_prefect() -> None:
+    """PREFECT_API_URL's server, else one for this process, started on first use. Refused in
+    a worker process that is importing the caller's script: panels fan out on processes
+    that import `__main__`, so a script must call wavecast under `if __name__ == "__main__":`
+    (a notebook need not)."""
+    import sys
+
+    if getattr(sys.modules.get("__main__"), "__name__", None) == "__mp_main__":
+        raise RuntimeError(
+            "wavecast was called while a worker process imported your script: put the calls "
+            'under `if __name__ == "__main__":`, as any script using process pools must'
+        )
+    from flows.embedded_server import use_server_for_this_command
+
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    timeout_s = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180"))
+    use_server_for_this_command(timeout_s)
+
+
+def retrain_result(summary: RetrainSummary | PanelSummary, config: RetrainConfig) -> RetrainResult:
+    """The summary's table; a single series is named as its forecasts name it."""
+    import pandas as pd
+
+    if isinstance(summary, PanelSummary):
+        panel = summary
+    else:
+        name = config.series.column or config.series.source
+        outcome = SeriesOutcome.model_validate(summary.model_dump())
+        panel = PanelSummary(series={name: outcome}, skipped={}, data_dir=config.data_dir)
+    rows = [{ID_COLUMN: row.pop("series"), **row} for row in panel_table(panel)]
+    columns = [ID_COLUMN, "status", "version", "serves", "mse", "persistence_mse", "reason"]
+    return RetrainResult(pd.DataFrame(rows, columns=columns), summary)
+
+
+def forecast_frame(made: ForecastSummary | PanelForecast) -> pd.DataFrame:
+    """The flow's forecasts as one long frame, intervals named as Nixtla names them."""
+    import pandas as pd
+
+    from wavecast.records import ForecastSummary
+
+    each: Mapping[str, ForecastSummary] = (
+        {made.series: made} if isinstance(made, ForecastSummary) else made.series
+    )
+    frames = []
+    for key, one in each.items():
+        frame = pd.DataFrame([dict(row) for row in one.forecasts])
+        frame.insert(0, ID_COLUMN, key)
+        frame.insert(1, "ds", typed_times(frame.pop("target").astype(str).tolist()))
+        frame.insert(3, "forecaster", one.forecaster)
+        frame["version"] = one.version
+        frame["origin"] = typed_times([one.origin] * len(frame))
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=[ID_COLUMN, "ds", "step", "forecaster", "forecast"])
+    table = pd.concat(frames, ignore_index=True)
+    return table.rename(columns=lambda name: name.replace("lo_", "lo-").replace("hi_", "hi-"))
+
+
+def typed_times(labels: list[str]) -> pd.Series[Any]:
+    """Target labels as timestamps (ISO 8601, with their offset if any) or integers (a
+    series indexed by position); `+k` (an irregular series' steps) stays missing."""
+    import pandas as pd
+
+    if all(label.lstrip("-").isdigit() for label in labels):
+        return pd.Series([int(label) for label in labels], dtype="Int64")
+    stamps = [None if label.startswith("+") else pd.Timestamp(label) for label in labels]
+    offsets = {stamp.utcoffset() for stamp in stamps if stamp is not None}
+    # Several UTC offsets (a daylight-saving change): the same instants, as UTC.
+    return pd.Series(pd.to_datetime(stamps, utc=len(offsets) > 1))

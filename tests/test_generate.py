@@ -58,6 +58,22 @@ def test_named_column_among_several(tmp_path: Path) -> None:
     assert np.array_equal(load(csv, column="b"), [10.0, 20.0, 30.0])
 
 
+def test_a_named_time_column_is_the_series_time_and_never_its_target(tmp_path: Path) -> None:
+    """--time-column names a time column no guess would find (an integer 'period'); it must
+    increase, and it is not a numeric column to forecast."""
+    csv = write_csv(tmp_path, "period,v\n7,1.5\n9,2.5\n12,3.5\n")
+    with pytest.raises(InvalidInputError, match=r"several numeric columns \(period, v\)"):
+        load_series(SeriesSpec(source=csv))
+    loaded = load_series(SeriesSpec(source=csv, time_column="period"))
+    assert (loaded.column, loaded.values.tolist()) == ("v", [1.5, 2.5, 3.5])
+    assert loaded.times is not None and loaded.times.tolist() == [7, 9, 12]
+    shuffled = write_csv(tmp_path, "period,v\n9,1.5\n7,2.5\n", name="shuffled.csv")
+    with pytest.raises(InvalidInputError, match="time column 'period' is not strictly"):
+        load_series(SeriesSpec(source=shuffled, time_column="period"))
+    with pytest.raises(InvalidInputError, match=r"--time-column when: not in .*period, v"):
+        load_series(SeriesSpec(source=csv, time_column="when"))
+
+
 @pytest.mark.parametrize(
     ("text", "column", "message"),
     [

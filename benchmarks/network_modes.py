@@ -73,13 +73,13 @@ def main() -> None:
             env = child_env(server_env)
             for network in ("global", "per-series"):
                 data = work / network
-                argv = [PY, "-m", "flows.cli", "retrain", "--source", str(source)]
+                argv = [PY, "-m", "wavecast.flows.cli", "retrain", "--source", str(source)]
                 argv += ["--id-column", "series", "--column", "value", "--input-len", "24"]
                 argv += ["--horizon", "1", "--steps", str(HORIZON), "--season", str(SEASON)]
                 argv += ["--candidates", "network", "--network-min-windows", "0"]
                 argv += ["--network", network, "--data-dir", str(data)]
                 retrain_s, _ = run(argv, env)
-                forecast = [PY, "-m", "flows.cli", "forecast", "--data-dir", str(data)]
+                forecast = [PY, "-m", "wavecast.flows.cli", "forecast", "--data-dir", str(data)]
                 forecast_s, _ = run(forecast, env)
                 smape_mean, mase_mean = scores(data, series)
                 print(

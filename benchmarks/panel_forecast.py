@@ -45,7 +45,16 @@ def checkout(revision: str, into: Path) -> Path:
 
 
 def train(source: Path, data_dir: Path, candidates: str, env: dict[str, str]) -> float:
-    argv = [PY, "-m", "flows.cli", "retrain", "--source", str(source), "--id-column", "series"]
+    argv = [
+        PY,
+        "-m",
+        "wavecast.flows.cli",
+        "retrain",
+        "--source",
+        str(source),
+        "--id-column",
+        "series",
+    ]
     argv += ["--column", "value", "--candidates", candidates, "--data-dir", str(data_dir)]
     seconds, _ = run(argv, env)
     return seconds
@@ -53,7 +62,7 @@ def train(source: Path, data_dir: Path, candidates: str, env: dict[str, str]) ->
 
 def forecast(tree: Path, data_dir: Path, env: dict[str, str], *series: str) -> float:
     """One `wavecast forecast` of `tree`'s code, whole process."""
-    argv = [PY, "-m", "flows.cli", "forecast", "--data-dir", str(data_dir), "--json"]
+    argv = [PY, "-m", "wavecast.flows.cli", "forecast", "--data-dir", str(data_dir), "--json"]
     for key in series:
         argv += ["--series", key]
     seconds, _ = run(argv, {**env, "PYTHONPATH": str(tree)}, cwd=tree)

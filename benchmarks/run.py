@@ -43,7 +43,7 @@ from benchmarks.support import (
 )
 
 PY = sys.executable
-WAVECAST = [PY, "-m", "flows.cli", "retrain"]
+WAVECAST = [PY, "-m", "wavecast.flows.cli", "retrain"]
 BIG_ARGS = ["--input-len", "64", "--units", "4", "--batch-size", "4096", "--epochs", "1"]
 
 
@@ -231,7 +231,7 @@ def forecasting(env: dict[str, str], work: Path, repeats: int) -> list[Row]:
 
     def forecast() -> float:
         seconds, done = run(
-            [PY, "-m", "flows.cli", "forecast", "--data-dir", str(data_dir), "--json"], env
+            [PY, "-m", "wavecast.flows.cli", "forecast", "--data-dir", str(data_dir), "--json"], env
         )
         if len(last_json(done.stdout)["forecasts"]) != 24:
             raise SystemExit("the forecast did not give 24 steps")

@@ -182,7 +182,7 @@ def run_retrain(args: argparse.Namespace) -> None:
     if config.series.is_panel:
         run_panel(config, args.json)
         return
-    from flows.retrain import retrain
+    from wavecast.flows.retrain import retrain
 
     with failing_on_bad_input():
         summary = retrain(config)
@@ -194,7 +194,7 @@ def run_retrain(args: argparse.Namespace) -> None:
 
 def run_panel(config: Any, as_json: bool) -> None:
     """Exit 0 when at least one series trained; 2 when every series was refused."""
-    from flows.panel import retrain_panel
+    from wavecast.flows.panel import retrain_panel
     from wavecast.panel import iter_outcomes
 
     with failing_on_bad_input():
@@ -295,7 +295,7 @@ def run_forecast(args: argparse.Namespace) -> None:
         if not forecast_keys(config):
             latest_window(config)  # before Prefect: no usable champion, a short source, ...
     start_prefect()
-    from flows.forecast import forecast
+    from wavecast.flows.forecast import forecast
 
     with failing_on_bad_input():
         summary = forecast(config)
@@ -330,7 +330,7 @@ def print_forecast(summary: Any) -> None:
 def start_prefect() -> bool:
     """This command's own Prefect server unless one is configured; quiet expected failures.
     True when the server is the command's own (it ends with the command)."""
-    from flows.embedded_server import use_server_for_this_command
+    from wavecast.flows.embedded_server import use_server_for_this_command
 
     timeout_s = float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
     own = use_server_for_this_command(timeout_s) is not None
@@ -352,7 +352,7 @@ def run_monitor(args: argparse.Namespace) -> None:
         print(summary.model_dump_json(include={"series", "events"}) if args.json else summary.note)
         return
     own_server = start_prefect()
-    from flows.monitor import monitor
+    from wavecast.flows.monitor import monitor
 
     with failing_on_bad_input():
         summary = monitor(config)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks.forecast import (
+from wavecast.config import ForecastConfig
+from wavecast.panel_forecast import PanelForecast
+from wavecast.records import ForecastSummary
+from wavecast.tasks.forecast import (
     find_panel_series,
     forecast_from_model,
     forecast_on_runner,
@@ -13,10 +16,7 @@ from tasks.forecast import (
     read_latest_window,
     write_forecast_rows,
 )
-from tasks.prefect_support import unvisited
-from wavecast.config import ForecastConfig
-from wavecast.panel_forecast import PanelForecast
-from wavecast.records import ForecastSummary
+from wavecast.tasks.prefect_support import unvisited
 
 
 @flow(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks.monitor import announce_drift, find_forecasts, publish_monitor, score_forecasts
 from wavecast.config import MonitorConfig
 from wavecast.monitoring import MonitorSummary, summarize
+from wavecast.tasks.monitor import announce_drift, find_forecasts, publish_monitor, score_forecasts
 
 
 @flow(name="monitor", description="Score stored forecasts against actuals; emit drift events.")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks.panel import (
+from wavecast.config import RetrainConfig
+from wavecast.panel import BatchResult, PanelSummary, merge_results, panel_rounds
+from wavecast.tasks.panel import (
     check_cluster,
     publish_panel,
     retrain_on_runner,
@@ -12,9 +14,7 @@ from tasks.panel import (
     train_global_network,
     worker_count,
 )
-from tasks.prefect_support import unvisited
-from wavecast.config import RetrainConfig
-from wavecast.panel import BatchResult, PanelSummary, merge_results, panel_rounds
+from wavecast.tasks.prefect_support import unvisited
 
 
 @flow(

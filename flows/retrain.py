@@ -5,14 +5,14 @@ from __future__ import annotations
 from prefect import flow
 from prefect.transactions import transaction
 
-from tasks.evaluate import evaluate_model
-from tasks.generate import generate_series
-from tasks.prefect_support import cached_stage_options
-from tasks.publish import announce_version, promote_version, publish_version
-from tasks.train import find_panel_network, train_model
-from tasks.windows import write_windows
 from wavecast.config import RetrainConfig
 from wavecast.records import RetrainSummary
+from wavecast.tasks.evaluate import evaluate_model
+from wavecast.tasks.generate import generate_series
+from wavecast.tasks.prefect_support import cached_stage_options
+from wavecast.tasks.publish import announce_version, promote_version, publish_version
+from wavecast.tasks.train import find_panel_network, train_model
+from wavecast.tasks.windows import write_windows
 
 
 @flow(

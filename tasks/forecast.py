@@ -7,8 +7,6 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from tasks.panel import check_cluster, task_runner_for
-from tasks.prefect_support import IO_RETRIES
 from wavecast.config import ForecastConfig
 from wavecast.forecasting import (
     forecast_window,
@@ -26,6 +24,8 @@ from wavecast.panel_forecast import (
     panel_forecast,
 )
 from wavecast.records import Forecast, ForecastSummary, LatestWindow
+from wavecast.tasks.panel import check_cluster, task_runner_for
+from wavecast.tasks.prefect_support import IO_RETRIES
 
 # A panel run's table artifact shows this many series (12 rows each at most): a person reads
 # the first ones there; every series is in the panel's page and dataset.

@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.prefect_support import IO_RETRIES
 from wavecast.config import SeriesSpec, WindowSpec
 from wavecast.generate import SeriesRef
 from wavecast.series import prepare_series
+from wavecast.tasks.prefect_support import IO_RETRIES
 
 
 # Not cached by Prefect: knowing that a file is unchanged means reading it, and that one read

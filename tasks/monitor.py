@@ -7,7 +7,6 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from tasks.prefect_support import IO_RETRIES
 from wavecast.config import MonitorConfig
 from wavecast.errors import InvalidInputError
 from wavecast.monitoring import (
@@ -20,6 +19,7 @@ from wavecast.monitoring import (
     write_monitor_report,
 )
 from wavecast.storage import stable_hash
+from wavecast.tasks.prefect_support import IO_RETRIES
 
 
 @task(name="find-forecasts", cache_policy=NO_CACHE, **IO_RETRIES)

@@ -24,9 +24,6 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.task_runners import ProcessPoolTaskRunner
 
-from tasks.prefect_support import IO_RETRIES, ThrottledProgress
-from tasks.publish import announce_retrain
-from tasks.train import epoch_reporter, training_slot
 from wavecast.config import FanOutSpec, RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError, environment_problem, is_transient
 from wavecast.generate import SeriesRef
@@ -43,6 +40,9 @@ from wavecast.panel import (
 )
 from wavecast.registry import one_line
 from wavecast.series import training_slot_name
+from wavecast.tasks.prefect_support import IO_RETRIES, ThrottledProgress
+from wavecast.tasks.publish import announce_retrain
+from wavecast.tasks.train import epoch_reporter, training_slot
 from wavecast.train import TrainedRef, TrainingEngine
 
 # Each worker process trains one series at a time: one TensorFlow thread per worker.

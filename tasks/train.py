@@ -9,9 +9,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
-from tasks.prefect_support import ThrottledProgress, content_cache
 from wavecast.config import ModelSpec, SelectionSpec, TrainSpec
 from wavecast.series import panel_network_of, train_when_needed
+from wavecast.tasks.prefect_support import ThrottledProgress, content_cache
 from wavecast.train import EpochCallback, TrainedRef, training_location
 from wavecast.windows import DatasetRef
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
-from tasks.prefect_support import IO_RETRIES, content_cache
 from wavecast.config import WindowSpec
 from wavecast.generate import SeriesRef
+from wavecast.tasks.prefect_support import IO_RETRIES, content_cache
 from wavecast.windows import DatasetRef, build_windows, dataset_location
 
 

@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flows.embedded_server import FILE_LEASES, answers, free_port
+from wavecast.flows.embedded_server import FILE_LEASES, answers, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PREFECT = Path(sys.executable).with_name("prefect")

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from flows.cli import main
+from wavecast.flows.cli import main
 from wavecast.storage import STAGING_TAG
 
 STALL_AT = os.environ["WAVECAST_STALL_AT"]

@@ -138,7 +138,7 @@ def tiny_retrain(
 
 def test_a_server_that_does_not_answer_fails_the_command_in_one_line(tmp_path: Path) -> None:
     """PREFECT_API_URL names a port nobody listens on: exit 1, one line, nothing trained."""
-    from flows.embedded_server import free_port
+    from wavecast.flows.embedded_server import free_port
 
     dead = f"http://127.0.0.1:{free_port()}/api"
     result = tiny_retrain(tmp_path, 120, PREFECT_API_URL=dead, PREFECT_HOME=str(tmp_path / "h"))

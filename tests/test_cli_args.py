@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import build_parser, config_from_args
 from tests.processes import import_blockers
 from wavecast.config import RetrainConfig
+from wavecast.flows.cli import build_parser, config_from_args
 
 WAVECAST = Path(sys.executable).with_name("wavecast")
 HEAVY_MODULES = ("prefect", "tensorflow", "keras")

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.flow
 
 PROBE = """
 import base64, json, os, urllib.error, urllib.request
-from flows.embedded_server import use_server_for_this_command
+from wavecast.flows.embedded_server import use_server_for_this_command
 
 api_url = use_server_for_this_command(180)
 

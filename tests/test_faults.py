@@ -11,8 +11,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
 
-from flows.retrain import retrain
 from tests.conftest import tiny_config
+from wavecast.flows.retrain import retrain
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 

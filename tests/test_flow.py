@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from flows.retrain import retrain
 from tests.conftest import tiny_config
 from tests.servers import task_states
+from wavecast.flows.retrain import retrain
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 

@@ -7,14 +7,14 @@ from pathlib import Path
 import pyarrow.dataset as ds
 import pytest
 
-from flows.forecast import forecast
-from flows.retrain import retrain
 from tests.conftest import tiny_config
 from tests.test_forecast import naive_champion, naive_panel, values_csv
 from tests.test_registry import SECRET, V1
 from wavecast.config import ForecastConfig, RetrainConfig
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE, SPEC_FILE
+from wavecast.flows.forecast import forecast
+from wavecast.flows.retrain import retrain
 from wavecast.panel_forecast import PanelForecast
 from wavecast.records import ForecastSummary
 from wavecast.storage import series_data_dir

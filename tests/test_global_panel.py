@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.forecast import forecast
-from flows.panel import retrain_panel
 from tests.test_panel import panel_config, write_panel
 from tests.test_panel_flow import drift_retrain
 from wavecast.candidates import validation_size
 from wavecast.config import FanOutSpec, ForecastConfig, RetrainConfig
+from wavecast.flows.forecast import forecast
+from wavecast.flows.panel import retrain_panel
 from wavecast.forecasting import latest_window, point_forecast
 from wavecast.global_network import train_global
 from wavecast.panel import (

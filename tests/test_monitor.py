@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.embedded_server import free_port
 from wavecast.config import MonitorConfig, WindowSpec
+from wavecast.flows.embedded_server import free_port
 from wavecast.forecasting import FORECASTS, series_partition, target_labels, write_parquet
 from wavecast.generate import LoadedSeries
 from wavecast.monitoring import (
@@ -146,7 +146,7 @@ def test_an_event_the_server_cannot_take_fails_loudly() -> None:
     """No server at the API URL: posting the drift event raises, it is not queued and lost."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from tasks.monitor import send_events
+    from wavecast.tasks.monitor import send_events
 
     event: dict[str, object] = {
         "event": "wavecast.forecast.drift",

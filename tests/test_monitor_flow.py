@@ -8,12 +8,12 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from flows.forecast import forecast
-from flows.monitor import monitor
-from flows.retrain import retrain
 from tests.conftest import tiny_config
 from wavecast.config import ForecastConfig, MonitorConfig
 from wavecast.errors import InvalidInputError
+from wavecast.flows.forecast import forecast
+from wavecast.flows.monitor import monitor
+from wavecast.flows.retrain import retrain
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 

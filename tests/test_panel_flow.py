@@ -12,11 +12,11 @@ import pyarrow.dataset as ds
 import pytest
 from prefect import get_client
 
-from flows.forecast import forecast
-from flows.panel import retrain_panel
-from flows.retrain import retrain
 from tests.test_panel import panel_config, write_panel
 from wavecast.config import ForecastConfig, RetrainConfig
+from wavecast.flows.forecast import forecast
+from wavecast.flows.panel import retrain_panel
+from wavecast.flows.retrain import retrain
 from wavecast.forecasting import resolve_version
 from wavecast.monitoring import absolute_source, retrain_config
 from wavecast.panel_forecast import PanelForecast

@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from flows.retrain import retrain
 from tests.conftest import tiny_config
 from tests.test_registry import keras_file
 from wavecast import publish
+from wavecast.flows.retrain import retrain
 from wavecast.records import RetrainSummary
 from wavecast.registry import list_versions, read_champion
 from wavecast.storage import DataDir

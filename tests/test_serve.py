@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from flows.embedded_server import free_port
 from tests.servers import PREFECT, REPO, environment_without_prefect, pause_schedules
+from wavecast.flows.embedded_server import free_port
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
 SERVE = REPO / "flows" / "serve.sh"

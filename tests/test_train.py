@@ -309,8 +309,14 @@ def core_modules() -> list[str]:
 @pytest.mark.flow  # a fresh interpreter
 def test_importing_the_pipeline_never_loads_tensorflow() -> None:
     """What a cached rerun imports: the flow, every task and core module and the CLI, not TF."""
-    tasks = ["tasks.generate", "tasks.windows", "tasks.train", "tasks.evaluate", "tasks.publish"]
-    pipeline = ["flows.cli", "flows.retrain", *tasks, *core_modules()]
+    tasks = [
+        "wavecast.tasks.generate",
+        "wavecast.tasks.windows",
+        "wavecast.tasks.train",
+        "wavecast.tasks.evaluate",
+        "wavecast.tasks.publish",
+    ]
+    pipeline = ["wavecast.flows.cli", "wavecast.flows.retrain", *tasks, *core_modules()]
     imports_in_fresh_interpreter(pipeline, {"tensorflow", "keras"})
 
 

@@ -85,10 +85,10 @@ def retrain(
     validate_inputs(config)
     use_prefect()
     if config.series.is_panel:
-        from flows.panel import retrain_panel
+        from wavecast.flows.panel import retrain_panel
 
         return retrain_result(retrain_panel(config), config)
-    from flows.retrain import retrain as retrain_flow
+    from wavecast.flows.retrain import retrain as retrain_flow
 
     return retrain_result(retrain_flow(config), config)
 
@@ -125,7 +125,7 @@ def forecast(
         }
     )
     use_prefect()
-    from flows.forecast import forecast as forecast_flow
+    from wavecast.flows.forecast import forecast as forecast_flow
 
     return forecast_frame(forecast_flow(config))
 
@@ -143,7 +143,7 @@ def monitor(
         {**settings, "data_dir": os.fspath(data_dir), "series": tuple(series)}
     )
     use_prefect()
-    from flows.monitor import monitor as monitor_flow
+    from wavecast.flows.monitor import monitor as monitor_flow
 
     summary = monitor_flow(config)
     rows = [{ID_COLUMN: key, **health.model_dump()} for key, health in summary.series.items()]
@@ -216,7 +216,7 @@ def use_prefect() -> None:
             "wavecast was called while a worker process imported your script: put the calls "
             'under `if __name__ == "__main__":`, as any script using process pools must'
         )
-    from flows.embedded_server import use_server_for_this_command
+    from wavecast.flows.embedded_server import use_server_for_this_command
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     timeout_s = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180"))

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 import wavecast
-from wavecast.api import typed_times
+from wavecast.forecasting import typed_times
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 MONTHS = pd.date_range("2015-01-01", periods=60, freq="MS")

@@ -9,15 +9,24 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from wavecast.config import MonitorConfig, WindowSpec
+from wavecast.config import MonitorConfig, SeriesSpec, WindowSpec
 from wavecast.flows.embedded_server import free_port
-from wavecast.forecasting import FORECASTS, series_partition, target_labels, write_parquet
-from wavecast.generate import LoadedSeries
+from wavecast.forecasting import (
+    FORECASTS,
+    forecast_table,
+    series_partition,
+    target_labels,
+    time_key,
+    write_parquet,
+)
+from wavecast.generate import LoadedSeries, load_series
 from wavecast.monitoring import (
     MONITORING,
     Watched,
@@ -29,6 +38,7 @@ from wavecast.monitoring import (
     realized_rows,
     rolling_ratio,
 )
+from wavecast.records import Forecast
 from wavecast.storage import DataDir, staging_path
 
 pytestmark = pytest.mark.unit
@@ -75,7 +85,58 @@ def test_timestamped_targets_meet_the_actuals_they_name() -> None:
     _, targets, _ = target_labels(times[:6], 6, WindowSpec(horizon=2, steps=3))
     loaded = LoadedSeries(np.arange(10, dtype=np.float64), "y", times)
     positions = actual_positions(loaded)
-    assert [positions[target] for target in targets] == [7, 8, 9]
+    keys = [time_key(target) for target in targets]
+    assert [positions.get(key) if key is not None else None for key in keys] == [7, 8, 9]
+
+
+def test_forecasts_made_in_one_zone_meet_actuals_written_in_another(tmp_path: Path) -> None:
+    """Forecasts of a Tokyo-zoned series name their targets in +09:00 and store them as
+    zoned timestamps; actuals that arrive as UTC text ("...Z") are the same instants."""
+    tokyo = pd.date_range("2026-01-01 09:00", periods=6, freq="D", tz="Asia/Tokyo")
+    history = tmp_path / "history.parquet"
+    pq.write_table(pa.table({"ds": tokyo, "y": np.arange(6.0)}), history)
+    loaded = load_series(SeriesSpec(source=str(history)))
+    assert loaded.timezone == "Asia/Tokyo"
+    origin, targets, _ = target_labels(
+        loaded.times, 6, WindowSpec(horizon=2, steps=3), loaded.timezone
+    )
+    assert (origin, targets[0]) == ("2026-01-06T09:00:00+09:00", "2026-01-08T09:00:00+09:00")
+    rows = tuple(
+        {"step": k + 1, "target": t, "forecast": 7.0 + k, "lo_95": 6.0 + k, "hi_95": 8.0 + k}
+        for k, t in enumerate(targets)
+    )
+    made = Forecast(version="v1", dataset_id="d", series="y", origin=origin, levels=(95.0,),
+                    rows=rows, coverage={"95": 1.0})  # fmt: skip
+    stored = forecast_table(made, None, CREATED)
+    assert stored.schema.field("target").type == pa.timestamp("ns", tz="+09:00")
+    assert stored.column("origin")[0].as_py() == tokyo[-1]
+
+    utc_text = "ds,y\n" + "".join(
+        f"2026-01-{day:02d}T00:00:00Z,{day - 1}.0\n" for day in range(1, 11)
+    )
+    (tmp_path / "actuals.csv").write_text(utc_text)
+    actuals = load_series(SeriesSpec(source=str(tmp_path / "actuals.csv")))
+    realized = realized_rows(stored, "y", actuals, actual_positions(actuals)).to_pylist()
+
+    assert [(r["target_index"], r["actual"]) for r in realized] == [(7, 7.0), (8, 8.0), (9, 9.0)]
+    assert [r["error"] for r in realized] == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("value", "key"),
+    [
+        ("17", 17),
+        (17, 17),
+        ("+2", None),
+        (None, None),
+        ("2026-01-01T09:00:00+09:00", 1767225600 * 10**9),
+        ("2026-01-01T00:00:00Z", 1767225600 * 10**9),
+        ("2026-01-01 00:00:00.000000", 1767225600 * 10**9),
+        (np.datetime64("2026-01-01T00:00:00", "ns"), 1767225600 * 10**9),
+    ],
+)
+def test_a_time_is_joined_by_its_instant_whatever_its_spelling(value: object, key: int) -> None:
+    assert time_key(value) == key
 
 
 def test_the_window_ratio_is_the_rms_of_errors_in_held_out_rmses() -> None:

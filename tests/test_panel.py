@@ -297,7 +297,7 @@ def test_forecasts_of_any_id_are_read_back_by_name(tmp_path: Path) -> None:
     shortened = {LONG_ID: f"{'x' * 48}.{sha(LONG_ID)}", CJK_ID: f"{CJK_ID[:5]}.{sha(CJK_ID)}"}
     assert rows == sorted((shortened.get(name, name), name) for name in names)
     cjk_rows = pq.read_table(tmp_path / "forecasts" / found[CJK_ID])
-    realized = realized_rows(cjk_rows, CJK_ID, LoadedSeries(np.arange(11.0), "v"), {"10": 10})
+    realized = realized_rows(cjk_rows, CJK_ID, LoadedSeries(np.arange(11.0), "v"), {10: 10})
     assert realized.column("series_name").to_pylist() == [CJK_ID]  # monitoring keeps it too
 
 

@@ -22,6 +22,7 @@ from wavecast.config import (
     RetrainConfig,
     nested_settings,
 )
+from wavecast.forecasting import typed_times
 from wavecast.panel import PanelSummary, SeriesOutcome, panel_keys, panel_table
 from wavecast.storage import DataDir, series_data_dir
 
@@ -260,16 +261,3 @@ def forecast_frame(made: ForecastSummary | PanelForecast) -> pd.DataFrame:
         return pd.DataFrame(columns=[ID_COLUMN, "ds", "step", "forecaster", "forecast"])
     table = pd.concat(frames, ignore_index=True)
     return table.rename(columns=lambda name: name.replace("lo_", "lo-").replace("hi_", "hi-"))
-
-
-def typed_times(labels: list[str]) -> pd.Series[Any]:
-    """Target labels as timestamps (ISO 8601, with their offset if any) or integers (a
-    series indexed by position); `+k` (an irregular series' steps) stays missing."""
-    import pandas as pd
-
-    if all(label.lstrip("-").isdigit() for label in labels):
-        return pd.Series([int(label) for label in labels], dtype="Int64")
-    stamps = [None if label.startswith("+") else pd.Timestamp(label) for label in labels]
-    offsets = {stamp.utcoffset() for stamp in stamps if stamp is not None}
-    # Several UTC offsets (a daylight-saving change): the same instants, as UTC.
-    return pd.Series(pd.to_datetime(stamps, utc=len(offsets) > 1))

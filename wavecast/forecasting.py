@@ -12,13 +12,17 @@ the source as it is now, with split-conformal intervals, written where dashboard
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from wavecast.candidates import MAX_HISTORY, ForecasterSpec, spec_forecast
 from wavecast.config import ForecastConfig, SeriesSpec, WindowSpec
@@ -89,10 +93,11 @@ def resolve_version(store: DataDir, version: str | None) -> tuple[str, Manifest]
 
 
 def target_labels(
-    times: np.ndarray | None, n_points: int, spec: WindowSpec
+    times: np.ndarray | None, n_points: int, spec: WindowSpec, zone: str | None = None
 ) -> tuple[str, tuple[str, ...], str | None]:
     """(origin, targets, note): timestamps when the series has a regular time column (its
-    frequency inferred from the data), else indices; an irregular one says why."""
+    frequency inferred from the data; in its zone, if it has one), else indices; an
+    irregular one says why."""
     offsets = [spec.horizon + k for k in range(spec.steps)]
     if times is None:
         last = n_points - 1
@@ -100,6 +105,8 @@ def target_labels(
     import pandas as pd
 
     index = pd.Index(times[-200:])
+    if zone and isinstance(index, pd.DatetimeIndex):
+        index = index.tz_localize("UTC").tz_convert(zone)
     origin = label(index[-1])
     steps = np.diff(index.to_numpy())
     if len(steps) and (steps == steps[0]).all():
@@ -112,6 +119,37 @@ def target_labels(
         return origin, tuple(ahead[o].isoformat() for o in offsets), None
     note = "irregular time steps: targets are step numbers after the origin"
     return origin, tuple(f"+{o}" for o in offsets), note
+
+
+def typed_times(labels: Sequence[str]) -> pd.Series[Any]:
+    """Labels as the time they name: integers (a series without a time column, or with an
+    integer one), else timestamps with their UTC offset (as UTC instants when they have
+    several: a daylight-saving change); `+k` (an irregular series' steps) is missing."""
+    import pandas as pd
+
+    if all(text.lstrip("-").isdigit() for text in labels):
+        return pd.Series([int(text) for text in labels], dtype="Int64")
+    stamps = [None if text.startswith("+") else pd.Timestamp(text) for text in labels]
+    offsets = {stamp.utcoffset() for stamp in stamps if stamp is not None}
+    return pd.Series(pd.to_datetime(stamps, utc=len(offsets) > 1))
+
+
+def time_key(value: object) -> int | None:
+    """A stored origin or target as the monitor joins it: a position, or a timestamp's
+    nanoseconds since the epoch in UTC, however it was written (typed, or text before
+    targets were typed); None for no time (`+k`, missing)."""
+    import pandas as pd
+
+    if value is None or (isinstance(value, str) and value.startswith("+")):
+        return None
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    stamp = pd.Timestamp(value)
+    if stamp is pd.NaT:
+        return None
+    return int((stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo else stamp).value)
 
 
 def label(moment: object) -> str:
@@ -145,7 +183,7 @@ def window_of(
             f"--source {series_spec.source}: {len(loaded.values)} points, fewer than the "
             f"{spec.input_len} the model reads"
         )
-    origin, targets, note = target_labels(loaded.times, len(loaded.values), spec)
+    origin, targets, note = target_labels(loaded.times, len(loaded.values), spec, loaded.timezone)
     forecaster = manifest.published.forecaster if manifest.published else "network"
     # A statistical forecaster is refitted on the recent history; the others read one window.
     keep = MAX_HISTORY if isinstance(served.forecaster, ForecasterSpec) else HISTORY_POINTS
@@ -261,17 +299,15 @@ def forecast_table(forecast: Forecast, run_id: str | None, created: datetime) ->
         "dataset_id": forecast.dataset_id,
     }
     rows = [
-        {
-            NAME_COLUMN: forecast.series,
-            "origin": forecast.origin,
-            **row,
-            **lineage,
-            "flow_run_id": run_id,
-            "created": created,
-        }
+        {NAME_COLUMN: forecast.series, **row, **lineage, "flow_run_id": run_id, "created": created}
         for row in forecast.rows
     ]
     table = pa.Table.from_pylist(rows)
+    # Time as time: the monitor joins on it, and no formatting of it can miss.
+    targets = typed_times([str(row["target"]) for row in forecast.rows])
+    origins = typed_times([forecast.origin] * len(forecast.rows))
+    table = table.set_column(table.schema.get_field_index("target"), "target", pa.array(targets))
+    table = table.add_column(1, "origin", pa.array(origins))
     at = table.schema.get_field_index("flow_run_id")  # a string even when there is no run
     return table.set_column(at, "flow_run_id", table.column(at).cast(pa.string()))
 

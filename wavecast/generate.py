@@ -71,7 +71,8 @@ class LoadedSeries(NamedTuple):
 
     values: np.ndarray
     column: str | None
-    times: np.ndarray | None = None
+    times: np.ndarray | None = None  # datetime64 (UTC instants when zoned) or numbers
+    timezone: str | None = None  # the time column's zone, as Arrow names it, if it has one
 
 
 def series_identity(series: LoadedSeries, key: str | None) -> str:
@@ -414,7 +415,7 @@ def series_from_table(table: pa.Table, spec: SeriesSpec) -> LoadedSeries:
     times = time_values(table, spec)
     if times is not None and len(times) != len(values):  # --missing drop removed rows
         times = times[np.isfinite(raw)]
-    return LoadedSeries(values, column, times)
+    return LoadedSeries(values, column, times, time_zone(table, spec))
 
 
 def time_values(table: pa.Table, spec: SeriesSpec) -> np.ndarray | None:
@@ -423,6 +424,13 @@ def time_values(table: pa.Table, spec: SeriesSpec) -> np.ndarray | None:
     if name is None:
         return None
     return np.asarray(table.column(name).to_numpy(zero_copy_only=False))
+
+
+def time_zone(table: pa.Table, spec: SeriesSpec) -> str | None:
+    """The zone of a zoned timestamp time column (e.g. "UTC", "Asia/Tokyo", "+09:00")."""
+    name = time_column_of(table, spec)
+    kind = table.schema.field(name).type if name is not None else None
+    return kind.tz if kind is not None and pa.types.is_timestamp(kind) else None
 
 
 def inferred_season(times: np.ndarray | None) -> int | None:

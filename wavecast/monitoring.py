@@ -33,9 +33,9 @@ from wavecast.forecasting import (
     FORECASTS,
     NAME_COLUMN,
     held_out_errors,
-    label,
     resolve_version,
     stored_series,
+    time_key,
     write_parquet,
 )
 from wavecast.generate import LoadedSeries, load_each
@@ -126,23 +126,24 @@ def watched_series(config: MonitorConfig) -> list[Watched]:
     ]
 
 
-def actual_positions(loaded: LoadedSeries) -> dict[str, int]:
-    """Each observed point's label, as forecasts name their targets (see target_labels)."""
+def actual_positions(loaded: LoadedSeries) -> dict[int, int]:
+    """Each observed point's time, keyed as the monitor joins forecasts' targets (time_key):
+    the same instant matches however either side wrote it (zone, offset, precision)."""
     if loaded.times is None:
-        return {str(i): i for i in range(len(loaded.values))}
-    import pandas as pd
-
-    return {label(moment): i for i, moment in enumerate(pd.Index(loaded.times))}
+        return {i: i for i in range(len(loaded.values))}
+    keys = [time_key(moment) for moment in loaded.times.tolist()]
+    return {key: i for i, key in enumerate(keys) if key is not None}
 
 
 def realized_rows(
-    forecasts: pa.Table, name: str, loaded: LoadedSeries, positions: dict[str, int]
+    forecasts: pa.Table, name: str, loaded: LoadedSeries, positions: dict[int, int]
 ) -> pa.Table:
     """The forecast rows whose target has been observed, joined with what was observed."""
     levels = [c.removeprefix("lo_") for c in forecasts.column_names if c.startswith("lo_")]
     rows = []
     for row in forecasts.to_pylist():
-        at = positions.get(str(row["target"]))
+        key = time_key(row["target"])
+        at = positions.get(key) if key is not None else None
         if at is None:
             continue
         actual = float(loaded.values[at])

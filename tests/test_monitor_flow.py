@@ -46,7 +46,7 @@ def test_realized_forecasts_are_written_once_and_judged(tmp_path: Path) -> None:
     assert health.realized == 2 and not health.drift and health.error_ratio is not None
     again = monitor(config)  # a rerun replaces the realized rows, never adds to them
     realized = ds.dataset(again.path, format="parquet", partitioning="hive").to_table()
-    assert sorted(realized["target"].to_pylist()) == ["121", "122"]
+    assert sorted(realized["target"].to_pylist()) == [121, 122]  # typed, as stored
     assert again.series == first.series
     assert Path(str(again.report).removeprefix("file://")).is_file()
 

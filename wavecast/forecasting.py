@@ -121,17 +121,24 @@ def target_labels(
     return origin, tuple(f"+{o}" for o in offsets), note
 
 
-def typed_times(labels: Sequence[str]) -> pd.Series[Any]:
+def time_array(labels: Sequence[str]) -> pa.Array:
     """Labels as the time they name: integers (a series without a time column, or with an
     integer one), else timestamps with their UTC offset (as UTC instants when they have
-    several: a daylight-saving change); `+k` (an irregular series' steps) is missing."""
+    several: a daylight-saving change); `+k` (an irregular series' steps) is null."""
+    if all(text.lstrip("-").isdigit() for text in labels):
+        return pa.array([int(text) for text in labels], pa.int64())
     import pandas as pd
 
-    if all(text.lstrip("-").isdigit() for text in labels):
-        return pd.Series([int(text) for text in labels], dtype="Int64")
     stamps = [None if text.startswith("+") else pd.Timestamp(text) for text in labels]
     offsets = {stamp.utcoffset() for stamp in stamps if stamp is not None}
-    return pd.Series(pd.to_datetime(stamps, utc=len(offsets) > 1))
+    return pa.array(pd.to_datetime(stamps, utc=len(offsets) > 1))
+
+
+def typed_times(labels: Sequence[str]) -> pd.Series[Any]:
+    """time_array as a pandas column, for the Python API's frames."""
+    import pandas as pd
+
+    return pd.Series(time_array(labels).to_pandas())
 
 
 def time_key(value: object) -> int | None:
@@ -304,10 +311,10 @@ def forecast_table(forecast: Forecast, run_id: str | None, created: datetime) ->
     ]
     table = pa.Table.from_pylist(rows)
     # Time as time: the monitor joins on it, and no formatting of it can miss.
-    targets = typed_times([str(row["target"]) for row in forecast.rows])
-    origins = typed_times([forecast.origin] * len(forecast.rows))
-    table = table.set_column(table.schema.get_field_index("target"), "target", pa.array(targets))
-    table = table.add_column(1, "origin", pa.array(origins))
+    targets = time_array([str(row["target"]) for row in forecast.rows])
+    origins = time_array([forecast.origin]).take([0] * len(forecast.rows))
+    table = table.set_column(table.schema.get_field_index("target"), "target", targets)
+    table = table.add_column(1, "origin", origins)
     at = table.schema.get_field_index("flow_run_id")  # a string even when there is no run
     return table.set_column(at, "flow_run_id", table.column(at).cast(pa.string()))
 

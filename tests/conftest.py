@@ -1,4 +1,9 @@
-"""Shared fixtures: tiny configs, one Prefect test server and one real server for the session."""
+"""Shared fixtures: tiny configs, one Prefect test server and one real server for the session.
+
+`make test` runs the suite on several pytest-xdist workers, a whole module to a worker
+(`--dist loadfile`): a module's tests run in their order and share its module-scoped
+fixtures, as in one process. Each worker is a session of its own, with its own servers.
+"""
 
 from __future__ import annotations
 
@@ -38,7 +43,8 @@ def tier_problem(item: pytest.Item) -> str | None:
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: every collected test is checked
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Refuse to run if a test is in no tier, or in several: `-m unit` would silently skip it."""
+    """Refuse to run if a test is in no tier, or in several: `-m unit` would silently skip it.
+    Then put the slowest modules first (see slowest_tier_first)."""
     problems = [f"{item.nodeid}: {why}" for item in items if (why := tier_problem(item))]
     if problems:
         shown = "\n  ".join(problems[:20])
@@ -47,6 +53,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             f"every test needs exactly one tier marker of {', '.join(TIERS)} "
             f"(a module's pytestmark or the test's own mark):\n  {shown}{more}"
         )
+    slowest_tier_first(items)
+
+
+def slowest_tier_first(items: list[pytest.Item]) -> None:
+    """Modules with a server test first, then those with a flow test, then unit-only ones;
+    each module's tests stay together and in their order. xdist hands out modules in this
+    order (`--no-loadscope-reorder`), so the minutes-long server modules start at once and
+    the workers finish together on short ones."""
+    slowest: dict[Path, int] = {}
+    for item in items:
+        tier = next(i for i, name in enumerate(TIERS) if item.get_closest_marker(name))
+        slowest[item.path] = max(tier, slowest.get(item.path, 0))
+    items.sort(key=lambda item: -slowest[item.path])  # stable
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ import pyarrow.dataset as ds
 
 from benchmarks.competition import mase, smape
 from benchmarks.global_network import load_series
-from benchmarks.support import child_env, prefect_server, run
+from benchmarks.support import WAVECAST, child_env, prefect_server, run
 
 PY = sys.executable
 HORIZON, SEASON = 18, 12
@@ -73,13 +73,13 @@ def main() -> None:
             env = child_env(server_env)
             for network in ("global", "per-series"):
                 data = work / network
-                argv = [PY, "-m", "wavecast.flows.cli", "retrain", "--source", str(source)]
+                argv = [*WAVECAST, "retrain", "--source", str(source)]
                 argv += ["--id-column", "series", "--column", "value", "--input-len", "24"]
                 argv += ["--horizon", "1", "--steps", str(HORIZON), "--season", str(SEASON)]
                 argv += ["--candidates", "network", "--network-min-windows", "0"]
                 argv += ["--network", network, "--data-dir", str(data)]
                 retrain_s, _ = run(argv, env)
-                forecast = [PY, "-m", "wavecast.flows.cli", "forecast", "--data-dir", str(data)]
+                forecast = [*WAVECAST, "forecast", "--data-dir", str(data)]
                 forecast_s, _ = run(forecast, env)
                 smape_mean, mase_mean = scores(data, series)
                 print(

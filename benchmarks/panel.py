@@ -37,6 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.support import (
+    WAVECAST,
     Row,
     child_env,
     median,
@@ -91,16 +92,7 @@ def notebook_loop(source: Path) -> None:
 
 def wavecast(source: Path, data_dir: Path, runner: str, workers: int, env: dict[str, str]) -> float:
     shutil.rmtree(data_dir, ignore_errors=True)
-    argv = [
-        PY,
-        "-m",
-        "wavecast.flows.cli",
-        "retrain",
-        "--source",
-        str(source),
-        "--id-column",
-        "series",
-    ]
+    argv = [*WAVECAST, "retrain", "--source", str(source), "--id-column", "series"]
     argv += ["--column", "value", "--units", str(UNITS), "--epochs", str(EPOCHS)]
     argv += ["--runner", runner, "--workers", str(workers), "--data-dir", str(data_dir)]
     seconds, _ = run(argv, env)
@@ -114,7 +106,7 @@ def peak_memory(n_series: int, points: int) -> None:
         source = write_panel(work / "panel.parquet", n_series, points)
         (work / "prefect").mkdir()
         with prefect_server(work / "prefect") as server_env:
-            argv = [PY, "-m", "wavecast.flows.cli", "retrain", "--source", str(source)]
+            argv = [*WAVECAST, "retrain", "--source", str(source)]
             argv += ["--id-column", "series", "--column", "value", "--epochs", "1"]
             argv += ["--units", "4", "--data-dir", str(work / "data")]
             seconds, memory, _ = run_sampling_memory(argv, child_env(server_env), every_s=0.2)
@@ -135,21 +127,13 @@ def global_scale(n_series: int, points: int, units: int, batch: int) -> None:
         (work / "prefect").mkdir()
         with prefect_server(work / "prefect") as server_env:
             env = child_env(server_env)
-            argv = [
-                PY,
-                "-m",
-                "wavecast.flows.cli",
-                "retrain",
-                "--source",
-                str(source),
-                "--id-column",
-            ]
+            argv = [*WAVECAST, "retrain", "--source", str(source), "--id-column"]
             argv += ["series", "--column", "value", "--network", "global", "--candidates"]
             argv += ["network", "--input-len", "24", "--horizon", "1", "--steps", "12"]
             argv += ["--epochs", "5", "--units", str(units), "--batch-size", str(batch)]
             argv += ["--plots", "false"]
             retrain_s, retrain_memory, _ = run_sampling_memory([*argv, "--data-dir", data], env)
-            forecast = [PY, "-m", "wavecast.flows.cli", "forecast", "--data-dir", data]
+            forecast = [*WAVECAST, "forecast", "--data-dir", data]
             forecast_s, forecast_memory, _ = run_sampling_memory(forecast, env)
     finally:
         shutil.rmtree(work, ignore_errors=True)

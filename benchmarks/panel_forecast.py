@@ -27,7 +27,16 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.panel import write_panel
-from benchmarks.support import ROOT, Row, child_env, median, prefect_server, print_table, run
+from benchmarks.support import (
+    ROOT,
+    WAVECAST,
+    Row,
+    child_env,
+    median,
+    prefect_server,
+    print_table,
+    run,
+)
 
 PY = sys.executable
 # The commit this branch started from: its panel forecast read the source once per series.
@@ -45,16 +54,7 @@ def checkout(revision: str, into: Path) -> Path:
 
 
 def train(source: Path, data_dir: Path, candidates: str, env: dict[str, str]) -> float:
-    argv = [
-        PY,
-        "-m",
-        "wavecast.flows.cli",
-        "retrain",
-        "--source",
-        str(source),
-        "--id-column",
-        "series",
-    ]
+    argv = [*WAVECAST, "retrain", "--source", str(source), "--id-column", "series"]
     argv += ["--column", "value", "--candidates", candidates, "--data-dir", str(data_dir)]
     seconds, _ = run(argv, env)
     return seconds
@@ -62,7 +62,7 @@ def train(source: Path, data_dir: Path, candidates: str, env: dict[str, str]) ->
 
 def forecast(tree: Path, data_dir: Path, env: dict[str, str], *series: str) -> float:
     """One `wavecast forecast` of `tree`'s code, whole process."""
-    argv = [PY, "-m", "wavecast.flows.cli", "forecast", "--data-dir", str(data_dir), "--json"]
+    argv = [*WAVECAST, "forecast", "--data-dir", str(data_dir), "--json"]
     for key in series:
         argv += ["--series", key]
     seconds, _ = run(argv, {**env, "PYTHONPATH": str(tree)}, cwd=tree)

@@ -23,7 +23,7 @@ from wavecast.config import (
     nested_settings,
 )
 from wavecast.forecasting import typed_times
-from wavecast.panel import PanelSummary, SeriesOutcome, panel_keys, panel_table
+from wavecast.panel import PanelSummary, outcome_of, panel_keys, panel_table
 from wavecast.storage import DataDir, series_data_dir
 
 if TYPE_CHECKING:
@@ -232,8 +232,9 @@ def retrain_result(summary: RetrainSummary | PanelSummary, config: RetrainConfig
         panel = summary
     else:
         name = config.series.column or config.series.source
-        outcome = SeriesOutcome.model_validate(summary.model_dump())
-        panel = PanelSummary(series={name: outcome}, skipped={}, data_dir=config.data_dir)
+        panel = PanelSummary(
+            series={name: outcome_of(summary)}, skipped={}, data_dir=config.data_dir
+        )
     rows = [{ID_COLUMN: row.pop("series"), **row} for row in panel_table(panel)]
     columns = [ID_COLUMN, "status", "version", "serves", "mse", "persistence_mse", "reason"]
     return RetrainResult(pd.DataFrame(rows, columns=columns), summary)

@@ -31,6 +31,7 @@ from wavecast.generate import (
     store_loaded,
 )
 from wavecast.global_network import train_panel_network
+from wavecast.records import RetrainSummary
 from wavecast.registry import read_champion
 from wavecast.series import SlotTaker, check_trainable, no_slot, retrain_stages
 from wavecast.storage import (
@@ -125,7 +126,11 @@ def retrain_series(
     the panel's global network, when it has one."""
     assert series.key is not None
     own = series_config(config, series.key)
-    summary = retrain_stages(series, own, run_id, take_slot, engine, network)
+    return outcome_of(retrain_stages(series, own, run_id, take_slot, engine, network))
+
+
+def outcome_of(summary: RetrainSummary) -> SeriesOutcome:
+    """A series' retrain as a panel's summary keeps it."""
     return SeriesOutcome.model_validate(summary.model_dump())
 
 

@@ -51,6 +51,7 @@ STREAM_ABOVE_VALUES = 1 << 23  # train windows x input_len beyond which training
 # Recurrent layers over windows at most this long are unrolled (measured faster on CPU).
 UNROLL_MAX_STEPS = {"simple": 32, "lstm": 5, "gru": 5}
 FORECAST_BATCH = 4096
+TF_SEED_MODULUS = 2**31 - 1  # tensorflow.python.framework.random_seed truncates seeds to it
 UNTRAINED_WINDOWS = 10_000  # test windows the untrained model forecasts (the first ones)
 
 
@@ -337,6 +338,19 @@ def fit_order(n_samples: int) -> Callable[[int], tf.Tensor]:
     return order
 
 
+def use_global_seed(seed: int) -> None:
+    """keras.utils.set_random_seed(seed), unless TensorFlow's global seed already is `seed`
+    (which is all fit_order's draw depends on). Setting it clears every traced function's
+    kernels (TensorFlow's context caches): the next call of a recurrent network's epoch graph
+    then spends ~0.7 s rebuilding them, which a panel paid twice per series."""
+    import keras
+    import tensorflow as tf
+
+    current, _ = tf.compat.v1.get_seed(None)  # TensorFlow keeps it modulo TF_SEED_MODULUS
+    if current != seed % TF_SEED_MODULUS:
+        keras.utils.set_random_seed(seed)
+
+
 def run_epochs(
     epoch: Callable[[int], tf.Tensor], epochs: int, on_epoch: EpochCallback | None
 ) -> list[float]:
@@ -448,15 +462,13 @@ class Trainer:
     initial: list[np.ndarray]  # the seeded initializers' values, drawn once
     epoch: EpochFunction
     forward: Callable[[tf.Tensor], tf.Tensor]
-    # fit_order by number of windows: reset seeds it with the trainer's seed, under which
-    # model.fit's permutation depends on the count alone, so it is drawn once per count.
+    seed: int
+    # fit_order by number of windows, drawn under the trainer's seed, under which model.fit's
+    # permutation depends on the count alone: drawn once per count.
     orders: dict[int, Callable[[int], tf.Tensor]] = field(default_factory=dict)
 
     def reset(self, train: TrainSpec, mean: float, scale: float) -> keras.Model:
-        """Seeded weights, this series' scaling, a fresh optimizer and the seeded shuffle."""
-        import keras
-
-        keras.utils.set_random_seed(train.seed)
+        """Seeded weights, this series' scaling and a fresh optimizer."""
         self.model.set_weights(self.initial)
         set_scaling(self.model, self.spec, mean, scale)
         reset_optimizer(self.model.optimizer, train.learning_rate)
@@ -471,6 +483,7 @@ class Trainer:
     ) -> list[float]:
         """The reset model fitted as fit_model fits a model of its own."""
         if len(inputs) not in self.orders:
+            use_global_seed(self.seed)
             self.orders[len(inputs)] = fit_order(len(inputs))
         order = self.orders[len(inputs)]
         return fit_arrays(self.epoch, inputs, targets, epochs, on_epoch, order)
@@ -499,7 +512,8 @@ def new_trainer(spec: ModelSpec, train: TrainSpec, input_len: int, steps: int) -
     model = build_model(spec, input_len, 0.0, 1.0, seed=train.seed, steps=steps)
     compile_model(model, train)
     epoch = epoch_function(model, train.batch_size)
-    return Trainer(model, spec, model.get_weights(), epoch, traced_forward(model, input_len))
+    forward = traced_forward(model, input_len)
+    return Trainer(model, spec, model.get_weights(), epoch, forward, train.seed)
 
 
 class TrainingEngine:

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from wavecast.config import FanOutSpec, RetrainConfig
+from wavecast.config import FanOutSpec, Network, RetrainConfig
 from wavecast.errors import InvalidInputError
 from wavecast.forecasting import stored_series, write_forecasts
 from wavecast.generate import LoadedSeries, load_series, read_series
@@ -341,3 +341,15 @@ def test_rounds_give_each_worker_about_series_per_process_series() -> None:
 
     assert [len(group) for group in grouped] == [6, 6, 1]
     assert [b for group in grouped for b in group] == batches
+
+
+@pytest.mark.parametrize(
+    ("network", "n_series", "expected"),
+    [("global", 100, 50), ("global", 1000, 128), ("per-series", 100, 8), ("per-series", 9, 5)],
+)
+def test_default_batches_give_every_worker_a_share(
+    network: Network, n_series: int, expected: int
+) -> None:
+    """The network's default size, cut to an even share of 2 workers; a set size stays."""
+    assert FanOutSpec().batch_size(network, n_series, workers=2) == expected
+    assert FanOutSpec(series_per_task=7).batch_size(network, n_series, workers=2) == 7

@@ -224,11 +224,17 @@ class FanOutSpec(_Spec):
         ge=1,
         description="series per mapped task: a task run costs ~0.5 s of orchestration, so "
         "fewer, larger tasks cost less (default: 8 with a network per series, 128 with "
-        "--network global, whose series cost ~40 ms each; 1000 to forecast)",
+        "--network global, whose series cost ~40 ms each, or an even share of the workers when "
+        "that is fewer; 1000 to forecast)",
     )
 
-    def batch_size(self, network: Network) -> int:
-        return self.series_per_task or (128 if network == "global" else 8)
+    def batch_size(self, network: Network, n_series: int, workers: int) -> int:
+        """As set, or the network's default cut to an even share of the workers: 100 series
+        of a global panel in one batch of 128 left one of two workers idle."""
+        if self.series_per_task:
+            return self.series_per_task
+        default = 128 if network == "global" else 8
+        return max(1, min(default, -(-n_series // workers)))
 
     def forecast_part_size(self) -> int:
         """Series per mapped forecast task: one costs ~5 ms, and each task reads its part

@@ -169,7 +169,7 @@ def panel_rounds(
     series: tuple[SeriesRef, ...], config: RetrainConfig, workers: int
 ) -> list[list[tuple[SeriesRef, ...]]]:
     """The series in batches (one mapped task each), in rounds of fresh workers (rounds)."""
-    size = config.fan_out.batch_size(config.model.network)
+    size = config.fan_out.batch_size(config.model.network, len(series), workers)
     spec = config.fan_out.model_copy(update={"series_per_task": size})
     return rounds(batched(series, size), spec, workers, loads_models_per_series(config))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -171,3 +172,46 @@ def test_a_statistical_champion_is_refitted_when_it_forecasts(tmp_path: Path) ->
         bounds = [row["lo_95"], row["lo_80"], row["forecast"], row["hi_80"], row["hi_95"]]
         assert all(math.isfinite(float(b)) for b in bounds)
         assert bounds == sorted(bounds)
+
+
+NO_TENSORFLOW_FORECAST = """
+import json, sys
+from wavecast.config import ForecastConfig
+from wavecast.forecasting import forecast_window, latest_window
+forecast = forecast_window(latest_window(ForecastConfig(data_dir=sys.argv[1])), sys.argv[1], (80,))
+print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "forecaster": forecast.forecaster,
+                  "forecasts": [row["forecast"] for row in forecast.rows]}))
+"""
+
+
+def test_a_linear_champion_is_its_weights_and_forecasts_without_tensorflow(tmp_path: Path) -> None:
+    """A sine obeys a linear recurrence: the linear AR wins, its version holds its weights
+    (forecaster.json, no model.keras), and a forecast in a fresh process continues the sine
+    without importing TensorFlow."""
+    import subprocess
+    import sys
+
+    from wavecast.publish import promote_candidate, stage_version
+
+    points = np.sin(np.arange(120) * 0.3)
+    source = tmp_path / "sine.csv"
+    pd.DataFrame({"value": points[:100]}).to_csv(source, index=False)
+    config, dataset, evaluation = evaluated(source, tmp_path, "linear,naive", 4, 3)
+    summary = promote_candidate(
+        config, dataset, evaluation, stage_version(config, dataset, None, evaluation)
+    )
+
+    version_dir = Path(summary.model_dir)
+    assert summary.promoted and evaluation.published.forecaster == "linear"
+    assert not (version_dir / "model.keras").exists()
+    spec = ForecasterSpec.model_validate_json((version_dir / SPEC_FILE).read_text())
+    assert np.asarray(spec.weights).shape == (5, 3)
+    done = subprocess.run(
+        [sys.executable, "-c", NO_TENSORFLOW_FORECAST, config.data_dir],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["forecaster"] == "linear" and result["tensorflow"] is False
+    assert result["forecasts"] == pytest.approx(points[100:103], abs=1e-9)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wavecast import registry
-from wavecast.candidates import ForecasterSpec
+from wavecast.candidates import ForecasterSpec, spec_forecast
 from wavecast.config import RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE, SPEC_FILE, Metrics, Published
@@ -94,6 +95,14 @@ def version_with(
 
 
 LOG_FILES = ("champion.json", "promotions.jsonl")
+
+
+def linear_spec(weights: list[list[float]]) -> bytes:
+    """A linear AR's forecaster.json (json writes infinity and NaN as pydantic reads them)."""
+    spec = {"forecaster": "linear", "season": 1, "members": ["linear"], "weights": weights}
+    return json.dumps(spec).encode()
+
+
 NAIVE = ForecasterSpec(forecaster="naive", season=1, members=("naive",))
 
 
@@ -223,6 +232,12 @@ def test_a_naive_version_serves_its_spec(tmp_path: Path) -> None:
         (b'{"forecaster": "x", "season": 1, "members": ["os.system"]}', "names no known"),
         (b'{"forecaster": "x", "season": 1, "members": []}', "names no known"),
         (b'{"forecaster": "naive", "season": 0, "members": ["naive"]}', "names no known"),
+        (linear_spec([[1.0]] * 5), "no finite linear AR weights of shape (6, 1)"),
+        (linear_spec([[1.0, 2.0]] * 6), "no finite linear AR weights of shape (6, 1)"),
+        (linear_spec([[1.0]] * 5 + [[1.0, 2.0]]), "no finite linear AR weights"),
+        (linear_spec([[1.0]] * 5 + [[math.inf]]), "no finite linear AR weights"),
+        (linear_spec([[math.nan]] * 6), "no finite linear AR weights"),
+        (linear_spec([]), "no finite linear AR weights"),
     ],
 )
 def test_a_damaged_forecaster_spec_cannot_serve(tmp_path: Path, content: bytes, why: str) -> None:
@@ -241,6 +256,16 @@ def test_a_version_without_manifest_or_forecaster_cannot_serve(tmp_path: Path) -
         servable(store, V1)
     with pytest.raises(UnusableVersionError, match=r"manifest\.json missing or damaged"):
         servable(store, V2)
+
+
+def test_a_linear_ar_serves_its_weights_on_the_last_window(tmp_path: Path) -> None:
+    """Input 5, 2 steps: step 1 is the last value + 0.5, step 2 the mean of the first two."""
+    weights = [[0.0, 0.5], [0.0, 0.5], [0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.5, 0.0]]
+    windows = WindowSpec(steps=2)
+    version_with(tmp_path, V1, {SPEC_FILE: linear_spec(weights)}, windows=windows)
+    served = servable(DataDir(str(tmp_path)), V1).forecaster
+    values = np.array([9.0, 1.0, 3.0, 5.0, 7.0, 8.0])  # the window is its last five
+    assert spec_forecast(served, values, horizon=1, steps=2).tolist() == [8.5, 2.0]
 
 
 def test_a_keras_model_of_the_version_s_geometry_serves(tmp_path: Path) -> None:

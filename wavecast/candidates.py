@@ -29,8 +29,10 @@ MAX_VALIDATION_WINDOWS = 200
 
 
 class ForecasterSpec(BaseModel):
-    """What a statistical champion is stored as: names and a season, never a pickle. It is
-    refitted on the series as of now whenever it forecasts."""
+    """What a champion other than the network is stored as: names, a season and, for the
+    linear AR, its weights; never a pickle. A statistical one is refitted on the series as of
+    now whenever it forecasts; the linear AR applies the weights it was scored with, with
+    NumPy: serving it imports no TensorFlow (~5 s of a forecast command)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -38,6 +40,9 @@ class ForecasterSpec(BaseModel):
     season: int
     members: tuple[str, ...]
     forms: dict[str, str] = {}
+    # The linear AR's least-squares weights: input_len + 1 rows (the intercept last), a column
+    # per step. JSON floats round-trip float64 exactly.
+    weights: tuple[tuple[float, ...], ...] = ()
 
 
 def validation_size(n_train: int) -> int:
@@ -152,10 +157,26 @@ def best_candidate(validation_mse: Mapping[str, float], order: Sequence[str]) ->
     return min(finite)[2]
 
 
+def linear_forecast(weights: np.ndarray, inputs: np.ndarray) -> np.ndarray:
+    """(windows, steps) forecasts of a linear AR's weights (the intercept last)."""
+    weights = np.reshape(weights, (inputs.shape[1] + 1, -1))
+    return np.asarray(inputs @ weights[:-1] + weights[-1])
+
+
+def windows_ending_at(values: np.ndarray, origins: np.ndarray, input_len: int) -> np.ndarray:
+    """(origins, input_len) windows whose last point is each origin, as views of `values`."""
+    views = np.lib.stride_tricks.sliding_window_view(np.asarray(values, np.float64), input_len)
+    return views[np.asarray(origins) - (input_len - 1)]
+
+
 def spec_forecasts(
     spec: ForecasterSpec, values: np.ndarray, origins: np.ndarray, horizon: int, steps: int
 ) -> np.ndarray:
-    """(origins, steps) forecasts of a stored statistical forecaster: its members' mean."""
+    """(origins, steps) forecasts of a stored forecaster: the linear AR's weights applied to
+    the window ending at each origin, or the statistical members' mean."""
+    if spec.forecaster == "linear":
+        weights = np.asarray(spec.weights, np.float64)
+        return linear_forecast(weights, windows_ending_at(values, origins, len(weights) - 1))
     members = [
         statistical_forecasts(name, values, origins, horizon, steps, spec.season)[0]
         for name in spec.members
@@ -164,5 +185,6 @@ def spec_forecasts(
 
 
 def spec_forecast(spec: ForecasterSpec, values: np.ndarray, horizon: int, steps: int) -> np.ndarray:
-    """A stored statistical champion's forecast after the last point, refitted on `values`."""
+    """A stored champion's forecast after the last point (a statistical one refitted on
+    `values`)."""
     return spec_forecasts(spec, values, np.array([len(values) - 1]), horizon, steps)[0]

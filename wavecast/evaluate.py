@@ -21,6 +21,7 @@ from wavecast.candidates import (
     ForecasterSpec,
     best_candidate,
     combination_members,
+    linear_forecast,
     mse_of,
     statistical_forecasts,
     targets_at,
@@ -36,7 +37,6 @@ from wavecast.storage import DataDir, code_fingerprint, stable_hash
 from wavecast.train import (
     VALIDATION_MODEL_FILE,
     TrainedRef,
-    build_linear_model,
     loss_history,
     model_forecast,
     shared_forecaster,
@@ -70,8 +70,6 @@ PREFERENCE = (
     "combination",
     "network",
 )
-LINEAR_MODEL_FILE = "linear.keras"  # the linear AR as a one-layer Keras model
-LINEAR_MODEL = "linear (Keras)"
 
 
 class StepMetrics(BaseModel):
@@ -214,12 +212,6 @@ def fit_linear_ar(inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     solver = LeastSquares()
     solver.add(inputs, targets)
     return solver.weights()
-
-
-def linear_forecast(weights: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-    """(windows, steps) forecasts of the weights fit_linear_ar returned."""
-    weights = np.reshape(weights, (inputs.shape[1] + 1, -1))
-    return np.asarray(inputs @ weights[:-1] + weights[-1])
 
 
 def score_split(
@@ -414,7 +406,7 @@ def choose(backtest: Backtest) -> tuple[str, str]:
     return chosen, why
 
 
-WINDOW_KEYS = {"network": "model", "linear": LINEAR_MODEL}  # score_split names of the served
+WINDOW_KEYS = {"network": "model", "linear": "linear"}  # score_split names of the served
 
 
 def evaluate_trained(
@@ -446,9 +438,6 @@ def evaluate_trained(
     }
     if trained is not None:
         forecasters["model"] = trained_forecaster(trained, data_dir)
-    linear_model = build_linear_model(weights) if chosen == "linear" else None
-    if linear_model is not None:
-        forecasters[LINEAR_MODEL] = keras_forecaster(linear_model)
     served_key = WINDOW_KEYS.get(chosen)
     errors_of = (served_key,) if served_key else ()
     window_scores, sample = score_split(dataset, data_dir, forecasters, errors_of=errors_of)
@@ -488,11 +477,13 @@ def evaluate_trained(
     errors = np.concatenate([validation_errors.astype(np.float32), test_errors])
     with store.staged_dir(*parts) as staging:
         (staging / METRICS_FILE).write_text(evaluation.model_dump_json(indent=2))
-        if linear_model is not None:
-            linear_model.save(staging / LINEAR_MODEL_FILE)
-        if chosen not in WINDOW_KEYS:
+        if chosen != "network":
             spec = ForecasterSpec(
-                forecaster=chosen, season=season, members=published.members, forms=backtest.forms
+                forecaster=chosen,
+                season=season,
+                members=published.members,
+                forms=backtest.forms,
+                weights=tuple(map(tuple, weights.tolist())) if chosen == "linear" else (),
             )
             (staging / SPEC_FILE).write_text(spec.model_dump_json(indent=2))
         np.save(staging / PREDICTIONS_FILE, predictions, allow_pickle=False)
@@ -508,9 +499,7 @@ def candidate_scores(
     """One row per wanted candidate, in the order asked for: validation and test scores."""
     validation = backtest.validation_mse()
     tests = {name: regression_metrics(backtest.test_truth, f) for name, f in backtest.test.items()}
-    tests |= {name: window_scores[key] for name, key in WINDOW_KEYS.items() if key in window_scores}
-    if "linear" in validation:  # served, it is scored as its Keras file forecasts
-        tests.setdefault("linear", window_scores["linear"])
+    tests |= {name: window_scores[key] for name, key in WINDOW_KEYS.items() if name in validation}
     return tuple(
         CandidateScore(
             forecaster=name,

@@ -193,7 +193,8 @@ def window_of(
     origin, targets, note = target_labels(loaded.times, len(loaded.values), spec, loaded.timezone)
     forecaster = manifest.published.forecaster if manifest.published else "network"
     # A statistical forecaster is refitted on the recent history; the others read one window.
-    keep = MAX_HISTORY if isinstance(served.forecaster, ForecasterSpec) else HISTORY_POINTS
+    refitted = isinstance(served.forecaster, ForecasterSpec) and not served.forecaster.weights
+    keep = MAX_HISTORY if refitted else HISTORY_POINTS
     history = loaded.values[-max(keep, spec.input_len) :]
     return LatestWindow(
         version=version,

@@ -159,10 +159,9 @@ def batched(items: tuple[SeriesRef, ...], size: int) -> list[tuple[SeriesRef, ..
 
 def loads_models_per_series(config: RetrainConfig) -> bool:
     """Whether a worker builds or loads Keras models for each series: a network of its own
-    (its evaluation reloads it from its file), or the linear AR (served from a Keras file).
-    A --network global panel without the linear AR loads its one network once per process."""
-    own_network = config.model.network == "per-series" and "network" in config.selection.candidates
-    return own_network or "linear" in config.selection.candidates
+    (its evaluation reloads it from its file). A --network global panel loads its one network
+    once per process; the other candidates are no Keras models."""
+    return config.model.network == "per-series" and "network" in config.selection.candidates
 
 
 def panel_rounds(

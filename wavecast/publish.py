@@ -11,12 +11,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from wavecast.candidates import ForecasterSpec, spec_forecasts, targets_at
+from wavecast.candidates import ForecasterSpec, linear_forecast, spec_forecasts, targets_at
 from wavecast.config import RetrainConfig
 from wavecast.confinement import STORED_RECORD
 from wavecast.evaluate import (
     ERRORS_FILE,
-    LINEAR_MODEL_FILE,
     METRICS_FILE,
     PLOTS,
     SPEC_FILE,
@@ -151,22 +150,26 @@ class Candidate(BaseModel):
     created: bool
 
 
-def check_round_trip(model_file: Path, test_x: np.ndarray, expected: np.ndarray) -> None:
-    """A published file must reload safely and forecast what was evaluated.
+def check_round_trip(served: Path, test_x: np.ndarray, expected: np.ndarray) -> None:
+    """A published file must reload (a Keras model with safe_mode, the linear AR's spec) and
+    forecast what was evaluated.
 
     Up to float32 rounding, which depends on batch sizes: the tolerance is a share
     (ROUND_TRIP_TOLERANCE) of the forecasts' own scale, their largest magnitude, so it means
     the same for a series in units or in millions, and at points near zero.
     """
-    import keras
+    if served.name == SPEC_FILE:
+        weights = ForecasterSpec.model_validate_json(served.read_text()).weights
+        forecast = linear_forecast(np.asarray(weights, np.float64), test_x)
+    else:
+        import keras
 
-    reloaded = keras.saving.load_model(model_file, safe_mode=True)
-    forecast = keras_forecaster(reloaded)(test_x)
+        forecast = keras_forecaster(keras.saving.load_model(served, safe_mode=True))(test_x)
     scale = float(np.max(np.abs(expected), initial=0.0)) or 1.0
     worst = float(np.max(np.abs(forecast - expected), initial=0.0))
     if not worst <= ROUND_TRIP_TOLERANCE * scale:
         raise RuntimeError(
-            f"{model_file} does not reproduce its evaluation "
+            f"{served} does not reproduce its evaluation "
             f"(max diff {worst:.3g}, {worst / scale:.3g} of the forecasts' scale)"
         )
 
@@ -183,14 +186,10 @@ def check_same_file(copy: Path, source: DataDir, *parts: str) -> None:
         raise RuntimeError(f"{copy} is not a complete copy of {source.uri(*parts)}")
 
 
-def serves_keras(forecaster: str) -> bool:
-    """Network and linear AR serve from model.keras; the statistical ones from a JSON spec."""
-    return forecaster in WINDOW_KEYS
-
-
 def served_file(evaluation: Evaluation) -> str:
-    """The file in a version directory that holds what it serves."""
-    return MODEL_FILE if serves_keras(evaluation.published.forecaster) else SPEC_FILE
+    """The file in a version directory that holds what it serves: the network's model.keras,
+    any other forecaster's JSON spec (the linear AR's with its weights)."""
+    return MODEL_FILE if evaluation.published.forecaster == "network" else SPEC_FILE
 
 
 def copy_served(
@@ -198,14 +197,13 @@ def copy_served(
 ) -> Path:
     """Copy the forecaster a version serves into its staging dir: the network from its
     training (the series' own, or its panel's global network), the others from beside the
-    evaluation (the linear AR's Keras file, a statistical forecaster's spec). A version holds
+    evaluation (the forecaster's spec). A version holds
     its own copy, so rolling back or forecasting never depends on the panel's directory."""
     if evaluation.published.forecaster == "network":
         assert trained is not None, "the network was published without a training"
         source, parts = training_file(trained, store.uri(), MODEL_FILE)
         return source.copy_to_local(staging, *parts)
-    name = LINEAR_MODEL_FILE if evaluation.published.forecaster == "linear" else SPEC_FILE
-    return store.copy_to_local(staging, "evaluations", evaluation.evaluation_id, name)
+    return store.copy_to_local(staging, "evaluations", evaluation.evaluation_id, SPEC_FILE)
 
 
 def stage_version(
@@ -233,7 +231,7 @@ def stage_version(
                 assert trained is not None
                 source, parts = training_file(trained, config.data_dir, MODEL_FILE)
                 check_same_file(served, source, *parts)
-            elif serves_keras(evaluation.published.forecaster):
+            elif evaluation.published.forecaster in WINDOW_KEYS:  # the network, the linear AR
                 expected = stored_predictions(evaluation, config.data_dir)
                 _, test_x, _ = head_of_split(dataset, "test", config.data_dir, len(expected))
                 check_round_trip(served, test_x, expected)

@@ -115,7 +115,7 @@ def servable(store: DataDir, version: str, manifest: Manifest | None = None) -> 
     if manifest is None:
         raise unusable(version, f"{MANIFEST_FILE} missing or damaged")
     if store.exists(MODELS, version, SPEC_FILE):
-        return Servable(manifest, stored_spec(store, version))
+        return Servable(manifest, stored_spec(store, version, manifest.dataset.spec))
     if not store.exists(MODELS, version, MODEL_FILE):
         raise unusable(version, f"it has neither {MODEL_FILE} nor {SPEC_FILE}")
     network = panel_network_copy(store, version, manifest)
@@ -148,14 +148,26 @@ def unusable(version: str, why: str) -> UnusableVersionError:
     return UnusableVersionError(f"version {version} cannot serve: {why}")
 
 
-def stored_spec(store: DataDir, version: str) -> ForecasterSpec:
+def stored_spec(store: DataDir, version: str, windows: WindowSpec) -> ForecasterSpec:
+    """The version's spec, if it names known statistical forecasters, or is a linear AR
+    whose weights are finite and fit the version's windows (input_len + 1 by steps)."""
     try:
         spec = ForecasterSpec.model_validate_json(store.read_bytes(MODELS, version, SPEC_FILE))
     except (ValidationError, UnicodeDecodeError):
         raise unusable(version, f"{SPEC_FILE} is not a forecaster spec") from None
-    if not spec.members or not set(spec.members) <= set(STATISTICAL) or spec.season < 1:
+    if spec.forecaster == "linear":
+        shape = (windows.input_len + 1, windows.steps)
+        if not linear_weights_fit(spec.weights, shape):
+            why = f"{SPEC_FILE} holds no finite linear AR weights of shape {shape}"
+            raise unusable(version, why)
+    elif not spec.members or not set(spec.members) <= set(STATISTICAL) or spec.season < 1:
         raise unusable(version, f"{SPEC_FILE} names no known statistical forecaster")
     return spec
+
+
+def linear_weights_fit(weights: tuple[tuple[float, ...], ...], shape: tuple[int, int]) -> bool:
+    rows = len(weights) == shape[0] and all(len(row) == shape[1] for row in weights)
+    return rows and bool(np.isfinite(np.asarray(weights, np.float64)).all())
 
 
 def stored_model(store: DataDir, version: str, spec: WindowSpec) -> Any:

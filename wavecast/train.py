@@ -273,22 +273,6 @@ def relative_network(
 RECIPES = {"tutorial": tutorial_network, "relative": relative_network}
 
 
-def build_linear_model(weights: np.ndarray) -> keras.Model:
-    """A linear autoregression as a one-layer Keras model: raw window in, raw steps out.
-
-    `weights` is (inputs + 1, steps), the intercept last, as LeastSquares gives them. Saved
-    and loaded like the network, so the registry serves either the same way.
-    """
-    import keras
-
-    weights = np.reshape(weights, (weights.shape[0], -1))
-    window = keras.Input(shape=(weights.shape[0] - 1,), name="window")
-    linear = keras.layers.Dense(weights.shape[1], name="linear_ar")
-    model = keras.Model(window, linear(window), name="wavecast_linear_ar")
-    linear.set_weights([weights[:-1], weights[-1]])
-    return model
-
-
 def compile_model(model: keras.Model, spec: TrainSpec) -> None:
     """Adam on MSE, exactly what model.fit would be compiled with."""
     import keras

@@ -7,7 +7,7 @@
   d  windowing 10,000,000 points to Parquet: wavecast vs the tutorial's loop
      + pandas.to_parquet (timed on a slice, extrapolated) and vs the raw floor
   e  peak RSS of `wavecast retrain` on a 5,000,000-point file, input-len 64  goal <= 1024 MiB
-  f  `wavecast forecast` (24 steps, champion of a fresh retrain) vs the floor  goal <= 1.5
+  f  `wavecast forecast` (24 steps, champion of a fresh retrain) vs the floor  goal <= 2.5
 
 Every flow run goes to one throwaway `prefect server start` (own PREFECT_HOME, free port).
 Measurements alternate between the compared commands so load drift hits both alike; each
@@ -246,7 +246,7 @@ def forecasting(env: dict[str, str], work: Path, repeats: int) -> list[Row]:
             median(forecasts),
             "4-task flow, 3 cache hits (floor)",
             median(floors),
-            1.5,
+            2.5,
             samples=forecasts,
             baseline_samples=floors,
         )

@@ -90,11 +90,14 @@ def notebook_loop(source: Path) -> None:
     print(f"{time.perf_counter() - began:.3f}")
 
 
-def wavecast(source: Path, data_dir: Path, runner: str, workers: int, env: dict[str, str]) -> float:
+def wavecast(
+    source: Path, data_dir: Path, runner: str, workers: int, env: dict[str, str], candidates: str
+) -> float:
     shutil.rmtree(data_dir, ignore_errors=True)
     argv = [*WAVECAST, "retrain", "--source", str(source), "--id-column", "series"]
     argv += ["--column", "value", "--units", str(UNITS), "--epochs", str(EPOCHS)]
     argv += ["--runner", runner, "--workers", str(workers), "--data-dir", str(data_dir)]
+    argv += ["--candidates", candidates] if candidates else []
     seconds, _ = run(argv, env)
     return seconds
 
@@ -161,6 +164,9 @@ def main() -> None:
     parser.add_argument("--global", dest="global_", action="store_true", help="the scale goal")
     parser.add_argument("--units", type=int, default=32, help="with --global: recurrent units")
     parser.add_argument("--batch-size", type=int, default=1024, help="with --global")
+    parser.add_argument(
+        "--candidates", default="", help="b and c's --candidates (default: wavecast's default)"
+    )
     parser.add_argument("--loop", type=Path, help=argparse.SUPPRESS)  # a's child process
     args = parser.parse_args()
     if args.loop:
@@ -182,14 +188,20 @@ def main() -> None:
             for _ in range(args.repeats):
                 _, done = run([PY, "-m", "benchmarks.panel", "--loop", str(source)], env)
                 samples["a"].append(float(done.stdout.strip().splitlines()[-1]))
-                samples["b"].append(wavecast(source, work / "data", "local", 2, env))
-                samples["c1"].append(wavecast(source, work / "data", "dask", 1, env))
-                samples["c2"].append(wavecast(source, work / "data", "dask", 2, env))
+                for name, runner, workers in (
+                    ("b", "local", 2),
+                    ("c1", "dask", 1),
+                    ("c2", "dask", 2),
+                ):
+                    seconds = wavecast(source, work / "data", runner, workers, env, args.candidates)
+                    samples[name].append(seconds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     per_series = {name: [s / args.series for s in values] for name, values in samples.items()}
     rates = ", ".join(f"{k} {60 / median(v):.1f}" for k, v in per_series.items())
-    shape = f"{args.series} series x {args.points} points"
+    shape = (
+        f"{args.series} series x {args.points} points, candidates {args.candidates or 'default'}"
+    )
     print_table(
         [
             Row(

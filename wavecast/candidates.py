@@ -44,6 +44,11 @@ class ForecasterSpec(BaseModel):
     # per step. JSON floats round-trip float64 exactly.
     weights: tuple[tuple[float, ...], ...] = ()
 
+    @property
+    def refitted(self) -> bool:
+        """Fitted again on the series whenever it forecasts: all but the linear AR."""
+        return self.forecaster != "linear"
+
 
 def validation_size(n_train: int) -> int:
     """Windows at the end of the train split held out for choosing: a quarter, at most 200,
@@ -174,7 +179,7 @@ def spec_forecasts(
 ) -> np.ndarray:
     """(origins, steps) forecasts of a stored forecaster: the linear AR's weights applied to
     the window ending at each origin, or the statistical members' mean."""
-    if spec.forecaster == "linear":
+    if not spec.refitted:
         weights = np.asarray(spec.weights, np.float64)
         return linear_forecast(weights, windows_ending_at(values, origins, len(weights) - 1))
     members = [

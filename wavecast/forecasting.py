@@ -193,7 +193,7 @@ def window_of(
     origin, targets, note = target_labels(loaded.times, len(loaded.values), spec, loaded.timezone)
     forecaster = manifest.published.forecaster if manifest.published else "network"
     # A statistical forecaster is refitted on the recent history; the others read one window.
-    refitted = isinstance(served.forecaster, ForecasterSpec) and not served.forecaster.weights
+    refitted = isinstance(served.forecaster, ForecasterSpec) and served.forecaster.refitted
     keep = MAX_HISTORY if refitted else HISTORY_POINTS
     history = loaded.values[-max(keep, spec.input_len) :]
     return LatestWindow(

@@ -8,9 +8,10 @@
 
 The panel is benchmarks.panel's (sines of random period, phase and amplitude plus noise),
 N series x P points in one Parquet file, trained once with `--candidates naive,linear` (or
-`--candidates`) so the setup needs no network; every series then has a champion. The linear
-AR serves as a one-layer Keras model, loaded per series like a network; `--candidates naive`
-gives statistical champions, which load no Keras at all. Each command runs in a fresh
+`--candidates`) so the setup needs no network; every series then has a champion. A linear
+AR champion used to serve as a one-layer Keras model, loaded per series like a network (the
+table below); it is now its weights in forecaster.json, and like `--candidates naive`'s
+statistical champions it loads no Keras at all. Each command runs in a fresh
 process, the two trees alternating (a b a b ...), against one throwaway Prefect server; the
 table shows medians of whole-process seconds, the note the per-series cost of a and b.
 """

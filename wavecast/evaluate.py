@@ -103,8 +103,8 @@ class CandidateScore(BaseModel):
 
 class Published(BaseModel):
     """The forecaster a version serves, and why: the candidate with the lowest validation MSE.
-    Network and linear AR serve from model.keras; the statistical ones from a JSON spec,
-    refitted on the series whenever they forecast."""
+    The network serves from model.keras; the others from a JSON spec: the linear AR's
+    weights, or statistical ones refitted on the series whenever they forecast."""
 
     model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 

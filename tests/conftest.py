@@ -112,3 +112,16 @@ def tiny_config(data_dir: Path, **train: object) -> RetrainConfig:
             "data_dir": str(data_dir),
         }
     )
+
+
+def served_file(version_dir: Path) -> Path:
+    """The one file a version serves from: a network's model.keras, any other forecaster's
+    forecaster.json (the linear AR, which wins tiny_config's sine, keeps its weights there)."""
+    candidates = (version_dir / "model.keras", version_dir / "forecaster.json")
+    (served,) = [path for path in candidates if path.exists()]
+    return served
+
+
+def served_files(data_dir: Path) -> list[Path]:
+    """Every version's served file in data_dir's registry."""
+    return [served_file(m.parent) for m in sorted(data_dir.glob("models/*/manifest.json"))]

@@ -25,7 +25,7 @@ import pytest
 
 from tests.processes import children_of, import_blockers, wait_until_gone
 from tests.servers import Stack, environment_without_prefect
-from wavecast.registry import list_versions, read_promotions
+from wavecast.registry import list_versions, read_promotions, servable
 from wavecast.storage import COMPLETE_MARKER, STAGING_TAG, STALE_AFTER_S, DataDir
 
 WAVECAST = Path(sys.executable).with_name("wavecast")
@@ -144,9 +144,7 @@ def assert_consistent(data_dir: Path) -> None:
     champion = json.loads(champion_file.read_text())["version"]
     assert champion in list_versions(store)
     assert events and events[-1]["version"] == champion
-    import keras
-
-    keras.saving.load_model(data_dir / "models" / champion / "model.keras", safe_mode=True)
+    servable(store, champion)  # the champion loads and forecasts its windows, or this raises
 
 
 @dataclass

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import tiny_config
+from tests.conftest import served_files, tiny_config
 from tests.servers import (
     REPO,
     Stack,
@@ -204,7 +204,7 @@ def test_yaml_deploys_and_a_worker_runs_then_serves_from_cache(
         timings["forecast after retrain"] = time.monotonic() - started
         assert "wavecast-forecast" in run_artifacts(forecast_run.id), stack.logs()
         assert list((data_dir / "forecasts").rglob("*.parquet")), "forecast in another data dir"
-        (model_file,) = data_dir.glob("models/*/model.keras")
+        (model_file,) = served_files(data_dir)
         assert (data_dir / "models" / "champion.json").is_file()
         model_bytes = model_file.read_bytes()
 
@@ -212,7 +212,7 @@ def test_yaml_deploys_and_a_worker_runs_then_serves_from_cache(
         second = run_deployment_once(stack, deployment.id, tiny)
         timings["unchanged rerun"] = time.monotonic() - started
         assert_served_from_cache(stack, second.id)
-        assert list(data_dir.glob("models/*/model.keras")) == [model_file]
+        assert served_files(data_dir) == [model_file]
         assert model_file.read_bytes() == model_bytes
 
         # The worker's first run on what the command trained retrains nothing.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_config
+from tests.conftest import served_file, tiny_config
 from tests.servers import task_states
 from wavecast.flows.retrain import retrain
 
@@ -19,7 +19,7 @@ def test_flow_runs_then_serves_every_stage_from_cache(tmp_path: Path) -> None:
     first = retrain(config, return_state=True)
     summary = first.result()
     assert summary.promoted and not summary.unchanged
-    model_file = Path(summary.model_dir) / "model.keras"
+    model_file = served_file(Path(summary.model_dir))
     before = model_file.read_bytes()
     assert json.loads((Path(summary.model_dir) / "metrics.json").read_text())["n_test"] > 0
 

@@ -11,8 +11,9 @@ import pyarrow.dataset as ds
 import pytest
 
 from tests.conftest import tiny_config
-from tests.test_registry import keras_file
 from wavecast import publish
+from wavecast.candidates import ForecasterSpec
+from wavecast.evaluate import SPEC_FILE
 from wavecast.flows.retrain import retrain
 from wavecast.records import RetrainSummary
 from wavecast.registry import list_versions, read_champion
@@ -75,15 +76,14 @@ def test_weak_candidate_is_kept_out_and_champion_reproduces_its_mse(tmp_path: Pa
     assert weak.champion_rescored is None  # other windows: compared with its recorded score
     assert any("worse than champion" in reason for reason in weak.reasons)
 
-    import keras
-
     champion_dir = Path(first.model_dir)
-    model = keras.saving.load_model(champion_dir / "model.keras", safe_mode=True)
+    spec = ForecasterSpec.model_validate_json((champion_dir / SPEC_FILE).read_text())
+    weights = np.asarray(spec.weights)  # the linear AR by hand: window @ weights + intercept
     windows = ds.dataset(first.dataset_dir, format="parquet", partitioning="hive")
     test = windows.to_table(filter=ds.field("split") == "test").sort_by("start")
     test_x = np.stack(test.column("x").to_pylist())
     test_y = test.column("y").to_numpy()
-    mse = float(np.mean((model.predict(test_x, verbose=0).reshape(-1) - test_y) ** 2))
+    mse = float(np.mean((test_x @ weights[:-1, 0] + weights[-1, 0] - test_y) ** 2))
     recorded = json.loads((champion_dir / "metrics.json").read_text())["published"]["mse"]
     # Forecasts agree to float32 rounding of the series' scale (batching changes the order of
     # sums); an MSE moves by at most 2 * RMSE * that.
@@ -140,12 +140,12 @@ def test_grown_file_source_retrains_and_says_what_changed(tmp_path: Path) -> Non
 
 
 # Every kind of damage is judged by registry.servable (tests/test_registry.py); here, that the
-# gate asks it, for a deleted model and for one that loads but was built for other windows.
+# gate asks it, for a deleted champion file and for weights built for other windows.
 @pytest.mark.parametrize(
     ("damage", "why"),
     [
         ("delete", "it has neither model.keras nor forecaster.json"),
-        ("other windows", "model.keras does not forecast 1 step(s) from a window of 5 point(s)"),
+        ("other windows", "forecaster.json holds no finite linear AR weights of shape (6, 1)"),
     ],
 )
 def test_an_unloadable_champion_is_no_champion(
@@ -156,11 +156,12 @@ def test_an_unloadable_champion_is_no_champion(
     model, and says so."""
     data_dir = tmp_path / "data"
     first = first_retrain(trained_once, data_dir)
-    model_file = Path(first.model_dir) / "model.keras"
+    spec_file = Path(first.model_dir) / SPEC_FILE  # tiny_config's champion: the linear AR
     if damage == "delete":
-        model_file.unlink()
-    else:
-        model_file.write_bytes(keras_file(tmp_path, 7, 1))
+        spec_file.unlink()
+    else:  # the weights of a linear AR on 7 points
+        spec = ForecasterSpec.model_validate_json(spec_file.read_text())
+        spec_file.write_text(spec.model_copy(update={"weights": ((0.1,),) * 8}).model_dump_json())
 
     second = retrain(tiny_config(data_dir, seed=3))
 

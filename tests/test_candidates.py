@@ -215,3 +215,44 @@ def test_a_linear_champion_is_its_weights_and_forecasts_without_tensorflow(tmp_p
     result = json.loads(done.stdout.splitlines()[-1])
     assert result["forecaster"] == "linear" and result["tensorflow"] is False
     assert result["forecasts"] == pytest.approx(points[100:103], abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "candidates", ["network,naive,seasonal_naive,ets,theta,combination", "network"]
+)
+def test_a_series_too_short_for_its_windows_is_forecast_by_what_needs_none(
+    tmp_path: Path, candidates: str
+) -> None:
+    """30 months, 24 inputs, 18 steps (43 points needed): windows of one point, the network
+    not trained and its note saying why in a sentence; a champion anyway (naive stands in
+    when nothing asked for can compete), 18 finite, nested bounds."""
+    from wavecast.config import ForecastConfig
+    from wavecast.forecasting import forecast_window, latest_window
+    from wavecast.publish import promote_candidate, stage_version
+
+    months = pd.date_range("2020-01-01", periods=30, freq="MS")
+    noise = np.random.default_rng(1).normal(0, 0.3, 30)
+    sales = 20 + 4 * np.sin(2 * np.pi * np.arange(30) / 12) + noise
+    source = tmp_path / "short.csv"
+    pd.DataFrame({"date": months, "sales": sales}).to_csv(source, index=False)
+    config, dataset, evaluation = evaluated(source, tmp_path, candidates, 24, 18)
+    assert dataset.spec.input_len == 1 and dataset.shortened.startswith("30 points")
+
+    notes = {c.forecaster: c.note for c in evaluation.candidates}
+    assert notes["network"] == f"not trained: {dataset.shortened}"
+    if candidates == "network":
+        assert evaluation.published.forecaster == "naive"
+        assert notes["naive"].startswith("stands in")
+    else:
+        assert evaluation.published.forecaster != "network"
+    summary = promote_candidate(
+        config, dataset, evaluation, stage_version(config, dataset, None, evaluation)
+    )
+    assert summary.promoted
+    data_dir = config.data_dir
+    forecast = forecast_window(latest_window(ForecastConfig(data_dir=data_dir)), data_dir, (80, 95))
+    assert len(forecast.rows) == 18
+    for row in forecast.rows:
+        bounds = [row["lo_95"], row["lo_80"], row["forecast"], row["hi_80"], row["hi_95"]]
+        assert all(math.isfinite(float(b)) for b in bounds)
+        assert bounds == sorted(bounds)

@@ -297,3 +297,11 @@ def test_nan_in_the_champion_s_source_advises_what_forecast_can_do(tmp_path: Pat
         f"--source {source}: 1 NaN/infinite value(s) at row(s) 30, which --missing error "
         "refuses: fix the source, or retrain with --missing drop or --missing interpolate"
     )
+
+
+def test_too_few_held_out_errors_give_no_coverage_figure_instead_of_a_crash() -> None:
+    """One held-out window of 18 steps: nothing to calibrate on and check against (NaN), and
+    zero windows give infinite widths, not a reshape error."""
+    assert math.isnan(held_out_coverage(np.ones((1, 18)), 0.8))
+    assert conformal_half_widths(np.empty((0, 18)), 0.8).shape == (18,)
+    assert held_out_coverage(np.array([1.0, 2.0, 0.5, 3.0]), 0.5) == 0.5

@@ -55,7 +55,7 @@ def write_panel(path: Path, broken: bool = True, n: int = 80) -> Path:
         nan = sine_rows("nan", n, 11.0)
         nan.loc[7, "sales"] = np.nan
         flat = sine_rows("flat", n, 10.0).assign(sales=4.0)
-        frames += [nan, sine_rows("short", 5, 10.0), flat]
+        frames += [nan, sine_rows("short", 3, 10.0), flat]
     table = pd.concat(frames).sort_values(["date", "store"], kind="stable")
     table.to_csv(path, index=False)
     return path
@@ -89,7 +89,7 @@ def test_each_series_is_stored_whole_and_in_time_order(tmp_path: Path) -> None:
         np.testing.assert_allclose(stored, expected, rtol=0, atol=1e-12 * 13)
     assert set(split.skipped) == {"nan", "short", "flat"}
     assert "1 NaN/infinite value(s) at row(s) 7" in split.skipped["nan"]
-    assert "5 points" in split.skipped["short"] and "need at least 8" in split.skipped["short"]
+    assert "3 points" in split.skipped["short"] and "at least 4 are" in split.skipped["short"]
     assert "constant at 4" in split.skipped["flat"]
 
 

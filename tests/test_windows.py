@@ -22,6 +22,7 @@ from wavecast.windows import (
     make_windows,
     min_series_length,
     read_split,
+    fitted_spec,
     window_batches,
     window_schema,
 )
@@ -170,8 +171,36 @@ def test_min_series_length_is_exactly_minimal(
     shorter = n_windows - 1
     assert not 1 <= int(shorter * train_fraction) < shorter
     check_length(n, spec)
-    with pytest.raises(InvalidInputError, match=f"need at least {n}"):
+    assert fitted_spec(spec, n) == spec
+    if input_len == 1:
+        with pytest.raises(InvalidInputError, match=f"at least {n} are needed"):
+            check_length(n - 1, spec)
+    else:  # one point short: windows of one point, which the series still fills
+        assert fitted_spec(spec, n - 1) == spec.model_copy(update={"input_len": 1})
         check_length(n - 1, spec)
+
+
+def stored_values(tmp_path: Path, name: str, values: np.ndarray) -> SeriesRef:
+    source = tmp_path / f"{name}.csv"
+    source.write_text("value\n" + "".join(f"{v!r}\n" for v in values.tolist()))
+    return store_series(SeriesSpec(source=str(source)), str(tmp_path))
+
+
+def test_a_series_too_short_for_its_windows_is_windowed_by_one_point(tmp_path: Path) -> None:
+    """30 points cannot fill 24 inputs + 18 steps (43 needed); windows of one point give 12:
+    origins 0..11, the last target value 29, the first 80 % (9) train, 3 test."""
+    spec = WindowSpec(input_len=24, horizon=1, steps=18)
+    values = np.arange(30.0)
+    dataset = build_windows(stored_values(tmp_path, "s", values), spec, str(tmp_path))
+    assert dataset.spec == spec.model_copy(update={"input_len": 1})
+    assert (dataset.n_windows, dataset.n_train, dataset.n_test) == (12, 9, 3)
+    assert dataset.shortened == (
+        "30 points are fewer than the 43 that windows of 24 inputs need for 18 step(s)"
+    )
+    _, inputs, targets = read_split(dataset, "test", str(tmp_path))
+    assert inputs[:, 0].tolist() == [9.0, 10.0, 11.0] and targets[-1, -1] == 29.0
+    long_enough = build_windows(stored_values(tmp_path, "l", np.arange(43.0)), spec, str(tmp_path))
+    assert long_enough.spec == spec and long_enough.shortened == ""
 
 
 @pytest.mark.parametrize("n", [0, 1, 4])

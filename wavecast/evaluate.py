@@ -351,6 +351,18 @@ def combine(backtest: Backtest) -> None:
     backtest.members = members
 
 
+def network_absence(dataset: DatasetRef, selection: SelectionSpec) -> str:
+    """Why a series has no network to score."""
+    if dataset.shortened:
+        return f"not trained: {dataset.shortened}"
+    if not selection.trains_network(dataset.n_train):
+        return (
+            f"not trained: {dataset.n_train} train windows, fewer than --network-min-windows "
+            f"{selection.network_min_windows}"
+        )
+    return "not trained here: the panel's global network is scored when its panel retrains"
+
+
 def run_backtest(
     values: np.ndarray,
     dataset: DatasetRef,
@@ -371,12 +383,7 @@ def run_backtest(
             trained, values, dataset, n_validation, data_dir
         )
     elif "network" in selection.candidates:
-        backtest.notes["network"] = (
-            f"not trained: {dataset.n_train} train windows, fewer than --network-min-windows "
-            f"{selection.network_min_windows}"
-            if not selection.trains_network(dataset.n_train)
-            else "not trained here: the panel's global network is scored when its panel retrains"
-        )
+        backtest.notes["network"] = network_absence(dataset, selection)
     fit_windows, needed = (
         dataset.n_train - n_validation,
         LINEAR_WINDOWS_PER_WEIGHT * (dataset.spec.input_len + 1),
@@ -389,11 +396,15 @@ def run_backtest(
     statistical_backtest(backtest, values, dataset, blocks, selection.candidates, season)
     if "combination" in selection.candidates:
         combine(backtest)
+    if not any(mse == mse for mse in backtest.validation_mse().values()):
+        statistical_backtest(backtest, values, dataset, blocks, ("naive",), season)
+        backtest.notes["naive"] = "stands in: none of the candidates asked for could be scored"
     return backtest
 
 
 def choose(backtest: Backtest) -> tuple[str, str]:
-    """(forecaster, why): the lowest validation MSE; naive when nothing could be validated."""
+    """(forecaster, why): the lowest validation MSE; naive (which run_backtest then always
+    backtests) when nothing could be validated."""
     scores = backtest.validation_mse()
     if not any(mse == mse for mse in scores.values()):
         return "naive", "no validation windows to choose on: the last value serves"
@@ -508,7 +519,7 @@ def candidate_scores(
             form=backtest.forms.get(name, ""),
             note=backtest.notes.get(name, ""),
         )
-        for name in selection.candidates
+        for name in dict.fromkeys((*selection.candidates, *backtest.validation))
     )
 
 

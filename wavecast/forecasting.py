@@ -264,6 +264,11 @@ def forecast_with(
     """forecast_window with the version's forecaster loaded already (see Servable), and its
     point forecast made already when the caller batched it with other series'."""
     point = point_forecast(forecaster, window) if point is None else point
+    if not np.isfinite(point).all():
+        raise InvalidInputError(
+            f"version {window.version} ({window.forecaster}) forecast a value that is not "
+            "finite: its stored weights are damaged or diverge on this history; retrain it"
+        )
     errors = held_out_errors(data_dir, window.version, window.spec.steps)
     widths = {level: conformal_half_widths(errors, level / 100) for level in levels}
     rows: list[Row] = []

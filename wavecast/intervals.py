@@ -19,7 +19,7 @@ def conformal_half_widths(errors: np.ndarray, level: float) -> np.ndarray:
     single error) x RMS x sqrt(1 + 1/n), and never less than the largest error seen. With one
     error that is 12.7x it at 95 %: wide, as knowing so little should be.
     """
-    errors = np.asarray(errors, dtype=np.float64).reshape(len(errors), -1)
+    errors = as_rows(errors)
     n = len(errors)
     rank = math.ceil((n + 1) * level)
     if rank <= n:
@@ -36,8 +36,16 @@ def conformal_half_widths(errors: np.ndarray, level: float) -> np.ndarray:
 def held_out_coverage(errors: np.ndarray, level: float) -> float:
     """Share of errors inside the interval, calibrated on the first half of the held-out
     windows and measured on the second half (which calibration never saw), over all steps."""
-    errors = np.asarray(errors, dtype=np.float64).reshape(len(errors), -1)
+    errors = as_rows(errors)
     half = len(errors) // 2
-    widths = conformal_half_widths(errors[:half], level)
     checked = errors[half:]
-    return float(np.mean(checked <= widths)) if checked.size else math.nan
+    if not half or not checked.size:  # nothing to calibrate on, or nothing to check
+        return math.nan
+    return float(np.mean(checked <= conformal_half_widths(errors[:half], level)))
+
+
+def as_rows(errors: np.ndarray) -> np.ndarray:
+    """(windows, steps) float64; a 1-D array is one step per window, and zero windows of any
+    step count stay a (0, steps) array instead of failing to reshape."""
+    errors = np.asarray(errors, dtype=np.float64)
+    return errors.reshape(len(errors), math.prod(errors.shape[1:]))

@@ -147,7 +147,11 @@ def panel_network(
     for ref in split.series:
         assert ref.key is not None
         own = series_data_dir(config.data_dir, ref.key)
-        located.append((build_windows(ref, config.windows, own, reuse=reuse), own))
+        dataset = build_windows(ref, config.windows, own, reuse=reuse)
+        if not dataset.shortened:  # a series too short for the network's windows is not in it
+            located.append((dataset, own))
+    if not located:
+        return None
     return train_panel_network(
         located, config.model, config.train, config.data_dir, reuse=reuse, on_epoch=on_epoch
     )

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import FanOutSpec, ForecastConfig, SeriesSpec
-from wavecast.errors import InvalidInputError, environment_problem
+from wavecast.errors import InvalidInputError, environment_problem, is_transient
 from wavecast.forecasting import (
     FORECASTS,
     REPORTS,
@@ -32,7 +32,7 @@ from wavecast.forecasting import (
 from wavecast.generate import LoadedSeries, load_each
 from wavecast.panel import champion_keys
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest
-from wavecast.registry import read_champion
+from wavecast.registry import one_line, read_champion
 from wavecast.storage import DataDir, series_data_dir, stable_hash
 from wavecast.train import model_forecast
 
@@ -208,15 +208,18 @@ def forecast_one(
 def skipping(
     skipped: dict[str, str], key: str, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs
 ) -> T | None:
-    """`work`'s result, or None with the series' reason in `skipped`: bad input or a storage
-    fault no retry heals is the series' own; a fault that may heal is raised (for a retry)."""
+    """`work`'s result, or None with the series' reason in `skipped`: bad input, a storage
+    fault no retry heals, or any other failure of this series is the series' own, and the
+    panel's other series go on; a fault that may heal is raised (for a retry)."""
     try:
         return work(*args, **kwargs)
-    except (InvalidInputError, OSError) as exc:
-        reason = str(exc) if isinstance(exc, InvalidInputError) else environment_problem(exc)
-        if reason is None:
+    except Exception as exc:
+        if is_transient(exc):
             raise
-        skipped[key] = reason
+        if isinstance(exc, InvalidInputError):
+            skipped[key] = str(exc)
+        else:
+            skipped[key] = environment_problem(exc) or f"could not be forecast: {one_line(exc)}"
         return None
 
 

@@ -85,7 +85,13 @@ def read_record(store: DataDir, kind: type[R], *parts: str) -> R | None:
 
 
 def one_line(error: Exception) -> str:
-    return str(error).splitlines()[0] if str(error) else type(error).__name__
+    """An error's first line as a sentence: one without a message (StopIteration, a bare
+    assert) is named as the unexpected fault it is, never as a class name alone."""
+    if str(error).strip():
+        return str(error).strip().splitlines()[0]
+    return (
+        f"an unexpected {type(error).__name__} with no message (a wavecast bug: please report it)"
+    )
 
 
 def read_manifest(store: DataDir, version: str) -> Manifest | None:

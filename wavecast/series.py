@@ -95,7 +95,9 @@ def train_when_needed(
     slot; otherwise the series' slot is taken, and a training another run finished meanwhile
     is reused rather than done twice. `engine` is the caller's, when it trains many series
     (see TrainingEngine)."""
-    if model.network != "per-series" or not selection.trains_network(dataset.n_train):
+    if model.network != "per-series" or dataset.shortened:
+        return None
+    if not selection.trains_network(dataset.n_train):
         return None
     done = completed_training(dataset, model, train, data_dir) if reuse else None
     if done is not None:
@@ -136,6 +138,8 @@ def retrain_stages(
     reuse = not config.refresh
     data_dir = config.data_dir
     dataset = build_windows(series, config.windows, data_dir, reuse=reuse)
+    if dataset.shortened:  # the panel's network reads windows this series cannot fill
+        network = None
     trained = network or train_when_needed(
         dataset,
         config.model,

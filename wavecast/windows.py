@@ -48,6 +48,9 @@ class DatasetInfo(BaseModel):
     n_windows: int
     n_train: int
     n_test: int
+    # Why the windows are shorter than the run asked (fitted_spec), empty when they are not:
+    # then only the forecasters that read no window compete.
+    shortened: str = ""
 
 
 class DatasetRef(DatasetInfo):
@@ -73,12 +76,36 @@ def min_series_length(spec: WindowSpec) -> int:
     return n_windows + spec.input_len + spec.horizon + spec.steps - 2
 
 
+def fitted_spec(spec: WindowSpec, n_points: int) -> WindowSpec:
+    """The geometry a series of `n_points` is windowed with: the one asked for, or, for a
+    series too short for it, windows of one point. The forecasters that read no window
+    (naive, ETS, Theta, ARIMA, their combination) then still compete, scored at every origin
+    the series allows: a short series gets the best forecast its length allows, not a skip."""
+    if spec.input_len == 1 or n_points >= min_series_length(spec):
+        return spec
+    return spec.model_copy(update={"input_len": 1})
+
+
+def shortened_note(asked: WindowSpec, used: WindowSpec, n_points: int) -> str:
+    """Why a series' windows are shorter than asked; empty when they are not."""
+    if used.input_len == asked.input_len:
+        return ""
+    return (
+        f"{n_points} points are fewer than the {min_series_length(asked)} that windows of "
+        f"{asked.input_len} inputs need for {asked.steps} step(s)"
+    )
+
+
 def check_length(n_points: int, spec: WindowSpec) -> None:
-    needed = min_series_length(spec)
+    """Refuse only a series too short to score any forecast of `spec.steps` steps, even from
+    windows of one point (fitted_spec)."""
+    used = fitted_spec(spec, n_points)
+    needed = min_series_length(used)
     if n_points < needed:
         raise InvalidInputError(
-            f"series has {n_points} points; input_len={spec.input_len}, horizon={spec.horizon}, "
-            f"steps={spec.steps} and train_fraction={spec.train_fraction} need at least {needed}"
+            f"series has {n_points} points: too few to score a forecast of {spec.steps} step(s) "
+            f"at horizon {spec.horizon} on held-out data (with train_fraction="
+            f"{spec.train_fraction}, at least {needed} are needed)"
         )
 
 
@@ -198,6 +225,7 @@ def build_windows(
     complete dataset already at this content-addressed place is kept as it is.
     """
     check_length(series.n_points, spec)
+    asked, spec = spec, fitted_spec(spec, series.n_points)
     _, parts = dataset_location(series, spec, data_dir)
     store = DataDir(data_dir)
     if not (reuse and store.is_complete(*parts)):
@@ -220,6 +248,7 @@ def build_windows(
         n_windows=n_windows,
         n_train=n_train,
         n_test=n_windows - n_train,
+        shortened=shortened_note(asked, spec, series.n_points),
     )
 
 

@@ -12,8 +12,10 @@ import pytest
 
 from wavecast.candidates import (
     ForecasterSpec,
+    CLEAR_MARGIN,
     best_candidate,
     combination_members,
+    inverse_error_weights,
     seasonal_naive,
     spec_forecast,
     statistical_forecasts,
@@ -64,10 +66,44 @@ def test_the_best_validation_score_wins_and_a_tie_goes_to_the_simpler() -> None:
     assert best_candidate({"ets": math.nan, "linear": 5.0}, PREFERENCE) == "linear"
 
 
-def test_the_combination_takes_the_three_best_statistical_candidates() -> None:
+def test_the_combination_takes_the_three_best_candidates_a_spec_can_remake() -> None:
     scores = {"network": 0.1, "naive": 4.0, "ets": 1.0, "theta": 2.0, "arima": math.nan}
     scores |= {"seasonal_naive": 3.0}
     assert combination_members(scores) == ("ets", "theta", "seasonal_naive")
+    assert combination_members(scores | {"linear": 1.5}) == ("ets", "linear", "theta")
+
+
+def test_a_single_candidate_serves_only_when_clearly_better_than_the_combination() -> None:
+    """Theta 1.4 % below the combination (the weekly CO2 case): the combination serves;
+    20 % below it: theta serves; a tie at the margin is not clearly better."""
+    assert best_candidate({"theta": 0.2065, "combination": 0.2095}, PREFERENCE) == "combination"
+    assert best_candidate({"theta": 0.16, "combination": 0.2}, PREFERENCE) == "theta"
+    at_margin = (1 - CLEAR_MARGIN) * 0.2
+    assert best_candidate({"ets": at_margin, "combination": 0.2}, PREFERENCE) == "ets"
+    assert best_candidate({"ets": at_margin * 1.001, "combination": 0.2}, PREFERENCE) == (
+        "combination"
+    )
+
+
+def test_combination_weights_are_inverse_validation_errors() -> None:
+    """Errors 1, 2, 4: inverses 1, 1/2, 1/4 over 7/4 = 4/7, 2/7, 1/7; an exact member
+    takes all the weight."""
+    assert inverse_error_weights([1.0, 2.0, 4.0]).tolist() == pytest.approx([4 / 7, 2 / 7, 1 / 7])
+    assert inverse_error_weights([0.0, 2.0]).tolist() == [1.0, 0.0]
+
+
+def test_a_weighted_combination_with_a_linear_member_is_remade_from_its_spec() -> None:
+    """Linear AR y = 2 * last + 1 (weights [[2], [1]]) and naive, weighted 0.25 / 0.75:
+    after 1..6, linear 13, naive 6: 0.25 * 13 + 0.75 * 6 = 7.75."""
+    spec = ForecasterSpec(
+        forecaster="combination",
+        season=1,
+        members=("linear", "naive"),
+        weights=((2.0,), (1.0,)),
+        member_weights=(0.25, 0.75),
+    )
+    values = np.arange(1.0, 7.0)
+    assert spec_forecast(spec, values, horizon=1, steps=1).tolist() == [7.75]
 
 
 def test_ets_carries_a_linear_trend_forward() -> None:

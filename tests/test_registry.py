@@ -222,6 +222,11 @@ def test_a_naive_version_serves_its_spec(tmp_path: Path) -> None:
     assert servable(DataDir(str(tmp_path)), V1).forecaster == NAIVE
 
 
+def combined_spec(members: str, weights: str) -> bytes:
+    spec = f'"forecaster": "combination", "season": 1, "members": [{members}]'
+    return ("{" + spec + f', "member_weights": [{weights}]' + "}").encode()
+
+
 @pytest.mark.parametrize(
     ("content", "why"),
     [
@@ -238,6 +243,10 @@ def test_a_naive_version_serves_its_spec(tmp_path: Path) -> None:
         (linear_spec([[1.0]] * 5 + [[math.inf]]), "no finite linear AR weights"),
         (linear_spec([[math.nan]] * 6), "no finite linear AR weights"),
         (linear_spec([]), "no finite linear AR weights"),
+        (combined_spec('"naive", "linear"', "0.5, 0.5"), "no finite linear AR weights"),
+        (combined_spec('"naive", "ets"', "0.5"), "no finite weight per combined member"),
+        (combined_spec('"naive", "ets"', "0.5, NaN"), "no finite weight per combined member"),
+        (combined_spec('"naive", "ets"', "1.5, -0.5"), "no finite weight per combined member"),
     ],
 )
 def test_a_damaged_forecaster_spec_cannot_serve(tmp_path: Path, content: bytes, why: str) -> None:

@@ -19,10 +19,10 @@ from wavecast.storage import DataDir
 from wavecast.windows import (
     build_windows,
     check_length,
+    fitted_spec,
     make_windows,
     min_series_length,
     read_split,
-    fitted_spec,
     window_batches,
     window_schema,
 )

@@ -17,15 +17,18 @@ from pydantic import BaseModel, ConfigDict
 from wavecast.candidates import (
     CLASSICAL,
     CLASSICAL_MAX_POINTS,
+    CLEAR_MARGIN,
     STATISTICAL,
     ForecasterSpec,
     best_candidate,
     combination_members,
+    inverse_error_weights,
     linear_forecast,
     mse_of,
     statistical_forecasts,
     targets_at,
     validation_size,
+    weighted_mean,
     window_origins,
 )
 from wavecast.config import SelectionSpec
@@ -114,6 +117,7 @@ class Published(BaseModel):
     validation_mse: float = math.nan
     season: int = 1
     members: tuple[str, ...] = ()
+    member_weights: tuple[float, ...] = ()  # a combination's, in the order of its members
     coverage: dict[str, float] = {}  # level -> test coverage of intervals calibrated on validation
 
 
@@ -259,6 +263,8 @@ class Backtest:
     forms: dict[str, str] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
     members: tuple[str, ...] = ()  # the combination's
+    member_weights: tuple[float, ...] = ()
+    linear_weights: np.ndarray | None = None  # the linear AR fitted on every train window
 
     def validation_mse(self) -> dict[str, float]:
         return {name: mse_of(f, self.validation_truth) for name, f in self.validation.items()}
@@ -287,6 +293,21 @@ def series_windows(values: np.ndarray, dataset: DatasetRef) -> Chunk:
     """The dataset's windows as views of the series it was built from: no copy, no read."""
     spec = dataset.spec
     return make_windows(values, spec.input_len, spec.horizon, spec.steps)
+
+
+def linear_test_forecasts(
+    values: np.ndarray, dataset: DatasetRef, weights: np.ndarray
+) -> np.ndarray:
+    """The linear AR's forecasts of every test window, a batch of views at a time (a matmul
+    of a strided view copies it whole: 512 MB for a million 64-point windows)."""
+    _, inputs, _ = series_windows(values, dataset)
+    test = inputs[dataset.n_train :]
+    return np.concatenate(
+        [
+            linear_forecast(weights, np.asarray(test[start : start + BATCH_ROWS]))
+            for start in range(0, len(test), BATCH_ROWS)
+        ]
+    )
 
 
 def linear_validation(values: np.ndarray, dataset: DatasetRef, n_validation: int) -> np.ndarray:
@@ -340,15 +361,19 @@ def statistical_backtest(
 
 
 def combine(backtest: Backtest) -> None:
-    """The mean of the best statistical candidates by validation MSE, when two or more are."""
-    members = combination_members(backtest.validation_mse())
+    """The best combinable candidates by validation MSE, weighed by inverse validation MSE,
+    when two or more are."""
+    scores = backtest.validation_mse()
+    members = combination_members(scores)
     if len(members) < 2:
-        backtest.notes["combination"] = "fewer than two statistical candidates to combine"
+        backtest.notes["combination"] = "fewer than two candidates to combine"
         return
+    weights = inverse_error_weights([scores[name] for name in members])
     for block in (backtest.validation, backtest.test):
-        block["combination"] = np.mean([block[name] for name in members], axis=0)
-    backtest.forms["combination"] = "mean of " + ", ".join(members)
-    backtest.members = members
+        block["combination"] = weighted_mean([block[name] for name in members], weights)
+    shares = ", ".join(f"{name} {w:.2f}" for name, w in zip(members, weights, strict=True))
+    backtest.forms["combination"] = f"weighted mean of {shares}"
+    backtest.members, backtest.member_weights = members, tuple(float(w) for w in weights)
 
 
 def network_absence(dataset: DatasetRef, selection: SelectionSpec) -> str:
@@ -393,6 +418,8 @@ def run_backtest(
         backtest.notes["linear"] += f"its {dataset.spec.input_len + 1} weights need"
     elif "linear" in selection.candidates:
         backtest.validation["linear"] = linear_validation(values, dataset, n_validation)
+        backtest.linear_weights = linear_weights(values, dataset, dataset.n_train)
+        backtest.test["linear"] = linear_test_forecasts(values, dataset, backtest.linear_weights)
     statistical_backtest(backtest, values, dataset, blocks, selection.candidates, season)
     if "combination" in selection.candidates:
         combine(backtest)
@@ -410,6 +437,12 @@ def choose(backtest: Backtest) -> tuple[str, str]:
         return "naive", "no validation windows to choose on: the last value serves"
     chosen = best_candidate(scores, PREFERENCE)
     ranked = sorted((mse, name) for name, mse in scores.items() if mse == mse)
+    if chosen == "combination" and ranked[0][1] != chosen:
+        best_mse, best = ranked[0]
+        return chosen, (
+            f"validation MSE {scores[chosen]:.3g}; no single candidate is clearly better "
+            f"(the best, {best} {best_mse:.3g}, is not {CLEAR_MARGIN:.0%} below it)"
+        )
     runner_up = next((f"; next {n} {m:.3g}" for m, n in ranked if n != chosen), "")
     why = f"lowest validation MSE {scores[chosen]:.3g} of {len(ranked)} candidates{runner_up}"
     if chosen == "naive":
@@ -442,7 +475,9 @@ def evaluate_trained(
     season = selection.season or dataset.series.season or 1
     backtest = run_backtest(values, dataset, trained, selection, season, data_dir)
     chosen, why = choose(backtest)
-    weights = linear_weights(values, dataset, dataset.n_train)
+    weights = backtest.linear_weights
+    if weights is None:
+        weights = linear_weights(values, dataset, dataset.n_train)
     forecasters: dict[str, Forecaster] = {
         "persistence": functools.partial(persistence_forecast, steps=dataset.spec.steps),
         "linear": functools.partial(linear_forecast, weights),
@@ -468,6 +503,7 @@ def evaluate_trained(
         validation_mse=backtest.validation_mse().get(chosen, math.nan),
         season=season,
         members=backtest.members if chosen == "combination" else (chosen,),
+        member_weights=backtest.member_weights if chosen == "combination" else (),
         coverage=test_coverage(validation_errors, test_errors),
     )
     plots: tuple[str, ...] = ()
@@ -494,7 +530,10 @@ def evaluate_trained(
                 season=season,
                 members=published.members,
                 forms=backtest.forms,
-                weights=tuple(map(tuple, weights.tolist())) if chosen == "linear" else (),
+                weights=tuple(map(tuple, weights.tolist()))
+                if "linear" in published.members
+                else (),
+                member_weights=published.member_weights,
             )
             (staging / SPEC_FILE).write_text(spec.model_dump_json(indent=2))
         np.save(staging / PREDICTIONS_FILE, predictions, allow_pickle=False)

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from wavecast.candidates import STATISTICAL, ForecasterSpec
+from wavecast.candidates import COMBINABLE, ForecasterSpec
 from wavecast.config import WindowSpec
 from wavecast.confinement import STORED_RECORD
 from wavecast.errors import InvalidInputError
@@ -161,13 +161,18 @@ def stored_spec(store: DataDir, version: str, windows: WindowSpec) -> Forecaster
         spec = ForecasterSpec.model_validate_json(store.read_bytes(MODELS, version, SPEC_FILE))
     except (ValidationError, UnicodeDecodeError):
         raise unusable(version, f"{SPEC_FILE} is not a forecaster spec") from None
-    if spec.forecaster == "linear":
+    if not spec.members or not set(spec.members) <= set(COMBINABLE) or spec.season < 1:
+        raise unusable(version, f"{SPEC_FILE} names no known statistical forecaster")
+    if "linear" in spec.members:
         shape = (windows.input_len + 1, windows.steps)
         if not linear_weights_fit(spec.weights, shape):
             why = f"{SPEC_FILE} holds no finite linear AR weights of shape {shape}"
             raise unusable(version, why)
-    elif not spec.members or not set(spec.members) <= set(STATISTICAL) or spec.season < 1:
-        raise unusable(version, f"{SPEC_FILE} names no known statistical forecaster")
+    shares = np.asarray(spec.member_weights, np.float64)
+    if len(shares) and not (
+        len(shares) == len(spec.members) and np.isfinite(shares).all() and (shares >= 0).all()
+    ):
+        raise unusable(version, f"{SPEC_FILE} holds no finite weight per combined member")
     return spec
 
 

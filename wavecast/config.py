@@ -21,7 +21,10 @@ Cell = Literal["simple", "lstm", "gru"]
 Scaling = Literal["auto", "standard", "none"]
 MissingPolicy = Literal["error", "drop", "interpolate"]
 Recipe = Literal["relative", "tutorial"]
-Network = Literal["per-series", "global"]
+NetworkChoice = Literal["auto", "per-series", "global"]
+# The global network's own training defaults (measured on M3's monthly series, benchmarks/
+# README): big batches of windows drawn across the panel, few passes (more overfit 100 series).
+GLOBAL_TRAINING = {"epochs": 10, "batch_size": 1024}
 Runner = Literal["local", "dask"]
 ForecasterName = Literal[
     "network", "linear", "naive", "seasonal_naive", "ets", "theta", "arima", "combination"
@@ -109,13 +112,21 @@ class ModelSpec(_Spec):
         description="relative: forecast the change from the window's last value with the "
         "recurrent net plus a linear path; tutorial: the tutorial's net on the window as is",
     )
-    network: Network = Field(
-        "per-series",
-        description="per-series: a network for each series; global (panels): one network "
-        "trained on the windows of every series, scored by each series as its network",
+    network: NetworkChoice = Field(
+        "auto",
+        description="per-series: a recurrent network for each series (the tutorial's); "
+        "global: one N-BEATS network trained on the windows of every series of a panel, "
+        "scored by each series as its network; auto (the default): global for a panel "
+        "(--id-column), per-series otherwise",
     )
     cell: Cell = "simple"
-    units: int = Field(100, ge=1, description="recurrent units")
+    units: int = Field(100, ge=1, description="recurrent units of a per-series network")
+    width: int = Field(
+        256, ge=1, le=4096, description="units per layer of the global network's N-BEATS blocks"
+    )
+    members: int = Field(
+        3, ge=1, le=16, description="global networks trained side by side, their median served"
+    )
     scaling: Scaling = Field(
         "auto",
         description="input standardization inside the model; auto = only when the train "
@@ -173,9 +184,16 @@ class SelectionSpec(_Spec):
 
 
 class TrainSpec(_Spec):
-    epochs: int = Field(100, ge=1)
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(1e-3, gt=0.0)
+    epochs: int = Field(
+        100, ge=1, description="passes over the windows (default: 100, the global network 10)"
+    )
+    batch_size: int = Field(
+        32,
+        ge=1,
+        description="windows per step (default: 32; the global network 1024, or an eighth of "
+        "a small panel's windows)",
+    )
+    learning_rate: float = Field(1e-3, gt=0.0, description="Adam's (initial) learning rate")
     # NumPy's legacy seeding, which keras.utils.set_random_seed calls, takes 0 .. 2**32 - 1.
     seed: int = Field(0, ge=0, lt=2**32, description="seeds Python, NumPy and TensorFlow")
 
@@ -228,7 +246,7 @@ class FanOutSpec(_Spec):
         "that is fewer; 1000 to forecast)",
     )
 
-    def batch_size(self, network: Network, n_series: int, workers: int) -> int:
+    def batch_size(self, network: NetworkChoice, n_series: int, workers: int) -> int:
         """As set, or the network's default cut to an even share of the workers: 100 series
         of a global panel in one batch of 128 left one of two workers idle."""
         if self.series_per_task:
@@ -260,6 +278,21 @@ class RetrainConfig(_Spec):
     fan_out: FanOutSpec = FanOutSpec()
     data_dir: str = Field("data", min_length=1, description="local path or fsspec URI")
     refresh: bool = Field(False, description="recompute every cached stage")
+
+    @model_validator(mode="before")
+    @classmethod
+    def network_defaults(cls, data: Any) -> Any:
+        """--network auto (or unset) is global for a panel, per-series otherwise; a global
+        network trains with its own defaults (GLOBAL_TRAINING) where none are given."""
+        if not isinstance(data, Mapping):
+            return data
+        model, series, train = (given(data.get(key)) for key in ("model", "series", "train"))
+        if model.get("network", "auto") == "auto":
+            model["network"] = "global" if series.get("id_column") else "per-series"
+        data = {**data, "model": model}
+        if model["network"] == "global":
+            data["train"] = GLOBAL_TRAINING | train
+        return data
 
     @model_validator(mode="after")
     def global_needs_a_panel(self) -> RetrainConfig:
@@ -374,6 +407,13 @@ RETRAIN_SETTINGS: dict[str, tuple[str, ...]] = {
     "series_per_process": ("fan_out", "series_per_process"),
     "data_dir": ("data_dir",),
 }
+
+
+def given(value: object) -> dict[str, Any]:
+    """The fields set in a nested spec, as a dict (a spec object, a mapping, or nothing)."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(include=value.model_fields_set)
+    return dict(value) if isinstance(value, Mapping) else {}
 
 
 def nested_settings(

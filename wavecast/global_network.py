@@ -1,6 +1,11 @@
 """One network for a whole panel: trained once on every series' windows, forecasting them all
 in one batched call (the global models of neuralforecast, Darts and GluonTS).
 
+The network is of the N-BEATS family (Oreshkin et al., ICLR 2020): generic blocks of a
+fully connected stack on the residual of the window, each subtracting its backcast from the
+residual and adding its forecast of every step at once, plus a linear path; a few such stacks
+(an ensemble of seeds) trained side by side and combined by their median.
+
 Series of any magnitude share the network because each window is scaled inside the model:
 level = the window's last value, scale = its mean absolute deviation (floored, so a constant
 window gives finite numbers), forecast = level + scale * network(scaled window). The scaling
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from wavecast.candidates import validation_size
-from wavecast.config import Cell, ModelSpec, TrainSpec
+from wavecast.config import ModelSpec, TrainSpec
 from wavecast.storage import DataDir, code_fingerprint, stable_hash
 from wavecast.train import (
     HISTORY_FILE,
@@ -31,7 +36,6 @@ from wavecast.train import (
     batched_epoch,
     epoch_rng,
     model_forecast,
-    recurrent_forecast,
     run_epochs,
 )
 from wavecast.windows import DatasetRef, make_windows, read_split
@@ -52,6 +56,14 @@ ABSOLUTE_FLOOR = 1e-30  # only an all-zero window reaches it: 0 / floor is 0, ne
 # an all-zero or flat window (intermittent demand) any change is ~1e30 scales, which would
 # swamp every other window's loss. M3 monthly's largest is ~30.
 SCALED_TARGET_LIMIT = 100.0
+# Windows an epoch draws (without replacement, a fresh draw each epoch) from a larger panel:
+# an epoch of 20,000 series' 3.3 million windows would be 3,200 steps.
+EPOCH_WINDOWS = 1 << 16
+MIN_BATCHES = 8  # steps an epoch makes at least (epoch_batch)
+BLOCKS = 3  # generic blocks per stack
+LAYERS = 2  # fully connected layers per block
+# The learning rate decays along a cosine to this share of itself over the training's steps.
+FINAL_LEARNING_RATE_SHARE = 0.05
 
 
 def window_level_and_scale(
@@ -72,14 +84,14 @@ def window_level_and_scale(
 
 
 def build_global_parts(
-    input_len: int, steps: int, units: int, cell: Cell, seed: int | None
+    input_len: int, steps: int, width: int, members: int, seed: int | None
 ) -> keras.Model:
-    """Raw window in; (level, scale, scaled change) out: what training needs, sharing every
-    layer with the forecasting model that build_global_model wraps around it.
+    """Raw window in; (level, scale, each member's scaled change) out: what training needs,
+    sharing every layer with the forecasting model that forecasting_model wraps around it.
 
-    The network is wavecast's `relative` recipe on the scaled window: the recurrent cell and
-    a Dense head, plus a zero-initialized linear highway of the same inputs (seeded, so the
-    same seed gives the same initial weights).
+    Each member is an N-BEATS stack on the scaled window (nbeats_stack), seeded apart, so
+    the same seed gives the same initial weights; members are trained side by side, each on
+    its own loss, as independent as separate trainings.
     """
     import keras
     from keras import ops
@@ -87,30 +99,70 @@ def build_global_parts(
     window = keras.Input(shape=(input_len,), name="window")
     level, scale = window_level_and_scale(window)
     scaled = (window - level) / scale
-    spec = ModelSpec(recipe="relative", cell=cell, units=units)
-    network = recurrent_forecast(spec, scaled, seed, steps)
-    highway = keras.layers.Dense(steps, kernel_initializer="zeros", name="highway")(scaled)
-    change = keras.layers.Add(name="scaled_change")([network, highway])
+    changes = [
+        nbeats_stack(scaled, steps, width, None if seed is None else seed * members + m, f"m{m}")
+        for m in range(members)
+    ]
+    change = ops.stack(changes, axis=1)
     level = ops.repeat(level, steps, axis=1)
     scale = ops.repeat(scale, steps, axis=1)
-    return keras.Model(window, [level, scale, change], name=f"wavecast_global_parts_{cell}")
+    return keras.Model(window, [level, scale, change], name="wavecast_global_parts")
+
+
+def nbeats_stack(
+    scaled: keras.KerasTensor, steps: int, width: int, seed: int | None, name: str
+) -> keras.KerasTensor:
+    """BLOCKS generic N-BEATS blocks: LAYERS ReLU layers of `width` on the residual, a linear
+    backcast taken off the residual, a linear forecast of every step summed; plus a
+    zero-initialized linear path of the scaled window (the linear AR inside the network)."""
+    import keras
+
+    def init(number: int) -> keras.initializers.Initializer:
+        return keras.initializers.GlorotUniform(seed=None if seed is None else seed * 100 + number)
+
+    input_len = int(scaled.shape[1])
+    residual, forecasts = scaled, []
+    for block in range(BLOCKS):
+        hidden = residual
+        for layer in range(LAYERS):
+            dense = keras.layers.Dense(
+                width,
+                "relu",
+                kernel_initializer=init(block * 10 + layer),
+                name=f"{name}_b{block}_fc{layer}",
+            )
+            hidden = dense(hidden)
+        forecast = keras.layers.Dense(
+            steps, kernel_initializer=init(block * 10 + 8), name=f"{name}_b{block}_forecast"
+        )
+        forecasts.append(forecast(hidden))
+        if block < BLOCKS - 1:
+            backcast = keras.layers.Dense(
+                input_len, kernel_initializer=init(block * 10 + 9), name=f"{name}_b{block}_backcast"
+            )(hidden)
+            residual = keras.layers.Subtract(name=f"{name}_b{block}_residual")([residual, backcast])
+    highway = keras.layers.Dense(steps, kernel_initializer="zeros", name=f"{name}_highway")
+    forecasts.append(highway(scaled))
+    return keras.layers.Add(name=f"{name}_change")(forecasts)
 
 
 def forecasting_model(parts: keras.Model) -> keras.Model:
-    """Raw window in, raw forecasts out: level + scale * change, on the parts' own layers."""
+    """Raw window in, raw forecasts out: level + scale * the members' median change, on the
+    parts' own layers."""
     import keras
+    from keras import ops
 
     level, scale, change = parts.outputs
-    forecast = level + scale * change
+    forecast = level + scale * ops.median(change, axis=1)
     return keras.Model(parts.inputs[0], forecast, name=parts.name.replace("_parts", ""))
 
 
 def build_global_model(
-    input_len: int, steps: int, units: int, cell: Cell = "simple", seed: int | None = 0
+    input_len: int, steps: int, width: int = 256, members: int = 3, seed: int | None = 0
 ) -> keras.Model:
     """The global forecaster, untrained: raw window of `input_len` in, `steps` raw forecasts
     out (direct multi-output), per-window scaling inside, only serializable Keras pieces."""
-    return forecasting_model(build_global_parts(input_len, steps, units, cell, seed))
+    return forecasting_model(build_global_parts(input_len, steps, width, members, seed))
 
 
 def series_windows(values: np.ndarray, input_len: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -137,29 +189,34 @@ def pooled_windows(
 def scaled_loss(
     parts: keras.Model,
 ) -> Callable[[tf.Tensor, tf.Tensor, bool], tf.Tensor]:
-    """Mean absolute error in each window's own scale: the forecast's error divided by that
-    window's scale, so a series in millions weighs as much as one in units (as MASE does);
-    targets beyond SCALED_TARGET_LIMIT scales count as at the limit."""
+    """Mean absolute error in each window's own scale, every member's: the forecast's error
+    divided by that window's scale, so a series in millions weighs as much as one in units
+    (as MASE does); targets beyond SCALED_TARGET_LIMIT scales count as at the limit."""
     import tensorflow as tf
 
     def loss(x: tf.Tensor, y: tf.Tensor, training: bool) -> tf.Tensor:
         level, scale, change = parts(x, training=training)
         target = tf.clip_by_value((y - level) / scale, -SCALED_TARGET_LIMIT, SCALED_TARGET_LIMIT)
-        return tf.reduce_mean(tf.abs(target - change))
+        return tf.reduce_mean(tf.abs(target[:, None, :] - change))
 
     return loss
 
 
 def global_epoch(
-    parts: keras.Model, x: np.ndarray, y: np.ndarray, train: TrainSpec
+    parts: keras.Model, x: np.ndarray, y: np.ndarray, train: TrainSpec, per_epoch: int
 ) -> Callable[[tf.Tensor], tf.Tensor]:
-    """One epoch as one graph call: the windows in a given order, in batches of
-    `train.batch_size` (the last one shorter), Adam on the scaled loss; returns the epoch's
-    mean loss weighted by batch size."""
+    """One epoch as one graph call: `per_epoch` windows in a given order, in batches of
+    `train.batch_size` (the last one shorter), Adam on the scaled loss with a learning rate
+    decaying along a cosine over all the training's steps; returns the epoch's mean loss
+    weighted by batch size."""
     import keras
     import tensorflow as tf
 
-    optimizer = keras.optimizers.Adam(learning_rate=train.learning_rate)
+    total_steps = train.epochs * -(-per_epoch // train.batch_size)
+    rate = keras.optimizers.schedules.CosineDecay(
+        train.learning_rate, total_steps, alpha=FINAL_LEARNING_RATE_SHARE
+    )
+    optimizer = keras.optimizers.Adam(learning_rate=rate)
     variables = parts.trainable_variables
     optimizer.build(variables)
     loss_of = scaled_loss(parts)
@@ -202,14 +259,22 @@ def train_pooled(
 
     keras.utils.set_random_seed(train.seed)
     seed = train.seed
-    parts = build_global_parts(x.shape[1], y.shape[1], model_spec.units, model_spec.cell, seed)
-    epoch = global_epoch(parts, x, y, train)
+    parts = build_global_parts(x.shape[1], y.shape[1], model_spec.width, model_spec.members, seed)
+    per_epoch = min(len(x), EPOCH_WINDOWS)
+    train = train.model_copy(update={"batch_size": epoch_batch(per_epoch, train.batch_size)})
+    epoch = global_epoch(parts, x, y, train, per_epoch)
 
     def shuffled(index: int) -> tf.Tensor:
-        return epoch(epoch_rng(train.seed, index).permutation(len(x)))
+        return epoch(epoch_rng(train.seed, index).permutation(len(x))[:per_epoch])
 
     losses = run_epochs(shuffled, train.epochs, on_epoch)
     return forecasting_model(parts), losses
+
+
+def epoch_batch(per_epoch: int, batch_size: int) -> int:
+    """The batch size asked for, cut so an epoch makes at least MIN_BATCHES steps: a panel of
+    three series' 100 windows would otherwise learn from one step an epoch."""
+    return max(1, min(batch_size, per_epoch // MIN_BATCHES))
 
 
 def latest_windows(series: Iterable[np.ndarray], input_len: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from wavecast.panel import (
     split_panel,
 )
 from wavecast.panel_forecast import PanelForecast, forecast_panel
-from wavecast.publish import check_same_file
+from wavecast.publish import check_same_file, rescore
 from wavecast.records import ForecastSummary
 from wavecast.registry import MODELS, read_champion, servable
 from wavecast.storage import DataDir, series_data_dir
@@ -202,3 +202,60 @@ def test_workers_are_replaced_only_where_a_series_loads_models_of_its_own(tmp_pa
 
     assert rounds(batches, spec, 1, replace=False) == [batches]  # one runner, the same workers
     assert rounds(batches, spec, 1) == [[batch] for batch in batches]
+
+
+@pytest.mark.unit
+def test_the_panel_network_joins_a_combination_that_serves_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Network, naive and theta combined (no single one clearly better: a margin of 100 %):
+    the version holds the network's bytes and the spec with its weights; the panel's batched
+    forecast, a series' own forecast and the members' weighted mean by hand agree."""
+    from wavecast import candidates
+    from wavecast.candidates import ForecasterSpec, statistical_forecasts
+
+    monkeypatch.setattr(candidates, "CLEAR_MARGIN", 1.0)
+    config = global_config(tmp_path, candidates="network,naive,theta,combination", plots=False)
+    split = split_panel(config.series, config.windows, config.data_dir)
+    network = panel_network(split, config)
+    assert network is not None
+    refs = {str(ref.key): ref for ref in split.series}
+    keys = list(refs)
+    for ref in split.series:
+        outcome = retrain_series(ref, config, None, network=network)
+        assert outcome.published.forecaster == "combination"
+        assert set(outcome.published.members) == {"network", "naive", "theta"}
+    made = forecast_panel(ForecastConfig(data_dir=config.data_dir), keys, None)
+
+    for key in keys:
+        store = series_store(config, key)
+        version = champion(config, key)
+        version_dir = Path(store.path(MODELS, version))
+        assert filecmp.cmp(version_dir / MODEL_FILE, Path(network.uri) / MODEL_FILE, False)
+        spec = ForecasterSpec.model_validate_json((version_dir / "forecaster.json").read_text())
+        served = servable(store, version)
+        assert served.panel_network and served.forecaster == spec
+        window = latest_window(ForecastConfig(data_dir=store.uri()))
+        values = np.asarray(window.history)
+        ahead, steps = window.spec.horizon, window.spec.steps
+        origin = np.array([len(values) - 1])
+        members = {
+            "network": model_forecast(served.network, values[-window.spec.input_len :][None])[0],
+            "naive": statistical_forecasts("naive", values, origin, ahead, steps, spec.season)[0][
+                0
+            ],
+            "theta": statistical_forecasts("theta", values, origin, ahead, steps, spec.season)[0][
+                0
+            ],
+        }
+        shares = zip(spec.members, spec.member_weights, strict=True)
+        by_hand = sum(share * members[name] for name, share in shares)
+        alone = point_forecast(served.forecaster, window, served.network)
+        batched = [row["forecast"] for row in made.series[key].forecasts]
+        scale = np.max(np.abs(by_hand))
+        assert np.allclose(alone, by_hand, rtol=0, atol=1e-5 * scale)
+        assert np.allclose(batched, by_hand, rtol=0, atol=1e-5 * scale)
+        dataset = build_windows(refs[key], config.windows, store.uri(), reuse=True)
+        _, rescored = rescore(served, store, dataset)  # how the next retrain's gate judges it
+        published = served.manifest.published
+        assert published is not None and rescored == pytest.approx(published.mse, rel=1e-4)

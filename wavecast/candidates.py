@@ -25,7 +25,9 @@ REFITS_PER_BLOCK = 4  # classical fits per block of origins; states are carried 
 MAX_HISTORY = 5000  # points a classical model is fitted on: the most recent ones
 CLASSICAL_MAX_POINTS = 100_000  # longer series skip the classical models (cost per origin)
 COMBINED = 3  # the combination weighs this many candidates, best first
-COMBINABLE = (*STATISTICAL, "linear")  # candidates whose forecasts a JSON spec can remake
+# Candidates a combination can hold: a JSON spec remakes all but the network, whose forecasts
+# come from the version's model.keras.
+COMBINABLE = (*STATISTICAL, "linear", "network")
 # A single candidate serves only when its validation MSE is this share below the
 # combination's: a choice on a closer margin is a choice on noise (a 1.4 % margin lost 28 %
 # on test), and combinations win the field's competitions.
@@ -207,20 +209,42 @@ def windows_ending_at(values: np.ndarray, origins: np.ndarray, input_len: int) -
 
 
 def spec_forecasts(
-    spec: ForecasterSpec, values: np.ndarray, origins: np.ndarray, horizon: int, steps: int
+    spec: ForecasterSpec,
+    values: np.ndarray,
+    origins: np.ndarray,
+    horizon: int,
+    steps: int,
+    network: np.ndarray | None = None,
 ) -> np.ndarray:
     """(origins, steps) forecasts of a stored forecaster: the linear AR's weights applied to
     the window ending at each origin, or its members' (weighted) mean, the statistical ones
-    refitted on `values`."""
+    refitted on `values`; `network` holds the network's forecasts at the same origins, for a
+    combination it is a member of."""
     if not spec.refitted:
         return stored_linear_forecasts(spec, values, origins)
     members = [
-        stored_linear_forecasts(spec, values, origins)
-        if name == "linear"
-        else statistical_forecasts(name, values, origins, horizon, steps, spec.season)[0]
+        member_forecasts(spec, name, values, origins, horizon, steps, network)
         for name in spec.members
     ]
     return weighted_mean(members, spec.member_weights)
+
+
+def member_forecasts(
+    spec: ForecasterSpec,
+    name: str,
+    values: np.ndarray,
+    origins: np.ndarray,
+    horizon: int,
+    steps: int,
+    network: np.ndarray | None,
+) -> np.ndarray:
+    if name == "linear":
+        return stored_linear_forecasts(spec, values, origins)
+    if name == "network":
+        if network is None:
+            raise ValueError("a combination holding the network needs the network's forecasts")
+        return np.reshape(np.asarray(network, np.float64), (len(origins), steps))
+    return statistical_forecasts(name, values, origins, horizon, steps, spec.season)[0]
 
 
 def stored_linear_forecasts(
@@ -230,7 +254,13 @@ def stored_linear_forecasts(
     return linear_forecast(weights, windows_ending_at(values, origins, len(weights) - 1))
 
 
-def spec_forecast(spec: ForecasterSpec, values: np.ndarray, horizon: int, steps: int) -> np.ndarray:
+def spec_forecast(
+    spec: ForecasterSpec,
+    values: np.ndarray,
+    horizon: int,
+    steps: int,
+    network: np.ndarray | None = None,
+) -> np.ndarray:
     """A stored champion's forecast after the last point (a statistical one refitted on
-    `values`)."""
-    return spec_forecasts(spec, values, np.array([len(values) - 1]), horizon, steps)[0]
+    `values`; `network`, the network's forecast from there, when it is a member)."""
+    return spec_forecasts(spec, values, np.array([len(values) - 1]), horizon, steps, network)[0]

@@ -295,16 +295,14 @@ def series_windows(values: np.ndarray, dataset: DatasetRef) -> Chunk:
     return make_windows(values, spec.input_len, spec.horizon, spec.steps)
 
 
-def linear_test_forecasts(
-    values: np.ndarray, dataset: DatasetRef, weights: np.ndarray
-) -> np.ndarray:
-    """The linear AR's forecasts of every test window, a batch of views at a time (a matmul
+def test_forecasts(forecaster: Forecaster, values: np.ndarray, dataset: DatasetRef) -> np.ndarray:
+    """A forecaster's forecasts of every test window, a batch of views at a time (a matmul
     of a strided view copies it whole: 512 MB for a million 64-point windows)."""
     _, inputs, _ = series_windows(values, dataset)
-    test = inputs[dataset.n_train :]
+    test, steps = inputs[dataset.n_train :], dataset.spec.steps
     return np.concatenate(
         [
-            linear_forecast(weights, np.asarray(test[start : start + BATCH_ROWS]))
+            np.reshape(forecaster(np.asarray(test[start : start + BATCH_ROWS])), (-1, steps))
             for start in range(0, len(test), BATCH_ROWS)
         ]
     )
@@ -360,14 +358,18 @@ def statistical_backtest(
             backtest.notes[name] = f"could not be fitted: {str(exc).splitlines()[0][:200]}"
 
 
-def combine(backtest: Backtest) -> None:
+def combine(backtest: Backtest, network_test: Callable[[], np.ndarray] | None) -> None:
     """The best combinable candidates by validation MSE, weighed by inverse validation MSE,
-    when two or more are."""
+    when two or more are; `network_test` makes the network's test forecasts, which only a
+    combination holding it needs."""
     scores = backtest.validation_mse()
     members = combination_members(scores)
     if len(members) < 2:
         backtest.notes["combination"] = "fewer than two candidates to combine"
         return
+    if "network" in members:
+        assert network_test is not None, "the network was scored without a test forecaster"
+        backtest.test["network"] = network_test()
     weights = inverse_error_weights([scores[name] for name in members])
     for block in (backtest.validation, backtest.test):
         block["combination"] = weighted_mean([block[name] for name in members], weights)
@@ -395,7 +397,11 @@ def run_backtest(
     selection: SelectionSpec,
     season: int,
     data_dir: str,
+    network: Forecaster | None = None,
 ) -> Backtest:
+    """Every wanted candidate at the validation origins (and the statistical ones at the
+    test origins); `network`, the trained network's forecaster, for its test forecasts
+    when the combination holds it."""
     n_validation = validation_size(dataset.n_train)
     blocks = block_origins(dataset, n_validation)
     horizon, steps = dataset.spec.horizon, dataset.spec.steps
@@ -419,10 +425,14 @@ def run_backtest(
     elif "linear" in selection.candidates:
         backtest.validation["linear"] = linear_validation(values, dataset, n_validation)
         backtest.linear_weights = linear_weights(values, dataset, dataset.n_train)
-        backtest.test["linear"] = linear_test_forecasts(values, dataset, backtest.linear_weights)
+        linear = functools.partial(linear_forecast, backtest.linear_weights)
+        backtest.test["linear"] = test_forecasts(linear, values, dataset)
     statistical_backtest(backtest, values, dataset, blocks, selection.candidates, season)
     if "combination" in selection.candidates:
-        combine(backtest)
+        network_test = (
+            functools.partial(test_forecasts, network, values, dataset) if network else None
+        )
+        combine(backtest, network_test)
     if not any(mse == mse for mse in backtest.validation_mse().values()):
         statistical_backtest(backtest, values, dataset, blocks, ("naive",), season)
         backtest.notes["naive"] = "stands in: none of the candidates asked for could be scored"
@@ -473,7 +483,8 @@ def evaluate_trained(
     release_unused_memory()
     values = read_series(dataset.series, data_dir)
     season = selection.season or dataset.series.season or 1
-    backtest = run_backtest(values, dataset, trained, selection, season, data_dir)
+    network = trained_forecaster(trained, data_dir) if trained is not None else None
+    backtest = run_backtest(values, dataset, trained, selection, season, data_dir, network)
     chosen, why = choose(backtest)
     weights = backtest.linear_weights
     if weights is None:
@@ -482,8 +493,8 @@ def evaluate_trained(
         "persistence": functools.partial(persistence_forecast, steps=dataset.spec.steps),
         "linear": functools.partial(linear_forecast, weights),
     }
-    if trained is not None:
-        forecasters["model"] = trained_forecaster(trained, data_dir)
+    if network is not None:
+        forecasters["model"] = network
     served_key = WINDOW_KEYS.get(chosen)
     errors_of = (served_key,) if served_key else ()
     window_scores, sample = score_split(dataset, data_dir, forecasters, errors_of=errors_of)

@@ -250,8 +250,9 @@ def held_out_errors(data_dir: str, version: str, steps: int | None = None) -> np
 
 def forecast_window(window: LatestWindow, data_dir: str, levels: tuple[float, ...]) -> Forecast:
     """The champion's K forecasts after the origin, each with its interval per level."""
-    forecaster = servable(DataDir(data_dir), window.version).forecaster
-    return forecast_with(forecaster, window, data_dir, levels)
+    served = servable(DataDir(data_dir), window.version)
+    point = point_forecast(served.forecaster, window, served.network)
+    return forecast_with(served.forecaster, window, data_dir, levels, point)
 
 
 def forecast_with(
@@ -292,12 +293,21 @@ def forecast_with(
     )
 
 
-def point_forecast(forecaster: Any, window: LatestWindow) -> np.ndarray:
-    """A Keras champion reads the last window; a statistical one is refitted on the history."""
+def point_forecast(
+    forecaster: Any,
+    window: LatestWindow,
+    network: Any = None,
+    network_point: np.ndarray | None = None,
+) -> np.ndarray:
+    """A Keras champion reads the last window; a statistical one is refitted on the history;
+    a combination holding the network takes its forecast (`network_point`, made already
+    when the caller batched it with other series', or made here by `network`)."""
     values = np.asarray(window.history, dtype=np.float64)
-    if isinstance(forecaster, ForecasterSpec):
-        return spec_forecast(forecaster, values, window.spec.horizon, window.spec.steps)
-    return model_forecast(forecaster, values[-window.spec.input_len :][None, :])[0]
+    if not isinstance(forecaster, ForecasterSpec):
+        return model_forecast(forecaster, values[-window.spec.input_len :][None, :])[0]
+    if "network" in forecaster.members and network_point is None:
+        network_point = point_forecast(network, window)
+    return spec_forecast(forecaster, values, window.spec.horizon, window.spec.steps, network_point)
 
 
 def forecast_key(forecast: Forecast) -> str:

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, ParamSpec, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from wavecast.candidates import ForecasterSpec
 from wavecast.config import FanOutSpec, ForecastConfig, SeriesSpec
 from wavecast.errors import InvalidInputError, environment_problem, is_transient
 from wavecast.forecasting import (
@@ -157,12 +158,14 @@ def champion_of(config: ForecastConfig, key: str) -> Champion:
 
 class Prepared(NamedTuple):
     """A series ready to forecast: its window, and either its point forecast already or the
-    panel network that makes it (with the other series that serve it)."""
+    panel network that makes it (with the other series that serve it), and then the
+    combination that takes that forecast as a member's, if the champion is one."""
 
     champion: Champion
     window: LatestWindow
     point: np.ndarray | None
     network: Any | None
+    combination: ForecasterSpec | None = None
 
 
 def prepare_one(
@@ -176,8 +179,10 @@ def prepare_one(
         raise loaded
     window = window_of(champion.store, champion.version, served, champion.source, loaded)
     if served.panel_network:
-        return Prepared(champion, window, None, served.forecaster)
-    return Prepared(champion, window, point_forecast(served.forecaster, window), None)
+        spec = served.forecaster if isinstance(served.forecaster, ForecasterSpec) else None
+        return Prepared(champion, window, None, served.network, spec)
+    point = point_forecast(served.forecaster, window, served.network)
+    return Prepared(champion, window, point, None)
 
 
 def batched_points(prepared: list[Prepared]) -> dict[str, np.ndarray]:
@@ -200,6 +205,8 @@ def forecast_one(
     """One series' forecast rows, written into the panel's dataset."""
     champion = ready.champion
     point = ready.point if ready.point is not None else points[champion.key]
+    if ready.combination is not None:
+        point = point_forecast(ready.combination, ready.window, network_point=point)
     forecast = forecast_with(None, ready.window, champion.store.uri(), config.levels, point)
     path = write_forecasts(forecast, config.data_dir, run_id)
     return SeriesForecast(champion.key, ready.window, forecast, path)

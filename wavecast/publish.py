@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from wavecast.candidates import ForecasterSpec, linear_forecast, spec_forecasts, targets_at
+from wavecast.candidates import (
+    ForecasterSpec,
+    linear_forecast,
+    spec_forecasts,
+    targets_at,
+    windows_ending_at,
+)
 from wavecast.config import RetrainConfig
 from wavecast.confinement import STORED_RECORD
 from wavecast.evaluate import (
@@ -177,23 +183,31 @@ def check_same_file(copy: Path, source: DataDir, *parts: str) -> None:
 
 
 def served_file(evaluation: Evaluation) -> str:
-    """The file in a version directory that holds what it serves: the network's model.keras,
-    any other forecaster's JSON spec (the linear AR's with its weights)."""
+    """The file in a version directory that says what it serves: the network's model.keras,
+    any other forecaster's JSON spec (the linear AR's with its weights, a combination's
+    members and their weights)."""
     return MODEL_FILE if evaluation.published.forecaster == "network" else SPEC_FILE
+
+
+def holds_network(evaluation: Evaluation) -> bool:
+    """Whether the version serves the network, alone or in its combination."""
+    return "network" in (evaluation.published.forecaster, *evaluation.published.members)
 
 
 def copy_served(
     store: DataDir, staging: Path, evaluation: Evaluation, trained: TrainedRef | None
-) -> Path:
-    """Copy the forecaster a version serves into its staging dir: the network from its
-    training (the series' own, or its panel's global network), the others from beside the
-    evaluation (the forecaster's spec). A version holds
-    its own copy, so rolling back or forecasting never depends on the panel's directory."""
-    if evaluation.published.forecaster == "network":
+) -> None:
+    """Copy what a version serves into its staging dir: the network (alone or combined)
+    from its training (the series' own, or its panel's global network), any spec from
+    beside the evaluation. A version holds its own copies, so rolling back or forecasting
+    never depends on the panel's directory."""
+    if holds_network(evaluation):
         assert trained is not None, "the network was published without a training"
         source, parts = training_file(trained, store.uri(), MODEL_FILE)
-        return source.copy_to_local(staging, *parts)
-    return store.copy_to_local(staging, "evaluations", evaluation.evaluation_id, SPEC_FILE)
+        source.copy_to_local(staging, *parts).rename(staging / MODEL_FILE)
+    if evaluation.published.forecaster != "network":
+        copied = store.copy_to_local(staging, "evaluations", evaluation.evaluation_id, SPEC_FILE)
+        copied.rename(staging / SPEC_FILE)
 
 
 def stage_version(
@@ -213,19 +227,19 @@ def stage_version(
         manifest = build_manifest(config, dataset, trained, evaluation, run_id)
         with store.staged_dir(MODELS, version) as staging:
             served = staging / served_file(evaluation)
-            copy_served(store, staging, evaluation, trained).rename(served)
+            copy_served(store, staging, evaluation, trained)
             for name in (METRICS_FILE, ERRORS_FILE, *evaluation.plots):
                 store.copy_to_local(staging, "evaluations", evaluation.evaluation_id, name)
             (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
-            if evaluation.published.forecaster == "network":
+            if holds_network(evaluation):
                 assert trained is not None, "the network was published without a training"
                 source, parts = training_file(trained, config.data_dir, MODEL_FILE)
-                check_same_file(served, source, *parts)
-            elif evaluation.published.forecaster == "linear":
+                check_same_file(staging / MODEL_FILE, source, *parts)
+            if evaluation.published.forecaster == "linear":
                 expected = stored_predictions(evaluation, config.data_dir)
                 _, test_x, _ = head_of_split(dataset, "test", config.data_dir, len(expected))
                 check_round_trip(served, test_x, expected)
-            else:
+            elif evaluation.published.forecaster != "network":
                 ForecasterSpec.model_validate_json(served.read_text())  # it must read back
     return Candidate(version=version, created=True)
 
@@ -276,20 +290,24 @@ def rescore(served: Servable, store: DataDir, dataset: DatasetRef) -> tuple[Metr
     panel network through its graph traced once for all its series), or its statistical
     spec refitted at the same origins as the candidate's."""
     forecaster = served.forecaster
+    training = served.manifest.training
+    network = None
+    if served.panel_network and training is not None:
+        network = shared_forecaster(training.uri, MODEL_FILE)
+    elif served.network is not None:
+        network = keras_forecaster(served.network)
     if isinstance(forecaster, ForecasterSpec):
         values = read_series(dataset.series, store.uri())
         origins = block_origins(dataset, 0)["test"]
         horizon, steps = dataset.spec.horizon, dataset.spec.steps
         truth = targets_at(values, origins, horizon, steps)
-        forecasts = spec_forecasts(forecaster, values, origins, horizon, steps)
+        inputs = windows_ending_at(values, origins, dataset.spec.input_len)
+        ahead = network(np.asarray(inputs)) if network is not None else None
+        forecasts = spec_forecasts(forecaster, values, origins, horizon, steps, ahead)
         metrics = regression_metrics(truth, forecasts)
         return metrics, metrics.mse
-    training = served.manifest.training
-    if served.panel_network and training is not None:
-        forecast = shared_forecaster(training.uri, MODEL_FILE)
-    else:
-        forecast = keras_forecaster(forecaster)
-    scores, _ = score_split(dataset, store.uri(), {"champion": forecast}, keep=0)
+    assert network is not None, "a version without a spec serves its network"
+    scores, _ = score_split(dataset, store.uri(), {"champion": network}, keep=0)
     return scores["champion"], scores["champion"].mse
 
 

@@ -103,11 +103,13 @@ class UnusableVersionError(InvalidInputError):
 
 
 class Servable(NamedTuple):
-    """A version that can serve: its manifest, and its statistical spec or its Keras model."""
+    """A version that can serve: its manifest, and its statistical spec or its Keras model;
+    `network`, the Keras model it serves or combines (None when it holds no network)."""
 
     manifest: Manifest
     forecaster: Any  # ForecasterSpec | keras.Model (loaded with safe_mode)
     panel_network: bool = False  # the one shared by the series of a --network global panel
+    network: Any = None
 
 
 def servable(store: DataDir, version: str, manifest: Manifest | None = None) -> Servable:
@@ -121,13 +123,25 @@ def servable(store: DataDir, version: str, manifest: Manifest | None = None) -> 
     if manifest is None:
         raise unusable(version, f"{MANIFEST_FILE} missing or damaged")
     if store.exists(MODELS, version, SPEC_FILE):
-        return Servable(manifest, stored_spec(store, version, manifest.dataset.spec))
+        spec = stored_spec(store, version, manifest.dataset.spec)
+        if "network" not in spec.members:
+            return Servable(manifest, spec)
+        network, shared = stored_network(store, version, manifest)
+        return Servable(manifest, spec, panel_network=shared, network=network)
     if not store.exists(MODELS, version, MODEL_FILE):
         raise unusable(version, f"it has neither {MODEL_FILE} nor {SPEC_FILE}")
+    network, shared = stored_network(store, version, manifest)
+    return Servable(manifest, network, panel_network=shared, network=network)
+
+
+def stored_network(store: DataDir, version: str, manifest: Manifest) -> tuple[Any, bool]:
+    """(the version's Keras model, whether it is its panel's network, loaded once for all)."""
+    if not store.exists(MODELS, version, MODEL_FILE):
+        raise unusable(version, f"its combination holds the network but it has no {MODEL_FILE}")
     network = panel_network_copy(store, version, manifest)
     if network is not None:
-        return Servable(manifest, network, panel_network=True)
-    return Servable(manifest, stored_model(store, version, manifest.dataset.spec))
+        return network, True
+    return stored_model(store, version, manifest.dataset.spec), False
 
 
 def panel_network_copy(store: DataDir, version: str, manifest: Manifest) -> Any | None:

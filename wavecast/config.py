@@ -390,6 +390,8 @@ RETRAIN_SETTINGS: dict[str, tuple[str, ...]] = {
     "recipe": ("model", "recipe"),
     "cell": ("model", "cell"),
     "units": ("model", "units"),
+    "width": ("model", "width"),
+    "members": ("model", "members"),
     "scaling": ("model", "scaling"),
     "epochs": ("train", "epochs"),
     "batch_size": ("train", "batch_size"),

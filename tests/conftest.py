@@ -115,10 +115,12 @@ def tiny_config(data_dir: Path, **train: object) -> RetrainConfig:
 
 
 def served_file(version_dir: Path) -> Path:
-    """The one file a version serves from: a network's model.keras, any other forecaster's
-    forecaster.json (the linear AR, which wins tiny_config's sine, keeps its weights there)."""
-    candidates = (version_dir / "model.keras", version_dir / "forecaster.json")
-    (served,) = [path for path in candidates if path.exists()]
+    """The file that says what a version serves: forecaster.json for any forecaster but the
+    network alone (the linear AR, which wins tiny_config's sine, keeps its weights there; a
+    combination names its members, the network's model.keras beside it), else model.keras."""
+    spec = version_dir / "forecaster.json"
+    served = spec if spec.exists() else version_dir / "model.keras"
+    assert served.exists(), f"{version_dir} serves nothing"
     return served
 
 

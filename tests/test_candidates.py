@@ -15,6 +15,7 @@ from wavecast.candidates import (
     ForecasterSpec,
     best_candidate,
     combination_members,
+    combination_weights,
     inverse_error_weights,
     seasonal_naive,
     spec_forecast,
@@ -90,6 +91,16 @@ def test_combination_weights_are_inverse_validation_errors() -> None:
     takes all the weight."""
     assert inverse_error_weights([1.0, 2.0, 4.0]).tolist() == pytest.approx([4 / 7, 2 / 7, 1 / 7])
     assert inverse_error_weights([0.0, 2.0]).tolist() == [1.0, 0.0]
+
+
+def test_a_member_under_the_minimum_share_is_left_out_of_the_combination() -> None:
+    """Errors 1, 2, 100 give inverse shares 100/151, 50/151, 1/151: the last is under 5 %
+    and left out, the rest renormalized to 2/3, 1/3; an exact fit outweighs every other, so
+    nothing is combined."""
+    members, weights = combination_weights({"ets": 1.0, "theta": 2.0, "naive": 100.0})
+    assert members == ("ets", "theta")
+    assert weights.tolist() == pytest.approx([2 / 3, 1 / 3])
+    assert combination_weights({"linear": 5e-31, "network": 4e-7, "ets": 8e-6})[0] == ()
 
 
 def test_a_weighted_combination_with_a_linear_member_is_remade_from_its_spec() -> None:

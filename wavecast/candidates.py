@@ -32,6 +32,10 @@ COMBINABLE = (*STATISTICAL, "linear", "network")
 # combination's: a choice on a closer margin is a choice on noise (a 1.4 % margin lost 28 %
 # on test), and combinations win the field's competitions.
 CLEAR_MARGIN = 0.10
+# A member weighing less than this share of a combination is left out of it (the weights of
+# the rest renormalized): one far better than the others is then served alone, not as a
+# combination that is itself in all but name.
+MIN_SHARE = 0.05
 MAX_VALIDATION_WINDOWS = 200
 
 
@@ -171,6 +175,21 @@ def inverse_error_weights(errors: Sequence[float]) -> np.ndarray:
     exact = values <= 0
     inverse = exact.astype(np.float64) if bool(np.any(exact)) else 1.0 / values
     return np.asarray(inverse / inverse.sum())
+
+
+def combination_weights(
+    validation_mse: Mapping[str, float],
+) -> tuple[tuple[str, ...], np.ndarray]:
+    """(members, weights): combination_members weighed by inverse validation MSE, less any
+    member under MIN_SHARE (the rest renormalized); fewer than two members: nothing."""
+    members = combination_members(validation_mse)
+    if len(members) < 2:
+        return (), np.zeros(0)
+    weights = inverse_error_weights([validation_mse[name] for name in members])
+    kept = weights >= MIN_SHARE
+    if kept.sum() < 2:
+        return (), np.zeros(0)
+    return tuple(np.asarray(members)[kept].tolist()), weights[kept] / weights[kept].sum()
 
 
 def weighted_mean(

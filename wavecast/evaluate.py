@@ -18,11 +18,11 @@ from wavecast.candidates import (
     CLASSICAL,
     CLASSICAL_MAX_POINTS,
     CLEAR_MARGIN,
+    MIN_SHARE,
     STATISTICAL,
     ForecasterSpec,
     best_candidate,
-    combination_members,
-    inverse_error_weights,
+    combination_weights,
     linear_forecast,
     mse_of,
     statistical_forecasts,
@@ -362,15 +362,15 @@ def combine(backtest: Backtest, network_test: Callable[[], np.ndarray] | None) -
     """The best combinable candidates by validation MSE, weighed by inverse validation MSE,
     when two or more are; `network_test` makes the network's test forecasts, which only a
     combination holding it needs."""
-    scores = backtest.validation_mse()
-    members = combination_members(scores)
-    if len(members) < 2:
-        backtest.notes["combination"] = "fewer than two candidates to combine"
+    members, weights = combination_weights(backtest.validation_mse())
+    if not members:
+        backtest.notes["combination"] = (
+            f"fewer than two candidates to combine weigh {MIN_SHARE:.0%} or more of it"
+        )
         return
     if "network" in members:
         assert network_test is not None, "the network was scored without a test forecaster"
         backtest.test["network"] = network_test()
-    weights = inverse_error_weights([scores[name] for name in members])
     for block in (backtest.validation, backtest.test):
         block["combination"] = weighted_mean([block[name] for name in members], weights)
     shares = ", ".join(f"{name} {w:.2f}" for name, w in zip(members, weights, strict=True))

@@ -12,6 +12,7 @@ import pytest
 
 from wavecast.candidates import (
     CLEAR_MARGIN,
+    COMBINATION_POOL,
     ForecasterSpec,
     best_candidate,
     combination_members,
@@ -67,23 +68,25 @@ def test_the_best_validation_score_wins_and_a_tie_goes_to_the_simpler() -> None:
     assert best_candidate({"ets": math.nan, "linear": 5.0}, PREFERENCE) == "linear"
 
 
-def test_the_combination_takes_the_three_best_candidates_by_validation() -> None:
+def test_the_combination_holds_every_scored_candidate_of_its_pool() -> None:
+    """Seasonal naive, ETS, Theta, ARIMA and the network whenever scored, whatever their
+    scores; naive and the linear AR never."""
     scores = {"naive": 4.0, "ets": 1.0, "theta": 2.0, "arima": math.nan, "seasonal_naive": 3.0}
-    assert combination_members(scores) == ("ets", "theta", "seasonal_naive")
-    assert combination_members(scores | {"linear": 1.5}) == ("ets", "linear", "theta")
-    assert combination_members(scores | {"network": 0.1}) == ("network", "ets", "theta")
+    assert combination_members(scores) == ("seasonal_naive", "ets", "theta")
+    assert combination_members(scores | {"linear": 0.5}) == ("seasonal_naive", "ets", "theta")
+    assert combination_members(scores | {"network": 9.0, "arima": 1.0}) == COMBINATION_POOL
 
 
 def test_a_single_candidate_serves_only_when_clearly_better_than_the_combination() -> None:
     """Theta 1.4 % below the combination (the weekly CO2 case): the combination serves;
-    20 % below it: theta serves; a tie at the margin is not clearly better."""
+    at the margin below it, theta; an exact fit (the sine's linear AR) always clears it."""
     assert best_candidate({"theta": 0.2065, "combination": 0.2095}, PREFERENCE) == "combination"
-    assert best_candidate({"theta": 0.16, "combination": 0.2}, PREFERENCE) == "theta"
     at_margin = (1 - CLEAR_MARGIN) * 0.2
     assert best_candidate({"ets": at_margin, "combination": 0.2}, PREFERENCE) == "ets"
     assert best_candidate({"ets": at_margin * 1.001, "combination": 0.2}, PREFERENCE) == (
         "combination"
     )
+    assert best_candidate({"linear": 5e-31, "combination": 1e-7}, PREFERENCE) == "linear"
 
 
 def test_combination_weights_are_inverse_validation_errors() -> None:

@@ -208,14 +208,14 @@ def test_workers_are_replaced_only_where_a_series_loads_models_of_its_own(tmp_pa
 def test_the_panel_network_joins_a_combination_that_serves_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Network, naive and theta combined (no single one clearly better: a margin of 100 %):
+    """Network, ETS and Theta combined (no single one clearly better: a margin of 100 %):
     the version holds the network's bytes and the spec with its weights; the panel's batched
     forecast, a series' own forecast and the members' weighted mean by hand agree."""
     from wavecast import candidates
     from wavecast.candidates import ForecasterSpec, statistical_forecasts
 
     monkeypatch.setattr(candidates, "CLEAR_MARGIN", 1.0)
-    config = global_config(tmp_path, candidates="network,naive,theta,combination", plots=False)
+    config = global_config(tmp_path, candidates="network,ets,theta,combination", plots=False)
     split = split_panel(config.series, config.windows, config.data_dir)
     network = panel_network(split, config)
     assert network is not None
@@ -224,7 +224,7 @@ def test_the_panel_network_joins_a_combination_that_serves_it(
     for ref in split.series:
         outcome = retrain_series(ref, config, None, network=network)
         assert outcome.published.forecaster == "combination"
-        assert set(outcome.published.members) == {"network", "naive", "theta"}
+        assert set(outcome.published.members) == {"network", "ets", "theta"}
     made = forecast_panel(ForecastConfig(data_dir=config.data_dir), keys, None)
 
     for key in keys:
@@ -241,12 +241,10 @@ def test_the_panel_network_joins_a_combination_that_serves_it(
         origin = np.array([len(values) - 1])
         members = {
             "network": model_forecast(served.network, values[-window.spec.input_len :][None])[0],
-            "naive": statistical_forecasts("naive", values, origin, ahead, steps, spec.season)[0][
-                0
-            ],
-            "theta": statistical_forecasts("theta", values, origin, ahead, steps, spec.season)[0][
-                0
-            ],
+            **{
+                name: statistical_forecasts(name, values, origin, ahead, steps, spec.season)[0][0]
+                for name in ("ets", "theta")
+            },
         }
         shares = zip(spec.members, spec.member_weights, strict=True)
         by_hand = sum(share * members[name] for name, share in shares)

@@ -62,12 +62,16 @@ def write_panel(path: Path, broken: bool = True, n: int = 80) -> Path:
 
 
 def panel_config(
-    source: Path, data_dir: Path, selection: dict[str, object] | None = None, **series: object
+    source: Path,
+    data_dir: Path,
+    selection: dict[str, object] | None = None,
+    network: str = "auto",
+    **series: object,
 ) -> RetrainConfig:
     return RetrainConfig.model_validate(
         {
             "series": {"source": str(source), "id_column": "store", "column": "sales", **series},
-            "model": {"units": 4},
+            "model": {"units": 4, "width": 16, "network": network},
             "train": {"epochs": 3, "batch_size": 16},
             "selection": selection or {},
             "data_dir": str(data_dir),

@@ -113,7 +113,8 @@ def drift_retrain(data_dir: str, key: str) -> RetrainSummary:
 
 def test_a_drift_retrain_of_a_panel_series_reuses_what_the_panel_trained(tmp_path: Path) -> None:
     source = write_panel(tmp_path / "panel.csv", broken=False)
-    config = panel_config(source, tmp_path / "data", selection={"network_min_windows": 0})
+    selection: dict[str, object] = {"network_min_windows": 0}
+    config = panel_config(source, tmp_path / "data", selection, network="per-series")
     panel = retrain_panel(config)
     trained_before = {key: training_dirs(config.data_dir, key) for key in panel.series}
 

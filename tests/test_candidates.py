@@ -150,6 +150,8 @@ def test_candidates_are_comma_separated_and_unknown_ones_refused() -> None:
     assert SelectionSpec.model_validate({"candidates": "ets, theta"}).candidates == ("ets", "theta")
     with pytest.raises(ValueError, match="candidates"):
         SelectionSpec.model_validate({"candidates": "ets,prophet"})
+    with pytest.raises(ValueError, match="combination weighs other candidates"):
+        SelectionSpec.model_validate({"candidates": "combination"})
 
 
 def evaluated(

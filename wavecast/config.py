@@ -177,6 +177,11 @@ class SelectionSpec(_Spec):
     @field_validator("candidates")
     @classmethod
     def unique(cls, candidates: tuple[ForecasterName, ...]) -> tuple[ForecasterName, ...]:
+        if set(candidates) == {"combination"}:
+            raise ValueError(
+                "combination weighs other candidates: name some beside it, e.g. ets,theta,"
+                "combination"
+            )
         return tuple(dict.fromkeys(candidates))
 
     def trains_network(self, n_train: int) -> bool:

@@ -358,19 +358,19 @@ def statistical_backtest(
             backtest.notes[name] = f"could not be fitted: {str(exc).splitlines()[0][:200]}"
 
 
-def combine(backtest: Backtest, network_test: Callable[[], np.ndarray] | None) -> None:
-    """The best combinable candidates by validation MSE, weighed by inverse validation MSE,
-    when two or more are; `network_test` makes the network's test forecasts, which only a
-    combination holding it needs."""
+def combine(backtest: Backtest, test_makers: Mapping[str, Callable[[], np.ndarray]]) -> None:
+    """Every scored candidate of the pool, weighed by inverse validation MSE, when two or
+    more weigh enough (candidates.combination_weights). The forecasters that read windows
+    (the network, the linear AR) forecast the test windows only here (`test_makers`), and
+    only when the combination holds them."""
     members, weights = combination_weights(backtest.validation_mse())
     if not members:
         backtest.notes["combination"] = (
             f"fewer than two candidates to combine weigh {MIN_SHARE:.0%} or more of it"
         )
         return
-    if "network" in members:
-        assert network_test is not None, "the network was scored without a test forecaster"
-        backtest.test["network"] = network_test()
+    for name in (m for m in members if m not in backtest.test):
+        backtest.test[name] = test_makers[name]()
     for block in (backtest.validation, backtest.test):
         block["combination"] = weighted_mean([block[name] for name in members], weights)
     shares = ", ".join(f"{name} {w:.2f}" for name, w in zip(members, weights, strict=True))
@@ -425,14 +425,16 @@ def run_backtest(
     elif "linear" in selection.candidates:
         backtest.validation["linear"] = linear_validation(values, dataset, n_validation)
         backtest.linear_weights = linear_weights(values, dataset, dataset.n_train)
-        linear = functools.partial(linear_forecast, backtest.linear_weights)
-        backtest.test["linear"] = test_forecasts(linear, values, dataset)
     statistical_backtest(backtest, values, dataset, blocks, selection.candidates, season)
     if "combination" in selection.candidates:
-        network_test = (
-            functools.partial(test_forecasts, network, values, dataset) if network else None
-        )
-        combine(backtest, network_test)
+        readers: dict[str, Forecaster] = {"network": network} if network else {}
+        if backtest.linear_weights is not None:
+            readers["linear"] = functools.partial(linear_forecast, backtest.linear_weights)
+        makers = {
+            name: functools.partial(test_forecasts, reader, values, dataset)
+            for name, reader in readers.items()
+        }
+        combine(backtest, makers)
     if not any(mse == mse for mse in backtest.validation_mse().values()):
         statistical_backtest(backtest, values, dataset, blocks, ("naive",), season)
         backtest.notes["naive"] = "stands in: none of the candidates asked for could be scored"

@@ -190,13 +190,13 @@ class SelectionSpec(_Spec):
 
 class TrainSpec(_Spec):
     epochs: int = Field(
-        100, ge=1, description="passes over the windows (default: 100, the global network 10)"
+        100, ge=1, description="passes over the windows; a global network's default is 10"
     )
     batch_size: int = Field(
         32,
         ge=1,
-        description="windows per step (default: 32; the global network 1024, or an eighth of "
-        "a small panel's windows)",
+        description="windows per step; a global network's default is 1024, or an eighth of "
+        "a small panel's windows",
     )
     learning_rate: float = Field(1e-3, gt=0.0, description="Adam's (initial) learning rate")
     # NumPy's legacy seeding, which keras.utils.set_random_seed calls, takes 0 .. 2**32 - 1.

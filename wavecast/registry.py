@@ -126,6 +126,8 @@ def servable(store: DataDir, version: str, manifest: Manifest | None = None) -> 
         spec = stored_spec(store, version, manifest.dataset.spec)
         if "network" not in spec.members:
             return Servable(manifest, spec)
+        if not store.exists(MODELS, version, MODEL_FILE):
+            raise unusable(version, f"its combination holds the network but it has no {MODEL_FILE}")
         network, shared = stored_network(store, version, manifest)
         return Servable(manifest, spec, panel_network=shared, network=network)
     if not store.exists(MODELS, version, MODEL_FILE):
@@ -136,8 +138,6 @@ def servable(store: DataDir, version: str, manifest: Manifest | None = None) -> 
 
 def stored_network(store: DataDir, version: str, manifest: Manifest) -> tuple[Any, bool]:
     """(the version's Keras model, whether it is its panel's network, loaded once for all)."""
-    if not store.exists(MODELS, version, MODEL_FILE):
-        raise unusable(version, f"its combination holds the network but it has no {MODEL_FILE}")
     network = panel_network_copy(store, version, manifest)
     if network is not None:
         return network, True

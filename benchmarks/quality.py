@@ -19,19 +19,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# name -> (values, input_len)
-Series = dict[str, tuple[np.ndarray, int]]
+# name -> (values, input_len, the weekly dates a user's file would carry or None)
+Series = dict[str, tuple[np.ndarray, int, np.ndarray | None]]
 
 
 def real_series() -> Series:
     """Data sets statsmodels ships (no download): weekly CO2, yearly sunspots, Nile flow."""
     from statsmodels.datasets import co2, nile, sunspots
 
-    weekly = co2.load_pandas().data["co2"].to_numpy()
+    weekly = co2.load_pandas().data["co2"]
     return {
-        "co2 (weekly, trend + season)": (weekly, 52),
-        "sunspots (yearly cycle)": (sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(), 11),
-        "nile (yearly flow)": (nile.load_pandas().data["volume"].to_numpy(), 5),
+        "co2 (weekly, trend + season)": (weekly.to_numpy(), 52, weekly.index.to_numpy()),
+        "sunspots (yearly cycle)": (
+            sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(),
+            11,
+            None,
+        ),
+        "nile (yearly flow)": (nile.load_pandas().data["volume"].to_numpy(), 5, None),
     }
 
 
@@ -41,15 +45,19 @@ def synthetic_series() -> Series:
     season = np.sin(2 * np.pi * t / 24)
     shift = np.where(t > 450, 5.0, 0.0)
     return {
-        "trend + season + noise": (0.05 * t + season + 0.2 * rng.standard_normal(600), 24),
-        "level shift + season": (shift + season + 0.1 * rng.standard_normal(600), 24),
-        "random walk": (np.cumsum(rng.standard_normal(600)), 10),
-        "tutorial sine": (np.sin(np.linspace(-3 * np.pi, 3 * np.pi, 1000)), 5),
+        "trend + season + noise": (0.05 * t + season + 0.2 * rng.standard_normal(600), 24, None),
+        "level shift + season": (shift + season + 0.1 * rng.standard_normal(600), 24, None),
+        "random walk": (np.cumsum(rng.standard_normal(600)), 10, None),
+        "tutorial sine": (np.sin(np.linspace(-3 * np.pi, 3 * np.pi, 1000)), 5, None),
     }
 
 
-def wavecast_scores(values: np.ndarray, input_len: int, work: Path) -> dict[str, Any]:
-    """Retrain as `wavecast retrain --horizon 1 --missing interpolate` would, in process."""
+def wavecast_scores(
+    values: np.ndarray, input_len: int, times: np.ndarray | None, work: Path
+) -> dict[str, Any]:
+    """Retrain as `wavecast retrain --horizon 1 --missing interpolate` would, in process: a
+    dated series with its dates (wavecast infers its season from them, 52 for weekly CO2),
+    the others with a season only where the input length is one."""
     from wavecast.config import RetrainConfig
     from wavecast.evaluate import evaluate_trained
     from wavecast.generate import store_series
@@ -57,12 +65,17 @@ def wavecast_scores(values: np.ndarray, input_len: int, work: Path) -> dict[str,
     from wavecast.windows import build_windows
 
     source = work / f"series-{len(list(work.iterdir()))}.csv"
-    pd.DataFrame({"value": values}).to_csv(source, index=False)
+    frame = pd.DataFrame({"value": values})
+    if times is not None:
+        frame.insert(0, "date", times)
+    frame.to_csv(source, index=False)
     config = RetrainConfig.model_validate(
         {
             "series": {"source": str(source), "missing": "interpolate"},
             "windows": {"input_len": input_len, "horizon": 1},
-            "selection": {"season": input_len if input_len in (4, 12, 24) else None},
+            "selection": {
+                "season": input_len if times is None and input_len in (4, 12, 24) else None
+            },
         }
     )
     data_dir = str(work / "data")
@@ -106,12 +119,12 @@ def main() -> None:
     print(f"{'series':<30}" + "".join(f"{c:>13}" for c in columns) + "  serves")
     wins = 0
     with tempfile.TemporaryDirectory(prefix="wavecast-quality-") as tmp:
-        for name, (values, input_len) in series.items():
+        for name, (values, input_len, times) in series.items():
             if args.only not in name:
                 continue
             work = Path(tmp) / str(abs(hash(name)))
             work.mkdir()
-            scores = wavecast_scores(values, input_len, work)
+            scores = wavecast_scores(values, input_len, times, work)
             # Seasonal AutoARIMA on 52-week seasons takes hours here: weekly gets season 1.
             season = input_len if input_len in (12, 24) else 1
             scores |= reference_scores(values, int(scores["n_test"]), season)

@@ -38,7 +38,7 @@ def unvisited(value: T) -> T:
 class ContentCache(CachePolicy):
     """Key a stage on where its content-addressed output lives, and recompute if that is gone.
 
-    The output path is derived from content hashes, config and a code fingerprint, never run
+    The output path is derived from content hashes, config and the stage's version, never run
     ids, so a later scheduled run with the same inputs hits the cache. When a cached record
     exists but its files were deleted, a fresh key forces one recomputation; because the path
     is deterministic, the old record is valid again once the files are back.

@@ -32,7 +32,15 @@ from wavecast.panel import (
     split_panel,
 )
 from wavecast.records import Forecast
-from wavecast.storage import ID_FILE, DataDir, panel_root_of, series_data_dir, series_slug, slug_key
+from wavecast.storage import (
+    ID_FILE,
+    STAGE_VERSIONS,
+    DataDir,
+    panel_root_of,
+    series_data_dir,
+    series_slug,
+    slug_key,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -335,6 +343,33 @@ def test_a_series_retrains_once_then_is_reused_unchanged(tmp_path: Path) -> None
     assert again.unchanged and again.version == first.version
     assert not (own / "training").exists()
     assert {p: p.stat().st_mtime_ns for p in (own / "evaluations").iterdir()} == evaluations
+
+
+def test_bumping_a_stage_version_reruns_that_stage_and_what_reads_it_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cache keys hold explicit stage versions, not the code's text: the next run reuses
+    every stage but the bumped one and those after it."""
+    source = write_panel(tmp_path / "panel.csv", broken=False, n=60)
+    config = panel_config(source, tmp_path / "data", series=("a",))
+    (ref,) = split_panel(config.series, config.windows, config.data_dir).series
+    own = Path(series_config(config, "a").data_dir)
+
+    def stage_dirs() -> tuple[set[str], set[str]]:
+        return {p.name for p in (own / "windows").iterdir()}, {
+            p.name for p in (own / "evaluations").iterdir()
+        }
+
+    retrain_series(ref, config, run_id=None)
+    windows, evaluations = stage_dirs()
+    monkeypatch.setitem(STAGE_VERSIONS, "evaluate", STAGE_VERSIONS["evaluate"] + 1)
+    retrain_series(ref, config, run_id=None)
+    assert stage_dirs()[0] == windows and len(stage_dirs()[1] - evaluations) == 1
+
+    windows, evaluations = stage_dirs()
+    monkeypatch.setitem(STAGE_VERSIONS, "windows", STAGE_VERSIONS["windows"] + 1)
+    retrain_series(ref, config, run_id=None)
+    assert len(stage_dirs()[0] - windows) == 1 and len(stage_dirs()[1] - evaluations) == 1
 
 
 def test_rounds_give_each_worker_about_series_per_process_series() -> None:

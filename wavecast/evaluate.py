@@ -36,7 +36,7 @@ from wavecast.generate import read_series
 from wavecast.intervals import conformal_half_widths
 from wavecast.memory import release_unused_memory
 from wavecast.plots import plot_forecasts, plot_loss
-from wavecast.storage import DataDir, code_fingerprint, stable_hash
+from wavecast.storage import DataDir, cache_version, stable_hash
 from wavecast.train import (
     VALIDATION_MODEL_FILE,
     TrainedRef,
@@ -627,8 +627,8 @@ def evaluation_location(
     dataset: DatasetRef, trained: TrainedRef | None, selection: SelectionSpec, data_dir: str
 ) -> tuple[str, tuple[str, ...]]:
     trained_id = trained.train_id if trained else "untrained"
-    code = code_fingerprint(__name__)
-    identity = stable_hash(dataset.dataset_id, trained_id, selection.model_dump_json(), code)
+    version = cache_version("evaluate")
+    identity = stable_hash(dataset.dataset_id, trained_id, selection.model_dump_json(), version)
     return data_dir, ("evaluations", identity)
 
 

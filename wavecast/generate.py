@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict
 from wavecast.config import SeriesSpec
 from wavecast.confinement import check_within
 from wavecast.errors import InvalidInputError, or_bad_input
-from wavecast.storage import DataDir, code_fingerprint, open_filesystem, stable_hash
+from wavecast.storage import DataDir, cache_version, open_filesystem, stable_hash
 
 TIME_COLUMN_NAMES = frozenset({"time", "timestamp", "date", "datetime", "ds"})
 # Training computes squared errors in float32 (largest ~3.4e38): larger values overflow.
@@ -459,11 +459,10 @@ def store_loaded(
 ) -> SeriesRef:
     """Keep a loaded series' values as Parquet, written only when new.
 
-    Its place is named by the series' identity and this stage's code, so an unchanged series
+    Its place is named by the series' identity and this stage's version, so an unchanged series
     maps to the copy already there and nothing downstream reruns.
     """
-    fingerprint = code_fingerprint(__name__)
-    parts = ("raw", stable_hash(series_identity(series, key), fingerprint))
+    parts = ("raw", stable_hash(series_identity(series, key), cache_version("raw")))
     content_hash = stable_hash(series.values.tobytes(), length=32)
     store = DataDir(data_dir)
     if not store.is_complete(*parts):

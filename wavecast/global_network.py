@@ -25,7 +25,7 @@ import numpy as np
 
 from wavecast.candidates import validation_size
 from wavecast.config import ModelSpec, TrainSpec
-from wavecast.storage import DataDir, code_fingerprint, stable_hash
+from wavecast.storage import DataDir, cache_version, stable_hash
 from wavecast.train import (
     HISTORY_FILE,
     MODEL_FILE,
@@ -293,10 +293,11 @@ def global_location(
     datasets: Sequence[DatasetRef], model: ModelSpec, train: TrainSpec, data_dir: str
 ) -> tuple[str, tuple[str, ...]]:
     """<panel data dir>/global/<id>: named by every series' windows, the model and training
-    settings and this code, so an unchanged panel finds its network and trains nothing."""
+    settings and this stage's version, so an unchanged panel finds its network and trains
+    nothing."""
     ids = sorted(dataset.dataset_id for dataset in datasets)
-    code = code_fingerprint(__name__)
-    identity = stable_hash(*ids, model.model_dump_json(), train.model_dump_json(), code)
+    version = cache_version("global_network")
+    identity = stable_hash(*ids, model.model_dump_json(), train.model_dump_json(), version)
     return data_dir, ("global", identity)
 
 

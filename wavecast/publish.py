@@ -53,7 +53,7 @@ from wavecast.registry import (
     version_name,
 )
 from wavecast.report import render_html, render_markdown
-from wavecast.storage import DataDir, code_fingerprint
+from wavecast.storage import STAGE_VERSIONS, DataDir
 from wavecast.train import MODEL_FILE, TrainedRef, shared_forecaster, training_file
 from wavecast.windows import DatasetInfo, DatasetRef, head_of_split
 
@@ -127,12 +127,10 @@ def build_manifest(
     run_id: str | None,
 ) -> Manifest:
     """Lineage: enough to say exactly what produced this model and to reproduce it."""
-    stages = ("generate", "windows", "train", "evaluate")
-    fingerprints = {stage: code_fingerprint(f"wavecast.{stage}") for stage in stages}
     return Manifest(
         created=utc_now(),
         flow_run_id=run_id,
-        code=CodeLineage(revision=code_revision(), fingerprints=fingerprints),
+        code=CodeLineage(revision=code_revision(), stage_versions=dict(STAGE_VERSIONS)),
         libraries=library_versions(),
         config=config.without_run_options(),
         series=dataset.series,

@@ -30,8 +30,8 @@ class Record(BaseModel):
 
 class CodeLineage(Record):
     revision: str | None = None
-    fingerprints: dict[str, str] = Field(
-        default_factory=dict, description="each stage's code fingerprint, by stage module"
+    stage_versions: dict[str, int] = Field(
+        default_factory=dict, description="each cached stage's version (storage.STAGE_VERSIONS)"
     )
 
 

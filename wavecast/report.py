@@ -29,7 +29,7 @@ def headline(summary: RetrainSummary) -> str:
 def lineage_rows(manifest: Manifest) -> list[tuple[str, str]]:
     """What produced the version, as (what, value) pairs both reports show as a table."""
     series, dataset, code = manifest.series, manifest.dataset, manifest.code
-    fingerprints = ", ".join(f"{stage} {value}" for stage, value in code.fingerprints.items())
+    versions = ", ".join(f"{stage} v{value}" for stage, value in code.stage_versions.items())
     return [
         ("source", f"{series.source} ({series.n_points} points)"),
         ("source content hash", series.content_hash),
@@ -37,7 +37,7 @@ def lineage_rows(manifest: Manifest) -> list[tuple[str, str]]:
         ("windows", f"input_len {dataset.spec.input_len}, horizon {dataset.spec.horizon}"),
         ("training", training_line(manifest)),
         ("code revision", code.revision or "not in git"),
-        ("code fingerprints", fingerprints or "not recorded"),
+        ("stage versions", versions or "not recorded"),
         ("flow run", manifest.flow_run_id or "outside Prefect"),
         ("created", manifest.created.isoformat()),
     ]

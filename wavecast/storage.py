@@ -13,7 +13,6 @@ On a local disk, no path under the root may lead out of it through a symlink.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import fcntl
 import hashlib
@@ -25,7 +24,6 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
@@ -37,8 +35,12 @@ from pydantic import BaseModel, ValidationError
 from wavecast.confinement import STORED_RECORD, check_location, is_inside
 from wavecast.errors import InvalidInputError
 
-PACKAGE = "wavecast"
-PACKAGE_DIR = Path(__file__).resolve().parent
+# The version of what each cached stage writes. Bump a stage's number when a change alters
+# its output for the same inputs (a new candidate or rule, another architecture, a file
+# layout): its cache keys change, and so do those of the stages reading its output by id.
+# Editing a docstring or help text, or moving code between modules, changes no key, so no
+# scheduled run retrains every series because of a refactor.
+STAGE_VERSIONS = {"raw": 1, "windows": 1, "train": 1, "global_network": 1, "evaluate": 1}
 COMPLETE_MARKER = "_COMPLETE"
 STAGING_TAG = ".staging-"  # in every staging name: hidden ones, and earlier versions' visible ones
 HIDDEN_PREFIXES = (".", "_")  # names pyarrow's dataset discovery skips
@@ -91,46 +93,9 @@ def stable_hash(*parts: str | bytes, length: int = 16) -> str:
     return digest.hexdigest()[:length]
 
 
-def wavecast_imports(module: str) -> set[str]:
-    """The wavecast modules `module` imports anywhere in its source (read, never imported)."""
-    tree = ast.parse(module_source(module))
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)
-    return {name for name in found if name.startswith(f"{PACKAGE}.") and is_module(name)}
-
-
-def module_source(module: str) -> str:
-    return PACKAGE_DIR.joinpath(*module.split(".")[1:]).with_suffix(".py").read_text()
-
-
-def is_module(name: str) -> bool:
-    return PACKAGE_DIR.joinpath(*name.split(".")[1:]).with_suffix(".py").is_file()
-
-
-def reached_modules(module: str) -> set[str]:
-    """`module` and every wavecast module it reaches through imports, however indirectly."""
-    reached, pending = {module}, [module]
-    while pending:
-        for name in wavecast_imports(pending.pop()) - reached:
-            reached.add(name)
-            pending.append(name)
-    return reached
-
-
-@cache
-def code_fingerprint(module: str) -> str:
-    """Hash of a stage's module and every wavecast module it reaches through imports.
-
-    A stage's cache keys include it, so editing its code reruns it, while editing code it
-    never reaches (the report, another stage's plots) leaves it cached.
-    """
-    reached = sorted(reached_modules(module))
-    return stable_hash(*(f"{name}:{module_source(name)}" for name in reached))
+def cache_version(stage: str) -> str:
+    """A cached stage's explicit version, part of every cache key the stage computes."""
+    return f"{stage}-v{STAGE_VERSIONS[stage]}"
 
 
 def is_hidden(name: str) -> bool:

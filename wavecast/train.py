@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict
 from wavecast.candidates import validation_size
 from wavecast.config import ModelSpec, TrainSpec
 from wavecast.memory import release_unused_memory
-from wavecast.storage import DataDir, code_fingerprint, stable_hash
+from wavecast.storage import DataDir, cache_version, stable_hash
 from wavecast.windows import (
     DatasetRef,
     head_of_split,
@@ -585,9 +585,9 @@ def trains_streaming(n_train: int, input_len: int, stream_above: int = STREAM_AB
 def training_location(
     dataset: DatasetRef, model: ModelSpec, train: TrainSpec, data_dir: str
 ) -> tuple[str, tuple[str, ...]]:
-    code = code_fingerprint(__name__)
+    version = cache_version("train")
     identity = stable_hash(
-        dataset.dataset_id, model.model_dump_json(), train.model_dump_json(), code
+        dataset.dataset_id, model.model_dump_json(), train.model_dump_json(), version
     )
     return data_dir, ("training", identity)
 

@@ -25,7 +25,7 @@ from wavecast.config import WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.generate import SeriesRef, read_series
 from wavecast.memory import release_unused_memory
-from wavecast.storage import DataDir, code_fingerprint, stable_hash
+from wavecast.storage import DataDir, cache_version, stable_hash
 
 if TYPE_CHECKING:  # imported where used: it costs 0.5 s, and a cached rerun never reads
     import pyarrow.dataset as ds
@@ -207,8 +207,8 @@ def write_partitions(
 def dataset_location(
     series: SeriesRef, spec: WindowSpec, data_dir: str
 ) -> tuple[str, tuple[str, ...]]:
-    code = code_fingerprint(__name__)
-    return data_dir, ("windows", stable_hash(series.series_id, spec.model_dump_json(), code))
+    version = cache_version("windows")
+    return data_dir, ("windows", stable_hash(series.series_id, spec.model_dump_json(), version))
 
 
 def build_windows(

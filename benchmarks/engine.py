@@ -110,7 +110,8 @@ def notebook(listing: Path) -> Callable[[int], None]:
 def stage(listing: Path, shared: bool) -> Callable[[int], None]:
     """wavecast's training stage, on one engine for all series or a new one each."""
     from wavecast.config import ModelSpec, TrainSpec
-    from wavecast.train import TrainingEngine, train_on_dataset
+    from wavecast.engine import TrainingEngine
+    from wavecast.train import train_on_dataset
     from wavecast.windows import DatasetRef
 
     datasets = [json.loads(line) for line in listing.read_text().splitlines()]
@@ -127,8 +128,9 @@ def stage(listing: Path, shared: bool) -> Callable[[int], None]:
 
 def engine_fit(listing: Path) -> Callable[[int], None]:
     """The engine doing a's work only: reset, fit on the train split, forecast the test one."""
+    from wavecast.architectures import scaling_for
     from wavecast.config import ModelSpec, TrainSpec
-    from wavecast.train import TrainingEngine, scaling_for
+    from wavecast.engine import TrainingEngine
     from wavecast.windows import DatasetRef, read_split
 
     datasets = [json.loads(line) for line in listing.read_text().splitlines()]

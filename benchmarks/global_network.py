@@ -110,8 +110,9 @@ def relative_forecasts(
     """wavecast's own per-series network (recipe `relative`), as train_on_dataset fits it."""
     import keras
 
+    from wavecast.architectures import build_model, scaling_for
+    from wavecast.engine import fit_model, model_forecast
     from wavecast.global_network import latest_windows, series_windows
-    from wavecast.train import build_model, fit_model, model_forecast, scaling_for
 
     spec = model_spec(args)
     train_cfg = train_spec(args, args.series_epochs)

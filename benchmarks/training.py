@@ -33,18 +33,19 @@ def tutorial_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def train(mode: str, epochs: int) -> dict[str, float]:
     import keras
 
-    from wavecast import train as wavecast_train
+    from wavecast import architectures
     from wavecast.config import ModelSpec, TrainSpec
+    from wavecast.engine import fit_model
 
     train_x, train_y, test_x, test_y = tutorial_arrays()
     spec = TrainSpec(epochs=epochs)
     if mode == "fit":
-        wavecast_train.UNROLL_MAX_STEPS = dict.fromkeys(wavecast_train.UNROLL_MAX_STEPS, 0)
+        architectures.UNROLL_MAX_STEPS = dict.fromkeys(architectures.UNROLL_MAX_STEPS, 0)
     keras.utils.set_random_seed(spec.seed)
-    model = wavecast_train.build_model(ModelSpec(), 5, 0.0, 1.0, seed=spec.seed)
+    model = architectures.build_model(ModelSpec(), 5, 0.0, 1.0, seed=spec.seed)
     began = time.perf_counter()
     if mode == "wavecast":
-        losses = wavecast_train.fit_model(model, train_x, train_y, spec)
+        losses = fit_model(model, train_x, train_y, spec)
     else:
         model.compile(optimizer=keras.optimizers.Adam(learning_rate=spec.learning_rate), loss="mse")
         history = model.fit(

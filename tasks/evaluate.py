@@ -8,8 +8,8 @@ from prefect import get_run_logger, task
 
 from wavecast.config import SelectionSpec
 from wavecast.evaluate import Evaluation, evaluate_trained, evaluation_location, metrics_table
+from wavecast.model_files import TrainedRef
 from wavecast.tasks.prefect_support import IO_RETRIES, content_cache
-from wavecast.train import TrainedRef
 from wavecast.windows import DatasetRef
 
 

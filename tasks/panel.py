@@ -25,8 +25,10 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from wavecast.config import FanOutSpec, RetrainConfig, SeriesSpec, WindowSpec
+from wavecast.engine import TrainingEngine
 from wavecast.errors import InvalidInputError, environment_problem, is_transient
 from wavecast.generate import SeriesRef
+from wavecast.model_files import TrainedRef
 from wavecast.panel import (
     BatchResult,
     PanelSplit,
@@ -43,7 +45,6 @@ from wavecast.series import training_slot_name
 from wavecast.tasks.prefect_support import IO_RETRIES, ThrottledProgress
 from wavecast.tasks.publish import announce_retrain
 from wavecast.tasks.train import epoch_reporter, training_slot
-from wavecast.train import TrainedRef, TrainingEngine
 
 # Each worker process trains one series at a time: one TensorFlow thread per worker.
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}

@@ -10,13 +10,13 @@ from prefect.transactions import Transaction, get_transaction
 
 from wavecast.config import RetrainConfig
 from wavecast.evaluate import Evaluation, metrics_table
+from wavecast.model_files import TrainedRef
 from wavecast.publish import Candidate, promote_candidate, served_file, stage_version
 from wavecast.records import Manifest, RetrainSummary
 from wavecast.registry import MANIFEST_FILE, MODELS, remove_version
 from wavecast.report import render_markdown
 from wavecast.storage import DataDir, stable_hash
 from wavecast.tasks.prefect_support import IO_RETRIES
-from wavecast.train import TrainedRef
 from wavecast.windows import DatasetRef
 
 

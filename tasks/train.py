@@ -10,9 +10,11 @@ from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
 from wavecast.config import ModelSpec, SelectionSpec, TrainSpec
+from wavecast.engine import EpochCallback
+from wavecast.model_files import TrainedRef
 from wavecast.series import panel_network_of, train_when_needed
 from wavecast.tasks.prefect_support import ThrottledProgress, content_cache
-from wavecast.train import EpochCallback, TrainedRef, training_location
+from wavecast.train import training_location
 from wavecast.windows import DatasetRef
 
 TRAINING_LEASE_S = 60  # the shortest lease Prefect's server grants

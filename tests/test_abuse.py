@@ -26,8 +26,8 @@ from tests.test_registry import naive_version
 from wavecast import registry
 from wavecast.config import RetrainConfig, SeriesSpec
 from wavecast.errors import InvalidInputError, environment_problem, is_transient
-from wavecast.evaluate import Metrics
 from wavecast.generate import MAX_MAGNITUDE, load_series
+from wavecast.metrics import Metrics
 from wavecast.records import PromotionEvent
 from wavecast.storage import STAGING_TAG, DataDir
 from wavecast.validate import check_data_dir, training_bytes, validate_inputs

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from wavecast.backtest import PREFERENCE
 from wavecast.candidates import (
     CLEAR_MARGIN,
     COMBINATION_POOL,
@@ -26,7 +27,7 @@ from wavecast.candidates import (
     window_origins,
 )
 from wavecast.config import RetrainConfig, SelectionSpec
-from wavecast.evaluate import PREFERENCE, SPEC_FILE, Evaluation, evaluate_trained
+from wavecast.evaluate import SPEC_FILE, Evaluation, evaluate_trained
 from wavecast.generate import inferred_season, store_series
 from wavecast.intervals import conformal_half_widths
 from wavecast.windows import DatasetRef, build_windows

@@ -7,12 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from wavecast.evaluate import (
-    fit_linear_ar,
-    linear_forecast,
-    persistence_forecast,
-    regression_metrics,
-)
+from wavecast.evaluate import linear_forecast
+from wavecast.metrics import fit_linear_ar, persistence_forecast, regression_metrics
 from wavecast.windows import make_windows, split_index
 
 pytestmark = pytest.mark.unit

@@ -14,17 +14,11 @@ from hypothesis import strategies as st
 from tests.test_registry import METRICS, SECRET, V1, V2, naive_version
 from wavecast.config import ForecastConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
-from wavecast.evaluate import (
-    ERRORS_FILE,
-    SPEC_FILE,
-    ErrorTotals,
-    LeastSquares,
-    linear_forecast,
-    persistence_forecast,
-)
+from wavecast.evaluate import ERRORS_FILE, SPEC_FILE, linear_forecast
 from wavecast.forecasting import forecast_window, latest_window, level_key, target_labels
 from wavecast.generate import SeriesRef
 from wavecast.intervals import conformal_half_widths, held_out_coverage
+from wavecast.metrics import ErrorTotals, LeastSquares, persistence_forecast
 from wavecast.registry import record_champion
 from wavecast.storage import DataDir, series_data_dir
 from wavecast.windows import count_windows, make_windows, min_series_length, window_schema

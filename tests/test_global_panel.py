@@ -15,10 +15,12 @@ from tests.test_panel import panel_config, write_panel
 from tests.test_panel_flow import drift_retrain
 from wavecast.candidates import validation_size
 from wavecast.config import FanOutSpec, ForecastConfig, RetrainConfig
+from wavecast.engine import model_forecast
 from wavecast.flows.forecast import forecast
 from wavecast.flows.panel import retrain_panel
 from wavecast.forecasting import latest_window, point_forecast
 from wavecast.global_network import train_global
+from wavecast.model_files import MODEL_FILE, VALIDATION_MODEL_FILE, load_model, shared_network
 from wavecast.panel import (
     batched,
     loads_models_per_series,
@@ -32,13 +34,6 @@ from wavecast.publish import check_same_file, rescore
 from wavecast.records import ForecastSummary
 from wavecast.registry import MODELS, read_champion, servable
 from wavecast.storage import DataDir, series_data_dir
-from wavecast.train import (
-    MODEL_FILE,
-    VALIDATION_MODEL_FILE,
-    load_model,
-    model_forecast,
-    shared_network,
-)
 from wavecast.windows import build_windows, read_split
 
 

@@ -23,8 +23,9 @@ from wavecast import registry
 from wavecast.candidates import ForecasterSpec, spec_forecast
 from wavecast.config import RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
-from wavecast.evaluate import ERRORS_FILE, SPEC_FILE, Metrics, Published
+from wavecast.evaluate import ERRORS_FILE, SPEC_FILE, Published
 from wavecast.generate import SeriesRef
+from wavecast.metrics import Metrics
 from wavecast.records import Manifest
 from wavecast.registry import (
     UnusableVersionError,

@@ -12,19 +12,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from wavecast import evaluate
+from wavecast import metrics
+from wavecast.architectures import Moments, scaling_for, streamed_scaling
 from wavecast.config import ModelSpec, SeriesSpec, TrainSpec, WindowSpec
-from wavecast.evaluate import persistence_forecast, score_split
 from wavecast.generate import store_series
 from wavecast.memory import release_unused_memory
-from wavecast.train import (
-    Moments,
-    loss_history,
-    scaling_for,
-    streamed_scaling,
-    train_on_dataset,
-    untrained_predictions,
-)
+from wavecast.metrics import persistence_forecast, score_split
+from wavecast.model_files import loss_history, untrained_predictions
+from wavecast.train import train_on_dataset
 from wavecast.windows import (
     DatasetRef,
     build_windows,
@@ -212,7 +207,7 @@ def test_kept_forecast_samples_do_not_pin_their_row_groups(
         still_pinned.append(sum(ref() is not None for refs in older for ref in refs))
         return persistence_forecast(inputs)  # a view of `inputs`: pins it unless copied
 
-    monkeypatch.setattr(evaluate, "iter_split", watched_split)
+    monkeypatch.setattr(metrics, "iter_split", watched_split)
     _, sample = score_split(dataset, data_dir, {"persistence": watched}, keep=150)
     assert len(still_pinned) == len(split_row_groups(dataset, "test", data_dir)) >= 6
     assert still_pinned == [0] * len(still_pinned)

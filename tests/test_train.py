@@ -11,22 +11,18 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
+from wavecast.architectures import build_model, scaling_for
 from wavecast.config import ModelSpec, SeriesSpec, TrainSpec, WindowSpec
+from wavecast.engine import TrainingEngine, fit_model, fit_order
 from wavecast.generate import store_series
-from wavecast.train import (
+from wavecast.model_files import (
     HISTORY_FILE,
     MODEL_FILE,
-    TrainingEngine,
-    build_model,
-    fit_model,
-    fit_order,
     loss_history,
-    scaling_for,
-    train_on_dataset,
     untrained_predictions,
     validation_predictions,
-    validation_twin,
 )
+from wavecast.train import train_on_dataset, validation_twin
 from wavecast.windows import DatasetRef, build_windows, make_windows, read_split
 
 if TYPE_CHECKING:
@@ -127,7 +123,7 @@ def test_same_seed_same_losses_other_seed_other_losses() -> None:
 QUIET_BUILD = """
 import sys, numpy as np, keras
 from wavecast.config import ModelSpec
-from wavecast.train import build_model
+from wavecast.architectures import build_model
 for cell in ("simple", "lstm", "gru"):
     keras.utils.set_random_seed(11)
     model = build_model(ModelSpec.model_validate({"cell": cell, "units": 3}), 5, 0.0, 1.0)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 from wavecast.candidates import MAX_HISTORY, ForecasterSpec, spec_forecast
 from wavecast.config import ForecastConfig, SeriesSpec, WindowSpec
+from wavecast.engine import model_forecast
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE
 from wavecast.generate import LoadedSeries, load_series
@@ -41,7 +42,6 @@ from wavecast.registry import (
     servable,
 )
 from wavecast.storage import DataDir, panel_root_of, series_slug, slug_key, stable_hash
-from wavecast.train import model_forecast
 
 FORECASTS = "forecasts"
 PARTITION = "series="  # hive partitioning: a series' rows under series=<its slug>/

@@ -25,19 +25,15 @@ import numpy as np
 
 from wavecast.candidates import validation_size
 from wavecast.config import ModelSpec, TrainSpec
-from wavecast.storage import DataDir, cache_version, stable_hash
-from wavecast.train import (
+from wavecast.engine import EpochCallback, batched_epoch, epoch_rng, model_forecast, run_epochs
+from wavecast.model_files import (
     HISTORY_FILE,
     MODEL_FILE,
     TRAINED_FILE,
     VALIDATION_MODEL_FILE,
-    EpochCallback,
     TrainedRef,
-    batched_epoch,
-    epoch_rng,
-    model_forecast,
-    run_epochs,
 )
+from wavecast.storage import DataDir, cache_version, stable_hash
 from wavecast.windows import DatasetRef, make_windows, read_split
 
 if TYPE_CHECKING:

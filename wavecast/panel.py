@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import FanOutSpec, RetrainConfig, SeriesSpec, WindowSpec
+from wavecast.engine import EpochCallback, TrainingEngine
 from wavecast.errors import InvalidInputError
-from wavecast.evaluate import Metrics, Published
+from wavecast.evaluate import Published
 from wavecast.generate import (
     PanelGroup,
     SeriesRef,
@@ -31,6 +32,8 @@ from wavecast.generate import (
     store_loaded,
 )
 from wavecast.global_network import train_panel_network
+from wavecast.metrics import Metrics
+from wavecast.model_files import TrainedRef
 from wavecast.records import RetrainSummary
 from wavecast.registry import read_champion
 from wavecast.series import SlotTaker, check_trainable, no_slot, retrain_stages
@@ -40,7 +43,6 @@ from wavecast.storage import (
     series_data_dir,
     series_dir_keys,
 )
-from wavecast.train import EpochCallback, TrainedRef, TrainingEngine
 from wavecast.windows import build_windows
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 
 from wavecast.candidates import ForecasterSpec
 from wavecast.config import FanOutSpec, ForecastConfig, SeriesSpec
+from wavecast.engine import model_forecast
 from wavecast.errors import InvalidInputError, environment_problem, is_transient
 from wavecast.forecasting import (
     FORECASTS,
@@ -35,7 +36,6 @@ from wavecast.panel import champion_keys
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest
 from wavecast.registry import one_line, read_champion
 from wavecast.storage import DataDir, series_data_dir, stable_hash
-from wavecast.train import model_forecast
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from wavecast.backtest import block_origins
 from wavecast.candidates import (
     ForecasterSpec,
     linear_forecast,
@@ -26,15 +27,12 @@ from wavecast.evaluate import (
     PLOTS,
     SPEC_FILE,
     Evaluation,
-    Metrics,
-    block_origins,
-    keras_forecaster,
-    regression_metrics,
-    score_split,
     stored_predictions,
 )
 from wavecast.gate import Decision, decide_promotion
 from wavecast.generate import SeriesRef, read_series
+from wavecast.metrics import Metrics, keras_forecaster, regression_metrics, score_split
+from wavecast.model_files import MODEL_FILE, TrainedRef, shared_forecaster, training_file
 from wavecast.records import ChampionRecord, CodeLineage, Manifest, RetrainSummary
 from wavecast.registry import (
     DECISION_FILE,
@@ -54,7 +52,6 @@ from wavecast.registry import (
 )
 from wavecast.report import render_html, render_markdown
 from wavecast.storage import STAGE_VERSIONS, DataDir
-from wavecast.train import MODEL_FILE, TrainedRef, shared_forecaster, training_file
 from wavecast.windows import DatasetInfo, DatasetRef, head_of_split
 
 LIBRARIES = (

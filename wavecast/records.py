@@ -13,9 +13,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from wavecast.config import RetrainConfig, WindowSpec
-from wavecast.evaluate import CandidateScore, Metrics, Published
+from wavecast.evaluate import CandidateScore, Published
 from wavecast.generate import SeriesRef
-from wavecast.train import TrainedRef
+from wavecast.metrics import Metrics
+from wavecast.model_files import TrainedRef
 from wavecast.windows import DatasetInfo
 
 Action = Literal["promote", "manual", "rollback"]

@@ -26,12 +26,14 @@ from pydantic import BaseModel, ValidationError
 from wavecast.candidates import COMBINABLE, ForecasterSpec
 from wavecast.config import WindowSpec
 from wavecast.confinement import STORED_RECORD
+from wavecast.engine import model_forecast
 from wavecast.errors import InvalidInputError
-from wavecast.evaluate import SPEC_FILE, Metrics
+from wavecast.evaluate import SPEC_FILE
 from wavecast.gate import Decision
+from wavecast.metrics import Metrics
+from wavecast.model_files import MODEL_FILE, load_model, shared_network
 from wavecast.records import Action, ChampionRecord, Manifest, PromotionEvent, VersionRow
 from wavecast.storage import DataDir
-from wavecast.train import MODEL_FILE, load_model, model_forecast, shared_network
 
 R = TypeVar("R", bound=BaseModel)
 LOG = logging.getLogger(__name__)

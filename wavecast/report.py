@@ -6,7 +6,7 @@ import base64
 import html
 from collections.abc import Mapping, Sequence
 
-from wavecast.evaluate import Metrics
+from wavecast.metrics import Metrics
 from wavecast.records import Forecast, Manifest, RetrainSummary
 
 

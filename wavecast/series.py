@@ -24,21 +24,16 @@ from wavecast.config import (
     TrainSpec,
     WindowSpec,
 )
+from wavecast.engine import EpochCallback, TrainingEngine
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import evaluate_trained
 from wavecast.generate import LoadedSeries, SeriesRef, load_series, series_key, store_loaded
+from wavecast.model_files import TRAINED_FILE, TrainedRef
 from wavecast.publish import promote_candidate, stage_version
 from wavecast.records import RetrainSummary
 from wavecast.registry import read_champion, read_manifest, remove_version
 from wavecast.storage import DataDir, stable_hash
-from wavecast.train import (
-    TRAINED_FILE,
-    EpochCallback,
-    TrainedRef,
-    TrainingEngine,
-    completed_training,
-    train_on_dataset,
-)
+from wavecast.train import completed_training, train_on_dataset
 from wavecast.windows import DatasetRef, build_windows, check_length
 
 # Takes the named training slot for the block it guards (a Prefect global concurrency limit

@@ -7,14 +7,13 @@ from prefect import flow
 from wavecast.config import RetrainConfig
 from wavecast.panel import BatchResult, PanelSummary, merge_results, panel_rounds
 from wavecast.tasks.panel import (
-    check_cluster,
     publish_panel,
     retrain_on_runner,
     split_series,
     train_global_network,
-    worker_count,
 )
 from wavecast.tasks.prefect_support import unvisited
+from wavecast.tasks.runners import check_cluster, worker_count
 
 
 @flow(

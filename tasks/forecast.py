@@ -24,8 +24,8 @@ from wavecast.panel_forecast import (
     panel_forecast,
 )
 from wavecast.records import Forecast, ForecastSummary, LatestWindow
-from wavecast.tasks.panel import check_cluster, task_runner_for
 from wavecast.tasks.prefect_support import IO_RETRIES
+from wavecast.tasks.runners import check_cluster, task_runner_for
 
 # A panel run's table artifact shows this many series (12 rows each at most): a person reads
 # the first ones there; every series is in the panel's page and dataset.

@@ -19,14 +19,19 @@ import dask
 import pytest
 from distributed import LocalCluster
 
-import wavecast.tasks.panel
+import wavecast.tasks.runners
 from tests.processes import children_of, wait_until_gone
 from tests.servers import environment_without_prefect
 from tests.test_crash import assert_consistent
 from tests.test_panel import write_panel
 from wavecast.config import FanOutSpec
 from wavecast.errors import InvalidInputError
-from wavecast.tasks.panel import BatchInterruptedError, check_cluster, interruptible, stop_training
+from wavecast.tasks.runners import (
+    BatchInterruptedError,
+    check_cluster,
+    interruptible,
+    stop_training,
+)
 
 WAVECAST = Path(sys.executable).with_name("wavecast")
 # Three 80-point series, trained one after the other by one worker, each for a few seconds:
@@ -59,8 +64,8 @@ def test_a_scheduler_that_answers_passes_and_no_address_needs_none() -> None:
 @pytest.fixture
 def worker_sigint(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """This process as a fresh worker: its SIGINT handler and flags, restored after."""
-    monkeypatch.setattr(wavecast.tasks.panel, "interrupted", False)
-    monkeypatch.setattr(wavecast.tasks.panel, "training", False)
+    monkeypatch.setattr(wavecast.tasks.runners, "interrupted", False)
+    monkeypatch.setattr(wavecast.tasks.runners, "training", False)
     previous = signal.signal(signal.SIGINT, stop_training)
     try:
         yield
@@ -87,7 +92,7 @@ def test_sigint_stops_the_batch_a_worker_runs_and_any_queued_after_it() -> None:
 def test_an_idle_worker_survives_sigint_and_starts_no_batch() -> None:
     signal.raise_signal(signal.SIGINT)  # raises nothing: the pool would count a death as broken
 
-    assert wavecast.tasks.panel.interrupted is True
+    assert wavecast.tasks.runners.interrupted is True
     with pytest.raises(BatchInterruptedError), interruptible():
         pytest.fail("a batch started on an interrupted worker")
 

@@ -1,0 +1,174 @@
+"""Where a panel's batches run: a process pool that stops cleanly on Ctrl-C (each worker gives
+back its training slot first), or a Dask cluster through prefect-dask, checked before use."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+from prefect.task_runners import ProcessPoolTaskRunner
+
+from wavecast.config import FanOutSpec
+from wavecast.errors import InvalidInputError
+
+# Each worker process trains one series at a time: one TensorFlow thread per worker.
+ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
+# How long a Dask scheduler has to answer; distributed's own default (30 s) kept a run with a
+# wrong address silent for half a minute.
+DASK_CONNECT_TIMEOUT_S = 5
+# How long interrupted workers have to give back their training slots before they are killed.
+STOP_GRACE_S = 30.0
+# A worker process's state, for its SIGINT handler: it has been interrupted; it is running a
+# batch (an idle worker that hears Ctrl-C must not die: the pool would count itself broken
+# and kill the others before they give back their training slots).
+interrupted = False
+training = False
+
+
+class BatchInterruptedError(Exception):
+    """A batch stopped by SIGINT. An Exception, not KeyboardInterrupt: a BaseException coming
+    back from a worker kills Prefect's process-pool bookkeeping (its future callback catches
+    Exception only), and the pool never lets its workers go."""
+
+    def __init__(self) -> None:
+        super().__init__("interrupted: series finished before are kept; rerun to train the rest")
+
+
+def stop_training(signum: int, frame: FrameType | None) -> None:
+    """A worker's SIGINT handler: the first interrupts the batch it runs; later ones (Ctrl-C
+    reaches the workers and the runner forwards it too) let the clean-up finish."""
+    global interrupted
+    first, interrupted = not interrupted, True
+    if first and training:
+        raise KeyboardInterrupt
+
+
+def stop_if_interrupted() -> None:
+    if interrupted:
+        raise BatchInterruptedError
+
+
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """A batch's body: SIGINT stops it, and one queued to an interrupted worker never starts.
+
+    Module-level, as is stop_if_interrupted: a task's own function is pickled by value with a
+    copy of the globals it names, so it would never see the worker's flags change.
+    """
+    global training
+    stop_if_interrupted()
+    training = True
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise BatchInterruptedError from None
+    finally:
+        training = False
+
+
+def prepare_worker() -> None:
+    """Run in each worker process before TensorFlow loads: N workers use N cores, not N**2."""
+    os.environ.update(ONE_THREAD)
+    signal.signal(signal.SIGINT, stop_training)
+
+
+def worker_count(spec: FanOutSpec) -> int:
+    return spec.workers or os.cpu_count() or 1
+
+
+class InterruptibleProcessPool(ProcessPoolTaskRunner):
+    """Prefect's process pool, whose workers stop when the run is interrupted.
+
+    On any exit Prefect's runner waits for the batches its workers hold
+    (`ProcessPoolExecutor.shutdown(wait=True)`), and a worker hears no SIGINT sent to the
+    command alone: Ctrl-C left every worker training its batch to the end. On an interrupt
+    this cancels what has not started, interrupts the workers, and kills any still alive after
+    STOP_GRACE_S. A failed batch (an ordinary exception) still lets the others finish.
+    """
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception) and self._executor:
+            stop_workers(self._executor)
+        super().__exit__(exc_type, exc_value, traceback)
+
+
+def stop_workers(executor: ProcessPoolExecutor) -> None:
+    """Cancel what has not started, interrupt the workers, kill those left after the grace."""
+    # The executor's own processes, by pid (Python 3.14 adds terminate_workers() for this).
+    workers = dict(executor._processes)
+    executor.shutdown(wait=False, cancel_futures=True)
+    for pid, worker in workers.items():
+        if worker.is_alive():  # not yet reaped, so the pid is still this worker's
+            os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + STOP_GRACE_S
+    for worker in workers.values():
+        worker.join(max(0.0, deadline - time.monotonic()))
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+
+
+def dask_address(spec: FanOutSpec) -> tuple[str, str] | None:
+    """The scheduler to connect to, and the setting that names it; None for a fresh cluster."""
+    if spec.dask_address:
+        return spec.dask_address, "--dask-address"
+    import dask
+
+    address = dask.config.get("scheduler-address", None)
+    return (str(address), "DASK_SCHEDULER_ADDRESS") if address else None
+
+
+def check_cluster(spec: FanOutSpec) -> None:
+    """Connect once to a named Dask scheduler before the run writes anything: a wrong or
+    unreachable address fails the run in one line instead of in a traceback after the split.
+
+    distributed's comm layer, not a Client: a Client that failed to connect spends another
+    10 s closing itself when it is garbage-collected.
+    """
+    named = dask_address(spec) if spec.runner == "dask" else None
+    if named is None:
+        return
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    address, setting = named
+
+    async def handshake() -> None:
+        args = Security().get_connection_args("client")  # TLS from Dask's own config
+        comm = await connect(address, timeout=DASK_CONNECT_TIMEOUT_S, **args)
+        await comm.close()
+
+    try:
+        asyncio.run(handshake())
+    except (ValueError, TypeError) as exc:  # an unknown scheme, TLS without its settings
+        raise InvalidInputError(f"{setting} {address}: {exc}") from None
+    except OSError:
+        raise InvalidInputError(
+            f"{setting} {address}: no Dask scheduler answered within {DASK_CONNECT_TIMEOUT_S} "
+            "s; check that it runs and that this machine reaches its host and port"
+        ) from None
+
+
+def task_runner_for(spec: FanOutSpec) -> Any:
+    """Prefect's process pool, or prefect-dask's runner on a named or a fresh local cluster.
+
+    Processes, not threads: tracing a Keras model is Python work that holds the GIL.
+    """
+    workers = worker_count(spec)
+    if spec.runner == "local":
+        return InterruptibleProcessPool(max_workers=workers, initializer=prepare_worker)
+    from prefect_dask import DaskTaskRunner
+
+    named = dask_address(spec)
+    if named:
+        timeout = {"timeout": DASK_CONNECT_TIMEOUT_S}
+        return DaskTaskRunner(address=named[0], client_kwargs=timeout)
+    cluster = {"n_workers": workers, "threads_per_worker": 1, "processes": True, "env": ONE_THREAD}
+    return DaskTaskRunner(cluster_kwargs=cluster)

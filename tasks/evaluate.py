@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 from prefect import get_run_logger, task
 
 from wavecast.config import SelectionSpec
-from wavecast.evaluate import Evaluation, evaluate_trained, evaluation_location, metrics_table
+from wavecast.evaluate import (
+    Evaluation,
+    candidates_line,
+    evaluate_trained,
+    evaluation_location,
+)
 from wavecast.model_files import TrainedRef
 from wavecast.tasks.prefect_support import IO_RETRIES, content_cache
 from wavecast.windows import DatasetRef
@@ -23,6 +26,6 @@ def evaluate_model(
 ) -> Evaluation:
     evaluation = evaluate_trained(dataset, trained, selection, data_dir, reuse=reuse)
     logger = get_run_logger()
-    logger.info("Candidates: %s", json.dumps(metrics_table(evaluation)))
+    logger.info("Candidates by validation MSE: %s", candidates_line(evaluation.candidates))
     logger.info("Publishes %s: %s", evaluation.published.forecaster, evaluation.published.reason)
     return evaluation

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from wavecast.evaluate import linear_forecast
+from wavecast.evaluate import CandidateScore, candidates_line, linear_forecast
 from wavecast.metrics import fit_linear_ar, persistence_forecast, regression_metrics
 from wavecast.windows import make_windows, split_index
 
@@ -71,3 +71,12 @@ def test_baselines_on_the_tutorial_sine() -> None:
     assert np.array_equal(forecasts["persistence"], inputs[cut:, -1:])
     # two steps of 6π/999 on a unit sine: persistence errs by up to ~2 * 0.0189
     assert 1e-4 < regression_metrics(targets[cut:], forecasts["persistence"]).mse < 1e-2
+
+
+def test_the_candidates_log_line_ranks_by_validation_and_names_the_unscored() -> None:
+    candidates = [
+        CandidateScore(forecaster="network", validation_mse=3.3e-6),
+        CandidateScore(forecaster="arima", validation_mse=math.nan, note="too short"),
+        CandidateScore(forecaster="linear", validation_mse=5.15e-31),
+    ]
+    assert candidates_line(candidates) == "linear 5.2e-31, network 3.3e-06; not scored: arima"

@@ -12,10 +12,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from wavecast.quiet import quiet_tensorflow_start
+
 if TYPE_CHECKING:
     from wavecast.api import RetrainResult, forecast, models, monitor, retrain
 
 __all__ = ["RetrainResult", "forecast", "models", "monitor", "retrain"]
+
+# Every process that runs wavecast imports this package first (the command, the API, pool
+# and Dask workers, a deployment's flow run): the one place TensorFlow's import is reached
+# from, whichever module imports it first.
+quiet_tensorflow_start()
 
 
 def __getattr__(name: str) -> Any:

@@ -24,6 +24,7 @@ from wavecast.panel import (
     PanelSummary,
     SeriesOutcome,
     describe_outcome,
+    loads_models_per_series,
     panel_network,
     panel_table,
     retrain_series,
@@ -106,10 +107,14 @@ def retrain_batch(
 def retrain_on_runner(
     batches: list[tuple[SeriesRef, ...]], config: RetrainConfig, network: TrainedRef | None
 ) -> list[BatchResult]:
-    """The batches mapped on a task runner of their own (task_runner_for), inside the calling
-    flow run: chosen per run, where a flow's own runner is fixed when it is decorated. Not a
-    subflow, whose parameters Prefect stores: a panel's series as one (20,000 of them) exceed
-    the server's 512 KB limit on a run's parameters."""
+    """The batches in the flow's own process when they are few (FanOutSpec.runs_in_process),
+    else mapped on a task runner of their own (task_runner_for), inside the calling flow run:
+    chosen per run, where a flow's own runner is fixed when it is decorated. Not a subflow,
+    whose parameters Prefect stores: a panel's series as one (20,000 of them) exceed the
+    server's 512 KB limit on a run's parameters."""
+    n_series = sum(map(len, batches))
+    if config.fan_out.runs_in_process(loads_models_per_series(config), n_series):
+        return [retrain_batch(batch, config, network) for batch in batches]
     mapped = {"batch": batches, "config": unmapped(config), "network": unmapped(network)}
     with task_runner_for(config.fan_out) as runner:
         return [future.result() for future in runner.map(retrain_batch, mapped)]

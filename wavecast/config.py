@@ -251,6 +251,20 @@ class FanOutSpec(_Spec):
         "that is fewer; 1000 to forecast)",
     )
 
+    pool_from: int | None = Field(
+        None,
+        ge=1,
+        description="a panel of fewer series runs in the flow's own process: starting worker "
+        "processes costs ~15 s (default: 32, or 4 with a network per series)",
+    )
+
+    def runs_in_process(self, per_series_networks: bool, n_series: int) -> bool:
+        """Whether a panel is small enough that a pool of worker processes costs more than it
+        saves (benchmarks/first_use.py). A script or notebook then needs no __main__ guard."""
+        if self.runner != "local":
+            return False
+        return n_series < (self.pool_from or (4 if per_series_networks else 32))
+
     def batch_size(self, network: NetworkChoice, n_series: int, workers: int) -> int:
         """As set, or the network's default cut to an even share of the workers: 100 series
         of a global panel in one batch of 128 left one of two workers idle."""
@@ -412,6 +426,7 @@ RETRAIN_SETTINGS: dict[str, tuple[str, ...]] = {
     "workers": ("fan_out", "workers"),
     "series_per_task": ("fan_out", "series_per_task"),
     "series_per_process": ("fan_out", "series_per_process"),
+    "pool_from": ("fan_out", "pool_from"),
     "data_dir": ("data_dir",),
 }
 

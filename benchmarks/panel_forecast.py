@@ -45,13 +45,20 @@ BEFORE = "c96bdb7"
 
 
 def checkout(revision: str, into: Path) -> Path:
-    """The tree of `revision` (git archive: no worktree, nothing in the repository changes)."""
+    """The code of `revision`, installed into a directory of its own (git archive, then pip:
+    no worktree, nothing in the repository changes). Installed rather than put on the path
+    as a tree: this tree's editable install would otherwise supply wavecast.flows and
+    wavecast.tasks (pyproject's package-dir maps them to flows/ and tasks/, found only by the
+    install), and b would run a's flows and tasks."""
     archive = subprocess.run(
         ["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True
     ).stdout
+    tree, site = into / "tree", into / "site"
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into
+        tar.extractall(tree, filter="data")
+    pip = [PY, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "-q"]
+    subprocess.run([*pip, "--target", str(site), str(tree)], check=True)
+    return site
 
 
 def train(source: Path, data_dir: Path, candidates: str, env: dict[str, str]) -> float:

@@ -7,6 +7,7 @@ fixtures, as in one process. Each worker is a session of its own, with its own s
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +19,11 @@ from tests.servers import Stack, running_server
 from wavecast.config import RetrainConfig
 
 TIERS = ("unit", "flow", "server")  # pyproject.toml's markers, fastest first
+REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    refuse_code_of_another_checkout()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Hypothesis' per-example deadline is a wall-clock assertion: on a shared, loaded machine
@@ -29,6 +32,37 @@ def pytest_configure(config: pytest.Config) -> None:
         "wavecast", deadline=None, suppress_health_check=[HealthCheck.too_slow]
     )
     settings.load_profile("wavecast")
+
+
+def refuse_code_of_another_checkout() -> None:
+    """The code under test is this checkout's wavecast/, flows/ and tasks/, or nothing runs.
+
+    `wavecast` comes from the repository root on sys.path, but wavecast.flows and
+    wavecast.tasks only from the editable install's import hook (pyproject's package-dir),
+    which points at the checkout that was installed: with another checkout's install (a
+    worktree on PYTHONPATH, say) the tests would run a mix of two versions.
+    """
+    wrong: dict[str, str] = {}
+    for name, folder in (
+        ("wavecast", "wavecast"),
+        ("wavecast.flows", "flows"),
+        ("wavecast.tasks", "tasks"),
+    ):
+        try:
+            module = importlib.import_module(name)
+        except ImportError as error:
+            wrong[name] = f"not importable ({error})"
+            continue
+        where = Path(module.__file__ or "?").resolve().parent
+        if where != REPO / folder:
+            wrong[name] = f"{where}, not {REPO / folder}"
+    if wrong:
+        shown = "\n  ".join(f"{name}: {why}" for name, why in wrong.items())
+        raise pytest.UsageError(
+            f"the tests must import this checkout's code:\n  {shown}\n"
+            f"install it editable into the environment that runs them: `make venv` here, or "
+            f"`python -m pip install -e {REPO}`"
+        )
 
 
 def tier_problem(item: pytest.Item) -> str | None:

@@ -1,0 +1,1 @@
+from flows.embedded_server import *

@@ -1,0 +1,1 @@
+from flows.panel import *

@@ -1,0 +1,1 @@
+from tasks.prefect_support import *

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_forecast_command(commands)
     add_monitor_command(commands)
     add_models_commands(commands)
+    server = commands.add_parser("server", help="the background Prefect server commands share")
+    server_actions = server.add_subparsers(dest="action", required=True)
+    server_actions.add_parser("stop", help="stop the server the first command started")
     return parser
 
 
@@ -328,8 +331,9 @@ def print_forecast(summary: Any) -> None:
 
 
 def start_prefect() -> bool:
-    """This command's own Prefect server unless one is configured; quiet expected failures.
-    True when the server is the command's own (it ends with the command)."""
+    """wavecast's own Prefect server (the background one, or this command's) unless one is
+    configured; quiet expected failures. True when the server is wavecast's own: it runs no
+    deployments."""
     from wavecast.flows.embedded_server import use_server_for_this_command
 
     timeout_s = float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
@@ -358,8 +362,8 @@ def run_monitor(args: argparse.Namespace) -> None:
         summary = monitor(config)
     if summary.events and own_server:
         print(
-            f"wavecast: {summary.events} drift event(s) went to this command's own Prefect "
-            "server, which nothing watches: set PREFECT_API_URL to the server running the "
+            f"wavecast: {summary.events} drift event(s) went to wavecast's own Prefect server, "
+            "which runs no deployments: set PREFECT_API_URL to the server running the "
             "deployments (make serve) for automations to retrain",
             file=sys.stderr,
         )
@@ -415,12 +419,23 @@ def run_models(args: argparse.Namespace) -> None:
             print(f"champion is now {champion.version}")
 
 
+def run_server(args: argparse.Namespace) -> None:
+    from wavecast.flows.embedded_server import stop_background_server
+
+    print(stop_background_server())
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """The `wavecast` command."""
     for key, value in ENVIRONMENT_DEFAULTS.items():
         os.environ.setdefault(key, value)
     args = build_parser().parse_args(argv)
-    commands = {"retrain": run_retrain, "forecast": run_forecast, "monitor": run_monitor}
+    commands = {
+        "retrain": run_retrain,
+        "forecast": run_forecast,
+        "monitor": run_monitor,
+        "server": run_server,
+    }
     try:
         commands.get(args.command, run_models)(args)
     except KeyboardInterrupt:  # Ctrl-C: every stage's finished output is complete and kept

@@ -1,4 +1,12 @@
-"""A Prefect server for one command, that dies with the command, even under `kill -9`.
+"""The Prefect server a command or API call runs on when none is configured.
+
+By default (WAVECAST_SERVER=background) the first command starts one in the background and
+later commands reuse it, so only the first waits for a server's start (~15-20 s on 2 cores).
+It answers only callers that know its password, kept with its address in
+$PREFECT_HOME/wavecast-server.json (readable by this user alone); `wavecast server stop` ends
+it. WAVECAST_SERVER=command gives each command a server of its own instead, described below.
+
+A server for one command, that dies with the command, even under `kill -9`.
 
 Prefect's own ephemeral server is a child process that stops only through an exit handler,
 so a killed `wavecast retrain` left it running. This starts the same server through
@@ -12,7 +20,10 @@ or runs to it while it lives.
 from __future__ import annotations
 
 import atexit
+import base64
 import ctypes
+import fcntl
+import json
 import os
 import secrets
 import signal
@@ -34,6 +45,8 @@ SERVER_SETTINGS = {
     "PREFECT_UI_ENABLED": "false",
 }
 STOP_GRACE_S = 10.0
+SERVER_RECORD = "wavecast-server.json"  # in PREFECT_HOME: address, password, pid
+SERVER_LOG = "wavecast-server.log"
 
 
 def free_port() -> int:
@@ -77,24 +90,42 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def use_server_for_this_command(timeout_s: float) -> str | None:
-    """Start a throwaway server unless one is configured, and point Prefect at it.
-
-    It stops at exit, after Prefect's exit handlers have sent the last logs and events
-    (exit handlers run last-registered first, and theirs register once a run starts).
-    Returns the server's API URL, or None when a configured server is used.
-    """
-    from prefect.context import refresh_global_settings_context
+    """Point Prefect at a server unless one is configured: the background one (started if
+    none answers), or with WAVECAST_SERVER=command one that ends with this command.
+    Returns the server's API URL, or None when a configured server is used."""
     from prefect.settings import PREFECT_API_URL
 
     if PREFECT_API_URL.value():
         return None
+    if os.environ.get("WAVECAST_SERVER", "background") == "command":
+        api_url, auth = start_for_this_command(timeout_s)
+    else:
+        api_url, auth = background_server(timeout_s)
+    point_prefect_at(api_url, auth)
+    return api_url
+
+
+def point_prefect_at(api_url: str, auth: str) -> None:
+    from prefect.context import refresh_global_settings_context
+
+    os.environ.update(PREFECT_API_URL=api_url, PREFECT_API_AUTH_STRING=auth)
+    refresh_global_settings_context()  # Prefect's own hook for changed environment variables
+
+
+def server_command(port: int) -> list[str]:
+    prefect = Path(sys.executable).with_name("prefect")
+    return [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def start_for_this_command(timeout_s: float) -> tuple[str, str]:
+    """A throwaway server that stops at exit, after Prefect's exit handlers have sent the last
+    logs and events (exit handlers run last-registered first, and theirs register once a run
+    starts)."""
     port = free_port()
     api_url = f"http://127.0.0.1:{port}/api"
-    prefect = Path(sys.executable).with_name("prefect")
-    command = [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
     auth = f"wavecast:{secrets.token_urlsafe(24)}"
     process = subprocess.Popen(
-        command,
+        server_command(port),
         env={**SERVER_SETTINGS, **os.environ, "PREFECT_SERVER_API_AUTH_STRING": auth},
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -104,6 +135,105 @@ def use_server_for_this_command(timeout_s: float) -> str | None:
     )
     atexit.register(stop, process)
     wait_until_healthy(process, api_url, timeout_s)
-    os.environ.update(PREFECT_API_URL=api_url, PREFECT_API_AUTH_STRING=auth)
-    refresh_global_settings_context()  # Prefect's own hook for changed environment variables
-    return api_url
+    return api_url, auth
+
+
+def prefect_home() -> Path:
+    from prefect.settings import PREFECT_HOME
+
+    return Path(PREFECT_HOME.value()).expanduser()
+
+
+def accepts(api_url: str, auth: str) -> bool:
+    """Whether the server at api_url is up and knows this password: ours, not a stranger that
+    took its port after a reboot."""
+    token = base64.b64encode(auth.encode()).decode()
+    request = urllib.request.Request(
+        f"{api_url}/admin/version", headers={"Authorization": f"Basic {token}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def read_record(home: Path) -> dict[str, str] | None:
+    try:
+        record = json.loads((home / SERVER_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    complete = isinstance(record, dict) and {"api_url", "auth", "pid"} <= set(record)
+    return record if complete else None
+
+
+def background_server(timeout_s: float) -> tuple[str, str]:
+    """The background server's (api_url, password): the recorded one if it answers, else a
+    new one, started once however many commands ask at the same moment (a lock file)."""
+    home = prefect_home()
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / f"{SERVER_RECORD}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        record = read_record(home)
+        if record is not None and accepts(record["api_url"], record["auth"]):
+            return record["api_url"], record["auth"]
+        api_url, auth, pid = start_in_background(home, timeout_s)
+        text = json.dumps({"api_url": api_url, "auth": auth, "pid": pid})
+        staged = home / f".{SERVER_RECORD}.{pid}"
+        staged.touch(mode=0o600)
+        staged.write_text(text)
+        staged.replace(home / SERVER_RECORD)
+    print(
+        f"wavecast: started a Prefect server at {api_url.removesuffix('/api')} for this and "
+        "later commands (stop it: wavecast server stop)",
+        file=sys.stderr,
+    )
+    return api_url, auth
+
+
+def start_in_background(home: Path, timeout_s: float) -> tuple[str, str, int]:
+    """A server in a session of its own (no terminal's Ctrl-C reaches it) that outlives this
+    process; its output goes to $PREFECT_HOME/wavecast-server.log."""
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api"
+    auth = f"wavecast:{secrets.token_urlsafe(24)}"
+    with (home / SERVER_LOG).open("ab") as log:
+        process = subprocess.Popen(
+            server_command(port),
+            env={**SERVER_SETTINGS, **os.environ, "PREFECT_SERVER_API_AUTH_STRING": auth},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    wait_until_healthy(process, api_url, timeout_s)
+    return api_url, auth, process.pid
+
+
+def is_recorded_server(pid: int, api_url: str) -> bool:
+    """Whether pid is still the server the record names (not a pid reused since)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    port = api_url.rsplit(":", 1)[-1].split("/")[0]
+    return b"server" in command and b"start" in command and port.encode() in command
+
+
+def stop_background_server() -> str:
+    """Stop the background server, if one is recorded and still running; what happened."""
+    home = prefect_home()
+    record = read_record(home)
+    if record is None:
+        return "no wavecast server is recorded"
+    (home / SERVER_RECORD).unlink(missing_ok=True)
+    pid, api_url = int(record["pid"]), record["api_url"]
+    if not is_recorded_server(pid, api_url):
+        return f"the server at {api_url} was no longer running"
+    os.killpg(pid, signal.SIGTERM)  # its session's group: the server and any child of it
+    deadline = time.monotonic() + STOP_GRACE_S
+    while is_recorded_server(pid, api_url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if is_recorded_server(pid, api_url):
+        os.killpg(pid, signal.SIGKILL)
+    return f"stopped the Prefect server at {api_url.removesuffix('/api')}"

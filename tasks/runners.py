@@ -68,6 +68,8 @@ def interruptible() -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
+        if signal.getsignal(signal.SIGINT) is not stop_training:
+            raise  # a batch in the command's own process: the command's Ctrl-C, as it is
         raise BatchInterruptedError from None
     finally:
         training = False

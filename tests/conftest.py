@@ -26,6 +26,9 @@ def pytest_configure(config: pytest.Config) -> None:
     refuse_code_of_another_checkout()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # A command's own Prefect server ends with it; the default background one would outlive
+    # the tests (tests/test_embedded_server.py starts and stops one on purpose).
+    os.environ.setdefault("WAVECAST_SERVER", "command")
     # Hypothesis' per-example deadline is a wall-clock assertion: on a shared, loaded machine
     # it fails correct code. Examples are judged on what they return, never on their speed.
     settings.register_profile(

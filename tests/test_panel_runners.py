@@ -36,7 +36,8 @@ from wavecast.tasks.runners import (
 WAVECAST = Path(sys.executable).with_name("wavecast")
 # Three 80-point series, trained one after the other by one worker, each for a few seconds:
 # long enough that the one in flight is still training when the interrupt lands.
-ONE_BY_ONE = ("--workers", "1", "--series-per-task", "1")
+# One worker process (not the command's own: --pool-from 1), one series at a time.
+ONE_BY_ONE = ("--workers", "1", "--series-per-task", "1", "--pool-from", "1")
 NETWORK_ONLY = ("--candidates", "network", "--network-min-windows", "0")
 TINY = ("--units", "4", "--epochs", "300", "--batch-size", "16")
 KEPT = "finished work is kept; rerun to resume"

@@ -8,6 +8,7 @@ PREFECT_API_URL names, else to a throwaway one this process starts once (as the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -22,6 +23,7 @@ from wavecast.config import (
     RetrainConfig,
     nested_settings,
 )
+from wavecast.errors import InvalidInputError
 from wavecast.forecasting import typed_times
 from wavecast.panel import PanelSummary, outcome_of, panel_keys, panel_table
 from wavecast.storage import DataDir, series_data_dir
@@ -75,15 +77,24 @@ def retrain(
     unknown = sorted(set(settings) - set(RETRAIN_SETTINGS))
     if unknown:
         raise TypeError(f"unknown setting(s) {', '.join(unknown)}; see `wavecast retrain -h`")
-    source, named = source_of(data, str(data_dir), id_col, time_col, target_col)
+    source, named, frame = source_of(data, str(data_dir), id_col, time_col, target_col)
     given = {**settings, **named, "source": source, "data_dir": os.fspath(data_dir)}
     nested = nested_settings(given, RETRAIN_SETTINGS)
     if series:
         nested.setdefault("series", {})["series"] = tuple(series)
     config = RetrainConfig.model_validate({**nested, "refresh": refresh})
+    from wavecast.generate import unwritten_source
     from wavecast.validate import validate_inputs
 
-    validate_inputs(config)
+    # A frame is read from memory until it passed: a refused one leaves the data dir as it was.
+    try:
+        with unwritten_source(source, frame) if frame is not None else contextlib.nullcontext():
+            validate_inputs(config)
+    except InvalidInputError as exc:
+        if frame is None:
+            raise
+        raise InvalidInputError(str(exc).replace(f"--source {source}", "data")) from None
+    keep_frame(frame, str(data_dir))
     use_prefect()
     if config.series.is_panel:
         from wavecast.flows.panel import retrain_panel
@@ -114,7 +125,10 @@ def forecast(
     if unknown:
         raise TypeError(f"unknown setting(s) {', '.join(unknown)}; expected {', '.join(FAN_OUT)}")
     directory = os.fspath(data_dir)
-    source = source_of(data, directory)[0] if data is not None else None
+    source = None
+    if data is not None:
+        source, _, frame = source_of(data, directory)
+        keep_frame(frame, directory)
     config = ForecastConfig.model_validate(
         {
             "data_dir": directory,
@@ -179,13 +193,14 @@ def source_of(
     id_col: str | None = None,
     time_col: str | None = None,
     target_col: str | None = None,
-) -> tuple[str, dict[str, str | None]]:
-    """The source to read and the columns to read it by: a path or URI as given; a frame
-    written once into the data dir (named by its content, so the same frame is the same
-    source and unchanged series train nothing), with Nixtla's names as its defaults."""
+) -> tuple[str, dict[str, str | None], bytes | None]:
+    """The source to read, the columns to read it by, and for a frame its Parquet bytes: a
+    path or URI as given; a frame is to be kept in the data dir (keep_frame), named by its
+    content (so the same frame is the same source and unchanged series train nothing), with
+    Nixtla's names as its defaults."""
     named = {"id_column": id_col, "time_column": time_col, "column": target_col}
     if isinstance(data, str | os.PathLike):
-        return os.fspath(data), named
+        return os.fspath(data), named, None
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -198,11 +213,20 @@ def source_of(
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     content = buffer.getvalue()
-    store = DataDir(data_dir)
-    name = f"frame-{hashlib.sha256(content).hexdigest()[:16]}.parquet"
+    return DataDir(data_dir).uri(SOURCES, frame_name(content)), named, content
+
+
+def frame_name(content: bytes) -> str:
+    return f"frame-{hashlib.sha256(content).hexdigest()[:16]}.parquet"
+
+
+def keep_frame(content: bytes | None, data_dir: str) -> None:
+    """A frame's Parquet bytes written into the data dir's sources, once (None: a file)."""
+    if content is None:
+        return
+    store, name = DataDir(data_dir), frame_name(content)
     if not store.exists(SOURCES, name):
         store.write_bytes(content, SOURCES, name)
-    return store.uri(SOURCES, name), named
 
 
 def use_prefect() -> None:

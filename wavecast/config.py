@@ -67,7 +67,13 @@ class SeriesSpec(_Spec):
         description="column of each value's time (default: a temporal column, or one named "
         "time, timestamp, date, datetime or ds)",
     )
-    missing: MissingPolicy = Field("error", description="what to do with NaN/inf in a file source")
+    missing: MissingPolicy = Field(
+        "error",
+        description="NaN/inf values of a file source, and the times a regular time column "
+        "(monthly, daily, ...) skips: error refuses them; drop leaves them out (the series is "
+        "its observed values, one after another); interpolate fills them linearly, with a row "
+        "for each skipped time",
+    )
     id_column: str | None = Field(
         None, min_length=1, description="column naming each series of a long (panel) source"
     )

@@ -29,7 +29,7 @@ from wavecast.config import ForecastConfig, SeriesSpec, WindowSpec
 from wavecast.engine import model_forecast
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE
-from wavecast.generate import LoadedSeries, load_series
+from wavecast.generate import LoadedSeries, load_series, steps_ahead
 from wavecast.intervals import conformal_half_widths, held_out_coverage
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest, Row
 from wavecast.registry import (
@@ -117,6 +117,11 @@ def target_labels(
     if frequency is not None:
         ahead = pd.date_range(index[-1], periods=max(offsets) + 1, freq=frequency)
         return origin, tuple(ahead[o].isoformat() for o in offsets), None
+    regular = steps_ahead(np.asarray(times[-200:]), zone, offsets)  # gaps kept (--missing drop)
+    if regular is not None:
+        stamps = pd.DatetimeIndex(regular)
+        stamps = stamps.tz_localize("UTC").tz_convert(zone) if zone else stamps
+        return origin, tuple(label(stamp) for stamp in stamps), None
     note = "irregular time steps: targets are step numbers after the origin"
     return origin, tuple(f"+{o}" for o in offsets), note
 

@@ -287,9 +287,9 @@ def run_forecast(args: argparse.Namespace) -> None:
     A panel run that forecasts no series (every one skipped) exits 2, like bad input."""
     config = forecast_config(args)
     from wavecast.forecasting import latest_window
-    from wavecast.generate import shown_id
     from wavecast.panel import panel_keys
     from wavecast.panel_forecast import PanelForecast, forecast_keys
+    from wavecast.tables import shown_id
 
     with failing_on_bad_input():
         unknown = set(config.series) - set(panel_keys(config.data_dir))

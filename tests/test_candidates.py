@@ -28,8 +28,9 @@ from wavecast.candidates import (
 )
 from wavecast.config import RetrainConfig, SelectionSpec
 from wavecast.evaluate import SPEC_FILE, Evaluation, evaluate_trained
-from wavecast.generate import inferred_season, store_series
+from wavecast.generate import store_series
 from wavecast.intervals import conformal_half_widths
+from wavecast.times import inferred_season
 from wavecast.windows import DatasetRef, build_windows
 
 pytestmark = pytest.mark.unit

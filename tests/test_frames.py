@@ -14,9 +14,10 @@ import wavecast
 from wavecast.config import SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.forecasting import target_labels, typed_times
-from wavecast.generate import LoadedSeries, inferred_season, load_series, read_series
+from wavecast.generate import LoadedSeries, load_series, read_series
 from wavecast.panel import split_panel
 from wavecast.storage import series_data_dir
+from wavecast.times import inferred_season
 
 MONTHS = pd.date_range("2019-01-01", periods=36, freq="MS")
 MONTH_ENDS = pd.date_range("2019-01-31", periods=36, freq="ME")

@@ -29,7 +29,7 @@ from wavecast.config import ForecastConfig, SeriesSpec, WindowSpec
 from wavecast.engine import model_forecast
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE
-from wavecast.generate import LoadedSeries, load_series, steps_ahead
+from wavecast.generate import LoadedSeries, load_series
 from wavecast.intervals import conformal_half_widths, held_out_coverage
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest, Row
 from wavecast.registry import (
@@ -42,6 +42,7 @@ from wavecast.registry import (
     servable,
 )
 from wavecast.storage import DataDir, panel_root_of, series_slug, slug_key, stable_hash
+from wavecast.times import steps_ahead
 
 FORECASTS = "forecasts"
 PARTITION = "series="  # hive partitioning: a series' rows under series=<its slug>/

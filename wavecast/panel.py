@@ -21,16 +21,7 @@ from wavecast.config import FanOutSpec, RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.engine import EpochCallback, TrainingEngine
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import Published
-from wavecast.generate import (
-    PanelGroup,
-    SeriesRef,
-    id_problem,
-    panel_groups,
-    read_table,
-    series_from_table,
-    shown_id,
-    store_loaded,
-)
+from wavecast.generate import SeriesRef, read_table, series_from_table, store_loaded
 from wavecast.global_network import train_panel_network
 from wavecast.metrics import Metrics
 from wavecast.model_files import TrainedRef
@@ -43,6 +34,7 @@ from wavecast.storage import (
     series_data_dir,
     series_dir_keys,
 )
+from wavecast.tables import PanelGroup, id_problem, panel_groups, shown_id
 from wavecast.windows import build_windows
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from wavecast.config import RetrainConfig, SeriesSpec
 from wavecast.errors import InvalidInputError
-from wavecast.generate import load_series, pick_column, read_table
+from wavecast.generate import load_series, read_table
 from wavecast.series import check_trainable
 from wavecast.storage import DataDir
+from wavecast.tables import pick_column
 from wavecast.windows import count_windows, split_index
 
 GATES = {"simple": 1, "lstm": 4, "gru": 3}

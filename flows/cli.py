@@ -260,7 +260,9 @@ def validated_config(args: argparse.Namespace) -> Any:
     except ValidationError as exc:
         fail(validation_message(exc))
     with failing_on_bad_input():
-        validate_inputs(config)
+        config, chosen = validate_inputs(config)
+    if chosen:
+        print(f"wavecast: {chosen}", file=sys.stderr)
     return config
 
 

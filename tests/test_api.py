@@ -51,9 +51,10 @@ def test_a_nixtla_frame_retrains_and_forecasts_with_typed_timestamps(tmp_path: P
         "unique_id", "ds", "step", "forecaster", "forecast", "lo-80", "hi-80", "version", "origin"
     ]  # fmt: skip
     assert pd.api.types.is_datetime64_any_dtype(forecasts["ds"])
-    assert forecasts["unique_id"].tolist() == ["a", "b", "c"]
-    # The tutorial's horizon: the target 2 steps after the last month, for each series.
-    assert (forecasts["ds"] == MONTHS[-1] + pd.DateOffset(months=2)).all()
+    # Monthly dates, no window settings given: a year ahead from the month after the last.
+    assert forecasts["unique_id"].tolist() == [key for key in "abc" for _ in range(12)]
+    year = [MONTHS[-1] + pd.DateOffset(months=step) for step in range(1, 13)]
+    assert forecasts["ds"].tolist() == year * 3
     assert (forecasts["origin"] == MONTHS[-1]).all()
     assert (forecasts["lo-80"] <= forecasts["forecast"]).all()
     assert (forecasts["forecast"] <= forecasts["hi-80"]).all()
@@ -78,7 +79,7 @@ def test_a_frame_without_ids_is_one_series_named_by_its_target(tmp_path: Path) -
 
     assert result.series["unique_id"].tolist() == ["y"]
     forecasts = wavecast.forecast(tmp_path)
-    assert forecasts["unique_id"].tolist() == ["y"]
+    assert forecasts["unique_id"].tolist() == ["y"] * 12  # a year of monthly data
     assert list(forecasts.columns) >= ["lo-80", "hi-80", "lo-95", "hi-95"]
 
 
@@ -123,11 +124,14 @@ def readme_python_example() -> str:
 
 @pytest.mark.flow
 def test_the_readmes_python_example_runs_as_written(tmp_path: Path, prefect_api_url: str) -> None:
-    """Run as a notebook runs it (no script file for worker processes to import), defaults
-    and all: a panel of unique_id, ds, y retrains and forecasts with no other argument."""
+    """Copied into a file and run with `python file.py` (no __main__ guard: a small panel
+    runs in the calling process), defaults and all: a panel of unique_id, ds, y retrains and
+    forecasts a year of each monthly series with no other argument."""
     env = {**os.environ, "PREFECT_API_URL": prefect_api_url, "MPLBACKEND": "Agg"}
+    script = tmp_path / "example.py"
+    script.write_text(readme_python_example() + "\nforecasts.to_csv('forecasts.csv')\n")
     done = subprocess.run(
-        [sys.executable, "-c", readme_python_example()],
+        [sys.executable, str(script)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -139,3 +143,5 @@ def test_the_readmes_python_example_runs_as_written(tmp_path: Path, prefect_api_
     registry = wavecast.models(tmp_path / "data")
     assert sorted(registry["unique_id"]) == ["east", "north", "south"]
     assert registry["champion"].all()
+    forecasts = pd.read_csv(tmp_path / "forecasts.csv")
+    assert forecasts.groupby("unique_id").size().to_dict() == {"east": 12, "north": 12, "south": 12}

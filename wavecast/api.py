@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import io
 import os
+import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -89,12 +90,14 @@ def retrain(
     # A frame is read from memory until it passed: a refused one leaves the data dir as it was.
     try:
         with unwritten_source(source, frame) if frame is not None else contextlib.nullcontext():
-            validate_inputs(config)
+            config, chosen = validate_inputs(config)
     except InvalidInputError as exc:
         if frame is None:
             raise
         raise InvalidInputError(str(exc).replace(f"--source {source}", "data")) from None
     keep_frame(frame, str(data_dir))
+    if chosen:
+        print(f"wavecast: {chosen}", file=sys.stderr)
     use_prefect()
     if config.series.is_panel:
         from wavecast.flows.panel import retrain_panel

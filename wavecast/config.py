@@ -106,10 +106,65 @@ class SeriesSpec(_Spec):
 class WindowSpec(_Spec):
     """Window geometry; horizon 2 is the tutorial's target y[i+6] after the window y[i:i+5]."""
 
-    input_len: int = Field(5, ge=1, description="inputs per window")
-    horizon: int = Field(2, ge=1, description="steps from the window's last point to its target")
-    steps: int = Field(1, ge=1, description="consecutive targets per window, from the horizon on")
+    input_len: int = Field(
+        5, ge=1, description="inputs per window (default: two seasons of dated data, else 5)"
+    )
+    horizon: int = Field(
+        2,
+        ge=1,
+        description="steps from the window's last point to its first target (default: 1 for "
+        "dated data, else the tutorial's 2)",
+    )
+    steps: int = Field(
+        1,
+        ge=1,
+        description="steps forecast at once, from the horizon on (h, as Nixtla's libraries call "
+        "it; default: a season of dated data, else the tutorial's 1)",
+    )
     train_fraction: float = Field(0.8, gt=0.0, lt=1.0, description="leading share of windows")
+
+
+# A season's length -> what data of that season is called.
+FREQUENCY_NAMES = {
+    48: "half-hourly",
+    24: "hourly",
+    7: "daily",
+    52: "weekly",
+    12: "monthly",
+    4: "quarterly",
+}
+TUTORIAL_INPUT_LEN = 5
+
+
+def dated_windows(
+    windows: WindowSpec, season: int | None, typical_length: int
+) -> tuple[WindowSpec, str]:
+    """Window settings for a dated series where none were given, and a sentence saying so:
+    one season ahead in one go (steps; 1 without a season), from the next step on (horizon
+    1), from two seasons of inputs, at most a third of a typical series. What the user set
+    stays; the tutorial's settings stay for series without dates (the caller's choice)."""
+    unset = {"input_len", "horizon", "steps"} - windows.model_fields_set
+    if not unset:
+        return windows, ""
+    steps = windows.steps if "steps" not in unset else (season or 1)
+    wanted = 2 * steps if steps > 1 else TUTORIAL_INPUT_LEN
+    chosen = {
+        "horizon": 1,
+        "steps": steps,
+        "input_len": max(1, min(wanted, typical_length // 3)),
+    }
+    resolved = windows.model_copy(update={name: chosen[name] for name in unset})
+    kind = FREQUENCY_NAMES.get(season or 0, "dated")
+    told = {
+        "steps": f"{resolved.steps} step(s) ahead",
+        "input_len": f"{resolved.input_len} past values",
+        "horizon": f"from horizon {resolved.horizon}",
+    }
+    said = ", ".join(told[name] for name in ("steps", "input_len", "horizon") if name in unset)
+    return (
+        resolved,
+        f"{kind} data: forecasting {said} (defaults from its dates; set them to change)",
+    )
 
 
 class ModelSpec(_Spec):
@@ -410,6 +465,7 @@ RETRAIN_SETTINGS: dict[str, tuple[str, ...]] = {
     "input_len": ("windows", "input_len"),
     "horizon": ("windows", "horizon"),
     "steps": ("windows", "steps"),
+    "h": ("windows", "steps"),
     "train_fraction": ("windows", "train_fraction"),
     "network": ("model", "network"),
     "recipe": ("model", "recipe"),

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
-from wavecast.config import RetrainConfig, SeriesSpec
+import numpy as np
+
+from wavecast.config import RetrainConfig, SeriesSpec, dated_windows
 from wavecast.errors import InvalidInputError
 from wavecast.generate import load_series, read_table
 from wavecast.series import check_trainable
 from wavecast.storage import DataDir
-from wavecast.tables import pick_column
+from wavecast.tables import panel_groups, panel_ids, pick_column
+from wavecast.times import inferred_season, time_values
 from wavecast.windows import count_windows, split_index
 
 GATES = {"simple": 1, "lstm": 4, "gru": 3}
@@ -70,24 +74,63 @@ def check_data_dir(uri: str) -> None:
         raise InvalidInputError(f"--data-dir {uri}: {existing} is not writable by this user")
 
 
-def check_panel(spec: SeriesSpec) -> int:
-    """A panel must be a table with its id and value columns; a bad series is only skipped."""
+class Validated(NamedTuple):
+    """The config to run, its windows completed from the data's dates where none were given
+    (config.dated_windows), and the sentence saying so ("" when nothing was chosen)."""
+
+    config: RetrainConfig
+    chosen: str
+
+
+class DataShape(NamedTuple):
+    """What the defaults are chosen from: whether the series are dated, their season and the
+    length of a typical one."""
+
+    dated: bool
+    season: int | None
+    typical_length: int
+
+
+def shape_of(times: np.ndarray | None, lengths: list[int]) -> DataShape:
+    dated = times is not None and np.issubdtype(times.dtype, np.datetime64)
+    season = inferred_season(times) if dated else None
+    return DataShape(dated, season, int(np.median(lengths)) if lengths else 0)
+
+
+def check_panel(spec: SeriesSpec) -> DataShape:
+    """A panel must be a table with its id and value columns; a bad series is only skipped.
+    Its shape is its first series' dates and its series' median length."""
+    import pyarrow.compute as pc
+
     table = read_table(spec)
     assert spec.id_column is not None
     pick_column(table.drop_columns([spec.id_column]), spec)
-    return len(table)
+    first = next(panel_groups(table, spec), None)
+    times = time_values(first.rows, spec) if first is not None else None
+    counts = pc.value_counts(panel_ids(table, spec)).field("counts").to_pylist()
+    return shape_of(times, counts)
 
 
-def validate_inputs(config: RetrainConfig, available: int | None = None) -> int:
-    """The series' length; InvalidInputError with one actionable line if it cannot be trained on."""
+def with_data_defaults(config: RetrainConfig, shape: DataShape) -> Validated:
+    if not shape.dated:
+        return Validated(config, "")
+    windows, chosen = dated_windows(config.windows, shape.season, shape.typical_length)
+    return Validated(config.model_copy(update={"windows": windows}), chosen)
+
+
+def validate_inputs(config: RetrainConfig, available: int | None = None) -> Validated:
+    """The config to run; InvalidInputError with one actionable line if it cannot be trained
+    on."""
     check_data_dir(config.data_dir)
     available = available_memory() if available is None else available
     if config.series.is_generated:
         needed = config.series.length * 8 * SERIES_COPIES
         check_fits_in_memory(needed, f"--length {config.series.length}", available)
     if config.series.is_panel:
-        return check_panel(config.series)
+        return with_data_defaults(config, check_panel(config.series))
     loaded = load_series(config.series)
+    validated = with_data_defaults(config, shape_of(loaded.times, [len(loaded.values)]))
+    config = validated.config
     check_trainable(loaded, config.series.source, config.windows)
     n_points = len(loaded.values)
     spec = config.windows
@@ -100,4 +143,4 @@ def validate_inputs(config: RetrainConfig, available: int | None = None) -> int:
         f"and --input-len {spec.input_len}"
     )
     check_fits_in_memory(training_bytes(config, n_train), what, available)
-    return n_points
+    return validated

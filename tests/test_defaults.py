@@ -1,0 +1,66 @@
+"""Dated data gets windows from its frequency where none were given; the tutorial's stay for
+series without dates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wavecast.config import RetrainConfig, WindowSpec, dated_windows
+from wavecast.validate import validate_inputs
+
+pytestmark = pytest.mark.unit
+
+
+def test_monthly_data_forecasts_a_year_from_two_years_one_step_ahead() -> None:
+    windows, chosen = dated_windows(WindowSpec(), season=12, typical_length=105)
+
+    assert (windows.steps, windows.input_len, windows.horizon) == (12, 24, 1)
+    assert chosen.startswith("monthly data: forecasting 12 step(s) ahead, 24 past values")
+
+
+def test_inputs_stay_within_a_third_of_a_typical_series() -> None:
+    windows, _ = dated_windows(WindowSpec(), season=4, typical_length=20)
+    assert (windows.steps, windows.input_len) == (4, 6)
+
+
+def test_what_the_user_set_stays_and_the_sentence_names_only_what_was_chosen() -> None:
+    windows, chosen = dated_windows(WindowSpec(steps=6), season=12, typical_length=105)
+    assert (windows.steps, windows.input_len, windows.horizon) == (6, 12, 1)
+    assert "step(s) ahead" not in chosen and "12 past values" in chosen
+
+    given = WindowSpec(steps=3, input_len=7, horizon=2)
+    assert dated_windows(given, season=12, typical_length=105) == (given, "")
+
+
+def test_dated_data_without_a_season_forecasts_one_step() -> None:
+    windows, chosen = dated_windows(WindowSpec(), season=None, typical_length=12)
+    assert (windows.steps, windows.input_len, windows.horizon) == (1, 4, 1)
+    assert chosen.startswith("dated data:")
+
+
+def monthly_csv(path: Path, n: int = 60) -> Path:
+    t = np.arange(n)
+    months = pd.date_range("2019-01-01", periods=n, freq="MS")
+    frame = pd.DataFrame({"ds": months, "y": 100 + t + 10 * np.sin(2 * np.pi * t / 12)})
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_validation_completes_a_dated_sources_windows_and_leaves_the_sine_alone(
+    tmp_path: Path,
+) -> None:
+    source = monthly_csv(tmp_path / "monthly.csv")
+    dated = RetrainConfig.model_validate(
+        {"series": {"source": str(source)}, "data_dir": str(tmp_path / "data")}
+    )
+    config, chosen = validate_inputs(dated, available=1 << 34)
+    assert (config.windows.steps, config.windows.input_len, config.windows.horizon) == (12, 20, 1)
+    assert chosen.startswith("monthly data")
+
+    sine = RetrainConfig(data_dir=str(tmp_path / "data"))
+    assert validate_inputs(sine, available=1 << 34) == (sine, "")
+    assert sine.windows == WindowSpec(input_len=5, horizon=2, steps=1)

@@ -17,7 +17,7 @@ from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE, SPEC_FILE, linear_forecast
 from wavecast.forecasting import forecast_window, latest_window, level_key, target_labels
 from wavecast.generate import SeriesRef
-from wavecast.intervals import conformal_half_widths, held_out_coverage
+from wavecast.intervals import conformal_half_widths, held_out_coverage, resolution_floor
 from wavecast.metrics import ErrorTotals, LeastSquares, persistence_forecast
 from wavecast.registry import record_champion
 from wavecast.storage import DataDir, series_data_dir
@@ -299,3 +299,14 @@ def test_too_few_held_out_errors_give_no_coverage_figure_instead_of_a_crash() ->
     assert math.isnan(held_out_coverage(np.ones((1, 18)), 0.8))
     assert conformal_half_widths(np.empty((0, 18)), 0.8).shape == (18,)
     assert held_out_coverage(np.array([1.0, 2.0, 0.5, 3.0]), 0.5) == 0.5
+
+
+def test_intervals_are_never_narrower_than_the_datas_resolution() -> None:
+    """A fit exact to round-off (the tutorial's sine by its linear AR) has errors of 1e-15:
+    calibrated on them alone, half its test errors fell outside; the floor covers them."""
+    assert resolution_floor(np.array([1.0, -3.0, np.nan])) == pytest.approx(2e-6)
+    round_off = np.abs(np.random.default_rng(0).normal(0, 1e-15, 100))
+    assert held_out_coverage(round_off, 0.8) < 1.0
+    assert held_out_coverage(round_off, 0.8, floor=2e-6) == 1.0
+    assert conformal_half_widths(np.arange(1.0, 11.0), 0.8, floor=2e-6).tolist() == [9.0]
+    assert conformal_half_widths(round_off[:3], 0.95, floor=2e-6).tolist() == [2e-6]

@@ -24,7 +24,7 @@ from wavecast.candidates import (
 )
 from wavecast.config import SelectionSpec
 from wavecast.generate import read_series
-from wavecast.intervals import conformal_half_widths
+from wavecast.intervals import conformal_half_widths, resolution_floor
 from wavecast.memory import release_unused_memory
 from wavecast.metrics import (
     Forecaster,
@@ -155,7 +155,7 @@ def evaluate_trained(
         season=season,
         members=backtest.members if chosen == "combination" else (chosen,),
         member_weights=backtest.member_weights if chosen == "combination" else (),
-        coverage=test_coverage(validation_errors, test_errors),
+        coverage=test_coverage(validation_errors, test_errors, resolution_floor(values)),
     )
     plots: tuple[str, ...] = ()
     if selection.plots:
@@ -213,13 +213,16 @@ def candidate_scores(
     )
 
 
-def test_coverage(validation_errors: np.ndarray, test_errors: np.ndarray) -> dict[str, float]:
-    """Share of test errors inside intervals calibrated on the validation errors alone."""
+def test_coverage(
+    validation_errors: np.ndarray, test_errors: np.ndarray, floor: float = 0.0
+) -> dict[str, float]:
+    """Share of test errors inside intervals calibrated on the validation errors alone (never
+    narrower than `floor`, as served)."""
     if not len(test_errors) or not len(validation_errors):
         return {}
     return {
         f"{level:g}": float(
-            np.mean(test_errors <= conformal_half_widths(validation_errors, level / 100))
+            np.mean(test_errors <= conformal_half_widths(validation_errors, level / 100, floor))
         )
         for level in COVERAGE_LEVELS
     }

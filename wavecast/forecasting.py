@@ -30,7 +30,7 @@ from wavecast.engine import model_forecast
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE
 from wavecast.generate import LoadedSeries, load_series
-from wavecast.intervals import conformal_half_widths, held_out_coverage
+from wavecast.intervals import conformal_half_widths, held_out_coverage, resolution_floor
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest, Row
 from wavecast.registry import (
     MODELS,
@@ -277,7 +277,8 @@ def forecast_with(
             "finite: its stored weights are damaged or diverge on this history; retrain it"
         )
     errors = held_out_errors(data_dir, window.version, window.spec.steps)
-    widths = {level: conformal_half_widths(errors, level / 100) for level in levels}
+    floor = resolution_floor(np.asarray(window.history))
+    widths = {level: conformal_half_widths(errors, level / 100, floor) for level in levels}
     rows: list[Row] = []
     for step, (target, value) in enumerate(zip(window.targets, point, strict=True)):
         row: Row = {"step": step + 1, "target": target, "forecast": float(value)}
@@ -285,7 +286,7 @@ def forecast_with(
             row[f"lo_{level_key(level)}"] = float(value - widths[level][step])
             row[f"hi_{level_key(level)}"] = float(value + widths[level][step])
         rows.append(row)
-    coverage = {level_key(lv): held_out_coverage(errors, lv / 100) for lv in levels}
+    coverage = {level_key(lv): held_out_coverage(errors, lv / 100, floor) for lv in levels}
     return Forecast(
         version=window.version,
         dataset_id=window.dataset_id,

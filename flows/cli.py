@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -214,32 +213,10 @@ def run_panel(config: Any, as_json: bool) -> None:
         )
 
 
-def is_expected_failure(error: BaseException | None) -> bool:
-    """Bad input or a permanent storage fault: the person needs one line, not a traceback."""
-    from wavecast.errors import InvalidInputError, environment_problem
-
-    return isinstance(error, InvalidInputError) or environment_problem(error) is not None
-
-
-class WithoutTraceback(logging.Filter):
-    """Keeps Prefect's log line for an expected failure and drops its traceback."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and is_expected_failure(record.exc_info[1]):
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-def quiet_expected_failures() -> None:
-    """The run logs of a failed stage show its message; the command ends with one line."""
-    for name in ("prefect.task_runs", "prefect.flow_runs"):
-        logging.getLogger(name).addFilter(WithoutTraceback())
-
-
 @contextlib.contextmanager
 def failing_on_bad_input() -> Iterator[None]:
     """Bad input and permanent storage faults end the command: exit 2, one line, no traceback."""
-    from wavecast.errors import environment_problem
+    from wavecast.errors import environment_problem, is_expected_failure
 
     try:
         yield
@@ -337,6 +314,7 @@ def start_prefect() -> bool:
     configured; quiet expected failures. True when the server is wavecast's own: it runs no
     deployments."""
     from wavecast.flows.embedded_server import use_server_for_this_command
+    from wavecast.tasks.prefect_support import quiet_expected_failures
 
     timeout_s = float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
     own = use_server_for_this_command(timeout_s) is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from prefect.context import TaskRunContext
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import NotSet, quote
 
-from wavecast.errors import is_transient
+from wavecast.errors import is_expected_failure, is_transient
 from wavecast.storage import DataDir, stable_hash
 
 T = TypeVar("T")
@@ -127,3 +128,21 @@ class ThrottledProgress:
         update_progress_artifact(self.artifact, progress=100.0 * done / self.total)
         self.last_update = time.monotonic()
         return True
+
+
+class WithoutTraceback(logging.Filter):
+    """Keeps Prefect's log line for an expected failure and drops its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and is_expected_failure(record.exc_info[1]):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_expected_failures() -> None:
+    """The run logs of a failed stage show its message, not a traceback: the command or the
+    API call ends with one line of its own. Once per process, however often it is asked."""
+    for name in ("prefect.task_runs", "prefect.flow_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, WithoutTraceback) for f in logger.filters):
+            logger.addFilter(WithoutTraceback())

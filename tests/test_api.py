@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import wavecast
+from wavecast.errors import InvalidInputError
 from wavecast.forecasting import typed_times
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -145,3 +146,52 @@ def test_the_readmes_python_example_runs_as_written(tmp_path: Path, prefect_api_
     assert registry["champion"].all()
     forecasts = pd.read_csv(tmp_path / "forecasts.csv")
     assert forecasts.groupby("unique_id").size().to_dict() == {"east": 12, "north": 12, "south": 12}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("typo in target_col", "target_col yy: not in data (columns: ds, y)"),
+        ("text in y", "target_col y: not numeric in data"),
+        ("empty frame", "data: no rows"),
+        ("a month missing", "data: series b: time column 'ds' has no row at 2015-06-01"),
+        ("a setting out of range", "steps=0: Input should be greater than or equal to 1"),
+    ],
+)
+def test_bad_input_from_python_is_one_line_in_the_apis_words_and_writes_nothing(
+    tmp_path: Path, case: str, message: str
+) -> None:
+    panel = nixtla_panel(("a", "b"))
+    calls = {
+        "typo in target_col": lambda: wavecast.retrain(panel, target_col="yy", data_dir=tmp_path),
+        "text in y": lambda: wavecast.retrain(panel.assign(y="x"), data_dir=tmp_path),
+        "empty frame": lambda: wavecast.retrain(panel.iloc[:0], data_dir=tmp_path),
+        "a month missing": lambda: wavecast.retrain(
+            panel.reset_index(drop=True).drop(index=65), data_dir=tmp_path
+        ),
+        "a setting out of range": lambda: wavecast.retrain(panel, data_dir=tmp_path, steps=0),
+    }
+    with pytest.raises(InvalidInputError) as raised:
+        calls[case]()
+    assert str(raised.value).startswith(message) and "\n" not in str(raised.value)
+    assert "--" not in str(raised.value) and "sources/" not in str(raised.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.unit
+def test_an_unknown_series_is_refused_not_an_empty_frame(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match=r"^series 'nope': no such series in "):
+        wavecast.forecast(tmp_path, series=["nope"])
+    with pytest.raises(InvalidInputError, match=r"^series 'nope': no such series in "):
+        wavecast.models(tmp_path, series="nope")
+
+
+@pytest.mark.unit
+def test_repeated_times_without_an_id_column_ask_for_id_col(tmp_path: Path) -> None:
+    panel = nixtla_panel(("a", "b")).rename(columns={"unique_id": "store"})
+    with pytest.raises(
+        InvalidInputError, match=r"several series\? name their id column with id_col$"
+    ):
+        wavecast.retrain(panel, data_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []

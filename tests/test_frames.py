@@ -252,14 +252,15 @@ def test_a_refused_frame_or_file_writes_nothing(tmp_path: Path, form: str) -> No
     if form == "csv":
         gap.to_csv(tmp_path / "gap.csv", index=False)
         data = str(tmp_path / "gap.csv")
-    where = "data" if form == "frame" else f"--source {data}"
+    where = "data" if form == "frame" else f"data {data}"  # named as the API's argument
 
     with pytest.raises(InvalidInputError) as caught:
         wavecast.retrain(data, id_col="unique_id", data_dir=data_dir, **QUICK)
 
     assert str(caught.value) == (
         f"{where}: series b: time column 'ds' has no row at 2019-05-01, a step of its monthly "
-        f"series: {GAP_ADVICE}"
+        "series: fill gaps with missing='interpolate', keep them with missing='drop', or fix "
+        "the source"
     )
     assert sorted(path.relative_to(data_dir) for path in data_dir.rglob("*")) == before
     repeated = pd.concat([monthly_panel(), monthly_panel().iloc[[3]]])

@@ -9,13 +9,15 @@ PREFECT_API_URL names, else to a throwaway one this process starts once (as the 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import os
+import re
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from wavecast.config import (
     RETRAIN_SETTINGS,
@@ -38,6 +40,70 @@ if TYPE_CHECKING:
 # The column names of Nixtla's libraries, used when a frame has them and no other is named.
 ID_COLUMN, TIME_COLUMN, TARGET_COLUMN = "unique_id", "ds", "y"
 SOURCES = "sources"  # where a DataFrame given to retrain or forecast is kept, in the data dir
+# A config field (or its command-line flag) -> this API's argument, where the two differ.
+API_NAMES = {
+    "column": "target_col",
+    "id_column": "id_col",
+    "time_column": "time_col",
+    "source": "data",
+    "level": "levels",
+}
+FLAG = re.compile(r"--source (\S+)|--([a-z][a-z0-9-]*)(?: (interpolate|drop|error)\b)?")
+KEPT_FRAME = re.compile(rf"\S*/{SOURCES}/frame-[0-9a-f]+\.parquet")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def api_words(message: str) -> str:
+    """A message written for the command line, its flags named as this API's arguments."""
+
+    def named(match: re.Match[str]) -> str:
+        if match.group(1) is not None:  # the source: a kept frame is the caller's `data`
+            path = match.group(1).rstrip(":,")
+            punctuation = match.group(1)[len(path) :]
+            named = "data" if KEPT_FRAME.fullmatch(path) else f"data {path}"
+            return named + punctuation
+        name = match.group(2).replace("-", "_")
+        name = API_NAMES.get(name, name)
+        return f"{name}={match.group(3)!r}" if match.group(3) else name
+
+    return KEPT_FRAME.sub("data", FLAG.sub(named, message))
+
+
+def first_problem(error: Any) -> str:
+    """A pydantic ValidationError's first problem, as one line naming the argument."""
+    first = error.errors()[0]
+    names = [part for part in first["loc"] if isinstance(part, str)]
+    name = API_NAMES.get(names[-1], names[-1]) if names else "settings"
+    shown = repr(first["input"])
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return f"{name}={shown}: {first['msg']}"
+
+
+def in_callers_words(function: F) -> F:
+    """Bad input, wherever it is found (settings, the data, a run's stage), raised as one
+    InvalidInputError whose one line names this API's arguments, not the command's flags."""
+
+    @functools.wraps(function)
+    def called(*args: Any, **kwargs: Any) -> Any:
+        from pydantic import ValidationError
+
+        try:
+            return function(*args, **kwargs)
+        except ValidationError as exc:
+            raise InvalidInputError(first_problem(exc)) from None
+        except InvalidInputError as exc:
+            raise InvalidInputError(api_words(str(exc).splitlines()[0])) from None
+
+    return cast(F, called)
+
+
+def check_known_series(data_dir: str, series: Iterable[str]) -> None:
+    """Series asked for by name must be in the data dir's panel."""
+    unknown = sorted(set(series) - set(panel_keys(data_dir)))
+    if unknown:
+        raise InvalidInputError(f"series {unknown[0]!r}: no such series in {data_dir}")
+
+
 FAN_OUT = ("runner", "dask_address", "workers", "series_per_task")
 
 
@@ -56,6 +122,7 @@ class RetrainResult:
         return dict(zip(rows[ID_COLUMN], rows["reason"], strict=True))
 
 
+@in_callers_words
 def retrain(
     data: pd.DataFrame | str | os.PathLike[str] = "sine",
     *,
@@ -87,14 +154,10 @@ def retrain(
     from wavecast.generate import unwritten_source
     from wavecast.validate import validate_inputs
 
-    # A frame is read from memory until it passed: a refused one leaves the data dir as it was.
-    try:
-        with unwritten_source(source, frame) if frame is not None else contextlib.nullcontext():
-            config, chosen = validate_inputs(config)
-    except InvalidInputError as exc:
-        if frame is None:
-            raise
-        raise InvalidInputError(str(exc).replace(f"--source {source}", "data")) from None
+    # A frame is read from memory until it passed: a refused one leaves the data dir as it was
+    # (and is named as the caller's `data`: in_callers_words).
+    with unwritten_source(source, frame) if frame is not None else contextlib.nullcontext():
+        config, chosen = validate_inputs(config)
     keep_frame(frame, str(data_dir))
     if chosen:
         print(f"wavecast: {chosen}", file=sys.stderr)
@@ -108,6 +171,7 @@ def retrain(
     return retrain_result(retrain_flow(config), config)
 
 
+@in_callers_words
 def forecast(
     data_dir: str | os.PathLike[str] = "data",
     *,
@@ -128,6 +192,7 @@ def forecast(
     if unknown:
         raise TypeError(f"unknown setting(s) {', '.join(unknown)}; expected {', '.join(FAN_OUT)}")
     directory = os.fspath(data_dir)
+    check_known_series(directory, series)
     source = None
     if data is not None:
         source, _, frame = source_of(data, directory)
@@ -148,6 +213,7 @@ def forecast(
     return forecast_frame(forecast_flow(config))
 
 
+@in_callers_words
 def monitor(
     data_dir: str | os.PathLike[str] = "data", *, series: Iterable[str] = (), **settings: Any
 ) -> pd.DataFrame:
@@ -169,6 +235,7 @@ def monitor(
     return pd.DataFrame(rows, columns=columns)
 
 
+@in_callers_words
 def models(data_dir: str | os.PathLike[str] = "data", *, series: str | None = None) -> pd.DataFrame:
     """Every version in the registry, oldest first: `unique_id` (for a panel's series),
     `version`, `champion`, `mse`, `persistence_mse`, `dataset`, `problem` (why a damaged
@@ -178,6 +245,8 @@ def models(data_dir: str | os.PathLike[str] = "data", *, series: str | None = No
     from wavecast.registry import version_rows
 
     directory = os.fspath(data_dir)
+    if series is not None:
+        check_known_series(directory, [series])
     keys = [series] if series is not None else panel_keys(directory)
     stores: dict[str | None, str] = {key: series_data_dir(directory, key) for key in keys}
     stores = stores or {None: directory}
@@ -249,6 +318,9 @@ def use_prefect() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     timeout_s = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180"))
     use_server_for_this_command(timeout_s)
+    from wavecast.tasks.prefect_support import quiet_expected_failures
+
+    quiet_expected_failures()  # a refused input is the caller's one line, not a traceback
 
 
 def retrain_result(summary: RetrainSummary | PanelSummary, config: RetrainConfig) -> RetrainResult:

@@ -58,3 +58,8 @@ def or_bad_input(work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T |
         return work(*args, **kwargs)
     except InvalidInputError as exc:
         return exc
+
+
+def is_expected_failure(error: BaseException | None) -> bool:
+    """Bad input or a permanent storage fault: the person needs one line, not a traceback."""
+    return isinstance(error, InvalidInputError) or environment_problem(error) is not None

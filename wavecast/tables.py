@@ -89,6 +89,8 @@ def panel_groups(table: pa.Table, spec: SeriesSpec) -> Iterator[PanelGroup]:
     order = pc.sort_indices(ids)  # stable: rows of one series keep their order
     keys = ids.take(order).to_numpy(zero_copy_only=False)
     rows = table.drop_columns([spec.id_column]).take(order)
+    if not len(keys):
+        return
     bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1), len(keys)]
     for start, end in itertools.pairwise(bounds):
         yield PanelGroup(str(keys[start]), rows.slice(start, end - start), int(order[start]))

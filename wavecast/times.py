@@ -361,9 +361,10 @@ def check_distinct(
             continue  # rows without a usable id are skipped, not read (see panel_groups)
         of = "" if key is None else f"series {key}: "
         per = "time" if key is None else "series and time"
+        several = "; several series? name their id column with --id-column" if key is None else ""
         raise InvalidInputError(
             f"--source {spec.source}: {of}time column '{name}' has more than one row at "
-            f"{shown_time(times[int(at)])}: one row per {per}"
+            f"{shown_time(times[int(at)])}: one row per {per}{several}"
         )
 
 

@@ -104,6 +104,8 @@ def check_panel(spec: SeriesSpec) -> DataShape:
 
     table = read_table(spec)
     assert spec.id_column is not None
+    if table.num_rows == 0:
+        raise InvalidInputError(f"--source {spec.source}: no rows")
     pick_column(table.drop_columns([spec.id_column]), spec)
     first = next(panel_groups(table, spec), None)
     times = time_values(first.rows, spec) if first is not None else None

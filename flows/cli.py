@@ -30,7 +30,7 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"wavecast: error: {message}\n")
 
 
-MONITOR_FLAGS = ("data_dir", "threshold", "window", "min_realized", "min_coverage")
+MONITOR_FLAGS = ("data_dir", "source", "threshold", "window", "min_realized", "min_coverage")
 FLAG_NAMES = {"levels": "level"}  # config field -> its flag, where the two differ
 
 

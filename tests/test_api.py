@@ -195,3 +195,21 @@ def test_repeated_times_without_an_id_column_ask_for_id_col(tmp_path: Path) -> N
     ):
         wavecast.retrain(panel, data_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_monitor_reads_new_actuals_from_a_frame(tmp_path: Path) -> None:
+    """A frame's source is kept as it was given: the months after it arrive in a newer frame,
+    which monitor(data=...) scores the stored forecasts against."""
+    panel = nixtla_panel(("a", "b"))
+    known = panel[panel["ds"] < MONTHS[48]]
+    wavecast.retrain(known, data_dir=tmp_path, **TINY)
+    forecasts = wavecast.forecast(tmp_path)
+    assert forecasts.groupby("unique_id").size().to_dict() == {"a": 12, "b": 12}
+
+    unseen = wavecast.monitor(tmp_path)
+    seen = wavecast.monitor(tmp_path, data=panel)
+
+    assert unseen["realized"].tolist() == [0, 0]
+    assert seen["unique_id"].tolist() == ["a", "b"] and seen["realized"].tolist() == [12, 12]

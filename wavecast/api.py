@@ -215,16 +215,32 @@ def forecast(
 
 @in_callers_words
 def monitor(
-    data_dir: str | os.PathLike[str] = "data", *, series: Iterable[str] = (), **settings: Any
+    data_dir: str | os.PathLike[str] = "data",
+    *,
+    series: Iterable[str] = (),
+    data: pd.DataFrame | str | os.PathLike[str] | None = None,
+    **settings: Any,
 ) -> pd.DataFrame:
-    """Score the stored forecasts against what happened since, and announce drift (a Prefect
-    event per drifting series). One row per series: `unique_id`, `drift`, `realized`,
-    `error_ratio`, `coverage_95`, `version`, `reason`. `settings`: threshold, window,
-    min_realized, min_coverage."""
+    """Score the stored forecasts against what happened since (in `data`, a newer frame or
+    file of the same columns, else each champion's own source), and announce drift (a
+    Prefect event per drifting series, whose retrain then reads `data` too). One row per
+    series: `unique_id`, `drift`, `realized`, `error_ratio`, `coverage_95`, `version`,
+    `reason`. `settings`: threshold, window, min_realized, min_coverage."""
     import pandas as pd
 
+    directory = os.fspath(data_dir)
+    check_known_series(directory, series)
+    source = None
+    if data is not None:
+        source, _, frame = source_of(data, directory)
+        keep_frame(frame, directory)
     config = MonitorConfig.model_validate(
-        {**settings, "data_dir": os.fspath(data_dir), "series": tuple(series)}
+        {
+            **settings,
+            "data_dir": directory,
+            "series": tuple(series),
+            **({"source": source} if source else {}),
+        }
     )
     use_prefect()
     from wavecast.flows.monitor import monitor as monitor_flow

@@ -428,6 +428,12 @@ class MonitorConfig(_Spec):
     """The monitor flow's single parameter; `wavecast monitor` and prefect.yaml fill it."""
 
     data_dir: str = Field("data", min_length=1, description="local path or fsspec URI")
+    source: str | None = Field(
+        None,
+        min_length=1,
+        description="where the actuals are now, with the champion's columns (default: the "
+        "source each champion was trained on)",
+    )
     series: tuple[str, ...] = Field(
         (), description="in a panel's data dir: only these series (default: every one forecast)"
     )

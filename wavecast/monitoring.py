@@ -303,9 +303,14 @@ class Scoring(NamedTuple):
     series: SeriesSpec  # the champion's, its local source made absolute
 
 
-def scoring_of(watched: Watched) -> Scoring:
+def scoring_of(watched: Watched, source: str | None = None) -> Scoring:
+    """The series' champion and where its actuals are: `source` when given (a newer file or
+    frame of the same columns), else the one the champion was trained on."""
     version, manifest = resolve_version(DataDir(watched.data_dir), None)
-    return Scoring(watched, version, manifest, absolute_source(manifest.config.series))
+    series = manifest.config.series
+    if source is not None:
+        series = series.model_copy(update={"source": source})
+    return Scoring(watched, version, manifest, absolute_source(series))
 
 
 def score_each(
@@ -313,7 +318,7 @@ def score_each(
 ) -> list[SeriesScore | InvalidInputError]:
     """Each series scored against its current champion, or the bad input that stopped it;
     the sources they name read once each (as of now, their schema checked), not per series."""
-    scorings = [or_bad_input(scoring_of, one) for one in watched]
+    scorings = [or_bad_input(scoring_of, one, config.source) for one in watched]
     usable = [one for one in scorings if isinstance(one, Scoring)]
     actuals = iter(load_each([one.series for one in usable]))
     scores: list[SeriesScore | InvalidInputError] = []

@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NoReturn
 
 from wavecast.config import RETRAIN_SETTINGS, nested_settings
@@ -39,9 +39,13 @@ def flag(name: str) -> str:
 
 
 def field_help(field: Any) -> str:
-    """A config field's description and default, as argparse help: which treats `%` as a
-    format character, so a literal one (in "95 % interval") is doubled."""
-    return f"{field.description or ''} (default: {field.default})".replace("%", "%%")
+    """A config field's description and its one default (unless the description tells it,
+    or there is none to tell), as argparse help: which treats `%` as a format character, so
+    a literal one (in "95 % interval") is doubled."""
+    text = field.description or ""
+    if "default" not in text and field.default not in (None, ()):
+        text = f"{text} (default: {field.default})"
+    return text.replace("%", "%%")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -291,10 +295,25 @@ def run_forecast(args: argparse.Namespace) -> None:
         fail(f"no series of {config.data_dir} could be forecast ({len(summary.skipped)} skipped)")
 
 
+def first_interval(row: Mapping[str, Any]) -> str:
+    """A forecast row's first (narrowest-level) interval, as "80 %: [lo, hi]"."""
+    lows = sorted(key for key in row if key.startswith("lo_"))
+    if not lows:
+        return ""
+    level = lows[0].removeprefix("lo_")
+    return f"{level} %: [{row[f'lo_{level}']:.4g}, {row[f'hi_{level}']:.4g}]"
+
+
+def step_text(row: Mapping[str, Any]) -> str:
+    return f"{row['target']}  {row['forecast']:.4g}  {first_interval(row)}".rstrip()
+
+
 def print_panel_forecast(summary: Any) -> None:
+    """Per series its first step (date, forecast, interval) and, for more, its last."""
     for key, one in summary.series.items():
-        steps = ", ".join(f"{row['forecast']:.4g}" for row in one.forecasts)
-        print(f"{key:<15} from {one.origin}: {steps}")
+        rows = one.forecasts
+        last = f"  ... {rows[-1]['step']} steps to {step_text(rows[-1])}" if len(rows) > 1 else ""
+        print(f"{key:<15} {step_text(rows[0])}{last}")
     for key, reason in summary.skipped.items():
         print(f"{key:<15} not forecast: {reason}")
     print(f"dataset  {summary.path}")
@@ -303,7 +322,7 @@ def print_panel_forecast(summary: Any) -> None:
 def print_forecast(summary: Any) -> None:
     print(f"\nforecast of {summary.series} from {summary.origin} by {summary.version}")
     for row in summary.forecasts:
-        print("  " + "  ".join(f"{key} {value}" for key, value in row.items()))
+        print(f"  {row['step']:>3}  {step_text(row)}")
     print(
         f"held-out coverage {summary.coverage}\ndataset  {summary.path}\nreport   {summary.report}"
     )

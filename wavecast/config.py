@@ -180,7 +180,10 @@ class ModelSpec(_Spec):
         "scored by each series as its network; auto (the default): global for a panel "
         "(--id-column), per-series otherwise",
     )
-    cell: Cell = "simple"
+    cell: Cell = Field(
+        "simple",
+        description="a per-series network's recurrent cell: simple (the tutorial's), lstm or gru",
+    )
     units: int = Field(100, ge=1, description="recurrent units of a per-series network")
     width: int = Field(
         256, ge=1, le=4096, description="units per layer of the global network's N-BEATS blocks"

@@ -15,6 +15,7 @@ from wavecast.global_network import (
     MIN_BATCHES,
     SCALED_TARGET_LIMIT,
     build_global_model,
+    dense_weights,
     epoch_batch,
     forecast_global,
     latest_windows,
@@ -22,6 +23,7 @@ from wavecast.global_network import (
     train_global,
     window_level_and_scale,
 )
+from wavecast.global_serving import numpy_network
 
 if TYPE_CHECKING:
     import keras
@@ -161,3 +163,36 @@ def test_a_small_panel_still_makes_several_steps_an_epoch() -> None:
     assert epoch_batch(112, 8) == 8
     assert epoch_batch(3, 1024) == 1
     assert epoch_batch(EPOCH_WINDOWS, 1024) == 1024
+
+
+def saved_weights(weights: dict[str, np.ndarray], path: Path) -> bytes:
+    np.savez(path, **weights)  # type: ignore[arg-type]
+    return path.read_bytes()
+
+
+def test_numpy_serving_forecasts_what_keras_does(
+    trained: tuple[keras.Model, list[float]], tmp_path: Path
+) -> None:
+    """The trained network's Dense weights, run in NumPy: the same forecasts as Keras' to
+    float32 precision, an all-zero window and a median of two members included."""
+    model = trained[0]
+    windows = np.vstack([latest_windows(tiny_panel()[:2], INPUT_LEN), np.zeros((1, INPUT_LEN))])
+    served = numpy_network(saved_weights(dense_weights(model), tmp_path / "w.npz"))
+
+    assert served is not None and served.members == 2
+    assert (served.input_shape, served.output_shape) == (model.input_shape, model.output_shape)
+    expected = forecast_global(model, windows)
+    np.testing.assert_allclose(
+        served(windows), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max()
+    )
+    assert not np.allclose(served(windows)[0], served(windows)[1])
+
+
+def test_weights_of_another_architecture_are_left_to_keras(
+    trained: tuple[keras.Model, list[float]], tmp_path: Path
+) -> None:
+    weights = dense_weights(trained[0])
+    extra = {**weights, "m0_b3_fc0/kernel": np.zeros((16, 16)), "m0_b3_fc0/bias": np.zeros(16)}
+    missing = {k: v for k, v in weights.items() if not k.startswith("m1_highway")}
+    assert numpy_network(saved_weights(extra, tmp_path / "extra.npz")) is None
+    assert numpy_network(saved_weights(missing, tmp_path / "missing.npz")) is None

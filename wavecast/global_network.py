@@ -31,6 +31,7 @@ from wavecast.model_files import (
     MODEL_FILE,
     TRAINED_FILE,
     VALIDATION_MODEL_FILE,
+    WEIGHTS_FILE,
     TrainedRef,
 )
 from wavecast.storage import DataDir, cache_version, stable_hash
@@ -147,6 +148,18 @@ def forecasting_model(parts: keras.Model) -> keras.Model:
     level, scale, change = parts.outputs
     forecast = level + scale * ops.median(change, axis=1)
     return keras.Model(parts.inputs[0], forecast, name=parts.name.replace("_parts", ""))
+
+
+def dense_weights(model: keras.Model) -> dict[str, np.ndarray]:
+    """Every Dense layer's kernel and bias, as "<layer>/kernel" and "<layer>/bias"."""
+    import keras
+
+    weights = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            kernel, bias = layer.get_weights()
+            weights[f"{layer.name}/kernel"], weights[f"{layer.name}/bias"] = kernel, bias
+    return weights
 
 
 def build_global_model(
@@ -355,6 +368,8 @@ def train_panel_network(
     )
     with store.staged_dir(*parts) as staging:
         network.save(staging / MODEL_FILE)
+        weights = dense_weights(network)  # served without Keras: global_serving
+        np.savez(staging / WEIGHTS_FILE, **weights)  # type: ignore[arg-type]
         twin.save(staging / VALIDATION_MODEL_FILE)
         (staging / HISTORY_FILE).write_text(json.dumps({"loss": losses}))
         (staging / TRAINED_FILE).write_text(trained.model_dump_json())

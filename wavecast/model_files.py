@@ -26,6 +26,7 @@ VALIDATION_FILE = "validation_predictions.npy"  # the twin's forecasts of the he
 
 # A panel's global twin, trained without any series' held-out windows (global_network).
 VALIDATION_MODEL_FILE = "validation.keras"
+WEIGHTS_FILE = "weights.npz"  # a global network's Dense weights by layer name (global_serving)
 
 
 class TrainedRef(BaseModel):
@@ -62,26 +63,32 @@ def training_file(trained: TrainedRef, data_dir: str, name: str) -> tuple[DataDi
 
 
 class SharedNetwork(NamedTuple):
-    """A panel's network as loaded, and the file's bytes it was loaded from: a version
-    serves it only while the version's own copy is the same bytes."""
+    """A panel's network as loaded (in NumPy where its weights file allows: global_serving),
+    and the file's bytes it was loaded from: a version serves it only while the version's
+    own copy is the same bytes."""
 
-    model: keras.Model
+    model: Any  # keras.Model | global_serving.NumpyGlobalNetwork, called alike
     file_bytes: bytes
 
 
 @functools.lru_cache(maxsize=4)
-def shared_network(uri: str, name: str) -> SharedNetwork:
-    """A panel's global network (or its twin), loaded once per process for all the series
-    that score, serve or forecast with it: its directory is content-addressed and never
-    rewritten, so the loaded copy stays current. FileNotFoundError when it is gone."""
-    file_bytes = DataDir(uri).read_bytes(name)
-    return SharedNetwork(load_model(uri, name), file_bytes)
+def shared_network(uri: str) -> SharedNetwork:
+    """A panel's global network, loaded once per process for all the series that serve or
+    forecast with it: its directory is content-addressed and never rewritten, so the loaded
+    copy stays current. FileNotFoundError when it is gone."""
+    from wavecast.global_serving import numpy_network
+
+    store = DataDir(uri)
+    file_bytes = store.read_bytes(MODEL_FILE)
+    served = numpy_network(store.read_bytes(WEIGHTS_FILE)) if store.exists(WEIGHTS_FILE) else None
+    return SharedNetwork(served or load_model(uri, MODEL_FILE), file_bytes)
 
 
 @functools.lru_cache(maxsize=4)
 def shared_forecaster(uri: str, name: str) -> Callable[[np.ndarray], np.ndarray]:
-    """shared_network's forecasts through one traced graph, for every series that uses it."""
-    model = shared_network(uri, name).model
+    """A panel's network (or its twin) through one traced graph, for every series that
+    scores it in its evaluation."""
+    model = load_model(uri, name)
     forward = traced_forward(model, model.input_shape[-1])
     return functools.partial(forecast_in_chunks, forward)
 

@@ -155,7 +155,7 @@ def panel_network_copy(store: DataDir, version: str, manifest: Manifest) -> Any 
     if training is None or not training.shared:
         return None
     try:
-        shared = shared_network(training.uri, MODEL_FILE)
+        shared = shared_network(training.uri)
     except FileNotFoundError:
         return None
     if store.read_bytes(MODELS, version, MODEL_FILE) != shared.file_bytes:

@@ -16,9 +16,11 @@ from wavecast.candidates import (
     COMBINATION_POOL,
     ForecasterSpec,
     best_candidate,
+    classical_model,
     combination_members,
     combination_weights,
     inverse_error_weights,
+    model_form,
     seasonal_naive,
     spec_forecast,
     statistical_forecasts,
@@ -310,3 +312,38 @@ def test_a_series_too_short_for_its_windows_is_forecast_by_what_needs_none(
         bounds = [row["lo_95"], row["lo_80"], row["forecast"], row["hi_80"], row["hi_95"]]
         assert all(math.isfinite(float(b)) for b in bounds)
         assert bounds == sorted(bounds)
+
+
+def monthly_series(n: int = 150) -> np.ndarray:
+    t = np.arange(n)
+    noise = np.random.default_rng(0).normal(0, 5, n)
+    return 100 + 0.3 * t + 20 * np.sin(2 * np.pi * t / 12) + noise
+
+
+@pytest.mark.parametrize("name", ["arima", "ets"])
+def test_a_recorded_form_refits_to_the_searched_models_forecast(name: str) -> None:
+    """Serving refits the order or components the retrain chose, not the search: on the same
+    data, the same forecast."""
+    values = monthly_series()
+    searched = classical_model(name, 12).fit(values)
+    form = model_form(name, searched)
+    refitted = classical_model(name, 12, form)
+    assert type(refitted).__name__ == ("ARIMA" if name == "arima" else "AutoETS")
+    np.testing.assert_allclose(
+        refitted.forecast(y=values, h=12)["mean"], searched.predict(h=12)["mean"], rtol=1e-9
+    )
+
+
+def test_forms_are_read_as_statsforecast_writes_them() -> None:
+    seasonal = classical_model("arima", 12, "ARIMA(0,0,0)(1,1,2)[12] with drift        ")
+    assert (seasonal.order, seasonal.seasonal_order, seasonal.season_length) == (
+        (0, 0, 0),
+        (1, 1, 2),
+        12,
+    )
+    assert seasonal.include_drift and seasonal.include_mean
+    plain = classical_model("arima", 12, "ARIMA(2,0,1) with zero mean")
+    assert (plain.order, plain.season_length, plain.include_mean) == ((2, 0, 1), 1, False)
+    damped = classical_model("ets", 12, "ETS(M,Ad,N)")
+    assert (damped.model, damped.damped) == ("MAN", True)
+    assert type(classical_model("arima", 12, "something else")).__name__ == "AutoARIMA"

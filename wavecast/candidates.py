@@ -12,6 +12,7 @@ when a classical model runs: it costs ~2 s of imports.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -45,11 +46,21 @@ MIN_SHARE = 0.05
 MAX_VALIDATION_WINDOWS = 200
 
 
+# The forms model_form records, read back by classical_model: statsforecast's arima_string
+# ("ARIMA(0,1,1)(0,1,1)[12] with drift") and AutoETS' method ("ETS(A,Ad,N)").
+ARIMA_FORM = re.compile(
+    r"ARIMA\((\d+),(\d+),(\d+)\)(?:\((\d+),(\d+),(\d+)\)\[(\d+)\])?"
+    r"\s*(with drift|with non-zero mean|with zero mean)?"
+)
+ETS_FORM = re.compile(r"ETS\(([AM]),(N|Ad?|Md?),([ANM])\)")
+
+
 class ForecasterSpec(BaseModel):
-    """What a champion other than the network is stored as: names, a season and, for the
-    linear AR, its weights; never a pickle. A statistical one is refitted on the series as of
-    now whenever it forecasts; the linear AR applies the weights it was scored with, with
-    NumPy: serving it imports no TensorFlow (~5 s of a forecast command)."""
+    """What a champion other than the network is stored as: names, a season, the forms its
+    retrain chose and, for the linear AR, its weights; never a pickle. A statistical one is
+    refitted on the series as of now whenever it forecasts, in its recorded form
+    (classical_model); the linear AR applies the weights it was scored with, with NumPy:
+    serving it imports no TensorFlow (~5 s of a forecast command)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -99,9 +110,28 @@ def seasonal_naive(
     return np.asarray(values)[index]
 
 
-def classical_model(name: str, season: int) -> Any:
-    from statsforecast.models import AutoARIMA, AutoETS, AutoTheta
+def classical_model(name: str, season: int, form: str = "") -> Any:
+    """statsforecast's automatic model, or, given the form a retrain chose (model_form), that
+    form alone: a champion refitted as it forecasts re-estimates its coefficients on the
+    series as of now without searching again (AutoARIMA's search is ~2 s of a 150-month
+    series; the fixed order's fit a tenth of it)."""
+    from statsforecast.models import ARIMA, AutoARIMA, AutoETS, AutoTheta
 
+    arima = ARIMA_FORM.fullmatch(form.strip()) if name == "arima" else None
+    if arima is not None:
+        p, d, q, seasonal_p, seasonal_d, seasonal_q, period, extra = arima.groups()
+        return ARIMA(
+            order=(int(p), int(d), int(q)),
+            season_length=int(period or 1),
+            seasonal_order=(int(seasonal_p or 0), int(seasonal_d or 0), int(seasonal_q or 0)),
+            include_mean=extra != "with zero mean",
+            include_drift=extra == "with drift",
+        )
+    ets = ETS_FORM.fullmatch(form.strip()) if name == "ets" else None
+    if ets is not None:
+        error, trend, seasonal = ets.groups()
+        model = f"{error}{trend[0]}{seasonal}"
+        return AutoETS(season_length=season, model=model, damped=trend.endswith("d"))
     kinds = {"ets": AutoETS, "theta": AutoTheta, "arima": AutoARIMA}
     return kinds[name](season_length=season)
 
@@ -125,8 +155,10 @@ def classical_forecasts(
     steps: int,
     season: int,
     refits: int = REFITS_PER_BLOCK,
+    form: str = "",
 ) -> tuple[np.ndarray, str]:
-    """(forecasts, the last fitted form): refitted at `refits` evenly spaced origins."""
+    """(forecasts, the last fitted form): refitted at `refits` evenly spaced origins, in
+    `form` when one is given (classical_model)."""
     lead = horizon + steps - 1
     forecasts = np.empty((len(origins), steps))
     form = ""
@@ -136,7 +168,7 @@ def classical_forecasts(
         warnings.simplefilter("ignore")
         for block in np.array_split(np.arange(len(origins)), min(refits, len(origins))):
             first = int(origins[block[0]])
-            model = classical_model(name, season).fit(history(values, first))
+            model = classical_model(name, season, form).fit(history(values, first))
             form = model_form(name, model)
             for row in block:
                 ahead = model.forward(y=history(values, int(origins[row])), h=lead)["mean"]
@@ -150,14 +182,21 @@ def history(values: np.ndarray, origin: int) -> np.ndarray:
 
 
 def statistical_forecasts(
-    name: str, values: np.ndarray, origins: np.ndarray, horizon: int, steps: int, season: int
+    name: str,
+    values: np.ndarray,
+    origins: np.ndarray,
+    horizon: int,
+    steps: int,
+    season: int,
+    form: str = "",
 ) -> tuple[np.ndarray, str]:
-    """(origins, steps) forecasts of one statistical candidate, and its fitted form."""
+    """(origins, steps) forecasts of one statistical candidate (in `form`, when a retrain
+    chose it already), and its fitted form."""
     if name == "naive":
         return np.repeat(np.asarray(values)[origins][:, None], steps, axis=1), "last value"
     if name == "seasonal_naive":
         return seasonal_naive(values, origins, horizon, steps, season), f"season {season}"
-    return classical_forecasts(name, values, origins, horizon, steps, season)
+    return classical_forecasts(name, values, origins, horizon, steps, season, form=form)
 
 
 def mse_of(forecasts: np.ndarray, truth: np.ndarray) -> float:
@@ -268,7 +307,8 @@ def member_forecasts(
         if network is None:
             raise ValueError("a combination holding the network needs the network's forecasts")
         return np.reshape(np.asarray(network, np.float64), (len(origins), steps))
-    return statistical_forecasts(name, values, origins, horizon, steps, spec.season)[0]
+    form = spec.forms.get(name, "")
+    return statistical_forecasts(name, values, origins, horizon, steps, spec.season, form)[0]
 
 
 def stored_linear_forecasts(

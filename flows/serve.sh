@@ -109,10 +109,22 @@ start() {
     fi
     wait_healthy
     echo "serve: server healthy at $PREFECT_API_URL"
-    "$BIN/prefect" work-pool inspect "$POOL" >/dev/null 2>&1 ||
-        "$BIN/prefect" work-pool create "$POOL" --type process
+    if ! "$BIN/prefect" work-pool inspect "$POOL" >/dev/null 2>&1; then
+        # Quiet: its "start a worker" hint would mislead, this script starts the worker.
+        "$BIN/prefect" work-pool create "$POOL" --type process >"$RUN_DIR/pool.log" 2>&1 ||
+            { cat "$RUN_DIR/pool.log" >&2; exit 1; }
+        echo "serve: work pool '$POOL' created"
+    fi
     # prefect.yaml's pull step records {{ $PWD }}: this checkout, whatever make's caller's was.
-    PWD=$ROOT "$BIN/prefect" --no-prompt deploy --all
+    # Its output goes to a log: it prints a "start a worker" hint per deployment, and this
+    # script starts the worker itself. A failure shows the whole log.
+    if ! PWD=$ROOT "$BIN/prefect" --no-prompt deploy --all >"$RUN_DIR/deploy.log" 2>&1; then
+        cat "$RUN_DIR/deploy.log" >&2
+        echo "serve: prefect deploy failed (log: $RUN_DIR/deploy.log)" >&2
+        exit 1
+    fi
+    deployed=$(grep -c "successfully created" "$RUN_DIR/deploy.log" || true)
+    echo "serve: $deployed deployments of prefect.yaml deployed (log: $RUN_DIR/deploy.log)"
     if pid=$(running worker); then
         echo "serve: worker already running (pid $pid)"
     else

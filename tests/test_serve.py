@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.servers import PREFECT, REPO, environment_without_prefect, pause_schedules
 from wavecast.flows.embedded_server import free_port
@@ -36,6 +37,7 @@ class Served:
     run_dir: Path
     api_url: str
     env: dict[str, str]  # a client's: the API's address and the secret
+    output: str = ""  # what `make serve` printed
 
     @property
     def auth(self) -> str:
@@ -90,9 +92,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
         with temporary_settings({PREFECT_API_URL: api_url, PREFECT_API_AUTH_STRING: auth}):
             pause_schedules()  # no real tick may run in the checkout's data/ during the test
-            yield Served(run_dir, api_url, client_env)
+            yield Served(run_dir, api_url, client_env, started.stdout + started.stderr)
     finally:
         subprocess.run(["bash", str(SERVE), "stop"], env=env, capture_output=True, timeout=120)
+
+
+def test_serve_says_what_it_deployed_once_and_no_start_a_worker_hint(served: Served) -> None:
+    """It starts the worker itself: prefect deploy's hint per deployment would mislead."""
+    deployments = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    assert f"serve: {len(deployments)} deployments of prefect.yaml deployed" in served.output
+    assert "start a worker" not in served.output
 
 
 def test_the_api_refuses_requests_without_the_secret_kept_in_a_private_file(

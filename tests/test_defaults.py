@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wavecast.config import RetrainConfig, WindowSpec, dated_windows
+from wavecast.config import RetrainConfig, SelectionSpec, WindowSpec, dated_windows, panel_plots
 from wavecast.validate import validate_inputs
 
 pytestmark = pytest.mark.unit
@@ -64,3 +64,11 @@ def test_validation_completes_a_dated_sources_windows_and_leaves_the_sine_alone(
     sine = RetrainConfig(data_dir=str(tmp_path / "data"))
     assert validate_inputs(sine, available=1 << 34) == (sine, "")
     assert sine.windows == WindowSpec(input_len=5, horizon=2, steps=1)
+
+
+def test_a_panel_of_thousands_draws_no_per_series_plots_unless_asked() -> None:
+    selection, chosen = panel_plots(SelectionSpec(), n_series=20_000)
+    assert selection.plots is False and chosen.startswith("20000 series: each series'")
+    assert panel_plots(SelectionSpec(), n_series=1000) == (SelectionSpec(), "")
+    asked = SelectionSpec(plots=True)
+    assert panel_plots(asked, n_series=20_000) == (asked, "")

@@ -134,6 +134,7 @@ FREQUENCY_NAMES = {
     4: "quarterly",
 }
 TUTORIAL_INPUT_LEN = 5
+PLOTTED_SERIES_MAX = 1000  # panels above this many series draw no per-series plots by default
 
 
 def dated_windows(
@@ -165,6 +166,18 @@ def dated_windows(
         resolved,
         f"{kind} data: forecasting {said} (defaults from its dates; set them to change)",
     )
+
+
+def panel_plots(selection: SelectionSpec, n_series: int) -> tuple[SelectionSpec, str]:
+    """Evaluation plots off by default above PLOTTED_SERIES_MAX series (each costs ~70 ms and
+    memory: most of a series' cost in a panel of thousands), and a sentence saying so."""
+    if "plots" in selection.model_fields_set or n_series <= PLOTTED_SERIES_MAX:
+        return selection, ""
+    note = (
+        f"{n_series} series: each series' evaluation plots are left out (~70 ms a series); "
+        "plots=True (--plots true) draws them"
+    )
+    return selection.model_copy(update={"plots": False}), note
 
 
 class ModelSpec(_Spec):
@@ -226,7 +239,7 @@ class SelectionSpec(_Spec):
     plots: bool = Field(
         True,
         description="draw each evaluation's plots (test forecasts, loss): ~70 ms a series, "
-        "most of a series' cost in a panel of thousands; false leaves them out",
+        "most of a series' cost in a panel of thousands (default: true up to 1000 series)",
     )
 
     @field_validator("candidates", mode="before")

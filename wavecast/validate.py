@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wavecast.config import RetrainConfig, SeriesSpec, dated_windows
+from wavecast.config import RetrainConfig, SeriesSpec, dated_windows, panel_plots
 from wavecast.errors import InvalidInputError
 from wavecast.generate import load_series, read_table
 from wavecast.series import check_trainable
@@ -83,18 +83,20 @@ class Validated(NamedTuple):
 
 
 class DataShape(NamedTuple):
-    """What the defaults are chosen from: whether the series are dated, their season and the
-    length of a typical one."""
+    """What the defaults are chosen from: whether the series are dated, their season, the
+    length of a typical one and how many there are."""
 
     dated: bool
     season: int | None
     typical_length: int
+    n_series: int = 1
 
 
 def shape_of(times: np.ndarray | None, lengths: list[int]) -> DataShape:
     dated = times is not None and np.issubdtype(times.dtype, np.datetime64)
     season = inferred_season(times) if dated else None
-    return DataShape(dated, season, int(np.median(lengths)) if lengths else 0)
+    typical = int(np.median(lengths)) if lengths else 0
+    return DataShape(dated, season, typical, len(lengths))
 
 
 def check_panel(spec: SeriesSpec) -> DataShape:
@@ -114,10 +116,14 @@ def check_panel(spec: SeriesSpec) -> DataShape:
 
 
 def with_data_defaults(config: RetrainConfig, shape: DataShape) -> Validated:
-    if not shape.dated:
-        return Validated(config, "")
-    windows, chosen = dated_windows(config.windows, shape.season, shape.typical_length)
-    return Validated(config.model_copy(update={"windows": windows}), chosen)
+    """The settings not given that depend on the data: windows from its dates, plots from
+    its number of series; each choice said in a sentence."""
+    windows, dated = config.windows, ""
+    if shape.dated:
+        windows, dated = dated_windows(config.windows, shape.season, shape.typical_length)
+    selection, plotted = panel_plots(config.selection, shape.n_series)
+    chosen = "; ".join(note for note in (dated, plotted) if note)
+    return Validated(config.model_copy(update={"windows": windows, "selection": selection}), chosen)
 
 
 def validate_inputs(config: RetrainConfig, available: int | None = None) -> Validated:

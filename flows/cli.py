@@ -162,6 +162,8 @@ def fail(message: str) -> NoReturn:
 
 
 def print_summary(summary: Any) -> None:
+    from wavecast.metrics import shown
+
     status = "unchanged" if summary.unchanged else "promoted" if summary.promoted else "kept out"
     print(f"\nversion   {summary.version}  ({status})")
     print(f"champion  {summary.champion}")
@@ -169,13 +171,21 @@ def print_summary(summary: Any) -> None:
     print(f"report    {summary.report}")
     published = summary.published
     print(f"serves    {published.forecaster}, season {published.season} ({published.reason})")
+    m = summary.metrics
+    print(
+        f"scores    test MASE {shown(m.mase)} (below 1 beats the seasonal naive), "
+        f"sMAPE {shown(m.smape, ' %')}, MSE {m.mse:.4g}"
+    )
     if published.coverage:
         shares = ", ".join(f"{level} %: {share:.0%}" for level, share in published.coverage.items())
         print(f"coverage  {shares} of test targets (intervals calibrated on validation)")
-    print(f"\n{'forecaster':<24}{'validation MSE':>16}{'test MSE':>12}{'test MAE':>12}  form")
+    header = f"{'validation MSE':>16}{'test MSE':>12}{'MASE':>10}{'sMAPE %':>9}"
+    print(f"\n{'forecaster':<24}{header}  form")
     for c in summary.candidates:
         mark = "*" if c.forecaster == published.forecaster else " "
-        test = f"{c.test.mse:>12.4g}{c.test.mae:>12.4g}" if c.test else f"{'-':>12}{'-':>12}"
+        test = f"{'-':>12}{'-':>10}{'-':>9}"
+        if c.test:
+            test = f"{c.test.mse:>12.4g}{shown(c.test.mase):>10}{shown(c.test.smape):>9}"
         print(f"{mark}{c.forecaster:<23}{c.validation_mse:>16.4g}{test}  {c.form or c.note}")
     for reason in (*summary.reasons, *summary.changes):
         print(f"- {reason}")
@@ -383,6 +393,7 @@ def run_models(args: argparse.Namespace) -> None:
 
     from wavecast import registry
     from wavecast.panel import panel_keys
+    from wavecast.report import champion_lines, version_lines
     from wavecast.storage import DataDir, series_data_dir
 
     with failing_on_bad_input():
@@ -393,21 +404,13 @@ def run_models(args: argparse.Namespace) -> None:
                 fail(f"--series {args.series}: no such series in {args.data_dir}")
         store = DataDir(data_dir)
         if args.action == "list" and args.series is None and panel_keys(data_dir):
-            print(f"  {'series':<15} champion")
-            for key in panel_keys(data_dir):
-                champion = registry.read_champion(DataDir(series_data_dir(data_dir, key)))
-                print(f"  {key:<15} {champion.version if champion else '-'}")
+            champions = [
+                (key, registry.champion_row(DataDir(series_data_dir(data_dir, key))))
+                for key in panel_keys(data_dir)
+            ]
+            print("\n".join(champion_lines(champions)))
         elif args.action == "list":
-            print(f"  {'version':<26}{'test MSE':>12}{'persistence':>13}  dataset")
-            for row in registry.version_rows(store):
-                mark = "*" if row.champion else " "
-                if row.problem:
-                    print(f"{mark} {row.version:<26}  damaged: {row.problem}")
-                    continue
-                print(
-                    f"{mark} {row.version:<26}{row.mse:>12.4g}"
-                    f"{row.persistence_mse:>13.4g}  {row.dataset}"
-                )
+            print("\n".join(version_lines(registry.version_rows(store))))
         elif args.action == "show":
             print(json.dumps(registry.describe_version(store, args.version), indent=2))
         elif args.action == "promote":

@@ -9,7 +9,7 @@ from prefect.runtime import flow_run
 from prefect.transactions import Transaction, get_transaction
 
 from wavecast.config import RetrainConfig
-from wavecast.evaluate import Evaluation, metrics_table
+from wavecast.evaluate import Evaluation, coverage_text, metrics_table
 from wavecast.model_files import TrainedRef
 from wavecast.publish import Candidate, promote_candidate, served_file, stage_version
 from wavecast.records import Manifest, RetrainSummary
@@ -26,10 +26,13 @@ def publish_artifacts(summary: RetrainSummary, evaluation: Evaluation, data_dir:
     manifest = Manifest.model_validate_json(
         store.read_bytes(MODELS, summary.version, MANIFEST_FILE)
     )
+    coverage = evaluation.published.coverage
+    covered = f"; test coverage of its intervals {coverage_text(coverage)}" if coverage else ""
     create_table_artifact(
         metrics_table(evaluation),
         key="wavecast-metrics",
-        description=f"Every candidate's validation and test scores for {summary.version}",
+        description=f"Every candidate's validation and test scores (MASE, sMAPE in %) for "
+        f"{summary.version}, which serves the {evaluation.published.forecaster}{covered}",
     )
     create_markdown_artifact(
         render_markdown(summary, manifest), key="wavecast-report", description="Retrain report"

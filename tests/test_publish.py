@@ -73,8 +73,13 @@ def test_weak_candidate_is_kept_out_and_champion_reproduces_its_mse(tmp_path: Pa
         json.loads((data_dir / "models" / "champion.json").read_text())["version"] == first.version
     )
     assert [p["version"] for p in promotions(data_dir)] == [first.version]
-    assert weak.champion_rescored is None  # other windows: compared with its recorded score
-    assert any("worse than champion" in reason for reason in weak.reasons)
+    # Windows of one point, the same targets: the champion is re-scored at the candidate's
+    # test origins on windows of its own length, and the reason says so.
+    assert weak.champion_rescored is not None and weak.compared_with == first.version
+    assert weak.champion_rescored.mse <= first.baselines["persistence"].mse
+    assert any(
+        "worse than champion" in reason and "on the same" in reason for reason in weak.reasons
+    )
 
     champion_dir = Path(first.model_dir)
     spec = ForecasterSpec.model_validate_json((champion_dir / SPEC_FILE).read_text())

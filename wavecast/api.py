@@ -28,7 +28,14 @@ from wavecast.config import (
 )
 from wavecast.errors import InvalidInputError
 from wavecast.forecasting import typed_times
-from wavecast.panel import PanelSummary, outcome_of, panel_keys, panel_table
+from wavecast.panel import (
+    SCORE_COLUMNS,
+    PanelSummary,
+    coverage_columns,
+    outcome_of,
+    panel_keys,
+    panel_table,
+)
 from wavecast.storage import DataDir, series_data_dir
 
 if TYPE_CHECKING:
@@ -110,8 +117,9 @@ FAN_OUT = ("runner", "dask_address", "workers", "series_per_task")
 @dataclass(frozen=True)
 class RetrainResult:
     """What a retrain published: `series` has one row per series (`unique_id`, `status`,
-    `version`, `serves`, `mse`, `persistence_mse`, `reason`), skipped ones included with
-    their reason; `summary` is everything the flow returned."""
+    `version`, `serves`, the test scores `mase`, `smape` (in %), `coverage_80`,
+    `coverage_95`, `mse`, `persistence_mse`, and `reason`), skipped ones included with their
+    reason; `summary` is everything the flow returned."""
 
     series: pd.DataFrame
     summary: RetrainSummary | PanelSummary
@@ -254,8 +262,11 @@ def monitor(
 @in_callers_words
 def models(data_dir: str | os.PathLike[str] = "data", *, series: str | None = None) -> pd.DataFrame:
     """Every version in the registry, oldest first: `unique_id` (for a panel's series),
-    `version`, `champion`, `mse`, `persistence_mse`, `dataset`, `problem` (why a damaged
-    version cannot serve). No Prefect run: this reads the data dir."""
+    `version`, `champion`, its test scores on its own test windows (`mase`, `smape`,
+    `coverage_80`, `coverage_95`, `mse`, `persistence_mse`), `gated_against` (the champion
+    the gate compared it with) and `champion_mase` (that champion's MASE on this version's
+    test windows), `dataset`, `problem` (why a damaged version cannot serve). No Prefect run:
+    this reads the data dir."""
     import pandas as pd
 
     from wavecast.registry import version_rows
@@ -267,11 +278,12 @@ def models(data_dir: str | os.PathLike[str] = "data", *, series: str | None = No
     stores: dict[str | None, str] = {key: series_data_dir(directory, key) for key in keys}
     stores = stores or {None: directory}
     rows = [
-        {ID_COLUMN: key, **row.model_dump()}
+        {ID_COLUMN: key, **row.model_dump(exclude={"coverage"}), **coverage_columns(row.coverage)}
         for key, store in stores.items()
         for row in version_rows(DataDir(store))
     ]
-    columns = [ID_COLUMN, "version", "champion", "mse", "persistence_mse", "dataset", "problem"]
+    columns = [ID_COLUMN, "version", "champion", *SCORE_COLUMNS]
+    columns += ["gated_against", "champion_mase", "dataset", "problem"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -351,7 +363,7 @@ def retrain_result(summary: RetrainSummary | PanelSummary, config: RetrainConfig
             series={name: outcome_of(summary)}, skipped={}, data_dir=config.data_dir
         )
     rows = [{ID_COLUMN: row.pop("series"), **row} for row in panel_table(panel)]
-    columns = [ID_COLUMN, "status", "version", "serves", "mse", "persistence_mse", "reason"]
+    columns = [ID_COLUMN, "status", "version", "serves", *SCORE_COLUMNS, "reason"]
     return RetrainResult(pd.DataFrame(rows, columns=columns), summary)
 
 

@@ -29,6 +29,7 @@ from wavecast.memory import release_unused_memory
 from wavecast.metrics import (
     Forecaster,
     Metrics,
+    mase_scale,
     persistence_forecast,
     regression_metrics,
     score_split,
@@ -80,6 +81,10 @@ class Published(BaseModel):
     members: tuple[str, ...] = ()
     member_weights: tuple[float, ...] = ()  # a combination's, in the order of its members
     coverage: dict[str, float] = {}  # level -> test coverage of intervals calibrated on validation
+    # MASE's denominator (metrics.mase_scale) over the train part, with `season`; every MASE
+    # of this evaluation (candidates, baselines, a re-scored champion) divides by it. None:
+    # written before MASE was scored.
+    mase_scale: float | None = None
 
 
 class Evaluation(BaseModel):
@@ -123,6 +128,7 @@ def evaluate_trained(
     release_unused_memory()
     values = read_series(dataset.series, data_dir)
     season = selection.season or dataset.series.season or 1
+    scale = train_scale(values, dataset, season)
     network = trained_forecaster(trained, data_dir) if trained is not None else None
     backtest = run_backtest(values, dataset, trained, selection, season, data_dir, network)
     chosen, why = choose(backtest)
@@ -137,8 +143,10 @@ def evaluate_trained(
         forecasters["model"] = network
     served_key = WINDOW_KEYS.get(chosen)
     errors_of = (served_key,) if served_key else ()
-    window_scores, sample = score_split(dataset, data_dir, forecasters, errors_of=errors_of)
-    candidates = candidate_scores(backtest, window_scores, selection)
+    window_scores, sample = score_split(
+        dataset, data_dir, forecasters, errors_of=errors_of, scale=scale
+    )
+    candidates = candidate_scores(backtest, window_scores, selection, scale)
     chosen_test = next(c.test for c in candidates if c.forecaster == chosen)
     assert chosen_test is not None, f"{chosen} was chosen without test scores"
     if served_key:
@@ -156,6 +164,7 @@ def evaluate_trained(
         members=backtest.members if chosen == "combination" else (chosen,),
         member_weights=backtest.member_weights if chosen == "combination" else (),
         coverage=test_coverage(validation_errors, test_errors, resolution_floor(values)),
+        mase_scale=scale,
     )
     plots: tuple[str, ...] = ()
     if selection.plots:
@@ -194,12 +203,25 @@ def evaluate_trained(
     return evaluation
 
 
+def train_scale(values: np.ndarray, dataset: DatasetRef, season: int) -> float:
+    """MASE's scale (metrics.mase_scale) on the train part of the series: every point up to
+    the first test origin, the history of the first test forecast, which holds no test
+    target."""
+    first_test_origin = dataset.n_train + dataset.spec.input_len - 1
+    return mase_scale(values[: first_test_origin + 1], season)
+
+
 def candidate_scores(
-    backtest: Backtest, window_scores: Mapping[str, Metrics], selection: SelectionSpec
+    backtest: Backtest,
+    window_scores: Mapping[str, Metrics],
+    selection: SelectionSpec,
+    scale: float | None = None,
 ) -> tuple[CandidateScore, ...]:
     """One row per wanted candidate, in the order asked for: validation and test scores."""
     validation = backtest.validation_mse()
-    tests = {name: regression_metrics(backtest.test_truth, f) for name, f in backtest.test.items()}
+    tests = {
+        name: regression_metrics(backtest.test_truth, f, scale) for name, f in backtest.test.items()
+    }
     tests |= {name: window_scores[key] for name, key in WINDOW_KEYS.items() if name in validation}
     return tuple(
         CandidateScore(
@@ -286,11 +308,19 @@ def metrics_table(evaluation: Evaluation) -> list[dict[str, float | str]]:
                 if candidate.forecaster == evaluation.published.forecaster
                 else "",
                 "validation_mse": candidate.validation_mse,
-                **{f"test_{k}": test.get(k, math.nan) for k in ("mse", "rmse", "mae")},
+                **{
+                    f"test_{k}": math.nan if test.get(k) is None else test[k]
+                    for k in ("mse", "rmse", "mae", "mase", "smape")
+                },
                 "form": candidate.form or candidate.note,
             }
         )
     return rows
+
+
+def coverage_text(coverage: Mapping[str, float]) -> str:
+    """Test coverage of the published intervals in a few words: "80 %: 79%, 95 %: 96%"."""
+    return ", ".join(f"{level} %: {share:.0%}" for level, share in coverage.items())
 
 
 def candidates_line(candidates: Sequence[CandidateScore]) -> str:

@@ -20,10 +20,10 @@ from pydantic import BaseModel, ConfigDict
 from wavecast.config import FanOutSpec, RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.engine import EpochCallback, TrainingEngine
 from wavecast.errors import InvalidInputError
-from wavecast.evaluate import Published
+from wavecast.evaluate import COVERAGE_LEVELS, Published
 from wavecast.generate import SeriesRef, read_table, series_from_table, store_loaded
 from wavecast.global_network import train_panel_network
-from wavecast.metrics import Metrics
+from wavecast.metrics import Metrics, scores_text
 from wavecast.model_files import TrainedRef
 from wavecast.records import RetrainSummary
 from wavecast.registry import read_champion
@@ -236,8 +236,23 @@ def merge_results(split: PanelSplit, results: list[BatchResult], data_dir: str) 
     )
 
 
+COVERAGE_COLUMNS = tuple(f"coverage_{level:g}" for level in COVERAGE_LEVELS)
+# panel_table's columns: the scale-free scores first (they rank series of any scale), then
+# the errors in the series' units.
+SCORE_COLUMNS = ("mase", "smape", *COVERAGE_COLUMNS, "mse", "persistence_mse")
+
+
+def coverage_columns(coverage: dict[str, float]) -> dict[str, float | None]:
+    """{"coverage_80": share, ...}: a share per level of COVERAGE_LEVELS, None where unknown."""
+    return {
+        column: coverage.get(f"{level:g}")
+        for column, level in zip(COVERAGE_COLUMNS, COVERAGE_LEVELS, strict=True)
+    }
+
+
 def panel_table(summary: PanelSummary) -> list[dict[str, str | float | bool | None]]:
-    """One row per series, trained or skipped, for the wavecast-panel table artifact."""
+    """One row per series, trained or skipped, for the wavecast-panel table artifact: the
+    published forecaster's test MASE, sMAPE, interval coverage per level, and MSE."""
     rows: list[dict[str, str | float | bool | None]] = []
     for key, outcome in summary.series.items():
         rows.append(
@@ -246,6 +261,9 @@ def panel_table(summary: PanelSummary) -> list[dict[str, str | float | bool | No
                 "status": status_of(outcome),
                 "version": outcome.version,
                 "serves": outcome.published.forecaster,
+                "mase": outcome.metrics.mase,
+                "smape": outcome.metrics.smape,
+                **coverage_columns(outcome.published.coverage),
                 "mse": outcome.published.mse,
                 "persistence_mse": outcome.baselines["persistence"].mse,
                 "reason": None,
@@ -262,11 +280,16 @@ def status_of(outcome: SeriesOutcome) -> str:
 
 def describe_outcome(outcome: SeriesOutcome) -> str:
     served = outcome.published
-    return f"{outcome.version} {status_of(outcome)}: {served.forecaster}, MSE {served.mse:.4g}"
+    scores = scores_text(outcome.metrics, served.coverage)
+    return f"{outcome.version} {status_of(outcome)}: {served.forecaster}, {scores}"
 
 
 def iter_outcomes(summary: PanelSummary) -> Iterator[str]:
     """Lines for the command's plain-text summary."""
-    for row in panel_table(summary):
-        detail = row["reason"] or f"{row['version']} serves {row['serves']}, MSE {row['mse']:.4g}"
-        yield f"{shown_id(str(row['series'])):<15} {row['status']:<11}{detail}"
+    for key, outcome in summary.series.items():
+        detail = f"{outcome.version} serves {outcome.published.forecaster}: " + scores_text(
+            outcome.metrics, outcome.published.coverage
+        )
+        yield f"{shown_id(key):<15} {status_of(outcome):<11}{detail}"
+    for key, reason in summary.skipped.items():
+        yield f"{shown_id(key):<15} {'skipped':<11}{reason}"

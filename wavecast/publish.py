@@ -6,7 +6,7 @@ import functools
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -19,7 +19,7 @@ from wavecast.candidates import (
     targets_at,
     windows_ending_at,
 )
-from wavecast.config import RetrainConfig
+from wavecast.config import RetrainConfig, WindowSpec
 from wavecast.confinement import STORED_RECORD
 from wavecast.evaluate import (
     ERRORS_FILE,
@@ -29,9 +29,16 @@ from wavecast.evaluate import (
     Evaluation,
     stored_predictions,
 )
-from wavecast.gate import Decision, decide_promotion
+from wavecast.gate import SAME_WINDOWS, Decision, decide_promotion
 from wavecast.generate import SeriesRef, read_series
-from wavecast.metrics import Metrics, keras_forecaster, regression_metrics, score_split
+from wavecast.metrics import (
+    BATCH_ROWS,
+    Forecaster,
+    Metrics,
+    keras_forecaster,
+    regression_metrics,
+    score_split,
+)
 from wavecast.model_files import MODEL_FILE, TrainedRef, shared_forecaster, training_file
 from wavecast.records import ChampionRecord, CodeLineage, Manifest, RetrainSummary
 from wavecast.registry import (
@@ -256,54 +263,108 @@ def unchanged_summary(
     )
 
 
-def champion_score(
-    store: DataDir, champion: ChampionRecord | None, dataset: DatasetRef
-) -> tuple[Metrics | None, float | None, Manifest | None, tuple[str, ...]]:
-    """(re-scored metrics, MSE to beat, manifest, notes) of the champion, if one can serve.
+class ChampionScore(NamedTuple):
+    """The champion a candidate is gated against, and how it was scored: `rescored` on the
+    candidate's own test windows, else `mse` is its recorded score on its own windows and
+    `windows` says why; `notes` say why a champion that cannot serve was ignored."""
 
-    Re-scored on the candidate's own test windows when the window geometry matches, else its
-    recorded test MSE. A champion that cannot serve (registry.servable) is no champion: the
-    notes say so, and the candidate is judged as a first model.
+    version: str | None = None
+    rescored: Metrics | None = None
+    mse: float | None = None
+    manifest: Manifest | None = None
+    notes: tuple[str, ...] = ()
+    windows: str = ""
+
+
+def champion_score(
+    store: DataDir, champion: ChampionRecord | None, dataset: DatasetRef, scale: float | None
+) -> ChampionScore:
+    """The champion, if one can serve, re-scored on the candidate's test windows (MASE over
+    the candidate's `scale`) whenever it forecasts their targets (other_targets), else with
+    its recorded test MSE. A champion that cannot serve (registry.servable) is no champion:
+    the notes say so, and the candidate is judged as a first model.
     """
     if champion is None:
-        return None, None, None, ()
+        return ChampionScore()
     try:
         served = servable(store, champion.version)
     except UnusableVersionError as exc:
         note = f"champion ignored: {exc}"
         LOG.warning(note)
-        return None, None, read_manifest(store, champion.version), (note,)
+        return ChampionScore(manifest=read_manifest(store, champion.version), notes=(note,))
     manifest = served.manifest
-    if manifest.dataset.spec != dataset.spec:
+    other = other_targets(manifest.dataset.spec, dataset)
+    if other:
         mse = manifest.published.mse if manifest.published else manifest.metrics.mse
-        return None, mse, manifest, ()
-    return (*rescore(served, store, dataset), manifest, ())
+        windows = f"measured on its own test windows, not these ({other})"
+        return ChampionScore(champion.version, None, mse, manifest, windows=windows)
+    rescored = rescore(served, store, dataset, scale)
+    windows = f"on the same {dataset.n_test} test windows"
+    return ChampionScore(champion.version, rescored, rescored.mse, manifest, windows=windows)
 
 
-def rescore(served: Servable, store: DataDir, dataset: DatasetRef) -> tuple[Metrics, float]:
-    """A stored forecaster's test scores on this dataset's test windows: its Keras model (a
-    panel network through its graph traced once for all its series), or its statistical
-    spec refitted at the same origins as the candidate's."""
+def other_targets(champion: WindowSpec, dataset: DatasetRef) -> str:
+    """Why a champion of `champion`'s windows cannot forecast the targets of `dataset`'s test
+    windows; empty when it can (the same horizon and steps, and its inputs fit before the
+    first test origin, whatever its input_len or train_fraction)."""
+    spec = dataset.spec
+    if (champion.horizon, champion.steps) != (spec.horizon, spec.steps):
+        return (
+            f"it forecasts {champion.steps} step(s) from horizon {champion.horizon}, "
+            f"this version {spec.steps} from horizon {spec.horizon}"
+        )
+    first_origin = dataset.n_train + spec.input_len - 1
+    if champion.input_len > first_origin + 1:
+        return f"its windows of {champion.input_len} points start before this series does"
+    return ""
+
+
+def rescore(
+    served: Servable, store: DataDir, dataset: DatasetRef, scale: float | None = None
+) -> Metrics:
+    """A stored forecaster's scores on this dataset's test targets (MASE over `scale`): its
+    Keras model (a panel network through its graph traced once for all its series) on the
+    windows of its own length ending at each test origin, or its statistical spec refitted at
+    the same origins as the candidate's."""
     forecaster = served.forecaster
-    training = served.manifest.training
-    network = None
-    if served.panel_network and training is not None:
-        network = shared_forecaster(training.uri, MODEL_FILE)
+    own = served.manifest.dataset.spec
+    network: Forecaster | None = None
+    if served.panel_network and served.manifest.training is not None:
+        network = shared_forecaster(served.manifest.training.uri, MODEL_FILE)
     elif served.network is not None:
         network = keras_forecaster(served.network)
+    spec = dataset.spec
+    if not isinstance(forecaster, ForecasterSpec) and own.input_len == spec.input_len:
+        assert network is not None, "a version without a spec serves its network"
+        scores, _ = score_split(dataset, store.uri(), {"champion": network}, keep=0, scale=scale)
+        return scores["champion"]
+    values = read_series(dataset.series, store.uri())
+    origins = block_origins(dataset, 0)["test"]
+    truth = targets_at(values, origins, spec.horizon, spec.steps)
+    ahead = None
+    if network is not None:
+        ahead = forecasts_at(network, values, origins, own.input_len, spec.steps)
     if isinstance(forecaster, ForecasterSpec):
-        values = read_series(dataset.series, store.uri())
-        origins = block_origins(dataset, 0)["test"]
-        horizon, steps = dataset.spec.horizon, dataset.spec.steps
-        truth = targets_at(values, origins, horizon, steps)
-        inputs = windows_ending_at(values, origins, dataset.spec.input_len)
-        ahead = network(np.asarray(inputs)) if network is not None else None
-        forecasts = spec_forecasts(forecaster, values, origins, horizon, steps, ahead)
-        metrics = regression_metrics(truth, forecasts)
-        return metrics, metrics.mse
-    assert network is not None, "a version without a spec serves its network"
-    scores, _ = score_split(dataset, store.uri(), {"champion": network}, keep=0)
-    return scores["champion"], scores["champion"].mse
+        forecasts = spec_forecasts(forecaster, values, origins, spec.horizon, spec.steps, ahead)
+    else:
+        assert ahead is not None, "a version without a spec serves its network"
+        forecasts = ahead
+    return regression_metrics(truth, forecasts, scale)
+
+
+def forecasts_at(
+    forecaster: Forecaster, values: np.ndarray, origins: np.ndarray, input_len: int, steps: int
+) -> np.ndarray:
+    """(origins, steps) forecasts from the windows of `input_len` points ending at each
+    origin, a batch at a time (the windows of a whole split could take gigabytes)."""
+    parts = [
+        np.reshape(
+            forecaster(windows_ending_at(values, origins[start : start + BATCH_ROWS], input_len)),
+            (-1, steps),
+        )
+        for start in range(0, len(origins), BATCH_ROWS)
+    ]
+    return np.concatenate(parts) if parts else np.zeros((0, steps))
 
 
 def promote_candidate(
@@ -323,29 +384,42 @@ def promote_candidate(
         champion = read_champion(store)
         if not candidate.created:
             return unchanged_summary(store, candidate, champion, **common)
-        rescored, champion_mse, previous, notes = champion_score(store, champion, dataset)
+        scale = evaluation.published.mase_scale
+        against = champion_score(store, champion, dataset, scale)
         decision = decide_promotion(
             evaluation.published.mse,
             evaluation.baselines["persistence"].mse,
-            champion_mse,
+            against.mse,
             config.gate,
+            windows=against.windows or SAME_WINDOWS,
+            mase=(
+                evaluation.metrics.mase,
+                against.rescored.mase if against.rescored else None,
+            ),
         )
         reasons = (
-            *notes,
+            *against.notes,
             f"publishes the {evaluation.published.forecaster}: {evaluation.published.reason}",
             *decision.reasons,
         )
-        decision = decision.model_copy(update={"reasons": reasons})
-        kept = champion.version if champion and not notes else None
+        decision = decision.model_copy(
+            update={
+                "reasons": reasons,
+                "compared_with": against.version,
+                "champion_rescored": against.rescored,
+            }
+        )
+        kept = champion.version if champion and not against.notes else None
         summary = RetrainSummary(
             version=candidate.version,
             model_dir=store.uri(MODELS, candidate.version),
-            champion_rescored=rescored,
+            champion_rescored=against.rescored,
+            compared_with=against.version,
             promoted=decision.promote,
             champion=candidate.version if decision.promote else kept,
             unchanged=False,
             reasons=decision.reasons,
-            changes=describe_changes(previous, dataset.series),
+            changes=describe_changes(against.manifest, dataset.series),
             report=store.uri(MODELS, candidate.version, "report.html"),
             **common,
         )

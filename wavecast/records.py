@@ -74,12 +74,22 @@ class PromotionEvent(Record):
 
 
 class VersionRow(Record):
-    """One line of `wavecast models list`; `problem` names a version whose files are damaged."""
+    """One line of `wavecast models list`; `problem` names a version whose files are damaged.
+
+    Its scores are the version's own, on its own test windows (which move as the series
+    grows); `gated_against` is the champion it was gated against and `champion_mase` that
+    champion's MASE re-scored on this version's test windows: the comparable pair.
+    """
 
     version: str
     champion: bool
+    mase: float | None = None
+    smape: float | None = None
+    coverage: dict[str, float] = Field(default_factory=dict)  # level -> test coverage
     mse: float | None = None
     persistence_mse: float | None = None
+    gated_against: str | None = None
+    champion_mase: float | None = None
     dataset: str | None = None
     problem: str | None = None
 
@@ -95,7 +105,8 @@ class RetrainSummary(Record):
     baselines: dict[str, Metrics]
     published: Published  # what the version serves and why, chosen on validation windows
     candidates: tuple[CandidateScore, ...] = ()  # every competitor's validation and test scores
-    champion_rescored: Metrics | None
+    champion_rescored: Metrics | None  # on this version's test windows, when it could be
+    compared_with: str | None = None  # the champion the gate compared this version with
     promoted: bool
     champion: str | None
     unchanged: bool

@@ -312,24 +312,39 @@ def champion_stack(events: list[PromotionEvent]) -> list[str]:
 def version_rows(store: DataDir) -> list[VersionRow]:
     """One row per complete version, oldest first; a damaged one is listed with its problem."""
     champion = read_champion(store)
-    rows = []
-    for version in list_versions(store):
-        is_champion = bool(champion and champion.version == version)
-        manifest = read_manifest(store, version)
-        if manifest is None:
-            problem = f"{MANIFEST_FILE} missing or damaged"
-            rows.append(VersionRow(version=version, champion=is_champion, problem=problem))
-            continue
-        rows.append(
-            VersionRow(
-                version=version,
-                champion=is_champion,
-                mse=manifest.metrics.mse,
-                persistence_mse=manifest.baselines["persistence"].mse,
-                dataset=manifest.dataset.dataset_id,
-            )
-        )
-    return rows
+    return [
+        version_row(store, version, bool(champion and champion.version == version))
+        for version in list_versions(store)
+    ]
+
+
+def champion_row(store: DataDir) -> VersionRow | None:
+    """The champion's row of version_rows, None without a champion."""
+    champion = read_champion(store)
+    return version_row(store, champion.version, True) if champion else None
+
+
+def version_row(store: DataDir, version: str, is_champion: bool) -> VersionRow:
+    """A version's scores on its own test windows, and the champion it was gated against with
+    that champion's MASE on the same windows (from its decision.json, when re-scored)."""
+    manifest = read_manifest(store, version)
+    if manifest is None:
+        problem = f"{MANIFEST_FILE} missing or damaged"
+        return VersionRow(version=version, champion=is_champion, problem=problem)
+    decision = read_record(store, Decision, MODELS, version, DECISION_FILE)
+    rescored = decision.champion_rescored if decision else None
+    return VersionRow(
+        version=version,
+        champion=is_champion,
+        mase=manifest.metrics.mase,
+        smape=manifest.metrics.smape,
+        coverage=manifest.published.coverage if manifest.published else {},
+        mse=manifest.metrics.mse,
+        persistence_mse=manifest.baselines["persistence"].mse,
+        gated_against=decision.compared_with if decision else None,
+        champion_mase=rescored.mase if rescored else None,
+        dataset=manifest.dataset.dataset_id,
+    )
 
 
 def describe_version(store: DataDir, version: str) -> dict[str, Any]:

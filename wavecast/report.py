@@ -6,16 +6,35 @@ import base64
 import html
 from collections.abc import Mapping, Sequence
 
-from wavecast.metrics import Metrics
-from wavecast.records import Forecast, Manifest, RetrainSummary
+from wavecast.evaluate import coverage_text
+from wavecast.metrics import Metrics, shown
+from wavecast.records import Forecast, Manifest, RetrainSummary, VersionRow
+
+SCORE_HEADER = ("forecaster", "MASE", "sMAPE %", "MSE", "RMSE", "MAE")
 
 
 def score_rows(summary: RetrainSummary) -> list[tuple[str, Metrics]]:
+    """The candidate, the champion it was gated against when re-scored on the same test
+    windows, and the baselines: every row on this version's test windows."""
     rows = [(f"{summary.published.forecaster} (candidate)", summary.metrics)]
     if summary.champion_rescored is not None:
-        rows.append(("champion, same test windows", summary.champion_rescored))
+        rows.append((f"champion {summary.compared_with or ''}".rstrip(), summary.champion_rescored))
     rows += [(f"baseline: {name}", m) for name, m in summary.baselines.items()]
     return rows
+
+
+def score_cells(name: str, m: Metrics) -> tuple[str, ...]:
+    return (name, shown(m.mase), shown(m.smape), f"{m.mse:.3g}", f"{m.rmse:.3g}", f"{m.mae:.3g}")
+
+
+def scores_note(summary: RetrainSummary, manifest: Manifest) -> str:
+    """What the score table's numbers are: which windows, and what MASE divides by."""
+    season = summary.published.season
+    return (
+        f"Every row on this version's {manifest.dataset.n_test} test windows. MASE: the MAE "
+        f"over the in-sample MAE of the seasonal naive forecast (season {season}) on the train "
+        "part, below 1 is better than it; sMAPE in % (0 to 200)."
+    )
 
 
 def headline(summary: RetrainSummary) -> str:
@@ -49,7 +68,15 @@ def training_line(manifest: Manifest) -> str:
     return f"{manifest.training.train_id}, seed {manifest.seed}"
 
 
-CANDIDATE_HEADER = ("forecaster", "validation MSE", "test MSE", "test MAE", "form or note")
+CANDIDATE_HEADER = (
+    "forecaster",
+    "validation MSE",
+    "test MASE",
+    "test sMAPE %",
+    "test MSE",
+    "test MAE",
+    "form or note",
+)
 
 
 def candidate_rows(summary: RetrainSummary) -> list[tuple[str, ...]]:
@@ -57,7 +84,14 @@ def candidate_rows(summary: RetrainSummary) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for c in summary.candidates:
         mark = " (published)" if c.forecaster == summary.published.forecaster else ""
-        test = (f"{c.test.mse:.4g}", f"{c.test.mae:.4g}") if c.test else ("-", "-")
+        test: tuple[str, ...] = ("-",) * 4
+        if c.test:
+            test = (
+                shown(c.test.mase),
+                shown(c.test.smape),
+                f"{c.test.mse:.4g}",
+                f"{c.test.mae:.4g}",
+            )
         rows.append((c.forecaster + mark, f"{c.validation_mse:.4g}", *test, c.form or c.note))
     return rows
 
@@ -71,9 +105,9 @@ def candidates_markdown(summary: RetrainSummary) -> list[str]:
         f"Publishes **{published.forecaster}** (season {published.season}): {published.reason}."
     )
     if published.coverage:
-        shares = ", ".join(f"{k} %: {v:.0%}" for k, v in published.coverage.items())
+        shares = coverage_text(published.coverage)
         lines.append(f"Test coverage of intervals calibrated on validation: {shares}.")
-    lines += ["", "| " + " | ".join(CANDIDATE_HEADER) + " |", "|---|---:|---:|---:|---|"]
+    lines += ["", "| " + " | ".join(CANDIDATE_HEADER) + " |", "|---|---:|---:|---:|---:|---:|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in candidate_rows(summary)]
     return lines
 
@@ -81,9 +115,10 @@ def candidates_markdown(summary: RetrainSummary) -> list[str]:
 def render_markdown(summary: RetrainSummary, manifest: Manifest) -> str:
     """What a person opening the flow run wants: verdict, numbers, why, lineage, files."""
     lines = [f"# wavecast retrain: {summary.version}", "", headline(summary), ""]
-    lines += ["| forecaster | MSE | RMSE | MAE |", "|---|---:|---:|---:|"]
+    lines += ["| " + " | ".join(SCORE_HEADER) + " |", "|---|---:|---:|---:|---:|---:|"]
     for name, m in score_rows(summary):
-        lines.append(f"| {name} | {m.mse:.3g} | {m.rmse:.3g} | {m.mae:.3g} |")
+        lines.append("| " + " | ".join(score_cells(name, m)) + " |")
+    lines += ["", scores_note(summary, manifest)]
     lines += candidates_markdown(summary)
     lines += ["", "## Gate", *[f"- {r}" for r in summary.reasons]]
     lines += ["", "## What changed", *[f"- {c}" for c in summary.changes]]
@@ -123,18 +158,23 @@ def html_page(title: str, body: str, align: str = "left") -> str:
 
 def render_html(summary: RetrainSummary, manifest: Manifest, images: dict[str, bytes]) -> str:
     """One file that opens anywhere: the markdown's content plus every plot, inlined."""
-    scores = [
-        (name, f"{m.mse:.3g}", f"{m.rmse:.3g}", f"{m.mae:.3g}") for name, m in score_rows(summary)
-    ]
+    scores = [score_cells(name, m) for name, m in score_rows(summary)]
     reasons = "".join(f"<li>{html.escape(r)}</li>" for r in (*summary.reasons, *summary.changes))
     figures = "".join(inline_png(name, png) for name, png in images.items())
+    coverage = summary.published.coverage
+    covered = (
+        f" Test coverage of intervals calibrated on validation: {coverage_text(coverage)}."
+        if coverage
+        else ""
+    )
     return html_page(
         f"wavecast {summary.version}",
         f"<h1>wavecast retrain {html.escape(summary.version)}</h1>"
         f"<p>{html.escape(headline(summary).replace('**', '').replace('`', ''))}</p>"
-        f"{html_table(('forecaster', 'MSE', 'RMSE', 'MAE'), scores)}<ul>{reasons}</ul>"
+        f"{html_table(SCORE_HEADER, scores)}<p>{html.escape(scores_note(summary, manifest))}</p>"
+        f"<ul>{reasons}</ul>"
         f"<h2>Candidates</h2><p>Publishes {html.escape(summary.published.forecaster)}: "
-        f"{html.escape(summary.published.reason)}</p>"
+        f"{html.escape(summary.published.reason)}.{html.escape(covered)}</p>"
         f"{html_table(CANDIDATE_HEADER, candidate_rows(summary))}"
         f"<h2>Lineage</h2>{html_table(('', ''), lineage_rows(manifest))}{figures}",
     )
@@ -196,3 +236,59 @@ def panel_forecast_html(forecasts: Sequence[Forecast], images: dict[str, bytes])
         f"<h1>Forecasts of {len(rows)} series</h1><p>Fan charts of the first {len(images)}.</p>"
         f"{html_table(header, rows)}{figures}",
     )
+
+
+VERSION_NOTE = (
+    "scores on each version's own test windows; vs champion: the MASE of the champion it was "
+    "gated against, re-scored on the same windows"
+)
+
+
+def version_lines(rows: Sequence[VersionRow]) -> list[str]:
+    """`wavecast models list`: each version's test MASE, sMAPE, 80 % coverage and MSE (on its
+    own test windows, which move as the series grows) beside the MASE of the champion it was
+    gated against on the same windows, its comparable twin; * marks the champion."""
+    lines = [
+        f"  {'version':<26}{'MASE':>10}{'sMAPE %':>9}{'cov 80':>8}{'test MSE':>11}"
+        f"{'vs champion':>15}  dataset"
+    ]
+    for row in rows:
+        mark = "*" if row.champion else " "
+        if row.problem:
+            lines.append(f"{mark} {row.version:<26}  damaged: {row.problem}")
+            continue
+        covered = row.coverage.get("80")
+        mse = "-" if row.mse is None else f"{row.mse:.4g}"
+        lines.append(
+            f"{mark} {row.version:<26}{shown(row.mase):>10}{shown(row.smape):>9}"
+            f"{'-' if covered is None else f'{covered:.0%}':>8}{mse:>11}"
+            f"{gated_text(row):>15}  {row.dataset}"
+        )
+    return [*lines, VERSION_NOTE]
+
+
+def gated_text(row: VersionRow) -> str:
+    """The champion's MASE on the row's windows; "other windows" when it could not be
+    re-scored on them; "-" for a first model or a version gated before this was recorded."""
+    if row.gated_against is None:
+        return "-"
+    return "other windows" if row.champion_mase is None else shown(row.champion_mase)
+
+
+def champion_lines(champions: Sequence[tuple[str, VersionRow | None]]) -> list[str]:
+    """`wavecast models list` of a panel: each series' champion and its test MASE, sMAPE and
+    80 % coverage, so series of any scale can be ranked."""
+    lines = [f"  {'series':<15} {'champion':<26}{'MASE':>10}{'sMAPE %':>9}{'cov 80':>8}"]
+    for key, row in champions:
+        if row is None:
+            lines.append(f"  {key:<15} -")
+            continue
+        if row.problem:
+            lines.append(f"  {key:<15} {row.version:<26}  damaged: {row.problem}")
+            continue
+        covered = row.coverage.get("80")
+        lines.append(
+            f"  {key:<15} {row.version:<26}{shown(row.mase):>10}{shown(row.smape):>9}"
+            f"{'-' if covered is None else f'{covered:.0%}':>8}"
+        )
+    return lines

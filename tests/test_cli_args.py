@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -67,9 +68,25 @@ def command_paths(
 COMMANDS = list(command_paths(build_parser()))
 
 
+def offered_subcommands(command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> set[str]:
+    """The subcommands `wavecast COMMAND --help` offers: its positional {a,b,...} choice."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command, "--help"])
+    shown = capsys.readouterr().out
+    positionals = shown.partition("positional arguments:\n")[2].partition("\n\n")[0]
+    choices = re.findall(r"^  \{(.+)\}$", positionals, re.MULTILINE)
+    return {name for choice in choices for name in choice.split(",")}
+
+
 @pytest.mark.unit
-def test_the_commands_walked_are_all_of_them() -> None:
-    assert len(COMMANDS) == 9 and ("models", "rollback") in COMMANDS and ("monitor",) in COMMANDS
+def test_the_commands_walked_are_all_of_them(capsys: pytest.CaptureFixture[str]) -> None:
+    """Under each command the walk finds the subcommands its --help offers, no fewer, no more:
+    the tests parametrized on COMMANDS cover every command, a new one included."""
+    for command in COMMANDS:
+        below = len(command) + 1
+        walked = {path[-1] for path in COMMANDS if len(path) == below and path[:-1] == command}
+        assert walked == offered_subcommands(command, capsys), command
+    assert ("models", "rollback") in COMMANDS and ("monitor",) in COMMANDS
 
 
 @pytest.mark.unit

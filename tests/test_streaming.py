@@ -73,7 +73,9 @@ def test_written_row_groups_are_bounded_and_chronological(
 @pytest.mark.unit
 def test_default_row_groups_follow_rows_per_group(small: tuple[DatasetRef, str]) -> None:
     dataset, _ = small
-    for part in Path(dataset.uri).glob("split=*/*.parquet"):
+    parts = sorted(Path(dataset.uri).glob("split=*/*.parquet"))
+    assert {part.parent.name for part in parts} == {"split=train", "split=test"}
+    for part in parts:
         metadata = pq.ParquetFile(part).metadata
         assert metadata.num_row_groups == 1 and metadata.num_rows <= rows_per_group(5)
 

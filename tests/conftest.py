@@ -11,7 +11,9 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import os
+import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.processes import HEAVY_MODULES, Ran, imports_blocked
 from tests.servers import Stack, running_server
 from wavecast.config import RetrainConfig
 
@@ -201,6 +204,48 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     they share it rather than each module paying for a server's start-up."""
     with running_server(tmp_path_factory.mktemp("real-server")) as started:
         yield started
+
+
+def python_default_warnings() -> None:
+    """The warning filters of a fresh interpreter: what `python` itself would print."""
+    warnings.resetwarnings()
+    warnings.simplefilter("default")
+    for quiet in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.simplefilter("ignore", quiet)
+
+
+@pytest.fixture
+def wavecast_main(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> Callable[..., Ran]:
+    """`wavecast ARGV` run as main(ARGV) in this process and reported as run_cli reports the
+    command's own process: exit code, stdout, and stderr with the warnings Python would print
+    there; the `blocked` packages (Prefect, TensorFlow, Keras unless told) cannot be imported
+    while it runs, as if this process had never loaded them."""
+    from wavecast.flows.cli import ENVIRONMENT_DEFAULTS, main
+
+    for key, value in ENVIRONMENT_DEFAULTS.items():  # main sets them; put back afterwards
+        monkeypatch.setenv(key, os.environ.get(key, value))
+
+    def run(*argv: str, blocked: tuple[str, ...] = HEAVY_MODULES) -> Ran:
+        capfd.readouterr()
+        code: object = 0
+        with imports_blocked(blocked), warnings.catch_warnings(record=True) as caught:
+            python_default_warnings()
+            try:
+                main(list(argv))
+            except SystemExit as exited:
+                code = 0 if exited.code is None else exited.code
+        out, err = capfd.readouterr()
+        for shown in caught:
+            err += warnings.formatwarning(
+                shown.message, shown.category, shown.filename, shown.lineno, shown.line
+            )
+        if not isinstance(code, int):  # sys.exit("text"): Python prints it, the exit code is 1
+            err, code = f"{err}{code}\n", 1
+        return subprocess.CompletedProcess(["wavecast", *argv], code, out, err)
+
+    return run
 
 
 def tiny_config(data_dir: Path, **train: object) -> RetrainConfig:

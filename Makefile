@@ -27,14 +27,15 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Every tier (unit, flow, server: pyproject.toml's markers); minutes, it starts real servers.
+# Every tier (unit, fit, flow, server: pyproject.toml's markers); minutes, it starts real servers.
 # TEST_WORKERS pytest-xdist processes share the work (most of it waits on servers and
 # subprocesses, so more than the cores pay); TEST_WORKERS=0 runs it all in this process.
+# The slowest tests are listed last: where the suite's minutes go.
 TEST_WORKERS ?= 3
 test: lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=15
 
-# The fast loop: lint, then the unit tier only (in-process, no Prefect server, no subprocess).
+# The fast loop: lint, then the unit tier only (in-process: no server, subprocess or training).
 check: lint
 	$(BIN)/python -m pytest -m unit -q
 

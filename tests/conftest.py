@@ -8,18 +8,65 @@ fixtures, as in one process. Each worker is a session of its own, with its own s
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.processes import HEAVY_MODULES, Ran, imports_blocked
 from tests.servers import Stack, running_server
 from wavecast.config import RetrainConfig
 
-TIERS = ("unit", "flow", "server")  # pyproject.toml's markers, fastest first
+TIERS = ("unit", "fit", "flow", "server")  # pyproject.toml's markers, fastest first
+IN_PROCESS = ("unit", "fit")  # no Prefect server; `fit` trains networks, `unit` never does
+BACKPROP = "tensorflow.python.eager.backprop"  # where tf.GradientTape is defined
+GRADIENTS_BEFORE = pytest.StashKey[int]()
 REPO = Path(__file__).resolve().parents[1]
+
+
+class GradientCount(importlib.abc.MetaPathFinder):
+    """Counts gradient computations in this process from the moment TensorFlow is imported,
+    whichever test imports it. Every Keras training step takes one (a traced epoch when it
+    is traced, an eager step each time), so a unit test that trains a network is caught
+    however it trains: model.fit, wavecast's own loops or a retrain that reaches them."""
+
+    taken = 0
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != BACKPROP:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is not None and spec.loader is not None:
+            load = spec.loader.exec_module
+
+            def exec_module(module: ModuleType) -> None:
+                load(module)
+                GradientCount.watch(module.GradientTape)
+
+            setattr(spec.loader, "exec_module", exec_module)  # noqa: B010 (mypy: a method)
+        return spec
+
+    @classmethod
+    def watch(cls, tape: type) -> None:
+        gradient: Callable[..., Any] = tape.gradient  # type: ignore[attr-defined]
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            cls.taken += 1
+            return gradient(*args, **kwargs)
+
+        setattr(tape, "gradient", counted)  # noqa: B010 (mypy: a method)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,6 +76,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # A command's own Prefect server ends with it; the default background one would outlive
     # the tests (tests/test_embedded_server.py starts and stops one on purpose).
     os.environ.setdefault("WAVECAST_SERVER", "command")
+    if BACKPROP in sys.modules:
+        GradientCount.watch(sys.modules[BACKPROP].GradientTape)
+    else:
+        sys.meta_path.insert(0, GradientCount())
     # Hypothesis' per-example deadline is a wall-clock assertion: on a shared, loaded machine
     # it fails correct code. Examples are judged on what they return, never on their speed.
     settings.register_profile(
@@ -69,13 +120,29 @@ def refuse_code_of_another_checkout() -> None:
 
 
 def tier_problem(item: pytest.Item) -> str | None:
-    """Why `item` is not in exactly one tier, or is in `unit` while needing Prefect's server."""
+    """Why `item` is not in exactly one tier, or is in-process while needing Prefect's server."""
     tiers = [tier for tier in TIERS if item.get_closest_marker(tier) is not None]
     if len(tiers) != 1:
         return f"marked {tiers or 'with no tier'}"
-    if tiers == ["unit"] and "prefect_server" in getattr(item, "fixturenames", ()):
-        return "marked unit but uses the prefect_server fixture"
+    if tiers[0] in IN_PROCESS and "prefect_server" in getattr(item, "fixturenames", ()):
+        return f"marked {tiers[0]} but uses the prefect_server fixture"
     return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before its fixtures: a module's training fixture counts
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[GRADIENTS_BEFORE] = GradientCount.taken
+
+
+@pytest.hookimpl(trylast=True)  # after its fixtures are torn down
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """The unit tier stays fast: a test in it that trained a network is an error."""
+    taken = GradientCount.taken - item.stash.get(GRADIENTS_BEFORE, GradientCount.taken)
+    if taken and item.get_closest_marker("unit") is not None:
+        pytest.fail(
+            f"marked unit but trains a network ({taken} gradient computation(s)): mark it fit",
+            pytrace=False,
+        )
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects: every collected test is checked
@@ -94,10 +161,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def slowest_tier_first(items: list[pytest.Item]) -> None:
-    """Modules with a server test first, then those with a flow test, then unit-only ones;
-    each module's tests stay together and in their order. xdist hands out modules in this
-    order (`--no-loadscope-reorder`), so the minutes-long server modules start at once and
-    the workers finish together on short ones."""
+    """Modules with a server test first, then those with a flow test, then those with a fit
+    test, then unit-only ones; each module's tests stay together and in their order. xdist
+    hands out modules in this order (`--no-loadscope-reorder`), so the minutes-long server
+    modules start at once and the workers finish together on short ones."""
     slowest: dict[Path, int] = {}
     for item in items:
         tier = next(i for i, name in enumerate(TIERS) if item.get_closest_marker(name))
@@ -137,6 +204,48 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     they share it rather than each module paying for a server's start-up."""
     with running_server(tmp_path_factory.mktemp("real-server")) as started:
         yield started
+
+
+def python_default_warnings() -> None:
+    """The warning filters of a fresh interpreter: what `python` itself would print."""
+    warnings.resetwarnings()
+    warnings.simplefilter("default")
+    for quiet in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+        warnings.simplefilter("ignore", quiet)
+
+
+@pytest.fixture
+def wavecast_main(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> Callable[..., Ran]:
+    """`wavecast ARGV` run as main(ARGV) in this process and reported as run_cli reports the
+    command's own process: exit code, stdout, and stderr with the warnings Python would print
+    there; the `blocked` packages (Prefect, TensorFlow, Keras unless told) cannot be imported
+    while it runs, as if this process had never loaded them."""
+    from wavecast.flows.cli import ENVIRONMENT_DEFAULTS, main
+
+    for key, value in ENVIRONMENT_DEFAULTS.items():  # main sets them; put back afterwards
+        monkeypatch.setenv(key, os.environ.get(key, value))
+
+    def run(*argv: str, blocked: tuple[str, ...] = HEAVY_MODULES) -> Ran:
+        capfd.readouterr()
+        code: object = 0
+        with imports_blocked(blocked), warnings.catch_warnings(record=True) as caught:
+            python_default_warnings()
+            try:
+                main(list(argv))
+            except SystemExit as exited:
+                code = 0 if exited.code is None else exited.code
+        out, err = capfd.readouterr()
+        for shown in caught:
+            err += warnings.formatwarning(
+                shown.message, shown.category, shown.filename, shown.lineno, shown.line
+            )
+        if not isinstance(code, int):  # sys.exit("text"): Python prints it, the exit code is 1
+            err, code = f"{err}{code}\n", 1
+        return subprocess.CompletedProcess(["wavecast", *argv], code, out, err)
+
+    return run
 
 
 def tiny_config(data_dir: Path, **train: object) -> RetrainConfig:

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import builtins
+import contextlib
+import importlib.util
 import os
 import select
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def children_of(pid: int) -> list[int]:
@@ -60,3 +68,54 @@ def import_blockers(root: Path, names: tuple[str, ...]) -> str:
         (blockers / name).mkdir(parents=True, exist_ok=True)
         (blockers / name / "__init__.py").write_text(f"raise ImportError('{name} was imported')\n")
     return str(blockers)
+
+
+HEAVY_MODULES = ("prefect", "tensorflow", "keras")  # what a refusal must come before
+Ran = subprocess.CompletedProcess[str]  # a command's exit code, stdout and stderr
+CLI = "wavecast.flows.cli"
+
+
+def loads_blocked(module: str, blocked: tuple[str, ...]) -> bool:
+    """Whether importing `module` in a fresh process would import one of the `blocked`
+    packages. Beyond those packages themselves, every wavecast module but the core and the
+    command line is taken to load them: a flow or task module imports Prefect at its top.
+    (test_the_core_never_loads_prefect keeps wavecast/*.py free of Prefect, TensorFlow and
+    Keras; test_the_command_refuses_as_main_does_in_this_process runs the command line in a
+    fresh process with them blocked.)"""
+    top = module.partition(".")[0]
+    if top in blocked:
+        return True
+    return bool(blocked) and top == "wavecast" and module.count(".") > 1 and module != CLI
+
+
+@contextlib.contextmanager
+def imports_blocked(blocked: tuple[str, ...]) -> Iterator[None]:
+    """In this thread, importing any of the `blocked` packages, or a module that would (see
+    loads_blocked), fails as import_blockers makes it fail in a fresh process: even where an
+    earlier test already loaded it. Other threads import as ever."""
+    original = builtins.__import__
+    thread = threading.get_ident()
+
+    def guarded(
+        name: str,
+        globals: Mapping[str, Any] | None = None,
+        locals: Mapping[str, Any] | None = None,
+        fromlist: Sequence[str] | None = (),
+        level: int = 0,
+    ) -> Any:
+        if threading.get_ident() == thread:
+            package = (globals or {}).get("__package__")
+            full = importlib.util.resolve_name("." * level + name, package) if level else name
+            loaded = [
+                f"{full}.{item}" for item in fromlist or () if f"{full}.{item}" in sys.modules
+            ]
+            for module in (full, *loaded):
+                if loads_blocked(module, blocked):
+                    raise ImportError(f"{module} was imported")
+        return original(name, globals, locals, fromlist, level)
+
+    builtins.__import__ = guarded
+    try:
+        yield
+    finally:
+        builtins.__import__ = original

@@ -1,15 +1,21 @@
 """The command line under abuse: every refused input is exit 2, one line, nothing written,
-before Prefect or TensorFlow load; a damaged registry never stops `wavecast models`."""
+before Prefect or TensorFlow load; a damaged registry never stops `wavecast models`.
+
+A refusal is checked through main() in this process with those packages unimportable
+(the wavecast_main fixture; test_cli_args checks the command in a fresh process says the
+same); what needs a Prefect server or an interpreter of its own runs the command."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.processes import Ran
 from tests.servers import environment_without_prefect
 from tests.test_cli_args import WAVECAST, populated_data_dir, run_cli, snapshot
 from tests.test_forecast import naive_champion, naive_panel, values_csv
@@ -17,8 +23,6 @@ from tests.test_registry import METRICS, SECRET, keras_file, naive_version, vers
 from wavecast.evaluate import SPEC_FILE
 from wavecast.registry import record_champion
 from wavecast.storage import DataDir, series_data_dir
-
-pytestmark = pytest.mark.flow
 
 V1, V2 = "20240102T030405Z-aaaaaaaa", "20240102T030406Z-bbbbbbbb"
 
@@ -29,6 +33,7 @@ def big_values_csv(tmp_path: Path) -> Path:
     return source
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -58,7 +63,7 @@ def big_values_csv(tmp_path: Path) -> Path:
     ],
 )
 def test_refused_input_is_one_line_and_changes_nothing(
-    tmp_path: Path, argv: list[str], expected: str
+    tmp_path: Path, argv: list[str], expected: str, wavecast_main: Callable[..., Ran]
 ) -> None:
     data_dir = populated_data_dir(tmp_path)
     afile = data_dir / "keep.txt"
@@ -70,7 +75,7 @@ def test_refused_input_is_one_line_and_changes_nothing(
         argv += ["--data-dir", str(data_dir)]
     before = snapshot(data_dir)
 
-    result = run_cli(tmp_path, "retrain", *argv)  # Prefect and TensorFlow cannot be imported
+    result = wavecast_main("retrain", *argv)  # Prefect and TensorFlow cannot be imported
 
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
@@ -87,36 +92,37 @@ def registry_with_two_versions(tmp_path: Path) -> Path:
     return data_dir
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("damage", ["{", "", "\xff", '{"version": 1}'])
-def test_models_commands_carry_on_over_a_damaged_champion_file(tmp_path: Path, damage: str) -> None:
+def test_models_commands_carry_on_over_a_damaged_champion_file(
+    tmp_path: Path, damage: str, wavecast_main: Callable[..., Ran]
+) -> None:
     """list shows what it can; promote, the natural fix, works and rewrites the file."""
     data_dir = registry_with_two_versions(tmp_path)
     naive_version(data_dir, V2)  # V1 has no manifest; V2 can serve
     (data_dir / "models" / "champion.json").write_text(damage)
     (data_dir / "models" / "promotions.jsonl").write_text("{torn\n")
 
-    listed = run_cli(tmp_path, "models", "list", "--data-dir", str(data_dir))
+    listed = wavecast_main("models", "list", "--data-dir", str(data_dir))
     assert listed.returncode == 0, listed.stderr
     assert V1 in listed.stdout and "damaged: manifest.json missing or damaged" in listed.stdout
     assert "Traceback" not in listed.stderr
 
-    refused = run_cli(
-        tmp_path, "models", "promote", V1, "--reason", "r", "--data-dir", str(data_dir)
-    )
+    refused = wavecast_main("models", "promote", V1, "--reason", "r", "--data-dir", str(data_dir))
     assert refused.returncode == 2
     assert refused.stderr.splitlines()[-1] == (
         f"wavecast: error: not promoted: version {V1} cannot serve: manifest.json missing or "
         "damaged"
     )
 
-    promoted = run_cli(
-        tmp_path, "models", "promote", V2, "--reason", "repair", "--data-dir", str(data_dir)
+    promoted = wavecast_main(
+        "models", "promote", V2, "--reason", "repair", "--data-dir", str(data_dir)
     )
     assert promoted.returncode == 0, promoted.stderr
     assert promoted.stdout.strip() == f"champion is now {V2}"
     assert json.loads((data_dir / "models" / "champion.json").read_text())["version"] == V2
 
-    rolled = run_cli(tmp_path, "models", "rollback", "--data-dir", str(data_dir))
+    rolled = wavecast_main("models", "rollback", "--data-dir", str(data_dir))
     assert rolled.returncode == 2 and "no earlier champion" in rolled.stderr
     assert len(rolled.stderr.splitlines()) == 1
 
@@ -136,6 +142,7 @@ def tiny_retrain(
     )
 
 
+@pytest.mark.flow  # runs the wavecast command
 def test_a_server_that_does_not_answer_fails_the_command_in_one_line(tmp_path: Path) -> None:
     """PREFECT_API_URL names a port nobody listens on: exit 1, one line, nothing trained."""
     from wavecast.flows.embedded_server import free_port
@@ -149,6 +156,7 @@ def test_a_server_that_does_not_answer_fails_the_command_in_one_line(tmp_path: P
     assert not (tmp_path / "data" / "models").exists()
 
 
+@pytest.mark.flow  # runs the wavecast command
 def test_a_full_disk_fails_at_once_in_one_line_without_traceback(
     tmp_path: Path, prefect_api_url: str
 ) -> None:
@@ -182,6 +190,7 @@ def test_a_full_disk_fails_at_once_in_one_line_without_traceback(
     assert not [p for p in (tmp_path / "data" / "windows").iterdir()]  # no staging leftovers
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
@@ -192,10 +201,10 @@ def test_a_full_disk_fails_at_once_in_one_line_without_traceback(
     ],
 )
 def test_forecast_refuses_in_one_line_and_writes_nothing(
-    tmp_path: Path, argv: list[str], expected: str
+    tmp_path: Path, argv: list[str], expected: str, wavecast_main: Callable[..., Ran]
 ) -> None:
     data_dir = tmp_path / "empty"
-    result = run_cli(tmp_path, "forecast", "--data-dir", str(data_dir), *argv)
+    result = wavecast_main("forecast", "--data-dir", str(data_dir), *argv)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and expected.replace("DATA", str(data_dir)) in lines[0], lines
@@ -216,11 +225,12 @@ def keras_champion(tmp_path: Path, content: bytes) -> Path:
     return data_dir
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "damage", ["spec", "garbage model", "lambda model", "other windows", "nan source"]
 )
 def test_forecast_with_a_champion_that_cannot_serve_is_one_line_and_writes_nothing(
-    tmp_path: Path, damage: str
+    tmp_path: Path, damage: str, wavecast_main: Callable[..., Ran]
 ) -> None:
     """Exit 2 and one line naming the file and what was expected, before Prefect loads; a
     statistical champion is judged without TensorFlow."""
@@ -241,7 +251,7 @@ def test_forecast_with_a_champion_that_cannot_serve_is_one_line_and_writes_nothi
         data_dir = keras_champion(tmp_path, content)
     before = snapshot(data_dir)
 
-    result = run_cli(tmp_path, "forecast", "--data-dir", str(data_dir), blocked=blocked)
+    result = wavecast_main("forecast", "--data-dir", str(data_dir), blocked=blocked)
 
     assert result.returncode == 2, result.stderr
     expected = {
@@ -266,13 +276,14 @@ def test_forecast_with_a_champion_that_cannot_serve_is_one_line_and_writes_nothi
     assert snapshot(data_dir) == before
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("series", "shown"), [("nosuch", "nosuch"), ("a\nb", "'a\\nb'")])
 def test_forecast_of_an_unknown_series_names_it_in_one_line(
-    tmp_path: Path, series: str, shown: str
+    tmp_path: Path, series: str, shown: str, wavecast_main: Callable[..., Ran]
 ) -> None:
     panel = naive_panel(tmp_path, ("a", "b"))
-    result = run_cli(
-        tmp_path, "forecast", "--data-dir", str(panel), "--series", "a", "--series", series
+    result = wavecast_main(
+        "forecast", "--data-dir", str(panel), "--series", "a", "--series", series
     )
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
@@ -281,7 +292,10 @@ def test_forecast_of_an_unknown_series_names_it_in_one_line(
     assert not (panel / "forecasts").exists()
 
 
-def test_rollback_to_a_champion_that_cannot_serve_is_refused(tmp_path: Path) -> None:
+@pytest.mark.unit
+def test_rollback_to_a_champion_that_cannot_serve_is_refused(
+    tmp_path: Path, wavecast_main: Callable[..., Ran]
+) -> None:
     data_dir = tmp_path / "data"
     store = DataDir(str(data_dir))
     for version in (V1, V2):
@@ -291,7 +305,7 @@ def test_rollback_to_a_champion_that_cannot_serve_is_refused(tmp_path: Path) -> 
     log_files = [data_dir / "models" / name for name in ("champion.json", "promotions.jsonl")]
     before = [path.read_bytes() for path in log_files]
 
-    result = run_cli(tmp_path, "models", "rollback", "--data-dir", str(data_dir))
+    result = wavecast_main("models", "rollback", "--data-dir", str(data_dir))
 
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
@@ -301,6 +315,7 @@ def test_rollback_to_a_champion_that_cannot_serve_is_refused(tmp_path: Path) -> 
     assert [path.read_bytes() for path in log_files] == before
 
 
+@pytest.mark.flow  # runs the wavecast command
 def test_a_panel_forecast_skips_what_cannot_serve_and_fails_when_nothing_could(
     tmp_path: Path, prefect_api_url: str
 ) -> None:

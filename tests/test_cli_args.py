@@ -5,19 +5,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.processes import import_blockers
+from tests.processes import HEAVY_MODULES, Ran, import_blockers
 from wavecast.config import RetrainConfig
 from wavecast.flows.cli import build_parser, config_from_args
 
 WAVECAST = Path(sys.executable).with_name("wavecast")
-HEAVY_MODULES = ("prefect", "tensorflow", "keras")
 
 
 def config(*argv: str) -> RetrainConfig:
@@ -67,9 +67,25 @@ def command_paths(
 COMMANDS = list(command_paths(build_parser()))
 
 
+def offered_subcommands(command: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> set[str]:
+    """The subcommands `wavecast COMMAND --help` offers: its positional {a,b,...} choice."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command, "--help"])
+    shown = capsys.readouterr().out
+    positionals = shown.partition("positional arguments:\n")[2].partition("\n\n")[0]
+    choices = re.findall(r"^  \{(.+)\}$", positionals, re.MULTILINE)
+    return {name for choice in choices for name in choice.split(",")}
+
+
 @pytest.mark.unit
-def test_the_commands_walked_are_all_of_them() -> None:
-    assert len(COMMANDS) == 9 and ("models", "rollback") in COMMANDS and ("monitor",) in COMMANDS
+def test_the_commands_walked_are_all_of_them(capsys: pytest.CaptureFixture[str]) -> None:
+    """Under each command the walk finds the subcommands its --help offers, no fewer, no more:
+    the tests parametrized on COMMANDS cover every command, a new one included."""
+    for command in COMMANDS:
+        below = len(command) + 1
+        walked = {path[-1] for path in COMMANDS if len(path) == below and path[:-1] == command}
+        assert walked == offered_subcommands(command, capsys), command
+    assert ("models", "rollback") in COMMANDS and ("monitor",) in COMMANDS
 
 
 @pytest.mark.unit
@@ -123,7 +139,7 @@ def populated_data_dir(tmp_path: Path) -> Path:
     return data_dir
 
 
-@pytest.mark.flow  # runs the wavecast command
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("argv", "flag"),
     [
@@ -136,13 +152,13 @@ def populated_data_dir(tmp_path: Path) -> Path:
     ],
 )
 def test_bad_flag_fails_in_one_line_and_touches_nothing(
-    tmp_path: Path, argv: list[str], flag: str
+    tmp_path: Path, argv: list[str], flag: str, wavecast_main: Callable[..., Ran]
 ) -> None:
     """Exit != 0, one stderr line naming the flag, no traceback, data dir byte-identical."""
     data_dir = populated_data_dir(tmp_path)
     before = snapshot(data_dir)
 
-    result = run_cli(tmp_path, "retrain", *argv, "--data-dir", str(data_dir))
+    result = wavecast_main("retrain", *argv, "--data-dir", str(data_dir))
 
     assert result.returncode != 0
     lines = result.stderr.splitlines()
@@ -157,7 +173,7 @@ def numbers_csv(count: int, blank_at: int | None = None) -> str:
     return "k,v\n" + "".join(f"r{i},{v}\n" for i, v in enumerate(values))
 
 
-@pytest.mark.flow  # runs the wavecast command
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("csv_text", "extra", "expected"),
     [
@@ -172,7 +188,11 @@ def numbers_csv(count: int, blank_at: int | None = None) -> str:
     ids=["nan", "three-rows", "text", "no-column", "ambiguous", "duplicate-times", "missing"],
 )
 def test_bad_data_fails_in_one_line_before_tensorflow(
-    tmp_path: Path, csv_text: str | None, extra: list[str], expected: str
+    tmp_path: Path,
+    csv_text: str | None,
+    extra: list[str],
+    expected: str,
+    wavecast_main: Callable[..., Ran],
 ) -> None:
     """Bad source data: exit 2, one line saying what is wrong, nothing written, no TF loaded."""
     data_dir = populated_data_dir(tmp_path)
@@ -183,8 +203,7 @@ def test_bad_data_fails_in_one_line_before_tensorflow(
     else:
         source.write_text(csv_text)
 
-    result = run_cli(
-        tmp_path,
+    result = wavecast_main(
         *("retrain", "--source", str(source), "--data-dir", str(data_dir), *extra),
         blocked=("tensorflow", "keras"),
     )
@@ -193,4 +212,33 @@ def test_bad_data_fails_in_one_line_before_tensorflow(
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+    assert snapshot(data_dir) == before
+
+
+@pytest.mark.flow  # runs the wavecast command
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["retrain", "--epochs", "0"],
+        ["retrain", "--source", "/nonexistent/series.csv"],
+        ["forecast", "--level", "100"],
+        ["models", "show", "nosuchversion"],
+    ],
+    ids=["flag", "data", "forecast", "models"],
+)
+def test_the_command_refuses_as_main_does_in_this_process(
+    tmp_path: Path, argv: list[str], wavecast_main: Callable[..., Ran]
+) -> None:
+    """The command in a fresh process where Prefect, TensorFlow and Keras cannot be imported
+    says, exits and writes what main says, exits and writes in the tests' own process: what
+    the in-process refusal tests see is what a user sees."""
+    data_dir = populated_data_dir(tmp_path)
+    before = snapshot(data_dir)
+    argv = [*argv, "--data-dir", str(data_dir)]
+
+    fresh = run_cli(tmp_path, *argv)
+
+    assert fresh.returncode == 2 and len(fresh.stderr.splitlines()) == 1, fresh.stderr
+    here = wavecast_main(*argv)
+    assert (here.returncode, here.stdout, here.stderr) == (2, fresh.stdout, fresh.stderr)
     assert snapshot(data_dir) == before

@@ -28,8 +28,6 @@ from wavecast.global_serving import numpy_network
 if TYPE_CHECKING:
     import keras
 
-pytestmark = pytest.mark.unit
-
 INPUT_LEN, STEPS = 12, 3
 TINY = ModelSpec(width=16, members=2)
 TRAIN = TrainSpec(epochs=15, batch_size=16, learning_rate=1e-2, seed=3)
@@ -52,6 +50,7 @@ def trained() -> tuple[keras.Model, list[float]]:
     return train_global(pairs, TINY, TRAIN)
 
 
+@pytest.mark.unit
 def test_level_and_scale_by_hand() -> None:
     """[1, 2, 3, 6]: last value 6, mean magnitude 3; [-4, 4, -4, 4]: 4 and 4; a constant
     window of 4s: 4; an all-zero one the absolute floor, never zero."""
@@ -66,6 +65,7 @@ def test_level_and_scale_by_hand() -> None:
     assert 0 < scale[3] < 1e-20
 
 
+@pytest.mark.fit
 def test_loss_goes_down_and_short_series_is_still_forecast(
     trained: tuple[keras.Model, list[float]],
 ) -> None:
@@ -79,6 +79,7 @@ def test_loss_goes_down_and_short_series_is_still_forecast(
     assert np.isfinite(forecast).all()
 
 
+@pytest.mark.fit
 def test_same_seed_same_training() -> None:
     pairs = [series_windows(values, INPUT_LEN, STEPS) for values in tiny_panel()[:1]]
     quick = TRAIN.model_copy(update={"epochs": 2})
@@ -90,6 +91,7 @@ def test_same_seed_same_training() -> None:
     )
 
 
+@pytest.mark.fit
 @pytest.mark.parametrize("factor", [1000.0, 0.001, 7.0])
 def test_forecast_moves_with_the_data_s_scale(
     trained: tuple[keras.Model, list[float]], factor: float
@@ -105,6 +107,7 @@ def test_forecast_moves_with_the_data_s_scale(
     assert not np.allclose(base, base[:, :1] * np.ones(STEPS))  # not a trivial constant
 
 
+@pytest.mark.fit
 def test_saved_model_loads_with_safe_mode_and_forecasts_the_same(
     trained: tuple[keras.Model, list[float]], tmp_path: Path
 ) -> None:
@@ -121,6 +124,7 @@ def test_saved_model_loads_with_safe_mode_and_forecasts_the_same(
     )
 
 
+@pytest.mark.unit
 def test_a_lambda_would_not_load_with_safe_mode(tmp_path: Path) -> None:
     """Why the scaling is built from keras.ops nodes and not a Lambda layer."""
     import keras
@@ -131,6 +135,7 @@ def test_a_lambda_would_not_load_with_safe_mode(tmp_path: Path) -> None:
         keras.saving.load_model(tmp_path / "l.keras", safe_mode=True)
 
 
+@pytest.mark.unit
 def test_flat_windows_give_their_own_value() -> None:
     """A constant window scales to zeros: its forecast is its own value, finite even at 0."""
     model = build_global_model(INPUT_LEN, STEPS, width=4, members=2, seed=0)
@@ -140,6 +145,7 @@ def test_flat_windows_give_their_own_value() -> None:
     np.testing.assert_allclose(forecast, windows[:, :STEPS], rtol=1e-3, atol=1e-20)
 
 
+@pytest.mark.fit
 def test_a_jump_after_zeros_does_not_swamp_training() -> None:
     """Intermittent demand: after twelve zeros the next value is ~1e30 scales away; clipped,
     the epoch losses stay at most SCALED_TARGET_LIMIT and training still proceeds."""
@@ -150,12 +156,14 @@ def test_a_jump_after_zeros_does_not_swamp_training() -> None:
     assert np.isfinite(forecast_global(model, latest_windows([intermittent], INPUT_LEN))).all()
 
 
+@pytest.mark.unit
 def test_no_window_anywhere_is_refused() -> None:
     pairs = [series_windows(values, INPUT_LEN, STEPS) for values in tiny_panel()[2:]]
     with pytest.raises(ValueError, match="no series has a full window"):
         train_global(pairs, TINY, TRAIN)
 
 
+@pytest.mark.unit
 def test_a_small_panel_still_makes_several_steps_an_epoch() -> None:
     """An epoch makes at least MIN_BATCHES steps: 112 windows in batches of at most 14; a
     large panel's epoch is capped at EPOCH_WINDOWS windows in the batches asked for."""
@@ -170,6 +178,7 @@ def saved_weights(weights: dict[str, np.ndarray], path: Path) -> bytes:
     return path.read_bytes()
 
 
+@pytest.mark.fit
 def test_numpy_serving_forecasts_what_keras_does(
     trained: tuple[keras.Model, list[float]], tmp_path: Path
 ) -> None:
@@ -188,6 +197,7 @@ def test_numpy_serving_forecasts_what_keras_does(
     assert not np.allclose(served(windows)[0], served(windows)[1])
 
 
+@pytest.mark.fit
 def test_weights_of_another_architecture_are_left_to_keras(
     trained: tuple[keras.Model, list[float]], tmp_path: Path
 ) -> None:

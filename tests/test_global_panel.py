@@ -53,7 +53,7 @@ def global_dirs(config: RetrainConfig) -> list[str]:
     return sorted(p.name for p in (Path(config.data_dir) / "global").iterdir())
 
 
-@pytest.mark.unit
+@pytest.mark.fit
 def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_path: Path) -> None:
     config = global_config(tmp_path, candidates="network", plots=False)
     split = split_panel(config.series, config.windows, config.data_dir)
@@ -199,7 +199,7 @@ def test_workers_are_replaced_only_where_a_series_loads_models_of_its_own(tmp_pa
     assert rounds(batches, spec, 1) == [[batch] for batch in batches]
 
 
-@pytest.mark.unit
+@pytest.mark.fit
 def test_the_panel_network_joins_a_combination_that_serves_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -31,8 +31,6 @@ from wavecast.windows import (
     split_row_groups,
 )
 
-pytestmark = pytest.mark.unit
-
 
 @pytest.fixture(scope="module")
 def grouped(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetRef, str]:
@@ -50,6 +48,7 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetRef, str]:
     return build_windows(series, WindowSpec(), data_dir), data_dir
 
 
+@pytest.mark.unit
 def test_row_groups_hold_about_eight_megabytes_of_inputs() -> None:
     assert rows_per_group(5) == (8 << 20) // (8 * 5)
     assert rows_per_group(1) == 1 << 18
@@ -57,6 +56,7 @@ def test_row_groups_hold_about_eight_megabytes_of_inputs() -> None:
     assert rows_per_group(1 << 20) == 1024
 
 
+@pytest.mark.unit
 def test_written_row_groups_are_bounded_and_chronological(
     grouped: tuple[DatasetRef, str],
 ) -> None:
@@ -70,13 +70,17 @@ def test_written_row_groups_are_bounded_and_chronological(
     assert len(split_row_groups(dataset, "test", data_dir)) == 3
 
 
+@pytest.mark.unit
 def test_default_row_groups_follow_rows_per_group(small: tuple[DatasetRef, str]) -> None:
     dataset, _ = small
-    for part in Path(dataset.uri).glob("split=*/*.parquet"):
+    parts = sorted(Path(dataset.uri).glob("split=*/*.parquet"))
+    assert {part.parent.name for part in parts} == {"split=train", "split=test"}
+    for part in parts:
         metadata = pq.ParquetFile(part).metadata
         assert metadata.num_row_groups == 1 and metadata.num_rows <= rows_per_group(5)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("batch_rows", [1, 10, 37, 1000])
 def test_iter_split_chunks_concatenate_to_read_split(
     grouped: tuple[DatasetRef, str], batch_rows: int
@@ -89,6 +93,7 @@ def test_iter_split_chunks_concatenate_to_read_split(
         np.testing.assert_array_equal(np.concatenate(column), expected)
 
 
+@pytest.mark.unit
 def test_head_of_split_is_the_first_windows(grouped: tuple[DatasetRef, str]) -> None:
     dataset, data_dir = grouped
     starts, x, y = read_split(dataset, "train", data_dir)
@@ -98,6 +103,7 @@ def test_head_of_split_is_the_first_windows(grouped: tuple[DatasetRef, str]) -> 
             np.testing.assert_array_equal(got, full[:rows])
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("mix_bytes", [1, 2000, 1 << 20])
 @pytest.mark.parametrize("batch_size", [1, 16, 100, 500])
 def test_shuffled_batches_visit_every_window_once(
@@ -120,6 +126,7 @@ def test_shuffled_batches_visit_every_window_once(
     np.testing.assert_array_equal(seen_y[order], y[expected])
 
 
+@pytest.mark.unit
 def test_shuffled_batches_are_seeded_and_reshuffled(grouped: tuple[DatasetRef, str]) -> None:
     dataset, data_dir = grouped
 
@@ -133,6 +140,7 @@ def test_shuffled_batches_are_seeded_and_reshuffled(grouped: tuple[DatasetRef, s
     assert not np.array_equal(first_targets(1), first_targets(2))
 
 
+@pytest.mark.unit
 def test_moments_merge_chunks_like_numpy() -> None:
     values = np.random.default_rng(0).normal(3.0, 2.0, size=(1000, 7))
     moments = Moments()
@@ -144,6 +152,7 @@ def test_moments_merge_chunks_like_numpy() -> None:
     assert moments.max_abs == np.abs(values).max()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("scaling", ["auto", "standard", "none"])
 def test_streamed_scaling_matches_in_memory_scaling(scaling: str) -> None:
     values = np.random.default_rng(1).normal(40.0, 5.0, size=(500, 4))
@@ -152,6 +161,7 @@ def test_streamed_scaling_matches_in_memory_scaling(scaling: str) -> None:
     assert streamed == pytest.approx(scaling_for(spec, values), rel=1e-12)
 
 
+@pytest.mark.fit
 def test_streaming_branch_trains_and_is_deterministic(small: tuple[DatasetRef, str]) -> None:
     """Forced through the streaming branch: loss falls, same seed gives the same losses."""
     dataset, data_dir = small
@@ -164,6 +174,7 @@ def test_streaming_branch_trains_and_is_deterministic(small: tuple[DatasetRef, s
     assert loss_history(again, data_dir) == losses
 
 
+@pytest.mark.fit
 def test_in_memory_branch_is_deterministic(small: tuple[DatasetRef, str]) -> None:
     dataset, data_dir = small
     spec = TrainSpec(epochs=2, batch_size=32)
@@ -181,6 +192,7 @@ def memory_owner(array: np.ndarray) -> object:
     return owner
 
 
+@pytest.mark.unit
 def test_kept_forecast_samples_do_not_pin_their_row_groups(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -214,6 +226,7 @@ def test_kept_forecast_samples_do_not_pin_their_row_groups(
     assert [len(part) for part in sample.values()] == [150] * 3  # start, truth, persistence
 
 
+@pytest.mark.unit
 def test_release_unused_memory_switches_arrow_to_the_system_allocator() -> None:
     """Arrow's default pool becomes the system allocator, whatever it was; twice is once."""
     cached = next(caching_pools(), None)

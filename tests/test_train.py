@@ -63,7 +63,7 @@ def seeded_fit(fast: bool, seed: int, spec: TrainSpec) -> tuple[list[float], lis
     return losses, model.get_weights()
 
 
-@pytest.mark.unit
+@pytest.mark.fit
 def test_fast_loop_is_model_fit_arithmetic() -> None:
     """Same seed: the per-epoch losses and the final weights of both loops agree."""
     spec = TrainSpec(epochs=3, batch_size=16, learning_rate=0.01)
@@ -80,7 +80,7 @@ def other_arrays() -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(inputs), np.asarray(targets)
 
 
-@pytest.mark.unit
+@pytest.mark.fit
 @pytest.mark.parametrize("recipe", ["tutorial", "relative"])
 def test_engine_trains_each_series_as_a_model_of_its_own(recipe: str) -> None:
     """Three series one after the other on one engine, from one trace: each gets bit for bit the
@@ -110,7 +110,7 @@ def test_engine_trains_each_series_as_a_model_of_its_own(recipe: str) -> None:
     assert trainer.epoch.experimental_get_tracing_count() == 1  # type: ignore[attr-defined]
 
 
-@pytest.mark.unit
+@pytest.mark.fit
 def test_same_seed_same_losses_other_seed_other_losses() -> None:
     spec = TrainSpec(epochs=2, batch_size=16)
     first, _ = seeded_fit(True, 7, spec)
@@ -197,7 +197,7 @@ def test_epoch_order_is_model_fits_permutation() -> None:
         keras.utils.set_random_seed(0)
 
 
-@pytest.mark.unit
+@pytest.mark.fit
 def test_epoch_callback_gets_every_epoch_loss() -> None:
     import keras
 
@@ -214,7 +214,7 @@ def test_epoch_callback_gets_every_epoch_loss() -> None:
     assert seen == list(enumerate(losses))
 
 
-@pytest.mark.unit
+@pytest.mark.fit
 def test_smoke_train_save_reload(tiny_dataset: tuple[DatasetRef, str]) -> None:
     """Two seeded epochs: loss falls, one forecast per window, the saved model reloads safely."""
     import keras
@@ -235,7 +235,7 @@ def test_smoke_train_save_reload(tiny_dataset: tuple[DatasetRef, str]) -> None:
     assert json.loads((Path(trained.uri) / HISTORY_FILE).read_text())["loss"] == losses
 
 
-@pytest.mark.unit
+@pytest.mark.fit
 @pytest.mark.parametrize("recipe", ["tutorial", "relative"])
 def test_reloaded_model_predicts_as_trained(recipe: str, tmp_path: Path) -> None:
     """A model an engine reused, saved: it loads in safe mode with this series' scaling."""
@@ -257,7 +257,7 @@ def test_reloaded_model_predicts_as_trained(recipe: str, tmp_path: Path) -> None
     np.testing.assert_array_equal(reloaded(inputs), alone(inputs))
 
 
-@pytest.mark.unit
+@pytest.mark.fit
 def test_shared_engine_stores_the_model_fitted_alone(
     tiny_dataset: tuple[DatasetRef, str], tmp_path: Path
 ) -> None:

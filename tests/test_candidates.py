@@ -347,3 +347,15 @@ def test_forms_are_read_as_statsforecast_writes_them() -> None:
     damped = classical_model("ets", 12, "ETS(M,Ad,N)")
     assert (damped.model, damped.damped) == ("MAN", True)
     assert type(classical_model("arima", 12, "something else")).__name__ == "AutoARIMA"
+
+
+def test_a_stored_champion_serves_in_its_recorded_form() -> None:
+    """ARIMA(0,1,0) recorded: the refit on a seasonal series is that random walk (its
+    forecast the last value), not what a new search would choose."""
+    values = monthly_series()
+    spec = ForecasterSpec(
+        forecaster="arima", season=12, members=("arima",), forms={"arima": "ARIMA(0,1,0)"}
+    )
+    searched = ForecasterSpec(forecaster="arima", season=12, members=("arima",))
+    np.testing.assert_allclose(spec_forecast(spec, values, 1, 12), np.full(12, values[-1]))
+    assert not np.allclose(spec_forecast(searched, values, 1, 12), values[-1])

@@ -104,6 +104,16 @@ def in_callers_words(function: F) -> F:
     return cast(F, called)
 
 
+def newer_source(data: pd.DataFrame | str | os.PathLike[str] | None, data_dir: str) -> str | None:
+    """Where a forecast or monitor reads the series as they are now: `data` (a frame is kept
+    in the data dir first), or None for each champion's own source."""
+    if data is None:
+        return None
+    source, _, frame = source_of(data, data_dir)
+    keep_frame(frame, data_dir)
+    return source
+
+
 def check_known_series(data_dir: str, series: Iterable[str]) -> None:
     """Series asked for by name must be in the data dir's panel."""
     unknown = sorted(set(series) - set(panel_keys(data_dir)))
@@ -201,10 +211,7 @@ def forecast(
         raise TypeError(f"unknown setting(s) {', '.join(unknown)}; expected {', '.join(FAN_OUT)}")
     directory = os.fspath(data_dir)
     check_known_series(directory, series)
-    source = None
-    if data is not None:
-        source, _, frame = source_of(data, directory)
-        keep_frame(frame, directory)
+    source = newer_source(data, directory)
     config = ForecastConfig.model_validate(
         {
             "data_dir": directory,
@@ -238,10 +245,7 @@ def monitor(
 
     directory = os.fspath(data_dir)
     check_known_series(directory, series)
-    source = None
-    if data is not None:
-        source, _, frame = source_of(data, directory)
-        keep_frame(frame, directory)
+    source = newer_source(data, directory)
     config = MonitorConfig.model_validate(
         {
             **settings,

@@ -155,10 +155,10 @@ def classical_forecasts(
     steps: int,
     season: int,
     refits: int = REFITS_PER_BLOCK,
-    form: str = "",
+    chosen: str = "",
 ) -> tuple[np.ndarray, str]:
-    """(forecasts, the last fitted form): refitted at `refits` evenly spaced origins, in
-    `form` when one is given (classical_model)."""
+    """(forecasts, the last fitted form): refitted at `refits` evenly spaced origins, in the
+    form a retrain `chosen` when one is given (classical_model)."""
     lead = horizon + steps - 1
     forecasts = np.empty((len(origins), steps))
     form = ""
@@ -168,7 +168,7 @@ def classical_forecasts(
         warnings.simplefilter("ignore")
         for block in np.array_split(np.arange(len(origins)), min(refits, len(origins))):
             first = int(origins[block[0]])
-            model = classical_model(name, season, form).fit(history(values, first))
+            model = classical_model(name, season, chosen).fit(history(values, first))
             form = model_form(name, model)
             for row in block:
                 ahead = model.forward(y=history(values, int(origins[row])), h=lead)["mean"]
@@ -196,7 +196,7 @@ def statistical_forecasts(
         return np.repeat(np.asarray(values)[origins][:, None], steps, axis=1), "last value"
     if name == "seasonal_naive":
         return seasonal_naive(values, origins, horizon, steps, season), f"season {season}"
-    return classical_forecasts(name, values, origins, horizon, steps, season, form=form)
+    return classical_forecasts(name, values, origins, horizon, steps, season, chosen=form)
 
 
 def mse_of(forecasts: np.ndarray, truth: np.ndarray) -> float:

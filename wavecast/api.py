@@ -3,7 +3,8 @@
 Columns follow the forecasting libraries people already use (statsforecast, neuralforecast):
 a long frame of `unique_id`, `ds`, `y` goes in; forecasts come back as `unique_id`, `ds`,
 `step`, `forecaster`, `forecast`, `lo-80`, `hi-80`, ... Runs report to the Prefect server
-PREFECT_API_URL names, else to a throwaway one this process starts once (as the CLI does).
+PREFECT_API_URL names, else to wavecast's background server (started by the first caller,
+reused by the next; as the CLI does).
 """
 
 from __future__ import annotations

@@ -237,8 +237,10 @@ def test_the_panel_network_joins_a_combination_that_serves_it(
         members = {
             "network": model_forecast(served.network, values[-window.spec.input_len :][None])[0],
             **{
-                name: statistical_forecasts(name, values, origin, ahead, steps, spec.season)[0][0]
-                for name in ("ets", "theta")
+                name: statistical_forecasts(
+                    name, values, origin, ahead, steps, spec.season, spec.forms.get(name, "")
+                )[0][0]
+                for name in ("ets", "theta")  # refitted in the form the retrain chose
             },
         }
         shares = zip(spec.members, spec.member_weights, strict=True)

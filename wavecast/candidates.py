@@ -278,15 +278,17 @@ def spec_forecasts(
     horizon: int,
     steps: int,
     network: np.ndarray | None = None,
+    in_chosen_forms: bool = False,
 ) -> np.ndarray:
     """(origins, steps) forecasts of a stored forecaster: the linear AR's weights applied to
     the window ending at each origin, or its members' (weighted) mean, the statistical ones
-    refitted on `values`; `network` holds the network's forecasts at the same origins, for a
+    refitted on `values` as they were scored (searching again), or `in_chosen_forms` the
+    retrain recorded; `network` holds the network's forecasts at the same origins, for a
     combination it is a member of."""
     if not spec.refitted:
         return stored_linear_forecasts(spec, values, origins)
     members = [
-        member_forecasts(spec, name, values, origins, horizon, steps, network)
+        member_forecasts(spec, name, values, origins, horizon, steps, network, in_chosen_forms)
         for name in spec.members
     ]
     return weighted_mean(members, spec.member_weights)
@@ -300,6 +302,7 @@ def member_forecasts(
     horizon: int,
     steps: int,
     network: np.ndarray | None,
+    in_chosen_forms: bool = False,
 ) -> np.ndarray:
     if name == "linear":
         return stored_linear_forecasts(spec, values, origins)
@@ -307,7 +310,7 @@ def member_forecasts(
         if network is None:
             raise ValueError("a combination holding the network needs the network's forecasts")
         return np.reshape(np.asarray(network, np.float64), (len(origins), steps))
-    form = spec.forms.get(name, "")
+    form = spec.forms.get(name, "") if in_chosen_forms else ""
     return statistical_forecasts(name, values, origins, horizon, steps, spec.season, form)[0]
 
 
@@ -325,6 +328,9 @@ def spec_forecast(
     steps: int,
     network: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A stored champion's forecast after the last point (a statistical one refitted on
-    `values`; `network`, the network's forecast from there, when it is a member)."""
-    return spec_forecasts(spec, values, np.array([len(values) - 1]), horizon, steps, network)[0]
+    """A stored champion's forecast after the last point: a statistical one refitted on
+    `values` in the form its retrain chose (no new search: classical_model); `network`, the
+    network's forecast from there, when it is a member. Re-scoring it on held-out windows
+    (spec_forecasts) searches as its evaluation did, so it reproduces the scores."""
+    origin = np.array([len(values) - 1])
+    return spec_forecasts(spec, values, origin, horizon, steps, network, in_chosen_forms=True)[0]

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from wavecast.config import RetrainConfig, SelectionSpec, WindowSpec, dated_windows, panel_plots
+from wavecast.times import inferred_season
 from wavecast.validate import validate_inputs
 
 pytestmark = pytest.mark.unit
@@ -72,3 +73,21 @@ def test_a_panel_of_thousands_draws_no_per_series_plots_unless_asked() -> None:
     assert panel_plots(SelectionSpec(), n_series=1000) == (SelectionSpec(), "")
     asked = SelectionSpec(plots=True)
     assert panel_plots(asked, n_series=20_000) == (asked, "")
+
+
+def test_shuffled_rows_are_still_monthly(tmp_path: Path) -> None:
+    """The step is read from the dates in time order, whatever order the rows came in."""
+    months = pd.date_range("2019-01-01", periods=60, freq="MS")
+    panel = pd.concat(
+        pd.DataFrame({"unique_id": key, "ds": months, "y": np.arange(60.0) + k})
+        for k, key in enumerate("ab")
+    )
+    source = tmp_path / "shuffled.csv"
+    panel.sample(frac=1, random_state=0).to_csv(source, index=False)
+    config = RetrainConfig.model_validate(
+        {"series": {"source": str(source), "id_column": "unique_id"}, "data_dir": str(tmp_path)}
+    )
+    validated, chosen = validate_inputs(config, available=1 << 34)
+    assert (validated.windows.steps, validated.windows.input_len) == (12, 20)
+    assert chosen.startswith("monthly data")
+    assert inferred_season(months.to_numpy()[::-1].copy()) == 12

@@ -429,10 +429,12 @@ def time_zone(table: pa.Table, spec: SeriesSpec) -> str | None:
 
 
 def inferred_season(times: np.ndarray | None) -> int | None:
-    """The season of a regular datetime column's typical step (monthly 12, daily 7, ...)."""
+    """The season of a regular datetime column's typical step (monthly 12, daily 7, ...),
+    whatever the order of its rows."""
     if times is None or len(times) < 3 or not np.issubdtype(times.dtype, np.datetime64):
         return None
-    step_hours = float(np.median(np.diff(times.astype("datetime64[s]").astype(np.int64)))) / 3600
+    seconds = np.sort(times.astype("datetime64[s]").astype(np.int64))
+    step_hours = float(np.median(np.diff(seconds))) / 3600
     for (low, high), season in SEASONS_BY_STEP_HOURS:
         if low <= step_hours <= high:
             return season

@@ -17,7 +17,7 @@ from wavecast.errors import InvalidInputError
 from wavecast.generate import load_series, read_table
 from wavecast.series import check_trainable
 from wavecast.storage import DataDir
-from wavecast.tables import panel_groups, panel_ids, pick_column
+from wavecast.tables import panel_ids, pick_column
 from wavecast.times import inferred_season, time_values
 from wavecast.windows import count_windows, split_index
 
@@ -75,8 +75,9 @@ def check_data_dir(uri: str) -> None:
 
 
 class Validated(NamedTuple):
-    """The config to run, its windows completed from the data's dates where none were given
-    (config.dated_windows), and the sentence saying so ("" when nothing was chosen)."""
+    """The config to run, its settings that depend on the data completed where none were
+    given (config.dated_windows, config.panel_plots), and the sentence saying so ("" when
+    nothing was chosen)."""
 
     config: RetrainConfig
     chosen: str
@@ -101,18 +102,20 @@ def shape_of(times: np.ndarray | None, lengths: list[int]) -> DataShape:
 
 def check_panel(spec: SeriesSpec) -> DataShape:
     """A panel must be a table with its id and value columns; a bad series is only skipped.
-    Its shape is its first series' dates and its series' median length."""
+    Its shape is one series' dates (a filter: no sort of the whole table) and its series'
+    median length."""
     import pyarrow.compute as pc
 
     table = read_table(spec)
     assert spec.id_column is not None
     if table.num_rows == 0:
         raise InvalidInputError(f"--source {spec.source}: no rows")
-    pick_column(table.drop_columns([spec.id_column]), spec)
-    first = next(panel_groups(table, spec), None)
-    times = time_values(first.rows, spec) if first is not None else None
-    counts = pc.value_counts(panel_ids(table, spec)).field("counts").to_pylist()
-    return shape_of(times, counts)
+    values = table.drop_columns([spec.id_column])
+    pick_column(values, spec)
+    ids = panel_ids(table, spec)
+    counts = pc.value_counts(ids)
+    first = values.filter(pc.equal(ids, counts.field("values")[0]))
+    return shape_of(time_values(first, spec), counts.field("counts").to_pylist())
 
 
 def with_data_defaults(config: RetrainConfig, shape: DataShape) -> Validated:

@@ -280,14 +280,14 @@ def run_forecast(args: argparse.Namespace) -> None:
     A panel run that forecasts no series (every one skipped) exits 2, like bad input."""
     config = forecast_config(args)
     from wavecast.forecasting import latest_window
-    from wavecast.panel import panel_keys
+    from wavecast.panel import first_unknown
     from wavecast.panel_forecast import PanelForecast, forecast_keys
     from wavecast.tables import shown_id
 
     with failing_on_bad_input():
-        unknown = set(config.series) - set(panel_keys(config.data_dir))
-        if unknown:
-            fail(f"--series {shown_id(min(unknown))}: no such series in {config.data_dir}")
+        unknown = first_unknown(config.data_dir, config.series)
+        if unknown is not None:
+            fail(f"--series {shown_id(unknown)}: no such series in {config.data_dir}")
         if not forecast_keys(config):
             latest_window(config)  # before Prefect: no usable champion, a short source, ...
     start_prefect()

@@ -33,6 +33,7 @@ from wavecast.panel import (
     SCORE_COLUMNS,
     PanelSummary,
     coverage_columns,
+    first_unknown,
     outcome_of,
     panel_keys,
     panel_table,
@@ -68,8 +69,8 @@ def api_words(message: str) -> str:
         if match.group(1) is not None:  # the source: a kept frame is the caller's `data`
             path = match.group(1).rstrip(":,")
             punctuation = match.group(1)[len(path) :]
-            named = "data" if KEPT_FRAME.fullmatch(path) else f"data {path}"
-            return named + punctuation
+            shown = "data" if KEPT_FRAME.fullmatch(path) else f"data {path}"
+            return shown + punctuation
         name = match.group(2).replace("-", "_")
         name = API_NAMES.get(name, name)
         return f"{name}={match.group(3)!r}" if match.group(3) else name
@@ -117,9 +118,9 @@ def newer_source(data: pd.DataFrame | str | os.PathLike[str] | None, data_dir: s
 
 def check_known_series(data_dir: str, series: Iterable[str]) -> None:
     """Series asked for by name must be in the data dir's panel."""
-    unknown = sorted(set(series) - set(panel_keys(data_dir)))
-    if unknown:
-        raise InvalidInputError(f"series {unknown[0]!r}: no such series in {data_dir}")
+    unknown = first_unknown(data_dir, series)
+    if unknown is not None:
+        raise InvalidInputError(f"series {unknown!r}: no such series in {data_dir}")
 
 
 FAN_OUT = ("runner", "dask_address", "workers", "series_per_task")

@@ -13,7 +13,7 @@ gating, rollback and forecasting need nothing panel-specific.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from pydantic import BaseModel, ConfigDict
 
@@ -49,6 +49,11 @@ def series_config(config: RetrainConfig, key: str) -> RetrainConfig:
 def panel_keys(data_dir: str) -> list[str]:
     """The ids of the series this data dir holds a directory for, in their stored order."""
     return [key for key in series_dir_keys(data_dir) if id_problem(key) is None]
+
+
+def first_unknown(data_dir: str, wanted: Iterable[str]) -> str | None:
+    """The first (in sorted order) of the `wanted` series this data dir holds none of."""
+    return min(set(wanted) - set(panel_keys(data_dir)), default=None)
 
 
 def champion_keys(data_dir: str, wanted: tuple[str, ...] = ()) -> list[str]:

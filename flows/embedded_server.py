@@ -33,6 +33,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 PR_SET_PDEATHSIG = 1  # prctl option: signal this process when its parent dies
 # Leases of concurrency slots on disk, and the service that frees expired ones, so a slot a
@@ -112,22 +113,27 @@ def point_prefect_at(api_url: str, auth: str) -> None:
     refresh_global_settings_context()  # Prefect's own hook for changed environment variables
 
 
-def server_command(port: int) -> list[str]:
+def launch_server(**where: Any) -> tuple[subprocess.Popen[bytes], str, str]:
+    """`prefect server start` (API only) on a free loopback port, asking for a password made
+    for it alone: (process, its API URL, the password). `where`: Popen's options for its
+    output and process group."""
+    port = free_port()
+    auth = f"wavecast:{secrets.token_urlsafe(24)}"
     prefect = Path(sys.executable).with_name("prefect")
-    return [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(
+        [str(prefect), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env={**SERVER_SETTINGS, **os.environ, "PREFECT_SERVER_API_AUTH_STRING": auth},
+        stdin=subprocess.DEVNULL,
+        **where,
+    )
+    return process, f"http://127.0.0.1:{port}/api", auth
 
 
 def start_for_this_command(timeout_s: float) -> tuple[str, str]:
     """A throwaway server that stops at exit, after Prefect's exit handlers have sent the last
     logs and events (exit handlers run last-registered first, and theirs register once a run
     starts)."""
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    auth = f"wavecast:{secrets.token_urlsafe(24)}"
-    process = subprocess.Popen(
-        server_command(port),
-        env={**SERVER_SETTINGS, **os.environ, "PREFECT_SERVER_API_AUTH_STRING": auth},
-        stdin=subprocess.DEVNULL,
+    process, api_url, auth = launch_server(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=end_with_parent,  # before any thread of ours exists
@@ -194,17 +200,9 @@ def background_server(timeout_s: float) -> tuple[str, str]:
 def start_in_background(home: Path, timeout_s: float) -> tuple[str, str, int]:
     """A server in a session of its own (no terminal's Ctrl-C reaches it) that outlives this
     process; its output goes to $PREFECT_HOME/wavecast-server.log."""
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    auth = f"wavecast:{secrets.token_urlsafe(24)}"
     with (home / SERVER_LOG).open("ab") as log:
-        process = subprocess.Popen(
-            server_command(port),
-            env={**SERVER_SETTINGS, **os.environ, "PREFECT_SERVER_API_AUTH_STRING": auth},
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        process, api_url, auth = launch_server(
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     wait_until_healthy(process, api_url, timeout_s)
     return api_url, auth, process.pid

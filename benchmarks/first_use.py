@@ -59,8 +59,12 @@ def timed_script(text: str, work: Path, name: str, repeats: int) -> list[float]:
     first wavecast run starts (and later runs reuse) is this benchmark's, stopped after."""
     script = work / f"{name}.py"
     script.write_text(text)
-    env = child_env({"PREFECT_HOME": str(work / "prefect-home")})
-    return [run([sys.executable, str(script)], env, cwd=work)[0] for _ in range(repeats)]
+    return [run([sys.executable, str(script)], own_home(work), cwd=work)[0] for _ in range(repeats)]
+
+
+def own_home(work: Path) -> dict[str, str]:
+    """The environment of the benchmark's processes: a Prefect home of its own."""
+    return child_env({"PREFECT_HOME": str(work / "prefect-home")})
 
 
 def main() -> None:
@@ -76,7 +80,7 @@ def main() -> None:
         cold = timed_script(WAVECAST_SCRIPT.format(**names), work, "user_job", 1)
         rerun = timed_script(WAVECAST_SCRIPT.format(**names), work, "user_job", args.repeats)
         stop = [sys.executable, "-m", "wavecast.flows.cli", "server", "stop"]
-        run(stop, child_env({"PREFECT_HOME": str(work / "prefect-home")}))
+        run(stop, own_home(work))
     print_table(
         [
             Row(

@@ -64,7 +64,7 @@ def wavecast_panel(
     Returns what each series publishes, the reasons of those that publish nothing, and the
     global network's training seconds."""
     from wavecast.config import ForecastConfig, RetrainConfig
-    from wavecast.panel import panel_network, retrain_series, split_panel
+    from wavecast.panel import panel_network, retrain_series
     from wavecast.panel_forecast import forecast_part
 
     source = work / "panel.parquet"
@@ -80,13 +80,13 @@ def wavecast_panel(
     if args.candidates:
         settings["selection"]["candidates"] = args.candidates
     config = RetrainConfig.model_validate(settings)
-    split = split_panel(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, config.data_dir)
     network = panel_network(split, config)
     skipped = dict(split.skipped)
     for ref in split.series:
         assert ref.key is not None
         try:
-            retrain_series(ref, config, None, network=network)
+            retrain_series(ref, config, network=network)
         except Exception as exc:  # counted as a series that publishes nothing
             skipped[ref.key] = f"{type(exc).__name__}: {exc}"
     keys = [ref.key for ref in split.series if ref.key and ref.key not in skipped]

@@ -43,7 +43,7 @@ def resident_mb() -> float:
 def prepare(work: Path, n_series: int, points: int) -> Path:
     """The panel, split and windowed by wavecast into `work`/data; its dataset refs listed."""
     from wavecast.config import SeriesSpec, WindowSpec
-    from wavecast.panel import split_panel
+    from wavecast.panel import split_source
     from wavecast.storage import series_data_dir
     from wavecast.windows import build_windows
 
@@ -51,7 +51,7 @@ def prepare(work: Path, n_series: int, points: int) -> Path:
     data_dir = str(work / "data")
     spec = SeriesSpec(source=str(source), id_column="series", column="value")
     windows = WindowSpec(input_len=INPUT_LEN, horizon=HORIZON)
-    refs = split_panel(spec, windows, data_dir).series
+    refs = split_source(spec, windows, data_dir).series
     listing = work / "datasets.jsonl"
     with listing.open("w") as out:
         for ref in refs:

@@ -192,39 +192,32 @@ def print_summary(summary: Any) -> None:
 
 
 def run_retrain(args: argparse.Namespace) -> None:
-    """Validate before Prefect or TensorFlow load, then run the flow in this process."""
+    """Validate before Prefect or TensorFlow load, then run the flow in this process. Exit 0
+    when at least one series trained; 2 when every series was refused."""
     config = validated_config(args)
     start_prefect()
-    if config.series.is_panel:
-        run_panel(config, args.json)
-        return
     from wavecast.flows.retrain import retrain
 
     with failing_on_bad_input():
-        summary = retrain(config)
+        run = retrain(config)
     if args.json:
-        print(summary.model_dump_json())
+        print(run.model_dump_json(include={"series", "skipped"}))
     else:
-        print_summary(summary)
+        print_run(run)
+    if not run.series:
+        fail(f"no series of {config.series.source} could be trained ({len(run.skipped)} skipped)")
 
 
-def run_panel(config: Any, as_json: bool) -> None:
-    """Exit 0 when at least one series trained; 2 when every series was refused."""
-    from wavecast.flows.panel import retrain_panel
+def print_run(run: Any) -> None:
+    """One series: its version in full (print_summary). More: a line per series."""
     from wavecast.panel import iter_outcomes
 
-    with failing_on_bad_input():
-        summary = retrain_panel(config)
-    if as_json:
-        print(summary.model_dump_json(include={"series", "skipped"}))
-    else:
-        print(f"\n{'series':<15} {'status':<11}detail")
-        for line in iter_outcomes(summary):
-            print(line)
-    if not summary.series:
-        fail(
-            f"no series of {config.series.source} could be trained ({len(summary.skipped)} skipped)"
-        )
+    if len(run.series) == 1 and not run.skipped:
+        print_summary(run.only())
+        return
+    print(f"\n{'series':<15} {'status':<11}detail")
+    for line in iter_outcomes(run):
+        print(line)
 
 
 @contextlib.contextmanager

@@ -1,42 +1,37 @@
-"""The retrain flow: the tutorial's experiment as a cached, retried, published pipeline."""
+"""The retrain flow: one series or a panel of thousands, cached, retried and published."""
 
 from __future__ import annotations
 
 from prefect import flow
-from prefect.transactions import transaction
 
 from wavecast.config import RetrainConfig
-from wavecast.records import RetrainSummary
-from wavecast.tasks.evaluate import evaluate_model
-from wavecast.tasks.generate import generate_series
-from wavecast.tasks.prefect_support import cached_stage_options
-from wavecast.tasks.publish import announce_version, promote_version, publish_version
-from wavecast.tasks.train import find_panel_network, train_model
-from wavecast.tasks.windows import write_windows
+from wavecast.panel import RetrainRun, merge_results
+from wavecast.tasks.prefect_support import unvisited
+from wavecast.tasks.retrain import (
+    publish_run,
+    retrain_on_runner,
+    split_series,
+    train_global_network,
+)
+from wavecast.tasks.runners import check_cluster
 
 
 @flow(
-    name="retrain", description="Generate or ingest a series, window it, train, evaluate, publish."
+    name="retrain",
+    description="Split a source into series; window, train, evaluate and publish each.",
 )
-def retrain(config: RetrainConfig | None = None) -> RetrainSummary:
-    """Every stage but publishing is served from cache when its content-derived inputs match,
-    and a stage whose complete output is already in the data dir reuses it whatever the cache
-    holds (wavecast.series: the rules a panel's series follow too)."""
+def retrain(config: RetrainConfig | None = None) -> RetrainRun:
+    """The source's series (one, or a panel's: split_series), the panel's global network
+    once if one competes, then every series' stages (retrain_on_runner: as tasks of this run
+    for one series, in batches in this process for a few, on the task runner --runner picks
+    for many), and the run's table and event. Each stage reuses its output when its inputs
+    are unchanged, so a rerun on the same data trains nothing. The split and the summary go
+    to their tasks unvisited (see unvisited)."""
     config = config or RetrainConfig()
-    data_dir = config.data_dir
-    cached, reuse = cached_stage_options(data_dir, config.refresh), not config.refresh
-    series = generate_series(config.series, config.windows, data_dir)
-    dataset = write_windows.with_options(**cached)(series, config.windows, data_dir, reuse)
-    trained = None  # a task only where a network competes: no cache record per run elsewhere
-    if config.trains_own_network(dataset.n_train):
-        train = train_model.with_options(**cached)
-        trained = train(dataset, config.model, config.train, config.selection, data_dir, reuse)
-    elif config.scores_panel_network:
-        trained = find_panel_network(data_dir)  # trained by its panel, scored here again
-    evaluate = evaluate_model.with_options(**cached)
-    evaluation = evaluate(dataset, trained, config.selection, data_dir, reuse)
-    with transaction():  # a failed promotion rolls the staged version back out of the registry
-        candidate = publish_version(config, dataset, trained, evaluation)
-        summary = promote_version(config, dataset, evaluation, candidate)
-    announce_version(summary, evaluation, data_dir)
-    return summary
+    check_cluster(config.fan_out)  # before the split writes into the data dir
+    split = split_series(config)
+    network = None
+    if config.scores_panel_network:
+        network = train_global_network(unvisited(split), config)
+    results = retrain_on_runner(split.series, config, network)
+    return publish_run(unvisited(merge_results(split, results, config.data_dir)))

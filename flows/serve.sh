@@ -133,7 +133,7 @@ start() {
     fi
     cat <<EOF
 
-Prefect UI:  http://$HOST:$PORT    (Deployments: retrain/*, retrain-panel/dask, forecast/*, monitor/*)
+Prefect UI:  http://$HOST:$PORT    (Deployments: retrain/* (incl. retrain/dask), forecast/*, monitor/*)
              sign in with the contents of $AUTH_FILE (user:password)
 Use it from this shell:  export PREFECT_API_URL=$PREFECT_API_URL
                          export PREFECT_API_AUTH_STRING="\$(cat $AUTH_FILE)"

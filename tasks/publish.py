@@ -1,4 +1,4 @@
-"""Prefect face of publishing: stage a version (rolled back on failure), gate it, show it."""
+"""Prefect face of publishing: stage a version, gate it, show it, announce the run."""
 
 from __future__ import annotations
 
@@ -6,47 +6,49 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.runtime import flow_run
-from prefect.transactions import Transaction, get_transaction
 
 from wavecast.config import RetrainConfig
 from wavecast.evaluate import Evaluation, coverage_text, metrics_table
 from wavecast.model_files import TrainedRef
-from wavecast.publish import Candidate, promote_candidate, served_file, stage_version
+from wavecast.publish import Candidate, promote_candidate, stage_version
 from wavecast.records import Manifest, RetrainSummary
-from wavecast.registry import MANIFEST_FILE, MODELS, remove_version
+from wavecast.registry import MANIFEST_FILE
 from wavecast.report import render_markdown
 from wavecast.storage import DataDir, stable_hash
 from wavecast.tasks.prefect_support import IO_RETRIES
 from wavecast.windows import DatasetRef
 
 
-def publish_artifacts(summary: RetrainSummary, evaluation: Evaluation, data_dir: str) -> None:
-    """The run's table, report and links, as a person looks for them in Prefect's UI."""
-    store = DataDir(data_dir)
-    manifest = Manifest.model_validate_json(
-        store.read_bytes(MODELS, summary.version, MANIFEST_FILE)
-    )
-    coverage = evaluation.published.coverage
+def publish_artifacts(summary: RetrainSummary, series: str | None = None) -> None:
+    """A version's table, report and links, as a person looks for them in Prefect's UI: keyed
+    (the latest of each a click away) for a single series' data dir, described by the series
+    for a panel's, whose versions share a run."""
+    version_dir = DataDir(summary.model_dir)
+    manifest = Manifest.model_validate_json(version_dir.read_bytes(MANIFEST_FILE))
+    published = summary.published
+    of = f" of series {series}" if series is not None else ""
+    coverage = published.coverage
     covered = f"; test coverage of its intervals {coverage_text(coverage)}" if coverage else ""
     create_table_artifact(
-        metrics_table(evaluation),
-        key="wavecast-metrics",
+        metrics_table(manifest.candidates, published),
+        key=None if series is not None else "wavecast-metrics",
         description=f"Every candidate's validation and test scores (MASE, sMAPE in %) for "
-        f"{summary.version}, which serves the {evaluation.published.forecaster}{covered}",
+        f"{summary.version}{of}, which serves the {published.forecaster}{covered}",
     )
     create_markdown_artifact(
-        render_markdown(summary, manifest), key="wavecast-report", description="Retrain report"
+        render_markdown(summary, manifest),
+        key=None if series is not None else "wavecast-report",
+        description=f"Retrain report{of}",
     )
     create_link_artifact(
-        store.url(MODELS, summary.version, "report.html"),
-        link_text=f"HTML report of {summary.version}",
-        key="wavecast-report-html",
+        version_dir.url("report.html"),
+        link_text=f"HTML report of {summary.version}{of}",
+        key=None if series is not None else "wavecast-report-html",
     )
-    served = served_file(evaluation)
     create_link_artifact(
-        store.url(MODELS, summary.version, served),
-        link_text=f"{served} of {summary.version} ({evaluation.published.forecaster})",
-        key="wavecast-model",
+        version_dir.url(),
+        link_text=f"Files of {summary.version}{of} ({published.forecaster})",
+        key=None if series is not None else "wavecast-model",
     )
 
 
@@ -54,28 +56,16 @@ RETRAIN_EVENT = "wavecast.retrain.published"
 
 
 @task(name="stage-version", **IO_RETRIES)
-def publish_version(
+def stage(
     config: RetrainConfig,
     dataset: DatasetRef,
     trained: TrainedRef | None,
     evaluation: Evaluation,
 ) -> Candidate:
-    run_id = flow_run.get_id()
-    candidate = stage_version(config, dataset, trained, evaluation, run_id)
-    transaction = get_transaction()
-    if transaction is not None:
-        transaction.set("candidate", candidate)
-        transaction.set("data_dir", config.data_dir)
+    """The version staged complete (series.retrain_stages removes it if promoting fails)."""
+    candidate = stage_version(config, dataset, trained, evaluation, flow_run.get_id())
     get_run_logger().info("Version %s staged (new: %s)", candidate.version, candidate.created)
     return candidate
-
-
-@publish_version.on_rollback
-def discard_version(transaction: Transaction) -> None:
-    """A publish that failed after staging must not leave its version behind."""
-    candidate: Candidate = transaction.get("candidate")
-    if candidate.created:
-        remove_version(DataDir(transaction.get("data_dir")), candidate.version)
 
 
 @task(name="promote-version")
@@ -86,19 +76,6 @@ def promote_version(
     verdict = "Unchanged" if summary.unchanged else ("Promoted" if summary.promoted else "Kept")
     get_run_logger().info("%s %s: %s", verdict, summary.version, "; ".join(summary.reasons))
     return summary
-
-
-@task(name="announce-version")
-def announce_version(summary: RetrainSummary, evaluation: Evaluation, data_dir: str) -> None:
-    """The run's artifacts, and the event automations follow."""
-    publish_artifacts(summary, evaluation, data_dir)
-    announce_retrain(
-        data_dir,
-        version=summary.version,
-        champion=summary.champion,
-        promoted=summary.promoted,
-        unchanged=summary.unchanged,
-    )
 
 
 def announce_retrain(data_dir: str, **payload: str | bool | int | None) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, suppress
 
 from prefect import get_client, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists
 
 from wavecast.config import ModelSpec, SelectionSpec, TrainSpec
 from wavecast.engine import EpochCallback
 from wavecast.model_files import TrainedRef
-from wavecast.series import panel_network_of, train_when_needed
+from wavecast.series import train_when_needed
 from wavecast.tasks.prefect_support import ThrottledProgress, content_cache
 from wavecast.train import training_location
 from wavecast.windows import DatasetRef
@@ -77,15 +76,3 @@ def train_model(
             trained.final_loss,
         )
     return trained
-
-
-@task(name="find-panel-network", cache_policy=NO_CACHE)
-def find_panel_network(data_dir: str) -> TrainedRef | None:
-    """A series of a --network global panel retrained alone scores its panel's network."""
-    network = panel_network_of(data_dir)
-    logger = get_run_logger()
-    if network is None:
-        logger.info("No global network to score: the panel's next run trains one")
-    else:
-        logger.info("Scoring the panel's global network %s", network.train_id)
-    return network

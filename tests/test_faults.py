@@ -32,7 +32,7 @@ def test_write_that_fails_twice_is_retried_and_leaves_no_duplicates(
 
     monkeypatch.setattr(pq.ParquetWriter, "write_batch", flaky_write)
     state = retrain(tiny_config(tmp_path / "data"), return_state=True)
-    summary = state.result()
+    summary = state.result().only()
 
     assert len(calls) == 6  # two attempts of two splits each, failed at the second
     table = ds.dataset(summary.dataset_dir, format="parquet", partitioning="hive").to_table()

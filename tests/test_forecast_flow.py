@@ -30,7 +30,7 @@ def three_step_config(data_dir: Path) -> RetrainConfig:
 
 def test_the_champion_forecasts_three_steps_with_nested_intervals(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    trained = retrain(three_step_config(data_dir))
+    trained = retrain(three_step_config(data_dir)).only()
     assert trained.promoted and len(trained.metrics.per_step) == 3
 
     summary = forecast(ForecastConfig(data_dir=str(data_dir)))

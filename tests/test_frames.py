@@ -15,7 +15,7 @@ from wavecast.config import SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.forecasting import target_labels, typed_times
 from wavecast.generate import LoadedSeries, load_series, read_series
-from wavecast.panel import split_panel
+from wavecast.panel import split_source
 from wavecast.storage import series_data_dir
 from wavecast.times import inferred_season
 
@@ -84,7 +84,7 @@ def test_shuffled_rows_give_the_series_sorted_rows_give(tmp_path: Path) -> None:
     sources = [parquet(ordered, tmp_path / "sorted.parquet")]
     sources.append(parquet(shuffled(ordered), tmp_path / "shuffled.parquet"))
     splits = [
-        split_panel(panel_spec(source), WindowSpec(), str(tmp_path / name))
+        split_source(panel_spec(source), WindowSpec(), str(tmp_path / name))
         for source, name in zip(sources, ("one", "two"), strict=True)
     ]
 
@@ -136,7 +136,7 @@ def test_a_repeated_time_is_refused_naming_the_first_series_and_time(tmp_path: P
     source = parquet(repeats, tmp_path / "repeats.parquet")
 
     with pytest.raises(InvalidInputError) as caught:
-        split_panel(panel_spec(source), WindowSpec(), str(tmp_path / "data"))
+        split_source(panel_spec(source), WindowSpec(), str(tmp_path / "data"))
 
     assert str(caught.value) == (
         f"--source {source}: series b: time column 'ds' has more than one row at 2019-05-01: "
@@ -156,7 +156,7 @@ def test_a_skipped_month_is_refused_naming_the_series_and_month(
     source = parquet(shuffled(frame), tmp_path / "gap.parquet")
 
     with pytest.raises(InvalidInputError) as caught:
-        split_panel(panel_spec(source), WindowSpec(), str(tmp_path / "data"))
+        split_source(panel_spec(source), WindowSpec(), str(tmp_path / "data"))
 
     assert str(caught.value) == (
         f"--source {source}: series b: time column 'ds' has no row at {shown}, a step of its "

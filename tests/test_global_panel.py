@@ -17,7 +17,7 @@ from wavecast.candidates import validation_size
 from wavecast.config import FanOutSpec, ForecastConfig, RetrainConfig
 from wavecast.engine import model_forecast
 from wavecast.flows.forecast import forecast
-from wavecast.flows.panel import retrain_panel
+from wavecast.flows.retrain import retrain
 from wavecast.forecasting import latest_window, point_forecast
 from wavecast.global_network import train_global
 from wavecast.model_files import MODEL_FILE, VALIDATION_MODEL_FILE, load_model, shared_network
@@ -27,7 +27,7 @@ from wavecast.panel import (
     panel_network,
     retrain_series,
     rounds,
-    split_panel,
+    split_source,
 )
 from wavecast.panel_forecast import PanelForecast, forecast_panel
 from wavecast.publish import check_same_file, rescore
@@ -56,7 +56,7 @@ def global_dirs(config: RetrainConfig) -> list[str]:
 @pytest.mark.fit
 def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_path: Path) -> None:
     config = global_config(tmp_path, candidates="network", plots=False)
-    split = split_panel(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, config.data_dir)
 
     network = panel_network(split, config)
 
@@ -80,7 +80,7 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
     assert panel_network(split, config) == network  # unchanged series: nothing trained
 
     for ref in split.series:  # the only candidate: each series serves the panel's network
-        outcome = retrain_series(ref, config, None, network=network)
+        outcome = retrain_series(ref, config, network=network)
         assert outcome.published.forecaster == "network" and outcome.promoted
         own_dir = Path(series_data_dir(config.data_dir, str(ref.key)))
         served = own_dir / "models" / outcome.version / MODEL_FILE
@@ -137,12 +137,12 @@ def test_a_global_panel_reruns_forecasts_and_drift_retrains_without_training(
 ) -> None:
     config = global_config(tmp_path)
 
-    first = retrain_panel(config)
+    first = retrain(config)
 
     assert sorted(first.series) == ["a", "b", "c"]
     trained = global_dirs(config)
     assert len(trained) == 1
-    rerun = retrain_panel(config)
+    rerun = retrain(config)
     assert all(outcome.unchanged for outcome in rerun.series.values())
     assert global_dirs(config) == trained
     forecasts = forecast(ForecastConfig(data_dir=config.data_dir))
@@ -191,7 +191,7 @@ def test_workers_are_replaced_only_where_a_series_loads_models_of_its_own(tmp_pa
     per_series = only_global.model_copy(update={"model": own})
     assert not loads_models_per_series(only_global) and not loads_models_per_series(with_linear)
     assert loads_models_per_series(per_series)
-    split = split_panel(only_global.series, only_global.windows, only_global.data_dir)
+    split = split_source(only_global.series, only_global.windows, only_global.data_dir)
     batches = batched(split.series, 1)
     spec = only_global.fan_out.model_copy(update={"series_per_process": 1, "series_per_task": 1})
 
@@ -211,13 +211,13 @@ def test_the_panel_network_joins_a_combination_that_serves_it(
 
     monkeypatch.setattr(candidates, "CLEAR_MARGIN", 1.0)
     config = global_config(tmp_path, candidates="network,ets,theta,combination", plots=False)
-    split = split_panel(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, config.data_dir)
     network = panel_network(split, config)
     assert network is not None
     refs = {str(ref.key): ref for ref in split.series}
     keys = list(refs)
     for ref in split.series:
-        outcome = retrain_series(ref, config, None, network=network)
+        outcome = retrain_series(ref, config, network=network)
         assert outcome.published.forecaster == "combination"
         assert set(outcome.published.members) == {"network", "ets", "theta"}
     made = forecast_panel(ForecastConfig(data_dir=config.data_dir), keys, None)

@@ -23,13 +23,13 @@ from wavecast.forecasting import stored_series, write_forecasts
 from wavecast.generate import LoadedSeries, load_series, read_series
 from wavecast.monitoring import realized_rows
 from wavecast.panel import (
-    PanelSummary,
+    RetrainRun,
     iter_outcomes,
     panel_keys,
     retrain_series,
     rounds,
     series_config,
-    split_panel,
+    split_source,
 )
 from wavecast.records import Forecast
 from wavecast.storage import (
@@ -91,7 +91,7 @@ def test_each_series_is_stored_whole_and_in_time_order(tmp_path: Path) -> None:
     source = write_panel(tmp_path / "panel.csv")
     config = panel_config(source, tmp_path / "data")
 
-    split = split_panel(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, config.data_dir)
 
     assert [ref.key for ref in split.series] == ["a", "b", "c"]
     for ref, period, phase in zip(split.series, (9.0, 13.0, 17.0), (0.0, 1.0, 2.0), strict=True):
@@ -109,7 +109,7 @@ def test_series_filter_keeps_the_named_and_reports_the_missing(tmp_path: Path) -
     source = write_panel(tmp_path / "panel.csv")
     config = panel_config(source, tmp_path / "data", series=("b", "zzz"))
 
-    split = split_panel(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, config.data_dir)
 
     assert [ref.key for ref in split.series] == ["b"]
     assert split.skipped == {"zzz": f"--series zzz: not in {source}"}
@@ -119,12 +119,12 @@ def test_a_change_in_one_series_leaves_the_others_copies_alone(tmp_path: Path) -
     source = write_panel(tmp_path / "panel.csv", broken=False)
     data = str(tmp_path / "data")
     config = panel_config(source, Path(data))
-    before = {r.key: r.series_id for r in split_panel(config.series, config.windows, data).series}
+    before = {r.key: r.series_id for r in split_source(config.series, config.windows, data).series}
     table = pd.read_csv(source, float_precision="round_trip")  # the other series, bit for bit
     table.loc[table.store == "b", "sales"] += 1.0
     table.to_csv(source, index=False)
 
-    after = {r.key: r.series_id for r in split_panel(config.series, config.windows, data).series}
+    after = {r.key: r.series_id for r in split_source(config.series, config.windows, data).series}
 
     assert after["a"] == before["a"] and after["c"] == before["c"]
     assert after["b"] != before["b"]
@@ -193,7 +193,7 @@ def test_ids_are_text_and_odd_ones_get_their_own_series(tmp_path: Path) -> None:
     source = write_odd_ids(tmp_path / "panel.csv")
     config = panel_config(source, tmp_path / "data")
 
-    split = split_panel(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, config.data_dir)
 
     assert [ref.key for ref in split.series] == ["007", "7", LONG_ID, CJK_ID]
     for k, ref in enumerate(split.series):
@@ -236,7 +236,7 @@ def test_missing_ids_and_control_characters_skip_only_their_rows(tmp_path: Path)
     )
     config = panel_config(source, tmp_path / "data")
 
-    split = split_panel(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, config.data_dir)
 
     assert [ref.key for ref in split.series] == ["a", "e"]
     of = f"--id-column store: {{}} row(s) of {source} have"
@@ -245,7 +245,7 @@ def test_missing_ids_and_control_characters_skip_only_their_rows(tmp_path: Path)
         "b\x1b[2J": f"{of.format(20)} a control character in the id (the first at row 40)",
         "c\nd": f"{of.format(20)} a control character in the id (the first at row 60)",
     }
-    summary = PanelSummary(series={}, skipped=split.skipped, data_dir=config.data_dir)
+    summary = RetrainRun(series={}, skipped=split.skipped, data_dir=config.data_dir)
     shown = [line.split()[0] for line in iter_outcomes(summary)]
     assert shown == ["''", "'b\\x1b[2J'", "'c\\nd'"]
 
@@ -256,7 +256,7 @@ def test_integer_parquet_ids_are_their_text(tmp_path: Path) -> None:
     pq.write_table(pa.table({"store": ids, "sales": np.sin(np.arange(60) / 2.0) + ids}), source)
     config = panel_config(source, tmp_path / "data")
 
-    split = split_panel(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, config.data_dir)
 
     assert [ref.key for ref in split.series] == ["7", "70"] and split.skipped == {}
 
@@ -264,11 +264,11 @@ def test_integer_parquet_ids_are_their_text(tmp_path: Path) -> None:
 def test_a_series_dir_holding_another_id_is_refused_not_shared(tmp_path: Path) -> None:
     source = write_odd_ids(tmp_path / "panel.csv")
     config = panel_config(source, tmp_path / "data", series=(LONG_ID, "7"))
-    split_panel(config.series, config.windows, config.data_dir)
+    split_source(config.series, config.windows, config.data_dir)
     forged = Path(series_data_dir(config.data_dir, LONG_ID), ID_FILE)
     forged.write_text(json.dumps({"id": "someone else"}))
 
-    split = split_panel(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, config.data_dir)
 
     assert [ref.key for ref in split.series] == ["7"]
     refusal = f"{forged.parent}: its {ID_FILE} does not name this series: move that directory away"
@@ -331,13 +331,13 @@ def test_panel_settings_that_cannot_work_are_refused(fields: dict, message: str)
 def test_a_series_retrains_once_then_is_reused_unchanged(tmp_path: Path) -> None:
     source = write_panel(tmp_path / "panel.csv", broken=False, n=60)
     config = panel_config(source, tmp_path / "data", series=("a",))
-    (ref,) = split_panel(config.series, config.windows, config.data_dir).series
+    (ref,) = split_source(config.series, config.windows, config.data_dir).series
 
-    first = retrain_series(ref, config, run_id=None)
+    first = retrain_series(ref, config)
     own = Path(series_config(config, "a").data_dir)
     # 60 points: too few windows for the network, so the evaluation is the stage that runs.
     evaluations = {p: p.stat().st_mtime_ns for p in (own / "evaluations").iterdir()}
-    again = retrain_series(ref, config, run_id=None)
+    again = retrain_series(ref, config)
 
     assert first.promoted and not first.unchanged and first.champion == first.version
     assert again.unchanged and again.version == first.version
@@ -352,7 +352,7 @@ def test_bumping_a_stage_version_reruns_that_stage_and_what_reads_it_only(
     every stage but the bumped one and those after it."""
     source = write_panel(tmp_path / "panel.csv", broken=False, n=60)
     config = panel_config(source, tmp_path / "data", series=("a",))
-    (ref,) = split_panel(config.series, config.windows, config.data_dir).series
+    (ref,) = split_source(config.series, config.windows, config.data_dir).series
     own = Path(series_config(config, "a").data_dir)
 
     def stage_dirs() -> tuple[set[str], set[str]]:
@@ -360,15 +360,15 @@ def test_bumping_a_stage_version_reruns_that_stage_and_what_reads_it_only(
             p.name for p in (own / "evaluations").iterdir()
         }
 
-    retrain_series(ref, config, run_id=None)
+    retrain_series(ref, config)
     windows, evaluations = stage_dirs()
     monkeypatch.setitem(STAGE_VERSIONS, "evaluate", STAGE_VERSIONS["evaluate"] + 1)
-    retrain_series(ref, config, run_id=None)
+    retrain_series(ref, config)
     assert stage_dirs()[0] == windows and len(stage_dirs()[1] - evaluations) == 1
 
     windows, evaluations = stage_dirs()
     monkeypatch.setitem(STAGE_VERSIONS, "windows", STAGE_VERSIONS["windows"] + 1)
-    retrain_series(ref, config, run_id=None)
+    retrain_series(ref, config)
     assert len(stage_dirs()[0] - windows) == 1 and len(stage_dirs()[1] - evaluations) == 1
 
 

@@ -15,7 +15,6 @@ from prefect import get_client
 from tests.test_panel import panel_config, write_panel
 from wavecast.config import ForecastConfig, RetrainConfig
 from wavecast.flows.forecast import forecast
-from wavecast.flows.panel import retrain_panel
 from wavecast.flows.retrain import retrain
 from wavecast.forecasting import resolve_version
 from wavecast.monitoring import absolute_source, retrain_config
@@ -42,7 +41,7 @@ async def latest_table(key: str) -> str:
 def test_bad_series_are_skipped_and_the_rest_serve_forecasts(tmp_path: Path) -> None:
     config = panel_config(write_panel(tmp_path / "panel.csv"), tmp_path / "data")
 
-    summary = retrain_panel(config)
+    summary = retrain(config)
 
     assert sorted(summary.series) == ["a", "b", "c"]
     assert all(outcome.promoted for outcome in summary.series.values())
@@ -71,8 +70,8 @@ def test_bad_series_are_skipped_and_the_rest_serve_forecasts(tmp_path: Path) -> 
 def test_a_dask_cluster_trains_what_a_later_local_run_reuses(tmp_path: Path) -> None:
     config = panel_config(write_panel(tmp_path / "panel.csv", broken=False), tmp_path / "data")
 
-    on_dask = retrain_panel(on_runner(config, "dask"))  # a fresh distributed.LocalCluster
-    local = retrain_panel(on_runner(config, "local"))
+    on_dask = retrain(on_runner(config, "dask"))  # a fresh distributed.LocalCluster
+    local = retrain(on_runner(config, "local"))
 
     assert sorted(on_dask.series) == ["a", "b", "c"]
     assert all(outcome.promoted for outcome in on_dask.series.values())
@@ -87,7 +86,7 @@ def test_an_unreachable_cluster_fails_the_run_in_one_line_before_writing(tmp_pat
     config = on_runner(panel_config(write_panel(tmp_path / "panel.csv"), tmp_path / "data"), "dask")
     fan_out = config.fan_out.model_copy(update={"dask_address": "tcp://127.0.0.1:1"})
 
-    state = retrain_panel(config.model_copy(update={"fan_out": fan_out}), return_state=True)
+    state = retrain(config.model_copy(update={"fan_out": fan_out}), return_state=True)
 
     assert state.is_failed()
     assert state.message == (
@@ -103,19 +102,20 @@ def training_dirs(data_dir: str, key: str) -> set[str]:
 
 
 def drift_retrain(data_dir: str, key: str) -> RetrainSummary:
-    """The single-series retrain a drift event starts: the champion's config, on the series'
-    own data dir (wavecast.monitoring.retrain_config), whose own cache/ the panel never wrote."""
+    """The retrain a drift event starts: the champion's config for its one series, on the
+    panel's data dir (wavecast.monitoring.retrain_config), through the panel's own flow."""
     own = DataDir(series_data_dir(data_dir, key))
     _, manifest = resolve_version(own, None)
     replayed = retrain_config(manifest, absolute_source(manifest.config.series), own.uri())
-    return retrain(RetrainConfig.model_validate(replayed))
+    assert replayed["data_dir"] == DataDir(data_dir).uri()
+    return retrain(RetrainConfig.model_validate(replayed)).only()
 
 
 def test_a_drift_retrain_of_a_panel_series_reuses_what_the_panel_trained(tmp_path: Path) -> None:
     source = write_panel(tmp_path / "panel.csv", broken=False)
     selection: dict[str, object] = {"network_min_windows": 0}
     config = panel_config(source, tmp_path / "data", selection, network="per-series")
-    panel = retrain_panel(config)
+    panel = retrain(config)
     trained_before = {key: training_dirs(config.data_dir, key) for key in panel.series}
 
     unchanged = drift_retrain(config.data_dir, "b")
@@ -131,7 +131,7 @@ def test_a_drift_retrain_of_a_panel_series_reuses_what_the_panel_trained(tmp_pat
     assert not changed.unchanged and changed.version != panel.series["b"].version
     assert len(training_dirs(config.data_dir, "b") - trained_before["b"]) == 1
     assert all(training_dirs(config.data_dir, k) == trained_before[k] for k in ("a", "c"))
-    rerun = retrain_panel(config)  # the panel finds b's new training, and a and c's own
+    rerun = retrain(config)  # the panel finds b's new training, and a and c's own
     assert all(outcome.unchanged for outcome in rerun.series.values())
     assert {key: training_dirs(config.data_dir, key) for key in panel.series} == {
         **trained_before,

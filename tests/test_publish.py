@@ -34,7 +34,7 @@ def trained_once(
     """tiny_config's first retrain, run once for the module: its data dir (one version, the
     champion) and summary. Tests work on copies of it (first_retrain)."""
     data_dir = tmp_path_factory.mktemp("trained-once") / "data"
-    return data_dir, retrain(tiny_config(data_dir))
+    return data_dir, retrain(tiny_config(data_dir)).only()
 
 
 def first_retrain(trained_once: tuple[Path, RetrainSummary], data_dir: Path) -> RetrainSummary:
@@ -58,12 +58,12 @@ def test_weak_candidate_is_kept_out_and_champion_reproduces_its_mse(tmp_path: Pa
     candidate that sees one point per window cannot match it and is kept out. The champion
     file stands on its own."""
     data_dir = tmp_path / "data"
-    first = retrain(tiny_config(data_dir, epochs=30))
+    first = retrain(tiny_config(data_dir, epochs=30)).only()
     one_point = tiny_config(data_dir, epochs=1, seed=7)
     one_point = one_point.model_copy(
         update={"windows": one_point.windows.model_copy(update={"input_len": 1})}
     )
-    weak = retrain(one_point)
+    weak = retrain(one_point).only()
 
     assert first.published.forecaster == "linear"
     assert first.published.mse <= min(first.metrics.mse, first.baselines["persistence"].mse)
@@ -126,9 +126,9 @@ def test_grown_file_source_retrains_and_says_what_changed(tmp_path: Path) -> Non
     config = base.model_copy(
         update={"series": base.series.model_copy(update={"source": str(source)})}
     )
-    first = retrain(config)
+    first = retrain(config).only()
     source.write_text(source.read_text() + "".join(f"{v:.17g}\n" for v in values[120:]))
-    second = retrain(config)
+    second = retrain(config).only()
 
     assert not second.unchanged and second.version != first.version
     (change,) = second.changes
@@ -168,7 +168,7 @@ def test_an_unloadable_champion_is_no_champion(
         spec = ForecasterSpec.model_validate_json(spec_file.read_text())
         spec_file.write_text(spec.model_copy(update={"weights": ((0.1,),) * 8}).model_dump_json())
 
-    second = retrain(tiny_config(data_dir, seed=3))
+    second = retrain(tiny_config(data_dir, seed=3)).only()
 
     assert second.version != first.version and second.promoted
     assert second.champion_rescored is None
@@ -186,7 +186,7 @@ def test_a_damaged_champion_file_does_not_stop_a_retrain(
     first = first_retrain(trained_once, data_dir)
     (data_dir / "models" / "champion.json").write_text("{")
 
-    second = retrain(tiny_config(data_dir, seed=3))
+    second = retrain(tiny_config(data_dir, seed=3)).only()
 
     assert second.champion_rescored is not None  # the log's champion was found and scored
     store = DataDir(str(data_dir))

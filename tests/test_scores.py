@@ -28,9 +28,9 @@ from wavecast.metrics import (
     shown,
     smape,
 )
-from wavecast.panel import PanelSummary, SeriesOutcome, iter_outcomes, panel_table
+from wavecast.panel import RetrainRun, iter_outcomes, panel_table
 from wavecast.publish import forecasts_at, other_targets, rescore
-from wavecast.records import VersionRow
+from wavecast.records import RetrainSummary, VersionRow
 from wavecast.registry import champion_row, record_champion, servable, version_rows
 from wavecast.report import champion_lines, version_lines
 from wavecast.storage import DataDir
@@ -179,7 +179,7 @@ def test_an_evaluation_scores_mase_over_the_train_part_only(tmp_path: Path) -> N
     assert evaluation.baselines["persistence"].mase == pytest.approx(88 / 39)
     stored = json.loads((Path(evaluation.uri) / "metrics.json").read_text())
     assert stored["metrics"]["mase"] == pytest.approx(88 / 39)
-    (row,) = metrics_table(evaluation)
+    (row,) = metrics_table(evaluation.candidates, evaluation.published)
     assert (row["test_mase"], row["test_smape"]) == pytest.approx((88 / 39, by_hand))
 
 
@@ -372,21 +372,28 @@ def test_registry_rows_read_scores_and_the_gate_s_comparison(tmp_path: Path) -> 
     assert champion_row(store) == second
 
 
-def outcome(mase_value: float) -> SeriesOutcome:
-    return SeriesOutcome(
+def outcome(mase_value: float) -> RetrainSummary:
+    return RetrainSummary(
         version=V2,
+        model_dir=f"d/models/{V2}",
+        dataset_dir="d/windows/w",
+        dataset_id="w",
         promoted=True,
         unchanged=False,
         champion=V2,
+        champion_rescored=None,
         metrics=scored(mase_value),
         baselines={"persistence": scored(1.2)},
         published=Published(mse=4.0, forecaster="ets", coverage={"80": 0.79, "95": 0.9}),
+        reasons=(),
+        changes=(),
+        report=f"d/models/{V2}/report.html",
     )
 
 
 @pytest.mark.unit
 def test_the_panel_table_and_lines_rank_series_by_scale_free_scores() -> None:
-    summary = PanelSummary(
+    summary = RetrainRun(
         series={"north": outcome(0.81)}, skipped={"south": "too short"}, data_dir="d"
     )
     row, skipped = panel_table(summary)
@@ -436,9 +443,9 @@ def test_a_grown_source_is_gated_on_the_same_windows_and_listed_as_comparable(
 
     source, data_dir = tmp_path / "series.csv", tmp_path / "data"
     write_sine(source, 120)
-    first = retrain(file_config(data_dir, source))
+    first = retrain(file_config(data_dir, source)).only()
     write_sine(source, 150)
-    second = retrain(file_config(data_dir, source))
+    second = retrain(file_config(data_dir, source)).only()
 
     rescored = second.champion_rescored
     assert second.compared_with == first.version and rescored is not None
@@ -486,8 +493,8 @@ def test_a_champion_forecasting_other_steps_keeps_its_own_score_and_says_so(
 
     source, data_dir = tmp_path / "series.csv", tmp_path / "data"
     write_sine(source, 150)
-    first = retrain(file_config(data_dir, source))
-    second = retrain(file_config(data_dir, source, steps=2))
+    first = retrain(file_config(data_dir, source)).only()
+    second = retrain(file_config(data_dir, source, steps=2)).only()
 
     assert second.compared_with == first.version and second.champion_rescored is None
     elsewhere = (
@@ -523,7 +530,7 @@ def test_the_python_api_s_tables_carry_the_scale_free_scores(tmp_path: Path) -> 
         "unique_id", "status", "version", "serves", *scores, "reason"
     ]  # fmt: skip
     summary = result.summary
-    assert isinstance(summary, PanelSummary)
+    assert isinstance(summary, RetrainRun)
     for row in result.series.itertuples():
         outcome = summary.series[str(row.unique_id)]
         assert (row.mase, row.smape) == (outcome.metrics.mase, outcome.metrics.smape)

@@ -31,10 +31,9 @@ from wavecast.errors import InvalidInputError
 from wavecast.forecasting import typed_times
 from wavecast.panel import (
     SCORE_COLUMNS,
-    PanelSummary,
+    RetrainRun,
     coverage_columns,
     first_unknown,
-    outcome_of,
     panel_keys,
     panel_table,
 )
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from wavecast.panel_forecast import PanelForecast
-    from wavecast.records import ForecastSummary, RetrainSummary
+    from wavecast.records import ForecastSummary
 
 # The column names of Nixtla's libraries, used when a frame has them and no other is named.
 ID_COLUMN, TIME_COLUMN, TARGET_COLUMN = "unique_id", "ds", "y"
@@ -134,7 +133,7 @@ class RetrainResult:
     reason; `summary` is everything the flow returned."""
 
     series: pd.DataFrame
-    summary: RetrainSummary | PanelSummary
+    summary: RetrainRun
 
     @property
     def skipped(self) -> dict[str, str]:
@@ -182,13 +181,9 @@ def retrain(
     if chosen:
         print(f"wavecast: {chosen}", file=sys.stderr)
     use_prefect()
-    if config.series.is_panel:
-        from wavecast.flows.panel import retrain_panel
-
-        return retrain_result(retrain_panel(config), config)
     from wavecast.flows.retrain import retrain as retrain_flow
 
-    return retrain_result(retrain_flow(config), config)
+    return retrain_result(retrain_flow(config))
 
 
 @in_callers_words
@@ -357,20 +352,13 @@ def use_prefect() -> None:
     quiet_expected_failures()  # a refused input is the caller's one line, not a traceback
 
 
-def retrain_result(summary: RetrainSummary | PanelSummary, config: RetrainConfig) -> RetrainResult:
-    """The summary's table; a single series is named as its forecasts name it."""
+def retrain_result(run: RetrainRun) -> RetrainResult:
+    """The run's table, a row per series."""
     import pandas as pd
 
-    if isinstance(summary, PanelSummary):
-        panel = summary
-    else:
-        name = config.series.column or config.series.source
-        panel = PanelSummary(
-            series={name: outcome_of(summary)}, skipped={}, data_dir=config.data_dir
-        )
-    rows = [{ID_COLUMN: row.pop("series"), **row} for row in panel_table(panel)]
+    rows = [{ID_COLUMN: row.pop("series"), **row} for row in panel_table(run)]
     columns = [ID_COLUMN, "status", "version", "serves", *SCORE_COLUMNS, "reason"]
-    return RetrainResult(pd.DataFrame(rows, columns=columns), summary)
+    return RetrainResult(pd.DataFrame(rows, columns=columns), run)
 
 
 def forecast_frame(made: ForecastSummary | PanelForecast) -> pd.DataFrame:

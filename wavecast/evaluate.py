@@ -295,18 +295,18 @@ def evaluation_location(
     return data_dir, ("evaluations", identity)
 
 
-def metrics_table(evaluation: Evaluation) -> list[dict[str, float | str]]:
-    """Every candidate's validation and test scores, the shape Prefect's table artifact and the
-    CLI both show; the published one is marked."""
+def metrics_table(
+    candidates: Sequence[CandidateScore], published: Published
+) -> list[dict[str, float | str]]:
+    """Every candidate's validation and test scores (an evaluation's, or a version's from its
+    manifest), the shape Prefect's table artifact shows; the published one is marked."""
     rows: list[dict[str, float | str]] = []
-    for candidate in evaluation.candidates:
+    for candidate in candidates:
         test = candidate.test.model_dump(exclude={"per_step"}) if candidate.test else {}
         rows.append(
             {
                 "forecaster": candidate.forecaster,
-                "published": "yes"
-                if candidate.forecaster == evaluation.published.forecaster
-                else "",
+                "published": "yes" if candidate.forecaster == published.forecaster else "",
                 "validation_mse": candidate.validation_mse,
                 **{
                     f"test_{k}": math.nan if test.get(k) is None else test[k]

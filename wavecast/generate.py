@@ -221,7 +221,7 @@ def series_in(
     if spec.is_panel:
         if len(spec.series) != 1:
             raise InvalidInputError(
-                f"--source {spec.source} holds several series: the retrain-panel flow "
+                f"--source {spec.source} holds several series: the retrain flow "
                 "(wavecast retrain --id-column) trains each"
             )
         key = spec.series[0]

@@ -38,10 +38,10 @@ from wavecast.forecasting import (
     time_key,
     write_parquet,
 )
-from wavecast.generate import LoadedSeries, load_each
+from wavecast.generate import LoadedSeries, load_each, series_key
 from wavecast.records import Manifest, Record
 from wavecast.registry import one_line, read_champion
-from wavecast.storage import DataDir, is_hidden, series_data_dir, stable_hash
+from wavecast.storage import DataDir, is_hidden, panel_root_of, series_data_dir, stable_hash
 
 LOG = logging.getLogger(__name__)
 
@@ -288,9 +288,13 @@ def absolute_source(spec: SeriesSpec) -> SeriesSpec:
 
 
 def retrain_config(manifest: Manifest, series: SeriesSpec, data_dir: str) -> dict[str, object]:
-    """What a retrain of this series needs, wherever it runs: the champion's own config."""
+    """What a retrain of this series needs, wherever it runs: the champion's own config, on
+    its panel's data dir for a panel's series (the run splits the panel's source, keeps this
+    one series and retrains it in its own data dir, as the panel's runs do)."""
     own = manifest.config.without_run_options()  # a manifest written before they were left out
-    config = own.model_copy(update={"series": series, "data_dir": data_dir})
+    key = series_key(series)
+    root = (panel_root_of(data_dir, key) if key is not None else None) or data_dir
+    config = own.model_copy(update={"series": series, "data_dir": root})
     return config.model_dump(mode="json")
 
 

@@ -1,4 +1,4 @@
-"""Long-format (panel) sources: many series in one table, each trained and served on its own.
+"""Sources as series: one, or many in a long table, each trained and served on its own.
 
 <data-dir>/series/<id>/                 one complete wavecast data dir per series: its raw
                                         copy, windows, trainings, evaluations and registry
@@ -7,8 +7,9 @@
 <id> is the id percent-encoded, or for an id too long for that a readable prefix and a hash,
 with the id itself in the series dir's series-id.json (wavecast.storage.series_slug).
 
-Each series' stages are the single-series stages run on its own directory, so caching,
-gating, rollback and forecasting need nothing panel-specific.
+A single series' data dir is the data dir itself. Each series' stages are the same stages
+(series.retrain_stages) run on its own directory, so caching, gating, rollback and forecasting
+need nothing panel-specific: after the split, a run of one series is a panel of one.
 """
 
 from __future__ import annotations
@@ -18,16 +19,22 @@ from collections.abc import Iterable, Iterator
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import FanOutSpec, RetrainConfig, SeriesSpec, WindowSpec
-from wavecast.engine import EpochCallback, TrainingEngine
+from wavecast.engine import EpochCallback
 from wavecast.errors import InvalidInputError
-from wavecast.evaluate import COVERAGE_LEVELS, Published
+from wavecast.evaluate import COVERAGE_LEVELS
 from wavecast.generate import SeriesRef, read_table, series_from_table, store_loaded
 from wavecast.global_network import train_panel_network
-from wavecast.metrics import Metrics, scores_text
+from wavecast.metrics import scores_text
 from wavecast.model_files import TrainedRef
 from wavecast.records import RetrainSummary
 from wavecast.registry import read_champion
-from wavecast.series import SlotTaker, check_trainable, no_slot, retrain_stages
+from wavecast.series import (
+    Stages,
+    check_trainable,
+    panel_network_of,
+    prepare_series,
+    retrain_stages,
+)
 from wavecast.storage import (
     DataDir,
     claim_series_dir,
@@ -62,7 +69,7 @@ def champion_keys(data_dir: str, wanted: tuple[str, ...] = ()) -> list[str]:
     return [k for k in keys if read_champion(DataDir(series_data_dir(data_dir, k))) is not None]
 
 
-class PanelSplit(BaseModel):
+class SourceSplit(BaseModel):
     """The series a run trains (stored copies) and those refused, each with its reason."""
 
     model_config = ConfigDict(frozen=True)
@@ -80,7 +87,16 @@ def check_id(group: PanelGroup, spec: SeriesSpec) -> None:
         )
 
 
-def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelSplit:
+def split_source(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> SourceSplit:
+    """The source's series, each checked and stored: a single series in the data dir itself
+    (bad input fails the run, in one line), a panel's in their own data dirs (split_panel).
+    The one place that asks whether a source is a panel."""
+    if not spec.is_panel:
+        return SourceSplit(series=(prepare_series(spec, windows, data_dir),), skipped={})
+    return split_panel(spec, windows, data_dir)
+
+
+def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> SourceSplit:
     """Read the source once, and store each series' copy in its own data dir.
 
     A series that cannot be trained on (no usable id, too short, NaN under --missing error,
@@ -110,37 +126,42 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelSp
         skipped[key] = f"--series {key}: not in {spec.source}"
     if not refs and not skipped:
         raise InvalidInputError(f"--source {spec.source}: no rows")
-    return PanelSplit(series=tuple(refs), skipped=skipped)
+    return SourceSplit(series=tuple(refs), skipped=skipped)
+
+
+def series_label(series: SeriesRef) -> str:
+    """What results and forecasts call a series: a panel's id, else its column or source."""
+    return series.key if series.key is not None else series.column or series.source
 
 
 def retrain_series(
     series: SeriesRef,
     config: RetrainConfig,
-    run_id: str | None,
-    take_slot: SlotTaker = no_slot,
-    engine: TrainingEngine | None = None,
+    stages: Stages | None = None,
     network: TrainedRef | None = None,
-) -> SeriesOutcome:
-    """One panel series through wavecast.series' stages, on its own data dir; `network` is
-    the panel's global network, when it has one."""
-    assert series.key is not None
-    own = series_config(config, series.key)
-    return outcome_of(retrain_stages(series, own, run_id, take_slot, engine, network))
-
-
-def outcome_of(summary: RetrainSummary) -> SeriesOutcome:
-    """A series' retrain as a panel's summary keeps it."""
-    return SeriesOutcome.model_validate(summary.model_dump())
+) -> RetrainSummary:
+    """One series through the stages, on its own data dir (a panel's series, under the
+    panel's); `network` is the panel's global network, when it has one."""
+    own = config if series.key is None else series_config(config, series.key)
+    return retrain_stages(series, own, stages, network)
 
 
 def panel_network(
-    split: PanelSplit, config: RetrainConfig, on_epoch: EpochCallback | None = None
+    split: SourceSplit, config: RetrainConfig, on_epoch: EpochCallback | None = None
 ) -> TrainedRef | None:
     """With --network global (and the network a candidate): every series windowed in its own
     data dir (reused where complete, as its batch will find it), then one network trained on
-    all their train windows, in the panel's data dir (global_network.train_panel_network)."""
+    all their train windows, in the panel's data dir (global_network.train_panel_network).
+    A run of chosen series (a drift event's one series) scores the network the panel trained,
+    while it is complete: the network itself retrains only with its panel."""
     if not config.scores_panel_network or not split.series:
         return None
+    if config.series.series:
+        chosen = split.series[0].key
+        assert chosen is not None, "--network global is refused for a single series"
+        trained = panel_network_of(series_data_dir(config.data_dir, chosen))
+        if trained is not None:
+            return trained
     reuse = not config.refresh
     located = []
     for ref in split.series:
@@ -195,46 +216,41 @@ def rounds(
     return [batches[i : i + size] for i in range(0, len(batches), size)]
 
 
-class SeriesOutcome(BaseModel):
-    """One panel series' retrain, as `--json` and the wavecast-panel artifact show it."""
-
-    model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
-
-    version: str
-    promoted: bool
-    unchanged: bool
-    champion: str | None
-    metrics: Metrics
-    baselines: dict[str, Metrics]
-    published: Published
-
-
 class BatchResult(BaseModel):
     """What one mapped task returns: small, whatever the batch trained."""
 
     model_config = ConfigDict(frozen=True)
 
-    series: dict[str, SeriesOutcome] = {}
+    series: dict[str, RetrainSummary] = {}
     skipped: dict[str, str] = {}
 
 
-class PanelSummary(BaseModel):
-    """A panel retrain: every series' outcome and every skipped series' reason."""
+class RetrainRun(BaseModel):
+    """What a retrain did: every series' outcome (a panel's without its candidates' scores,
+    which its version's manifest keeps) and every skipped series' reason."""
 
     model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
-    series: dict[str, SeriesOutcome]
+    series: dict[str, RetrainSummary]
     skipped: dict[str, str]
     data_dir: str
 
+    def only(self) -> RetrainSummary:
+        """The outcome of a run of one series; a ValueError for any other run."""
+        if len(self.series) != 1 or self.skipped:
+            raise ValueError(
+                f"{len(self.series)} series retrained and {len(self.skipped)} skipped, not one"
+            )
+        return next(iter(self.series.values()))
 
-def merge_results(split: PanelSplit, results: list[BatchResult], data_dir: str) -> PanelSummary:
-    series: dict[str, SeriesOutcome] = {}
+
+def merge_results(split: SourceSplit, results: list[BatchResult], data_dir: str) -> RetrainRun:
+    series: dict[str, RetrainSummary] = {}
     skipped = dict(split.skipped)
     for result in results:
         series.update(result.series)
         skipped.update(result.skipped)
-    return PanelSummary(
+    return RetrainRun(
         series=dict(sorted(series.items())),
         skipped=dict(sorted(skipped.items())),
         data_dir=data_dir,
@@ -255,7 +271,7 @@ def coverage_columns(coverage: dict[str, float]) -> dict[str, float | None]:
     }
 
 
-def panel_table(summary: PanelSummary) -> list[dict[str, str | float | bool | None]]:
+def panel_table(summary: RetrainRun) -> list[dict[str, str | float | bool | None]]:
     """One row per series, trained or skipped, for the wavecast-panel table artifact: the
     published forecaster's test MASE, sMAPE, interval coverage per level, and MSE."""
     rows: list[dict[str, str | float | bool | None]] = []
@@ -279,17 +295,17 @@ def panel_table(summary: PanelSummary) -> list[dict[str, str | float | bool | No
     return rows
 
 
-def status_of(outcome: SeriesOutcome) -> str:
+def status_of(outcome: RetrainSummary) -> str:
     return "unchanged" if outcome.unchanged else "promoted" if outcome.promoted else "kept out"
 
 
-def describe_outcome(outcome: SeriesOutcome) -> str:
+def describe_outcome(outcome: RetrainSummary) -> str:
     served = outcome.published
     scores = scores_text(outcome.metrics, served.coverage)
     return f"{outcome.version} {status_of(outcome)}: {served.forecaster}, {scores}"
 
 
-def iter_outcomes(summary: PanelSummary) -> Iterator[str]:
+def iter_outcomes(summary: RetrainRun) -> Iterator[str]:
     """Lines for the command's plain-text summary."""
     for key, outcome in summary.series.items():
         detail = f"{outcome.version} serves {outcome.published.forecaster}: " + scores_text(

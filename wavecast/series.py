@@ -1,12 +1,12 @@
-"""The rules every series follows, alone or in a panel, in every flow (retrain, panel, drift).
+"""The rules every series follows, alone or in a panel, in every run (scheduled, by hand, drift).
 
 One identity (the series' id and own rows: generate.series_identity), one set of checks
 (check_trainable), one training slot per series (training_slot_name, keyed on the series' own
-data dir) and one reuse rule (a complete, content-addressed output is reused whatever
-Prefect's result store holds). The retrain flow runs the stages as Prefect tasks, one task
-each, for its progress, cache and retries; a panel batch runs them as plain calls
-(retrain_stages) for each of its series, where a task run per stage would cost more than
-training a small series. Both call the same functions, here and in the stage modules.
+data dir), one reuse rule (a complete, content-addressed output is reused whatever Prefect's
+result store holds) and one sequence of stages (retrain_stages). A run of one series runs
+each stage as a Prefect task, for its progress, cache and retries; a batch of a panel runs
+them as plain calls, where a task run per stage would cost more than training a small series
+(benchmarks/README.md). The Stages given decide which; the sequence is the same.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from wavecast.config import (
 )
 from wavecast.engine import EpochCallback, TrainingEngine
 from wavecast.errors import InvalidInputError
-from wavecast.evaluate import evaluate_trained
+from wavecast.evaluate import Evaluation, evaluate_trained
 from wavecast.generate import LoadedSeries, SeriesRef, load_series, series_key, store_loaded
 from wavecast.model_files import TRAINED_FILE, TrainedRef
-from wavecast.publish import promote_candidate, stage_version
+from wavecast.publish import Candidate, promote_candidate, stage_version
 from wavecast.records import RetrainSummary
 from wavecast.registry import read_champion, read_manifest, remove_version
 from wavecast.storage import DataDir, stable_hash
@@ -116,39 +116,104 @@ def panel_network_of(data_dir: str) -> TrainedRef | None:
     return DataDir(training.uri).completed_record(TrainedRef, TRAINED_FILE)
 
 
+class Stages:
+    """The per-series stages as plain calls. tasks.stages.TaskStages runs each as a Prefect
+    task instead (a run of one series: its stages in Prefect's UI, cached by Prefect), and
+    retrain_stages is the one sequence both follow. `engine` is the caller's, kept across its
+    series so their networks reuse one model and its graphs; `take_slot` takes a series'
+    training slot; `on_epoch` hears each epoch's loss."""
+
+    def __init__(
+        self,
+        run_id: str | None = None,
+        take_slot: SlotTaker = no_slot,
+        engine: TrainingEngine | None = None,
+        on_epoch: EpochCallback | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.take_slot = take_slot
+        self.engine = engine
+        self.on_epoch = on_epoch
+
+    def windows(
+        self, series: SeriesRef, spec: WindowSpec, data_dir: str, reuse: bool
+    ) -> DatasetRef:
+        return build_windows(series, spec, data_dir, reuse=reuse)
+
+    def train(
+        self,
+        dataset: DatasetRef,
+        model: ModelSpec,
+        train: TrainSpec,
+        selection: SelectionSpec,
+        data_dir: str,
+        reuse: bool,
+    ) -> TrainedRef | None:
+        return train_when_needed(
+            dataset,
+            model,
+            train,
+            selection,
+            data_dir,
+            reuse=reuse,
+            take_slot=self.take_slot,
+            on_epoch=self.on_epoch,
+            engine=self.engine,
+        )
+
+    def evaluate(
+        self,
+        dataset: DatasetRef,
+        trained: TrainedRef | None,
+        selection: SelectionSpec,
+        data_dir: str,
+        reuse: bool,
+    ) -> Evaluation:
+        return evaluate_trained(dataset, trained, selection, data_dir, reuse=reuse)
+
+    def stage(
+        self,
+        config: RetrainConfig,
+        dataset: DatasetRef,
+        trained: TrainedRef | None,
+        evaluation: Evaluation,
+    ) -> Candidate:
+        return stage_version(config, dataset, trained, evaluation, self.run_id)
+
+    def promote(
+        self,
+        config: RetrainConfig,
+        dataset: DatasetRef,
+        evaluation: Evaluation,
+        candidate: Candidate,
+    ) -> RetrainSummary:
+        return promote_candidate(config, dataset, evaluation, candidate)
+
+
 def retrain_stages(
     series: SeriesRef,
     config: RetrainConfig,
-    run_id: str | None,
-    take_slot: SlotTaker = no_slot,
-    engine: TrainingEngine | None = None,
+    stages: Stages | None = None,
     network: TrainedRef | None = None,
 ) -> RetrainSummary:
-    """Window, train, evaluate, stage and promote one stored series on config.data_dir: the
-    retrain flow's stages as plain calls, under the same rules. `engine` is the caller's,
-    kept across its series so their networks reuse one model and its graphs; `network` is
-    the panel's global network, scored as this series' network (--network global). A
-    promotion that fails removes the version it staged (the flow's transaction does the same).
+    """Window, train, evaluate, stage and promote one stored series on config.data_dir (its
+    own data dir), the same sequence whoever runs the stages (Stages). `network` is the
+    panel's global network, scored as this series' network (--network global). A promotion
+    that fails removes the version it staged, so a failed run leaves the registry as it was.
     """
+    stages = stages or Stages()
     reuse = not config.refresh
     data_dir = config.data_dir
-    dataset = build_windows(series, config.windows, data_dir, reuse=reuse)
+    dataset = stages.windows(series, config.windows, data_dir, reuse)
     if dataset.shortened:  # the panel's network reads windows this series cannot fill
         network = None
-    trained = network or train_when_needed(
-        dataset,
-        config.model,
-        config.train,
-        config.selection,
-        data_dir,
-        reuse=reuse,
-        take_slot=take_slot,
-        engine=engine,
+    trained = network or stages.train(
+        dataset, config.model, config.train, config.selection, data_dir, reuse
     )
-    evaluation = evaluate_trained(dataset, trained, config.selection, data_dir, reuse=reuse)
-    candidate = stage_version(config, dataset, trained, evaluation, run_id)
+    evaluation = stages.evaluate(dataset, trained, config.selection, data_dir, reuse)
+    candidate = stages.stage(config, dataset, trained, evaluation)
     try:
-        return promote_candidate(config, dataset, evaluation, candidate)
+        return stages.promote(config, dataset, evaluation, candidate)
     except BaseException:
         if candidate.created:
             remove_version(DataDir(data_dir), candidate.version)

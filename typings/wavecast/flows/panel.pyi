@@ -1,1 +1,0 @@
-from flows.panel import *

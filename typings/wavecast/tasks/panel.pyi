@@ -1,1 +1,0 @@
-from tasks.panel import *

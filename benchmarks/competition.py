@@ -64,7 +64,7 @@ def wavecast_panel(
     Returns what each series publishes, the reasons of those that publish nothing, and the
     global network's training seconds."""
     from wavecast.config import ForecastConfig, RetrainConfig
-    from wavecast.panel import panel_network, retrain_series
+    from wavecast.panel import panel_network, retrain_series, split_source
     from wavecast.panel_forecast import forecast_part
 
     source = work / "panel.parquet"

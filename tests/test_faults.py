@@ -63,7 +63,7 @@ def test_bad_data_fails_the_flow_at_once_without_retrying(tmp_path: Path) -> Non
         state.result()
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(
-            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="generate-series"))
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="split-series"))
         )
     (generate_run,) = [run for run in runs if run.flow_run_id == state.state_details.flow_run_id]
     assert generate_run.run_count == 1

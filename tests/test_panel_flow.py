@@ -46,7 +46,7 @@ def test_bad_series_are_skipped_and_the_rest_serve_forecasts(tmp_path: Path) -> 
     assert sorted(summary.series) == ["a", "b", "c"]
     assert all(outcome.promoted for outcome in summary.series.values())
     assert sorted(summary.skipped) == ["flat", "nan", "short"]
-    table = asyncio.run(latest_table("wavecast-panel"))
+    table = asyncio.run(latest_table("wavecast-series"))
     assert "constant at 4" in table and '"series": "c"' in table
 
     forecasts = forecast(ForecastConfig(data_dir=config.data_dir))

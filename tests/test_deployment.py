@@ -220,7 +220,27 @@ def test_yaml_deploys_and_a_worker_runs_then_serves_from_cache(
     assert_served_from_cache(
         stack, run_deployment_once(stack, deployment.id, tiny_parameters(by_hand)).id
     )
+    panel_on_demand(stack, tmp_path)
     print("\n" + "\n".join(f"{step:>16}: {seconds:6.1f} s" for step, seconds in timings.items()))
+
+
+def panel_on_demand(stack: Stack, tmp_path: Path) -> None:
+    """The deployment the docs say to run with your own settings takes a panel too: the same
+    retrain flow trains every series, each into its own data dir."""
+    from prefect.client.orchestration import get_client
+
+    source, data_dir = tmp_path / "panel.csv", tmp_path / "panel-data"
+    rows = [f"{key},{t},{np.sin(t / 3 + i):.6f}" for i, key in enumerate("abc") for t in range(60)]
+    source.write_text("series,t,value\n" + "\n".join(rows) + "\n")
+    settings = {"source": str(source), "id_column": "series", "column": "value"}
+    config = {"series": settings, "selection": {"candidates": ["naive", "linear"]}}
+    with get_client(sync_client=True) as client:
+        on_demand = client.read_deployment_by_name(f"retrain/{ON_DEMAND}")
+    parameters = {"config": {**config, "data_dir": str(data_dir)}}
+    run = run_deployment_once(stack, on_demand.id, parameters)
+    table = str(run_artifacts(run.id)["wavecast-series"].data)
+    assert all(f'"{key}"' in table for key in "abc"), table
+    assert len(list(data_dir.glob("series/*/models/champion.json"))) == 3, stack.logs()
 
 
 PERIOD, NOISE, POINTS, APPENDED = 20, 0.05, 200, 12

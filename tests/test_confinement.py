@@ -258,3 +258,71 @@ def test_column_names_are_shown_only_when_they_look_like_names(
     source.write_text(f"{header}\n" + ",".join(["1"] * len(header.split(","))) + "\n")
     message = error_of(SeriesSpec(source=str(source), column="missing"))
     assert message == f"--column missing: not in {source} ({shown})"
+
+
+@pytest.mark.parametrize("scheme", ["file://", ""])
+@pytest.mark.parametrize("chained", ["zip://x", "file://x", "simplecache::file://x"])
+def test_a_chained_url_is_refused_before_its_symlinked_head_is_followed(
+    roots: tuple[Path, Path], scheme: str, chained: str
+) -> None:
+    """realpath of the whole string resolves no symlink in it (no such file), and fsspec then
+    opened the link: a source read and a data dir written outside the roots."""
+    allowed, outside = roots
+    (outside / "series.csv").write_text(SINE_CSV)
+    (allowed / "link.csv").symlink_to(outside / "series.csv")
+    (allowed / "linkdir").symlink_to(outside)
+    source = f"{scheme}{allowed}/link.csv::{chained}"
+    with pytest.raises(InvalidInputError, match=r"^--source .*: a chained URL \(::\) is not"):
+        load_series(SeriesSpec(source=source))
+    with pytest.raises(InvalidInputError, match=r"^--data-dir .*: a chained URL \(::\) is not"):
+        DataDir(f"{scheme}{allowed}/linkdir::{chained}")
+    assert sorted(p.name for p in outside.iterdir()) == ["series.csv"]
+
+
+def test_a_file_uri_is_judged_as_the_path_fsspec_opens(
+    roots: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`file:/x` has no '://': it was judged as the relative path 'file:/x' under the working
+    directory (inside a root), while fsspec opens /x."""
+    allowed, outside = roots
+    (outside / "series.csv").write_text(SINE_CSV)
+    monkeypatch.chdir(allowed)
+    with pytest.raises(InvalidInputError, match=r"^--source file:/.*: outside the allowed"):
+        load_series(SeriesSpec(source=f"file:{outside}/series.csv"))
+    with pytest.raises(InvalidInputError, match=r"^--data-dir file:/.*: outside the allowed"):
+        DataDir(f"file:{outside}/data")
+    assert DataDir(f"file:{allowed}/data").root == str(allowed / "data")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://host/data/%2e%2e/secret",
+        "https://host/data/%2E%2E/secret",
+        "https://host/data/.%2e/secret",
+        "https://host/data/%252e%252e/secret",  # decoded twice (a proxy, then the server)
+        "https://host/data/x/..%2fsecret",
+        "https://host/data/..%5csecret",  # a backslash some servers take for a slash
+    ],
+)
+def test_percent_encoded_dot_segments_do_not_lead_out_of_a_remote_root(uri: str) -> None:
+    assert not is_inside(uri, "https://host/data")
+    assert is_inside("https://host/data/%61.csv", "https://host/data")  # what a server reads
+
+
+def test_a_symlink_planted_among_a_datasets_files_is_refused_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyarrow lists a dataset's directory itself: a link planted in split=train/ was read by
+    training, whatever file it pointed to."""
+    from wavecast.config import WindowSpec
+    from wavecast.generate import store_series
+    from wavecast.windows import build_windows, read_split
+
+    data_dir, secret = str(tmp_path / "data"), tmp_path / "secret.parquet"
+    dataset = build_windows(store_series(SeriesSpec(), data_dir), WindowSpec(), data_dir)
+    train = tmp_path / "data" / "windows" / dataset.dataset_id / "split=train"
+    secret.write_bytes((next(train.iterdir())).read_bytes())
+    (train / "planted.parquet").symlink_to(secret)
+    with pytest.raises(InvalidInputError, match=r"planted.parquet: leads out of the data dir"):
+        read_split(dataset, "train", data_dir)

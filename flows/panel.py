@@ -12,7 +12,7 @@ from wavecast.tasks.panel import (
     split_series,
     train_global_network,
 )
-from wavecast.tasks.prefect_support import unvisited
+from wavecast.tasks.prefect_support import confine_deployment_run, unvisited
 from wavecast.tasks.runners import check_cluster, worker_count
 
 
@@ -27,6 +27,7 @@ def retrain_panel(config: RetrainConfig) -> PanelSummary:
     scores it. Each round of batches gets a task runner of its own, so worker processes are
     replaced before TensorFlow's per-model memory adds up (see rounds). The split and the
     summary go to their tasks unvisited (see unvisited)."""
+    confine_deployment_run()
     spec = config.fan_out
     check_cluster(spec)  # before the split writes into the data dir
     split = split_series(config.series, config.windows, config.data_dir)

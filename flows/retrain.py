@@ -9,7 +9,7 @@ from wavecast.config import RetrainConfig
 from wavecast.records import RetrainSummary
 from wavecast.tasks.evaluate import evaluate_model
 from wavecast.tasks.generate import generate_series
-from wavecast.tasks.prefect_support import cached_stage_options
+from wavecast.tasks.prefect_support import cached_stage_options, confine_deployment_run
 from wavecast.tasks.publish import announce_version, promote_version, publish_version
 from wavecast.tasks.train import find_panel_network, train_model
 from wavecast.tasks.windows import write_windows
@@ -22,6 +22,7 @@ def retrain(config: RetrainConfig | None = None) -> RetrainSummary:
     """Every stage but publishing is served from cache when its content-derived inputs match,
     and a stage whose complete output is already in the data dir reuses it whatever the cache
     holds (wavecast.series: the rules a panel's series follow too)."""
+    confine_deployment_run()
     config = config or RetrainConfig()
     data_dir = config.data_dir
     cached, reuse = cached_stage_options(data_dir, config.refresh), not config.refresh

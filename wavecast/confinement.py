@@ -6,7 +6,9 @@ come from the environment of the process that runs the flow (the worker's, for d
 
 - ``WAVECAST_ALLOWED_ROOTS``: comma-separated directories or URI prefixes that every data
   dir and source must lie inside (symlinks resolved, as the path fsspec opens; '..' in a
-  remote URI refused however it is percent-encoded). Unset: anywhere this user may reach.
+  remote URI refused however it is percent-encoded). Unset: anywhere this user may reach,
+  except in a run a worker started for a deployment, which its flow confines to its working
+  directory and the data dir and source its deployment names (tasks.prefect_support).
   A chained URL (``a::b``), which fsspec opens link by link, is refused whatever the roots.
 - ``WAVECAST_ALLOWED_SCHEMES``: the URI schemes a location may use.
 - ``WAVECAST_MAX_EPOCHS``, ``WAVECAST_MAX_UNITS``, ``WAVECAST_MAX_POINTS``,
@@ -27,6 +29,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from wavecast.errors import InvalidInputError
 
 ENV_PREFIX = "WAVECAST_"
+ROOTS_VARIABLE = f"{ENV_PREFIX}ALLOWED_ROOTS"
 # The validation context of a record read back from a data dir (a manifest, a completion
 # record): the ceilings judged the run that wrote it, and lowering one later must not make
 # the stored champion unreadable.
@@ -141,7 +144,7 @@ def check_inside(opened: str, uri: str, flag: str) -> None:
     if roots and not any(is_inside(opened, root) for root in roots):
         raise InvalidInputError(
             f"{flag} {uri}: outside the allowed roots ({', '.join(roots)}), "
-            f"which the operator sets in {ENV_PREFIX}ALLOWED_ROOTS"
+            f"which the operator sets in {ROOTS_VARIABLE}"
         )
 
 

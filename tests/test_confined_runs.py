@@ -10,10 +10,12 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.flow_engine import run_flow
 
+from tests.conftest import tiny_config
 from wavecast.config import ForecastConfig
 from wavecast.confinement import ROOTS_VARIABLE
 from wavecast.errors import InvalidInputError
 from wavecast.flows.forecast import forecast
+from wavecast.flows.retrain import retrain
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -60,3 +62,21 @@ def test_a_run_by_hand_stays_unconfined_without_the_variable(places: dict[str, P
     with pytest.raises(InvalidInputError) as refused:
         forecast(ForecastConfig(data_dir=str(places["outside"] / "data")))
     assert "outside the allowed roots" not in str(refused.value)
+
+
+def test_a_retrain_given_chained_urls_with_symlinked_heads_is_refused_in_one_line(
+    places: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a drift event could carry: a source and a data dir whose heads are symlinks in a
+    root, to a file and a directory outside it (read, and written into, before)."""
+    work, outside = places["work"], places["outside"]
+    monkeypatch.setenv(ROOTS_VARIABLE, str(work))
+    (outside / "series.csv").write_text("value\n" + "".join(f"{i % 7}\n" for i in range(120)))
+    (work / "link.csv").symlink_to(outside / "series.csv")
+    (work / "linkdir").symlink_to(outside)
+    config = tiny_config(work / "data")
+    chained = config.series.model_copy(update={"source": f"file://{work}/link.csv::zip://x"})
+    for update in ({"series": chained}, {"data_dir": f"file://{work}/linkdir::file://x"}):
+        with pytest.raises(InvalidInputError, match=r"^--\S+ \S+: a chained URL \(::\) is not"):
+            retrain(config.model_copy(update=update))
+    assert sorted(p.name for p in outside.iterdir()) == ["series.csv"]

@@ -32,6 +32,7 @@ from wavecast.panel import (
 )
 from wavecast.registry import one_line
 from wavecast.series import training_slot_name
+from wavecast.tables import shown_id
 from wavecast.tasks.prefect_support import IO_RETRIES, ThrottledProgress
 from wavecast.tasks.publish import announce_retrain
 from wavecast.tasks.runners import (
@@ -48,7 +49,7 @@ def split_series(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> PanelS
     logger = get_run_logger()
     logger.info("Panel %s: %d series to train", spec.source, len(split.series))
     for key, reason in split.skipped.items():
-        logger.warning("Series %s skipped: %s", key, reason)
+        logger.warning("Series %s skipped: %s", shown_id(key), reason)
     return split
 
 
@@ -95,10 +96,10 @@ def retrain_batch(
                 if environment_problem(exc) is not None or is_transient(exc):
                     raise
                 skipped[ref.key] = one_line(exc)
-                logger.warning("Series %s skipped: %s", ref.key, skipped[ref.key])
+                logger.warning("Series %s skipped: %s", shown_id(ref.key), skipped[ref.key])
             else:
                 series[ref.key] = outcome
-                logger.info("Series %s: %s", ref.key, describe_outcome(outcome))
+                logger.info("Series %s: %s", shown_id(ref.key), describe_outcome(outcome))
             progress.advance(done)
     logger.info("Batch of %d: %d trained, %d skipped", len(batch), len(series), len(skipped))
     return BatchResult(series=series, skipped=skipped)

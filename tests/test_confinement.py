@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -245,19 +246,41 @@ def test_a_source_that_is_not_a_regular_file_is_refused_before_it_is_read(
 @pytest.mark.parametrize(
     ("header", "shown"),
     [
-        ("date,value,region", "columns: date, value, region"),
-        ("date,aws_key=AKIAXYZ,value", "3 column(s) in its header"),
-        ("user:pass@host,other", "2 column(s) in its header"),
-        ("just one name", "1 column(s) in its header"),
+        ("date,value,region", "3 column(s), numeric: column 1, 2, 3"),
+        ("date,aws_key=AKIAXYZ,value", "3 column(s), numeric: column 1, 2, 3"),
+        ("user:pass@host,other", "2 column(s), numeric: column 1, 2"),
+        ("just one name", "1 column(s), numeric: column 1"),
+        ("alice-login,hunter2-pass", "2 column(s), numeric: column 1, 2"),  # no header at all
     ],
 )
-def test_column_names_are_shown_only_when_they_look_like_names(
+def test_column_names_are_never_shown_only_how_many_and_where_the_numbers_are(
     tmp_path: Path, header: str, shown: str
 ) -> None:
+    """A CSV without a header has its first line taken for one: any line looks like names."""
     source = tmp_path / "table.csv"
     source.write_text(f"{header}\n" + ",".join(["1"] * len(header.split(","))) + "\n")
     message = error_of(SeriesSpec(source=str(source), column="missing"))
     assert message == f"--column missing: not in {source} ({shown})"
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("alice-login,hunter2-pass\n1,2\n3,4\n", {}),  # several numeric columns
+        ("alice-login,hunter2-pass\n1,2\n", {"id_column": "id", "series": ("x",)}),
+        ("2021-01-01,5.5\n2021-01-02,6\n2021-01-02,7\n", {}),  # its time column's name
+        ("2021-01-01,5.5\n2021-01-03,6\n2021-01-02,7\n", {"time_column": "t"}),
+    ],
+)
+def test_a_headerless_csvs_first_line_is_in_no_error(
+    tmp_path: Path, text: str, spec: dict[str, Any]
+) -> None:
+    source = tmp_path / "headerless.csv"
+    source.write_text(text)
+    message = error_of(SeriesSpec(source=str(source), **spec))
+    assert message.startswith("--")
+    first = text.splitlines()[0]
+    assert not any(field in message for field in first.split(",")), message
 
 
 @pytest.mark.parametrize("scheme", ["file://", ""])

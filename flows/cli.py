@@ -313,12 +313,14 @@ def step_text(row: Mapping[str, Any]) -> str:
 
 def print_panel_forecast(summary: Any) -> None:
     """Per series its first step (date, forecast, interval) and, for more, its last."""
+    from wavecast.tables import shown_id
+
     for key, one in summary.series.items():
         rows = one.forecasts
         last = f"  ... {rows[-1]['step']} steps to {step_text(rows[-1])}" if len(rows) > 1 else ""
-        print(f"{key:<15} {step_text(rows[0])}{last}")
+        print(f"{shown_id(key):<15} {step_text(rows[0])}{last}")
     for key, reason in summary.skipped.items():
-        print(f"{key:<15} not forecast: {reason}")
+        print(f"{shown_id(key):<15} not forecast: {reason}")
     print(f"dataset  {summary.path}")
 
 
@@ -349,6 +351,7 @@ def run_monitor(args: argparse.Namespace) -> None:
     cannot be delivered (the run fails)."""
     from wavecast.config import MonitorConfig
     from wavecast.monitoring import summarize, watched_series
+    from wavecast.tables import shown_id
 
     config = config_of(MonitorConfig, args, {name: (name,) for name in (*MONITOR_FLAGS, "series")})
     with failing_on_bad_input():
@@ -377,7 +380,8 @@ def run_monitor(args: argparse.Namespace) -> None:
         ratio = "-" if health.error_ratio is None else f"{health.error_ratio:.2f}"
         cover = "-" if health.coverage_95 is None else f"{health.coverage_95:.0%}"
         drift = "yes" if health.drift else "no"
-        print(f"{name:<15} {drift:<7}{health.realized:>9}{ratio:>8}{cover:>8}  {health.reason}")
+        row = f"{shown_id(name):<15} {drift:<7}{health.realized:>9}{ratio:>8}{cover:>8}"
+        print(f"{row}  {health.reason}")
     print(f"events   {summary.events}\nrealized {summary.path}\nreport   {summary.report}")
 
 
@@ -388,13 +392,14 @@ def run_models(args: argparse.Namespace) -> None:
     from wavecast.panel import panel_keys
     from wavecast.report import champion_lines, version_lines
     from wavecast.storage import DataDir, series_data_dir
+    from wavecast.tables import shown_id
 
     with failing_on_bad_input():
         data_dir = args.data_dir
         if args.series is not None:
             data_dir = series_data_dir(data_dir, args.series)
             if not DataDir(data_dir).exists():
-                fail(f"--series {args.series}: no such series in {args.data_dir}")
+                fail(f"--series {shown_id(args.series)}: no such series in {args.data_dir}")
         store = DataDir(data_dir)
         if args.action == "list" and args.series is None and panel_keys(data_dir):
             champions = [

@@ -16,7 +16,7 @@ from wavecast.tasks.forecast import (
     read_latest_window,
     write_forecast_rows,
 )
-from wavecast.tasks.prefect_support import unvisited
+from wavecast.tasks.prefect_support import confine_deployment_run, unvisited
 
 
 @flow(
@@ -28,6 +28,7 @@ def forecast(config: ForecastConfig | None = None) -> ForecastSummary | PanelFor
     A panel's data dir forecasts each series from its own champion, into one dataset; a
     large panel in parts on the task runner --runner picks, as a panel retrain does.
     """
+    confine_deployment_run()
     config = config or ForecastConfig()
     keys = find_panel_series(config)
     if keys:

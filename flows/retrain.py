@@ -6,7 +6,7 @@ from prefect import flow
 
 from wavecast.config import RetrainConfig
 from wavecast.panel import RetrainRun, merge_results
-from wavecast.tasks.prefect_support import unvisited
+from wavecast.tasks.prefect_support import confine_deployment_run, unvisited
 from wavecast.tasks.retrain import (
     publish_run,
     retrain_on_runner,
@@ -27,6 +27,7 @@ def retrain(config: RetrainConfig | None = None) -> RetrainRun:
     for many), and the run's table and event. Each stage reuses its output when its inputs
     are unchanged, so a rerun on the same data trains nothing. The split and the summary go
     to their tasks unvisited (see unvisited)."""
+    confine_deployment_run()
     config = config or RetrainConfig()
     check_cluster(config.fan_out)  # before the split writes into the data dir
     split = split_series(config)

@@ -19,6 +19,7 @@ from wavecast.monitoring import (
     write_monitor_report,
 )
 from wavecast.storage import stable_hash
+from wavecast.tables import shown_id
 from wavecast.tasks.prefect_support import IO_RETRIES
 
 
@@ -44,9 +45,9 @@ def score_forecasts(watched: list[Watched], config: MonitorConfig) -> list[Serie
         if isinstance(score, InvalidInputError):
             if len(watched) == 1:
                 raise score
-            logger.warning("Series %s not monitored: %s", one.name, score)
+            logger.warning("Series %s not monitored: %s", shown_id(one.name), score)
             continue
-        logger.info("Series %s: %s", one.name, score.health.reason)
+        logger.info("Series %s: %s", shown_id(one.name), score.health.reason)
         scores.append(score)
     return scores
 
@@ -58,7 +59,7 @@ def announce_drift(scores: list[SeriesScore], config: MonitorConfig) -> int:
     drifting = [score for score in scores if score.health.drift]
     send_events([drift_event(score, config) for score in drifting])
     for score in drifting:
-        get_run_logger().warning("Drift in %s: %s", score.name, score.health.reason)
+        get_run_logger().warning("Drift in %s: %s", shown_id(score.name), score.health.reason)
     return len(drifting)
 
 

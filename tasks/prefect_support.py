@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -14,11 +15,13 @@ from typing import Any, TypeVar, cast
 from prefect import Task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import CachePolicy
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State, TaskRun
-from prefect.context import TaskRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import NotSet, quote
 
+from wavecast.confinement import ROOTS_VARIABLE, operator_limits
 from wavecast.errors import is_expected_failure, is_transient
 from wavecast.storage import DataDir, stable_hash
 
@@ -146,3 +149,21 @@ def quiet_expected_failures() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, WithoutTraceback) for f in logger.filters):
             logger.addFilter(WithoutTraceback())
+
+
+def confine_deployment_run() -> None:
+    """Confine a run a worker started for a deployment even when its operator set no
+    WAVECAST_ALLOWED_ROOTS: to its working directory (the checkout prefect.yaml's pull step
+    changes into) and the data dir and source its deployment names. Those are the operator's;
+    the run's own parameters, which anyone who reaches the API can set, widen nothing. Set
+    in this process's environment before any work, so the processes its tasks start inherit
+    it. A run by hand (no deployment) keeps the environment's rule, unconfined when unset."""
+    context = FlowRunContext.get()
+    deployment = context.flow_run.deployment_id if context and context.flow_run else None
+    if deployment is None or operator_limits().allowed_roots:
+        return
+    with get_client(sync_client=True) as client:
+        config = client.read_deployment(deployment).parameters.get("config") or {}
+    named = [config.get("data_dir"), (config.get("series") or {}).get("source")]
+    places = [place for place in named if isinstance(place, str) and place != "sine"]
+    os.environ[ROOTS_VARIABLE] = ",".join([str(Path.cwd()), *places])

@@ -40,6 +40,7 @@ from wavecast.publish import Candidate
 from wavecast.records import RetrainSummary
 from wavecast.registry import one_line
 from wavecast.series import Stages, training_slot_name
+from wavecast.tables import shown_id
 from wavecast.tasks.evaluate import evaluate_model
 from wavecast.tasks.prefect_support import IO_RETRIES, ThrottledProgress, cached_stage_options
 from wavecast.tasks.publish import announce_retrain, promote_version, publish_artifacts, stage
@@ -126,7 +127,7 @@ def split_series(config: RetrainConfig) -> SourceSplit:
     if len(split.series) != 1 or split.skipped:
         logger.info("Source %s: %d series to train", config.series.source, len(split.series))
     for key, reason in split.skipped.items():
-        logger.warning("Series %s skipped: %s", key, reason)
+        logger.warning("Series %s skipped: %s", shown_id(key), reason)
     return split
 
 
@@ -171,13 +172,13 @@ def retrain_each(
             if ref.key is None or environment_problem(exc) is not None or is_transient(exc):
                 raise
             skipped[label] = one_line(exc)
-            logger.warning("Series %s skipped: %s", label, skipped[label])
+            logger.warning("Series %s skipped: %s", shown_id(label), skipped[label])
         else:
             if artifacts == "every" or (artifacts == "new" and not outcome.unchanged):
                 publish_artifacts(outcome, label if ref.key is not None else None)
             kept = outcome if len(batch) == 1 else outcome.model_copy(update={"candidates": ()})
             series[label] = kept
-            logger.info("Series %s: %s", label, describe_outcome(outcome))
+            logger.info("Series %s: %s", shown_id(label), describe_outcome(outcome))
         progress.advance(done)
     if len(batch) > 1:
         logger.info("Batch of %d: %d trained, %d skipped", len(batch), len(series), len(skipped))

@@ -152,7 +152,7 @@ def test_the_readmes_python_example_runs_as_written(tmp_path: Path, prefect_api_
 @pytest.mark.parametrize(
     ("case", "message"),
     [
-        ("typo in target_col", "target_col yy: not in data (columns: ds, y)"),
+        ("typo in target_col", "target_col yy: not in data (2 column(s), numeric: column 2)"),
         ("text in y", "target_col y: not numeric in data"),
         ("empty frame", "data: no rows"),
         ("a month missing", "data: series b: time column 'ds' has no row at 2015-06-01"),

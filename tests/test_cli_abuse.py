@@ -267,8 +267,8 @@ def test_forecast_with_a_champion_that_cannot_serve_is_one_line_and_writes_nothi
             data_dir, "model.keras does not forecast 1 step(s) from a window of 5 point(s)"
         ),
         "nan source": f"wavecast: error: --source {tmp_path / 'series.csv'}: 1 NaN/infinite "
-        "value(s) at row(s) 30, which --missing error refuses: fix the source, or retrain "
-        "with --missing drop or --missing interpolate",
+        "value(s) at data row 31 (line 32 of a CSV), which --missing error refuses: fix the "
+        "source, or retrain with --missing drop or --missing interpolate",
     }[damage]
     ours = [line for line in result.stderr.splitlines() if line.startswith("wavecast")]
     assert ours == [expected] and "Traceback" not in result.stderr
@@ -340,3 +340,23 @@ def test_a_panel_forecast_skips_what_cannot_serve_and_fails_when_nothing_could(
         f"wavecast: error: no series of {panel} could be forecast (1 skipped)"
     )
     assert "AKID" not in both.stdout + both.stderr + alone.stdout + alone.stderr
+
+
+@pytest.mark.unit
+def test_ids_from_data_and_argv_are_escaped_in_models_list(
+    tmp_path: Path, wavecast_main: Callable[..., Ran]
+) -> None:
+    """An id is text from data: a right-to-left override in one would reorder the table's
+    line on a terminal, and an asked-for id's escape codes would steer it."""
+    panel = naive_panel(tmp_path, ("north", "ab\u202ecd"))
+
+    listed = wavecast_main("models", "list", "--data-dir", str(panel))
+    assert listed.returncode == 0, listed.stderr
+    assert "\u202e" not in listed.stdout
+    assert "'ab\\u202ecd'" in listed.stdout.split() and "north" in listed.stdout.split()
+
+    asked = wavecast_main("models", "list", "--data-dir", str(panel), "--series", "x\x1b[2J\ny")
+    assert asked.returncode == 2
+    assert asked.stderr.splitlines() == [
+        f"wavecast: error: --series 'x\\x1b[2J\\ny': no such series in {panel}"
+    ]

@@ -177,11 +177,11 @@ def numbers_csv(count: int, blank_at: int | None = None) -> str:
 @pytest.mark.parametrize(
     ("csv_text", "extra", "expected"),
     [
-        (numbers_csv(30, blank_at=3), [], "1 NaN/infinite value(s) at row(s) 3"),
+        (numbers_csv(30, blank_at=3), [], "1 NaN/infinite value(s) at data row 4 (line 5 "),
         (numbers_csv(3), [], "at least 4 are needed"),
         ("name,colour\nann,red\nbob,blue\n", [], "no numeric column"),
         (numbers_csv(30), ["--column", "nosuchcolumn"], "--column nosuchcolumn: not in"),
-        ("a,b\n" + "1,2\n" * 30, [], "several numeric columns (a, b)"),
+        ("a,b\n" + "1,2\n" * 30, [], "several numeric columns (column 1, 2)"),
         ("time,v\n" + "".join(f"{i // 2},{i}\n" for i in range(30)), [], "time column 'time'"),
         (None, [], "no such file"),
     ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -245,16 +246,106 @@ def test_a_source_that_is_not_a_regular_file_is_refused_before_it_is_read(
 @pytest.mark.parametrize(
     ("header", "shown"),
     [
-        ("date,value,region", "columns: date, value, region"),
-        ("date,aws_key=AKIAXYZ,value", "3 column(s) in its header"),
-        ("user:pass@host,other", "2 column(s) in its header"),
-        ("just one name", "1 column(s) in its header"),
+        ("date,value,region", "3 column(s), numeric: column 1, 2, 3"),
+        ("date,aws_key=AKIAXYZ,value", "3 column(s), numeric: column 1, 2, 3"),
+        ("user:pass@host,other", "2 column(s), numeric: column 1, 2"),
+        ("just one name", "1 column(s), numeric: column 1"),
+        ("alice-login,hunter2-pass", "2 column(s), numeric: column 1, 2"),  # no header at all
     ],
 )
-def test_column_names_are_shown_only_when_they_look_like_names(
+def test_column_names_are_never_shown_only_how_many_and_where_the_numbers_are(
     tmp_path: Path, header: str, shown: str
 ) -> None:
+    """A CSV without a header has its first line taken for one: any line looks like names."""
     source = tmp_path / "table.csv"
     source.write_text(f"{header}\n" + ",".join(["1"] * len(header.split(","))) + "\n")
     message = error_of(SeriesSpec(source=str(source), column="missing"))
     assert message == f"--column missing: not in {source} ({shown})"
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("alice-login,hunter2-pass\n1,2\n3,4\n", {}),  # several numeric columns
+        ("alice-login,hunter2-pass\n1,2\n", {"id_column": "id", "series": ("x",)}),
+        ("2021-01-01,5.5\n2021-01-02,6\n2021-01-02,7\n", {}),  # its time column's name
+        ("2021-01-01,5.5\n2021-01-03,6\n2021-01-02,7\n", {"time_column": "t"}),
+    ],
+)
+def test_a_headerless_csvs_first_line_is_in_no_error(
+    tmp_path: Path, text: str, spec: dict[str, Any]
+) -> None:
+    source = tmp_path / "headerless.csv"
+    source.write_text(text)
+    message = error_of(SeriesSpec(source=str(source), **spec))
+    assert message.startswith("--")
+    first = text.splitlines()[0]
+    assert not any(field in message for field in first.split(",")), message
+
+
+@pytest.mark.parametrize("scheme", ["file://", ""])
+@pytest.mark.parametrize("chained", ["zip://x", "file://x", "simplecache::file://x"])
+def test_a_chained_url_is_refused_before_its_symlinked_head_is_followed(
+    roots: tuple[Path, Path], scheme: str, chained: str
+) -> None:
+    """realpath of the whole string resolves no symlink in it (no such file), and fsspec then
+    opened the link: a source read and a data dir written outside the roots."""
+    allowed, outside = roots
+    (outside / "series.csv").write_text(SINE_CSV)
+    (allowed / "link.csv").symlink_to(outside / "series.csv")
+    (allowed / "linkdir").symlink_to(outside)
+    source = f"{scheme}{allowed}/link.csv::{chained}"
+    with pytest.raises(InvalidInputError, match=r"^--source .*: a chained URL \(::\) is not"):
+        load_series(SeriesSpec(source=source))
+    with pytest.raises(InvalidInputError, match=r"^--data-dir .*: a chained URL \(::\) is not"):
+        DataDir(f"{scheme}{allowed}/linkdir::{chained}")
+    assert sorted(p.name for p in outside.iterdir()) == ["series.csv"]
+
+
+def test_a_file_uri_is_judged_as_the_path_fsspec_opens(
+    roots: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`file:/x` has no '://': it was judged as the relative path 'file:/x' under the working
+    directory (inside a root), while fsspec opens /x."""
+    allowed, outside = roots
+    (outside / "series.csv").write_text(SINE_CSV)
+    monkeypatch.chdir(allowed)
+    with pytest.raises(InvalidInputError, match=r"^--source file:/.*: outside the allowed"):
+        load_series(SeriesSpec(source=f"file:{outside}/series.csv"))
+    with pytest.raises(InvalidInputError, match=r"^--data-dir file:/.*: outside the allowed"):
+        DataDir(f"file:{outside}/data")
+    assert DataDir(f"file:{allowed}/data").root == str(allowed / "data")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://host/data/%2e%2e/secret",
+        "https://host/data/%2E%2E/secret",
+        "https://host/data/.%2e/secret",
+        "https://host/data/%252e%252e/secret",  # decoded twice (a proxy, then the server)
+        "https://host/data/x/..%2fsecret",
+        "https://host/data/..%5csecret",  # a backslash some servers take for a slash
+    ],
+)
+def test_percent_encoded_dot_segments_do_not_lead_out_of_a_remote_root(uri: str) -> None:
+    assert not is_inside(uri, "https://host/data")
+    assert is_inside("https://host/data/%61.csv", "https://host/data")  # what a server reads
+
+
+def test_a_symlink_planted_among_a_datasets_files_is_refused_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pyarrow lists a dataset's directory itself: a link planted in split=train/ was read by
+    training, whatever file it pointed to."""
+    from wavecast.config import WindowSpec
+    from wavecast.generate import store_series
+    from wavecast.windows import build_windows, read_split
+
+    data_dir, secret = str(tmp_path / "data"), tmp_path / "secret.parquet"
+    dataset = build_windows(store_series(SeriesSpec(), data_dir), WindowSpec(), data_dir)
+    train = tmp_path / "data" / "windows" / dataset.dataset_id / "split=train"
+    secret.write_bytes((next(train.iterdir())).read_bytes())
+    (train / "planted.parquet").symlink_to(secret)
+    with pytest.raises(InvalidInputError, match=r"planted.parquet: leads out of the data dir"):
+        read_split(dataset, "train", data_dir)

@@ -288,8 +288,9 @@ def test_nan_in_the_champion_s_source_advises_what_forecast_can_do(tmp_path: Pat
     with pytest.raises(InvalidInputError) as raised:
         latest_window(ForecastConfig(data_dir=str(data_dir)))
     assert str(raised.value) == (
-        f"--source {source}: 1 NaN/infinite value(s) at row(s) 30, which --missing error "
-        "refuses: fix the source, or retrain with --missing drop or --missing interpolate"
+        f"--source {source}: 1 NaN/infinite value(s) at data row 31 (line 32 of a CSV), which "
+        "--missing error refuses: fix the source, or retrain with --missing drop or --missing "
+        "interpolate"
     )
 
 

@@ -62,7 +62,7 @@ def test_a_named_time_column_is_the_series_time_and_never_its_target(tmp_path: P
     """--time-column names a time column no guess would find (an integer 'period'); its rows
     are put in its order, and it is not a numeric column to forecast."""
     csv = write_csv(tmp_path, "period,v\n7,1.5\n9,2.5\n12,3.5\n")
-    with pytest.raises(InvalidInputError, match=r"several numeric columns \(period, v\)"):
+    with pytest.raises(InvalidInputError, match=r"several numeric columns \(column 1, 2\)"):
         load_series(SeriesSpec(source=csv))
     loaded = load_series(SeriesSpec(source=csv, time_column="period"))
     assert (loaded.column, loaded.values.tolist()) == ("v", [1.5, 2.5, 3.5])
@@ -71,19 +71,22 @@ def test_a_named_time_column_is_the_series_time_and_never_its_target(tmp_path: P
     loaded = load_series(SeriesSpec(source=shuffled, time_column="period"))
     assert loaded.times is not None and loaded.times.tolist() == [7, 9]
     assert loaded.values.tolist() == [2.5, 1.5]
-    with pytest.raises(InvalidInputError, match=r"--time-column when: not in .*period, v"):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"--time-column when: not in .*2 column\(s\), numeric: column 1, 2\)",
+    ):
         load_series(SeriesSpec(source=csv, time_column="when"))
 
 
 @pytest.mark.parametrize(
     ("text", "column", "message"),
     [
-        ("a,b\n1,2\n3,4\n", "c", r"--column c: not in .*\(columns: a, b\)"),
+        ("a,b\n1,2\n3,4\n", "c", r"--column c: not in .*\(2 column\(s\), numeric: column 1, 2\)"),
         ("name,v\nx,1\ny,2\n", "name", "--column name: not numeric"),
-        ("a,b\n1,2\n3,4\n", None, r"several numeric columns \(a, b\).*--column"),
+        ("a,b\n1,2\n3,4\n", None, r"several numeric columns \(column 1, 2\).*--column"),
         ("name\nx\ny\n", None, "no numeric column"),
-        ("k,v\na,1\nb,\nc,3\nd,nan\ne,5\n", None, r"2 NaN/infinite value\(s\) at row\(s\) 1, 3"),
-        ("v\n1\ninf\n3\n-inf\n", None, r"2 NaN/infinite value\(s\) at row\(s\) 1, 3"),
+        ("k,v\na,1\nb,\nc,3\nd,nan\ne,5\n", None, r"2 NaN/inf.* at data rows 2, 4 \(lines 3, 5 "),
+        ("v\n1\ninf\n3\n-inf\n", None, r"2 NaN/infinite value\(s\) at data rows 2, 4 "),
         (
             "time,v\n2024-01-03,1\n2024-01-01,2\n2024-01-02,3\n2024-01-05,4\n",
             None,
@@ -110,7 +113,10 @@ def test_bad_files_are_refused_with_a_message(
 def test_nan_message_lists_at_most_five_rows(tmp_path: Path) -> None:
     """Seven bad rows: the count is exact and the row list is elided after five."""
     source = write_csv(tmp_path, "v\n" + "nan\n" * 7 + "1\n2\n")
-    with pytest.raises(InvalidInputError, match=r"7 NaN.* 0, 1, 2, 3, 4, \.\.\."):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"7 NaN.* rows 1, 2, 3, 4, 5, \.\.\. \(lines 2, 3, 4, 5, 6, \.\.\. ",
+    ):
         load(source)
 
 

@@ -100,7 +100,8 @@ def test_each_series_is_stored_whole_and_in_time_order(tmp_path: Path) -> None:
         expected = 10 + 3 * np.sin(2 * np.pi * np.arange(80) / period + phase)
         np.testing.assert_allclose(stored, expected, rtol=0, atol=1e-12 * 13)
     assert set(split.skipped) == {"nan", "short", "flat"}
-    assert "1 NaN/infinite value(s) at row(s) 7" in split.skipped["nan"]
+    # The 8th row of series nan is the file's 43rd: 18 rows of 6 series, 20 of 5, then 4.
+    assert "1 NaN/infinite value(s) at data row 43 (line 44 of a CSV)" in split.skipped["nan"]
     assert "3 points" in split.skipped["short"] and "at least 4 are" in split.skipped["short"]
     assert "constant at 4" in split.skipped["flat"]
 
@@ -203,8 +204,8 @@ def test_ids_are_text_and_odd_ones_get_their_own_series(tmp_path: Path) -> None:
         expected = 10 + k + 3 * np.sin(2 * np.pi * np.arange(40) / period)
         np.testing.assert_allclose(stored, expected, rtol=0, atol=1e-12 * 17)
     assert split.skipped == {
-        "": f"--id-column store: 40 row(s) of {source} have an empty or missing id "
-        "(the first at row 0)"
+        "": f"--id-column store: 40 row(s) of {source} have an empty or missing id, "
+        "the first at data row 1 (line 2 of a CSV)"
     }
     assert sorted(panel_keys(config.data_dir)) == sorted(["007", "7", LONG_ID, CJK_ID])
     stored_id = Path(series_data_dir(config.data_dir, CJK_ID), ID_FILE).read_text()
@@ -241,9 +242,12 @@ def test_missing_ids_and_control_characters_skip_only_their_rows(tmp_path: Path)
     assert [ref.key for ref in split.series] == ["a", "e"]
     of = f"--id-column store: {{}} row(s) of {source} have"
     assert split.skipped == {
-        "": f"{of.format(40)} an empty or missing id (the first at row 20)",  # null, then ""
-        "b\x1b[2J": f"{of.format(20)} a control character in the id (the first at row 40)",
-        "c\nd": f"{of.format(20)} a control character in the id (the first at row 60)",
+        "": f"{of.format(40)} an empty or missing id, the first at data row 21 (line 22 "
+        "of a CSV)",  # null, then ""
+        "b\x1b[2J": f"{of.format(20)} a control character in the id, the first at data row 41 "
+        "(line 42 of a CSV)",
+        "c\nd": f"{of.format(20)} a control character in the id, the first at data row 61 "
+        "(line 62 of a CSV)",
     }
     summary = RetrainRun(series={}, skipped=split.skipped, data_dir=config.data_dir)
     shown = [line.split()[0] for line in iter_outcomes(summary)]

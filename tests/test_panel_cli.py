@@ -83,8 +83,8 @@ def test_odd_ids_each_train_and_forecast_and_an_empty_one_is_skipped(
     summary = json.loads(trained.stdout.splitlines()[-1])
     assert sorted(summary["series"]) == good
     assert summary["skipped"] == {
-        "": f"--id-column store: 40 row(s) of {source} have an empty or missing id "
-        "(the first at row 0)"
+        "": f"--id-column store: 40 row(s) of {source} have an empty or missing id, "
+        "the first at data row 1 (line 2 of a CSV)"
     }
     assert forecast.returncode == 0, forecast.stderr[-3000:]
     forecasts = json.loads(forecast.stdout.splitlines()[-1])

@@ -105,4 +105,5 @@ def test_each_series_keeps_its_own_source_policy_and_error(
         single[key] = str(raised.value)
     assert forecasts.skipped == single
     assert single["x"] == f"--series x: not in {source}"
-    assert "1 NaN/infinite value(s) at row(s) 7, which --missing error refuses" in single["b"]
+    at = "at data row 38 (line 39 of a CSV)"  # b's 8th row, the file's 38th: not "row 7"
+    assert f"1 NaN/infinite value(s) {at}, which --missing error refuses" in single["b"]

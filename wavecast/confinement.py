@@ -5,7 +5,11 @@ an event or an API call, which anyone who can reach the Prefect API can forge. S
 come from the environment of the process that runs the flow (the worker's, for deployments):
 
 - ``WAVECAST_ALLOWED_ROOTS``: comma-separated directories or URI prefixes that every data
-  dir and source must lie inside (symlinks resolved). Unset: anywhere this user may reach.
+  dir and source must lie inside (symlinks resolved, as the path fsspec opens; '..' in a
+  remote URI refused however it is percent-encoded). Unset: anywhere this user may reach,
+  except in a run a worker started for a deployment, which its flow confines to its working
+  directory and the data dir and source its deployment names (tasks.prefect_support).
+  A chained URL (``a::b``), which fsspec opens link by link, is refused whatever the roots.
 - ``WAVECAST_ALLOWED_SCHEMES``: the URI schemes a location may use.
 - ``WAVECAST_MAX_EPOCHS``, ``WAVECAST_MAX_UNITS``, ``WAVECAST_MAX_POINTS``,
   ``WAVECAST_MAX_SERIES``: ceilings on what costs compute, which an operator can raise.
@@ -17,6 +21,7 @@ import functools
 import os
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import unquote
 
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -24,6 +29,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from wavecast.errors import InvalidInputError
 
 ENV_PREFIX = "WAVECAST_"
+ROOTS_VARIABLE = f"{ENV_PREFIX}ALLOWED_ROOTS"
 # The validation context of a record read back from a data dir (a manifest, a completion
 # record): the ceilings judged the run that wrote it, and lowering one later must not make
 # the stored champion unreadable.
@@ -98,17 +104,29 @@ def local_path(uri: str) -> Path:
     return Path(os.path.realpath(Path(path).expanduser()))
 
 
+def fully_unquoted(uri: str) -> str:
+    """`uri` percent-decoded until nothing changes: what a server that decodes it (once, or
+    again after a proxy did) may take it for."""
+    while (decoded := unquote(uri)) != uri:
+        uri = decoded
+    return uri
+
+
 def is_inside(uri: str, root: str) -> bool:
     if scheme_of(root) in ("file", "local") and scheme_of(uri) in ("file", "local"):
         return local_path(uri).is_relative_to(local_path(root))
-    if ".." in uri.split("/"):  # a remote store may resolve it where the prefix does not hold
+    # A remote store may resolve '..' (spelled %2e%2e, even twice encoded) where the prefix
+    # does not hold.
+    if ".." in fully_unquoted(uri).replace("\\", "/").split("/"):
         return False
-    prefix = root.rstrip("/")
-    return uri == prefix or uri.startswith(f"{prefix}/")
+    prefix = unquote(root).rstrip("/")
+    return unquote(uri) == prefix or unquote(uri).startswith(f"{prefix}/")
 
 
 def check_location(uri: str, flag: str) -> None:
     """Refuse a location whose scheme or place the operator did not allow, naming the rule."""
+    if "::" in uri:  # fsspec opens every link of a chain: one location is judged, one opened
+        raise InvalidInputError(f"{flag} {uri}: a chained URL (::) is not allowed: give one place")
     limits = operator_limits()
     scheme = scheme_of(uri)
     if scheme not in limits.allowed_schemes:
@@ -116,10 +134,17 @@ def check_location(uri: str, flag: str) -> None:
             f"{flag} {uri}: the {scheme}:// scheme is not allowed (allowed: "
             f"{', '.join(limits.allowed_schemes)}; the operator's {ENV_PREFIX}ALLOWED_SCHEMES)"
         )
-    if limits.allowed_roots and not any(is_inside(uri, root) for root in limits.allowed_roots):
+    check_inside(uri, uri, flag)
+
+
+def check_inside(opened: str, uri: str, flag: str) -> None:
+    """Refuse `uri` when `opened` (itself, or the path a filesystem resolved it to) lies
+    outside every allowed root; with no roots set, everywhere is allowed."""
+    roots = operator_limits().allowed_roots
+    if roots and not any(is_inside(opened, root) for root in roots):
         raise InvalidInputError(
-            f"{flag} {uri}: outside the allowed roots ({', '.join(limits.allowed_roots)}), "
-            f"which the operator sets in {ENV_PREFIX}ALLOWED_ROOTS"
+            f"{flag} {uri}: outside the allowed roots ({', '.join(roots)}), "
+            f"which the operator sets in {ROOTS_VARIABLE}"
         )
 
 

@@ -24,19 +24,22 @@ from wavecast.confinement import check_within
 from wavecast.errors import InvalidInputError, or_bad_input
 from wavecast.storage import DataDir, cache_version, open_filesystem, stable_hash
 from wavecast.tables import (
+    PanelGroup,
     described_columns,
     id_groups,
     id_problem,
     panel_ids,
     pick_column,
     rows_of,
+    shown_id,
+    shown_rows,
 )
 from wavecast.times import (
     check_time_order,
     checked_times,
-    in_time_order,
     inferred_season,
     on_grid,
+    time_order,
     time_values,
     time_zone,
 )
@@ -168,11 +171,14 @@ def text_options(columns: tuple[str, ...]) -> pa_csv.ConvertOptions:
     return pa_csv.ConvertOptions(column_types=dict.fromkeys(columns, pa.string()))
 
 
-def clean_missing(values: np.ndarray, spec: SeriesSpec) -> np.ndarray:
+def clean_missing(
+    values: np.ndarray, spec: SeriesSpec, rows_at: np.ndarray | None = None
+) -> np.ndarray:
     """Apply the --missing policy to NaN/inf; the default refuses rather than guess.
 
     The advice fits every command that reads a source: retrain takes --missing, while
-    forecast and monitor read with the policy the champion was trained with.
+    forecast and monitor read with the policy the champion was trained with. `rows_at`: where
+    each value's row is among the file's data rows (unknown once interpolation regridded).
     """
     bad = ~np.isfinite(values)
     if not bad.any():
@@ -180,8 +186,8 @@ def clean_missing(values: np.ndarray, spec: SeriesSpec) -> np.ndarray:
     if spec.missing == "drop":
         return values[~bad]
     where = np.flatnonzero(bad)
-    shown = ", ".join(str(i) for i in where[:5]) + (", ..." if len(where) > 5 else "")
-    problem = f"--source {spec.source}: {len(where)} NaN/infinite value(s) at row(s) {shown}"
+    at = "" if rows_at is None else f" at {shown_rows(rows_at[where])}"
+    problem = f"--source {spec.source}: {len(where)} NaN/infinite value(s){at}"
     if spec.missing == "interpolate":
         if (~bad).sum() < 2:
             raise InvalidInputError(f"{problem}; fewer than 2 finite values to interpolate from")
@@ -214,7 +220,7 @@ def load_series(spec: SeriesSpec) -> LoadedSeries:
 
 
 def series_in(
-    table: pa.Table, spec: SeriesSpec, groups: dict[str, pa.Table] | None = None
+    table: pa.Table, spec: SeriesSpec, groups: dict[str, PanelGroup] | None = None
 ) -> LoadedSeries:
     """The series a spec names in its source's table (a panel's: its id's rows, from `groups`
     when the panel was split already)."""
@@ -226,11 +232,12 @@ def series_in(
             )
         key = spec.series[0]
         if groups is None or id_problem(key) is not None:
-            table = rows_of(table, spec, key)
+            group = rows_of(table, spec, key)
         else:
-            table = groups.get(key, table.slice(0, 0))
-        if not len(table):
-            raise InvalidInputError(f"--series {key}: not in {spec.source}")
+            group = groups.get(key, PanelGroup(key, table.slice(0, 0), np.empty(0, np.int64)))
+        if not len(group.rows):
+            raise InvalidInputError(f"--series {shown_id(key)}: not in {spec.source}")
+        return series_from_table(group.rows, spec, group.rows_at)
     return series_from_table(table, spec)
 
 
@@ -276,18 +283,26 @@ def read_table(spec: SeriesSpec) -> pa.Table:
     return checked_times(table, spec)
 
 
-def series_from_table(table: pa.Table, spec: SeriesSpec) -> LoadedSeries:
+def series_from_table(
+    table: pa.Table, spec: SeriesSpec, rows_at: np.ndarray | None = None
+) -> LoadedSeries:
     """One series' column of a table (read_table's), put in time order, with the --missing
-    policy applied: under interpolate, a regular series gets a row at every step first."""
+    policy applied: under interpolate, a regular series gets a row at every step first.
+    `rows_at`: where the table's rows are among the file's data rows, when it is a part."""
     check_within(len(table), "max_points", f"--source {spec.source}: the series' length")
     column = pick_column(table, spec)
-    table = in_time_order(table, spec)
-    check_time_order(table, spec)
+    at = np.arange(len(table)) if rows_at is None else rows_at
+    order = time_order(table, spec)
+    if order is not None:
+        table, at = table.take(order), at[order]
+    check_time_order(table, spec, at)
     raw = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
     times = time_values(table, spec)
+    rows: np.ndarray | None = at
     if spec.missing == "interpolate" and times is not None:
         raw, times = on_grid(raw, times, time_zone(table, spec), spec.source)
-    values = check_magnitude(clean_missing(raw, spec), spec.source)
+        rows = None  # rows were added at missing steps: a value's row is no file row
+    values = check_magnitude(clean_missing(raw, spec, rows), spec.source)
     if times is not None and len(times) != len(values):  # --missing drop removed rows
         times = times[np.isfinite(raw)]
     return LoadedSeries(values, column, times, time_zone(table, spec))

@@ -41,7 +41,7 @@ from wavecast.storage import (
     series_data_dir,
     series_dir_keys,
 )
-from wavecast.tables import PanelGroup, id_problem, panel_groups, shown_id
+from wavecast.tables import PanelGroup, id_problem, panel_groups, shown_id, shown_rows
 from wavecast.windows import build_windows
 
 
@@ -83,7 +83,7 @@ def check_id(group: PanelGroup, spec: SeriesSpec) -> None:
     if problem is not None:
         raise InvalidInputError(
             f"--id-column {spec.id_column}: {len(group.rows)} row(s) of {spec.source} have "
-            f"{problem} (the first at row {group.first_row})"
+            f"{problem}, the first at {shown_rows(group.rows_at[:1])}"
         )
 
 
@@ -115,7 +115,7 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> SourceS
             continue
         try:
             check_id(group, spec)
-            loaded = series_from_table(group.rows, spec)
+            loaded = series_from_table(group.rows, spec, group.rows_at)
             check_trainable(loaded, spec.source, windows)
             own = claim_series_dir(data_dir, key)
         except InvalidInputError as exc:
@@ -123,7 +123,7 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> SourceS
             continue
         refs.append(store_loaded(loaded, spec.source, own, key=key))
     for key in sorted(wanted - {ref.key for ref in refs} - set(skipped)):
-        skipped[key] = f"--series {key}: not in {spec.source}"
+        skipped[key] = f"--series {shown_id(key)}: not in {spec.source}"
     if not refs and not skipped:
         raise InvalidInputError(f"--source {spec.source}: no rows")
     return SourceSplit(series=tuple(refs), skipped=skipped)

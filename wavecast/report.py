@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from wavecast.evaluate import coverage_text
 from wavecast.metrics import Metrics, shown
 from wavecast.records import Forecast, Manifest, RetrainSummary, VersionRow
+from wavecast.tables import shown_id
 
 SCORE_HEADER = ("forecaster", "MASE", "sMAPE %", "MSE", "RMSE", "MAE")
 
@@ -280,15 +281,16 @@ def champion_lines(champions: Sequence[tuple[str, VersionRow | None]]) -> list[s
     80 % coverage, so series of any scale can be ranked."""
     lines = [f"  {'series':<15} {'champion':<26}{'MASE':>10}{'sMAPE %':>9}{'cov 80':>8}"]
     for key, row in champions:
+        shown_key = shown_id(key)
         if row is None:
-            lines.append(f"  {key:<15} -")
+            lines.append(f"  {shown_key:<15} -")
             continue
         if row.problem:
-            lines.append(f"  {key:<15} {row.version:<26}  damaged: {row.problem}")
+            lines.append(f"  {shown_key:<15} {row.version:<26}  damaged: {row.problem}")
             continue
         covered = row.coverage.get("80")
         lines.append(
-            f"  {key:<15} {row.version:<26}{shown(row.mase):>10}{shown(row.smape):>9}"
+            f"  {shown_key:<15} {row.version:<26}{shown(row.mase):>10}{shown(row.smape):>9}"
             f"{'-' if covered is None else f'{covered:.0%}':>8}"
         )
     return lines

@@ -32,7 +32,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ValidationError
 
-from wavecast.confinement import STORED_RECORD, check_location, is_inside
+from wavecast.confinement import STORED_RECORD, check_inside, check_location, is_inside
 from wavecast.errors import InvalidInputError
 
 # The version of what each cached stage writes. Bump a stage's number when a change alters
@@ -80,6 +80,8 @@ def open_filesystem(uri: str, flag: str) -> tuple[fsspec.AbstractFileSystem, str
         ) from None
     except ValueError as exc:
         raise InvalidInputError(f"{flag} {uri}: {exc}") from None
+    if isinstance(filesystem, LocalFileSystem):  # judged again as fsspec reads it: file:/x is /x
+        check_inside(path, uri, flag)
     return filesystem, path
 
 
@@ -314,6 +316,13 @@ class DataDir:
         marker.unlink()
         self.fs.put(str(local), target, recursive=True)
         self.write_bytes(marker_bytes, *self._relative(target), COMPLETE_MARKER)
+
+    def check_listed(self, paths: list[str]) -> None:
+        """Refuse files a reader listed under the root (pyarrow's dataset discovery) when one
+        leads outside it: a symlink planted among them would be followed when it is read."""
+        if self.is_local:
+            for path in paths:
+                self.path(*self._relative(path))
 
     def _relative(self, path: str) -> tuple[str, ...]:
         return tuple(path[len(self.root) :].strip("/").split("/"))

@@ -4,7 +4,6 @@ ids of a long (panel) table, and each series' rows."""
 from __future__ import annotations
 
 import itertools
-import re
 import unicodedata
 from collections.abc import Iterator
 from typing import NamedTuple
@@ -15,21 +14,20 @@ import pyarrow as pa
 from wavecast.config import SeriesSpec
 from wavecast.errors import InvalidInputError
 
-# What a column name looks like; anything else (a 'key = secret', a long line) is not shown.
-COLUMN_NAME = re.compile(r"[\w .()%/-]{1,64}")
-
-
 # Unicode categories an id must not hold: control characters, line and paragraph separators.
 CONTROL_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 
 
+def is_number(field: pa.Field) -> bool:
+    return pa.types.is_integer(field.type) or pa.types.is_floating(field.type)
+
+
 def described_columns(table: pa.Table) -> str:
-    """The columns a table has, by name only when the header looks like one: a file that is
-    not a CSV parses as a one-column table named after its first line, which stays unsaid."""
-    names = table.column_names
-    if len(names) >= 2 and all(COLUMN_NAME.fullmatch(name) for name in names):
-        return f"columns: {', '.join(names)}"
-    return f"{len(names)} column(s) in its header"
+    """How many columns a table has and where its numeric ones are, never their names: a CSV
+    without a header has its first line taken for one, which may be anything (a secret)."""
+    numeric = [str(at) for at, field in enumerate(table.schema, 1) if is_number(field)]
+    where = f"numeric: column {', '.join(numeric)}" if numeric else "none numeric"
+    return f"{len(table.column_names)} column(s), {where}"
 
 
 def pick_column(table: pa.Table, spec: SeriesSpec) -> str:
@@ -37,11 +35,7 @@ def pick_column(table: pa.Table, spec: SeriesSpec) -> str:
     is an error."""
     column, source, time = spec.column, spec.source, time_column_of(table, spec)
     numeric = [
-        f.name
-        for f in table.schema
-        if (pa.types.is_integer(f.type) or pa.types.is_floating(f.type))
-        and f.name != time
-        and not is_time_like(f)
+        f.name for f in table.schema if is_number(f) and f.name != time and not is_time_like(f)
     ]
     if column is not None:
         if column not in table.column_names:
@@ -55,12 +49,14 @@ def pick_column(table: pa.Table, spec: SeriesSpec) -> str:
         return numeric[0]
     if not numeric:
         raise InvalidInputError(f"--source {source}: no numeric column to forecast")
+    at = [str(table.column_names.index(name) + 1) for name in numeric]
     raise InvalidInputError(
-        f"--source {source}: several numeric columns ({', '.join(numeric)}); pick one with --column"
+        f"--source {source}: several numeric columns (column {', '.join(at)}); pick one by its "
+        "name with --column"
     )
 
 
-def id_groups(table: pa.Table, specs: list[SeriesSpec]) -> dict[str, pa.Table] | None:
+def id_groups(table: pa.Table, specs: list[SeriesSpec]) -> dict[str, PanelGroup] | None:
     """The rows of the series `specs` name, by id, sorted once: a part of a panel costs its
     own rows, not the whole table's sort. None for a table that is one series."""
     import pyarrow.compute as pc
@@ -68,32 +64,38 @@ def id_groups(table: pa.Table, specs: list[SeriesSpec]) -> dict[str, pa.Table] |
     if not specs[0].is_panel:
         return None
     wanted = pa.array(sorted({key for spec in specs for key in spec.series}), pa.string())
-    rows = table.filter(pc.is_in(panel_ids(table, specs[0]), value_set=wanted))
-    return {group.key: group.rows for group in panel_groups(rows, specs[0])}
+    mask = pc.is_in(panel_ids(table, specs[0]), value_set=wanted)
+    groups = panel_groups(table.filter(mask), specs[0], np.flatnonzero(mask))
+    return {group.key: group for group in groups}
 
 
 class PanelGroup(NamedTuple):
-    """One id's rows of a long table, in file order, and where its first row is (for messages)."""
+    """One id's rows of a long table, in file order, and where each is among the file's data
+    rows (0-based): a message names the file's row, not the series'."""
 
     key: str
     rows: pa.Table
-    first_row: int
+    rows_at: np.ndarray
 
 
-def panel_groups(table: pa.Table, spec: SeriesSpec) -> Iterator[PanelGroup]:
-    """Every id's rows, the empty id (rows with none) included: see id_problem."""
+def panel_groups(
+    table: pa.Table, spec: SeriesSpec, rows_at: np.ndarray | None = None
+) -> Iterator[PanelGroup]:
+    """Every id's rows, the empty id (rows with none) included: see id_problem. `rows_at`:
+    where the table's rows are in the file, when it is a part of it."""
     import pyarrow.compute as pc
 
     assert spec.id_column is not None
     ids = panel_ids(table, spec)
-    order = pc.sort_indices(ids)  # stable: rows of one series keep their order
+    order = pc.sort_indices(ids).to_numpy()  # stable: rows of one series keep their order
+    at = order if rows_at is None else rows_at[order]
     keys = ids.take(order).to_numpy(zero_copy_only=False)
     rows = table.drop_columns([spec.id_column]).take(order)
     if not len(keys):
         return
     bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1), len(keys)]
     for start, end in itertools.pairwise(bounds):
-        yield PanelGroup(str(keys[start]), rows.slice(start, end - start), int(order[start]))
+        yield PanelGroup(str(keys[start]), rows.slice(start, end - start), at[start:end])
 
 
 def panel_ids(table: pa.Table, spec: SeriesSpec) -> pa.ChunkedArray:
@@ -122,12 +124,25 @@ def id_problem(key: str) -> str | None:
     return None
 
 
+def shown_rows(rows_at: np.ndarray, limit: int = 5) -> str:
+    """Rows by their place among the file's data rows (0-based `rows_at`), as one line names
+    them: "data rows 3, 9 (lines 4, 10 of a CSV)", the first `limit` in file order."""
+    first = np.sort(rows_at)[:limit] + 1
+    more = ", ..." if len(rows_at) > limit else ""
+    rows, lines = (", ".join(str(n) for n in numbers) + more for numbers in (first, first + 1))
+    if len(rows_at) == 1:
+        return f"data row {rows} (line {lines} of a CSV)"
+    return f"data rows {rows} (lines {lines} of a CSV)"
+
+
 def shown_id(key: str) -> str:
-    """An id as one line of text shows it: quoted when it is empty or holds control characters."""
-    return key if id_problem(key) is None else repr(key)
+    """Text from data (an id) as one line shows it: quoted, its control and format characters
+    escaped, when it is empty or holds any (a newline, a terminal's escape codes, a
+    right-to-left override), so it can neither break a table nor steer the terminal."""
+    return key if key and key.isprintable() else repr(key)
 
 
-def rows_of(table: pa.Table, spec: SeriesSpec, key: str) -> pa.Table:
+def rows_of(table: pa.Table, spec: SeriesSpec, key: str) -> PanelGroup:
     """One series' rows in file order (a filter: no need to sort the whole panel for one)."""
     import pyarrow.compute as pc
 
@@ -136,10 +151,16 @@ def rows_of(table: pa.Table, spec: SeriesSpec, key: str) -> pa.Table:
     if problem is not None:
         raise InvalidInputError(f"--series {shown_id(key)}: {problem}")
     mask = pc.equal(panel_ids(table, spec), key)
-    return table.drop_columns([spec.id_column]).filter(mask)
+    return PanelGroup(key, table.drop_columns([spec.id_column]).filter(mask), np.flatnonzero(mask))
 
 
 TIME_COLUMN_NAMES = frozenset({"time", "timestamp", "date", "datetime", "ds"})
+
+
+def time_column_text(name: str) -> str:
+    """The time column as a message names it: by name only when it is a word wavecast looks
+    for, since one found by its dates is named by a header-less CSV's first line."""
+    return f"time column '{name}'" if name.lower() in TIME_COLUMN_NAMES else "the time column"
 
 
 def is_time_like(field: pa.Field) -> bool:

@@ -18,7 +18,10 @@ from wavecast.tables import (
     id_problem,
     is_time_like,
     panel_ids,
+    shown_id,
+    shown_rows,
     time_column_of,
+    time_column_text,
 )
 
 if TYPE_CHECKING:
@@ -52,10 +55,11 @@ DAY = np.timedelta64(1, "D")
 SHOWN_TIME = re.compile(r"[\w .:/,+-]{1,40}")
 
 
-def check_time_order(table: pa.Table, spec: SeriesSpec) -> None:
+def check_time_order(table: pa.Table, spec: SeriesSpec, rows_at: np.ndarray) -> None:
     """The time column (each time-like one, unless --time-column names it) must be strictly
-    increasing: no shuffles, no duplicates. The time column itself is sorted (in_time_order)
-    and refused when repeated (checked_times) before; another one is checked as it comes."""
+    increasing: no shuffles, no duplicates. The time column itself is sorted (time_order)
+    and refused when repeated (checked_times) before; another one is checked as it comes.
+    `rows_at`: where each row is among the file's data rows, for the message."""
     import pyarrow.compute as pc  # ~0.08 s to import: a generated series never needs it
 
     named = time_column_of(table, spec) if spec.time_column else None
@@ -67,8 +71,8 @@ def check_time_order(table: pa.Table, spec: SeriesSpec) -> None:
         bad = pc.index(steps, False).as_py()
         if bad >= 0:
             raise InvalidInputError(
-                f"--source {spec.source}: time column '{field.name}' is not strictly "
-                f"increasing: data row {bad + 2} (line {bad + 3} of a CSV) is not after the row "
+                f"--source {spec.source}: {time_column_text(field.name)} is not strictly "
+                f"increasing: {shown_rows(rows_at[bad + 1 : bad + 2])} is not after the row "
                 "before"
             )
 
@@ -235,7 +239,7 @@ def typed_times(table: pa.Table, name: str, source: str) -> pa.Table:
     missing = pc.index(pc.is_null(column), True).as_py()
     if missing >= 0:
         raise InvalidInputError(
-            f"--source {source}: time column '{name}' is empty at data row {missing + 1}"
+            f"--source {source}: {time_column_text(name)} is empty at data row {missing + 1}"
         )
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
@@ -268,14 +272,14 @@ def parsed_dates(texts: np.ndarray, name: str, source: str, codes: np.ndarray) -
     if len(readings) == 2 and not readings[0].equals(readings[1]):
         differ = int(np.argmax(readings[0] != readings[1]))
         raise InvalidInputError(
-            f"--source {source}: time column '{name}': {shown_text(texts, codes, differ)} reads "
-            "as two dates, month first and day first: write times as ISO 8601 (2024-01-31)"
+            f"--source {source}: {time_column_text(name)}: {shown_text(texts, codes, differ)} "
+            "reads as two dates, month first and day first: write times as ISO 8601 (2024-01-31)"
         )
     if readings:
         return readings[0]
     bad = max(first_unread(texts, f) for f in ["ISO8601", *formats])
     raise InvalidInputError(
-        f"--source {source}: time column '{name}': {shown_text(texts, codes, bad)} is not a "
+        f"--source {source}: {time_column_text(name)}: {shown_text(texts, codes, bad)} is not a "
         "date wavecast reads (ISO 8601, e.g. 2024-01-31 or 2024-01-31T09:00, always is)"
     )
 
@@ -359,11 +363,11 @@ def check_distinct(
         key = None if ids is None else str(ids[int(at)].as_py())
         if key is not None and id_problem(key) is not None:
             continue  # rows without a usable id are skipped, not read (see panel_groups)
-        of = "" if key is None else f"series {key}: "
+        of = "" if key is None else f"series {shown_id(key)}: "
         per = "time" if key is None else "series and time"
         several = "; several series? name their id column with --id-column" if key is None else ""
         raise InvalidInputError(
-            f"--source {spec.source}: {of}time column '{name}' has more than one row at "
+            f"--source {spec.source}: {of}{time_column_text(name)} has more than one row at "
             f"{shown_time(times[int(at)])}: one row per {per}{several}"
         )
 
@@ -392,25 +396,26 @@ def check_no_gaps(
             continue
         missing = first_missing(times[start:end], zone)
         if missing is not None:
-            of = "" if key is None else f"series {key}: "
+            of = "" if key is None else f"series {shown_id(key)}: "
             raise InvalidInputError(
-                f"--source {spec.source}: {of}time column '{name}' has no row at {missing[0]}, "
+                f"--source {spec.source}: {of}{time_column_text(name)} has no row at {missing[0]}, "
                 f"a step of its {missing[1]} series: fill gaps with --missing interpolate, keep "
                 "them with --missing drop, or fix the source"
             )
 
 
-def in_time_order(table: pa.Table, spec: SeriesSpec) -> pa.Table:
-    """A series' rows sorted by its time column (stable), when it has one."""
+def time_order(table: pa.Table, spec: SeriesSpec) -> np.ndarray | None:
+    """The order that sorts a series' rows by its time column (stable); None when they are
+    in order already, or it has none."""
     import pyarrow.compute as pc
 
     name = time_column_of(table, spec)
     if name is None or len(table) < 2:
-        return table
+        return None
     times = table.column(name)
     if pc.all(pc.greater_equal(times.slice(1), times.slice(0, len(table) - 1))).as_py():
-        return table
-    return table.take(pc.sort_indices(times))
+        return None
+    return np.asarray(pc.sort_indices(times))
 
 
 def time_values(table: pa.Table, spec: SeriesSpec) -> np.ndarray | None:

@@ -256,12 +256,14 @@ def open_dataset(dataset: DatasetRef, data_dir: str) -> ds.Dataset:
     import pyarrow.dataset as ds
 
     store = DataDir(data_dir)
-    return ds.dataset(
+    opened = ds.dataset(
         store.path("windows", dataset.dataset_id),
         filesystem=store.fs,
         format="parquet",
         partitioning="hive",
     )
+    store.check_listed(opened.files)
+    return opened
 
 
 def split_row_groups(dataset: DatasetRef, split: str, data_dir: str) -> list[ds.Fragment]:

@@ -92,11 +92,14 @@ class Command:
         self.reader.join(timeout=60)
 
     def finish(self) -> dict[str, object]:
-        """Wait for the command, assert it succeeded, return its JSON summary."""
+        """Wait for the command, assert it succeeded, return its one series' JSON summary."""
         code = self.process.wait(timeout=300)
         self.reader.join(timeout=60)
         assert code == 0, self.output()
-        summary: dict[str, object] = json.loads(self.output().strip().splitlines()[-1])
+        run = json.loads(self.output().strip().splitlines()[-1])
+        assert run["skipped"] == {}, run
+        (summary,) = run["series"].values()
+        assert isinstance(summary, dict)
         return summary
 
 

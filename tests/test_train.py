@@ -308,7 +308,7 @@ def core_modules() -> list[str]:
 def test_importing_the_pipeline_never_loads_tensorflow() -> None:
     """What a cached rerun imports: the flow, every task and core module and the CLI, not TF."""
     tasks = [
-        "wavecast.tasks.generate",
+        "wavecast.tasks.retrain",
         "wavecast.tasks.windows",
         "wavecast.tasks.train",
         "wavecast.tasks.evaluate",

@@ -270,32 +270,32 @@ def config_of(model: Any, args: argparse.Namespace, paths: dict[str, tuple[str, 
 
 def run_forecast(args: argparse.Namespace) -> None:
     """Check there is something to forecast with and from, then run the forecast flow.
-    A panel run that forecasts no series (every one skipped) exits 2, like bad input."""
+    A run that forecasts no series (every one skipped) exits 2, like bad input."""
     config = forecast_config(args)
     from wavecast.forecasting import latest_window
     from wavecast.panel import first_unknown
-    from wavecast.panel_forecast import PanelForecast, forecast_keys
+    from wavecast.panel_forecast import forecast_keys
     from wavecast.tables import shown_id
 
     with failing_on_bad_input():
         unknown = first_unknown(config.data_dir, config.series)
         if unknown is not None:
             fail(f"--series {shown_id(unknown)}: no such series in {config.data_dir}")
-        if not forecast_keys(config):
+        if forecast_keys(config) == [None]:
             latest_window(config)  # before Prefect: no usable champion, a short source, ...
     start_prefect()
     from wavecast.flows.forecast import forecast
 
     with failing_on_bad_input():
-        summary = forecast(config)
+        run = forecast(config)
     if args.json:
-        print(summary.model_dump_json())
-    elif isinstance(summary, PanelForecast):
-        print_panel_forecast(summary)
+        print(run.model_dump_json())
+    elif len(run.series) == 1 and not run.skipped:
+        print_forecast(run.only())
     else:
-        print_forecast(summary)
-    if isinstance(summary, PanelForecast) and not summary.series:
-        fail(f"no series of {config.data_dir} could be forecast ({len(summary.skipped)} skipped)")
+        print_panel_forecast(run)
+    if not run.series:
+        fail(f"no series of {config.data_dir} could be forecast ({len(run.skipped)} skipped)")
 
 
 def first_interval(row: Mapping[str, Any]) -> str:

@@ -5,36 +5,23 @@ from __future__ import annotations
 from prefect import flow
 
 from wavecast.config import ForecastConfig
-from wavecast.panel_forecast import PanelForecast
-from wavecast.records import ForecastSummary
-from wavecast.tasks.forecast import (
-    find_panel_series,
-    forecast_from_model,
-    forecast_on_runner,
-    publish_forecast,
-    publish_panel_forecast,
-    read_latest_window,
-    write_forecast_rows,
-)
+from wavecast.panel_forecast import ForecastRun
+from wavecast.tasks.forecast import find_series, forecast_on_runner, publish_forecasts
 from wavecast.tasks.prefect_support import confine_deployment_run, unvisited
 
 
 @flow(
     name="forecast", description="Forecast the steps after the source's last point, with intervals."
 )
-def forecast(config: ForecastConfig | None = None) -> ForecastSummary | PanelForecast:
+def forecast(config: ForecastConfig | None = None) -> ForecastRun:
     """Nothing is cached: a forecast is cheap, and its input is whatever the source holds now.
 
-    A panel's data dir forecasts each series from its own champion, into one dataset; a
-    large panel in parts on the task runner --runner picks, as a panel retrain does.
+    Each series (the data dir's own, or every series of a panel) forecasts from its own
+    champion into the data dir's one dataset; a large panel in parts on the task runner
+    --runner picks, as a retrain does.
     """
     confine_deployment_run()
     config = config or ForecastConfig()
-    keys = find_panel_series(config)
-    if keys:
-        parts = forecast_on_runner(keys, config)
-        return publish_panel_forecast(unvisited(parts), unvisited(keys), config)
-    window = read_latest_window(config)
-    predicted = forecast_from_model(window, config)
-    path = write_forecast_rows(predicted, window.home)
-    return publish_forecast(predicted, window, window.home, path)
+    keys = find_series(config)
+    parts = forecast_on_runner(keys, config)
+    return publish_forecasts(unvisited(parts), config)

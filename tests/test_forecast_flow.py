@@ -15,7 +15,7 @@ from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE, SPEC_FILE
 from wavecast.flows.forecast import forecast
 from wavecast.flows.retrain import retrain
-from wavecast.panel_forecast import PanelForecast
+from wavecast.panel_forecast import ForecastRun
 from wavecast.records import ForecastSummary
 from wavecast.storage import series_data_dir
 
@@ -33,7 +33,7 @@ def test_the_champion_forecasts_three_steps_with_nested_intervals(tmp_path: Path
     trained = retrain(three_step_config(data_dir)).only()
     assert trained.promoted and len(trained.metrics.per_step) == 3
 
-    summary = forecast(ForecastConfig(data_dir=str(data_dir)))
+    summary = forecast(ForecastConfig(data_dir=str(data_dir))).only()
     assert isinstance(summary, ForecastSummary)
 
     assert summary.version == trained.version and summary.origin == "119"
@@ -91,7 +91,7 @@ def test_damaged_series_are_skipped_and_the_others_forecast(tmp_path: Path) -> N
 
     summary = forecast(ForecastConfig(data_dir=str(panel), levels=(80.0,)))
 
-    assert isinstance(summary, PanelForecast)
+    assert isinstance(summary, ForecastRun)
     assert {
         key: [row["forecast"] for row in one.forecasts] for key, one in summary.series.items()
     } == {

@@ -29,7 +29,7 @@ from wavecast.panel import (
     rounds,
     split_source,
 )
-from wavecast.panel_forecast import PanelForecast, forecast_panel
+from wavecast.panel_forecast import ForecastRun, forecast_panel
 from wavecast.publish import check_same_file, rescore
 from wavecast.records import ForecastSummary
 from wavecast.registry import MODELS, read_champion, servable
@@ -93,7 +93,7 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
     assert all(one.panel_network for one in loaded)
     assert all(one.forecaster is loaded[0].forecaster for one in loaded)  # loaded once
 
-    made = forecast_panel(ForecastConfig(data_dir=config.data_dir), keys, None)
+    made = forecast_panel(ForecastConfig(data_dir=config.data_dir), list(keys), None)
 
     for key in keys:  # the batched call forecasts what each series' own call would
         store = series_store(config, key)
@@ -146,11 +146,11 @@ def test_a_global_panel_reruns_forecasts_and_drift_retrains_without_training(
     assert all(outcome.unchanged for outcome in rerun.series.values())
     assert global_dirs(config) == trained
     forecasts = forecast(ForecastConfig(data_dir=config.data_dir))
-    assert isinstance(forecasts, PanelForecast) and sorted(forecasts.series) == ["a", "b", "c"]
+    assert isinstance(forecasts, ForecastRun) and sorted(forecasts.series) == ["a", "b", "c"]
     in_parts = forecast(  # parts of 2 series mapped on the process pool, as a large panel is
         ForecastConfig(data_dir=config.data_dir, fan_out=FanOutSpec(series_per_task=2))
     )
-    assert isinstance(in_parts, PanelForecast) and list(in_parts.series) == list(forecasts.series)
+    assert isinstance(in_parts, ForecastRun) and list(in_parts.series) == list(forecasts.series)
     for key, one in in_parts.series.items():
         assert np.allclose(points(one), points(forecasts.series[key]), rtol=1e-5, atol=1e-6)
     written = list((Path(config.data_dir) / "forecasts").rglob("*.parquet"))
@@ -220,7 +220,7 @@ def test_the_panel_network_joins_a_combination_that_serves_it(
         outcome = retrain_series(ref, config, network=network)
         assert outcome.published.forecaster == "combination"
         assert set(outcome.published.members) == {"network", "ets", "theta"}
-    made = forecast_panel(ForecastConfig(data_dir=config.data_dir), keys, None)
+    made = forecast_panel(ForecastConfig(data_dir=config.data_dir), list(keys), None)
 
     for key in keys:
         store = series_store(config, key)

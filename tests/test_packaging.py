@@ -92,7 +92,9 @@ def test_the_wheel_holds_only_wavecast_and_runs_from_it(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
 
     assert {name.split("/")[0] for name in names if ".dist-info/" not in name} == {"wavecast"}
-    assert {"wavecast/flows/retrain.py", "wavecast/tasks/retrain.py", "wavecast/api.py"} <= set(names)
+    assert {"wavecast/flows/retrain.py", "wavecast/tasks/retrain.py", "wavecast/api.py"} <= set(
+        names
+    )
     assert_holds_flows_and_tasks(wheel)
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if "entry_points" in n))
     assert b"wavecast = wavecast.flows.cli:main" in entry_points
@@ -105,7 +107,7 @@ def test_the_wheel_holds_only_wavecast_and_runs_from_it(tmp_path: Path) -> None:
     dependencies = sysconfig.get_paths()["purelib"]
     check = (
         f"import sys; sys.path[:] = [{str(target)!r}, *sys.path, {dependencies!r}]; "
-        "import wavecast, wavecast.flows.retrain, wavecast.flows.panel; "
+        "import wavecast, wavecast.flows.retrain, wavecast.flows.forecast; "
         f"assert wavecast.__file__.startswith({str(target)!r}), wavecast.__file__; "
         f"assert wavecast.flows.retrain.__file__.startswith({str(target)!r}); "
         "assert callable(wavecast.retrain)\n"

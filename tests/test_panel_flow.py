@@ -18,7 +18,7 @@ from wavecast.flows.forecast import forecast
 from wavecast.flows.retrain import retrain
 from wavecast.forecasting import resolve_version
 from wavecast.monitoring import absolute_source, retrain_config
-from wavecast.panel_forecast import PanelForecast
+from wavecast.panel_forecast import ForecastRun
 from wavecast.records import ForecastSummary, RetrainSummary
 from wavecast.storage import DataDir, series_data_dir
 
@@ -50,7 +50,7 @@ def test_bad_series_are_skipped_and_the_rest_serve_forecasts(tmp_path: Path) -> 
     assert "constant at 4" in table and '"series": "c"' in table
 
     forecasts = forecast(ForecastConfig(data_dir=config.data_dir))
-    assert isinstance(forecasts, PanelForecast)
+    assert isinstance(forecasts, ForecastRun)
     assert sorted(forecasts.series) == ["a", "b", "c"] and forecasts.skipped == {}
     forecast(ForecastConfig(data_dir=config.data_dir))  # the same origins: rows replaced
     rows = ds.dataset(forecasts.path, format="parquet", partitioning="hive").to_table()

@@ -16,7 +16,7 @@ import io
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -42,8 +42,7 @@ from wavecast.storage import DataDir, series_data_dir
 if TYPE_CHECKING:
     import pandas as pd
 
-    from wavecast.panel_forecast import PanelForecast
-    from wavecast.records import ForecastSummary
+    from wavecast.panel_forecast import ForecastRun
 
 # The column names of Nixtla's libraries, used when a frame has them and no other is named.
 ID_COLUMN, TIME_COLUMN, TARGET_COLUMN = "unique_id", "ds", "y"
@@ -361,15 +360,11 @@ def retrain_result(run: RetrainRun) -> RetrainResult:
     return RetrainResult(pd.DataFrame(rows, columns=columns), run)
 
 
-def forecast_frame(made: ForecastSummary | PanelForecast) -> pd.DataFrame:
+def forecast_frame(made: ForecastRun) -> pd.DataFrame:
     """The flow's forecasts as one long frame, intervals named as Nixtla names them."""
     import pandas as pd
 
-    from wavecast.records import ForecastSummary
-
-    each: Mapping[str, ForecastSummary] = (
-        {made.series: made} if isinstance(made, ForecastSummary) else made.series
-    )
+    each = made.series
     frames = []
     for key, one in each.items():
         frame = pd.DataFrame([dict(row) for row in one.forecasts])

@@ -1,4 +1,4 @@
-"""Forecast a panel: every series from its own champion, into the panel's one dataset.
+"""Forecast a data dir's series (one, or a panel's): each from its own champion, into one dataset.
 
 The sources the champions name are read once each (a panel's series normally share one),
 not once per series; each champion is loaded once, for its window and its forecast, and each
@@ -7,7 +7,7 @@ series then goes through what a single series does (window_of, forecast_with, wr
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import numpy as np
@@ -43,14 +43,22 @@ T = TypeVar("T")
 MAX_FAN_CHARTS = 12
 
 
-class PanelForecast(BaseModel):
-    """A panel's forecasts: one summary per series, and the series that could not forecast."""
+class ForecastRun(BaseModel):
+    """A forecast run: one summary per series, and the series that could not forecast."""
 
     model_config = ConfigDict(frozen=True, ser_json_inf_nan="strings")
 
     series: dict[str, ForecastSummary]
     skipped: dict[str, str]
     path: str
+
+    def only(self) -> ForecastSummary:
+        """The forecast of a run of one series; a ValueError for any other run."""
+        if len(self.series) != 1 or self.skipped:
+            raise ValueError(
+                f"{len(self.series)} series forecast and {len(self.skipped)} skipped, not one"
+            )
+        return next(iter(self.series.values()))
 
 
 class SeriesForecast(NamedTuple):
@@ -63,35 +71,39 @@ class SeriesForecast(NamedTuple):
 
 
 class Champion(NamedTuple):
-    """A panel series' version and the source it forecasts from. Its forecaster is loaded
-    when the series forecasts: a panel's Keras models are never all in memory at once."""
+    """A series' version and the source it forecasts from (`key` None: the data dir's own
+    series). Its forecaster is loaded when the series forecasts: a panel's Keras models are
+    never all in memory at once."""
 
-    key: str
+    key: str | None
     store: DataDir
     version: str
     manifest: Manifest
     source: SeriesSpec
 
 
-def forecast_keys(config: ForecastConfig) -> list[str]:
-    """The series a forecast covers: --series, else every series with a champion; none when
-    the data dir is a single series' own (it has a champion at its root)."""
+def forecast_keys(config: ForecastConfig) -> list[str | None]:
+    """The series a forecast covers: --series, else every series with a champion; [None],
+    the data dir's own series, when its champion is at its root (a single series) or no
+    series has one."""
     if config.series:
         return list(config.series)
     if read_champion(DataDir(config.data_dir)) is not None:
-        return []
-    return champion_keys(config.data_dir)
+        return [None]
+    return list(champion_keys(config.data_dir)) or [None]  # None: "no champion in <data dir>"
 
 
-def forecast_parts(keys: list[str], spec: FanOutSpec) -> list[list[str]]:
+def forecast_parts(keys: Sequence[str | None], spec: FanOutSpec) -> list[list[str | None]]:
     """The panel's series in parts of at most FanOutSpec.forecast_part_size, one per task."""
     size = spec.forecast_part_size()
-    return [keys[start : start + size] for start in range(0, len(keys), size)]
+    return [list(keys[start : start + size]) for start in range(0, len(keys), size)]
 
 
-def forecast_panel(config: ForecastConfig, keys: list[str], run_id: str | None) -> PanelForecast:
-    """Every series of `keys` in this process (forecast_part), then the panel's page."""
-    return panel_forecast([forecast_part(config, keys, run_id)], keys, config.data_dir)
+def forecast_panel(
+    config: ForecastConfig, keys: Sequence[str | None], run_id: str | None
+) -> ForecastRun:
+    """Every series of `keys` in this process (forecast_part), then the run's page."""
+    return panel_forecast([forecast_part(config, keys, run_id)], config.data_dir)
 
 
 class PartForecast(NamedTuple):
@@ -103,7 +115,9 @@ class PartForecast(NamedTuple):
     charted: dict[str, LatestWindow]
 
 
-def forecast_part(config: ForecastConfig, keys: list[str], run_id: str | None) -> PartForecast:
+def forecast_part(
+    config: ForecastConfig, keys: Sequence[str | None], run_id: str | None
+) -> PartForecast:
     """Each series' champion forecasts, written into the panel's one dataset. A series that
     cannot forecast (bad input, a champion that cannot serve, a permanent storage fault) is
     skipped with its reason; a transient fault is raised. Series serving one panel network
@@ -121,9 +135,9 @@ def forecast_part(config: ForecastConfig, keys: list[str], run_id: str | None) -
             prepared.append(one)
     points = batched_points(prepared)
     made: list[SeriesForecast] = []
-    for ready in prepared:
+    for number, ready in enumerate(prepared):
         key = ready.champion.key
-        made_one = skipping(skipped, key, forecast_one, ready, points, config, run_id)
+        made_one = skipping(skipped, key, forecast_one, ready, points.get(number), config, run_id)
         if made_one is not None:
             made.append(made_one)
     return PartForecast(
@@ -133,25 +147,24 @@ def forecast_part(config: ForecastConfig, keys: list[str], run_id: str | None) -
     )
 
 
-def panel_forecast(parts: list[PartForecast], keys: list[str], data_dir: str) -> PanelForecast:
-    """The parts as one panel forecast, in the order of `keys`, and one page for the run."""
+def panel_forecast(parts: list[PartForecast], data_dir: str) -> ForecastRun:
+    """The parts as one run's forecasts, in their order, and one page for the run."""
     forecasts = {key: one for part in parts for key, one in part.forecasts.items()}
     skipped = {key: why for part in parts for key, why in part.skipped.items()}
     charted = {key: one for part in parts for key, one in part.charted.items()}
-    done = [key for key in keys if key in forecasts]
-    made = [forecasts[key] for key in done]
-    fans = [(forecasts[key], charted[key]) for key in keys if key in charted][:MAX_FAN_CHARTS]
-    page = write_panel_report(made, fans, data_dir) if made else ""
+    fans = [(forecasts[key], window) for key, window in charted.items()][:MAX_FAN_CHARTS]
+    page = write_panel_report(list(forecasts.values()), fans, data_dir) if forecasts else ""
     path = DataDir(data_dir).uri(FORECASTS)
-    return PanelForecast(
-        series={key: summarize_forecast(forecasts[key], path, page) for key in done},
-        skipped={key: skipped[key] for key in keys if key in skipped},
+    return ForecastRun(
+        series={key: summarize_forecast(one, path, page) for key, one in forecasts.items()},
+        skipped=skipped,
         path=path,
     )
 
 
-def champion_of(config: ForecastConfig, key: str) -> Champion:
-    store = DataDir(series_data_dir(config.data_dir, key))
+def champion_of(config: ForecastConfig, key: str | None) -> Champion:
+    own = config.data_dir if key is None else series_data_dir(config.data_dir, key)
+    store = DataDir(own)
     version, manifest = resolve_version(store, config.version)
     return Champion(key, store, version, manifest, source_spec(manifest, config))
 
@@ -185,43 +198,53 @@ def prepare_one(
     return Prepared(champion, window, point, None)
 
 
-def batched_points(prepared: list[Prepared]) -> dict[str, np.ndarray]:
-    """The point forecasts of the series a panel network serves: one call per network."""
-    groups: dict[int, list[Prepared]] = {}
-    for one in prepared:
+def batched_points(prepared: list[Prepared]) -> dict[int, np.ndarray]:
+    """The point forecasts of the series a panel network serves (by their place in
+    `prepared`): one call per network."""
+    groups: dict[int, list[int]] = {}
+    for number, one in enumerate(prepared):
         if one.network is not None:
-            groups.setdefault(id(one.network), []).append(one)
-    points: dict[str, np.ndarray] = {}
+            groups.setdefault(id(one.network), []).append(number)
+    points: dict[int, np.ndarray] = {}
     for group in groups.values():
-        windows = np.stack([one.window.history[-one.window.spec.input_len :] for one in group])
-        forecasts = model_forecast(group[0].network, windows)
-        points.update((one.champion.key, row) for one, row in zip(group, forecasts, strict=True))
+        windows = np.stack(
+            [prepared[n].window.history[-prepared[n].window.spec.input_len :] for n in group]
+        )
+        forecasts = model_forecast(prepared[group[0]].network, windows)
+        points.update(zip(group, forecasts, strict=True))
     return points
 
 
 def forecast_one(
-    ready: Prepared, points: dict[str, np.ndarray], config: ForecastConfig, run_id: str | None
+    ready: Prepared, batched: np.ndarray | None, config: ForecastConfig, run_id: str | None
 ) -> SeriesForecast:
-    """One series' forecast rows, written into the panel's dataset."""
+    """One series' forecast rows, written into the data dir's dataset; `batched`, its point
+    forecast when a panel network made it with its siblings' (batched_points)."""
     champion = ready.champion
-    point = ready.point if ready.point is not None else points[champion.key]
+    point = ready.point if ready.point is not None else batched
+    assert point is not None, "a panel network's series is forecast in its batch"
     if ready.combination is not None:
         point = point_forecast(ready.combination, ready.window, network_point=point)
     forecast = forecast_with(None, ready.window, champion.store.uri(), config.levels, point)
     path = write_forecasts(forecast, config.data_dir, run_id)
-    return SeriesForecast(champion.key, ready.window, forecast, path)
+    return SeriesForecast(forecast.series, ready.window, forecast, path)
 
 
 def skipping(
-    skipped: dict[str, str], key: str, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    skipped: dict[str, str],
+    key: str | None,
+    work: Callable[P, T],
+    *args: P.args,
+    **kwargs: P.kwargs,
 ) -> T | None:
     """`work`'s result, or None with the series' reason in `skipped`: bad input, a storage
-    fault no retry heals, or any other failure of this series is the series' own, and the
-    panel's other series go on; a fault that may heal is raised (for a retry)."""
+    fault no retry heals, or any other failure of a panel's series is the series' own, and
+    the panel's other series go on. A fault that may heal is raised (for a retry), and so is
+    any failure of a data dir's own series (key None): the run's."""
     try:
         return work(*args, **kwargs)
     except Exception as exc:
-        if is_transient(exc):
+        if is_transient(exc) or key is None:
             raise
         if isinstance(exc, InvalidInputError):
             skipped[key] = str(exc)

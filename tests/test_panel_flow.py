@@ -60,7 +60,7 @@ def test_bad_series_are_skipped_and_the_rest_serve_forecasts(tmp_path: Path) -> 
 
     # One series forecast from its own data dir (the drift loop's retrain then forecast):
     # its rows join the panel's dataset, not a dataset of its own.
-    own = forecast(ForecastConfig(data_dir=series_data_dir(config.data_dir, "b")))
+    own = forecast(ForecastConfig(data_dir=series_data_dir(config.data_dir, "b"))).only()
     assert isinstance(own, ForecastSummary) and own.path == forecasts.path
     again = ds.dataset(forecasts.path, format="parquet", partitioning="hive").to_table()
     assert again.num_rows == rows.num_rows  # the same origin and version: replaced

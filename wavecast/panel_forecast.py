@@ -113,6 +113,7 @@ class PartForecast(NamedTuple):
     forecasts: dict[str, Forecast]
     skipped: dict[str, str]
     charted: dict[str, LatestWindow]
+    path: str | None  # the dataset the forecasts went to
 
 
 def forecast_part(
@@ -144,6 +145,7 @@ def forecast_part(
         forecasts={one.key: one.forecast for one in made},
         skipped=skipped,
         charted={one.key: one.window for one in made[:MAX_FAN_CHARTS]},
+        path=made[0].path if made else None,
     )
 
 
@@ -154,7 +156,7 @@ def panel_forecast(parts: list[PartForecast], data_dir: str) -> ForecastRun:
     charted = {key: one for part in parts for key, one in part.charted.items()}
     fans = [(forecasts[key], window) for key, window in charted.items()][:MAX_FAN_CHARTS]
     page = write_panel_report(list(forecasts.values()), fans, data_dir) if forecasts else ""
-    path = DataDir(data_dir).uri(FORECASTS)
+    path = next((part.path for part in parts if part.path), DataDir(data_dir).uri(FORECASTS))
     return ForecastRun(
         series={key: summarize_forecast(one, path, page) for key, one in forecasts.items()},
         skipped=skipped,
@@ -226,7 +228,9 @@ def forecast_one(
     if ready.combination is not None:
         point = point_forecast(ready.combination, ready.window, network_point=point)
     forecast = forecast_with(None, ready.window, champion.store.uri(), config.levels, point)
-    path = write_forecasts(forecast, config.data_dir, run_id)
+    path = write_forecasts(
+        forecast, ready.window.home, run_id
+    )  # a panel series' own dir: its panel's
     return SeriesForecast(forecast.series, ready.window, forecast, path)
 
 

@@ -13,10 +13,10 @@ from typing import Any, NamedTuple, ParamSpec, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from wavecast.candidates import ForecasterSpec
 from wavecast.config import FanOutSpec, ForecastConfig, SeriesSpec
 from wavecast.engine import model_forecast
 from wavecast.errors import InvalidInputError, environment_problem, is_transient
+from wavecast.forecasters.forecaster import Forecaster
 from wavecast.forecasting import (
     FORECASTS,
     REPORTS,
@@ -158,14 +158,13 @@ def champion_of(config: ForecastConfig, key: str) -> Champion:
 
 class Prepared(NamedTuple):
     """A series ready to forecast: its window, and either its point forecast already or the
-    panel network that makes it (with the other series that serve it), and then the
-    combination that takes that forecast as a member's, if the champion is one."""
+    forecaster whose network is a panel's, batched with the other series that serve it
+    (Forecaster.batched_network), which makes it then."""
 
     champion: Champion
     window: LatestWindow
     point: np.ndarray | None
-    network: Any | None
-    combination: ForecasterSpec | None = None
+    forecaster: Forecaster | None = None
 
 
 def prepare_one(
@@ -178,23 +177,22 @@ def prepare_one(
     if isinstance(loaded, InvalidInputError):
         raise loaded
     window = window_of(champion.store, champion.version, served, champion.source, loaded)
-    if served.panel_network:
-        spec = served.forecaster if isinstance(served.forecaster, ForecasterSpec) else None
-        return Prepared(champion, window, None, served.network, spec)
-    point = point_forecast(served.forecaster, window, served.network)
-    return Prepared(champion, window, point, None)
+    if served.forecaster.batched_network() is not None:
+        return Prepared(champion, window, None, served.forecaster)
+    return Prepared(champion, window, point_forecast(served.forecaster, window))
 
 
 def batched_points(prepared: list[Prepared]) -> dict[str, np.ndarray]:
-    """The point forecasts of the series a panel network serves: one call per network."""
-    groups: dict[int, list[Prepared]] = {}
+    """The forecasts of the panel networks the series serve: one call per network."""
+    groups: dict[int, tuple[Any, list[Prepared]]] = {}
     for one in prepared:
-        if one.network is not None:
-            groups.setdefault(id(one.network), []).append(one)
+        network = one.forecaster.batched_network() if one.forecaster else None
+        if network is not None:
+            groups.setdefault(id(network), (network, []))[1].append(one)
     points: dict[str, np.ndarray] = {}
-    for group in groups.values():
+    for network, group in groups.values():
         windows = np.stack([one.window.history[-one.window.spec.input_len :] for one in group])
-        forecasts = model_forecast(group[0].network, windows)
+        forecasts = model_forecast(network, windows)
         points.update((one.champion.key, row) for one, row in zip(group, forecasts, strict=True))
     return points
 
@@ -204,10 +202,11 @@ def forecast_one(
 ) -> SeriesForecast:
     """One series' forecast rows, written into the panel's dataset."""
     champion = ready.champion
-    point = ready.point if ready.point is not None else points[champion.key]
-    if ready.combination is not None:
-        point = point_forecast(ready.combination, ready.window, network_point=point)
-    forecast = forecast_with(None, ready.window, champion.store.uri(), config.levels, point)
+    point = ready.point
+    if ready.forecaster is not None:
+        point = point_forecast(ready.forecaster, ready.window, points[champion.key])
+    assert point is not None, "a series was prepared with neither a forecast nor a forecaster"
+    forecast = forecast_with(ready.window, champion.store.uri(), config.levels, point)
     path = write_forecasts(forecast, config.data_dir, run_id)
     return SeriesForecast(champion.key, ready.window, forecast, path)
 

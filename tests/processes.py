@@ -77,15 +77,17 @@ CLI = "wavecast.flows.cli"
 
 def loads_blocked(module: str, blocked: tuple[str, ...]) -> bool:
     """Whether importing `module` in a fresh process would import one of the `blocked`
-    packages. Beyond those packages themselves, every wavecast module but the core and the
-    command line is taken to load them: a flow or task module imports Prefect at its top.
-    (test_the_core_never_loads_prefect keeps wavecast/*.py free of Prefect, TensorFlow and
-    Keras; test_the_command_refuses_as_main_does_in_this_process runs the command line in a
-    fresh process with them blocked.)"""
+    packages. Beyond those packages themselves, every module of wavecast.flows and
+    wavecast.tasks but the command line is taken to load them: a flow or task module imports
+    Prefect at its top. (test_the_core_never_loads_prefect keeps the core, wavecast/ and its
+    subpackages, free of Prefect, TensorFlow and Keras;
+    test_the_command_refuses_as_main_does_in_this_process runs the command line in a fresh
+    process with them blocked.)"""
     top = module.partition(".")[0]
     if top in blocked:
         return True
-    return bool(blocked) and top == "wavecast" and module.count(".") > 1 and module != CLI
+    pipeline = module.split(".")[1:2] in (["flows"], ["tasks"]) and module.count(".") > 1
+    return bool(blocked) and pipeline and top == "wavecast" and module != CLI
 
 
 @contextlib.contextmanager

@@ -13,23 +13,27 @@ import pytest
 from wavecast.backtest import PREFERENCE
 from wavecast.candidates import (
     CLEAR_MARGIN,
-    COMBINATION_POOL,
-    ForecasterSpec,
     best_candidate,
-    classical_model,
-    combination_members,
-    combination_weights,
-    inverse_error_weights,
-    model_form,
-    seasonal_naive,
-    spec_forecast,
-    statistical_forecasts,
     targets_at,
     validation_size,
     window_origins,
 )
 from wavecast.config import RetrainConfig, SelectionSpec
 from wavecast.evaluate import SPEC_FILE, Evaluation, evaluate_trained
+from wavecast.forecasters.combination import (
+    COMBINATION_POOL,
+    combination_members,
+    combination_weights,
+    inverse_error_weights,
+)
+from wavecast.forecasters.forecaster import ForecasterSpec
+from wavecast.forecasters.kinds import from_spec
+from wavecast.forecasters.statistical import (
+    classical_model,
+    model_form,
+    seasonal_naive,
+    statistical_forecasts,
+)
 from wavecast.generate import store_series
 from wavecast.intervals import conformal_half_widths
 from wavecast.times import inferred_season
@@ -121,7 +125,7 @@ def test_a_weighted_combination_with_a_linear_member_is_remade_from_its_spec() -
         member_weights=(0.25, 0.75),
     )
     values = np.arange(1.0, 7.0)
-    assert spec_forecast(spec, values, horizon=1, steps=1).tolist() == [7.75]
+    assert from_spec(spec).forecast(values, horizon=1, steps=1).tolist() == [7.75]
 
 
 def test_ets_carries_a_linear_trend_forward() -> None:
@@ -139,7 +143,7 @@ def test_a_stored_spec_refits_on_the_series_it_is_given() -> None:
     spec = ForecasterSpec(forecaster="combination", season=3, members=("naive", "seasonal_naive"))
     values = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
     # naive: 6, 6; seasonal naive (season 3): values[3], values[4] = 4, 5.
-    assert spec_forecast(spec, values, horizon=1, steps=2).tolist() == [5.0, 5.5]
+    assert from_spec(spec).forecast(values, horizon=1, steps=2).tolist() == [5.0, 5.5]
 
 
 @pytest.mark.parametrize(
@@ -357,5 +361,5 @@ def test_a_stored_champion_serves_in_its_recorded_form() -> None:
         forecaster="arima", season=12, members=("arima",), forms={"arima": "ARIMA(0,1,0)"}
     )
     searched = ForecasterSpec(forecaster="arima", season=12, members=("arima",))
-    np.testing.assert_allclose(spec_forecast(spec, values, 1, 12), np.full(12, values[-1]))
-    assert not np.allclose(spec_forecast(searched, values, 1, 12), values[-1])
+    np.testing.assert_allclose(from_spec(spec).forecast(values, 1, 12), np.full(12, values[-1]))
+    assert not np.allclose(from_spec(searched).forecast(values, 1, 12), values[-1])

@@ -26,7 +26,7 @@ SINE_CSV = "value\n" + "".join(f"{i % 7}.5\n" for i in range(60))
 # such as "column" is then in an error because the error's own wording says it ("no numeric
 # column to forecast"), not because the file was quoted.
 WAVECAST_SOURCE = "\n".join(
-    path.read_text() for path in sorted((Path(__file__).parents[1] / "wavecast").glob("*.py"))
+    path.read_text() for path in sorted((Path(__file__).parents[1] / "wavecast").rglob("*.py"))
 )
 
 

@@ -18,6 +18,7 @@ from wavecast.config import FanOutSpec, ForecastConfig, RetrainConfig
 from wavecast.engine import model_forecast
 from wavecast.flows.forecast import forecast
 from wavecast.flows.retrain import retrain
+from wavecast.forecasters.network import check_same_file
 from wavecast.forecasting import latest_window, point_forecast
 from wavecast.global_network import train_global
 from wavecast.model_files import MODEL_FILE, VALIDATION_MODEL_FILE, load_model, shared_network
@@ -30,7 +31,7 @@ from wavecast.panel import (
     split_source,
 )
 from wavecast.panel_forecast import ForecastRun, forecast_panel
-from wavecast.publish import check_same_file, rescore
+from wavecast.publish import rescore
 from wavecast.records import ForecastSummary
 from wavecast.registry import MODELS, read_champion, servable
 from wavecast.storage import DataDir, series_data_dir
@@ -90,8 +91,9 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
         assert not (own_dir / "training").exists()  # no network of its own
     keys = [str(ref.key) for ref in split.series]
     loaded = [servable(series_store(config, key), champion(config, key)) for key in keys]
-    assert all(one.panel_network for one in loaded)
-    assert all(one.forecaster is loaded[0].forecaster for one in loaded)  # loaded once
+    shared = loaded[0].forecaster.batched_network()
+    assert shared is not None
+    assert all(one.forecaster.batched_network() is shared for one in loaded)  # loaded once
 
     made = forecast_panel(ForecastConfig(data_dir=config.data_dir), list(keys), None)
 
@@ -106,14 +108,14 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
     Path(other.path(MODELS, champion(config, keys[1]), MODEL_FILE)).write_bytes(
         (Path(network.uri) / VALIDATION_MODEL_FILE).read_bytes()
     )
-    assert not servable(other, champion(config, keys[1])).panel_network
+    assert servable(other, champion(config, keys[1])).forecaster.batched_network() is None
 
     shutil.rmtree(network.uri)  # this process loaded it from the same bytes as the copies
     still = servable(series_store(config, keys[0]), champion(config, keys[0]))
-    assert still.panel_network and still.forecaster is loaded[0].forecaster
+    assert still.forecaster.batched_network() is shared
     shared_network.cache_clear()  # a new process: the panel's file is gone, each serves its own
     after = servable(series_store(config, keys[0]), champion(config, keys[0]))
-    assert not after.panel_network and after.forecaster is not loaded[0].forecaster
+    assert after.forecaster.batched_network() is None
 
 
 def points(summary: ForecastSummary) -> list[float]:
@@ -207,7 +209,8 @@ def test_the_panel_network_joins_a_combination_that_serves_it(
     the version holds the network's bytes and the spec with its weights; the panel's batched
     forecast, a series' own forecast and the members' weighted mean by hand agree."""
     from wavecast import candidates
-    from wavecast.candidates import ForecasterSpec, statistical_forecasts
+    from wavecast.forecasters.forecaster import ForecasterSpec
+    from wavecast.forecasters.statistical import statistical_forecasts
 
     monkeypatch.setattr(candidates, "CLEAR_MARGIN", 1.0)
     config = global_config(tmp_path, candidates="network,ets,theta,combination", plots=False)
@@ -229,13 +232,14 @@ def test_the_panel_network_joins_a_combination_that_serves_it(
         assert filecmp.cmp(version_dir / MODEL_FILE, Path(network.uri) / MODEL_FILE, False)
         spec = ForecasterSpec.model_validate_json((version_dir / "forecaster.json").read_text())
         served = servable(store, version)
-        assert served.panel_network and served.forecaster == spec
+        network_model = served.forecaster.batched_network()
+        assert network_model is not None
         window = latest_window(ForecastConfig(data_dir=store.uri()))
         values = np.asarray(window.history)
         ahead, steps = window.spec.horizon, window.spec.steps
         origin = np.array([len(values) - 1])
         members = {
-            "network": model_forecast(served.network, values[-window.spec.input_len :][None])[0],
+            "network": model_forecast(network_model, values[-window.spec.input_len :][None])[0],
             **{
                 name: statistical_forecasts(
                     name, values, origin, ahead, steps, spec.season, spec.forms.get(name, "")
@@ -245,7 +249,7 @@ def test_the_panel_network_joins_a_combination_that_serves_it(
         }
         shares = zip(spec.members, spec.member_weights, strict=True)
         by_hand = sum(share * members[name] for name, share in shares)
-        alone = point_forecast(served.forecaster, window, served.network)
+        alone = point_forecast(served.forecaster, window)
         batched = [row["forecast"] for row in made.series[key].forecasts]
         scale = np.max(np.abs(by_hand))
         assert np.allclose(alone, by_hand, rtol=0, atol=1e-5 * scale)

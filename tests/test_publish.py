@@ -12,9 +12,9 @@ import pytest
 
 from tests.conftest import tiny_config
 from wavecast import publish
-from wavecast.candidates import ForecasterSpec
 from wavecast.evaluate import SPEC_FILE
 from wavecast.flows.retrain import retrain
+from wavecast.forecasters.forecaster import ForecasterSpec
 from wavecast.records import RetrainSummary
 from wavecast.registry import list_versions, read_champion
 from wavecast.storage import DataDir

@@ -20,10 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wavecast import registry
-from wavecast.candidates import ForecasterSpec, spec_forecast
 from wavecast.config import RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE, SPEC_FILE, Published
+from wavecast.forecasters.forecaster import ForecasterSpec
+from wavecast.forecasters.network import NetworkForecaster
 from wavecast.generate import SeriesRef
 from wavecast.metrics import Metrics
 from wavecast.records import Manifest
@@ -220,7 +221,8 @@ def test_record_champion_writes_champion_and_appends_one_line(tmp_path: Path) ->
 
 def test_a_naive_version_serves_its_spec(tmp_path: Path) -> None:
     naive_version(tmp_path, V1)
-    assert servable(DataDir(str(tmp_path)), V1).forecaster == NAIVE
+    served = servable(DataDir(str(tmp_path)), V1).forecaster
+    assert served.forecast(np.array([1.0, 3.0]), horizon=1, steps=2).tolist() == [3.0, 3.0]
 
 
 def combined_spec(members: str, weights: str) -> bytes:
@@ -275,7 +277,7 @@ def test_a_linear_ar_serves_its_weights_on_the_last_window(tmp_path: Path) -> No
     version_with(tmp_path, V1, {SPEC_FILE: linear_spec(weights)}, windows=windows)
     served = servable(DataDir(str(tmp_path)), V1).forecaster
     values = np.array([9.0, 1.0, 3.0, 5.0, 7.0, 8.0])  # the window is its last five
-    assert spec_forecast(served, values, horizon=1, steps=2).tolist() == [8.5, 2.0]
+    assert served.forecast(values, horizon=1, steps=2).tolist() == [8.5, 2.0]
 
 
 def test_a_keras_model_of_the_version_s_geometry_serves(tmp_path: Path) -> None:
@@ -284,7 +286,8 @@ def test_a_keras_model_of_the_version_s_geometry_serves(tmp_path: Path) -> None:
     model = keras_file(tmp_path, 5, 3)
     version_with(tmp_path, V1, {"model.keras": model}, windows=windows, forecaster="linear")
     served = servable(DataDir(str(tmp_path)), V1).forecaster
-    assert served.input_shape == (None, 5) and served.output_shape == (None, 3)
+    assert isinstance(served, NetworkForecaster)
+    assert served.model.input_shape == (None, 5) and served.model.output_shape == (None, 3)
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from tests.conftest import tiny_config
 from tests.test_registry import linear_spec, manifest_for, naive_version, version_with
 from wavecast.config import GatePolicy, RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.evaluate import SPEC_FILE, Published, evaluate_trained, metrics_table
+from wavecast.forecasters.network import forecasts_at
 from wavecast.gate import Decision, decide_promotion
 from wavecast.generate import store_series
 from wavecast.metrics import (
@@ -29,7 +30,7 @@ from wavecast.metrics import (
     smape,
 )
 from wavecast.panel import RetrainRun, iter_outcomes, panel_table
-from wavecast.publish import forecasts_at, other_targets, rescore
+from wavecast.publish import other_targets, rescore
 from wavecast.records import RetrainSummary, VersionRow
 from wavecast.registry import champion_row, record_champion, servable, version_rows
 from wavecast.report import champion_lines, version_lines
@@ -215,7 +216,7 @@ def test_a_network_of_other_input_windows_reads_windows_of_its_own_length(
 ) -> None:
     """A "network" summing its 2 inputs, at origins 3, 4, 5 of 0..9: 2+3, 3+4, 4+5, in
     batches of 2 windows."""
-    monkeypatch.setattr("wavecast.publish.BATCH_ROWS", 2)
+    monkeypatch.setattr("wavecast.forecasters.network.BATCH_ROWS", 2)
     values = np.arange(10.0)
 
     def summed(windows: np.ndarray) -> np.ndarray:

@@ -301,7 +301,8 @@ def imports_in_fresh_interpreter(modules: list[str], forbidden: set[str]) -> Non
 
 def core_modules() -> list[str]:
     root = Path(__file__).resolve().parents[1]
-    return sorted(f"wavecast.{p.stem}" for p in (root / "wavecast").glob("[!_]*.py"))
+    files = (root / "wavecast").rglob("[!_]*.py")  # wavecast/*.py and its subpackages
+    return sorted(".".join(p.relative_to(root).with_suffix("").parts) for p in files)
 
 
 @pytest.mark.flow  # a fresh interpreter

@@ -63,3 +63,11 @@ def or_bad_input(work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T |
 def is_expected_failure(error: BaseException | None) -> bool:
     """Bad input or a permanent storage fault: the person needs one line, not a traceback."""
     return isinstance(error, InvalidInputError) or environment_problem(error) is not None
+
+
+class UnusableVersionError(InvalidInputError):
+    """A version that cannot serve forecasts; as a champion it counts as none."""
+
+
+def unusable(version: str, why: str) -> UnusableVersionError:
+    return UnusableVersionError(f"version {version} cannot serve: {why}")

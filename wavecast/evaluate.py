@@ -12,23 +12,17 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from wavecast.backtest import (
-    Backtest,
-    choose,
-    linear_weights,
-    run_backtest,
-)
-from wavecast.candidates import (
-    ForecasterSpec,
-    linear_forecast,
-)
+from wavecast.backtest import choose, run_backtest
 from wavecast.config import SelectionSpec
+from wavecast.forecasters.forecaster import SPEC_FILE, Backtest
+from wavecast.forecasters.kinds import WINDOW_KEYS, published_members, spec_of
+from wavecast.forecasters.linear import linear_forecast, linear_weights
 from wavecast.generate import read_series
 from wavecast.intervals import conformal_half_widths, resolution_floor
 from wavecast.memory import release_unused_memory
 from wavecast.metrics import (
-    Forecaster,
     Metrics,
+    WindowForecaster,
     mase_scale,
     persistence_forecast,
     regression_metrics,
@@ -49,7 +43,6 @@ METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "test_predictions.npy"
 # The published forecaster's held-out |error| per window and step: validation windows, then test.
 ERRORS_FILE = "test_abs_errors.npy"
-SPEC_FILE = "forecaster.json"  # a statistical forecaster's ForecasterSpec (never a pickle)
 COVERAGE_LEVELS = (80.0, 95.0)
 
 
@@ -105,9 +98,6 @@ class Evaluation(BaseModel):
     plots: tuple[str, ...] = PLOTS
 
 
-WINDOW_KEYS = {"network": "model", "linear": "linear"}  # score_split names of the served
-
-
 def evaluate_trained(
     dataset: DatasetRef,
     trained: TrainedRef | None,
@@ -135,7 +125,7 @@ def evaluate_trained(
     weights = backtest.linear_weights
     if weights is None:
         weights = linear_weights(values, dataset, dataset.n_train)
-    forecasters: dict[str, Forecaster] = {
+    forecasters: dict[str, WindowForecaster] = {
         "persistence": functools.partial(persistence_forecast, steps=dataset.spec.steps),
         "linear": functools.partial(linear_forecast, weights),
     }
@@ -155,14 +145,15 @@ def evaluate_trained(
         predictions = backtest.test[chosen][: len(sample["start"])]
         test_errors = np.abs(backtest.test[chosen] - backtest.test_truth).astype(np.float32)
     validation_errors = np.abs(backtest.validation[chosen] - backtest.validation_truth)
+    members, member_weights = published_members(chosen, backtest.members, backtest.member_weights)
     published = Published(
         forecaster=chosen,
         mse=chosen_test.mse,
         reason=why,
         validation_mse=backtest.validation_mse().get(chosen, math.nan),
         season=season,
-        members=backtest.members if chosen == "combination" else (chosen,),
-        member_weights=backtest.member_weights if chosen == "combination" else (),
+        members=members,
+        member_weights=member_weights,
         coverage=test_coverage(validation_errors, test_errors, resolution_floor(values)),
         mase_scale=scale,
     )
@@ -184,17 +175,8 @@ def evaluate_trained(
     errors = np.concatenate([validation_errors.astype(np.float32), test_errors])
     with store.staged_dir(*parts) as staging:
         (staging / METRICS_FILE).write_text(evaluation.model_dump_json(indent=2))
-        if chosen != "network":
-            spec = ForecasterSpec(
-                forecaster=chosen,
-                season=season,
-                members=published.members,
-                forms=backtest.forms,
-                weights=tuple(map(tuple, weights.tolist()))
-                if "linear" in published.members
-                else (),
-                member_weights=published.member_weights,
-            )
+        spec = spec_of(chosen, season, members, member_weights, backtest.forms, weights)
+        if spec is not None:
             (staging / SPEC_FILE).write_text(spec.model_dump_json(indent=2))
         np.save(staging / PREDICTIONS_FILE, predictions, allow_pickle=False)
         np.save(staging / ERRORS_FILE, errors, allow_pickle=False)

@@ -24,11 +24,11 @@ import pyarrow.parquet as pq
 if TYPE_CHECKING:
     import pandas as pd
 
-from wavecast.candidates import MAX_HISTORY, ForecasterSpec, spec_forecast
 from wavecast.config import ForecastConfig, SeriesSpec, WindowSpec
-from wavecast.engine import model_forecast
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE
+from wavecast.forecasters.forecaster import Forecaster
+from wavecast.forecasters.statistical import MAX_HISTORY
 from wavecast.generate import LoadedSeries, load_series
 from wavecast.intervals import conformal_half_widths, held_out_coverage, resolution_floor
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest, Row
@@ -199,8 +199,7 @@ def window_of(
     origin, targets, note = target_labels(loaded.times, len(loaded.values), spec, loaded.timezone)
     forecaster = manifest.published.forecaster if manifest.published else "network"
     # A statistical forecaster is refitted on the recent history; the others read one window.
-    refitted = isinstance(served.forecaster, ForecasterSpec) and served.forecaster.refitted
-    keep = MAX_HISTORY if refitted else HISTORY_POINTS
+    keep = MAX_HISTORY if served.forecaster.refits else HISTORY_POINTS
     history = loaded.values[-max(keep, spec.input_len) :]
     return LatestWindow(
         version=version,
@@ -257,20 +256,14 @@ def held_out_errors(data_dir: str, version: str, steps: int | None = None) -> np
 def forecast_window(window: LatestWindow, data_dir: str, levels: tuple[float, ...]) -> Forecast:
     """The champion's K forecasts after the origin, each with its interval per level."""
     served = servable(DataDir(data_dir), window.version)
-    point = point_forecast(served.forecaster, window, served.network)
-    return forecast_with(served.forecaster, window, data_dir, levels, point)
+    return forecast_with(window, data_dir, levels, point_forecast(served.forecaster, window))
 
 
 def forecast_with(
-    forecaster: Any,
-    window: LatestWindow,
-    data_dir: str,
-    levels: tuple[float, ...],
-    point: np.ndarray | None = None,
+    window: LatestWindow, data_dir: str, levels: tuple[float, ...], point: np.ndarray
 ) -> Forecast:
-    """forecast_window with the version's forecaster loaded already (see Servable), and its
-    point forecast made already when the caller batched it with other series'."""
-    point = point_forecast(forecaster, window) if point is None else point
+    """forecast_window with the version's point forecast made already (by the caller, who
+    may have batched it with other series')."""
     if not np.isfinite(point).all():
         raise InvalidInputError(
             f"version {window.version} ({window.forecaster}) forecast a value that is not "
@@ -301,20 +294,13 @@ def forecast_with(
 
 
 def point_forecast(
-    forecaster: Any,
-    window: LatestWindow,
-    network: Any = None,
-    network_point: np.ndarray | None = None,
+    forecaster: Forecaster, window: LatestWindow, network_point: np.ndarray | None = None
 ) -> np.ndarray:
-    """A Keras champion reads the last window; a statistical one is refitted on the history;
-    a combination holding the network takes its forecast (`network_point`, made already
-    when the caller batched it with other series', or made here by `network`)."""
+    """The forecaster's forecast after the window's last point (Forecaster.forecast); a
+    network's forecast made already (`network_point`, batched with other series')."""
     values = np.asarray(window.history, dtype=np.float64)
-    if not isinstance(forecaster, ForecasterSpec):
-        return model_forecast(forecaster, values[-window.spec.input_len :][None, :])[0]
-    if "network" in forecaster.members and network_point is None:
-        network_point = point_forecast(network, window)
-    return spec_forecast(forecaster, values, window.spec.horizon, window.spec.steps, network_point)
+    spec = window.spec
+    return forecaster.forecast(values, spec.horizon, spec.steps, network_point)
 
 
 def forecast_key(forecast: Forecast) -> str:

@@ -27,7 +27,8 @@ from wavecast.windows import DatasetRef, iter_split
 
 BATCH_ROWS = 1 << 16  # windows per batch when streaming a split
 SAMPLE_WINDOWS = 2000  # test windows kept for plots and the publish round-trip check
-Forecaster = Callable[[np.ndarray], np.ndarray]
+# A forecaster of raw windows: (windows, input_len) -> (windows, steps).
+WindowForecaster = Callable[[np.ndarray], np.ndarray]
 
 
 class StepMetrics(BaseModel):
@@ -203,7 +204,7 @@ def fit_linear_ar(inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
 def score_split(
     dataset: DatasetRef,
     data_dir: str,
-    forecasters: Mapping[str, Forecaster],
+    forecasters: Mapping[str, WindowForecaster],
     keep: int = SAMPLE_WINDOWS,
     errors_of: Sequence[str] = (),
     scale: float | None = None,
@@ -231,5 +232,5 @@ def score_split(
     return {name: t.metrics(scale) for name, t in totals.items()}, sample
 
 
-def keras_forecaster(model: Any) -> Forecaster:
+def keras_forecaster(model: Any) -> WindowForecaster:
     return functools.partial(model_forecast, model)

@@ -13,10 +13,10 @@ from typing import Any, NamedTuple, ParamSpec, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from wavecast.candidates import ForecasterSpec
 from wavecast.config import FanOutSpec, ForecastConfig, SeriesSpec
 from wavecast.engine import model_forecast
 from wavecast.errors import InvalidInputError, environment_problem, is_transient
+from wavecast.forecasters.forecaster import Forecaster
 from wavecast.forecasting import (
     FORECASTS,
     REPORTS,
@@ -173,14 +173,13 @@ def champion_of(config: ForecastConfig, key: str | None) -> Champion:
 
 class Prepared(NamedTuple):
     """A series ready to forecast: its window, and either its point forecast already or the
-    panel network that makes it (with the other series that serve it), and then the
-    combination that takes that forecast as a member's, if the champion is one."""
+    forecaster whose network is a panel's, batched with the other series that serve it
+    (Forecaster.batched_network), which makes it then."""
 
     champion: Champion
     window: LatestWindow
     point: np.ndarray | None
-    network: Any | None
-    combination: ForecasterSpec | None = None
+    forecaster: Forecaster | None = None
 
 
 def prepare_one(
@@ -193,27 +192,25 @@ def prepare_one(
     if isinstance(loaded, InvalidInputError):
         raise loaded
     window = window_of(champion.store, champion.version, served, champion.source, loaded)
-    if served.panel_network:
-        spec = served.forecaster if isinstance(served.forecaster, ForecasterSpec) else None
-        return Prepared(champion, window, None, served.network, spec)
-    point = point_forecast(served.forecaster, window, served.network)
-    return Prepared(champion, window, point, None)
+    if served.forecaster.batched_network() is not None:
+        return Prepared(champion, window, None, served.forecaster)
+    return Prepared(champion, window, point_forecast(served.forecaster, window))
 
 
 def batched_points(prepared: list[Prepared]) -> dict[int, np.ndarray]:
-    """The point forecasts of the series a panel network serves (by their place in
+    """The forecasts of the panel networks the series serve (by the series' place in
     `prepared`): one call per network."""
-    groups: dict[int, list[int]] = {}
+    groups: dict[int, tuple[Any, list[int]]] = {}
     for number, one in enumerate(prepared):
-        if one.network is not None:
-            groups.setdefault(id(one.network), []).append(number)
+        network = one.forecaster.batched_network() if one.forecaster else None
+        if network is not None:
+            groups.setdefault(id(network), (network, []))[1].append(number)
     points: dict[int, np.ndarray] = {}
-    for group in groups.values():
+    for network, group in groups.values():
         windows = np.stack(
             [prepared[n].window.history[-prepared[n].window.spec.input_len :] for n in group]
         )
-        forecasts = model_forecast(prepared[group[0]].network, windows)
-        points.update(zip(group, forecasts, strict=True))
+        points.update(zip(group, model_forecast(network, windows), strict=True))
     return points
 
 
@@ -223,14 +220,12 @@ def forecast_one(
     """One series' forecast rows, written into the data dir's dataset; `batched`, its point
     forecast when a panel network made it with its siblings' (batched_points)."""
     champion = ready.champion
-    point = ready.point if ready.point is not None else batched
-    assert point is not None, "a panel network's series is forecast in its batch"
-    if ready.combination is not None:
-        point = point_forecast(ready.combination, ready.window, network_point=point)
-    forecast = forecast_with(None, ready.window, champion.store.uri(), config.levels, point)
-    path = write_forecasts(
-        forecast, ready.window.home, run_id
-    )  # a panel series' own dir: its panel's
+    point = ready.point
+    if ready.forecaster is not None:
+        point = point_forecast(ready.forecaster, ready.window, batched)
+    assert point is not None, "a series was prepared with neither a forecast nor a forecaster"
+    forecast = forecast_with(ready.window, champion.store.uri(), config.levels, point)
+    path = write_forecasts(forecast, ready.window.home, run_id)  # a panel series' own: its panel's
     return SeriesForecast(forecast.series, ready.window, forecast, path)
 
 

@@ -12,13 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.backtest import block_origins
-from wavecast.candidates import (
-    ForecasterSpec,
-    linear_forecast,
-    spec_forecasts,
-    targets_at,
-    windows_ending_at,
-)
+from wavecast.candidates import targets_at
 from wavecast.config import RetrainConfig, WindowSpec
 from wavecast.confinement import STORED_RECORD
 from wavecast.evaluate import (
@@ -29,17 +23,12 @@ from wavecast.evaluate import (
     Evaluation,
     stored_predictions,
 )
+from wavecast.forecasters import kinds
+from wavecast.forecasters.forecaster import Located, Sources
 from wavecast.gate import SAME_WINDOWS, Decision, decide_promotion
 from wavecast.generate import SeriesRef, read_series
-from wavecast.metrics import (
-    BATCH_ROWS,
-    Forecaster,
-    Metrics,
-    keras_forecaster,
-    regression_metrics,
-    score_split,
-)
-from wavecast.model_files import MODEL_FILE, TrainedRef, shared_forecaster, training_file
+from wavecast.metrics import Metrics, regression_metrics, score_split
+from wavecast.model_files import MODEL_FILE, TrainedRef, training_file
 from wavecast.records import ChampionRecord, CodeLineage, Manifest, RetrainSummary
 from wavecast.registry import (
     DECISION_FILE,
@@ -72,7 +61,6 @@ LIBRARIES = (
     "pyarrow",
 )
 UNCHANGED = "no new data: model unchanged"
-ROUND_TRIP_TOLERANCE = 1e-4  # of the forecasts' scale; float32 rounding is ~1e-6 of it
 
 
 def library_versions() -> dict[str, str]:
@@ -157,59 +145,29 @@ class Candidate(BaseModel):
     created: bool
 
 
-def check_round_trip(served: Path, test_x: np.ndarray, expected: np.ndarray) -> None:
-    """A published linear AR's spec must read back and forecast what was evaluated.
-
-    Up to float32 rounding of the stored windows: the tolerance is a share
-    (ROUND_TRIP_TOLERANCE) of the forecasts' own scale, their largest magnitude, so it means
-    the same for a series in units or in millions, and at points near zero.
-    """
-    weights = ForecasterSpec.model_validate_json(served.read_text()).weights
-    forecast = linear_forecast(np.asarray(weights, np.float64), test_x)
-    scale = float(np.max(np.abs(expected), initial=0.0)) or 1.0
-    worst = float(np.max(np.abs(forecast - expected), initial=0.0))
-    if not worst <= ROUND_TRIP_TOLERANCE * scale:
-        raise RuntimeError(
-            f"{served} does not reproduce its evaluation "
-            f"(max diff {worst:.3g}, {worst / scale:.3g} of the forecasts' scale)"
-        )
-
-
-def check_same_file(copy: Path, source: DataDir, *parts: str) -> None:
-    """A network is evaluated from its training's own file, loaded with safe_mode as a user
-    loads it (a panel's once for all its series): a version's copy reproduces that evaluation
-    when it is that file, byte for byte. Loading the copy again cost ~0.2 s per series, a
-    sixth of a per-series network's whole retrain, and one more model that Keras keeps."""
-    if copy.read_bytes() != source.read_bytes(*parts):
-        raise RuntimeError(f"{copy} is not a complete copy of {source.uri(*parts)}")
-
-
 def served_file(evaluation: Evaluation) -> str:
-    """The file in a version directory that says what it serves: the network's model.keras,
-    any other forecaster's JSON spec (the linear AR's with its weights, a combination's
-    members and their weights)."""
-    return MODEL_FILE if evaluation.published.forecaster == "network" else SPEC_FILE
+    """The file in a version directory that says what it serves (kinds.served_file)."""
+    return kinds.served_file(evaluation.published.forecaster)
 
 
-def holds_network(evaluation: Evaluation) -> bool:
-    """Whether the version serves the network, alone or in its combination."""
-    return "network" in (evaluation.published.forecaster, *evaluation.published.members)
+def sources_of(
+    config: RetrainConfig, dataset: DatasetRef, trained: TrainedRef | None, evaluation: Evaluation
+) -> Sources:
+    """Where a published forecaster's files are before its version exists: its evaluation's
+    spec, its training's network (the series' own, or its panel's global network), and the
+    test windows with the forecasts its evaluation made of them."""
+    store = DataDir(config.data_dir)
+    network = None
+    if trained is not None:
+        network = Located(*training_file(trained, config.data_dir, MODEL_FILE))
 
+    def evaluated() -> tuple[np.ndarray, np.ndarray]:
+        expected = stored_predictions(evaluation, config.data_dir)
+        _, test_x, _ = head_of_split(dataset, "test", config.data_dir, len(expected))
+        return test_x, expected
 
-def copy_served(
-    store: DataDir, staging: Path, evaluation: Evaluation, trained: TrainedRef | None
-) -> None:
-    """Copy what a version serves into its staging dir: the network (alone or combined)
-    from its training (the series' own, or its panel's global network), any spec from
-    beside the evaluation. A version holds its own copies, so rolling back or forecasting
-    never depends on the panel's directory."""
-    if holds_network(evaluation):
-        assert trained is not None, "the network was published without a training"
-        source, parts = training_file(trained, store.uri(), MODEL_FILE)
-        source.copy_to_local(staging, *parts).rename(staging / MODEL_FILE)
-    if evaluation.published.forecaster != "network":
-        copied = store.copy_to_local(staging, "evaluations", evaluation.evaluation_id, SPEC_FILE)
-        copied.rename(staging / SPEC_FILE)
+    spec = Located(store, ("evaluations", evaluation.evaluation_id, SPEC_FILE))
+    return Sources(spec, network, evaluated)
 
 
 def stage_version(
@@ -227,22 +185,13 @@ def stage_version(
             return Candidate(version=existing, created=False)
         version = version_name(utc_now(), evaluation.evaluation_id)
         manifest = build_manifest(config, dataset, trained, evaluation, run_id)
+        published = evaluation.published
+        sources = sources_of(config, dataset, trained, evaluation)
         with store.staged_dir(MODELS, version) as staging:
-            served = staging / served_file(evaluation)
-            copy_served(store, staging, evaluation, trained)
+            kinds.save_published(staging, published.forecaster, published.members, sources)
             for name in (METRICS_FILE, ERRORS_FILE, *evaluation.plots):
                 store.copy_to_local(staging, "evaluations", evaluation.evaluation_id, name)
             (staging / MANIFEST_FILE).write_text(manifest.model_dump_json(indent=2))
-            if holds_network(evaluation):
-                assert trained is not None, "the network was published without a training"
-                source, parts = training_file(trained, config.data_dir, MODEL_FILE)
-                check_same_file(staging / MODEL_FILE, source, *parts)
-            if evaluation.published.forecaster == "linear":
-                expected = stored_predictions(evaluation, config.data_dir)
-                _, test_x, _ = head_of_split(dataset, "test", config.data_dir, len(expected))
-                check_round_trip(served, test_x, expected)
-            elif evaluation.published.forecaster != "network":
-                ForecasterSpec.model_validate_json(served.read_text())  # it must read back
     return Candidate(version=version, created=True)
 
 
@@ -322,49 +271,20 @@ def other_targets(champion: WindowSpec, dataset: DatasetRef) -> str:
 def rescore(
     served: Servable, store: DataDir, dataset: DatasetRef, scale: float | None = None
 ) -> Metrics:
-    """A stored forecaster's scores on this dataset's test targets (MASE over `scale`): its
-    Keras model (a panel network through its graph traced once for all its series) on the
-    windows of its own length ending at each test origin, or its statistical spec refitted at
-    the same origins as the candidate's."""
-    forecaster = served.forecaster
-    own = served.manifest.dataset.spec
-    network: Forecaster | None = None
-    if served.panel_network and served.manifest.training is not None:
-        network = shared_forecaster(served.manifest.training.uri, MODEL_FILE)
-    elif served.network is not None:
-        network = keras_forecaster(served.network)
+    """A stored forecaster's scores on this dataset's test targets (MASE over `scale`): on
+    the dataset's stored windows when it reads those alone (a network of their length, a
+    panel's through its graph traced once for all its series), else from the windows of its
+    own length, or its refitted statistical models, at the same origins as the candidate's."""
     spec = dataset.spec
-    if not isinstance(forecaster, ForecasterSpec) and own.input_len == spec.input_len:
-        assert network is not None, "a version without a spec serves its network"
-        scores, _ = score_split(dataset, store.uri(), {"champion": network}, keep=0, scale=scale)
+    reader = served.forecaster.stored_windows(spec.input_len)
+    if reader is not None:
+        scores, _ = score_split(dataset, store.uri(), {"champion": reader}, keep=0, scale=scale)
         return scores["champion"]
     values = read_series(dataset.series, store.uri())
     origins = block_origins(dataset, 0)["test"]
     truth = targets_at(values, origins, spec.horizon, spec.steps)
-    ahead = None
-    if network is not None:
-        ahead = forecasts_at(network, values, origins, own.input_len, spec.steps)
-    if isinstance(forecaster, ForecasterSpec):
-        forecasts = spec_forecasts(forecaster, values, origins, spec.horizon, spec.steps, ahead)
-    else:
-        assert ahead is not None, "a version without a spec serves its network"
-        forecasts = ahead
+    forecasts = served.forecaster.forecasts(values, origins, spec.horizon, spec.steps)
     return regression_metrics(truth, forecasts, scale)
-
-
-def forecasts_at(
-    forecaster: Forecaster, values: np.ndarray, origins: np.ndarray, input_len: int, steps: int
-) -> np.ndarray:
-    """(origins, steps) forecasts from the windows of `input_len` points ending at each
-    origin, a batch at a time (the windows of a whole split could take gigabytes)."""
-    parts = [
-        np.reshape(
-            forecaster(windows_ending_at(values, origins[start : start + BATCH_ROWS], input_len)),
-            (-1, steps),
-        )
-        for start in range(0, len(origins), BATCH_ROWS)
-    ]
-    return np.concatenate(parts) if parts else np.zeros((0, steps))
 
 
 def promote_candidate(

@@ -20,18 +20,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from wavecast.candidates import COMBINABLE, ForecasterSpec
-from wavecast.config import WindowSpec
 from wavecast.confinement import STORED_RECORD
-from wavecast.engine import model_forecast
-from wavecast.errors import InvalidInputError
-from wavecast.evaluate import SPEC_FILE
+from wavecast.errors import InvalidInputError, UnusableVersionError, unusable
+from wavecast.forecasters.forecaster import Forecaster
+from wavecast.forecasters.kinds import load_served
 from wavecast.gate import Decision
 from wavecast.metrics import Metrics
-from wavecast.model_files import MODEL_FILE, load_model, shared_network
 from wavecast.records import Action, ChampionRecord, Manifest, PromotionEvent, VersionRow
 from wavecast.storage import DataDir
 
@@ -100,18 +96,11 @@ def read_manifest(store: DataDir, version: str) -> Manifest | None:
     return read_record(store, Manifest, MODELS, version, MANIFEST_FILE)
 
 
-class UnusableVersionError(InvalidInputError):
-    """A version that cannot serve forecasts; as a champion it counts as none."""
-
-
 class Servable(NamedTuple):
-    """A version that can serve: its manifest, and its statistical spec or its Keras model;
-    `network`, the Keras model it serves or combines (None when it holds no network)."""
+    """A version that can serve: its manifest and its forecaster, loaded."""
 
     manifest: Manifest
-    forecaster: Any  # ForecasterSpec | keras.Model (loaded with safe_mode)
-    panel_network: bool = False  # the one shared by the series of a --network global panel
-    network: Any = None
+    forecaster: Forecaster
 
 
 def servable(store: DataDir, version: str, manifest: Manifest | None = None) -> Servable:
@@ -124,95 +113,7 @@ def servable(store: DataDir, version: str, manifest: Manifest | None = None) -> 
     manifest = manifest or read_manifest(store, version)
     if manifest is None:
         raise unusable(version, f"{MANIFEST_FILE} missing or damaged")
-    if store.exists(MODELS, version, SPEC_FILE):
-        spec = stored_spec(store, version, manifest.dataset.spec)
-        if "network" not in spec.members:
-            return Servable(manifest, spec)
-        if not store.exists(MODELS, version, MODEL_FILE):
-            raise unusable(version, f"its combination holds the network but it has no {MODEL_FILE}")
-        network, shared = stored_network(store, version, manifest)
-        return Servable(manifest, spec, panel_network=shared, network=network)
-    if not store.exists(MODELS, version, MODEL_FILE):
-        raise unusable(version, f"it has neither {MODEL_FILE} nor {SPEC_FILE}")
-    network, shared = stored_network(store, version, manifest)
-    return Servable(manifest, network, panel_network=shared, network=network)
-
-
-def stored_network(store: DataDir, version: str, manifest: Manifest) -> tuple[Any, bool]:
-    """(the version's Keras model, whether it is its panel's network, loaded once for all)."""
-    network = panel_network_copy(store, version, manifest)
-    if network is not None:
-        return network, True
-    return stored_model(store, version, manifest.dataset.spec), False
-
-
-def panel_network_copy(store: DataDir, version: str, manifest: Manifest) -> Any | None:
-    """The panel network (--network global) a version serves a byte-for-byte copy of, loaded
-    once per process for all the series that serve it; None for any other version, or when
-    the panel's own file is gone or differs from the version's copy (which is then loaded
-    and checked as any model is)."""
-    training = manifest.training
-    if training is None or not training.shared:
-        return None
-    try:
-        shared = shared_network(training.uri)
-    except FileNotFoundError:
-        return None
-    if store.read_bytes(MODELS, version, MODEL_FILE) != shared.file_bytes:
-        return None
-    network = shared.model
-    spec = manifest.dataset.spec
-    shapes = ((None, spec.input_len), (None, spec.steps))
-    return network if (network.input_shape, network.output_shape) == shapes else None
-
-
-def unusable(version: str, why: str) -> UnusableVersionError:
-    return UnusableVersionError(f"version {version} cannot serve: {why}")
-
-
-def stored_spec(store: DataDir, version: str, windows: WindowSpec) -> ForecasterSpec:
-    """The version's spec, if it names known statistical forecasters, or is a linear AR
-    whose weights are finite and fit the version's windows (input_len + 1 by steps)."""
-    try:
-        spec = ForecasterSpec.model_validate_json(store.read_bytes(MODELS, version, SPEC_FILE))
-    except (ValidationError, UnicodeDecodeError):
-        raise unusable(version, f"{SPEC_FILE} is not a forecaster spec") from None
-    if not spec.members or not set(spec.members) <= set(COMBINABLE) or spec.season < 1:
-        raise unusable(version, f"{SPEC_FILE} names no known statistical forecaster")
-    if "linear" in spec.members:
-        shape = (windows.input_len + 1, windows.steps)
-        if not linear_weights_fit(spec.weights, shape):
-            why = f"{SPEC_FILE} holds no finite linear AR weights of shape {shape}"
-            raise unusable(version, why)
-    shares = np.asarray(spec.member_weights, np.float64)
-    if len(shares) and not (
-        len(shares) == len(spec.members) and np.isfinite(shares).all() and (shares >= 0).all()
-    ):
-        raise unusable(version, f"{SPEC_FILE} holds no finite weight per combined member")
-    return spec
-
-
-def linear_weights_fit(weights: tuple[tuple[float, ...], ...], shape: tuple[int, int]) -> bool:
-    rows = len(weights) == shape[0] and all(len(row) == shape[1] for row in weights)
-    return rows and bool(np.isfinite(np.asarray(weights, np.float64)).all())
-
-
-def stored_model(store: DataDir, version: str, spec: WindowSpec) -> Any:
-    """The Keras model, if safe_mode loads it and it forecasts the version's own windows."""
-    try:
-        model = load_model(store.uri(), MODELS, version, MODEL_FILE)
-    except Exception as exc:  # garbage, truncated, or code that safe_mode refuses to run
-        LOG.info("%s does not load: %s", store.uri(MODELS, version, MODEL_FILE), exc)
-        why = f"{MODEL_FILE} does not load with safe_mode ({type(exc).__name__})"
-        raise unusable(version, why) from None
-    expected = f"{spec.steps} step(s) from a window of {spec.input_len} point(s)"
-    try:
-        shape = model_forecast(model, np.zeros((1, spec.input_len))).shape
-    except Exception:  # a model built for other windows
-        shape = None
-    if shape != (1, spec.steps):
-        raise unusable(version, f"{MODEL_FILE} does not forecast {expected}")
-    return model
+    return Servable(manifest, load_served(store, (MODELS, version), manifest))
 
 
 def read_champion(store: DataDir) -> ChampionRecord | None:

@@ -34,10 +34,10 @@ from wavecast.panel import (
     RetrainRun,
     coverage_columns,
     first_unknown,
-    panel_keys,
     panel_table,
+    series_homes,
 )
-from wavecast.storage import DataDir, series_data_dir
+from wavecast.storage import DataDir
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -274,9 +274,7 @@ def models(data_dir: str | os.PathLike[str] = "data", *, series: str | None = No
     directory = os.fspath(data_dir)
     if series is not None:
         check_known_series(directory, [series])
-    keys = [series] if series is not None else panel_keys(directory)
-    stores: dict[str | None, str] = {key: series_data_dir(directory, key) for key in keys}
-    stores = stores or {None: directory}
+    stores = series_homes(directory, [series] if series is not None else ())
     rows = [
         {ID_COLUMN: key, **row.model_dump(exclude={"coverage"}), **coverage_columns(row.coverage)}
         for key, store in stores.items()

@@ -29,7 +29,7 @@ from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE
 from wavecast.forecasters.forecaster import Forecaster
 from wavecast.forecasters.statistical import MAX_HISTORY
-from wavecast.generate import LoadedSeries, load_series
+from wavecast.generate import LoadedSeries, load_series, series_key
 from wavecast.intervals import conformal_half_widths, held_out_coverage, resolution_floor
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest, Row
 from wavecast.registry import (
@@ -222,16 +222,14 @@ def forecasts_home(store: DataDir, spec: SeriesSpec) -> str:
     (`<panel>/series/<id>/`, which a retrain of that one series, the drift loop's, publishes
     to): then its panel's dataset, beside its siblings' forecasts, where the panel's readers
     and monitor look."""
-    if spec.is_panel and len(spec.series) == 1:
-        return panel_root_of(store.uri(), spec.series[0]) or store.uri()
-    return store.uri()
+    key = series_key(spec)
+    return (panel_root_of(store.uri(), key) if key is not None else None) or store.uri()
 
 
 def series_name(spec: SeriesSpec, column: str | None) -> str:
     """What the forecasts dataset calls a series: a panel's id, else its column or source."""
-    if spec.is_panel and len(spec.series) == 1:
-        return spec.series[0]
-    return column or spec.source
+    key = series_key(spec)
+    return key if key is not None else column or spec.source
 
 
 def held_out_errors(data_dir: str, version: str, steps: int | None = None) -> np.ndarray:

@@ -39,9 +39,10 @@ from wavecast.forecasting import (
     write_parquet,
 )
 from wavecast.generate import LoadedSeries, load_each, series_key
+from wavecast.panel import series_homes
 from wavecast.records import Manifest, Record
 from wavecast.registry import one_line, read_champion
-from wavecast.storage import DataDir, is_hidden, panel_root_of, series_data_dir, stable_hash
+from wavecast.storage import DataDir, is_hidden, panel_root_of, stable_hash
 
 LOG = logging.getLogger(__name__)
 
@@ -114,13 +115,10 @@ def watched_series(config: MonitorConfig) -> list[Watched]:
     missing = [name for name in config.series if name not in names]
     if missing:
         raise InvalidInputError(f"--series {missing[0]}: no forecasts in {store.uri(FORECASTS)}")
-    single = read_champion(store) is not None
+    own = read_champion(store) is not None  # the data dir is one series' own, not a panel's
+    homes = {} if own else series_homes(config.data_dir, names)
     return [
-        Watched(
-            name=name,
-            partition=part,
-            data_dir=store.uri() if single else series_data_dir(config.data_dir, name),
-        )
+        Watched(name=name, partition=part, data_dir=homes.get(name, store.uri()))
         for name, part in sorted(names.items())
         if not config.series or name in config.series
     ]

@@ -58,6 +58,16 @@ def panel_keys(data_dir: str) -> list[str]:
     return [key for key in series_dir_keys(data_dir) if id_problem(key) is None]
 
 
+def series_homes(data_dir: str, wanted: Iterable[str] = ()) -> dict[str | None, str]:
+    """Each series' own data dir by id: a panel's series (all, or the `wanted` ones), or
+    {None: data_dir} for a data dir that is one series' own. Readers of a data dir (models,
+    monitor) go through this, so none asks whether it holds a panel."""
+    keys = list(wanted) or panel_keys(data_dir)
+    if not keys:
+        return {None: DataDir(data_dir).uri()}
+    return {key: series_data_dir(data_dir, key) for key in keys}
+
+
 def first_unknown(data_dir: str, wanted: Iterable[str]) -> str | None:
     """The first (in sorted order) of the `wanted` series this data dir holds none of."""
     return min(set(wanted) - set(panel_keys(data_dir)), default=None)

@@ -390,19 +390,6 @@ def fan_bands(
     return bands
 
 
-def write_forecast_report(forecast: Forecast, window: LatestWindow, data_dir: str) -> str:
-    """A fan chart and an HTML page with it and the table; returns the page's location."""
-    from wavecast.report import forecast_html
-
-    store = DataDir(data_dir)
-    parts = (REPORTS, forecast_key(forecast))
-    with store.staged_dir(*parts) as staging:
-        png = draw_fan(forecast, window, staging / "fan.png")
-        page = forecast_html(forecast, png.read_bytes())
-        (staging / "index.html").write_text(page)
-    return store.url(*parts, "index.html")
-
-
 def draw_fan(forecast: Forecast, window: LatestWindow, path: Path) -> Path:
     """The recent history, then the forecast and its intervals, as a PNG at `path`."""
     from wavecast.plots import plot_fan

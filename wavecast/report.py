@@ -219,7 +219,10 @@ def monitor_html(
 
 
 def panel_forecast_html(forecasts: Sequence[Forecast], images: dict[str, bytes]) -> str:
-    """A panel's forecasts, one row per series, and the first series' fan charts."""
+    """A run's forecasts, one row per series, and the first series' fan charts; one series'
+    in full (forecast_html: every step with its intervals)."""
+    if len(forecasts) == 1 and forecasts[0].series in images:
+        return forecast_html(forecasts[0], images[forecasts[0].series])
     header = ("series", "origin", "version", "forecaster", "forecasts")
     rows = [
         (

@@ -13,6 +13,7 @@ from wavecast.tasks.panel import (
     train_global_network,
 )
 from wavecast.tasks.prefect_support import unvisited
+from wavecast.tasks.retention import prune_data_dir
 from wavecast.tasks.runners import check_cluster, worker_count
 
 
@@ -36,4 +37,5 @@ def retrain_panel(config: RetrainConfig) -> PanelSummary:
     results: list[BatchResult] = []
     for batch_round in panel_rounds(split.series, config, worker_count(spec)):
         results += retrain_on_runner(batch_round, config, network)
+    prune_data_dir(config.data_dir, config.retention)
     return publish_panel(unvisited(merge_results(split, results, config.data_dir)))

@@ -11,6 +11,7 @@ from wavecast.tasks.evaluate import evaluate_model
 from wavecast.tasks.generate import generate_series
 from wavecast.tasks.prefect_support import cached_stage_options
 from wavecast.tasks.publish import announce_version, promote_version, publish_version
+from wavecast.tasks.retention import prune_data_dir
 from wavecast.tasks.train import find_panel_network, train_model
 from wavecast.tasks.windows import write_windows
 
@@ -39,4 +40,5 @@ def retrain(config: RetrainConfig | None = None) -> RetrainSummary:
         candidate = publish_version(config, dataset, trained, evaluation)
         summary = promote_version(config, dataset, evaluation, candidate)
     announce_version(summary, evaluation, data_dir)
+    prune_data_dir(data_dir, config.retention)
     return summary

@@ -201,7 +201,7 @@ def prune(
     kept = 0
     for store in stores:
         if store.exists(MODELS):
-            with registry_lock(store):
+            with contextlib.nullcontext() if dry_run else registry_lock(store):
                 count, refs = prune_registry(sweep, store, named)
                 sweep_outputs(sweep, store, refs)
         else:

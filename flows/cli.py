@@ -31,7 +31,9 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 MONITOR_FLAGS = ("data_dir", "source", "threshold", "window", "min_realized", "min_coverage")
-FLAG_NAMES = {"levels": "level"}  # config field -> its flag, where the two differ
+# A config field -> its flag, where the two differ.
+FLAG_NAMES = {"levels": "level", "min_age_s": "min_age"}
+RETENTION_PATHS: dict[str, tuple[str, ...]] = {n: (n,) for n in ("keep_versions", "min_age_s")}
 
 
 def flag(name: str) -> str:
@@ -119,14 +121,19 @@ def add_monitor_command(commands: Any) -> None:
 
 
 def add_models_commands(commands: Any) -> None:
-    """`wavecast models list|show|promote|rollback`: read and steer the registry by hand."""
-    models = commands.add_parser("models", help="list, inspect, promote or roll back versions")
+    """`wavecast models list|show|promote|rollback|prune`: read and steer the registry by hand."""
+    from wavecast.config import RetentionSpec
+
+    models = commands.add_parser(
+        "models", help="list, inspect, promote, roll back or prune versions"
+    )
     actions = models.add_subparsers(dest="action", required=True)
     for name, text in (
         ("list", "versions with test MSE; the champion is marked *"),
         ("show", "one version's lineage, scores and gate decision"),
         ("promote", "make VERSION the champion, overriding the gate (logged)"),
         ("rollback", "make the previous champion the champion again (logged)"),
+        ("prune", "remove the versions and stored files the retention rules keep no longer"),
     ):
         action = actions.add_parser(name, help=text)
         action.add_argument("--data-dir", default="data", help="local path or fsspec URI")
@@ -135,6 +142,11 @@ def add_models_commands(commands: Any) -> None:
             action.add_argument("version")
         if name in ("promote", "rollback"):
             action.add_argument("--reason", required=name == "promote", default="by hand")
+        if name == "prune":
+            add_config_flags(action, RetentionSpec, RETENTION_PATHS)
+            action.add_argument(
+                "--dry-run", action="store_true", help="list what would go, and remove nothing"
+            )
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -414,9 +426,26 @@ def run_models(args: argparse.Namespace) -> None:
         elif args.action == "promote":
             champion = registry.promote_manually(store, args.version, args.reason)
             print(f"champion is now {champion.version}")
+        elif args.action == "prune":
+            run_prune(args, data_dir)
         else:
             champion = registry.roll_back(store, args.reason)
             print(f"champion is now {champion.version}")
+
+
+def run_prune(args: argparse.Namespace, data_dir: str) -> None:
+    """Each entry that goes (or, with --dry-run, would go) with its bytes and why, then one
+    line of totals; what could not be removed is said on stderr."""
+    from wavecast.config import RetentionSpec
+    from wavecast.retention import prune, summary_line
+
+    policy = config_of(RetentionSpec, args, RETENTION_PATHS)
+    report = prune(data_dir, policy, dry_run=args.dry_run)
+    for removal in report.removed:
+        print(f"{removal.size:>14,}  {removal.path}  ({removal.why})")
+    print(summary_line(report, policy.min_age_s))
+    for problem in report.problems:
+        print(f"wavecast: {problem}", file=sys.stderr)
 
 
 def run_server(args: argparse.Namespace) -> None:

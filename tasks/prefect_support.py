@@ -23,10 +23,9 @@ from prefect.utilities.annotations import NotSet, quote
 
 from wavecast.confinement import ROOTS_VARIABLE, operator_limits
 from wavecast.errors import is_expected_failure, is_transient
-from wavecast.storage import DataDir, stable_hash
+from wavecast.storage import RESULTS_DIR, DataDir, cache_record_name
 
 T = TypeVar("T")
-RESULTS_DIR = "cache"
 # A stage names its output directory from its inputs alone: (data_dir uri, path parts).
 Locator = Callable[..., tuple[str, tuple[str, ...]]]
 
@@ -62,7 +61,7 @@ class ContentCache(CachePolicy):
         wanted = inspect.signature(self.locate).parameters  # run options are not content
         data_dir_uri, parts = self.locate(**{k: v for k, v in inputs.items() if k in wanted})
         data_dir = DataDir(data_dir_uri)
-        key = f"wavecast-{parts[0]}-{stable_hash(data_dir.uri(*parts), length=32)}"
+        key = cache_record_name(data_dir, *parts)
         if data_dir.is_complete(*parts) or not task_ctx.result_store.exists(key):
             return key
         return f"{key}-rebuild-{uuid.uuid4().hex}"

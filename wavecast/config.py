@@ -362,6 +362,25 @@ class FanOutSpec(_Spec):
         return self
 
 
+class RetentionSpec(_Spec):
+    """What a data dir keeps when a retrain (or `wavecast models prune`) sweeps it; the rules
+    are wavecast.retention's."""
+
+    keep_versions: int = Field(
+        3,
+        ge=1,
+        le=100_000,
+        description="newest versions each registry keeps, besides its champion, the champion "
+        "before it and any version a stored forecast names",
+    )
+    min_age_s: float = Field(
+        3600.0,
+        ge=0.0,
+        description="seconds before an unreferenced version or file may be swept: a retrain "
+        "running beside the sweep may still be writing or publishing it",
+    )
+
+
 class RetrainConfig(_Spec):
     """The flow's single parameter; the CLI and prefect.yaml both fill it."""
 
@@ -372,6 +391,7 @@ class RetrainConfig(_Spec):
     selection: SelectionSpec = SelectionSpec()
     gate: GatePolicy = GatePolicy()
     fan_out: FanOutSpec = FanOutSpec()
+    retention: RetentionSpec = RetentionSpec()
     data_dir: str = Field("data", min_length=1, description="local path or fsspec URI")
     refresh: bool = Field(False, description="recompute every cached stage")
 
@@ -511,6 +531,7 @@ RETRAIN_SETTINGS: dict[str, tuple[str, ...]] = {
     "series_per_task": ("fan_out", "series_per_task"),
     "series_per_process": ("fan_out", "series_per_process"),
     "pool_from": ("fan_out", "pool_from"),
+    "keep_versions": ("retention", "keep_versions"),
     "data_dir": ("data_dir",),
 }
 

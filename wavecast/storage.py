@@ -47,6 +47,7 @@ HIDDEN_PREFIXES = (".", "_")  # names pyarrow's dataset discovery skips
 # A staging entry older than this that no live writer holds was left by a killed one. Writers
 # of earlier versions held no lock: this long without a write, they are gone too.
 STALE_AFTER_S = 600.0
+RESULTS_DIR = "cache"  # a local data dir's Prefect results of its cached stages
 WRITE_CHUNK = 1 << 20  # os.write may take less than it is given, and at most ~2 GiB
 M = TypeVar("M", bound=BaseModel)
 
@@ -93,6 +94,12 @@ def stable_hash(*parts: str | bytes, length: int = 16) -> str:
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)
     return digest.hexdigest()[:length]
+
+
+def cache_record_name(data_dir: DataDir, *parts: str) -> str:
+    """The cache key, and the name of the result file under RESULTS_DIR, of the cached stage
+    whose output is at `parts`: named by where the output lives (tasks.prefect_support)."""
+    return f"wavecast-{parts[0]}-{stable_hash(data_dir.uri(*parts), length=32)}"
 
 
 def cache_version(stage: str) -> str:

@@ -1,0 +1,1 @@
+from tasks.retention import *

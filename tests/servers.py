@@ -143,7 +143,7 @@ def running_server(root: Path) -> Iterator[Stack]:
 FINAL_TASK_STATES = ("Completed", "Cached", "Failed", "Crashed", "Cancelled")
 
 
-RETRAIN_TASKS = 7  # generate, windows, train, evaluate, stage, promote, announce
+RETRAIN_TASKS = 8  # split, windows, train, evaluate, stage, promote, prune, publish
 
 
 def task_states(

@@ -211,13 +211,13 @@ def test_close_levels_get_their_own_columns(tmp_path: Path) -> None:
     forecast = forecast_window(latest_window(config), str(data_dir), levels)
 
     first = forecast.rows[0]
-    assert [key for key in first if key.startswith("lo_")] == [
-        "lo_80",
-        "lo_99.9999",
-        "lo_99.99999",
+    assert [key for key in first if key.startswith("lo-")] == [
+        "lo-80",
+        "lo-99.9999",
+        "lo-99.99999",
     ]
-    assert (first["forecast"], first["lo_80"], first["hi_80"]) == (2.0, -15.0, 19.0)
-    lows = [float(first[key]) for key in ("lo_99.99999", "lo_99.9999", "lo_80")]
+    assert (first["forecast"], first["lo-80"], first["hi-80"]) == (2.0, -15.0, 19.0)
+    lows = [float(first[key]) for key in ("lo-99.99999", "lo-99.9999", "lo-80")]
     assert lows == sorted(lows) and len(set(lows)) == 3
     assert set(forecast.coverage) == {"80", "99.9999", "99.99999"}
 

@@ -57,6 +57,24 @@ def level_key(level: float) -> str:
     return np.format_float_positional(level, trim="-")
 
 
+def bound_key(side: str, level: float | str) -> str:
+    """A level's bound as Nixtla's frames name it (`lo-80`, `hi-95`), in rows, files and JSON."""
+    return f"{side}-{level if isinstance(level, str) else level_key(level)}"
+
+
+def interval_columns(columns: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Each level's (low, high) columns in a forecasts table: `lo-80`/`hi-80`, or
+    `lo_80`/`hi_80` in files written before the spelling was Nixtla's, so old datasets read."""
+    present = set(columns)
+    bounds = {}
+    for name in columns:
+        for sep in ("-", "_"):
+            level = name.removeprefix(f"lo{sep}")
+            if level != name and f"hi{sep}{level}" in present:
+                bounds[level] = (name, f"hi{sep}{level}")
+    return bounds
+
+
 def serving_version(store: DataDir, requested: str | None) -> tuple[str, Servable]:
     """resolve_version, and bad input unless that version can serve: a damaged champion is
     no usable champion (as for a retrain's gate), never silently replaced by an older one."""
@@ -276,8 +294,8 @@ def forecast_with(
     for step, (target, value) in enumerate(zip(window.targets, point, strict=True)):
         row: Row = {"step": step + 1, "target": target, "forecast": float(value)}
         for level in levels:
-            row[f"lo_{level_key(level)}"] = float(value - widths[level][step])
-            row[f"hi_{level_key(level)}"] = float(value + widths[level][step])
+            row[bound_key("lo", level)] = float(value - widths[level][step])
+            row[bound_key("hi", level)] = float(value + widths[level][step])
         rows.append(row)
     coverage = {level_key(lv): held_out_coverage(errors, lv / 100, floor) for lv in levels}
     return Forecast(
@@ -386,8 +404,8 @@ def fan_bands(
     bands = {}
     for level in sorted(forecast.levels, reverse=True):
         key = level_key(level)
-        low = np.array([float(row[f"lo_{key}"]) for row in forecast.rows])
-        high = np.array([float(row[f"hi_{key}"]) for row in forecast.rows])
+        low = np.array([float(row[bound_key("lo", key)]) for row in forecast.rows])
+        high = np.array([float(row[bound_key("hi", key)]) for row in forecast.rows])
         bands[f"{key} % interval"] = (low, high)
     return bands
 

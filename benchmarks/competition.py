@@ -97,7 +97,7 @@ def wavecast_panel(
         point = np.array([float(row["forecast"]) for row in forecast.rows])
         bounds = {
             name: np.array([float(row[name]) for row in forecast.rows])
-            for name in ("lo_80", "hi_80", "lo_95", "hi_95")
+            for name in ("lo-80", "hi-80", "lo-95", "hi-95")
         }
         published[key] = Published(point, bounds, forecast.forecaster)
     return published, skipped, network.seconds if network else 0.0
@@ -165,9 +165,9 @@ def main() -> None:
             row[f"{method} MAPE"] = mape(actual, values)
             row[f"{method} MASE"] = mase(train, actual, values, season)
         for level in ("80", "95"):
-            inside = (bounds[f"lo_{level}"] <= actual) & (actual <= bounds[f"hi_{level}"])
+            inside = (bounds[f"lo-{level}"] <= actual) & (actual <= bounds[f"hi-{level}"])
             row[f"coverage {level}"] = float(np.mean(inside))
-            row[f"finite {level}"] = float(np.isfinite(bounds[f"hi_{level}"]).all())
+            row[f"finite {level}"] = float(np.isfinite(bounds[f"hi-{level}"]).all())
         rows.append(row)
     table = pd.DataFrame(rows)
     print(

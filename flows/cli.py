@@ -312,11 +312,11 @@ def run_forecast(args: argparse.Namespace) -> None:
 
 def first_interval(row: Mapping[str, Any]) -> str:
     """A forecast row's first (narrowest-level) interval, as "80 %: [lo, hi]"."""
-    lows = sorted(key for key in row if key.startswith("lo_"))
+    lows = sorted(key for key in row if key.startswith("lo-"))
     if not lows:
         return ""
-    level = lows[0].removeprefix("lo_")
-    return f"{level} %: [{row[f'lo_{level}']:.4g}, {row[f'hi_{level}']:.4g}]"
+    level = lows[0].removeprefix("lo-")
+    return f"{level} %: [{row[f'lo-{level}']:.4g}, {row[f'hi-{level}']:.4g}]"
 
 
 def step_text(row: Mapping[str, Any]) -> str:

@@ -115,22 +115,57 @@ def test_importing_wavecast_loads_neither_prefect_nor_pandas() -> None:
     subprocess.run([sys.executable, "-c", check], check=True)
 
 
-def readme_python_example() -> str:
-    """The README's "From Python" example, as a reader copies it."""
-    section = README.read_text().split("## From Python", 1)[1]
-    found = re.search(r"```python\n(.*?)```", section, re.DOTALL)
-    assert found, "README's From Python section has no python block"
-    return found.group(1)
+README_EXAMPLE = "## Forecast monthly data from Python"
+
+
+def readme_example() -> tuple[str, str, str]:
+    """The README's first example as a reader copies it, what the README says it prints, and
+    the line it quotes from stderr (its words, however the README wraps them)."""
+    section = README.read_text().split(README_EXAMPLE, 1)[1].split("\n## ", 1)[0]
+    found = re.search(r"```python\n(.*?)```.*?```text\n(.*?)```", section, re.DOTALL)
+    quoted = re.search(r"`(wavecast: [^`]*)`", section)
+    assert found and quoted, f"README's {README_EXAMPLE!r}: no example, output or quoted line"
+    return found.group(1), found.group(2), " ".join(quoted.group(1).split())
+
+
+def figures_differing(shown: str, printed: str) -> list[str]:
+    """Where the README's output and a run's differ: words and integers exactly, a decimal to
+    one unit of the last digit the README shows, give or take rounding (training's floating
+    point may move it)."""
+    pairs = list(zip(shown.split(), printed.split(), strict=False))
+    differing = [f"{len(shown.split())} words shown, {len(printed.split())} printed"]
+    differing = differing if len(shown.split()) != len(printed.split()) else []
+    for want, got in pairs:
+        if want == got:
+            continue
+        decimals = want.partition(".")[2]
+        numbers = decimals.isdigit() and re.fullmatch(r"-?\d+\.\d+", got)
+        if numbers and abs(float(want) - float(got)) <= 1.5 * 10.0 ** -len(decimals):
+            continue
+        differing.append(f"README {want!r}, run {got!r}")
+    return differing
+
+
+@pytest.mark.unit
+def test_figures_differing_holds_decimals_to_their_last_digit() -> None:
+    assert figures_differing("east 1.03 12", "east 1.04 12") == []
+    assert figures_differing("east 1.03 12", "east 1.05 12") == ["README '1.03', run '1.05'"]
+    assert figures_differing("12 2024-01-01", "13 2024-02-01") == [
+        "README '12', run '13'",
+        "README '2024-01-01', run '2024-02-01'",
+    ]
+    assert figures_differing("a b", "a") == ["2 words shown, 1 printed"]
 
 
 @pytest.mark.flow
 def test_the_readmes_python_example_runs_as_written(tmp_path: Path, prefect_api_url: str) -> None:
-    """Copied into a file and run with `python file.py` (no __main__ guard: a small panel
-    runs in the calling process), defaults and all: a panel of unique_id, ds, y retrains and
-    forecasts a year of each monthly series with no other argument."""
+    """The first screen's example, copied into a file and run with `python file.py` (no
+    __main__ guard: a small panel runs in the calling process) in a fresh directory, defaults
+    and all: a year of each monthly series, typed, and the very lines the README shows."""
+    code, shown, said = readme_example()
     env = {**os.environ, "PREFECT_API_URL": prefect_api_url, "MPLBACKEND": "Agg"}
     script = tmp_path / "example.py"
-    script.write_text(readme_python_example() + "\nforecasts.to_csv('forecasts.csv')\n")
+    script.write_text(code + "\nforecasts.to_parquet('forecasts.parquet')\n")
     done = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,
@@ -140,12 +175,17 @@ def test_the_readmes_python_example_runs_as_written(tmp_path: Path, prefect_api_
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-4000:]
+    assert figures_differing(shown, done.stdout) == [], done.stdout
+    assert said in " ".join(done.stderr.split())
     assert (tmp_path / "north.png").read_bytes().startswith(b"\x89PNG")
     registry = wavecast.models(tmp_path / "data")
     assert sorted(registry["unique_id"]) == ["east", "north", "south"]
     assert registry["champion"].all()
-    forecasts = pd.read_csv(tmp_path / "forecasts.csv")
+    forecasts = pd.read_parquet(tmp_path / "forecasts.parquet")
     assert forecasts.groupby("unique_id").size().to_dict() == {"east": 12, "north": 12, "south": 12}
+    assert pd.api.types.is_datetime64_any_dtype(forecasts["ds"]) and forecasts["ds"].notna().all()
+    year = pd.date_range("2024-01-01", periods=12, freq="MS").tolist()
+    assert all(group["ds"].tolist() == year for _, group in forecasts.groupby("unique_id"))
 
 
 @pytest.mark.unit

@@ -229,7 +229,7 @@ def test_a_statistical_champion_is_refitted_when_it_forecasts(tmp_path: Path) ->
         values = (season + noise)[-12:-6]
         assert [row["forecast"] for row in forecast.rows] == pytest.approx(values.tolist())
     for row in forecast.rows:
-        bounds = [row["lo_95"], row["lo_80"], row["forecast"], row["hi_80"], row["hi_95"]]
+        bounds = [row["lo-95"], row["lo-80"], row["forecast"], row["hi-80"], row["hi-95"]]
         assert all(math.isfinite(float(b)) for b in bounds)
         assert bounds == sorted(bounds)
 
@@ -313,7 +313,7 @@ def test_a_series_too_short_for_its_windows_is_forecast_by_what_needs_none(
     forecast = forecast_window(latest_window(ForecastConfig(data_dir=data_dir)), data_dir, (80, 95))
     assert len(forecast.rows) == 18
     for row in forecast.rows:
-        bounds = [row["lo_95"], row["lo_80"], row["forecast"], row["hi_80"], row["hi_95"]]
+        bounds = [row["lo-95"], row["lo-80"], row["forecast"], row["hi-80"], row["hi-95"]]
         assert all(math.isfinite(float(b)) for b in bounds)
         assert bounds == sorted(bounds)
 

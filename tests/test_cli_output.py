@@ -10,8 +10,8 @@ from wavecast.flows.cli import print_panel_forecast, step_text
 
 pytestmark = pytest.mark.unit
 
-ROW = {"step": 1, "target": "2025-01-01T00:00:00", "forecast": 124.94, "lo_80": 120.0}
-ROW |= {"hi_80": 129.5, "lo_95": 110.0, "hi_95": 140.0}
+ROW = {"step": 1, "target": "2025-01-01T00:00:00", "forecast": 124.94, "lo-80": 120.0}
+ROW |= {"hi-80": 129.5, "lo-95": 110.0, "hi-95": 140.0}
 
 
 def test_a_step_shows_its_date_forecast_and_narrowest_interval() -> None:

@@ -15,7 +15,13 @@ from tests.test_registry import METRICS, SECRET, V1, V2, naive_version
 from wavecast.config import ForecastConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE, SPEC_FILE, linear_forecast
-from wavecast.forecasting import forecast_window, latest_window, level_key, target_labels
+from wavecast.forecasting import (
+    fan_chart,
+    forecast_window,
+    latest_window,
+    level_key,
+    target_labels,
+)
 from wavecast.generate import SeriesRef
 from wavecast.intervals import conformal_half_widths, held_out_coverage, resolution_floor
 from wavecast.metrics import ErrorTotals, LeastSquares, persistence_forecast
@@ -211,15 +217,48 @@ def test_close_levels_get_their_own_columns(tmp_path: Path) -> None:
     forecast = forecast_window(latest_window(config), str(data_dir), levels)
 
     first = forecast.rows[0]
-    assert [key for key in first if key.startswith("lo_")] == [
-        "lo_80",
-        "lo_99.9999",
-        "lo_99.99999",
+    assert [key for key in first if key.startswith("lo-")] == [
+        "lo-80",
+        "lo-99.9999",
+        "lo-99.99999",
     ]
-    assert (first["forecast"], first["lo_80"], first["hi_80"]) == (2.0, -15.0, 19.0)
-    lows = [float(first[key]) for key in ("lo_99.99999", "lo_99.9999", "lo_80")]
+    assert (first["forecast"], first["lo-80"], first["hi-80"]) == (2.0, -15.0, 19.0)
+    lows = [float(first[key]) for key in ("lo-99.99999", "lo-99.9999", "lo-80")]
     assert lows == sorted(lows) and len(set(lows)) == 3
     assert set(forecast.coverage) == {"80", "99.9999", "99.99999"}
+
+
+@pytest.mark.parametrize("dated", [True, False])
+def test_the_fan_chart_is_drawn_on_the_series_dates_or_its_indices(
+    tmp_path: Path, dated: bool
+) -> None:
+    """Monthly data: observations at their months, forecasts at the months they target,
+    ticks labelled with dates; a series without a time column: positions in the series."""
+    import pandas as pd
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    months = pd.date_range("2020-01-01", periods=30, freq="MS")
+    text = "ds,value\n" + "".join(f"{m:%Y-%m-%d},{i % 9}\n" for i, m in enumerate(months))
+    data_dir = naive_champion(tmp_path, text if dated else values_csv(30))
+    window = latest_window(ForecastConfig(data_dir=str(data_dir)))
+    forecast = forecast_window(window, str(data_dir), (80.0, 95.0))
+
+    figure = fan_chart(forecast, window)
+    axes = figure.axes[0]
+    observed, ahead = (np.asarray(axes.lines[at].get_xdata()).tolist() for at in (0, -1))
+    if dated:
+        assert axes.get_xlabel() == "time"
+        assert [pd.Timestamp(x) for x in observed] == list(months)
+        targets = [pd.Timestamp(row["target"]) for row in forecast.rows]
+        assert [pd.Timestamp(x) for x in ahead] == targets
+        assert targets[0] > months[-1]
+        FigureCanvasAgg(figure).draw()
+        ticks = [tick.get_text() for tick in axes.get_xticklabels()]
+        assert "2021" in ticks and not any(text.isdigit() and len(text) < 4 for text in ticks)
+    else:
+        assert axes.get_xlabel() == "point (index in the series)"
+        assert observed == list(range(30))
+        assert ahead == [int(row["target"]) for row in forecast.rows]
 
 
 @pytest.mark.parametrize(

@@ -39,13 +39,17 @@ def test_the_champion_forecasts_three_steps_with_nested_intervals(tmp_path: Path
     assert summary.version == trained.version and summary.origin == "119"
     assert [row["target"] for row in summary.forecasts] == ["120", "121", "122"]
     for row in summary.forecasts:
-        bounds = [row["lo_95"], row["lo_80"], row["forecast"], row["hi_80"], row["hi_95"]]
+        bounds = [row["lo-95"], row["lo-80"], row["forecast"], row["hi-80"], row["hi-95"]]
         assert bounds == sorted(bounds), row
     assert set(summary.coverage) == {"80", "95"}
     table = ds.dataset(summary.path, format="parquet", partitioning="hive").to_table()
     assert table.num_rows == 3
     assert set(table.column("model_version").to_pylist()) == {trained.version}
     assert table.column("series").to_pylist() == ["sine"] * 3
+    # Nixtla's spelling of the bounds in the dataset and the JSON, as in the Python frames.
+    stored = set(table.column_names)
+    assert {"lo-80", "hi-80", "lo-95", "hi-95"} <= stored and not {"lo_80", "lo_95"} & stored
+    assert '"lo-80":' in summary.model_dump_json() and "lo_" not in summary.model_dump_json()
     assert Path(summary.report.removeprefix("file://")).is_file()
 
     forecast(ForecastConfig(data_dir=str(data_dir)))  # the same origin, the same version

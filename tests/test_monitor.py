@@ -46,8 +46,11 @@ pytestmark = pytest.mark.unit
 CREATED = datetime(2026, 11, 30, tzinfo=timezone.utc)
 
 
-def forecasts(origin: str, targets: list[str], points: list[float], version: str) -> pa.Table:
-    """A stored forecast file: one row per step, 95 % bounds at the point +-1."""
+def forecasts(
+    origin: str, targets: list[str], points: list[float], version: str, sep: str = "-"
+) -> pa.Table:
+    """A stored forecast file: one row per step, 95 % bounds at the point +-1 (`lo-95`, or
+    `lo_95` with sep="_", as files were written before the spelling was Nixtla's)."""
     return pa.Table.from_pylist(
         [
             {
@@ -55,8 +58,8 @@ def forecasts(origin: str, targets: list[str], points: list[float], version: str
                 "step": step,
                 "target": target,
                 "forecast": point,
-                "lo_95": point - 1.0,
-                "hi_95": point + 1.0,
+                f"lo{sep}95": point - 1.0,
+                f"hi{sep}95": point + 1.0,
                 "model_version": version,
                 "created": CREATED,
             }
@@ -102,7 +105,7 @@ def test_forecasts_made_in_one_zone_meet_actuals_written_in_another(tmp_path: Pa
     )
     assert (origin, targets[0]) == ("2026-01-06T09:00:00+09:00", "2026-01-08T09:00:00+09:00")
     rows = tuple(
-        {"step": k + 1, "target": t, "forecast": 7.0 + k, "lo_95": 6.0 + k, "hi_95": 8.0 + k}
+        {"step": k + 1, "target": t, "forecast": 7.0 + k, "lo-95": 6.0 + k, "hi-95": 8.0 + k}
         for k, t in enumerate(targets)
     )
     made = Forecast(version="v1", dataset_id="d", series="y", origin=origin, levels=(95.0,),
@@ -264,6 +267,29 @@ def test_damaged_forecast_files_are_skipped_with_a_warning_each(
         assert message.startswith(f"skipping {partition}/{name}: ")
     assert warned[1].endswith("not a forecast file, it has no origin column")
     assert "not a readable Parquet file (" in warned[0]
+
+
+def test_forecasts_stored_as_lo_95_before_the_spelling_was_nixtlas_still_monitor(
+    tmp_path: Path,
+) -> None:
+    """An old file (`lo_95`/`hi_95`) beside a new one (`lo-95`/`hi-95`) in one series'
+    partition: both realize with their coverage flag, and the verdict reads coverage."""
+    store = DataDir(str(tmp_path / "data"))
+    watched = Watched(name="y", partition=series_partition("y"), data_dir=store.uri())
+    old = forecasts("4", ["5", "6"], [50.5, 63.0], "v1", sep="_")
+    new = forecasts("5", ["6", "7"], [59.5, 72.0], "v1")
+    write_parquet(store, old, FORECASTS, watched.partition, "v1-old.parquet")
+    write_parquet(store, new, FORECASTS, watched.partition, "v1-new.parquet")
+
+    realized = join_stored_forecasts(store, watched, LOADED)
+    rows = champion_rows(realized, "v1")
+
+    inside = sorted(zip(rows["origin"].to_pylist(), rows["target"].to_pylist(),
+                        rows["inside_95"].to_pylist(), strict=True))  # fmt: skip
+    assert inside == [("4", "5", True), ("4", "6", False), ("5", "6", True), ("5", "7", False)]
+    config = MonitorConfig(data_dir=store.uri(), min_realized=1)
+    health, _ = judge(rows, np.ones(2), config, "v1")
+    assert health.coverage_95 == 0.5
 
 
 @settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -293,7 +293,7 @@ def test_listing_a_panel_leaves_out_directories_that_name_no_usable_id(tmp_path:
 def test_forecasts_of_any_id_are_read_back_by_name(tmp_path: Path) -> None:
     names = ["007", "7", "a/b", LONG_ID, CJK_ID]
     for name in names:
-        row = {"step": 1, "target": "10", "forecast": 1.0, "lo_80": 0.5, "hi_80": 1.5}
+        row = {"step": 1, "target": "10", "forecast": 1.0, "lo-80": 0.5, "hi-80": 1.5}
         forecast = Forecast(
             version="v1", dataset_id="d", series=name, origin="9", levels=(80.0,),
             rows=(row,), coverage={"80": 0.8},

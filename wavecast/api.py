@@ -359,7 +359,7 @@ def retrain_result(run: RetrainRun) -> RetrainResult:
 
 
 def forecast_frame(made: ForecastRun) -> pd.DataFrame:
-    """The flow's forecasts as one long frame, intervals named as Nixtla names them."""
+    """The flow's forecasts as one long frame (intervals `lo-80`, `hi-80`, as Nixtla's)."""
     import pandas as pd
 
     each = made.series
@@ -374,5 +374,4 @@ def forecast_frame(made: ForecastRun) -> pd.DataFrame:
         frames.append(frame)
     if not frames:
         return pd.DataFrame(columns=[ID_COLUMN, "ds", "step", "forecaster", "forecast"])
-    table = pd.concat(frames, ignore_index=True)
-    return table.rename(columns=lambda name: name.replace("lo_", "lo-").replace("hi_", "hi-"))
+    return pd.concat(frames, ignore_index=True)

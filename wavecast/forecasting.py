@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
 from wavecast.config import ForecastConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
@@ -55,6 +56,24 @@ def level_key(level: float) -> str:
     """A level as its column names it: every digit it has (99.99999 is not "100"), so two
     levels never share a column."""
     return np.format_float_positional(level, trim="-")
+
+
+def bound_key(side: str, level: float | str) -> str:
+    """A level's bound as Nixtla's frames name it (`lo-80`, `hi-95`), in rows, files and JSON."""
+    return f"{side}-{level if isinstance(level, str) else level_key(level)}"
+
+
+def interval_columns(columns: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Each level's (low, high) columns in a forecasts table: `lo-80`/`hi-80`, or
+    `lo_80`/`hi_80` in files written before the spelling was Nixtla's, so old datasets read."""
+    present = set(columns)
+    bounds = {}
+    for name in columns:
+        for sep in ("-", "_"):
+            level = name.removeprefix(f"lo{sep}")
+            if level != name and f"hi{sep}{level}" in present:
+                bounds[level] = (name, f"hi{sep}{level}")
+    return bounds
 
 
 def serving_version(store: DataDir, requested: str | None) -> tuple[str, Servable]:
@@ -105,9 +124,7 @@ def target_labels(
         return str(last), tuple(str(last + o) for o in offsets), None
     import pandas as pd
 
-    index = pd.Index(times[-200:])
-    if zone and isinstance(index, pd.DatetimeIndex):
-        index = index.tz_localize("UTC").tz_convert(zone)
+    index = zoned(times[-200:], zone)
     origin = label(index[-1])
     steps = np.diff(index.to_numpy())
     if len(steps) and (steps == steps[0]).all():
@@ -125,6 +142,24 @@ def target_labels(
         return origin, tuple(label(stamp) for stamp in stamps), None
     note = "irregular time steps: targets are step numbers after the origin"
     return origin, tuple(f"+{o}" for o in offsets), note
+
+
+def zoned(times: np.ndarray, zone: str | None) -> pd.Index:
+    """Stored times (UTC instants when zoned) as the series' own: in its zone, if it has one."""
+    import pandas as pd
+
+    index = pd.Index(times)
+    if zone and isinstance(index, pd.DatetimeIndex):
+        index = index.tz_localize("UTC").tz_convert(zone)
+    return index
+
+
+def recent_labels(times: np.ndarray | None, count: int, zone: str | None) -> tuple[str, ...]:
+    """The last `count` observations' times as labels, for the fan chart's axis; none for a
+    series without a time column."""
+    if times is None or count == 0:
+        return ()
+    return tuple(label(moment) for moment in zoned(times[-count:], zone))
 
 
 def time_array(labels: Sequence[str]) -> pa.Array:
@@ -201,6 +236,7 @@ def window_of(
     # A statistical forecaster is refitted on the recent history; the others read one window.
     keep = MAX_HISTORY if served.forecaster.refits else HISTORY_POINTS
     history = loaded.values[-max(keep, spec.input_len) :]
+    shown = min(HISTORY_POINTS, len(history))
     return LatestWindow(
         version=version,
         dataset_id=manifest.dataset.dataset_id,
@@ -210,6 +246,7 @@ def window_of(
         spec=spec,
         n_points=len(loaded.values),
         history=tuple(float(v) for v in history),
+        history_times=recent_labels(loaded.times, shown, loaded.timezone),
         origin=origin,
         targets=targets,
         note=note,
@@ -274,8 +311,8 @@ def forecast_with(
     for step, (target, value) in enumerate(zip(window.targets, point, strict=True)):
         row: Row = {"step": step + 1, "target": target, "forecast": float(value)}
         for level in levels:
-            row[f"lo_{level_key(level)}"] = float(value - widths[level][step])
-            row[f"hi_{level_key(level)}"] = float(value + widths[level][step])
+            row[bound_key("lo", level)] = float(value - widths[level][step])
+            row[bound_key("hi", level)] = float(value + widths[level][step])
         rows.append(row)
     coverage = {level_key(lv): held_out_coverage(errors, lv / 100, floor) for lv in levels}
     return Forecast(
@@ -384,28 +421,58 @@ def fan_bands(
     bands = {}
     for level in sorted(forecast.levels, reverse=True):
         key = level_key(level)
-        low = np.array([float(row[f"lo_{key}"]) for row in forecast.rows])
-        high = np.array([float(row[f"hi_{key}"]) for row in forecast.rows])
+        low = np.array([float(row[bound_key("lo", key)]) for row in forecast.rows])
+        high = np.array([float(row[bound_key("hi", key)]) for row in forecast.rows])
         bands[f"{key} % interval"] = (low, high)
     return bands
 
 
 def draw_fan(forecast: Forecast, window: LatestWindow, path: Path) -> Path:
     """The recent history, then the forecast and its intervals, as a PNG at `path`."""
-    from wavecast.plots import plot_fan
+    from wavecast.plots import save_figure
 
-    offsets = window.spec.horizon + np.arange(window.spec.steps)
+    return save_figure(fan_chart(forecast, window), path)
+
+
+def fan_chart(forecast: Forecast, window: LatestWindow) -> Figure:
+    """draw_fan's figure: on the series' times (fan_axis)."""
+    from wavecast.plots import fan_figure
+
     history = np.asarray(window.history[-HISTORY_POINTS:])
-    points = np.array([float(row["forecast"]) for row in forecast.rows])
-    return plot_fan(
+    observed_at, target_at, x_label = fan_axis(window, len(history))
+    return fan_figure(
+        observed_at,
         history,
-        window.n_points - len(history),
-        window.n_points - 1 + offsets,
-        points,
+        target_at,
+        np.array([float(row["forecast"]) for row in forecast.rows]),
         fan_bands(forecast),
         f"{forecast.series}: {window.spec.steps} step(s) from {forecast.origin}",
-        path,
+        x_label,
     )
+
+
+def fan_axis(window: LatestWindow, shown: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """Where the last `shown` observations and the targets sit on a chart: the series' times
+    (dates as their wall-clock time, or an integer time column's values) when it has them
+    and its targets are times, else its indices."""
+    labels = (*window.history_times[-shown:], *window.targets) if window.history_times else ()
+    if len(labels) == shown + len(window.targets) and not any(t.startswith("+") for t in labels):
+        at = chart_times(labels)
+        return at[:shown], at[shown:], "time"
+    offsets = window.spec.horizon + np.arange(window.spec.steps)
+    observed = np.arange(window.n_points - shown, window.n_points)
+    return observed, window.n_points - 1 + offsets, "point (index in the series)"
+
+
+def chart_times(labels: Sequence[str]) -> np.ndarray:
+    """Time labels as a chart's positions: integers, or datetime64 of the time each names on
+    its own clock (a zoned series is drawn in its zone, across offset changes)."""
+    if all(text.lstrip("-").isdigit() for text in labels):
+        return np.array([int(text) for text in labels])
+    import pandas as pd
+
+    wall = [pd.Timestamp(text).replace(tzinfo=None) for text in labels]
+    return np.array(wall, dtype="datetime64[ns]")
 
 
 def summarize_forecast(forecast: Forecast, path: str, report: str) -> ForecastSummary:

@@ -33,6 +33,7 @@ from wavecast.forecasting import (
     FORECASTS,
     NAME_COLUMN,
     held_out_errors,
+    interval_columns,
     resolve_version,
     stored_series,
     time_key,
@@ -137,7 +138,7 @@ def realized_rows(
     forecasts: pa.Table, name: str, loaded: LoadedSeries, positions: dict[int, int]
 ) -> pa.Table:
     """The forecast rows whose target has been observed, joined with what was observed."""
-    levels = [c.removeprefix("lo_") for c in forecasts.column_names if c.startswith("lo_")]
+    levels = interval_columns(forecasts.column_names)
     rows = []
     for row in forecasts.to_pylist():
         key = time_key(row["target"])
@@ -156,8 +157,8 @@ def realized_rows(
             "actual": actual,
             "error": actual - row["forecast"],
         }
-        for level in levels:
-            realized[f"inside_{level}"] = row[f"lo_{level}"] <= actual <= row[f"hi_{level}"]
+        for level, (low, high) in levels.items():
+            realized[f"inside_{level}"] = row[low] <= actual <= row[high]
         realized["model_version"] = row["model_version"]
         realized["forecast_created"] = row["created"]
         rows.append(realized)

@@ -33,13 +33,19 @@ def _finish(
     legend_at: Literal["best", "upper left"] = "best",
 ) -> Path:
     """Axis labels, title, grid and legend, as every figure here has them; then save."""
+    _decorate(axes, labels, title, legend_at)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def _decorate(
+    axes: Axes, labels: tuple[str, str], title: str, legend_at: Literal["best", "upper left"]
+) -> None:
     axes.set_xlabel(labels[0])
     axes.set_ylabel(labels[1])
     axes.set_title(title, y=1.0)
     axes.grid(alpha=0.3)
     axes.legend(loc=legend_at)
-    figure.savefig(path, dpi=110)
-    return path
 
 
 def plot_loss(losses: Sequence[float], path: Path) -> Path:
@@ -72,25 +78,36 @@ def plot_forecasts(
     return _finish(figure, axes, ("window start", "value"), title, path)
 
 
-def plot_fan(
+def fan_figure(
+    observed_at: np.ndarray,
     history: np.ndarray,
-    first_index: int,
-    target_index: np.ndarray,
+    target_at: np.ndarray,
     forecast: np.ndarray,
     bands: Mapping[str, tuple[np.ndarray, np.ndarray]],
     title: str,
-    path: Path,
-) -> Path:
-    """The last observations, then the forecast and its intervals, widest band palest."""
+    x_label: str,
+) -> Figure:
+    """The last observations, then the forecast and its intervals, widest band palest; on
+    the series' dates (datetime64 positions) or its indices."""
     figure = new_figure()
     axes = figure.subplots()
-    observed = np.arange(first_index, first_index + len(history))
-    axes.plot(observed, history, color="black", linewidth=1.2, label="observed")
+    axes.plot(observed_at, history, color="black", linewidth=1.2, label="observed")
     for alpha, (name, (low, high)) in zip((0.18, 0.32, 0.46), bands.items(), strict=False):
-        axes.fill_between(target_index, low, high, color="tab:blue", alpha=alpha, label=name)
-    axes.plot(target_index, forecast, color="tab:blue", marker="o", markersize=3, label="forecast")
-    labels = ("point (index in the series)", "value")
-    return _finish(figure, axes, labels, title, path, legend_at="upper left")
+        axes.fill_between(target_at, low, high, color="tab:blue", alpha=alpha, label=name)
+    axes.plot(target_at, forecast, color="tab:blue", marker="o", markersize=3, label="forecast")
+    if np.asarray(target_at).dtype.kind == "M":
+        from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+
+        locator = AutoDateLocator()
+        axes.xaxis.set_major_locator(locator)
+        axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+    _decorate(axes, (x_label, "value"), title, "upper left")
+    return figure
+
+
+def save_figure(figure: Figure, path: Path) -> Path:
+    figure.savefig(path, dpi=110)
+    return path
 
 
 def plot_realized_error(

@@ -128,6 +128,7 @@ class LatestWindow(BaseModel):
     spec: WindowSpec
     n_points: int
     history: tuple[float, ...]  # what the forecaster reads: the last window, or more
+    history_times: tuple[str, ...] = ()  # the fan chart's last observations' times, if any
     origin: str  # the last observed point: its timestamp, or its index
     targets: tuple[str, ...]  # the forecast steps' timestamps, or indices
     note: str | None = None  # why targets are step numbers, when they are

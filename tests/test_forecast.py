@@ -311,3 +311,18 @@ def test_intervals_are_never_narrower_than_the_datas_resolution() -> None:
     assert held_out_coverage(round_off, 0.8, floor=2e-6) == 1.0
     assert conformal_half_widths(np.arange(1.0, 11.0), 0.8, floor=2e-6).tolist() == [9.0]
     assert conformal_half_widths(round_off[:3], 0.95, floor=2e-6).tolist() == [2e-6]
+
+
+def test_no_held_out_error_gives_no_interval_but_a_sentence(tmp_path: Path) -> None:
+    """An errors file of no window calibrates nothing: refused, never an infinite bound."""
+    data_dir = naive_champion(tmp_path, values_csv(30))
+    np.save(data_dir / "models" / V1 / ERRORS_FILE, np.zeros((0, 2)))
+    config = ForecastConfig(data_dir=str(data_dir))
+
+    with pytest.raises(InvalidInputError) as raised:
+        forecast_window(latest_window(config), str(data_dir), (80.0,))
+
+    assert str(raised.value) == (
+        f"version {V1}: its 80 % interval has no finite bound (no held-out errors to "
+        "calibrate it on); retrain it"
+    )

@@ -113,15 +113,21 @@ def naive_version(data_dir: Path, name: str, **manifest: Any) -> str:
     return version_with(data_dir, name, {SPEC_FILE: NAIVE.model_dump_json().encode()}, **manifest)
 
 
-def keras_file(tmp_path: Path, input_len: int, steps: int, code: bool = False) -> bytes:
+def keras_file(
+    tmp_path: Path, input_len: int, steps: int, code: bool = False, fill: float | None = None
+) -> bytes:
     """A saved window model: `input_len` values in, `steps` out; with `code`, a Lambda layer
-    that safe_mode refuses to deserialize."""
+    that safe_mode refuses to deserialize; with `fill`, every weight that value."""
     import keras
 
     window = keras.Input(shape=(input_len,))
     hidden = keras.layers.Lambda(lambda x: x * 2)(window) if code else window
-    path = tmp_path / f"model-{input_len}-{steps}-{code}.keras"
-    keras.Model(window, keras.layers.Dense(steps)(hidden)).save(path)
+    path = tmp_path / f"model-{input_len}-{steps}-{code}-{fill}.keras"
+    model = keras.Model(window, keras.layers.Dense(steps)(hidden))
+    if fill is not None:
+        with np.errstate(over="ignore"):  # 1e308 is infinite in float32
+            model.set_weights([np.full_like(weight, fill) for weight in model.get_weights()])
+    model.save(path)
     return path.read_bytes()
 
 
@@ -250,6 +256,10 @@ def combined_spec(members: str, weights: str) -> bytes:
         (combined_spec('"naive", "ets"', "0.5"), "no finite weight per combined member"),
         (combined_spec('"naive", "ets"', "0.5, NaN"), "no finite weight per combined member"),
         (combined_spec('"naive", "ets"', "1.5, -0.5"), "no finite weight per combined member"),
+        (combined_spec('"naive", "ets"', "1e308, 1e308"), "no finite weight per combined member"),
+        (combined_spec('"naive", "ets"', "0.5, 0.6"), "no finite weight per combined member"),
+        (linear_spec([[1e308]] * 6), "or weights whose forecasts overflow"),
+        (linear_spec([[1e300]] * 5 + [[1.0]]), "or weights whose forecasts overflow"),
     ],
 )
 def test_a_damaged_forecaster_spec_cannot_serve(tmp_path: Path, content: bytes, why: str) -> None:
@@ -298,6 +308,8 @@ def test_a_keras_model_of_the_version_s_geometry_serves(tmp_path: Path) -> None:
         ("lambda", "model.keras does not load with safe_mode (ValueError)"),
         ("other input", "model.keras does not forecast 1 step(s) from a window of 5 point(s)"),
         ("other steps", "model.keras does not forecast 1 step(s) from a window of 5 point(s)"),
+        ("nan weights", "model.keras holds weights that are not finite"),
+        ("1e308 weights", "model.keras holds weights that are not finite"),
     ],
 )
 def test_a_damaged_keras_model_cannot_serve_and_is_never_promoted(
@@ -313,6 +325,8 @@ def test_a_damaged_keras_model_cannot_serve_and_is_never_promoted(
         "lambda": keras_file(tmp_path, 5, 1, code=True),
         "other input": keras_file(tmp_path, 7, 1),
         "other steps": keras_file(tmp_path, 5, 2),
+        "nan weights": keras_file(tmp_path, 5, 1, fill=math.nan),
+        "1e308 weights": keras_file(tmp_path, 5, 1, fill=1e308),  # float32: infinite
     }[damage]
     store = DataDir(str(data_dir))
     naive_version(data_dir, V1)

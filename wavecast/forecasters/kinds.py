@@ -43,6 +43,9 @@ KINDS: dict[str, type[Forecaster]] = {
 }
 COMBINABLE = tuple(name for name in KINDS if name != COMBINATION)  # a combination's members
 FALLBACK = "naive"  # scored when none of the candidates asked for could be
+# How far a combination's stored member weights may sum from 1 (they are written summing to
+# 1 in float64, then through JSON, which round-trips float64 exactly).
+SHARES_TOLERANCE = 1e-9
 # The candidates whose test scores are measured on the dataset's stored windows, under these
 # metrics.score_split keys (the network as "model", as the plots call it).
 WINDOW_KEYS = {NETWORK: "model", LINEAR: "linear"}
@@ -154,12 +157,17 @@ def stored_spec(
         shape = (windows.input_len + 1, windows.steps)
         if not weights_fit(spec.weights, shape):
             why = f"{SPEC_FILE} holds no finite linear AR weights of shape {shape}"
+            why += " (or weights whose forecasts overflow)"
             raise unusable(version, why)
     shares = np.asarray(spec.member_weights, np.float64)
     if len(shares) and not (
-        len(shares) == len(spec.members) and np.isfinite(shares).all() and (shares >= 0).all()
+        len(shares) == len(spec.members)
+        and np.isfinite(shares).all()
+        and ((shares >= 0) & (shares <= 1)).all()
+        and abs(float(shares.sum()) - 1) <= SHARES_TOLERANCE  # shares of a weighted mean
     ):
-        raise unusable(version, f"{SPEC_FILE} holds no finite weight per combined member")
+        why = f"{SPEC_FILE} holds no finite weight per combined member (summing to 1)"
+        raise unusable(version, why)
     return spec
 
 

@@ -17,6 +17,7 @@ from wavecast.forecasters.forecaster import (
     WindowForecaster,
     copy_spec,
 )
+from wavecast.generate import MAX_MAGNITUDE
 from wavecast.metrics import BATCH_ROWS, LeastSquares
 from wavecast.windows import Chunk, DatasetRef, make_windows
 
@@ -78,9 +79,16 @@ def test_forecasts(
 
 
 def weights_fit(weights: tuple[tuple[float, ...], ...], shape: tuple[int, int]) -> bool:
-    """Whether stored weights are finite and of `shape` (input_len + 1 by steps)."""
+    """Whether stored weights are of `shape` (input_len + 1 by steps) and forecast finitely
+    every window a series may hold (values up to generate.MAX_MAGNITUDE): 1e308 is a finite
+    weight whose forecast of any window is infinite."""
     rows = len(weights) == shape[0] and all(len(row) == shape[1] for row in weights)
-    return rows and bool(np.isfinite(np.asarray(weights, np.float64)).all())
+    if not rows:
+        return False
+    array = np.asarray(weights, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        largest = np.abs(array[:-1]).sum(axis=0) * MAX_MAGNITUDE + np.abs(array[-1])
+    return bool(np.isfinite(array).all() and np.isfinite(largest).all())
 
 
 def check_round_trip(served: Path, test_x: np.ndarray, expected: np.ndarray) -> None:

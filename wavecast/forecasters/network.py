@@ -216,6 +216,8 @@ def stored_model(store: DataDir, version_dir: tuple[str, ...], spec: WindowSpec)
         LOG.info("%s does not load: %s", store.uri(*version_dir, MODEL_FILE), exc)
         why = f"{MODEL_FILE} does not load with safe_mode ({type(exc).__name__})"
         raise unusable(version, why) from None
+    if not finite_weights(model):
+        raise unusable(version, f"{MODEL_FILE} holds weights that are not finite")
     expected = f"{spec.steps} step(s) from a window of {spec.input_len} point(s)"
     try:
         shape = model_forecast(model, np.zeros((1, spec.input_len))).shape
@@ -224,3 +226,9 @@ def stored_model(store: DataDir, version_dir: tuple[str, ...], spec: WindowSpec)
     if shape != (1, spec.steps):
         raise unusable(version, f"{MODEL_FILE} does not forecast {expected}")
     return model
+
+
+def finite_weights(model: Any) -> bool:
+    """Whether every weight of a Keras model is finite: a NaN (or a float32 overflow of
+    1e308) forecasts NaN or infinity whatever the window."""
+    return all(np.isfinite(np.asarray(weight)).all() for weight in model.get_weights())

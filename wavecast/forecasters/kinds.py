@@ -19,6 +19,7 @@ from wavecast.forecasters.forecaster import (
     Backtest,
     Forecaster,
     ForecasterSpec,
+    Plan,
     Sources,
     Trial,
 )
@@ -66,6 +67,24 @@ def backtest_candidates(trial: Trial, scores: Backtest) -> None:
     if not any(mse == mse for mse in scores.validation_mse().values()):
         kind_of(FALLBACK).backtest(FALLBACK, trial, scores)
         scores.notes[FALLBACK] = "stands in: none of the candidates asked for could be scored"
+
+
+def nothing_competes(plans: Sequence[Plan]) -> str:
+    """Why none of the candidates asked for can compete on any series `plans` describe (their
+    selection's; the shortest and the longest series will do, each absence being monotonic
+    in length), or "" when one can. A combination competes with two of its pool."""
+    asked = plans[0].selection.candidates
+    absent = {
+        name: [kind_of(name).absence(name, plan) for plan in plans]
+        for name in KINDS
+        if name in asked and name != COMBINATION
+    }
+    if any(not all(whys) for whys in absent.values()):
+        return ""
+    reasons = [f"{name}: {whys[-1]}" for name, whys in absent.items()]
+    if COMBINATION in asked:
+        reasons.append("combination: none of its pool to weigh")
+    return "; ".join(reasons)
 
 
 def published_members(

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from wavecast.candidates import validation_size
 from wavecast.forecasters.forecaster import (
     Backtest,
     Forecaster,
     ForecasterSpec,
+    Plan,
     Sources,
     Trial,
     WindowForecaster,
@@ -109,6 +111,15 @@ def check_round_trip(served: Path, test_x: np.ndarray, expected: np.ndarray) -> 
         )
 
 
+def too_few_windows(fit_windows: int, input_len: int) -> str:
+    """Why the linear AR is not fitted on `fit_windows` windows ("" when it is)."""
+    needed = LINEAR_WINDOWS_PER_WEIGHT * (input_len + 1)
+    if fit_windows >= needed:
+        return ""
+    weights = input_len + 1
+    return f"not fitted: {fit_windows} windows, fewer than the {needed} its {weights} weights need"
+
+
 class LinearForecaster(Forecaster):
     """The linear AR's stored weights, applied to the window ending at each origin."""
 
@@ -128,15 +139,18 @@ class LinearForecaster(Forecaster):
         return linear_forecast(self.weights, windows)
 
     @classmethod
+    def absence(cls, name: str, plan: Plan) -> str:
+        spec, n_train = plan.train_windows()
+        return too_few_windows(n_train - validation_size(n_train), spec.input_len)
+
+    @classmethod
     def backtest(cls, name: str, trial: Trial, scores: Backtest) -> None:
         """Fitted on the windows before the validation block, on series long enough
         (LINEAR_WINDOWS_PER_WEIGHT); then on every train window, for the test windows."""
-        dataset, input_len = trial.dataset, trial.dataset.spec.input_len
-        fit_windows = dataset.n_train - trial.n_validation
-        needed = LINEAR_WINDOWS_PER_WEIGHT * (input_len + 1)
-        if fit_windows < needed:
-            scores.notes[name] = f"not fitted: {fit_windows} windows, fewer than the {needed} "
-            scores.notes[name] += f"its {input_len + 1} weights need"
+        dataset = trial.dataset
+        short = too_few_windows(dataset.n_train - trial.n_validation, dataset.spec.input_len)
+        if short:
+            scores.notes[name] = short
             return
         scores.validation[name] = linear_validation(trial.values, dataset, trial.n_validation)
         scores.linear_weights = linear_weights(trial.values, dataset, dataset.n_train)

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.test_forecast import naive_panel
 from tests.test_registry import METRICS, V1, V2, linear_spec, naive_version, version_with
-from wavecast import generate
+from wavecast import generate, monitoring
 from wavecast.config import ForecastConfig, MonitorConfig, SeriesSpec
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import SPEC_FILE
@@ -147,3 +148,26 @@ def test_an_absurd_forecast_is_refused_for_its_series(tmp_path: Path) -> None:
     assert last_values(forecasts.series) == {"a": [2.0]}
     assert f"version {V2} (linear) forecast a value " in forecasts.skipped["b"]
     assert "times the range of its history from its last value" in forecasts.skipped["b"]
+
+
+def test_a_series_whose_scoring_fails_is_its_own_reason_and_the_others_are_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any failure scoring b (here a ZeroDivisionError) is b's sentence, not the panel's."""
+    panel = naive_panel(tmp_path, ("a", "b", "c"))
+    config = ForecastConfig(data_dir=str(panel), levels=(80.0,))
+    forecast_panel(config, forecast_keys(config), None)
+    real = monitoring.held_out_rmse
+
+    def failing_for_b(data_dir: str, version: str, spread: float) -> np.ndarray:
+        if data_dir.endswith("/series/b"):
+            raise ZeroDivisionError("float division by zero")
+        return real(data_dir, version, spread)
+
+    monkeypatch.setattr(monitoring, "held_out_rmse", failing_for_b)
+    monitor = MonitorConfig(data_dir=str(panel))
+
+    scores = score_each(watched_series(monitor), monitor)
+
+    assert [getattr(score, "name", None) for score in scores] == ["a", None, "c"]
+    assert str(scores[1]) == "could not be scored: float division by zero"

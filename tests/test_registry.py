@@ -270,6 +270,25 @@ def test_a_damaged_forecaster_spec_cannot_serve(tmp_path: Path, content: bytes, 
     assert why in str(raised.value) and "AKID" not in str(raised.value)
 
 
+def test_an_edited_spec_does_not_serve_under_its_manifest_s_label(tmp_path: Path) -> None:
+    """The manifest records naive (season 1): a spec edited to ETS, or to season 12, would be
+    shown as naive; a spec written before seasons were recorded still serves."""
+    store = DataDir(str(tmp_path))
+    for name, spec in ((V1, '"ets", "season": 1'), (V2, '"naive", "season": 12')):
+        content = f'{{"forecaster": {spec}, "members": [{spec.split(",")[0]}]}}'.encode()
+        version_with(tmp_path, name, {SPEC_FILE: content})
+        with pytest.raises(UnusableVersionError) as raised:
+            servable(store, name)
+        assert str(raised.value) == (
+            f"version {name} cannot serve: forecaster.json is not the forecaster or season its "
+            "manifest.json records"
+        )
+    manifest = json.loads((tmp_path / "models" / V2 / "manifest.json").read_text())
+    del manifest["published"]["season"]
+    (tmp_path / "models" / V2 / "manifest.json").write_text(json.dumps(manifest))
+    assert servable(store, V2).forecaster.forecast(np.array([1.0, 3.0]), 1, 1).tolist() == [3.0]
+
+
 def test_a_version_without_manifest_or_forecaster_cannot_serve(tmp_path: Path) -> None:
     store = DataDir(str(tmp_path))
     version_with(tmp_path, V1, {})
@@ -284,7 +303,9 @@ def test_a_linear_ar_serves_its_weights_on_the_last_window(tmp_path: Path) -> No
     """Input 5, 2 steps: step 1 is the last value + 0.5, step 2 the mean of the first two."""
     weights = [[0.0, 0.5], [0.0, 0.5], [0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.5, 0.0]]
     windows = WindowSpec(steps=2)
-    version_with(tmp_path, V1, {SPEC_FILE: linear_spec(weights)}, windows=windows)
+    version_with(
+        tmp_path, V1, {SPEC_FILE: linear_spec(weights)}, windows=windows, forecaster="linear"
+    )
     served = servable(DataDir(str(tmp_path)), V1).forecaster
     values = np.array([9.0, 1.0, 3.0, 5.0, 7.0, 8.0])  # the window is its last five
     assert served.forecast(values, horizon=1, steps=2).tolist() == [8.5, 2.0]

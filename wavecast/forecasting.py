@@ -194,6 +194,7 @@ def window_of(
     statistical forecaster is refitted on, and the labels of the steps ahead."""
     manifest = served.manifest
     spec = manifest.dataset.spec
+    check_same_column(manifest, series_spec, loaded, version)
     if len(loaded.values) < spec.input_len:
         raise InvalidInputError(
             f"--source {series_spec.source}: {len(loaded.values)} points, fewer than the "
@@ -218,6 +219,21 @@ def window_of(
         note=note,
         home=forecasts_home(store, series_spec),
     )
+
+
+def check_same_column(
+    manifest: Manifest, series_spec: SeriesSpec, loaded: LoadedSeries, version: str
+) -> None:
+    """Bad input for a source whose value column is not the one the version was trained on
+    (its config said "the only numeric one" and the column was renamed, or another took its
+    place): it would be forecast, or scored, from another quantity. --column names one on
+    purpose. The column is not quoted: its name is the data's."""
+    trained = manifest.series.column
+    if series_spec.column is None and trained is not None and loaded.column != trained:
+        raise InvalidInputError(
+            f"--source {series_spec.source}: its value column is not the one version "
+            f"{version} was trained on (renamed or replaced): retrain, or name it with --column"
+        )
 
 
 def forecasts_home(store: DataDir, spec: SeriesSpec) -> str:

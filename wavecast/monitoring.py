@@ -32,6 +32,7 @@ from wavecast.errors import InvalidInputError, environment_problem, is_transient
 from wavecast.forecasting import (
     FORECASTS,
     NAME_COLUMN,
+    check_same_column,
     held_out_errors,
     resolve_version,
     stored_series,
@@ -403,6 +404,7 @@ def scored_or_reason(
 def score_series(scoring: Scoring, loaded: LoadedSeries, config: MonitorConfig) -> SeriesScore:
     """Join, write and judge one series against its current champion."""
     watched, version = scoring.watched, scoring.version
+    check_same_column(scoring.manifest, scoring.series, loaded, version)
     own = DataDir(watched.data_dir)
     joined = join_stored_forecasts(DataDir(config.data_dir), watched, loaded)
     rows = champion_rows(joined.realized, version)

@@ -141,6 +141,7 @@ def load_served(store: DataDir, version_dir: tuple[str, ...], manifest: Manifest
             raise unusable(version, f"it has neither {MODEL_FILE} nor {SPEC_FILE}")
         return load_network(store, version_dir, manifest)
     spec = stored_spec(store, version_dir, manifest.dataset.spec)
+    check_recorded(spec, manifest, version)
     network = None
     if NETWORK in spec.members:
         if not store.exists(*version_dir, MODEL_FILE):
@@ -148,6 +149,18 @@ def load_served(store: DataDir, version_dir: tuple[str, ...], manifest: Manifest
             raise unusable(version, why)
         network = load_network(store, version_dir, manifest)
     return from_spec(spec, network)
+
+
+def check_recorded(spec: ForecasterSpec, manifest: Manifest, version: str) -> None:
+    """A spec serves what its manifest records (the label every table and forecast shows, and
+    the season, where recorded): an edited one would serve under another's name."""
+    published = manifest.published
+    if published is None:
+        return
+    season = "season" in published.model_fields_set and spec.season != published.season
+    if spec.forecaster != published.forecaster or season:
+        why = f"{SPEC_FILE} is not the forecaster or season its manifest.json records"
+        raise unusable(version, why)
 
 
 def from_spec(spec: ForecasterSpec, network: NetworkForecaster | None = None) -> Forecaster:

@@ -61,6 +61,20 @@ def big_values_csv(tmp_path: Path) -> Path:
         (["--series", "7"], "give --id-column too"),
         (["--dask-address", "tcp://127.0.0.1:9"], "needs --runner dask"),
         (["--runner", "yarn"], "--runner 'yarn'"),
+        (
+            ["--candidates", "seasonal_naive"],
+            "--candidates seasonal_naive: none can compete on this source (seasonal_naive: no "
+            "season (1): the same forecast as naive); add naive, ets or theta",
+        ),
+        (
+            ["--candidates", "network,combination", "--network-min-windows", "5000"],
+            "(network: not trained: 795 train windows, fewer than --network-min-windows 5000; "
+            "combination: none of its pool to weigh)",
+        ),
+        (
+            ["--candidates", "linear", "--input-len", "200"],
+            "(linear: not fitted: 480 windows, fewer than the 804 its 201 weights need)",
+        ),
     ],
 )
 def test_refused_input_is_one_line_and_changes_nothing(

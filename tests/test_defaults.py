@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from wavecast.config import RetrainConfig, SelectionSpec, WindowSpec, dated_windows, panel_plots
+from wavecast.errors import InvalidInputError
 from wavecast.times import inferred_season
 from wavecast.validate import validate_inputs
 
@@ -91,3 +92,31 @@ def test_shuffled_rows_are_still_monthly(tmp_path: Path) -> None:
     assert (validated.windows.steps, validated.windows.input_len) == (12, 20)
     assert chosen.startswith("monthly data")
     assert inferred_season(months.to_numpy()[::-1].copy()) == 12
+
+
+def panel_config(tmp_path: Path, lengths: dict[str, int], candidates: str) -> RetrainConfig:
+    rows = [f"{key},{i % 7}" for key, n in lengths.items() for i in range(n)]
+    source = tmp_path / "panel.csv"
+    source.write_text("store,value\n" + "".join(f"{row}\n" for row in rows))
+    return RetrainConfig.model_validate(
+        {
+            "series": {"source": str(source), "id_column": "store"},
+            "model": {"network": "per-series"},
+            "selection": {"candidates": candidates},
+            "data_dir": str(tmp_path / "data"),
+        }
+    )
+
+
+def test_a_panel_where_nothing_can_compete_is_refused_before_any_write(tmp_path: Path) -> None:
+    """A per-series network needs 80 train windows: a panel whose longest series has 100
+    points (75 train windows) cannot train one; one series of 200 points (155) can."""
+    short = panel_config(tmp_path, {"a": 30, "b": 100}, "network")
+    with pytest.raises(InvalidInputError) as raised:
+        validate_inputs(short, available=2**40)
+    assert str(raised.value) == (
+        "--candidates network: none can compete on this source (network: not trained: 75 train "
+        "windows, fewer than --network-min-windows 80); add naive, ets or theta"
+    )
+    assert not (tmp_path / "data").exists()
+    validate_inputs(panel_config(tmp_path, {"a": 30, "b": 200}, "network"), available=2**40)

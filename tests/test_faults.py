@@ -59,7 +59,9 @@ def test_bad_data_fails_the_flow_at_once_without_retrying(tmp_path: Path) -> Non
     state = retrain(config, return_state=True)
 
     assert state.is_failed()
-    with pytest.raises(ValueError, match=r"1 NaN/infinite value\(s\) at data row 41 \(line 42 of a CSV\)"):
+    with pytest.raises(
+        ValueError, match=r"1 NaN/infinite value\(s\) at data row 41 \(line 42 of a CSV\)"
+    ):
         state.result()
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(

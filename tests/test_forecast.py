@@ -25,6 +25,7 @@ from wavecast.forecasting import (
 from wavecast.generate import SeriesRef
 from wavecast.intervals import conformal_half_widths, held_out_coverage, resolution_floor
 from wavecast.metrics import ErrorTotals, LeastSquares, persistence_forecast
+from wavecast.records import Manifest
 from wavecast.registry import record_champion
 from wavecast.storage import DataDir, series_data_dir
 from wavecast.windows import count_windows, make_windows, min_series_length, window_schema
@@ -350,3 +351,39 @@ def test_intervals_are_never_narrower_than_the_datas_resolution() -> None:
     assert held_out_coverage(round_off, 0.8, floor=2e-6) == 1.0
     assert conformal_half_widths(np.arange(1.0, 11.0), 0.8, floor=2e-6).tolist() == [9.0]
     assert conformal_half_widths(round_off[:3], 0.95, floor=2e-6).tolist() == [2e-6]
+
+
+def test_no_held_out_error_gives_no_interval_but_a_sentence(tmp_path: Path) -> None:
+    """An errors file of no window calibrates nothing: refused, never an infinite bound."""
+    data_dir = naive_champion(tmp_path, values_csv(30))
+    np.save(data_dir / "models" / V1 / ERRORS_FILE, np.zeros((0, 2)))
+    config = ForecastConfig(data_dir=str(data_dir))
+
+    with pytest.raises(InvalidInputError) as raised:
+        forecast_window(latest_window(config), str(data_dir), (80.0,))
+
+    assert str(raised.value) == (
+        f"version {V1}: its 80 % interval has no finite bound (no held-out errors to "
+        "calibrate it on); retrain it"
+    )
+
+
+def test_a_source_whose_value_column_was_renamed_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Trained on "value" picked as the only numeric column: renamed, it is another quantity
+    as far as the version knows; --column names the new one on purpose."""
+    data_dir = naive_champion(tmp_path, values_csv(30))
+    manifest_path = data_dir / "models" / V1 / "manifest.json"
+    manifest = Manifest.model_validate_json(manifest_path.read_text())
+    series = manifest.series.model_copy(update={"column": "value"})
+    manifest_path.write_text(manifest.model_copy(update={"series": series}).model_dump_json())
+    source = tmp_path / "series.csv"
+    source.write_text(source.read_text().replace("value", "level", 1))
+
+    with pytest.raises(InvalidInputError) as raised:
+        latest_window(ForecastConfig(data_dir=str(data_dir)))
+
+    assert str(raised.value) == (
+        f"--source {source}: its value column is not the one version {V1} was trained on "
+        "(renamed or replaced): retrain, or name it with --column"
+    )
+    assert latest_window(ForecastConfig(data_dir=str(data_dir), column="level")).history[-1] == 2

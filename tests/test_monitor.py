@@ -37,6 +37,7 @@ from wavecast.monitoring import (
     judge,
     realized_rows,
     rolling_ratio,
+    unmatched_note,
 )
 from wavecast.records import Forecast
 from wavecast.storage import DataDir, staging_path
@@ -257,7 +258,7 @@ def test_damaged_forecast_files_are_skipped_with_a_warning_each(
     Path(staging_path(f"{partition}/v1-good.parquet")).write_bytes(good)  # killed at the rename
 
     with caplog.at_level(logging.WARNING, logger="wavecast.monitoring"):
-        realized = join_stored_forecasts(store, watched, LOADED)
+        realized = join_stored_forecasts(store, watched, LOADED).realized
 
     assert realized_targets(realized) == ["6", "7"]
     assert store.list_dir(MONITORING, watched.partition) == ["v1-good.parquet"]
@@ -282,7 +283,7 @@ def test_forecasts_stored_as_lo_95_before_the_spelling_was_nixtlas_still_monitor
     write_parquet(store, new, FORECASTS, watched.partition, "v1-new.parquet")
 
     realized = join_stored_forecasts(store, watched, LOADED)
-    rows = champion_rows(realized, "v1")
+    rows = champion_rows(realized.realized, "v1")
 
     inside = sorted(zip(rows["origin"].to_pylist(), rows["target"].to_pylist(),
                         rows["inside_95"].to_pylist(), strict=True))  # fmt: skip
@@ -301,7 +302,7 @@ def test_no_damage_to_a_forecast_file_stops_the_others(
     store, watched, good = stored_good_forecast(tmp_path_factory.mktemp("data"))
     content = damage if isinstance(damage, bytes) else good[: damage % len(good)]
     store.write_bytes(content, FORECASTS, watched.partition, "v1-damaged.parquet")
-    assert realized_targets(join_stored_forecasts(store, watched, LOADED)) == ["6", "7"]
+    assert realized_targets(join_stored_forecasts(store, watched, LOADED).realized) == ["6", "7"]
 
 
 def test_a_drift_retrain_replays_how_the_model_was_trained_not_how_its_run_was_run() -> None:
@@ -329,4 +330,39 @@ def test_a_drift_retrain_replays_how_the_model_was_trained_not_how_its_run_was_r
     assert replayed.data_dir == "/data/d"
     assert run.without_run_options().model_dump(exclude={"refresh", "fan_out"}) == run.model_dump(
         exclude={"refresh", "fan_out"}
+    )
+
+
+def test_coverage_is_judged_at_the_level_the_forecasts_have() -> None:
+    """Forecasts at --level 50 only: ten targets outside their 50 % interval (a chance of
+    0.5^10 = 0.1 %) are drift, judged against min_coverage's share of 50 %: 0.5 * 50 / 95."""
+    rows = pa.table({"step": [1] * 10, "error": [0.1] * 10, "inside_50": [False] * 10})
+    health, _ = judge(rows, np.array([1.0]), MonitorConfig(), "v1")
+    assert health.drift and "50 % coverage 0% < 26%" in health.reason
+    assert health.coverage_95 is None
+    by_chance = rows.set_column(2, "inside_50", pa.array([False, True] * 5))
+    assert not judge(by_chance, np.array([1.0]), MonitorConfig(), "v1")[0].drift
+
+
+def test_actuals_that_reach_a_forecast_but_match_none_of_its_times_are_said(
+    tmp_path: Path,
+) -> None:
+    """Daily actuals 1-10 January rewritten day-first (01/02/2026 read as 1 February) reach
+    past the forecast's targets of 7-9 January, yet match none: said, not silently empty."""
+    store = DataDir(str(tmp_path / "data"))
+    watched = Watched(name="y", partition=series_partition("y"), data_dir=store.uri())
+    targets = ["2026-01-07T00:00:00", "2026-01-08T00:00:00", "2026-01-09T00:00:00"]
+    stored = forecasts("2026-01-05T00:00:00", targets, [6.0, 7.0, 8.0], "v1")
+    write_parquet(store, stored, FORECASTS, watched.partition, "v1-a.parquet")
+    values = np.arange(10, dtype=np.float64)
+    as_written = pd.date_range("2026-01-01", periods=10, freq="D").to_numpy()
+    day_first = pd.date_range("2026-01-01", periods=10, freq="MS").to_numpy()
+
+    right = join_stored_forecasts(store, watched, LoadedSeries(values, "y", as_written))
+    misread = join_stored_forecasts(store, watched, LoadedSeries(values, "y", day_first))
+
+    assert (len(right.realized), right.missed) == (1, 0)
+    assert (misread.realized, misread.missed) == ([], 1)
+    assert unmatched_note(1).startswith(
+        "the actuals reach 1 stored forecast(s) but match none of their target times"
     )

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.test_forecast import naive_panel
-from tests.test_registry import METRICS, V1, naive_version
-from wavecast import generate
+from tests.test_registry import METRICS, V1, V2, linear_spec, naive_version, version_with
+from wavecast import generate, monitoring
 from wavecast.config import ForecastConfig, MonitorConfig, SeriesSpec
 from wavecast.errors import InvalidInputError
+from wavecast.evaluate import SPEC_FILE
 from wavecast.generate import load_series
 from wavecast.monitoring import score_each, watched_series
 from wavecast.panel_forecast import forecast_keys, forecast_panel
@@ -107,3 +109,65 @@ def test_each_series_keeps_its_own_source_policy_and_error(
     assert single["x"] == f"--series x: not in {source}"
     at = "at data row 38 (line 39 of a CSV)"  # b's 8th row, the file's 38th: not "row 7"
     assert f"1 NaN/infinite value(s) {at}, which --missing error refuses" in single["b"]
+
+
+def linear_champion(panel: Path, key: str, weight: float) -> None:
+    """Series `key`'s champion becomes V2: a linear AR whose six weights are all `weight`."""
+    own = Path(series_data_dir(str(panel), key))
+    series = SeriesSpec(source=str(panel.parent / "panel.csv"), id_column="store", series=(key,))
+    spec = {SPEC_FILE: linear_spec([[weight]] * 6)}
+    version_with(own, V2, spec, series=series, forecaster="linear")
+    record_champion(DataDir(str(own)), V2, METRICS, "promote", "second")
+
+
+def test_a_champion_whose_weights_overflow_is_refused_at_load_and_the_others_forecast(
+    tmp_path: Path,
+) -> None:
+    """1e308 is a finite weight: the registry refuses it as it loads the champion (its
+    forecast of any window overflows), b alone is skipped, in a sentence."""
+    panel = naive_panel(tmp_path, ("a", "b", "c"))
+    linear_champion(panel, "b", 1e308)
+    config = ForecastConfig(data_dir=str(panel), levels=(80.0,))
+
+    forecasts = forecast_panel(config, forecast_keys(config), None)
+
+    assert last_values(forecasts.series) == {"a": [2.0], "c": [22.0]}
+    assert forecasts.skipped["b"].startswith(f"no usable champion in {panel}/series/b")
+    assert "weights whose forecasts overflow" in forecasts.skipped["b"]
+
+
+def test_an_absurd_forecast_is_refused_for_its_series(tmp_path: Path) -> None:
+    """Weights of 1e6 load (their forecasts of any series stay finite) but forecast b, whose
+    history spans 8, about 5e8 away from its last value: no series means that."""
+    panel = naive_panel(tmp_path, ("a", "b"))
+    linear_champion(panel, "b", 1e6)
+    config = ForecastConfig(data_dir=str(panel), levels=(80.0,))
+
+    forecasts = forecast_panel(config, forecast_keys(config), None)
+
+    assert last_values(forecasts.series) == {"a": [2.0]}
+    assert f"version {V2} (linear) forecast a value " in forecasts.skipped["b"]
+    assert "times the range of its history from its last value" in forecasts.skipped["b"]
+
+
+def test_a_series_whose_scoring_fails_is_its_own_reason_and_the_others_are_scored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any failure scoring b (here a ZeroDivisionError) is b's sentence, not the panel's."""
+    panel = naive_panel(tmp_path, ("a", "b", "c"))
+    config = ForecastConfig(data_dir=str(panel), levels=(80.0,))
+    forecast_panel(config, forecast_keys(config), None)
+    real = monitoring.held_out_rmse
+
+    def failing_for_b(data_dir: str, version: str, spread: float) -> np.ndarray:
+        if data_dir.endswith("/series/b"):
+            raise ZeroDivisionError("float division by zero")
+        return real(data_dir, version, spread)
+
+    monkeypatch.setattr(monitoring, "held_out_rmse", failing_for_b)
+    monitor = MonitorConfig(data_dir=str(panel))
+
+    scores = score_each(watched_series(monitor), monitor)
+
+    assert [getattr(score, "name", None) for score in scores] == ["a", None, "c"]
+    assert str(scores[1]) == "could not be scored: float division by zero"

@@ -113,15 +113,21 @@ def naive_version(data_dir: Path, name: str, **manifest: Any) -> str:
     return version_with(data_dir, name, {SPEC_FILE: NAIVE.model_dump_json().encode()}, **manifest)
 
 
-def keras_file(tmp_path: Path, input_len: int, steps: int, code: bool = False) -> bytes:
+def keras_file(
+    tmp_path: Path, input_len: int, steps: int, code: bool = False, fill: float | None = None
+) -> bytes:
     """A saved window model: `input_len` values in, `steps` out; with `code`, a Lambda layer
-    that safe_mode refuses to deserialize."""
+    that safe_mode refuses to deserialize; with `fill`, every weight that value."""
     import keras
 
     window = keras.Input(shape=(input_len,))
     hidden = keras.layers.Lambda(lambda x: x * 2)(window) if code else window
-    path = tmp_path / f"model-{input_len}-{steps}-{code}.keras"
-    keras.Model(window, keras.layers.Dense(steps)(hidden)).save(path)
+    path = tmp_path / f"model-{input_len}-{steps}-{code}-{fill}.keras"
+    model = keras.Model(window, keras.layers.Dense(steps)(hidden))
+    if fill is not None:
+        with np.errstate(over="ignore"):  # 1e308 is infinite in float32
+            model.set_weights([np.full_like(weight, fill) for weight in model.get_weights()])
+    model.save(path)
     return path.read_bytes()
 
 
@@ -250,6 +256,10 @@ def combined_spec(members: str, weights: str) -> bytes:
         (combined_spec('"naive", "ets"', "0.5"), "no finite weight per combined member"),
         (combined_spec('"naive", "ets"', "0.5, NaN"), "no finite weight per combined member"),
         (combined_spec('"naive", "ets"', "1.5, -0.5"), "no finite weight per combined member"),
+        (combined_spec('"naive", "ets"', "1e308, 1e308"), "no finite weight per combined member"),
+        (combined_spec('"naive", "ets"', "0.5, 0.6"), "no finite weight per combined member"),
+        (linear_spec([[1e308]] * 6), "or weights whose forecasts overflow"),
+        (linear_spec([[1e300]] * 5 + [[1.0]]), "or weights whose forecasts overflow"),
     ],
 )
 def test_a_damaged_forecaster_spec_cannot_serve(tmp_path: Path, content: bytes, why: str) -> None:
@@ -258,6 +268,25 @@ def test_a_damaged_forecaster_spec_cannot_serve(tmp_path: Path, content: bytes, 
         servable(DataDir(str(tmp_path)), V1)
     assert str(raised.value).startswith(f"version {V1} cannot serve: ")
     assert why in str(raised.value) and "AKID" not in str(raised.value)
+
+
+def test_an_edited_spec_does_not_serve_under_its_manifest_s_label(tmp_path: Path) -> None:
+    """The manifest records naive (season 1): a spec edited to ETS, or to season 12, would be
+    shown as naive; a spec written before seasons were recorded still serves."""
+    store = DataDir(str(tmp_path))
+    for name, spec in ((V1, '"ets", "season": 1'), (V2, '"naive", "season": 12')):
+        content = f'{{"forecaster": {spec}, "members": [{spec.split(",")[0]}]}}'.encode()
+        version_with(tmp_path, name, {SPEC_FILE: content})
+        with pytest.raises(UnusableVersionError) as raised:
+            servable(store, name)
+        assert str(raised.value) == (
+            f"version {name} cannot serve: forecaster.json is not the forecaster or season its "
+            "manifest.json records"
+        )
+    manifest = json.loads((tmp_path / "models" / V2 / "manifest.json").read_text())
+    del manifest["published"]["season"]
+    (tmp_path / "models" / V2 / "manifest.json").write_text(json.dumps(manifest))
+    assert servable(store, V2).forecaster.forecast(np.array([1.0, 3.0]), 1, 1).tolist() == [3.0]
 
 
 def test_a_version_without_manifest_or_forecaster_cannot_serve(tmp_path: Path) -> None:
@@ -274,7 +303,9 @@ def test_a_linear_ar_serves_its_weights_on_the_last_window(tmp_path: Path) -> No
     """Input 5, 2 steps: step 1 is the last value + 0.5, step 2 the mean of the first two."""
     weights = [[0.0, 0.5], [0.0, 0.5], [0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.5, 0.0]]
     windows = WindowSpec(steps=2)
-    version_with(tmp_path, V1, {SPEC_FILE: linear_spec(weights)}, windows=windows)
+    version_with(
+        tmp_path, V1, {SPEC_FILE: linear_spec(weights)}, windows=windows, forecaster="linear"
+    )
     served = servable(DataDir(str(tmp_path)), V1).forecaster
     values = np.array([9.0, 1.0, 3.0, 5.0, 7.0, 8.0])  # the window is its last five
     assert served.forecast(values, horizon=1, steps=2).tolist() == [8.5, 2.0]
@@ -298,6 +329,8 @@ def test_a_keras_model_of_the_version_s_geometry_serves(tmp_path: Path) -> None:
         ("lambda", "model.keras does not load with safe_mode (ValueError)"),
         ("other input", "model.keras does not forecast 1 step(s) from a window of 5 point(s)"),
         ("other steps", "model.keras does not forecast 1 step(s) from a window of 5 point(s)"),
+        ("nan weights", "model.keras holds weights that are not finite"),
+        ("1e308 weights", "model.keras holds weights that are not finite"),
     ],
 )
 def test_a_damaged_keras_model_cannot_serve_and_is_never_promoted(
@@ -313,6 +346,8 @@ def test_a_damaged_keras_model_cannot_serve_and_is_never_promoted(
         "lambda": keras_file(tmp_path, 5, 1, code=True),
         "other input": keras_file(tmp_path, 7, 1),
         "other steps": keras_file(tmp_path, 5, 2),
+        "nan weights": keras_file(tmp_path, 5, 1, fill=math.nan),
+        "1e308 weights": keras_file(tmp_path, 5, 1, fill=1e308),  # float32: infinite
     }[damage]
     store = DataDir(str(data_dir))
     naive_version(data_dir, V1)

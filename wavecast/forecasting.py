@@ -50,6 +50,9 @@ PARTITION = "series="  # hive partitioning: a series' rows under series=<its slu
 NAME_COLUMN = "series_name"  # the series' whole name, which a hashed partition cannot spell
 REPORTS = "forecast-reports"
 HISTORY_POINTS = 300  # observations kept for the fan chart
+# A forecast farther than this many ranges of its history from the last value is refused
+# (check_plausible).
+ABSURD_RANGES = 1000
 
 
 def level_key(level: float) -> str:
@@ -226,6 +229,7 @@ def window_of(
     statistical forecaster is refitted on, and the labels of the steps ahead."""
     manifest = served.manifest
     spec = manifest.dataset.spec
+    check_same_column(manifest, series_spec, loaded, version)
     if len(loaded.values) < spec.input_len:
         raise InvalidInputError(
             f"--source {series_spec.source}: {len(loaded.values)} points, fewer than the "
@@ -252,6 +256,21 @@ def window_of(
         note=note,
         home=forecasts_home(store, series_spec),
     )
+
+
+def check_same_column(
+    manifest: Manifest, series_spec: SeriesSpec, loaded: LoadedSeries, version: str
+) -> None:
+    """Bad input for a source whose value column is not the one the version was trained on
+    (its config said "the only numeric one" and the column was renamed, or another took its
+    place): it would be forecast, or scored, from another quantity. --column names one on
+    purpose. The column is not quoted: its name is the data's."""
+    trained = manifest.series.column
+    if series_spec.column is None and trained is not None and loaded.column != trained:
+        raise InvalidInputError(
+            f"--source {series_spec.source}: its value column is not the one version "
+            f"{version} was trained on (renamed or replaced): retrain, or name it with --column"
+        )
 
 
 def forecasts_home(store: DataDir, spec: SeriesSpec) -> str:
@@ -299,14 +318,11 @@ def forecast_with(
 ) -> Forecast:
     """forecast_window with the version's point forecast made already (by the caller, who
     may have batched it with other series')."""
-    if not np.isfinite(point).all():
-        raise InvalidInputError(
-            f"version {window.version} ({window.forecaster}) forecast a value that is not "
-            "finite: its stored weights are damaged or diverge on this history; retrain it"
-        )
+    check_plausible(window, point)
     errors = held_out_errors(data_dir, window.version, window.spec.steps)
     floor = resolution_floor(np.asarray(window.history))
     widths = {level: conformal_half_widths(errors, level / 100, floor) for level in levels}
+    check_finite_bounds(window, point, widths)
     rows: list[Row] = []
     for step, (target, value) in enumerate(zip(window.targets, point, strict=True)):
         row: Row = {"step": step + 1, "target": target, "forecast": float(value)}
@@ -326,6 +342,39 @@ def forecast_with(
         coverage=coverage,
         note=window.note,
     )
+
+
+def check_plausible(window: LatestWindow, point: np.ndarray) -> None:
+    """Bad input for a forecast no model of this series could mean: not finite, or farther
+    from the last value than ABSURD_RANGES times the range of the history it was made from
+    (its magnitude, for a flat one). A trend extrapolated over any horizon a retrain accepts
+    (one no longer than the series) moves a few ranges; a thousand is overflowing weights."""
+    why = ""
+    history = np.asarray(window.history, dtype=np.float64)
+    span = float(np.ptp(history)) or float(np.abs(history[-1])) or 1.0
+    if not np.isfinite(point).all():
+        why = "a value that is not finite"
+    elif (farthest := float(np.max(np.abs(point - history[-1])))) > ABSURD_RANGES * span:
+        why = f"a value {farthest / span:.3g} times the range of its history from its last value"
+    if why:
+        raise InvalidInputError(
+            f"version {window.version} ({window.forecaster}) forecast {why}: its stored "
+            "weights are damaged or diverge on this history; retrain it"
+        )
+
+
+def check_finite_bounds(
+    window: LatestWindow, point: np.ndarray, widths: dict[float, np.ndarray]
+) -> None:
+    """Bad input for an interval without finite bounds (no held-out error to calibrate it)."""
+    for level, width in widths.items():
+        with np.errstate(over="ignore"):
+            bounds = np.concatenate([point - width, point + width])
+        if not np.isfinite(bounds).all():
+            raise InvalidInputError(
+                f"version {window.version}: its {level_key(level)} % interval has no finite "
+                "bound (no held-out errors to calibrate it on); retrain it"
+            )
 
 
 def point_forecast(

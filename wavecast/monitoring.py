@@ -28,10 +28,11 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import MonitorConfig, SeriesSpec
-from wavecast.errors import InvalidInputError, or_bad_input
+from wavecast.errors import InvalidInputError, environment_problem, is_transient, or_bad_input
 from wavecast.forecasting import (
     FORECASTS,
     NAME_COLUMN,
+    check_same_column,
     held_out_errors,
     interval_columns,
     resolve_version,
@@ -44,6 +45,7 @@ from wavecast.panel import series_homes
 from wavecast.records import Manifest, Record
 from wavecast.registry import one_line, read_champion
 from wavecast.storage import DataDir, is_hidden, panel_root_of, stable_hash
+from wavecast.tables import shown_id
 
 LOG = logging.getLogger(__name__)
 
@@ -165,10 +167,19 @@ def realized_rows(
     return pa.Table.from_pylist(rows)
 
 
-def join_stored_forecasts(store: DataDir, watched: Watched, loaded: LoadedSeries) -> list[pa.Table]:
+class Joined(NamedTuple):
+    """The realized rows of each stored forecast file, and how many files the actuals reach
+    in time (past their first target) without matching any of their targets' times."""
+
+    realized: list[pa.Table]
+    missed: int
+
+
+def join_stored_forecasts(store: DataDir, watched: Watched, loaded: LoadedSeries) -> Joined:
     """Join every stored forecast file of the series with the actuals; write what realized."""
     positions = actual_positions(loaded)
-    realized = []
+    latest = max(positions, default=None)
+    realized, missed = [], 0
     for name in store.list_dir(FORECASTS, watched.partition):
         if is_hidden(name) or not name.endswith(".parquet"):
             continue  # a writer's staging file, or what dataset readers skip too
@@ -179,7 +190,27 @@ def join_stored_forecasts(store: DataDir, watched: Watched, loaded: LoadedSeries
         if table.num_rows:
             write_parquet(store, table, MONITORING, watched.partition, name)
             realized.append(table)
-    return realized
+        elif latest is not None and reached(forecasts, latest):
+            missed += 1
+    return Joined(realized, missed)
+
+
+def reached(forecasts: pa.Table, latest: int) -> bool:
+    """Whether actuals up to the time `latest` (time_key's) reach a forecast's first target."""
+    keys = [
+        key for value in forecasts["target"].to_pylist() if (key := time_key(value)) is not None
+    ]
+    return bool(keys) and min(keys) <= latest
+
+
+def unmatched_note(missed: int) -> str:
+    """What the monitor says of forecasts the actuals reach in time but match nowhere."""
+    if not missed:
+        return ""
+    return (
+        f"the actuals reach {missed} stored forecast(s) but match none of their target "
+        "times: are the source's dates read as they were written (day-first, another zone)?"
+    )
 
 
 def read_forecast_file(store: DataDir, partition: str, name: str) -> pa.Table | None:
@@ -227,16 +258,14 @@ def judge(
         errors = rows["error"].to_numpy()
         relative = np.abs(errors) / rmse[rows["step"].to_numpy() - 1]
     recent = rows.slice(max(0, n - config.window))
-    coverage = None
-    flag = f"inside_{COVERAGE_LEVEL}"
-    if n and flag in rows.column_names and recent[flag].null_count == 0:
-        coverage = float(np.mean(recent[flag].to_numpy(zero_copy_only=False)))
+    level, coverage = recent_coverage(recent)
+    coverage_95 = coverage if level == COVERAGE_LEVEL else None
     if n < config.min_realized:
         reason = f"too few realized targets to judge: {n} of {config.min_realized}"
         health = SeriesHealth(
             realized=n,
             error_ratio=None,
-            coverage_95=coverage,
+            coverage_95=coverage_95,
             drift=False,
             version=version,
             reason=reason,
@@ -250,20 +279,38 @@ def judge(
         reasons.append(f"error {ratio:.2f}x the held-out RMSE > {needed:.3g}x")
     elif ratio > config.threshold:
         on_track += f", which {judged} target(s) can reach by chance (drift needs {needed:.2f}x)"
-    if coverage is not None and coverage < config.min_coverage:
+    # min_coverage is of 95 % intervals; the same share of a narrower level's nominal one.
+    least = config.min_coverage * float(level) / float(COVERAGE_LEVEL)
+    if coverage is not None and coverage < least:
         inside = round(coverage * judged)
-        if misses_by_chance(inside, judged) < SIGNIFICANCE:
-            reasons.append(f"95 % coverage {coverage:.0%} < {config.min_coverage:.0%}")
+        if misses_by_chance(inside, judged, float(level) / 100) < SIGNIFICANCE:
+            reasons.append(f"{level} % coverage {coverage:.0%} < {least:.0%}")
     verdict = "; ".join(reasons) or on_track
     health = SeriesHealth(
         realized=n,
         error_ratio=ratio,
-        coverage_95=coverage,
+        coverage_95=coverage_95,
         drift=bool(reasons),
         version=version,
         reason=f"{verdict} (last {judged} realized)",
     )
     return health, relative
+
+
+def recent_coverage(recent: pa.Table) -> tuple[str, float | None]:
+    """(level, share of the recent targets inside that level's interval): the 95 % one, else
+    the widest level every recent target has (a forecast at --level 50 alone still tests
+    coverage); (COVERAGE_LEVEL, None) when no level covers them all."""
+    levels = [
+        column.removeprefix("inside_")
+        for column in recent.column_names
+        if column.startswith("inside_") and recent[column].null_count == 0
+    ]
+    if not recent.num_rows or not levels:
+        return COVERAGE_LEVEL, None
+    level = COVERAGE_LEVEL if COVERAGE_LEVEL in levels else max(levels, key=float)
+    inside = recent[f"inside_{level}"].to_numpy(zero_copy_only=False)
+    return level, float(np.mean(inside))
 
 
 def chance_ratio(n: int) -> float:
@@ -331,19 +378,42 @@ def score_each(
             scores.append(loaded)
         else:
             assert isinstance(scoring, Scoring)
-            scores.append(or_bad_input(score_series, scoring, loaded, config))
+            scores.append(scored_or_reason(scoring, loaded, config))
     return scores
+
+
+def scored_or_reason(
+    scoring: Scoring, loaded: LoadedSeries, config: MonitorConfig
+) -> SeriesScore | InvalidInputError:
+    """score_series, or the series' reason in a sentence: any failure but a fault that may
+    heal is the series' own, and the others are still scored (a retried run scores them all
+    again)."""
+    try:
+        return score_series(scoring, loaded, config)
+    except InvalidInputError as exc:
+        return exc
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        return InvalidInputError(
+            environment_problem(exc) or f"could not be scored: {one_line(exc)}"
+        )
 
 
 def score_series(scoring: Scoring, loaded: LoadedSeries, config: MonitorConfig) -> SeriesScore:
     """Join, write and judge one series against its current champion."""
     watched, version = scoring.watched, scoring.version
+    check_same_column(scoring.manifest, scoring.series, loaded, version)
     own = DataDir(watched.data_dir)
-    realized = join_stored_forecasts(DataDir(config.data_dir), watched, loaded)
-    rows = champion_rows(realized, version)
+    joined = join_stored_forecasts(DataDir(config.data_dir), watched, loaded)
+    rows = champion_rows(joined.realized, version)
     spread = float(np.std(loaded.values)) if len(loaded.values) else 0.0
     rmse = held_out_rmse(watched.data_dir, version, spread)
     health, relative = judge(rows, rmse, config, version)
+    if joined.missed:
+        note = unmatched_note(joined.missed)
+        LOG.warning("Series %s: %s", shown_id(watched.name), note)
+        health = health.model_copy(update={"reason": f"{health.reason}; {note}"})
     return SeriesScore(
         name=watched.name,
         data_dir=own.uri(),

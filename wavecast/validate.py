@@ -14,6 +14,8 @@ import numpy as np
 
 from wavecast.config import RetrainConfig, SeriesSpec, dated_windows, panel_plots
 from wavecast.errors import InvalidInputError
+from wavecast.forecasters.forecaster import Plan
+from wavecast.forecasters.kinds import nothing_competes
 from wavecast.generate import load_series, read_table
 from wavecast.series import check_trainable
 from wavecast.storage import DataDir
@@ -91,13 +93,15 @@ class DataShape(NamedTuple):
     season: int | None
     typical_length: int
     n_series: int = 1
+    lengths: tuple[int, int] = (0, 0)  # the shortest series' and the longest's
 
 
 def shape_of(times: np.ndarray | None, lengths: list[int]) -> DataShape:
     dated = times is not None and np.issubdtype(times.dtype, np.datetime64)
     season = inferred_season(times) if dated else None
     typical = int(np.median(lengths)) if lengths else 0
-    return DataShape(dated, season, typical, len(lengths))
+    extremes = (min(lengths), max(lengths)) if lengths else (0, 0)
+    return DataShape(dated, season, typical, len(lengths), extremes)
 
 
 def check_panel(spec: SeriesSpec) -> DataShape:
@@ -129,6 +133,23 @@ def with_data_defaults(config: RetrainConfig, shape: DataShape) -> Validated:
     return Validated(config.model_copy(update={"windows": windows, "selection": selection}), chosen)
 
 
+def check_something_competes(config: RetrainConfig, shape: DataShape) -> None:
+    """Refuse a run none of whose candidates can compete on any of its series (a panel's
+    shortest or longest), before it writes anything: naive would stand in for all of them."""
+    season = config.selection.season or shape.season or 1
+    plans = [
+        Plan(n, config.windows, season, config.selection, config.scores_panel_network)
+        for n in shape.lengths
+    ]
+    why = nothing_competes(plans)
+    if why:
+        asked = ",".join(config.selection.candidates)
+        raise InvalidInputError(
+            f"--candidates {asked}: none can compete on this source ({why}); add naive, ets "
+            "or theta"
+        )
+
+
 def validate_inputs(config: RetrainConfig, available: int | None = None) -> Validated:
     """The config to run; InvalidInputError with one actionable line if it cannot be trained
     on."""
@@ -138,10 +159,15 @@ def validate_inputs(config: RetrainConfig, available: int | None = None) -> Vali
         needed = config.series.length * 8 * SERIES_COPIES
         check_fits_in_memory(needed, f"--length {config.series.length}", available)
     if config.series.is_panel:
-        return with_data_defaults(config, check_panel(config.series))
+        shape = check_panel(config.series)
+        validated = with_data_defaults(config, shape)
+        check_something_competes(validated.config, shape)
+        return validated
     loaded = load_series(config.series)
-    validated = with_data_defaults(config, shape_of(loaded.times, [len(loaded.values)]))
+    shape = shape_of(loaded.times, [len(loaded.values)])
+    validated = with_data_defaults(config, shape)
     config = validated.config
+    check_something_competes(config, shape)
     check_trainable(loaded, config.series.source, config.windows)
     n_points = len(loaded.values)
     spec = config.windows

@@ -23,7 +23,7 @@ from wavecast.metrics import WindowForecaster
 from wavecast.storage import DataDir
 
 if TYPE_CHECKING:
-    from wavecast.config import SelectionSpec
+    from wavecast.config import SelectionSpec, WindowSpec
     from wavecast.model_files import TrainedRef
     from wavecast.windows import DatasetRef
 
@@ -82,6 +82,27 @@ class Trial(NamedTuple):
     data_dir: str
     trained: TrainedRef | None = None
     network: WindowForecaster | None = None
+
+
+class Plan(NamedTuple):
+    """What says, before anything is read into a data dir, whether a candidate can compete on
+    a series: its length, the windows and season it is scored with, the selection, and
+    whether its network is its panel's (--network global)."""
+
+    n_points: int
+    windows: WindowSpec
+    season: int
+    selection: SelectionSpec
+    panel_network: bool = False
+
+    def train_windows(self) -> tuple[WindowSpec, int]:
+        """The windows the series is cut into (shortened when it is short) and its train
+        windows' count, as the windows stage will make them."""
+        from wavecast.windows import count_windows, fitted_spec, split_index
+
+        spec = fitted_spec(self.windows, self.n_points)
+        count = count_windows(self.n_points, spec.input_len, spec.horizon, spec.steps)
+        return spec, split_index(count, spec.train_fraction)
 
 
 @dataclass
@@ -155,6 +176,12 @@ class Forecaster(ABC):
         """Fit candidate `name` of this kind as it would have been at each validation origin
         and score it there (in `scores`; and at the test origins when it forecasts from the
         series' values); one that cannot be fitted says why in `scores.notes`."""
+
+    @classmethod
+    def absence(cls, name: str, plan: Plan) -> str:
+        """Why candidate `name` cannot compete on the series `plan` describes ("" when it
+        can), known before a run: a run where no candidate can compete is refused."""
+        return ""
 
     @classmethod
     def test_forecasts(cls, trial: Trial, scores: Backtest) -> np.ndarray:

@@ -19,6 +19,7 @@ from wavecast.forecasters.forecaster import (
     Backtest,
     Forecaster,
     ForecasterSpec,
+    Plan,
     Sources,
     Trial,
 )
@@ -43,6 +44,9 @@ KINDS: dict[str, type[Forecaster]] = {
 }
 COMBINABLE = tuple(name for name in KINDS if name != COMBINATION)  # a combination's members
 FALLBACK = "naive"  # scored when none of the candidates asked for could be
+# How far a combination's stored member weights may sum from 1 (they are written summing to
+# 1 in float64, then through JSON, which round-trips float64 exactly).
+SHARES_TOLERANCE = 1e-9
 # The candidates whose test scores are measured on the dataset's stored windows, under these
 # metrics.score_split keys (the network as "model", as the plots call it).
 WINDOW_KEYS = {NETWORK: "model", LINEAR: "linear"}
@@ -63,6 +67,24 @@ def backtest_candidates(trial: Trial, scores: Backtest) -> None:
     if not any(mse == mse for mse in scores.validation_mse().values()):
         kind_of(FALLBACK).backtest(FALLBACK, trial, scores)
         scores.notes[FALLBACK] = "stands in: none of the candidates asked for could be scored"
+
+
+def nothing_competes(plans: Sequence[Plan]) -> str:
+    """Why none of the candidates asked for can compete on any series `plans` describe (their
+    selection's; the shortest and the longest series will do, each absence being monotonic
+    in length), or "" when one can. A combination competes with two of its pool."""
+    asked = plans[0].selection.candidates
+    absent = {
+        name: [kind_of(name).absence(name, plan) for plan in plans]
+        for name in KINDS
+        if name in asked and name != COMBINATION
+    }
+    if any(not all(whys) for whys in absent.values()):
+        return ""
+    reasons = [f"{name}: {whys[-1]}" for name, whys in absent.items()]
+    if COMBINATION in asked:
+        reasons.append("combination: none of its pool to weigh")
+    return "; ".join(reasons)
 
 
 def published_members(
@@ -119,6 +141,7 @@ def load_served(store: DataDir, version_dir: tuple[str, ...], manifest: Manifest
             raise unusable(version, f"it has neither {MODEL_FILE} nor {SPEC_FILE}")
         return load_network(store, version_dir, manifest)
     spec = stored_spec(store, version_dir, manifest.dataset.spec)
+    check_recorded(spec, manifest, version)
     network = None
     if NETWORK in spec.members:
         if not store.exists(*version_dir, MODEL_FILE):
@@ -126,6 +149,18 @@ def load_served(store: DataDir, version_dir: tuple[str, ...], manifest: Manifest
             raise unusable(version, why)
         network = load_network(store, version_dir, manifest)
     return from_spec(spec, network)
+
+
+def check_recorded(spec: ForecasterSpec, manifest: Manifest, version: str) -> None:
+    """A spec serves what its manifest records (the label every table and forecast shows, and
+    the season, where recorded): an edited one would serve under another's name."""
+    published = manifest.published
+    if published is None:
+        return
+    season = "season" in published.model_fields_set and spec.season != published.season
+    if spec.forecaster != published.forecaster or season:
+        why = f"{SPEC_FILE} is not the forecaster or season its manifest.json records"
+        raise unusable(version, why)
 
 
 def from_spec(spec: ForecasterSpec, network: NetworkForecaster | None = None) -> Forecaster:
@@ -154,12 +189,17 @@ def stored_spec(
         shape = (windows.input_len + 1, windows.steps)
         if not weights_fit(spec.weights, shape):
             why = f"{SPEC_FILE} holds no finite linear AR weights of shape {shape}"
+            why += " (or weights whose forecasts overflow)"
             raise unusable(version, why)
     shares = np.asarray(spec.member_weights, np.float64)
     if len(shares) and not (
-        len(shares) == len(spec.members) and np.isfinite(shares).all() and (shares >= 0).all()
+        len(shares) == len(spec.members)
+        and np.isfinite(shares).all()
+        and ((shares >= 0) & (shares <= 1)).all()
+        and abs(float(shares.sum()) - 1) <= SHARES_TOLERANCE  # shares of a weighted mean
     ):
-        raise unusable(version, f"{SPEC_FILE} holds no finite weight per combined member")
+        why = f"{SPEC_FILE} holds no finite weight per combined member (summing to 1)"
+        raise unusable(version, why)
     return spec
 
 

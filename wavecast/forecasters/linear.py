@@ -8,15 +8,18 @@ from pathlib import Path
 
 import numpy as np
 
+from wavecast.candidates import validation_size
 from wavecast.forecasters.forecaster import (
     Backtest,
     Forecaster,
     ForecasterSpec,
+    Plan,
     Sources,
     Trial,
     WindowForecaster,
     copy_spec,
 )
+from wavecast.generate import MAX_MAGNITUDE
 from wavecast.metrics import BATCH_ROWS, LeastSquares
 from wavecast.windows import Chunk, DatasetRef, make_windows
 
@@ -78,9 +81,16 @@ def test_forecasts(
 
 
 def weights_fit(weights: tuple[tuple[float, ...], ...], shape: tuple[int, int]) -> bool:
-    """Whether stored weights are finite and of `shape` (input_len + 1 by steps)."""
+    """Whether stored weights are of `shape` (input_len + 1 by steps) and forecast finitely
+    every window a series may hold (values up to generate.MAX_MAGNITUDE): 1e308 is a finite
+    weight whose forecast of any window is infinite."""
     rows = len(weights) == shape[0] and all(len(row) == shape[1] for row in weights)
-    return rows and bool(np.isfinite(np.asarray(weights, np.float64)).all())
+    if not rows:
+        return False
+    array = np.asarray(weights, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        largest = np.abs(array[:-1]).sum(axis=0) * MAX_MAGNITUDE + np.abs(array[-1])
+    return bool(np.isfinite(array).all() and np.isfinite(largest).all())
 
 
 def check_round_trip(served: Path, test_x: np.ndarray, expected: np.ndarray) -> None:
@@ -99,6 +109,15 @@ def check_round_trip(served: Path, test_x: np.ndarray, expected: np.ndarray) -> 
             f"{served} does not reproduce its evaluation "
             f"(max diff {worst:.3g}, {worst / scale:.3g} of the forecasts' scale)"
         )
+
+
+def too_few_windows(fit_windows: int, input_len: int) -> str:
+    """Why the linear AR is not fitted on `fit_windows` windows ("" when it is)."""
+    needed = LINEAR_WINDOWS_PER_WEIGHT * (input_len + 1)
+    if fit_windows >= needed:
+        return ""
+    weights = input_len + 1
+    return f"not fitted: {fit_windows} windows, fewer than the {needed} its {weights} weights need"
 
 
 class LinearForecaster(Forecaster):
@@ -120,15 +139,18 @@ class LinearForecaster(Forecaster):
         return linear_forecast(self.weights, windows)
 
     @classmethod
+    def absence(cls, name: str, plan: Plan) -> str:
+        spec, n_train = plan.train_windows()
+        return too_few_windows(n_train - validation_size(n_train), spec.input_len)
+
+    @classmethod
     def backtest(cls, name: str, trial: Trial, scores: Backtest) -> None:
         """Fitted on the windows before the validation block, on series long enough
         (LINEAR_WINDOWS_PER_WEIGHT); then on every train window, for the test windows."""
-        dataset, input_len = trial.dataset, trial.dataset.spec.input_len
-        fit_windows = dataset.n_train - trial.n_validation
-        needed = LINEAR_WINDOWS_PER_WEIGHT * (input_len + 1)
-        if fit_windows < needed:
-            scores.notes[name] = f"not fitted: {fit_windows} windows, fewer than the {needed} "
-            scores.notes[name] += f"its {input_len + 1} weights need"
+        dataset = trial.dataset
+        short = too_few_windows(dataset.n_train - trial.n_validation, dataset.spec.input_len)
+        if short:
+            scores.notes[name] = short
             return
         scores.validation[name] = linear_validation(trial.values, dataset, trial.n_validation)
         scores.linear_weights = linear_weights(trial.values, dataset, dataset.n_train)

@@ -12,7 +12,14 @@ import numpy as np
 
 from wavecast.engine import model_forecast
 from wavecast.errors import unusable
-from wavecast.forecasters.forecaster import Backtest, Forecaster, Sources, Trial, WindowForecaster
+from wavecast.forecasters.forecaster import (
+    Backtest,
+    Forecaster,
+    Plan,
+    Sources,
+    Trial,
+    WindowForecaster,
+)
 from wavecast.forecasters.linear import series_windows, test_forecasts, windows_ending_at
 from wavecast.metrics import BATCH_ROWS, keras_forecaster
 from wavecast.model_files import (
@@ -25,6 +32,7 @@ from wavecast.model_files import (
     validation_predictions,
 )
 from wavecast.storage import DataDir
+from wavecast.windows import shortened_note
 
 if TYPE_CHECKING:
     from wavecast.config import SelectionSpec, WindowSpec
@@ -79,11 +87,15 @@ def network_absence(dataset: DatasetRef, selection: SelectionSpec) -> str:
     if dataset.shortened:
         return f"not trained: {dataset.shortened}"
     if not selection.trains_network(dataset.n_train):
-        return (
-            f"not trained: {dataset.n_train} train windows, fewer than --network-min-windows "
-            f"{selection.network_min_windows}"
-        )
+        return too_few_train_windows(dataset.n_train, selection)
     return "not trained here: the panel's global network is scored when its panel retrains"
+
+
+def too_few_train_windows(n_train: int, selection: SelectionSpec) -> str:
+    return (
+        f"not trained: {n_train} train windows, fewer than --network-min-windows "
+        f"{selection.network_min_windows}"
+    )
 
 
 class NetworkForecaster(Forecaster):
@@ -124,6 +136,17 @@ class NetworkForecaster(Forecaster):
 
     def stored_windows(self, input_len: int) -> WindowForecaster | None:
         return self.scorer() if input_len == self.input_len else None
+
+    @classmethod
+    def absence(cls, name: str, plan: Plan) -> str:
+        """A series too short for its windows has no network; a series' own network needs
+        --network-min-windows train windows (a panel's is trained on every series' windows)."""
+        spec, n_train = plan.train_windows()
+        if spec != plan.windows:
+            return f"not trained: {shortened_note(plan.windows, spec, plan.n_points)}"
+        if not plan.panel_network and not plan.selection.trains_network(n_train):
+            return too_few_train_windows(n_train, plan.selection)
+        return ""
 
     @classmethod
     def backtest(cls, name: str, trial: Trial, scores: Backtest) -> None:
@@ -216,6 +239,8 @@ def stored_model(store: DataDir, version_dir: tuple[str, ...], spec: WindowSpec)
         LOG.info("%s does not load: %s", store.uri(*version_dir, MODEL_FILE), exc)
         why = f"{MODEL_FILE} does not load with safe_mode ({type(exc).__name__})"
         raise unusable(version, why) from None
+    if not finite_weights(model):
+        raise unusable(version, f"{MODEL_FILE} holds weights that are not finite")
     expected = f"{spec.steps} step(s) from a window of {spec.input_len} point(s)"
     try:
         shape = model_forecast(model, np.zeros((1, spec.input_len))).shape
@@ -224,3 +249,9 @@ def stored_model(store: DataDir, version_dir: tuple[str, ...], spec: WindowSpec)
     if shape != (1, spec.steps):
         raise unusable(version, f"{MODEL_FILE} does not forecast {expected}")
     return model
+
+
+def finite_weights(model: Any) -> bool:
+    """Whether every weight of a Keras model is finite: a NaN (or a float32 overflow of
+    1e308) forecasts NaN or infinity whatever the window."""
+    return all(np.isfinite(np.asarray(weight)).all() for weight in model.get_weights())

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from wavecast.forecasters.forecaster import Backtest, Forecaster, Sources, Trial, copy_spec
+from wavecast.forecasters.forecaster import Backtest, Forecaster, Plan, Sources, Trial, copy_spec
 
 CLASSICAL = ("ets", "theta", "arima")
 STATISTICAL = ("naive", "seasonal_naive", *CLASSICAL)
@@ -181,20 +181,18 @@ def statistical_forecasts(
     return classical_forecasts(name, values, origins, horizon, steps, season, chosen=form)
 
 
-def classical_skip(values: np.ndarray, season: int) -> str:
+def classical_skip(n_points: int, season: int) -> str:
     return (
-        f"not fitted: over {CLASSICAL_MAX_POINTS} points"
-        if len(values) > CLASSICAL_MAX_POINTS
-        else ""
+        f"not fitted: over {CLASSICAL_MAX_POINTS} points" if n_points > CLASSICAL_MAX_POINTS else ""
     )
 
 
-def seasonal_skip(values: np.ndarray, season: int) -> str:
+def seasonal_skip(n_points: int, season: int) -> str:
     return "no season (1): the same forecast as naive" if season == 1 else ""
 
 
 # Why a statistical candidate does not compete on a series (empty when it does), by name.
-SKIPS: dict[str, Callable[[np.ndarray, int], str]] = {
+SKIPS: dict[str, Callable[[int, int], str]] = {
     "seasonal_naive": seasonal_skip,
     **dict.fromkeys(CLASSICAL, classical_skip),
 }
@@ -223,10 +221,14 @@ class StatisticalForecaster(Forecaster):
         ]
 
     @classmethod
+    def absence(cls, name: str, plan: Plan) -> str:
+        return SKIPS[name](plan.n_points, plan.season) if name in SKIPS else ""
+
+    @classmethod
     def backtest(cls, name: str, trial: Trial, scores: Backtest) -> None:
         """At every validation and test origin; one that cannot be fitted on this series
         does not compete, and its note says why."""
-        skip = SKIPS[name](trial.values, trial.season) if name in SKIPS else ""
+        skip = SKIPS[name](len(trial.values), trial.season) if name in SKIPS else ""
         if skip:
             scores.notes[name] = skip
             return

@@ -84,6 +84,12 @@ def last_json(output: str) -> dict[str, Any]:
     raise SystemExit(f"no JSON result in output:\n{output[-2000:]}")
 
 
+def only_series(run: dict[str, Any]) -> dict[str, Any]:
+    """The one series' result in a `--json` run table (`{"series": {name: ...}, ...}`)."""
+    (result,) = run["series"].values()
+    return dict(result)
+
+
 def max_rss_mib(time_v_stderr: str) -> float:
     """Peak RSS from GNU time -v output, in MiB."""
     found = re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_v_stderr)

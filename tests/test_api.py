@@ -15,7 +15,7 @@ import pytest
 
 import wavecast
 from wavecast.errors import InvalidInputError
-from wavecast.forecasting import typed_times
+from wavecast.forecasts_store import typed_times
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 MONTHS = pd.date_range("2015-01-01", periods=60, freq="MS")

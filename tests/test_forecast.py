@@ -15,13 +15,8 @@ from tests.test_registry import METRICS, SECRET, V1, V2, naive_version
 from wavecast.config import ForecastConfig, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE, SPEC_FILE, linear_forecast
-from wavecast.forecasting import (
-    fan_chart,
-    forecast_window,
-    latest_window,
-    level_key,
-    target_labels,
-)
+from wavecast.forecasting import fan_chart, forecast_window, latest_window, target_labels
+from wavecast.forecasts_store import level_key
 from wavecast.generate import SeriesRef
 from wavecast.intervals import conformal_half_widths, held_out_coverage, resolution_floor
 from wavecast.metrics import ErrorTotals, LeastSquares, persistence_forecast

@@ -13,7 +13,8 @@ import pytest
 import wavecast
 from wavecast.config import SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
-from wavecast.forecasting import target_labels, typed_times
+from wavecast.forecasting import target_labels
+from wavecast.forecasts_store import typed_times
 from wavecast.generate import LoadedSeries, load_series, read_series
 from wavecast.panel import split_source
 from wavecast.storage import series_data_dir

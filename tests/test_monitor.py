@@ -18,11 +18,11 @@ from hypothesis import strategies as st
 
 from wavecast.config import MonitorConfig, SeriesSpec, WindowSpec
 from wavecast.flows.embedded_server import free_port
-from wavecast.forecasting import (
+from wavecast.forecasting import target_labels
+from wavecast.forecasts_store import (
     FORECASTS,
     forecast_table,
     series_partition,
-    target_labels,
     time_key,
     write_parquet,
 )

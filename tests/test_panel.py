@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from wavecast.config import FanOutSpec, NetworkChoice, RetrainConfig
 from wavecast.errors import InvalidInputError
-from wavecast.forecasting import stored_series, write_forecasts
+from wavecast.forecasts_store import stored_series, write_forecasts
 from wavecast.generate import LoadedSeries, load_series, read_series
 from wavecast.monitoring import realized_rows
 from wavecast.panel import (

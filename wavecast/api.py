@@ -28,7 +28,7 @@ from wavecast.config import (
     nested_settings,
 )
 from wavecast.errors import InvalidInputError
-from wavecast.forecasting import typed_times
+from wavecast.forecasts_store import typed_times
 from wavecast.panel import (
     SCORE_COLUMNS,
     RetrainRun,

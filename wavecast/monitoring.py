@@ -29,13 +29,11 @@ from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import MonitorConfig, SeriesSpec
 from wavecast.errors import InvalidInputError, environment_problem, is_transient, or_bad_input
-from wavecast.forecasting import (
+from wavecast.forecasting import check_same_column, held_out_errors, resolve_version
+from wavecast.forecasts_store import (
     FORECASTS,
     NAME_COLUMN,
-    check_same_column,
-    held_out_errors,
     interval_columns,
-    resolve_version,
     stored_series,
     time_key,
     write_parquet,

@@ -18,10 +18,8 @@ from wavecast.engine import model_forecast
 from wavecast.errors import InvalidInputError, environment_problem, is_transient
 from wavecast.forecasters.forecaster import Forecaster
 from wavecast.forecasting import (
-    FORECASTS,
     REPORTS,
     draw_fan,
-    forecast_key,
     forecast_with,
     point_forecast,
     resolve_version,
@@ -29,8 +27,8 @@ from wavecast.forecasting import (
     source_spec,
     summarize_forecast,
     window_of,
-    write_forecasts,
 )
+from wavecast.forecasts_store import FORECASTS, forecast_key, write_forecasts
 from wavecast.generate import LoadedSeries, load_each
 from wavecast.panel import champion_keys
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest

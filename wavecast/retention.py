@@ -41,7 +41,7 @@ from pydantic import BaseModel, ConfigDict
 from wavecast.api import SOURCES
 from wavecast.config import RetentionSpec
 from wavecast.errors import InvalidInputError
-from wavecast.forecasting import FORECASTS, PARTITION
+from wavecast.forecasts_store import FORECASTS, PARTITION
 from wavecast.registry import (
     CHAMPION_FILE,
     MODELS,

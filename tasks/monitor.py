@@ -11,13 +11,13 @@ from wavecast.config import MonitorConfig
 from wavecast.errors import InvalidInputError
 from wavecast.monitoring import (
     SeriesScore,
-    Watched,
     drift_event,
     monitor_table,
     score_each,
     watched_series,
     write_monitor_report,
 )
+from wavecast.realized import Watched
 from wavecast.storage import stable_hash
 from wavecast.tables import shown_id
 from wavecast.tasks.prefect_support import IO_RETRIES

@@ -27,16 +27,14 @@ from wavecast.forecasts_store import (
     write_parquet,
 )
 from wavecast.generate import LoadedSeries, load_series
-from wavecast.monitoring import (
+from wavecast.monitoring import chance_ratio, judge, rolling_ratio
+from wavecast.realized import (
     MONITORING,
     Watched,
     actual_positions,
     champion_rows,
-    chance_ratio,
     join_stored_forecasts,
-    judge,
     realized_rows,
-    rolling_ratio,
     unmatched_note,
 )
 from wavecast.records import Forecast
@@ -257,7 +255,7 @@ def test_damaged_forecast_files_are_skipped_with_a_warning_each(
     partition = store.path(FORECASTS, watched.partition)
     Path(staging_path(f"{partition}/v1-good.parquet")).write_bytes(good)  # killed at the rename
 
-    with caplog.at_level(logging.WARNING, logger="wavecast.monitoring"):
+    with caplog.at_level(logging.WARNING, logger="wavecast.realized"):
         realized = join_stored_forecasts(store, watched, LOADED).realized
 
     assert realized_targets(realized) == ["6", "7"]

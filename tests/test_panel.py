@@ -21,7 +21,6 @@ from wavecast.config import FanOutSpec, NetworkChoice, RetrainConfig
 from wavecast.errors import InvalidInputError
 from wavecast.forecasts_store import stored_series, write_forecasts
 from wavecast.generate import LoadedSeries, load_series, read_series
-from wavecast.monitoring import realized_rows
 from wavecast.panel import (
     RetrainRun,
     iter_outcomes,
@@ -31,6 +30,7 @@ from wavecast.panel import (
     series_config,
     split_source,
 )
+from wavecast.realized import realized_rows
 from wavecast.records import Forecast
 from wavecast.storage import (
     ID_FILE,

@@ -416,11 +416,6 @@ class RetrainConfig(_Spec):
             raise ValueError("--network global trains one network for a panel: give --id-column")
         return self
 
-    def trains_own_network(self, n_train: int) -> bool:
-        """Whether this series trains a network of its own; with --network global its network
-        is the panel's, trained once by the panel run."""
-        return self.model.network == "per-series" and self.selection.trains_network(n_train)
-
     @property
     def scores_panel_network(self) -> bool:
         """Whether the network competes as the panel's one network (--network global)."""

@@ -73,6 +73,12 @@ def training_slot_name(data_dir: str) -> str:
     return f"wavecast-train-{stable_hash(DataDir(data_dir).uri())}"
 
 
+def trains_own_network(model: ModelSpec, selection: SelectionSpec, n_train: int) -> bool:
+    """Whether a series trains a network of its own: the network competes and has its
+    windows; with --network global its network is the panel's, trained once by the panel."""
+    return model.network == "per-series" and selection.trains_network(n_train)
+
+
 def train_when_needed(
     dataset: DatasetRef,
     model: ModelSpec,
@@ -90,9 +96,7 @@ def train_when_needed(
     slot; otherwise the series' slot is taken, and a training another run finished meanwhile
     is reused rather than done twice. `engine` is the caller's, when it trains many series
     (see TrainingEngine)."""
-    if model.network != "per-series" or dataset.shortened:
-        return None
-    if not selection.trains_network(dataset.n_train):
+    if dataset.shortened or not trains_own_network(model, selection, dataset.n_train):
         return None
     done = completed_training(dataset, model, train, data_dir) if reuse else None
     if done is not None:
@@ -117,7 +121,7 @@ def panel_network_of(data_dir: str) -> TrainedRef | None:
 
 
 class Stages:
-    """The per-series stages as plain calls. tasks.stages.TaskStages runs each as a Prefect
+    """The per-series stages as plain calls. tasks.retrain.TaskStages runs each as a Prefect
     task instead (a run of one series: its stages in Prefect's UI, cached by Prefect), and
     retrain_stages is the one sequence both follow. `engine` is the caller's, kept across its
     series so their networks reuse one model and its graphs; `take_slot` takes a series'

@@ -413,10 +413,11 @@ def run_models(args: argparse.Namespace) -> None:
             if not DataDir(data_dir).exists():
                 fail(f"--series {shown_id(args.series)}: no such series in {args.data_dir}")
         store = DataDir(data_dir)
-        if args.action == "list" and args.series is None and panel_keys(data_dir):
+        keys = panel_keys(data_dir) if args.action == "list" and args.series is None else []
+        if keys:  # a panel's list: each series' champion
             champions = [
                 (key, registry.champion_row(DataDir(series_data_dir(data_dir, key))))
-                for key in panel_keys(data_dir)
+                for key in keys
             ]
             print("\n".join(champion_lines(champions)))
         elif args.action == "list":

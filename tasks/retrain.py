@@ -39,7 +39,7 @@ from wavecast.panel import (
 from wavecast.publish import Candidate
 from wavecast.records import RetrainSummary
 from wavecast.registry import one_line
-from wavecast.series import Stages, training_slot_name
+from wavecast.series import Stages, training_slot_name, trains_own_network
 from wavecast.tables import shown_id
 from wavecast.tasks.evaluate import evaluate_model
 from wavecast.tasks.prefect_support import IO_RETRIES, ThrottledProgress, cached_stage_options
@@ -76,7 +76,7 @@ class TaskStages(Stages):
         data_dir: str,
         reuse: bool,
     ) -> TrainedRef | None:
-        if not selection.trains_network(dataset.n_train) or model.network != "per-series":
+        if not trains_own_network(model, selection, dataset.n_train):
             return None  # no task, so no cache record per run, where no network competes
         cached = cached_stage_options(data_dir, not reuse)
         return train_model.with_options(**cached)(dataset, model, train, selection, data_dir, reuse)
@@ -116,7 +116,8 @@ def split_series(config: RetrainConfig) -> SourceSplit:
     """The source read once, and each series stored as its own copy (see split_source)."""
     split = split_source(config.series, config.windows, config.data_dir)
     logger = get_run_logger()
-    for ref in split.series[:1] if len(split.series) == 1 else ():
+    if len(split.series) == 1:
+        (ref,) = split.series
         logger.info(
             "Series %s: %d points from %s (content %s)",
             series_label(ref),
@@ -153,13 +154,13 @@ def retrain_each(
     stages: Stages,
     network: TrainedRef | None,
     artifacts: Artifacts,
+    progress: ThrottledProgress | None = None,
 ) -> BatchResult:
     """Every series of the batch; a panel's series that fails is skipped with its reason, and
     the rest go on. A single series' failure (or a storage fault that would fail every series
-    alike: full disk, read-only) fails the run at once; a transient one is retried."""
+    alike: full disk, read-only) fails the run at once; a transient one is retried.
+    `progress` hears each series done (a panel's batch; one series' run shows its stages)."""
     logger = get_run_logger()
-    description = "Series of this batch done (%)"
-    progress = ThrottledProgress("wavecast-panel-progress", description, len(batch))
     series: dict[str, RetrainSummary] = {}
     skipped: dict[str, str] = {}
     for done, ref in enumerate(batch, start=1):
@@ -179,7 +180,8 @@ def retrain_each(
             kept = outcome if len(batch) == 1 else outcome.model_copy(update={"candidates": ()})
             series[label] = kept
             logger.info("Series %s: %s", shown_id(label), describe_outcome(outcome))
-        progress.advance(done)
+        if progress is not None:
+            progress.advance(done)
     if len(batch) > 1:
         logger.info("Batch of %d: %d trained, %d skipped", len(batch), len(series), len(skipped))
     return BatchResult(series=series, skipped=skipped)
@@ -195,8 +197,10 @@ def retrain_batch(
     """A batch of a panel's series, their stages as plain calls; the batch's networks train
     on one model per shape (TrainingEngine)."""
     stages = Stages(flow_run.get_id(), training_slot, TrainingEngine())
+    description = "Series of this batch done (%)"
+    progress = ThrottledProgress("wavecast-panel-progress", description, len(batch))
     with interruptible():
-        return retrain_each(batch, config, stages, network, artifacts)
+        return retrain_each(batch, config, stages, network, artifacts, progress)
 
 
 def retrain_on_runner(

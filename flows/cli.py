@@ -16,11 +16,7 @@ FORECAST_PATHS = {
     **{name: (name,) for name in ("data_dir", "source", "column", "version")},
     **{name: RETRAIN_SETTINGS[name] for name in FAN_OUT_FLAGS},
 }
-ENVIRONMENT_DEFAULTS = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-}
+ENVIRONMENT_DEFAULTS = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -204,12 +200,10 @@ def print_summary(summary: Any) -> None:
 
 
 def run_retrain(args: argparse.Namespace) -> None:
-    """Validate before Prefect or TensorFlow load, then run the flow in this process. Exit 0
-    when at least one series trained; 2 when every series was refused."""
-    config = validated_config(args)
-    start_prefect()
-    from wavecast.flows.retrain import retrain
+    """Exit 0 when at least one series trained; 2 when every series was refused."""
+    from wavecast.api import run_retrain as retrain
 
+    config = validated_config(args)
     with failing_on_bad_input():
         run = retrain(config)
     if args.json:
@@ -249,17 +243,14 @@ def validated_config(args: argparse.Namespace) -> Any:
     """The config, or exit 2 with one line: before any Prefect or TensorFlow import."""
     from pydantic import ValidationError
 
-    from wavecast.validate import validate_inputs
+    from wavecast.api import checked_retrain
 
     try:
         config = config_from_args(args)
     except ValidationError as exc:
         fail(validation_message(exc))
     with failing_on_bad_input():
-        config, chosen = validate_inputs(config)
-    if chosen:
-        print(f"wavecast: {chosen}", file=sys.stderr)
-    return config
+        return checked_retrain(config)
 
 
 def forecast_config(args: argparse.Namespace) -> Any:
@@ -281,23 +272,10 @@ def config_of(model: Any, args: argparse.Namespace, paths: dict[str, tuple[str, 
 
 
 def run_forecast(args: argparse.Namespace) -> None:
-    """Check there is something to forecast with and from, then run the forecast flow.
-    A run that forecasts no series (every one skipped) exits 2, like bad input."""
+    """A run that forecasts no series (every one skipped) exits 2, like bad input."""
+    from wavecast.api import run_forecast as forecast
+
     config = forecast_config(args)
-    from wavecast.forecasting import latest_window
-    from wavecast.panel import first_unknown
-    from wavecast.panel_forecast import forecast_keys
-    from wavecast.tables import shown_id
-
-    with failing_on_bad_input():
-        unknown = first_unknown(config.data_dir, config.series)
-        if unknown is not None:
-            fail(f"--series {shown_id(unknown)}: no such series in {config.data_dir}")
-        if forecast_keys(config) == [None]:
-            latest_window(config)  # before Prefect: no usable champion, a short source, ...
-    start_prefect()
-    from wavecast.flows.forecast import forecast
-
     with failing_on_bad_input():
         run = forecast(config)
     if args.json:
@@ -345,47 +323,18 @@ def print_forecast(summary: Any) -> None:
     )
 
 
-def start_prefect() -> bool:
-    """wavecast's own Prefect server (the background one, or this command's) unless one is
-    configured; quiet expected failures. True when the server is wavecast's own: it runs no
-    deployments."""
-    from wavecast.flows.embedded_server import use_server_for_this_command
-    from wavecast.tasks.prefect_support import quiet_expected_failures
-
-    timeout_s = float(os.environ["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"])
-    own = use_server_for_this_command(timeout_s) is not None
-    quiet_expected_failures()
-    return own
-
-
 def run_monitor(args: argparse.Namespace) -> None:
     """Nothing to monitor is not an error; bad actuals are (exit 2); so is an event that
     cannot be delivered (the run fails)."""
+    from wavecast.api import run_monitor as monitor
     from wavecast.config import MonitorConfig
-    from wavecast.monitoring import summarize, watched_series
     from wavecast.tables import shown_id
 
     config = config_of(MonitorConfig, args, {name: (name,) for name in (*MONITOR_FLAGS, "series")})
     with failing_on_bad_input():
-        watched = watched_series(config)
-    if not watched:
-        summary = summarize([], 0, config.data_dir, None)
-        print(summary.model_dump_json(include={"series", "events"}) if args.json else summary.note)
-        return
-    own_server = start_prefect()
-    from wavecast.flows.monitor import monitor
-
-    with failing_on_bad_input():
         summary = monitor(config)
-    if summary.events and own_server:
-        print(
-            f"wavecast: {summary.events} drift event(s) went to wavecast's own Prefect server, "
-            "which runs no deployments: set PREFECT_API_URL to the server running the "
-            "deployments (make serve) for automations to retrain",
-            file=sys.stderr,
-        )
-    if args.json:
-        print(summary.model_dump_json(include={"series", "events"}))
+    if args.json or summary.note:
+        print(summary.model_dump_json(include={"series", "events"}) if args.json else summary.note)
         return
     print(f"\n{'series':<15} {'drift':<7}{'realized':>9}{'ratio':>8}{'cov 95':>8}  reason")
     for name, health in summary.series.items():
@@ -401,17 +350,16 @@ def run_models(args: argparse.Namespace) -> None:
     import json
 
     from wavecast import registry
+    from wavecast.api import check_known_series
     from wavecast.panel import panel_keys
     from wavecast.report import champion_lines, version_lines
     from wavecast.storage import DataDir, series_data_dir
-    from wavecast.tables import shown_id
 
     with failing_on_bad_input():
         data_dir = args.data_dir
         if args.series is not None:
+            check_known_series(data_dir, [args.series])
             data_dir = series_data_dir(data_dir, args.series)
-            if not DataDir(data_dir).exists():
-                fail(f"--series {shown_id(args.series)}: no such series in {args.data_dir}")
         store = DataDir(data_dir)
         keys = panel_keys(data_dir) if args.action == "list" and args.series is None else []
         if keys:  # a panel's list: each series' champion

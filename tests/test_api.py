@@ -221,9 +221,9 @@ def test_bad_input_from_python_is_one_line_in_the_apis_words_and_writes_nothing(
 
 @pytest.mark.unit
 def test_an_unknown_series_is_refused_not_an_empty_frame(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInputError, match=r"^series 'nope': no such series in "):
+    with pytest.raises(InvalidInputError, match=r"^series nope: no such series in "):
         wavecast.forecast(tmp_path, series=["nope"])
-    with pytest.raises(InvalidInputError, match=r"^series 'nope': no such series in "):
+    with pytest.raises(InvalidInputError, match=r"^series nope: no such series in "):
         wavecast.models(tmp_path, series="nope")
 
 

@@ -42,6 +42,7 @@ from wavecast.storage import DataDir
 if TYPE_CHECKING:
     import pandas as pd
 
+    from wavecast.monitoring import MonitorSummary
     from wavecast.panel_forecast import ForecastRun
 
 # The column names of Nixtla's libraries, used when a frame has them and no other is named.
@@ -116,9 +117,11 @@ def newer_source(data: pd.DataFrame | str | os.PathLike[str] | None, data_dir: s
 
 def check_known_series(data_dir: str, series: Iterable[str]) -> None:
     """Series asked for by name must be in the data dir's panel."""
+    from wavecast.tables import shown_id
+
     unknown = first_unknown(data_dir, series)
     if unknown is not None:
-        raise InvalidInputError(f"series {unknown!r}: no such series in {data_dir}")
+        raise InvalidInputError(f"--series {shown_id(unknown)}: no such series in {data_dir}")
 
 
 FAN_OUT = ("runner", "dask_address", "workers", "series_per_task")
@@ -170,19 +173,13 @@ def retrain(
         nested.setdefault("series", {})["series"] = tuple(series)
     config = RetrainConfig.model_validate({**nested, "refresh": refresh})
     from wavecast.generate import unwritten_source
-    from wavecast.validate import validate_inputs
 
     # A frame is read from memory until it passed: a refused one leaves the data dir as it was
     # (and is named as the caller's `data`: in_callers_words).
     with unwritten_source(source, frame) if frame is not None else contextlib.nullcontext():
-        config, chosen = validate_inputs(config)
+        config = checked_retrain(config)
     keep_frame(frame, str(data_dir))
-    if chosen:
-        print(f"wavecast: {chosen}", file=sys.stderr)
-    use_prefect()
-    from wavecast.flows.retrain import retrain as retrain_flow
-
-    return retrain_result(retrain_flow(config))
+    return retrain_result(run_retrain(config))
 
 
 @in_callers_words
@@ -206,7 +203,7 @@ def forecast(
     if unknown:
         raise TypeError(f"unknown setting(s) {', '.join(unknown)}; expected {', '.join(FAN_OUT)}")
     directory = os.fspath(data_dir)
-    check_known_series(directory, series)
+    check_known_series(directory, series)  # before `data` is kept
     source = newer_source(data, directory)
     config = ForecastConfig.model_validate(
         {
@@ -218,10 +215,7 @@ def forecast(
             **({"version": version} if version else {}),
         }
     )
-    use_prefect()
-    from wavecast.flows.forecast import forecast as forecast_flow
-
-    return forecast_frame(forecast_flow(config))
+    return forecast_frame(run_forecast(config))
 
 
 @in_callers_words
@@ -250,10 +244,7 @@ def monitor(
             **({"source": source} if source else {}),
         }
     )
-    use_prefect()
-    from wavecast.flows.monitor import monitor as monitor_flow
-
-    summary = monitor_flow(config)
+    summary = run_monitor(config)
     rows = [{ID_COLUMN: key, **health.model_dump()} for key, health in summary.series.items()]
     columns = [ID_COLUMN, "drift", "realized", "error_ratio", "coverage_95", "version", "reason"]
     return pd.DataFrame(rows, columns=columns)
@@ -327,8 +318,69 @@ def keep_frame(content: bytes | None, data_dir: str) -> None:
         store.write_bytes(content, SOURCES, name)
 
 
-def use_prefect() -> None:
-    """PREFECT_API_URL's server, else one for this process, started on first use. Refused in
+# What `wavecast retrain|forecast|monitor` and the functions above share: a config in, the
+# flow's own result out. Messages are in the command line's words; the functions above put
+# them in their callers' (in_callers_words).
+
+
+def checked_retrain(config: RetrainConfig) -> RetrainConfig:
+    """The config to run, its defaults taken from the data (said on stderr), before Prefect
+    or TensorFlow load; InvalidInputError in one line for what cannot be trained on."""
+    from wavecast.validate import validate_inputs
+
+    config, chosen = validate_inputs(config)
+    if chosen:
+        print(f"wavecast: {chosen}", file=sys.stderr)
+    return config
+
+
+def run_retrain(config: RetrainConfig) -> RetrainRun:
+    """The retrain flow on a checked config (checked_retrain)."""
+    use_prefect()
+    from wavecast.flows.retrain import retrain as retrain_flow
+
+    return retrain_flow(config)
+
+
+def run_forecast(config: ForecastConfig) -> ForecastRun:
+    """The forecast flow, once the series asked for and a single series' champion and source
+    are known to be usable: before a Prefect server starts for a run that cannot forecast."""
+    from wavecast.forecasting import latest_window
+    from wavecast.panel_forecast import forecast_keys
+
+    check_known_series(config.data_dir, config.series)
+    if forecast_keys(config) == [None]:
+        latest_window(config)  # no usable champion, a short source, ...
+    use_prefect()
+    from wavecast.flows.forecast import forecast as forecast_flow
+
+    return forecast_flow(config)
+
+
+def run_monitor(config: MonitorConfig) -> MonitorSummary:
+    """The monitor flow; nothing to monitor is a summary that says so, without a server. Drift
+    events sent to wavecast's own server, which runs no deployments, are said on stderr."""
+    from wavecast.monitoring import summarize, watched_series
+
+    if not watched_series(config):
+        return summarize([], 0, config.data_dir, None)
+    own_server = use_prefect()
+    from wavecast.flows.monitor import monitor as monitor_flow
+
+    summary = monitor_flow(config)
+    if summary.events and own_server:
+        print(
+            f"wavecast: {summary.events} drift event(s) went to wavecast's own Prefect server, "
+            "which runs no deployments: set PREFECT_API_URL to the server running the "
+            "deployments (make serve) for automations to retrain",
+            file=sys.stderr,
+        )
+    return summary
+
+
+def use_prefect() -> bool:
+    """PREFECT_API_URL's server, else wavecast's background one (True: it runs no deployments),
+    started by the first caller. Refused in
     a worker process that is importing the caller's script: panels fan out on processes
     that import `__main__`, so a script must call wavecast under `if __name__ == "__main__":`
     (a notebook need not)."""
@@ -343,10 +395,11 @@ def use_prefect() -> None:
 
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     timeout_s = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180"))
-    use_server_for_this_command(timeout_s)
+    own = use_server_for_this_command(timeout_s) is not None
     from wavecast.tasks.prefect_support import quiet_expected_failures
 
     quiet_expected_failures()  # a refused input is the caller's one line, not a traceback
+    return own
 
 
 def retrain_result(run: RetrainRun) -> RetrainResult:

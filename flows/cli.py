@@ -201,7 +201,7 @@ def print_summary(summary: Any) -> None:
 
 def run_retrain(args: argparse.Namespace) -> None:
     """Exit 0 when at least one series trained; 2 when every series was refused."""
-    from wavecast.api import run_retrain as retrain
+    from wavecast.commands import run_retrain as retrain
 
     config = validated_config(args)
     with failing_on_bad_input():
@@ -243,7 +243,7 @@ def validated_config(args: argparse.Namespace) -> Any:
     """The config, or exit 2 with one line: before any Prefect or TensorFlow import."""
     from pydantic import ValidationError
 
-    from wavecast.api import checked_retrain
+    from wavecast.commands import checked_retrain
 
     try:
         config = config_from_args(args)
@@ -273,7 +273,7 @@ def config_of(model: Any, args: argparse.Namespace, paths: dict[str, tuple[str, 
 
 def run_forecast(args: argparse.Namespace) -> None:
     """A run that forecasts no series (every one skipped) exits 2, like bad input."""
-    from wavecast.api import run_forecast as forecast
+    from wavecast.commands import run_forecast as forecast
 
     config = forecast_config(args)
     with failing_on_bad_input():
@@ -326,7 +326,7 @@ def print_forecast(summary: Any) -> None:
 def run_monitor(args: argparse.Namespace) -> None:
     """Nothing to monitor is not an error; bad actuals are (exit 2); so is an event that
     cannot be delivered (the run fails)."""
-    from wavecast.api import run_monitor as monitor
+    from wavecast.commands import run_monitor as monitor
     from wavecast.config import MonitorConfig
     from wavecast.tables import shown_id
 
@@ -347,39 +347,38 @@ def run_monitor(args: argparse.Namespace) -> None:
 
 
 def run_models(args: argparse.Namespace) -> None:
+    """`wavecast models list|show|promote|rollback|prune`: a data dir's registry, or the
+    registry of its panel's --series (list alone: every series' champion)."""
     import json
 
     from wavecast import registry
-    from wavecast.api import check_known_series
-    from wavecast.panel import panel_keys
+    from wavecast.commands import series_store
+    from wavecast.panel import series_homes
     from wavecast.report import champion_lines, version_lines
-    from wavecast.storage import DataDir, series_data_dir
+    from wavecast.storage import DataDir
 
     with failing_on_bad_input():
-        data_dir = args.data_dir
-        if args.series is not None:
-            check_known_series(data_dir, [args.series])
-            data_dir = series_data_dir(data_dir, args.series)
-        store = DataDir(data_dir)
-        keys = panel_keys(data_dir) if args.action == "list" and args.series is None else []
-        if keys:  # a panel's list: each series' champion
-            champions = [
-                (key, registry.champion_row(DataDir(series_data_dir(data_dir, key))))
-                for key in keys
-            ]
-            print("\n".join(champion_lines(champions)))
-        elif args.action == "list":
-            print("\n".join(version_lines(registry.version_rows(store))))
+        store = series_store(args.data_dir, args.series)
+        homes = series_homes(args.data_dir) if args.action == "list" and not args.series else {}
+        if args.action == "prune":
+            run_prune(args, store.uri())
         elif args.action == "show":
             print(json.dumps(registry.describe_version(store, args.version), indent=2))
         elif args.action == "promote":
             champion = registry.promote_manually(store, args.version, args.reason)
             print(f"champion is now {champion.version}")
-        elif args.action == "prune":
-            run_prune(args, data_dir)
-        else:
+        elif args.action == "rollback":
             champion = registry.roll_back(store, args.reason)
             print(f"champion is now {champion.version}")
+        elif homes.keys() - {None}:  # a panel's list: each series' champion
+            rows = [
+                (k, registry.champion_row(DataDir(home)))
+                for k, home in homes.items()
+                if k is not None
+            ]
+            print("\n".join(champion_lines(rows)))
+        else:
+            print("\n".join(version_lines(registry.version_rows(store))))
 
 
 def run_prune(args: argparse.Namespace, data_dir: str) -> None:

@@ -84,6 +84,32 @@ def test_a_frame_without_ids_is_one_series_named_by_its_target(tmp_path: Path) -
     assert list(forecasts.columns) >= ["lo-80", "hi-80", "lo-95", "hi-95"]
 
 
+@pytest.mark.flow
+@pytest.mark.usefixtures("prefect_server")
+def test_a_champion_is_promoted_rolled_back_and_pruned_from_python(tmp_path: Path) -> None:
+    panel = nixtla_panel(("a", "b"))
+    for months in (48, 54, 60):  # three versions of each series
+        wavecast.retrain(panel[panel["ds"] < MONTHS[months - 1]], data_dir=tmp_path, **TINY)
+    versions = wavecast.models(tmp_path, series="a")
+    assert len(versions) == 3
+    champion = versions.loc[versions["champion"], "version"].item()
+    other = versions.loc[~versions["champion"], "version"].iloc[0]
+
+    assert wavecast.promote(other, reason="by test", data_dir=tmp_path, series="a") == other
+    assert wavecast.models(tmp_path, series="a").query("champion")["version"].item() == other
+    assert wavecast.rollback(data_dir=tmp_path, series="a") == champion
+    dry = wavecast.prune(tmp_path, keep_versions=1, min_age_s=0, dry_run=True)
+    gone = {Path(removal.path).name for removal in dry.removed if "/models/" in removal.path}
+    assert gone and champion not in gone and versions["version"].iloc[-1] not in gone
+    assert len(wavecast.models(tmp_path)) == 6  # a dry run removes nothing
+
+    wavecast.prune(tmp_path, keep_versions=1, min_age_s=0)
+
+    assert len(wavecast.models(tmp_path)) == 6 - len(gone)
+    with pytest.raises(InvalidInputError, match=r"^keep_versions=0: "):
+        wavecast.prune(tmp_path, keep_versions=0)
+
+
 @pytest.mark.unit
 def test_an_unknown_setting_is_refused_naming_it(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match=r"unknown setting\(s\) epoch;"):

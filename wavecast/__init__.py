@@ -15,9 +15,27 @@ from typing import TYPE_CHECKING, Any
 from wavecast.quiet import quiet_tensorflow_start
 
 if TYPE_CHECKING:
-    from wavecast.api import RetrainResult, forecast, models, monitor, retrain
+    from wavecast.api import (
+        RetrainResult,
+        forecast,
+        models,
+        monitor,
+        promote,
+        prune,
+        retrain,
+        rollback,
+    )
 
-__all__ = ["RetrainResult", "forecast", "models", "monitor", "retrain"]
+__all__ = [
+    "RetrainResult",
+    "forecast",
+    "models",
+    "monitor",
+    "promote",
+    "prune",
+    "retrain",
+    "rollback",
+]
 
 # Every process that runs wavecast imports this package first (the command, the API, pool
 # and Dask workers, a deployment's flow run): the one place TensorFlow's import is reached

@@ -15,11 +15,18 @@ import hashlib
 import io
 import os
 import re
-import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from wavecast.commands import (
+    check_known_series,
+    checked_retrain,
+    run_forecast,
+    run_monitor,
+    run_retrain,
+    series_store,
+)
 from wavecast.config import (
     RETRAIN_SETTINGS,
     ForecastConfig,
@@ -33,7 +40,6 @@ from wavecast.panel import (
     SCORE_COLUMNS,
     RetrainRun,
     coverage_columns,
-    first_unknown,
     panel_table,
     series_homes,
 )
@@ -42,8 +48,8 @@ from wavecast.storage import DataDir
 if TYPE_CHECKING:
     import pandas as pd
 
-    from wavecast.monitoring import MonitorSummary
     from wavecast.panel_forecast import ForecastRun
+    from wavecast.retention import PruneReport
 
 # The column names of Nixtla's libraries, used when a frame has them and no other is named.
 ID_COLUMN, TIME_COLUMN, TARGET_COLUMN = "unique_id", "ds", "y"
@@ -59,6 +65,7 @@ API_NAMES = {
 FLAG = re.compile(r"--source (\S+)|--([a-z][a-z0-9-]*)(?: (interpolate|drop|error)\b)?")
 KEPT_FRAME = re.compile(rf"\S*/{SOURCES}/frame-[0-9a-f]+\.parquet")
 F = TypeVar("F", bound=Callable[..., Any])
+FAN_OUT = ("runner", "dask_address", "workers", "series_per_task")
 
 
 def api_words(message: str) -> str:
@@ -113,18 +120,6 @@ def newer_source(data: pd.DataFrame | str | os.PathLike[str] | None, data_dir: s
     source, _, frame = source_of(data, data_dir)
     keep_frame(frame, data_dir)
     return source
-
-
-def check_known_series(data_dir: str, series: Iterable[str]) -> None:
-    """Series asked for by name must be in the data dir's panel."""
-    from wavecast.tables import shown_id
-
-    unknown = first_unknown(data_dir, series)
-    if unknown is not None:
-        raise InvalidInputError(f"--series {shown_id(unknown)}: no such series in {data_dir}")
-
-
-FAN_OUT = ("runner", "dask_address", "workers", "series_per_task")
 
 
 @dataclass(frozen=True)
@@ -262,18 +257,54 @@ def models(data_dir: str | os.PathLike[str] = "data", *, series: str | None = No
 
     from wavecast.registry import version_rows
 
-    directory = os.fspath(data_dir)
-    if series is not None:
-        check_known_series(directory, [series])
-    stores = series_homes(directory, [series] if series is not None else ())
+    stores: dict[str | None, DataDir] = {series: series_store(data_dir, series)}
+    if series is None:
+        stores = {key: DataDir(home) for key, home in series_homes(os.fspath(data_dir)).items()}
     rows = [
         {ID_COLUMN: key, **row.model_dump(exclude={"coverage"}), **coverage_columns(row.coverage)}
         for key, store in stores.items()
-        for row in version_rows(DataDir(store))
+        for row in version_rows(store)
     ]
     columns = [ID_COLUMN, "version", "champion", *SCORE_COLUMNS]
     columns += ["gated_against", "champion_mase", "dataset", "problem"]
     return pd.DataFrame(rows, columns=columns)
+
+
+@in_callers_words
+def promote(
+    version: str,
+    *,
+    reason: str,
+    data_dir: str | os.PathLike[str] = "data",
+    series: str | None = None,
+) -> str:
+    """Make `version` the champion by hand, overriding the gate (never with a version that
+    cannot serve); the promotions log keeps `reason`. Returns the champion's version."""
+    from wavecast.registry import promote_manually
+
+    return promote_manually(series_store(data_dir, series), version, reason).version
+
+
+@in_callers_words
+def rollback(
+    *, reason: str = "by hand", data_dir: str | os.PathLike[str] = "data", series: str | None = None
+) -> str:
+    """Return to the champion before the current one, if it can still serve; its version."""
+    from wavecast.registry import roll_back
+
+    return roll_back(series_store(data_dir, series), reason).version
+
+
+@in_callers_words
+def prune(
+    data_dir: str | os.PathLike[str] = "data", *, dry_run: bool = False, **policy: Any
+) -> PruneReport:
+    """Apply the retention rules (`policy`: keep_versions, min_age_s; the scheduled retrain's
+    defaults otherwise) to a data dir and every series under it; `dry_run` removes nothing."""
+    from wavecast.config import RetentionSpec
+    from wavecast.retention import prune as prune_data_dir
+
+    return prune_data_dir(os.fspath(data_dir), RetentionSpec.model_validate(policy), dry_run)
 
 
 def source_of(
@@ -316,90 +347,6 @@ def keep_frame(content: bytes | None, data_dir: str) -> None:
     store, name = DataDir(data_dir), frame_name(content)
     if not store.exists(SOURCES, name):
         store.write_bytes(content, SOURCES, name)
-
-
-# What `wavecast retrain|forecast|monitor` and the functions above share: a config in, the
-# flow's own result out. Messages are in the command line's words; the functions above put
-# them in their callers' (in_callers_words).
-
-
-def checked_retrain(config: RetrainConfig) -> RetrainConfig:
-    """The config to run, its defaults taken from the data (said on stderr), before Prefect
-    or TensorFlow load; InvalidInputError in one line for what cannot be trained on."""
-    from wavecast.validate import validate_inputs
-
-    config, chosen = validate_inputs(config)
-    if chosen:
-        print(f"wavecast: {chosen}", file=sys.stderr)
-    return config
-
-
-def run_retrain(config: RetrainConfig) -> RetrainRun:
-    """The retrain flow on a checked config (checked_retrain)."""
-    use_prefect()
-    from wavecast.flows.retrain import retrain as retrain_flow
-
-    return retrain_flow(config)
-
-
-def run_forecast(config: ForecastConfig) -> ForecastRun:
-    """The forecast flow, once the series asked for and a single series' champion and source
-    are known to be usable: before a Prefect server starts for a run that cannot forecast."""
-    from wavecast.forecasting import latest_window
-    from wavecast.panel_forecast import forecast_keys
-
-    check_known_series(config.data_dir, config.series)
-    if forecast_keys(config) == [None]:
-        latest_window(config)  # no usable champion, a short source, ...
-    use_prefect()
-    from wavecast.flows.forecast import forecast as forecast_flow
-
-    return forecast_flow(config)
-
-
-def run_monitor(config: MonitorConfig) -> MonitorSummary:
-    """The monitor flow; nothing to monitor is a summary that says so, without a server. Drift
-    events sent to wavecast's own server, which runs no deployments, are said on stderr."""
-    from wavecast.monitoring import summarize, watched_series
-
-    if not watched_series(config):
-        return summarize([], 0, config.data_dir, None)
-    own_server = use_prefect()
-    from wavecast.flows.monitor import monitor as monitor_flow
-
-    summary = monitor_flow(config)
-    if summary.events and own_server:
-        print(
-            f"wavecast: {summary.events} drift event(s) went to wavecast's own Prefect server, "
-            "which runs no deployments: set PREFECT_API_URL to the server running the "
-            "deployments (make serve) for automations to retrain",
-            file=sys.stderr,
-        )
-    return summary
-
-
-def use_prefect() -> bool:
-    """PREFECT_API_URL's server, else wavecast's background one (True: it runs no deployments),
-    started by the first caller. Refused in
-    a worker process that is importing the caller's script: panels fan out on processes
-    that import `__main__`, so a script must call wavecast under `if __name__ == "__main__":`
-    (a notebook need not)."""
-    import sys
-
-    if getattr(sys.modules.get("__main__"), "__name__", None) == "__mp_main__":
-        raise RuntimeError(
-            "wavecast was called while a worker process imported your script: put the calls "
-            'under `if __name__ == "__main__":`, as any script using process pools must'
-        )
-    from wavecast.flows.embedded_server import use_server_for_this_command
-
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    timeout_s = float(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180"))
-    own = use_server_for_this_command(timeout_s) is not None
-    from wavecast.tasks.prefect_support import quiet_expected_failures
-
-    quiet_expected_failures()  # a refused input is the caller's one line, not a traceback
-    return own
 
 
 def retrain_result(run: RetrainRun) -> RetrainResult:

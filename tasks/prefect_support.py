@@ -21,8 +21,8 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import NotSet, quote
 
-from wavecast.confinement import ROOTS_VARIABLE, operator_limits
-from wavecast.errors import is_expected_failure, is_transient
+from wavecast.confinement import ENV_PREFIX, ROOTS_VARIABLE, operator_limits
+from wavecast.errors import InvalidInputError, is_expected_failure, is_transient
 from wavecast.storage import RESULTS_DIR, DataDir, cache_record_name
 
 T = TypeVar("T")
@@ -156,13 +156,32 @@ def confine_deployment_run() -> None:
     changes into) and the data dir and source its deployment names. Those are the operator's;
     the run's own parameters, which anyone who reaches the API can set, widen nothing. Set
     in this process's environment before any work, so the processes its tasks start inherit
-    it. A run by hand (no deployment) keeps the environment's rule, unconfined when unset."""
+    it. A run by hand (no deployment) keeps the environment's rule, unconfined when unset.
+    A run whose own job variables set a WAVECAST_ variable is refused before any work."""
     context = FlowRunContext.get()
-    deployment = context.flow_run.deployment_id if context and context.flow_run else None
-    if deployment is None or operator_limits().allowed_roots:
+    flow_run = context.flow_run if context else None
+    deployment = flow_run.deployment_id if flow_run else None
+    if flow_run is None or deployment is None:
+        return
+    refuse_limits_from_job_variables(flow_run.job_variables or {})
+    if operator_limits().allowed_roots:
         return
     with get_client(sync_client=True) as client:
         config = client.read_deployment(deployment).parameters.get("config") or {}
     named = [config.get("data_dir"), (config.get("series") or {}).get("source")]
     places = [place for place in named if isinstance(place, str) and place != "sine"]
     os.environ[ROOTS_VARIABLE] = ",".join([str(Path.cwd()), *places])
+
+
+def refuse_limits_from_job_variables(job_variables: dict[str, Any]) -> None:
+    """A flow run's own job variables (anyone who reaches the API sets them) must not set the
+    limits: a process worker puts their `env` into the run's environment, over the worker's
+    and the deployment's. The deployment's job variables are the operator's, as its
+    parameters are."""
+    env = job_variables.get("env")
+    names = sorted(name for name in env if name.upper().startswith(ENV_PREFIX)) if env else []
+    if names:
+        raise InvalidInputError(
+            f"job variable env {names[0]}: wavecast's limits come from the worker's environment "
+            "or the deployment, not from a run's job variables; run it without that variable"
+        )

@@ -32,13 +32,18 @@ def places(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     return named
 
 
-def run_of_deployment(deployed: dict[str, Any], asked: dict[str, Any]) -> str:
+def run_of_deployment(
+    deployed: dict[str, Any], asked: dict[str, Any], job_variables: dict[str, Any] | None = None
+) -> str:
     """The error of a forecast run a worker would execute: a deployment with parameters
-    `deployed`, run with parameters `asked` (an event's or an API caller's)."""
+    `deployed`, run with parameters `asked` and `job_variables` (an event's or an API
+    caller's)."""
     with get_client(sync_client=True) as client:
         flow_id = client.create_flow(forecast)
         deployment = client.create_deployment(flow_id, "confined", parameters=deployed)
-        flow_run = client.create_flow_run_from_deployment(deployment, parameters=asked)
+        flow_run = client.create_flow_run_from_deployment(
+            deployment, parameters=asked, job_variables=job_variables
+        )
     state: Any = run_flow(forecast, flow_run=flow_run, parameters=asked, return_type="state")
     with pytest.raises(InvalidInputError) as refused:
         state.result()
@@ -55,6 +60,23 @@ def test_a_deployment_run_is_confined_to_its_directory_and_its_deployments_data_
     assert f"({places['work']}, {places['configured']})" in message
     inside = {"config": ForecastConfig(data_dir=str(places["configured"]))}
     assert "outside the allowed roots" not in run_of_deployment(deployed, inside)
+    assert list(places["outside"].iterdir()) == []
+
+
+def test_a_runs_job_variables_cannot_widen_the_roots(places: dict[str, Path]) -> None:
+    """A process worker puts a run's job variable `env` into the run's environment: the
+    limits are refused there, whoever sets them, and nothing outside is touched."""
+    deployed = {"config": {"data_dir": str(places["configured"])}}
+    outside = {"config": ForecastConfig(data_dir=str(places["outside"] / "data"))}
+    widened = {"env": {ROOTS_VARIABLE: "/", "OTHER": "1"}}
+    message = run_of_deployment(deployed, outside, widened)
+    assert message == (
+        f"job variable env {ROOTS_VARIABLE}: wavecast's limits come from the worker's "
+        "environment or the deployment, not from a run's job variables; run it without "
+        "that variable"
+    )
+    other = run_of_deployment(deployed, outside, {"env": {"OTHER": "1"}})
+    assert other.startswith(f"--data-dir {places['outside']}/data: outside the allowed roots")
     assert list(places["outside"].iterdir()) == []
 
 

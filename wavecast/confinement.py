@@ -8,7 +8,8 @@ come from the environment of the process that runs the flow (the worker's, for d
   dir and source must lie inside (symlinks resolved, as the path fsspec opens; '..' in a
   remote URI refused however it is percent-encoded). Unset: anywhere this user may reach,
   except in a run a worker started for a deployment, which its flow confines to its working
-  directory and the data dir and source its deployment names (tasks.prefect_support).
+  directory and the data dir and source its deployment names (tasks.prefect_support), and
+  which a run's own job variables may not set.
   A chained URL (``a::b``), which fsspec opens link by link, is refused whatever the roots.
 - ``WAVECAST_ALLOWED_SCHEMES``: the URI schemes a location may use.
 - ``WAVECAST_MAX_EPOCHS``, ``WAVECAST_MAX_UNITS``, ``WAVECAST_MAX_POINTS``,

@@ -15,11 +15,11 @@ Prefect server; rates are series per minute of wall time, process start included
 `--memory` instead measures the peak RSS of one retrain's whole process tree (the command and
 its worker processes; the server is separate), e.g. `--memory --series 20000 --points 200`.
 
-`--global` instead runs issue 22's scale goal: `--network global` as the only candidate
-(24-point windows, 12 steps, horizon 1, 5 epochs, SimpleRNN(--units), --batch-size, --plots
-false, as a panel of thousands is run), then
-`wavecast forecast` of every series, each command timed with its process tree's peak RSS
-sampled; goals: retrain + forecast <= 15 min, peak <= 2 GiB, forecast <= 2 min. E.g.
+`--global` instead runs the scale goal (issues 22 and 33): the panel's global network as the
+only candidate (24-point windows, 12 steps, horizon 1, 5 epochs) and every other setting at
+its default, plots included (a panel of thousands draws none unless asked), then `wavecast
+forecast` of every series, each command timed with its process tree's peak RSS sampled;
+goals: retrain + forecast <= 15 min, peak <= 2 GiB, forecast <= 2 min. E.g.
 `--global --series 20000 --points 200`.
 """
 
@@ -122,7 +122,7 @@ def peak_memory(n_series: int, points: int) -> None:
     )
 
 
-def global_scale(n_series: int, points: int, units: int, batch: int) -> None:
+def global_scale(n_series: int, points: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="wavecast-global-bench-"))
     data = str(work / "data")
     try:
@@ -133,8 +133,7 @@ def global_scale(n_series: int, points: int, units: int, batch: int) -> None:
             argv = [*WAVECAST, "retrain", "--source", str(source), "--id-column"]
             argv += ["series", "--column", "value", "--network", "global", "--candidates"]
             argv += ["network", "--input-len", "24", "--horizon", "1", "--steps", "12"]
-            argv += ["--epochs", "5", "--units", str(units), "--batch-size", str(batch)]
-            argv += ["--plots", "false"]
+            argv += ["--epochs", "5"]
             retrain_s, retrain_memory, _ = run_sampling_memory([*argv, "--data-dir", data], env)
             forecast = [*WAVECAST, "forecast", "--data-dir", data]
             forecast_s, forecast_memory, _ = run_sampling_memory(forecast, env)
@@ -162,8 +161,6 @@ def main() -> None:
         help="instead: peak RSS of the whole process tree of one retrain (--epochs 1, --units 4)",
     )
     parser.add_argument("--global", dest="global_", action="store_true", help="the scale goal")
-    parser.add_argument("--units", type=int, default=32, help="with --global: recurrent units")
-    parser.add_argument("--batch-size", type=int, default=1024, help="with --global")
     parser.add_argument(
         "--candidates", default="", help="b and c's --candidates (default: wavecast's default)"
     )
@@ -176,7 +173,7 @@ def main() -> None:
         peak_memory(args.series, args.points)
         return
     if args.global_:
-        global_scale(args.series, args.points, args.units, args.batch_size)
+        global_scale(args.series, args.points)
         return
     work = Path(tempfile.mkdtemp(prefix="wavecast-panel-bench-"))
     samples: dict[str, list[float]] = {"a": [], "b": [], "c1": [], "c2": []}

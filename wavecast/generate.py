@@ -315,7 +315,7 @@ def store_series(spec: SeriesSpec, data_dir: str) -> SeriesRef:
 
 def series_key(spec: SeriesSpec) -> str | None:
     """The id of the one series a spec names in a panel source; None for a single series."""
-    return spec.series[0] if spec.is_panel and len(spec.series) == 1 else None
+    return spec.series[0] if len(spec.series) == 1 else None  # --series: a panel (SeriesSpec)
 
 
 def store_loaded(

@@ -120,3 +120,22 @@ def test_a_panel_where_nothing_can_compete_is_refused_before_any_write(tmp_path:
     )
     assert not (tmp_path / "data").exists()
     validate_inputs(panel_config(tmp_path, {"a": 30, "b": 200}, "network"), available=2**40)
+
+
+def test_a_season_no_series_can_repeat_is_refused_and_one_that_repeats_runs(
+    tmp_path: Path,
+) -> None:
+    panel = panel_config(tmp_path, {"a": 30, "b": 48}, "naive,seasonal_naive")
+    too_long = panel.model_copy(
+        update={"selection": panel.selection.model_copy(update={"season": 48})}
+    )
+    with pytest.raises(InvalidInputError) as raised:
+        validate_inputs(too_long, available=2**40)
+    assert str(raised.value) == (
+        "--season 48: no series is longer than one season (the longest has 48 points); give "
+        "the season in steps of the data, or leave it unset for the one its dates imply"
+    )
+    repeats = panel.model_copy(
+        update={"selection": panel.selection.model_copy(update={"season": 47})}
+    )
+    assert validate_inputs(repeats, available=2**40).config.selection.season == 47

@@ -135,7 +135,15 @@ def with_data_defaults(config: RetrainConfig, shape: DataShape) -> Validated:
 
 def check_something_competes(config: RetrainConfig, shape: DataShape) -> None:
     """Refuse a run none of whose candidates can compete on any of its series (a panel's
-    shortest or longest), before it writes anything: naive would stand in for all of them."""
+    shortest or longest), before it writes anything: naive would stand in for all of them.
+    So is a season no series is long enough to repeat: it would be read as no season."""
+    longest = shape.lengths[1]
+    if config.selection.season and longest and config.selection.season >= longest:
+        raise InvalidInputError(
+            f"--season {config.selection.season}: no series is longer than one season (the "
+            f"longest has {longest} points); give the season in steps of the data, or leave "
+            "it unset for the one its dates imply"
+        )
     season = config.selection.season or shape.season or 1
     plans = [
         Plan(n, config.windows, season, config.selection, config.scores_panel_network)

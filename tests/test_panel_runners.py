@@ -6,6 +6,7 @@ Prefect server, as a user at a terminal does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -21,11 +22,12 @@ from distributed import LocalCluster
 
 import wavecast.tasks.runners
 from tests.processes import children_of, wait_until_gone
-from tests.servers import environment_without_prefect
-from tests.test_crash import assert_consistent
+from tests.servers import Stack, environment_without_prefect
+from tests.test_crash import assert_consistent, start_command
 from tests.test_panel import write_panel
 from wavecast.config import FanOutSpec
 from wavecast.errors import InvalidInputError
+from wavecast.series import training_slot_name
 from wavecast.tasks.runners import (
     BatchInterruptedError,
     check_cluster,
@@ -111,11 +113,11 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def panel_retrain(source: Path, data_dir: Path) -> list[str]:
+def panel_retrain(source: Path, data_dir: Path, *options: str) -> list[str]:
     return [
         str(WAVECAST), "retrain", "--source", str(source), "--id-column", "store",
-        "--column", "sales", "--data-dir", str(data_dir), "--json",
-        *ONE_BY_ONE, *NETWORK_ONLY, *TINY,
+        "--column", "sales", "--data-dir", str(data_dir), *ONE_BY_ONE, *NETWORK_ONLY, *TINY,
+        *options,  # after ONE_BY_ONE: the last --workers counts
     ]  # fmt: skip
 
 
@@ -151,7 +153,7 @@ def test_a_ctrl_c_stops_every_process_of_a_panel_and_a_rerun_trains_the_rest(
     short)."""
     source, data_dir = write_panel(tmp_path / "panel.csv", broken=False), tmp_path / "data"
     env, log = own_server(tmp_path), tmp_path / "run.log"
-    argv = panel_retrain(source, data_dir)
+    argv = panel_retrain(source, data_dir, "--json")
     with log.open("wb") as out:
         process = subprocess.Popen(
             argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -183,3 +185,61 @@ def test_a_ctrl_c_stops_every_process_of_a_panel_and_a_rerun_trains_the_rest(
         "c": (False, True),
     }
     assert champions(data_dir) == ["a", "b", "c"]
+
+
+def training_now(stack: Stack, series_dirs: list[Path]) -> int:
+    """How many of these series' training slots are taken: workers that are training."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    names = {training_slot_name(str(path)) for path in series_dirs}
+    with (
+        temporary_settings({PREFECT_API_URL: stack.api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        limits = client.read_global_concurrency_limits(limit=200)
+    return sum(limit.active_slots for limit in limits if limit.name in names)
+
+
+def command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return b""  # gone meanwhile
+
+
+@pytest.mark.server
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("runner", ["local", "dask"])
+def test_kill_9_of_a_panel_command_ends_its_workers_at_once(
+    real_server: Stack, tmp_path: Path, runner: str
+) -> None:
+    """`kill -9` of a panel retrain while two workers train: every process it started ends
+    within seconds. The pool's workers watch their parent (runners.exit_with_parent); a
+    fresh LocalCluster's workers are children of nannies in the command's own process, and
+    distributed ends a worker whose parent's pipe closes."""
+    source, data_dir = write_panel(tmp_path / "panel.csv", broken=False), tmp_path / "data"
+    options = ("--workers", "2", "--network", "per-series", "--runner", runner)
+    run = start_command(
+        real_server, tmp_path / "run.log", panel_retrain(source, data_dir, *options)
+    )
+    series_dirs = [data_dir / "series" / key for key in ("a", "b", "c")]
+    deadline = time.monotonic() + 300
+    while training_now(real_server, series_dirs) < 2:
+        assert run.process.poll() is None, f"exited {run.process.returncode}:\n{run.output()}"
+        assert time.monotonic() < deadline, f"no two series training:\n{run.output()}"
+        time.sleep(0.5)
+    started = process_tree(run.process.pid)[1:]  # workers, multiprocessing's tracker
+    workers = [pid for pid in started if b"spawn_main" in command_line(pid)]
+    assert len(workers) == 2, [command_line(pid) for pid in started]
+
+    run.process.kill()
+    run.process.wait()
+    try:
+        left = wait_until_gone(started, timeout_s=10)
+        assert left == [], f"outlived the command by 10 s: {[command_line(p) for p in left]}"
+    finally:
+        for pid in wait_until_gone(started, timeout_s=0):  # a failed run's orphans: end them
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        run.reader.join(timeout=60)

@@ -187,12 +187,12 @@ def test_a_ctrl_c_stops_every_process_of_a_panel_and_a_rerun_trains_the_rest(
     assert champions(data_dir) == ["a", "b", "c"]
 
 
-def training_now(stack: Stack, series_dirs: list[Path]) -> int:
-    """How many of these series' training slots are taken: workers that are training."""
+def training_now(stack: Stack, data_dir: Path) -> int:
+    """How many of the panel's training slots are taken: workers that are training."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    names = {training_slot_name(str(path)) for path in series_dirs}
+    names = {training_slot_name(str(data_dir / "series" / key)) for key in ("a", "b", "c")}
     with (
         temporary_settings({PREFECT_API_URL: stack.api_url}),
         get_client(sync_client=True) as client,
@@ -206,6 +206,52 @@ def command_line(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except FileNotFoundError:
         return b""  # gone meanwhile
+
+
+def wait_until_training(
+    stack: Stack, data_dir: Path, process: subprocess.Popen[bytes], log: Path
+) -> None:
+    """Poll (no event to wait on) until two of the panel's series train at once."""
+    deadline = time.monotonic() + 300
+    while training_now(stack, data_dir) < 2:
+        assert process.poll() is None, f"exited {process.returncode}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"no two series training:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+@pytest.mark.server
+@pytest.mark.timeout(600)
+def test_a_sigint_to_the_command_alone_interrupts_its_training_workers(
+    real_server: Stack, tmp_path: Path
+) -> None:
+    """SIGINT to the command alone (`kill -INT`) while two workers train: the command
+    interrupts them (InterruptibleProcessPool), they give back their training slots and exit,
+    and nothing they trained is published. Trained to the end, 3000 epochs would take minutes,
+    and a killed worker would hold its slot until its lease expired."""
+    source, data_dir = write_panel(tmp_path / "panel.csv", broken=False), tmp_path / "data"
+    options = ("--workers", "2", "--network", "per-series", "--epochs", "3000")
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            panel_retrain(source, data_dir, *options), env=real_server.env,
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=default_sigint,
+        )  # fmt: skip
+    try:
+        wait_until_training(real_server, data_dir, process, log)
+        tree = process_tree(process.pid)
+        assert sum(b"spawn_main" in command_line(pid) for pid in tree) == 2  # the workers
+        process.send_signal(signal.SIGINT)
+
+        assert process.wait(timeout=60) == 130, log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert wait_until_gone(tree) == [], f"outlived the command: {wait_until_gone(tree, 0)}"
+    assert log.read_text().splitlines()[-1] == f"wavecast: interrupted: {KEPT}"
+    assert "Traceback" not in log.read_text()
+    assert training_now(real_server, data_dir) == 0
+    assert champions(data_dir) == []
 
 
 @pytest.mark.server
@@ -223,12 +269,7 @@ def test_kill_9_of_a_panel_command_ends_its_workers_at_once(
     run = start_command(
         real_server, tmp_path / "run.log", panel_retrain(source, data_dir, *options)
     )
-    series_dirs = [data_dir / "series" / key for key in ("a", "b", "c")]
-    deadline = time.monotonic() + 300
-    while training_now(real_server, series_dirs) < 2:
-        assert run.process.poll() is None, f"exited {run.process.returncode}:\n{run.output()}"
-        assert time.monotonic() < deadline, f"no two series training:\n{run.output()}"
-        time.sleep(0.5)
+    wait_until_training(real_server, data_dir, run.process, run.log)
     started = process_tree(run.process.pid)[1:]  # workers, multiprocessing's tracker
     workers = [pid for pid in started if b"spawn_main" in command_line(pid)]
     assert len(workers) == 2, [command_line(pid) for pid in started]

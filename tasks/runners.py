@@ -8,7 +8,7 @@ import multiprocessing
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from multiprocessing.process import BaseProcess
@@ -144,7 +144,7 @@ class InterruptibleProcessPool(ProcessPoolTaskRunner):
         stop_workers([c for c in children if c.pid not in self.children_before], close)
 
 
-def stop_workers(workers: list[BaseProcess], close: Callable[[], None]) -> None:
+def stop_workers(workers: Sequence[BaseProcess], close: Callable[[], None]) -> None:
     """Interrupt the workers, then `close` their pool, which waits for them: any still alive
     after STOP_GRACE_S is killed, which ends that wait (the pool counts itself broken)."""
     for worker in workers:
@@ -159,7 +159,7 @@ def stop_workers(workers: list[BaseProcess], close: Callable[[], None]) -> None:
         killer.cancel()
 
 
-def kill_alive(workers: list[BaseProcess]) -> None:
+def kill_alive(workers: Sequence[BaseProcess]) -> None:
     for worker in workers:
         if worker.is_alive():
             worker.kill()

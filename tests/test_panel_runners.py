@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ import pytest
 from distributed import LocalCluster
 
 import wavecast.tasks.runners
-from tests.processes import children_of, wait_until_gone
+from tests.processes import INTERRUPTED, children_of, sleep_until_interrupted, wait_until_gone
 from tests.servers import Stack, environment_without_prefect
 from tests.test_crash import assert_consistent, start_command
 from tests.test_panel import write_panel
@@ -33,6 +34,7 @@ from wavecast.tasks.runners import (
     check_cluster,
     interruptible,
     stop_training,
+    stop_workers,
 )
 
 WAVECAST = Path(sys.executable).with_name("wavecast")
@@ -98,6 +100,35 @@ def test_an_idle_worker_survives_sigint_and_starts_no_batch() -> None:
     assert wavecast.tasks.runners.interrupted is True
     with pytest.raises(BatchInterruptedError), interruptible():
         pytest.fail("a batch started on an interrupted worker")
+
+
+@pytest.mark.flow
+def test_stopping_workers_interrupts_each_and_kills_one_still_alive_after_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two spawned processes as a pool's workers: the one that hears SIGINT exits of it; the
+    one that ignores it is killed once STOP_GRACE_S has passed, which ends the pool's wait."""
+    monkeypatch.setattr(wavecast.tasks.runners, "STOP_GRACE_S", 1.0)
+    spawn = multiprocessing.get_context("spawn")
+    ready = [spawn.Event(), spawn.Event()]
+    workers = [
+        spawn.Process(target=sleep_until_interrupted, args=(event, ignore))
+        for event, ignore in zip(ready, (False, True), strict=True)
+    ]
+    for worker in workers:
+        worker.start()
+    for event in ready:
+        assert event.wait(120), "a worker did not start"
+    started = time.monotonic()
+
+    def close() -> None:  # as the pool's shutdown does: wait for the workers
+        for worker in workers:
+            worker.join(60)
+
+    stop_workers(workers, close)
+
+    assert [worker.exitcode for worker in workers] == [INTERRUPTED, -signal.SIGKILL]
+    assert 1.0 <= time.monotonic() - started < 30
 
 
 def own_server(tmp_path: Path) -> dict[str, str]:

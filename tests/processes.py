@@ -131,8 +131,8 @@ def sleep_until_interrupted(ready: Any, ignore: bool) -> None:
     until SIGINT ends it with exit code INTERRUPTED, or for ever if it `ignore`s SIGINT."""
     if ignore:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ready.set()
     try:
+        ready.set()  # the parent may signal before set() returns here
         time.sleep(600)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)

@@ -4,15 +4,18 @@ back its training slot first), or a Dask cluster through prefect-dask, checked b
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
-import time
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
+from multiprocessing.process import BaseProcess
 from types import FrameType
-from typing import Any
+from typing import Any, Self
 
+from prefect.futures import PrefectConcurrentFuture
 from prefect.task_runners import ProcessPoolTaskRunner
 
 from wavecast.config import FanOutSpec
@@ -79,6 +82,26 @@ def prepare_worker() -> None:
     """Run in each worker process before TensorFlow loads: N workers use N cores, not N**2."""
     os.environ.update(ONE_THREAD)
     signal.signal(signal.SIGINT, stop_training)
+    exit_with_parent()
+
+
+def exit_with_parent() -> None:
+    """End this worker the moment its parent dies, however: a command killed with SIGKILL
+    runs no clean-up, and its workers would train their batches to the end, renewing their
+    training slots' leases, then wait on the pool's queue for ever.
+
+    A spawned child's parent_process() waits on a pipe whose other end only the parent holds
+    (the kernel closes it at any death): no polling, no Linux-only PR_SET_PDEATHSIG.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return  # not a multiprocessing child: nothing to watch
+
+    def exit_when_gone() -> None:
+        parent.join()
+        os._exit(1)  # from a thread, past whatever the main thread runs; no one to report to
+
+    threading.Thread(target=exit_when_gone, name="wavecast-exit-with-parent", daemon=True).start()
 
 
 def worker_count(spec: FanOutSpec) -> int:
@@ -93,28 +116,53 @@ class InterruptibleProcessPool(ProcessPoolTaskRunner):
     command alone: Ctrl-C left every worker training its batch to the end. On an interrupt
     this cancels what has not started, interrupts the workers, and kills any still alive after
     STOP_GRACE_S. A failed batch (an ordinary exception) still lets the others finish.
+
+    Public interfaces only: the workers are the multiprocessing children this process started
+    while the pool was open (the command starts no others meanwhile), the work is the futures
+    submitted through it.
     """
 
+    def __enter__(self) -> Self:
+        self.children_before = {child.pid for child in multiprocessing.active_children()}
+        self.submitted: list[PrefectConcurrentFuture[Any]] = []
+        return super().__enter__()
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        future = super().submit(*args, **kwargs)  # map() submits through here too
+        self.submitted.append(future)
+        return future
+
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
-        if exc_type is not None and not issubclass(exc_type, Exception) and self._executor:
-            stop_workers(self._executor)
-        super().__exit__(exc_type, exc_value, traceback)
+        # Prefect's own: cancels what is queued, waits for the workers to exit.
+        close = partial(super().__exit__, exc_type, exc_value, traceback)
+        if exc_type is None or issubclass(exc_type, Exception):
+            close()
+            return
+        for future in self.submitted:
+            future.wrapped_future.cancel()  # a batch a worker has taken is not cancelled
+        children = multiprocessing.active_children()
+        stop_workers([c for c in children if c.pid not in self.children_before], close)
 
 
-def stop_workers(executor: ProcessPoolExecutor) -> None:
-    """Cancel what has not started, interrupt the workers, kill those left after the grace."""
-    # The executor's own processes, by pid (Python 3.14 adds terminate_workers() for this).
-    workers = dict(executor._processes)
-    executor.shutdown(wait=False, cancel_futures=True)
-    for pid, worker in workers.items():
-        if worker.is_alive():  # not yet reaped, so the pid is still this worker's
-            os.kill(pid, signal.SIGINT)
-    deadline = time.monotonic() + STOP_GRACE_S
-    for worker in workers.values():
-        worker.join(max(0.0, deadline - time.monotonic()))
+def stop_workers(workers: Sequence[BaseProcess], close: Callable[[], None]) -> None:
+    """Interrupt the workers, then `close` their pool, which waits for them: any still alive
+    after STOP_GRACE_S is killed, which ends that wait (the pool counts itself broken)."""
+    for worker in workers:
+        if worker.pid is not None and worker.is_alive():  # not reaped: the pid is still its
+            os.kill(worker.pid, signal.SIGINT)
+    killer = threading.Timer(STOP_GRACE_S, kill_alive, (workers,))
+    killer.daemon = True
+    killer.start()
+    try:
+        close()
+    finally:
+        killer.cancel()
+
+
+def kill_alive(workers: Sequence[BaseProcess]) -> None:
+    for worker in workers:
         if worker.is_alive():
             worker.kill()
-            worker.join()
 
 
 def dask_address(spec: FanOutSpec) -> tuple[str, str] | None:

@@ -7,6 +7,7 @@ import contextlib
 import importlib.util
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -14,6 +15,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+INTERRUPTED = 3  # the exit code of sleep_until_interrupted's process after SIGINT
 
 
 def children_of(pid: int) -> list[int]:
@@ -121,3 +124,15 @@ def imports_blocked(blocked: tuple[str, ...]) -> Iterator[None]:
         yield
     finally:
         builtins.__import__ = original
+
+
+def sleep_until_interrupted(ready: Any, ignore: bool) -> None:
+    """A stand-in pool worker (a spawned process's target): says it is ready, then sleeps
+    until SIGINT ends it with exit code INTERRUPTED, or for ever if it `ignore`s SIGINT."""
+    if ignore:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ready.set()  # the parent may signal before set() returns here
+        time.sleep(600)
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED)

@@ -6,7 +6,9 @@ Prefect server, as a user at a terminal does.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -20,17 +22,19 @@ import pytest
 from distributed import LocalCluster
 
 import wavecast.tasks.runners
-from tests.processes import children_of, wait_until_gone
-from tests.servers import environment_without_prefect
-from tests.test_crash import assert_consistent
+from tests.processes import INTERRUPTED, children_of, sleep_until_interrupted, wait_until_gone
+from tests.servers import Stack, environment_without_prefect
+from tests.test_crash import assert_consistent, start_command
 from tests.test_panel import write_panel
 from wavecast.config import FanOutSpec
 from wavecast.errors import InvalidInputError
+from wavecast.series import training_slot_name
 from wavecast.tasks.runners import (
     BatchInterruptedError,
     check_cluster,
     interruptible,
     stop_training,
+    stop_workers,
 )
 
 WAVECAST = Path(sys.executable).with_name("wavecast")
@@ -98,6 +102,35 @@ def test_an_idle_worker_survives_sigint_and_starts_no_batch() -> None:
         pytest.fail("a batch started on an interrupted worker")
 
 
+@pytest.mark.flow
+def test_stopping_workers_interrupts_each_and_kills_one_still_alive_after_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two spawned processes as a pool's workers: the one that hears SIGINT exits of it; the
+    one that ignores it is killed once STOP_GRACE_S has passed, which ends the pool's wait."""
+    monkeypatch.setattr(wavecast.tasks.runners, "STOP_GRACE_S", 1.0)
+    spawn = multiprocessing.get_context("spawn")
+    ready = [spawn.Event(), spawn.Event()]
+    workers = [
+        spawn.Process(target=sleep_until_interrupted, args=(event, ignore))
+        for event, ignore in zip(ready, (False, True), strict=True)
+    ]
+    for worker in workers:
+        worker.start()
+    for event in ready:
+        assert event.wait(120), "a worker did not start"
+    started = time.monotonic()
+
+    def close() -> None:  # as the pool's shutdown does: wait for the workers
+        for worker in workers:
+            worker.join(60)
+
+    stop_workers(workers, close)
+
+    assert [worker.exitcode for worker in workers] == [INTERRUPTED, -signal.SIGKILL]
+    assert 1.0 <= time.monotonic() - started < 30
+
+
 def own_server(tmp_path: Path) -> dict[str, str]:
     """No PREFECT_API_URL: the command starts its own server, as it does for a user."""
     return environment_without_prefect(
@@ -111,11 +144,11 @@ def default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def panel_retrain(source: Path, data_dir: Path) -> list[str]:
+def panel_retrain(source: Path, data_dir: Path, *options: str) -> list[str]:
     return [
         str(WAVECAST), "retrain", "--source", str(source), "--id-column", "store",
-        "--column", "sales", "--data-dir", str(data_dir), "--json",
-        *ONE_BY_ONE, *NETWORK_ONLY, *TINY,
+        "--column", "sales", "--data-dir", str(data_dir), *ONE_BY_ONE, *NETWORK_ONLY, *TINY,
+        *options,  # after ONE_BY_ONE: the last --workers counts
     ]  # fmt: skip
 
 
@@ -151,7 +184,7 @@ def test_a_ctrl_c_stops_every_process_of_a_panel_and_a_rerun_trains_the_rest(
     short)."""
     source, data_dir = write_panel(tmp_path / "panel.csv", broken=False), tmp_path / "data"
     env, log = own_server(tmp_path), tmp_path / "run.log"
-    argv = panel_retrain(source, data_dir)
+    argv = panel_retrain(source, data_dir, "--json")
     with log.open("wb") as out:
         process = subprocess.Popen(
             argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -183,3 +216,102 @@ def test_a_ctrl_c_stops_every_process_of_a_panel_and_a_rerun_trains_the_rest(
         "c": (False, True),
     }
     assert champions(data_dir) == ["a", "b", "c"]
+
+
+def training_now(stack: Stack, data_dir: Path) -> int:
+    """How many of the panel's training slots are taken: workers that are training."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    names = {training_slot_name(str(data_dir / "series" / key)) for key in ("a", "b", "c")}
+    with (
+        temporary_settings({PREFECT_API_URL: stack.api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        limits = client.read_global_concurrency_limits(limit=200)
+    return sum(limit.active_slots for limit in limits if limit.name in names)
+
+
+def command_line(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return b""  # gone meanwhile
+
+
+def wait_until_training(
+    stack: Stack, data_dir: Path, process: subprocess.Popen[bytes], log: Path
+) -> None:
+    """Poll (no event to wait on) until two of the panel's series train at once."""
+    deadline = time.monotonic() + 300
+    while training_now(stack, data_dir) < 2:
+        assert process.poll() is None, f"exited {process.returncode}:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"no two series training:\n{log.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+@pytest.mark.server
+@pytest.mark.timeout(600)
+def test_a_sigint_to_the_command_alone_interrupts_its_training_workers(
+    real_server: Stack, tmp_path: Path
+) -> None:
+    """SIGINT to the command alone (`kill -INT`) while two workers train: the command
+    interrupts them (InterruptibleProcessPool), they give back their training slots and exit,
+    and nothing they trained is published. Trained to the end, 3000 epochs would take minutes,
+    and a killed worker would hold its slot until its lease expired."""
+    source, data_dir = write_panel(tmp_path / "panel.csv", broken=False), tmp_path / "data"
+    options = ("--workers", "2", "--network", "per-series", "--epochs", "3000")
+    log = tmp_path / "run.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            panel_retrain(source, data_dir, *options), env=real_server.env,
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=default_sigint,
+        )  # fmt: skip
+    try:
+        wait_until_training(real_server, data_dir, process, log)
+        tree = process_tree(process.pid)
+        assert sum(b"spawn_main" in command_line(pid) for pid in tree) == 2  # the workers
+        process.send_signal(signal.SIGINT)
+
+        assert process.wait(timeout=60) == 130, log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert wait_until_gone(tree) == [], f"outlived the command: {wait_until_gone(tree, 0)}"
+    assert log.read_text().splitlines()[-1] == f"wavecast: interrupted: {KEPT}"
+    assert "Traceback" not in log.read_text()
+    assert training_now(real_server, data_dir) == 0
+    assert champions(data_dir) == []
+
+
+@pytest.mark.server
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("runner", ["local", "dask"])
+def test_kill_9_of_a_panel_command_ends_its_workers_at_once(
+    real_server: Stack, tmp_path: Path, runner: str
+) -> None:
+    """`kill -9` of a panel retrain while two workers train: every process it started ends
+    within seconds. The pool's workers watch their parent (runners.exit_with_parent); a
+    fresh LocalCluster's workers are children of nannies in the command's own process, and
+    distributed ends a worker whose parent's pipe closes."""
+    source, data_dir = write_panel(tmp_path / "panel.csv", broken=False), tmp_path / "data"
+    options = ("--workers", "2", "--network", "per-series", "--runner", runner)
+    run = start_command(
+        real_server, tmp_path / "run.log", panel_retrain(source, data_dir, *options)
+    )
+    wait_until_training(real_server, data_dir, run.process, run.log)
+    started = process_tree(run.process.pid)[1:]  # workers, multiprocessing's tracker
+    workers = [pid for pid in started if b"spawn_main" in command_line(pid)]
+    assert len(workers) == 2, [command_line(pid) for pid in started]
+
+    run.process.kill()
+    run.process.wait()
+    try:
+        left = wait_until_gone(started, timeout_s=10)
+        assert left == [], f"outlived the command by 10 s: {[command_line(p) for p in left]}"
+    finally:
+        for pid in wait_until_gone(started, timeout_s=0):  # a failed run's orphans: end them
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        run.reader.join(timeout=60)

@@ -7,9 +7,12 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from wavecast.config import RETRAIN_SETTINGS, nested_settings
+
+if TYPE_CHECKING:
+    from wavecast.storage import DataDir
 
 FAN_OUT_FLAGS = ("runner", "dask_address", "workers", "series_per_task")
 FORECAST_PATHS = {
@@ -287,10 +290,11 @@ def run_forecast(args: argparse.Namespace) -> None:
     from wavecast.forecasting import latest_window
     from wavecast.panel import first_unknown
     from wavecast.panel_forecast import forecast_keys
+    from wavecast.storage import DataDir
     from wavecast.tables import shown_id
 
     with failing_on_bad_input():
-        unknown = first_unknown(config.data_dir, config.series)
+        unknown = first_unknown(DataDir(config.data_dir), config.series)
         if unknown is not None:
             fail(f"--series {shown_id(unknown)}: no such series in {config.data_dir}")
         if forecast_keys(config) == [None]:
@@ -369,7 +373,7 @@ def run_monitor(args: argparse.Namespace) -> None:
     with failing_on_bad_input():
         watched = watched_series(config)
     if not watched:
-        summary = summarize([], 0, config.data_dir, None)
+        summary = summarize([], 0, config, None)
         print(summary.model_dump_json(include={"series", "events"}) if args.json else summary.note)
         return
     own_server = start_prefect()
@@ -401,24 +405,19 @@ def run_models(args: argparse.Namespace) -> None:
     import json
 
     from wavecast import registry
+    from wavecast.home import SeriesHome
     from wavecast.panel import panel_keys
     from wavecast.report import champion_lines, version_lines
-    from wavecast.storage import DataDir, series_data_dir
     from wavecast.tables import shown_id
 
     with failing_on_bad_input():
-        data_dir = args.data_dir
-        if args.series is not None:
-            data_dir = series_data_dir(data_dir, args.series)
-            if not DataDir(data_dir).exists():
-                fail(f"--series {shown_id(args.series)}: no such series in {args.data_dir}")
-        store = DataDir(data_dir)
-        keys = panel_keys(data_dir) if args.action == "list" and args.series is None else []
+        home = SeriesHome(args.data_dir, args.series)
+        store = home.store
+        if args.series is not None and not store.exists():
+            fail(f"--series {shown_id(args.series)}: no such series in {args.data_dir}")
+        keys = panel_keys(store) if args.action == "list" and args.series is None else []
         if keys:  # a panel's list: each series' champion
-            champions = [
-                (key, registry.champion_row(DataDir(series_data_dir(data_dir, key))))
-                for key in keys
-            ]
+            champions = [(key, registry.champion_row(home.series(key).store)) for key in keys]
             print("\n".join(champion_lines(champions)))
         elif args.action == "list":
             print("\n".join(version_lines(registry.version_rows(store))))
@@ -428,20 +427,20 @@ def run_models(args: argparse.Namespace) -> None:
             champion = registry.promote_manually(store, args.version, args.reason)
             print(f"champion is now {champion.version}")
         elif args.action == "prune":
-            run_prune(args, data_dir)
+            run_prune(args, store)
         else:
             champion = registry.roll_back(store, args.reason)
             print(f"champion is now {champion.version}")
 
 
-def run_prune(args: argparse.Namespace, data_dir: str) -> None:
+def run_prune(args: argparse.Namespace, store: DataDir) -> None:
     """Each entry that goes (or, with --dry-run, would go) with its bytes and why, then one
     line of totals; what could not be removed is said on stderr."""
     from wavecast.config import RetentionSpec
     from wavecast.retention import prune, summary_line
 
     policy = config_of(RetentionSpec, args, RETENTION_PATHS)
-    report = prune(data_dir, policy, dry_run=args.dry_run)
+    report = prune(store, policy, dry_run=args.dry_run)
     for removal in report.removed:
         print(f"{removal.size:>14,}  {removal.path}  ({removal.why})")
     print(summary_line(report, policy.min_age_s))

@@ -104,21 +104,21 @@ def in_callers_words(function: F) -> F:
     return cast(F, called)
 
 
-def newer_source(data: pd.DataFrame | str | os.PathLike[str] | None, data_dir: str) -> str | None:
+def newer_source(data: pd.DataFrame | str | os.PathLike[str] | None, root: DataDir) -> str | None:
     """Where a forecast or monitor reads the series as they are now: `data` (a frame is kept
     in the data dir first), or None for each champion's own source."""
     if data is None:
         return None
-    source, _, frame = source_of(data, data_dir)
-    keep_frame(frame, data_dir)
+    source, _, frame = source_of(data, root)
+    keep_frame(frame, root)
     return source
 
 
-def check_known_series(data_dir: str, series: Iterable[str]) -> None:
+def check_known_series(root: DataDir, series: Iterable[str]) -> None:
     """Series asked for by name must be in the data dir's panel."""
-    unknown = first_unknown(data_dir, series)
+    unknown = first_unknown(root, series)
     if unknown is not None:
-        raise InvalidInputError(f"series {unknown!r}: no such series in {data_dir}")
+        raise InvalidInputError(f"series {unknown!r}: no such series in {root.uri()}")
 
 
 FAN_OUT = ("runner", "dask_address", "workers", "series_per_task")
@@ -163,7 +163,8 @@ def retrain(
     unknown = sorted(set(settings) - set(RETRAIN_SETTINGS))
     if unknown:
         raise TypeError(f"unknown setting(s) {', '.join(unknown)}; see `wavecast retrain -h`")
-    source, named, frame = source_of(data, str(data_dir), id_col, time_col, target_col)
+    root = DataDir(os.fspath(data_dir))
+    source, named, frame = source_of(data, root, id_col, time_col, target_col)
     given = {**settings, **named, "source": source, "data_dir": os.fspath(data_dir)}
     nested = nested_settings(given, RETRAIN_SETTINGS)
     if series:
@@ -176,7 +177,7 @@ def retrain(
     # (and is named as the caller's `data`: in_callers_words).
     with unwritten_source(source, frame) if frame is not None else contextlib.nullcontext():
         config, chosen = validate_inputs(config)
-    keep_frame(frame, str(data_dir))
+    keep_frame(frame, root)
     if chosen:
         print(f"wavecast: {chosen}", file=sys.stderr)
     use_prefect()
@@ -206,8 +207,9 @@ def forecast(
     if unknown:
         raise TypeError(f"unknown setting(s) {', '.join(unknown)}; expected {', '.join(FAN_OUT)}")
     directory = os.fspath(data_dir)
-    check_known_series(directory, series)
-    source = newer_source(data, directory)
+    root = DataDir(directory)
+    check_known_series(root, series)
+    source = newer_source(data, root)
     config = ForecastConfig.model_validate(
         {
             "data_dir": directory,
@@ -240,8 +242,9 @@ def monitor(
     import pandas as pd
 
     directory = os.fspath(data_dir)
-    check_known_series(directory, series)
-    source = newer_source(data, directory)
+    root = DataDir(directory)
+    check_known_series(root, series)
+    source = newer_source(data, root)
     config = MonitorConfig.model_validate(
         {
             **settings,
@@ -271,14 +274,14 @@ def models(data_dir: str | os.PathLike[str] = "data", *, series: str | None = No
 
     from wavecast.registry import version_rows
 
-    directory = os.fspath(data_dir)
+    root = DataDir(os.fspath(data_dir))
     if series is not None:
-        check_known_series(directory, [series])
-    stores = series_homes(directory, [series] if series is not None else ())
+        check_known_series(root, [series])
+    homes = series_homes(root, [series] if series is not None else ())
     rows = [
         {ID_COLUMN: key, **row.model_dump(exclude={"coverage"}), **coverage_columns(row.coverage)}
-        for key, store in stores.items()
-        for row in version_rows(DataDir(store))
+        for key, home in homes.items()
+        for row in version_rows(home.store)
     ]
     columns = [ID_COLUMN, "version", "champion", *SCORE_COLUMNS]
     columns += ["gated_against", "champion_mase", "dataset", "problem"]
@@ -287,7 +290,7 @@ def models(data_dir: str | os.PathLike[str] = "data", *, series: str | None = No
 
 def source_of(
     data: pd.DataFrame | str | os.PathLike[str],
-    data_dir: str,
+    root: DataDir,
     id_col: str | None = None,
     time_col: str | None = None,
     target_col: str | None = None,
@@ -311,20 +314,20 @@ def source_of(
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     content = buffer.getvalue()
-    return DataDir(data_dir).uri(SOURCES, frame_name(content)), named, content
+    return root.uri(SOURCES, frame_name(content)), named, content
 
 
 def frame_name(content: bytes) -> str:
     return f"frame-{hashlib.sha256(content).hexdigest()[:16]}.parquet"
 
 
-def keep_frame(content: bytes | None, data_dir: str) -> None:
+def keep_frame(content: bytes | None, root: DataDir) -> None:
     """A frame's Parquet bytes written into the data dir's sources, once (None: a file)."""
     if content is None:
         return
-    store, name = DataDir(data_dir), frame_name(content)
-    if not store.exists(SOURCES, name):
-        store.write_bytes(content, SOURCES, name)
+    name = frame_name(content)
+    if not root.exists(SOURCES, name):
+        root.write_bytes(content, SOURCES, name)
 
 
 def use_prefect() -> None:

@@ -159,11 +159,11 @@ def sources_of(
     store = DataDir(config.data_dir)
     network = None
     if trained is not None:
-        network = Located(*training_file(trained, config.data_dir, MODEL_FILE))
+        network = Located(*training_file(trained, store, MODEL_FILE))
 
     def evaluated() -> tuple[np.ndarray, np.ndarray]:
-        expected = stored_predictions(evaluation, config.data_dir)
-        _, test_x, _ = head_of_split(dataset, "test", config.data_dir, len(expected))
+        expected = stored_predictions(evaluation, store)
+        _, test_x, _ = head_of_split(dataset, "test", store, len(expected))
         return test_x, expected
 
     spec = Located(store, ("evaluations", evaluation.evaluation_id, SPEC_FILE))
@@ -278,9 +278,9 @@ def rescore(
     spec = dataset.spec
     reader = served.forecaster.stored_windows(spec.input_len)
     if reader is not None:
-        scores, _ = score_split(dataset, store.uri(), {"champion": reader}, keep=0, scale=scale)
+        scores, _ = score_split(dataset, store, {"champion": reader}, keep=0, scale=scale)
         return scores["champion"]
-    values = read_series(dataset.series, store.uri())
+    values = read_series(dataset.series, store)
     origins = block_origins(dataset, 0)["test"]
     truth = targets_at(values, origins, spec.horizon, spec.steps)
     forecasts = served.forecaster.forecasts(values, origins, spec.horizon, spec.steps)

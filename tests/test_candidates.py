@@ -35,7 +35,9 @@ from wavecast.forecasters.statistical import (
     statistical_forecasts,
 )
 from wavecast.generate import store_series
+from wavecast.home import SeriesHome
 from wavecast.intervals import conformal_half_widths
+from wavecast.storage import DataDir
 from wavecast.times import inferred_season
 from wavecast.windows import DatasetRef, build_windows
 
@@ -175,8 +177,10 @@ def evaluated(
         }
     )
     data_dir = config.data_dir
-    dataset = build_windows(store_series(config.series, data_dir), config.windows, data_dir)
-    return config, dataset, evaluate_trained(dataset, None, config.selection, data_dir)
+    dataset = build_windows(
+        store_series(config.series, DataDir(data_dir)), config.windows, SeriesHome(data_dir)
+    )
+    return config, dataset, evaluate_trained(dataset, None, config.selection, SeriesHome(data_dir))
 
 
 def test_a_random_walk_still_gets_a_champion_with_finite_intervals(tmp_path: Path) -> None:
@@ -223,7 +227,9 @@ def test_a_statistical_champion_is_refitted_when_it_forecasts(tmp_path: Path) ->
     assert summary.promoted and evaluation.published.season == 12
     assert evaluation.published.forecaster in ("seasonal_naive", "theta")
     assert (version_dir / SPEC_FILE).exists() and not (version_dir / "model.keras").exists()
-    forecast = forecast_window(latest_window(ForecastConfig(data_dir=data_dir)), data_dir, (80, 95))
+    forecast = forecast_window(
+        latest_window(ForecastConfig(data_dir=data_dir)), DataDir(data_dir), (80, 95)
+    )
     assert forecast.forecaster == evaluation.published.forecaster
     if forecast.forecaster == "seasonal_naive":  # the same months a year earlier, exactly
         values = (season + noise)[-12:-6]
@@ -310,7 +316,9 @@ def test_a_series_too_short_for_its_windows_is_forecast_by_what_needs_none(
     )
     assert summary.promoted
     data_dir = config.data_dir
-    forecast = forecast_window(latest_window(ForecastConfig(data_dir=data_dir)), data_dir, (80, 95))
+    forecast = forecast_window(
+        latest_window(ForecastConfig(data_dir=data_dir)), DataDir(data_dir), (80, 95)
+    )
     assert len(forecast.rows) == 18
     for row in forecast.rows:
         bounds = [row["lo-95"], row["lo-80"], row["forecast"], row["hi-80"], row["hi-95"]]

@@ -244,7 +244,9 @@ NO_TENSORFLOW_FORECAST = """
 import json, sys
 from wavecast.config import ForecastConfig
 from wavecast.forecasting import forecast_window, latest_window
-forecast = forecast_window(latest_window(ForecastConfig(data_dir=sys.argv[1])), sys.argv[1], (80,))
+from wavecast.storage import DataDir
+window = latest_window(ForecastConfig(data_dir=sys.argv[1]))
+forecast = forecast_window(window, DataDir(sys.argv[1]), (80,))
 print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "forecaster": forecast.forecaster,
                   "forecasts": [row["forecast"] for row in forecast.rows]}))
 """

@@ -97,20 +97,22 @@ class TaskStages(Stages):
     def stage(
         self,
         config: RetrainConfig,
+        home: SeriesHome,
         dataset: DatasetRef,
         trained: TrainedRef | None,
         evaluation: Evaluation,
     ) -> Candidate:
-        return stage(config, dataset, trained, evaluation)
+        return stage(config, home, dataset, trained, evaluation)
 
     def promote(
         self,
         config: RetrainConfig,
+        home: SeriesHome,
         dataset: DatasetRef,
         evaluation: Evaluation,
         candidate: Candidate,
     ) -> RetrainSummary:
-        return promote_version(config, dataset, evaluation, candidate)
+        return promote_version(config, home, dataset, evaluation, candidate)
 
 
 @task(name="split-series", cache_policy=NO_CACHE, **IO_RETRIES)

@@ -219,8 +219,9 @@ def test_a_statistical_champion_is_refitted_when_it_forecasts(tmp_path: Path) ->
     config, dataset, evaluation = evaluated(source, tmp_path, "naive,seasonal_naive,theta", 12, 6)
     data_dir = config.data_dir
     assert dataset.series.season == 12
+    home = SeriesHome(config.data_dir)
     summary = promote_candidate(
-        config, dataset, evaluation, stage_version(config, dataset, None, evaluation)
+        config, home, dataset, evaluation, stage_version(config, home, dataset, None, evaluation)
     )
 
     version_dir = Path(summary.model_dir)
@@ -265,8 +266,9 @@ def test_a_linear_champion_is_its_weights_and_forecasts_without_tensorflow(tmp_p
     source = tmp_path / "sine.csv"
     pd.DataFrame({"value": points[:100]}).to_csv(source, index=False)
     config, dataset, evaluation = evaluated(source, tmp_path, "linear,naive", 4, 3)
+    home = SeriesHome(config.data_dir)
     summary = promote_candidate(
-        config, dataset, evaluation, stage_version(config, dataset, None, evaluation)
+        config, home, dataset, evaluation, stage_version(config, home, dataset, None, evaluation)
     )
 
     version_dir = Path(summary.model_dir)
@@ -313,8 +315,9 @@ def test_a_series_too_short_for_its_windows_is_forecast_by_what_needs_none(
         assert notes["naive"].startswith("stands in")
     else:
         assert evaluation.published.forecaster != "network"
+    home = SeriesHome(config.data_dir)
     summary = promote_candidate(
-        config, dataset, evaluation, stage_version(config, dataset, None, evaluation)
+        config, home, dataset, evaluation, stage_version(config, home, dataset, None, evaluation)
     )
     assert summary.promoted
     data_dir = config.data_dir

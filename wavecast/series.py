@@ -179,20 +179,22 @@ class Stages:
     def stage(
         self,
         config: RetrainConfig,
+        home: SeriesHome,
         dataset: DatasetRef,
         trained: TrainedRef | None,
         evaluation: Evaluation,
     ) -> Candidate:
-        return stage_version(config, dataset, trained, evaluation, self.run_id)
+        return stage_version(config, home, dataset, trained, evaluation, self.run_id)
 
     def promote(
         self,
         config: RetrainConfig,
+        home: SeriesHome,
         dataset: DatasetRef,
         evaluation: Evaluation,
         candidate: Candidate,
     ) -> RetrainSummary:
-        return promote_candidate(config, dataset, evaluation, candidate)
+        return promote_candidate(config, home, dataset, evaluation, candidate)
 
 
 def retrain_stages(
@@ -216,9 +218,9 @@ def retrain_stages(
         dataset, config.model, config.train, config.selection, home, reuse
     )
     evaluation = stages.evaluate(dataset, trained, config.selection, home, reuse)
-    candidate = stages.stage(config, dataset, trained, evaluation)
+    candidate = stages.stage(config, home, dataset, trained, evaluation)
     try:
-        return stages.promote(config, dataset, evaluation, candidate)
+        return stages.promote(config, home, dataset, evaluation, candidate)
     except BaseException:
         if candidate.created:
             remove_version(home.store, candidate.version)

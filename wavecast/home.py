@@ -28,13 +28,17 @@ class SeriesHome:
     key: str | None = None
 
     @classmethod
+    def of_root(cls, root: DataDir) -> SeriesHome:
+        """The root's own home, on the root already opened: a panel's, to name its series."""
+        return opened(cls(root.uri()), "root_store", root)
+
+    @classmethod
     def of_dir(cls, own: DataDir, key: str | None = None) -> SeriesHome:
         """The home whose own dir is `own`: series `key` of its panel when `own` is that
         series' dir under one (storage.panel_root_of), else `own`'s own series."""
         root = panel_root_of(own, key) if key is not None else None
         home = cls(root, key) if root is not None else cls(own.uri())
-        home.__dict__["store"] = own  # opened already (cached_property's own slot)
-        return home
+        return opened(home, "store", own)
 
     @cached_property
     def store(self) -> DataDir:
@@ -53,8 +57,15 @@ class SeriesHome:
         return self.store.uri(*parts)
 
     def series(self, key: str) -> SeriesHome:
-        """Series `key` of this home's root."""
-        return SeriesHome(self.root, key)
+        """Series `key` of this home's root, sharing the root's opened DataDir."""
+        return opened(SeriesHome(self.root, key), "root_store", self.root_store)
 
     def __getstate__(self) -> dict[str, str | None]:
         return {"root": self.root, "key": self.key}  # not the opened DataDirs
+
+
+def opened(home: SeriesHome, name: str, store: DataDir) -> SeriesHome:
+    """A new `home` with its `name` DataDir (store or root_store) one already open, not opened
+    again: a cached_property keeps its value in the instance dict, which frozen leaves free."""
+    home.__dict__[name] = store
+    return home

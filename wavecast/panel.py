@@ -62,9 +62,8 @@ def series_homes(root: DataDir, wanted: Iterable[str] = ()) -> dict[str | None, 
     {None: its home} for a data dir that is one series' own. Readers of a data dir (models,
     monitor) go through this, so none asks whether it holds a panel."""
     keys = list(wanted) or panel_keys(root)
-    if not keys:
-        return {None: SeriesHome(root.uri())}
-    return {key: SeriesHome(root.uri(), key) for key in keys}
+    panel = SeriesHome.of_root(root)
+    return {key: panel.series(key) for key in keys} if keys else {None: panel}
 
 
 def first_unknown(root: DataDir, wanted: Iterable[str]) -> str | None:
@@ -74,8 +73,8 @@ def first_unknown(root: DataDir, wanted: Iterable[str]) -> str | None:
 
 def champion_keys(root: DataDir, wanted: tuple[str, ...] = ()) -> list[str]:
     """Series (all, or the wanted ones) whose registry has a champion."""
-    keys = wanted or tuple(panel_keys(root))
-    return [k for k in keys if read_champion(SeriesHome(root.uri(), k).store) is not None]
+    keys, panel = wanted or tuple(panel_keys(root)), SeriesHome.of_root(root)
+    return [k for k in keys if read_champion(panel.series(k).store) is not None]
 
 
 class SourceSplit(BaseModel):
@@ -115,6 +114,7 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, root: DataDir) -> SourceS
     stages cached, and a retrain of one series alone finds the copy the panel stored.
     """
     table = read_table(spec)
+    panel = SeriesHome.of_root(root)
     wanted = set(spec.series)
     refs: list[SeriesRef] = []
     skipped: dict[str, str] = {}
@@ -126,7 +126,7 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, root: DataDir) -> SourceS
             check_id(group, spec)
             loaded = series_from_table(group.rows, spec, group.rows_at)
             check_trainable(loaded, spec.source, windows)
-            own = claim_series_dir(SeriesHome(root.uri(), key).store, key)
+            own = claim_series_dir(panel.series(key).store, key)
         except InvalidInputError as exc:
             skipped[key] = str(exc)
             continue

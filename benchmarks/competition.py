@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from wavecast.storage import DataDir
+
 # (horizon, season) of each subset, as each competition scored it.
 SUBSETS = {
     "m3": {"yearly": (6, 1), "quarterly": (8, 4), "monthly": (18, 12), "other": (8, 1)},
@@ -80,7 +82,7 @@ def wavecast_panel(
     if args.candidates:
         settings["selection"]["candidates"] = args.candidates
     config = RetrainConfig.model_validate(settings)
-    split = split_source(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, DataDir(config.data_dir))
     network = panel_network(split, config)
     skipped = dict(split.skipped)
     for ref in split.series:

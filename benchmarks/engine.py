@@ -28,6 +28,8 @@ from pathlib import Path
 
 from benchmarks.panel import BATCH, EPOCHS, HORIZON, INPUT_LEN, UNITS, write_panel
 from benchmarks.support import Row, child_env, last_json, print_table, run
+from wavecast.home import SeriesHome
+from wavecast.storage import DataDir
 
 PY = sys.executable
 MODES = ("a", "b", "c", "d")
@@ -44,20 +46,21 @@ def prepare(work: Path, n_series: int, points: int) -> Path:
     """The panel, split and windowed by wavecast into `work`/data; its dataset refs listed."""
     from wavecast.config import SeriesSpec, WindowSpec
     from wavecast.panel import split_source
-    from wavecast.storage import series_data_dir
     from wavecast.windows import build_windows
 
     source = write_panel(work / "panel.parquet", n_series, points)
     data_dir = str(work / "data")
     spec = SeriesSpec(source=str(source), id_column="series", column="value")
     windows = WindowSpec(input_len=INPUT_LEN, horizon=HORIZON)
-    refs = split_source(spec, windows, data_dir).series
+    refs = split_source(spec, windows, DataDir(data_dir)).series
     listing = work / "datasets.jsonl"
     with listing.open("w") as out:
         for ref in refs:
-            own = series_data_dir(data_dir, ref.key or "")
-            dataset = build_windows(ref, windows, own)
-            out.write(json.dumps({"data_dir": own, "dataset": dataset.model_dump(mode="json")}))
+            home = SeriesHome(data_dir, ref.key or "")
+            dataset = build_windows(ref, windows, home)
+            out.write(
+                json.dumps({"data_dir": home.uri(), "dataset": dataset.model_dump(mode="json")})
+            )
             out.write("\n")
     return listing
 
@@ -95,8 +98,8 @@ def notebook(listing: Path) -> Callable[[int], None]:
     def one(index: int) -> None:
         entry = datasets[index]
         dataset = DatasetRef.model_validate(entry["dataset"])
-        _, x, y = read_split(dataset, "train", entry["data_dir"])
-        _, test_x, test_y = read_split(dataset, "test", entry["data_dir"])
+        _, x, y = read_split(dataset, "train", DataDir(entry["data_dir"]))
+        _, test_x, test_y = read_split(dataset, "test", DataDir(entry["data_dir"]))
         model = keras.Sequential(
             [keras.Input((INPUT_LEN, 1)), keras.layers.SimpleRNN(UNITS), keras.layers.Dense(1)]
         )
@@ -121,7 +124,7 @@ def stage(listing: Path, shared: bool) -> Callable[[int], None]:
     def one(index: int) -> None:
         entry = datasets[index]
         dataset = DatasetRef.model_validate(entry["dataset"])
-        train_on_dataset(dataset, model, train, entry["data_dir"], engine=engine)
+        train_on_dataset(dataset, model, train, SeriesHome(entry["data_dir"]), engine=engine)
 
     return one
 
@@ -140,8 +143,8 @@ def engine_fit(listing: Path) -> Callable[[int], None]:
     def one(index: int) -> None:
         entry = datasets[index]
         dataset = DatasetRef.model_validate(entry["dataset"])
-        _, x, y = read_split(dataset, "train", entry["data_dir"])
-        _, test_x, _ = read_split(dataset, "test", entry["data_dir"])
+        _, x, y = read_split(dataset, "train", DataDir(entry["data_dir"]))
+        _, test_x, _ = read_split(dataset, "test", DataDir(entry["data_dir"]))
         trainer = engine.trainer(model, train, INPUT_LEN, 1, scaling_for(model, x))
         trainer.fit(x, y, train.epochs)
         trainer.forecast(test_x)

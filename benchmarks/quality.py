@@ -19,6 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from wavecast.home import SeriesHome
+from wavecast.storage import DataDir
+
 # name -> (values, input_len, the weekly dates a user's file would carry or None)
 Series = dict[str, tuple[np.ndarray, int, np.ndarray | None]]
 
@@ -79,11 +82,13 @@ def wavecast_scores(
         }
     )
     data_dir = str(work / "data")
-    dataset = build_windows(store_series(config.series, data_dir), config.windows, data_dir)
-    trained = train_when_needed(
-        dataset, config.model, config.train, config.selection, data_dir, reuse=False
+    dataset = build_windows(
+        store_series(config.series, DataDir(data_dir)), config.windows, SeriesHome(data_dir)
     )
-    evaluation = evaluate_trained(dataset, trained, config.selection, data_dir)
+    trained = train_when_needed(
+        dataset, config.model, config.train, config.selection, SeriesHome(data_dir), reuse=False
+    )
+    evaluation = evaluate_trained(dataset, trained, config.selection, SeriesHome(data_dir))
     tests = {c.forecaster: c.test.mse for c in evaluation.candidates if c.test is not None}
     return {
         "wavecast": evaluation.published.mse,

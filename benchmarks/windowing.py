@@ -25,6 +25,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from numpy.lib.stride_tricks import sliding_window_view
 
+from wavecast.home import SeriesHome
+from wavecast.storage import DataDir
+
 INPUT_LEN = 5
 HORIZON = 2
 MODES = ("wavecast", "tutorial", "floor")
@@ -39,9 +42,11 @@ def time_wavecast(source: Path, out: Path) -> tuple[float, int]:
     from wavecast.generate import store_series
     from wavecast.windows import build_windows
 
-    series = store_series(SeriesSpec(source=str(source)), str(out))
+    series = store_series(SeriesSpec(source=str(source)), DataDir(str(out)))
     began = time.perf_counter()
-    dataset = build_windows(series, WindowSpec(input_len=INPUT_LEN, horizon=HORIZON), str(out))
+    dataset = build_windows(
+        series, WindowSpec(input_len=INPUT_LEN, horizon=HORIZON), SeriesHome(str(out))
+    )
     return time.perf_counter() - began, dataset.n_windows
 
 

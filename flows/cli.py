@@ -7,9 +7,12 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from wavecast.config import RETRAIN_SETTINGS, nested_settings
+
+if TYPE_CHECKING:
+    from wavecast.storage import DataDir
 
 FAN_OUT_FLAGS = ("runner", "dask_address", "workers", "series_per_task")
 FORECAST_PATHS = {
@@ -355,13 +358,12 @@ def run_models(args: argparse.Namespace) -> None:
     from wavecast.commands import series_store
     from wavecast.panel import series_homes
     from wavecast.report import champion_lines, version_lines
-    from wavecast.storage import DataDir
 
     with failing_on_bad_input():
         store = series_store(args.data_dir, args.series)
-        homes = series_homes(args.data_dir) if args.action == "list" and not args.series else {}
+        homes = series_homes(store) if args.action == "list" and args.series is None else {}
         if args.action == "prune":
-            run_prune(args, store.uri())
+            run_prune(args, store)
         elif args.action == "show":
             print(json.dumps(registry.describe_version(store, args.version), indent=2))
         elif args.action == "promote":
@@ -371,24 +373,20 @@ def run_models(args: argparse.Namespace) -> None:
             champion = registry.roll_back(store, args.reason)
             print(f"champion is now {champion.version}")
         elif homes.keys() - {None}:  # a panel's list: each series' champion
-            rows = [
-                (k, registry.champion_row(DataDir(home)))
-                for k, home in homes.items()
-                if k is not None
-            ]
+            rows = [(k, registry.champion_row(h.store)) for k, h in homes.items() if k is not None]
             print("\n".join(champion_lines(rows)))
         else:
             print("\n".join(version_lines(registry.version_rows(store))))
 
 
-def run_prune(args: argparse.Namespace, data_dir: str) -> None:
+def run_prune(args: argparse.Namespace, store: DataDir) -> None:
     """Each entry that goes (or, with --dry-run, would go) with its bytes and why, then one
     line of totals; what could not be removed is said on stderr."""
     from wavecast.config import RetentionSpec
     from wavecast.retention import prune, summary_line
 
     policy = config_of(RetentionSpec, args, RETENTION_PATHS)
-    report = prune(data_dir, policy, dry_run=args.dry_run)
+    report = prune(store, policy, dry_run=args.dry_run)
     for removal in report.removed:
         print(f"{removal.size:>14,}  {removal.path}  ({removal.why})")
     print(summary_line(report, policy.min_age_s))

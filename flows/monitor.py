@@ -20,4 +20,4 @@ def monitor(config: MonitorConfig | None = None) -> MonitorSummary:
     scores = score_forecasts(watched, config)
     report = publish_monitor(scores, config)
     events = announce_drift(scores, config)
-    return summarize(scores, events, config.data_dir, report)
+    return summarize(scores, events, config, report)

@@ -37,4 +37,4 @@ def retrain(config: RetrainConfig | None = None) -> RetrainRun:
         network = train_global_network(unvisited(split), config)
     results = retrain_on_runner(split.series, config, network)
     prune_data_dir(config.data_dir, config.retention)  # what the retention setting lets go
-    return publish_run(unvisited(merge_results(split, results, config.data_dir)))
+    return publish_run(unvisited(merge_results(split, results, config)))

@@ -11,6 +11,7 @@ from wavecast.evaluate import (
     evaluate_trained,
     evaluation_location,
 )
+from wavecast.home import SeriesHome
 from wavecast.model_files import TrainedRef
 from wavecast.tasks.prefect_support import IO_RETRIES, content_cache
 from wavecast.windows import DatasetRef
@@ -21,10 +22,10 @@ def evaluate_model(
     dataset: DatasetRef,
     trained: TrainedRef | None,
     selection: SelectionSpec,
-    data_dir: str,
+    home: SeriesHome,
     reuse: bool = True,
 ) -> Evaluation:
-    evaluation = evaluate_trained(dataset, trained, selection, data_dir, reuse=reuse)
+    evaluation = evaluate_trained(dataset, trained, selection, home, reuse=reuse)
     logger = get_run_logger()
     logger.info("Candidates by validation MSE: %s", candidates_line(evaluation.candidates))
     logger.info("Publishes %s: %s", evaluation.published.forecaster, evaluation.published.reason)

@@ -16,6 +16,7 @@ from wavecast.panel_forecast import (
     forecast_parts,
     panel_forecast,
 )
+from wavecast.storage import DataDir
 from wavecast.tables import shown_id
 from wavecast.tasks.prefect_support import IO_RETRIES
 from wavecast.tasks.runners import check_cluster, task_runner_for
@@ -68,7 +69,7 @@ def forecast_on_runner(keys: list[str | None], config: ForecastConfig) -> list[P
 def publish_forecasts(parts: list[PartForecast], config: ForecastConfig) -> ForecastRun:
     """The run's page, and a table of its first series' forecasts where a person opening
     the run looks (every series is in the page and the dataset)."""
-    forecasts = panel_forecast(parts, config.data_dir)
+    forecasts = panel_forecast(parts, DataDir(config.data_dir))
     shown = list(forecasts.series.items())[:TABLE_SERIES]
     rows = [
         {"series": key, "origin": summary.origin, **row}

@@ -81,7 +81,7 @@ def content_cache(locate: Locator) -> dict[str, Any]:
     return {"cache_policy": ContentCache(locate=locate), "persist_result": True}
 
 
-def cached_stage_options(data_dir: str, refresh: bool) -> dict[str, Any]:
+def cached_stage_options(store: DataDir, refresh: bool) -> dict[str, Any]:
     """Per-run options of the cached stages: results kept in the data directory, --refresh.
 
     On a local data dir, results (and so cache records) live beside the data they describe,
@@ -89,7 +89,6 @@ def cached_stage_options(data_dir: str, refresh: bool) -> dict[str, Any]:
     is `make run` or a deployment's worker. Prefect takes only saved storage blocks for
     remote storage, so a remote data dir uses the result storage Prefect is configured with.
     """
-    store = DataDir(data_dir)
     # NotSet keeps PREFECT_TASKS_REFRESH_CACHE's say when --refresh is not given.
     options: dict[str, Any] = {"refresh_cache": True if refresh else NotSet}
     if store.is_local:

@@ -9,6 +9,7 @@ from prefect.runtime import flow_run
 
 from wavecast.config import RetrainConfig
 from wavecast.evaluate import Evaluation, coverage_text, metrics_table
+from wavecast.home import SeriesHome
 from wavecast.model_files import TrainedRef
 from wavecast.publish import Candidate, promote_candidate, stage_version
 from wavecast.records import Manifest, RetrainSummary
@@ -58,21 +59,26 @@ RETRAIN_EVENT = "wavecast.retrain.published"
 @task(name="stage-version", **IO_RETRIES)
 def stage(
     config: RetrainConfig,
+    home: SeriesHome,
     dataset: DatasetRef,
     trained: TrainedRef | None,
     evaluation: Evaluation,
 ) -> Candidate:
     """The version staged complete (series.retrain_stages removes it if promoting fails)."""
-    candidate = stage_version(config, dataset, trained, evaluation, flow_run.get_id())
+    candidate = stage_version(config, home, dataset, trained, evaluation, flow_run.get_id())
     get_run_logger().info("Version %s staged (new: %s)", candidate.version, candidate.created)
     return candidate
 
 
 @task(name="promote-version")
 def promote_version(
-    config: RetrainConfig, dataset: DatasetRef, evaluation: Evaluation, candidate: Candidate
+    config: RetrainConfig,
+    home: SeriesHome,
+    dataset: DatasetRef,
+    evaluation: Evaluation,
+    candidate: Candidate,
 ) -> RetrainSummary:
-    summary = promote_candidate(config, dataset, evaluation, candidate)
+    summary = promote_candidate(config, home, dataset, evaluation, candidate)
     verdict = "Unchanged" if summary.unchanged else ("Promoted" if summary.promoted else "Kept")
     get_run_logger().info("%s %s: %s", verdict, summary.version, "; ".join(summary.reasons))
     return summary

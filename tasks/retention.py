@@ -7,6 +7,7 @@ from prefect.cache_policies import NO_CACHE
 
 from wavecast.config import RetentionSpec
 from wavecast.retention import prune, summary_line
+from wavecast.storage import DataDir
 from wavecast.tasks.prefect_support import IO_RETRIES
 
 
@@ -14,7 +15,7 @@ from wavecast.tasks.prefect_support import IO_RETRIES
 def prune_data_dir(data_dir: str, policy: RetentionSpec) -> None:
     """The retention rules (wavecast.retention) applied to the run's data dir; what could not
     be removed is a warning, never a failed retrain."""
-    report = prune(data_dir, policy)
+    report = prune(DataDir(data_dir), policy)
     logger = get_run_logger()
     logger.info("Retention: %s", summary_line(report, policy.min_age_s))
     for problem in report.problems:

@@ -22,6 +22,7 @@ from wavecast.engine import TrainingEngine
 from wavecast.errors import environment_problem, is_transient
 from wavecast.evaluate import Evaluation
 from wavecast.generate import SeriesRef
+from wavecast.home import SeriesHome
 from wavecast.model_files import TrainedRef
 from wavecast.panel import (
     BatchResult,
@@ -40,6 +41,7 @@ from wavecast.publish import Candidate
 from wavecast.records import RetrainSummary
 from wavecast.registry import one_line
 from wavecast.series import Stages, training_slot_name, trains_own_network
+from wavecast.storage import DataDir
 from wavecast.tables import shown_id
 from wavecast.tasks.evaluate import evaluate_model
 from wavecast.tasks.prefect_support import IO_RETRIES, ThrottledProgress, cached_stage_options
@@ -62,10 +64,10 @@ class TaskStages(Stages):
     the data, see cached_stage_options), retried on transient faults, visible in the UI."""
 
     def windows(
-        self, series: SeriesRef, spec: WindowSpec, data_dir: str, reuse: bool
+        self, series: SeriesRef, spec: WindowSpec, home: SeriesHome, reuse: bool
     ) -> DatasetRef:
-        cached = cached_stage_options(data_dir, not reuse)
-        return write_windows.with_options(**cached)(series, spec, data_dir, reuse)
+        cached = cached_stage_options(home.store, not reuse)
+        return write_windows.with_options(**cached)(series, spec, home, reuse)
 
     def train(
         self,
@@ -73,48 +75,50 @@ class TaskStages(Stages):
         model: ModelSpec,
         train: TrainSpec,
         selection: SelectionSpec,
-        data_dir: str,
+        home: SeriesHome,
         reuse: bool,
     ) -> TrainedRef | None:
         if not trains_own_network(model, selection, dataset.n_train):
             return None  # no task, so no cache record per run, where no network competes
-        cached = cached_stage_options(data_dir, not reuse)
-        return train_model.with_options(**cached)(dataset, model, train, selection, data_dir, reuse)
+        cached = cached_stage_options(home.store, not reuse)
+        return train_model.with_options(**cached)(dataset, model, train, selection, home, reuse)
 
     def evaluate(
         self,
         dataset: DatasetRef,
         trained: TrainedRef | None,
         selection: SelectionSpec,
-        data_dir: str,
+        home: SeriesHome,
         reuse: bool,
     ) -> Evaluation:
-        cached = cached_stage_options(data_dir, not reuse)
-        return evaluate_model.with_options(**cached)(dataset, trained, selection, data_dir, reuse)
+        cached = cached_stage_options(home.store, not reuse)
+        return evaluate_model.with_options(**cached)(dataset, trained, selection, home, reuse)
 
     def stage(
         self,
         config: RetrainConfig,
+        home: SeriesHome,
         dataset: DatasetRef,
         trained: TrainedRef | None,
         evaluation: Evaluation,
     ) -> Candidate:
-        return stage(config, dataset, trained, evaluation)
+        return stage(config, home, dataset, trained, evaluation)
 
     def promote(
         self,
         config: RetrainConfig,
+        home: SeriesHome,
         dataset: DatasetRef,
         evaluation: Evaluation,
         candidate: Candidate,
     ) -> RetrainSummary:
-        return promote_version(config, dataset, evaluation, candidate)
+        return promote_version(config, home, dataset, evaluation, candidate)
 
 
 @task(name="split-series", cache_policy=NO_CACHE, **IO_RETRIES)
 def split_series(config: RetrainConfig) -> SourceSplit:
     """The source read once, and each series stored as its own copy (see split_source)."""
-    split = split_source(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, DataDir(config.data_dir))
     logger = get_run_logger()
     if len(split.series) == 1:
         (ref,) = split.series
@@ -135,7 +139,7 @@ def split_series(config: RetrainConfig) -> SourceSplit:
 @task(name="train-global-network", cache_policy=NO_CACHE, **IO_RETRIES)
 def train_global_network(split: SourceSplit, config: RetrainConfig) -> TrainedRef | None:
     """The panel's one network (--network global), under the panel's own training slot."""
-    with training_slot(training_slot_name(config.data_dir)):
+    with training_slot(training_slot_name(SeriesHome(config.data_dir))):
         network = panel_network(split, config, on_epoch=epoch_reporter(config.train.epochs))
     if network is not None:
         get_run_logger().info(

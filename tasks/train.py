@@ -10,6 +10,7 @@ from prefect.exceptions import ObjectAlreadyExists
 
 from wavecast.config import ModelSpec, SelectionSpec, TrainSpec
 from wavecast.engine import EpochCallback
+from wavecast.home import SeriesHome
 from wavecast.model_files import TrainedRef
 from wavecast.series import train_when_needed
 from wavecast.tasks.prefect_support import ThrottledProgress, content_cache
@@ -55,7 +56,7 @@ def train_model(
     model: ModelSpec,
     train: TrainSpec,
     selection: SelectionSpec,
-    data_dir: str,
+    home: SeriesHome,
     reuse: bool = True,
 ) -> TrainedRef | None:
     trained = train_when_needed(
@@ -63,7 +64,7 @@ def train_model(
         model,
         train,
         selection,
-        data_dir,
+        home,
         reuse=reuse,
         take_slot=training_slot,
         on_epoch=epoch_reporter(train.epochs),

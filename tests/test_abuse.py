@@ -336,9 +336,10 @@ def test_a_memory_data_dir_holds_a_series_in_this_process() -> None:
     """One execution path: every stage sees the same process's memory:// filesystem."""
     from wavecast.generate import read_series, store_series
 
-    series = store_series(SeriesSpec(length=50), "memory://wavecast-test")
+    series = store_series(SeriesSpec(length=50), DataDir("memory://wavecast-test"))
     np.testing.assert_array_equal(
-        read_series(series, "memory://wavecast-test"), load_series(SeriesSpec(length=50)).values
+        read_series(series, DataDir("memory://wavecast-test")),
+        load_series(SeriesSpec(length=50)).values,
     )
 
 

@@ -35,7 +35,9 @@ from wavecast.forecasters.statistical import (
     statistical_forecasts,
 )
 from wavecast.generate import store_series
+from wavecast.home import SeriesHome
 from wavecast.intervals import conformal_half_widths
+from wavecast.storage import DataDir
 from wavecast.times import inferred_season
 from wavecast.windows import DatasetRef, build_windows
 
@@ -175,8 +177,10 @@ def evaluated(
         }
     )
     data_dir = config.data_dir
-    dataset = build_windows(store_series(config.series, data_dir), config.windows, data_dir)
-    return config, dataset, evaluate_trained(dataset, None, config.selection, data_dir)
+    dataset = build_windows(
+        store_series(config.series, DataDir(data_dir)), config.windows, SeriesHome(data_dir)
+    )
+    return config, dataset, evaluate_trained(dataset, None, config.selection, SeriesHome(data_dir))
 
 
 def test_a_random_walk_still_gets_a_champion_with_finite_intervals(tmp_path: Path) -> None:
@@ -215,15 +219,18 @@ def test_a_statistical_champion_is_refitted_when_it_forecasts(tmp_path: Path) ->
     config, dataset, evaluation = evaluated(source, tmp_path, "naive,seasonal_naive,theta", 12, 6)
     data_dir = config.data_dir
     assert dataset.series.season == 12
+    home = SeriesHome(config.data_dir)
     summary = promote_candidate(
-        config, dataset, evaluation, stage_version(config, dataset, None, evaluation)
+        config, home, dataset, evaluation, stage_version(config, home, dataset, None, evaluation)
     )
 
     version_dir = Path(summary.model_dir)
     assert summary.promoted and evaluation.published.season == 12
     assert evaluation.published.forecaster in ("seasonal_naive", "theta")
     assert (version_dir / SPEC_FILE).exists() and not (version_dir / "model.keras").exists()
-    forecast = forecast_window(latest_window(ForecastConfig(data_dir=data_dir)), data_dir, (80, 95))
+    forecast = forecast_window(
+        latest_window(ForecastConfig(data_dir=data_dir)), DataDir(data_dir), (80, 95)
+    )
     assert forecast.forecaster == evaluation.published.forecaster
     if forecast.forecaster == "seasonal_naive":  # the same months a year earlier, exactly
         values = (season + noise)[-12:-6]
@@ -238,7 +245,9 @@ NO_TENSORFLOW_FORECAST = """
 import json, sys
 from wavecast.config import ForecastConfig
 from wavecast.forecasting import forecast_window, latest_window
-forecast = forecast_window(latest_window(ForecastConfig(data_dir=sys.argv[1])), sys.argv[1], (80,))
+from wavecast.storage import DataDir
+window = latest_window(ForecastConfig(data_dir=sys.argv[1]))
+forecast = forecast_window(window, DataDir(sys.argv[1]), (80,))
 print(json.dumps({"tensorflow": "tensorflow" in sys.modules, "forecaster": forecast.forecaster,
                   "forecasts": [row["forecast"] for row in forecast.rows]}))
 """
@@ -257,8 +266,9 @@ def test_a_linear_champion_is_its_weights_and_forecasts_without_tensorflow(tmp_p
     source = tmp_path / "sine.csv"
     pd.DataFrame({"value": points[:100]}).to_csv(source, index=False)
     config, dataset, evaluation = evaluated(source, tmp_path, "linear,naive", 4, 3)
+    home = SeriesHome(config.data_dir)
     summary = promote_candidate(
-        config, dataset, evaluation, stage_version(config, dataset, None, evaluation)
+        config, home, dataset, evaluation, stage_version(config, home, dataset, None, evaluation)
     )
 
     version_dir = Path(summary.model_dir)
@@ -305,12 +315,15 @@ def test_a_series_too_short_for_its_windows_is_forecast_by_what_needs_none(
         assert notes["naive"].startswith("stands in")
     else:
         assert evaluation.published.forecaster != "network"
+    home = SeriesHome(config.data_dir)
     summary = promote_candidate(
-        config, dataset, evaluation, stage_version(config, dataset, None, evaluation)
+        config, home, dataset, evaluation, stage_version(config, home, dataset, None, evaluation)
     )
     assert summary.promoted
     data_dir = config.data_dir
-    forecast = forecast_window(latest_window(ForecastConfig(data_dir=data_dir)), data_dir, (80, 95))
+    forecast = forecast_window(
+        latest_window(ForecastConfig(data_dir=data_dir)), DataDir(data_dir), (80, 95)
+    )
     assert len(forecast.rows) == 18
     for row in forecast.rows:
         bounds = [row["lo-95"], row["lo-80"], row["forecast"], row["hi-80"], row["hi-95"]]

@@ -22,8 +22,9 @@ from tests.test_cli_args import WAVECAST, populated_data_dir, run_cli, snapshot
 from tests.test_forecast import naive_champion, naive_panel, values_csv
 from tests.test_registry import METRICS, SECRET, keras_file, naive_version, version_with
 from wavecast.evaluate import SPEC_FILE
+from wavecast.home import SeriesHome
 from wavecast.registry import record_champion
-from wavecast.storage import DataDir, series_data_dir
+from wavecast.storage import DataDir
 
 V1, V2 = "20240102T030405Z-aaaaaaaa", "20240102T030406Z-bbbbbbbb"
 
@@ -338,7 +339,7 @@ def test_a_panel_forecast_skips_what_cannot_serve_and_fails_when_nothing_could(
     b alone, nothing is forecast: exit 2. (Both report to the test server, not each to a
     server of its own.)"""
     panel = naive_panel(tmp_path, ("a", "b"))
-    (Path(series_data_dir(str(panel), "b")) / "models" / V1 / SPEC_FILE).write_text(SECRET)
+    (Path(SeriesHome(str(panel), "b").uri()) / "models" / V1 / SPEC_FILE).write_text(SECRET)
     env = ("--data-dir", str(panel))
     server = {"PREFECT_API_URL": prefect_api_url}
 

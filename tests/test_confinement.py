@@ -16,6 +16,7 @@ from wavecast.config import RetrainConfig, SeriesSpec
 from wavecast.confinement import is_inside
 from wavecast.errors import InvalidInputError
 from wavecast.generate import load_series
+from wavecast.home import SeriesHome
 from wavecast.registry import read_record
 from wavecast.storage import DataDir
 from wavecast.validate import validate_inputs
@@ -343,9 +344,11 @@ def test_a_symlink_planted_among_a_datasets_files_is_refused_not_read(
     from wavecast.windows import build_windows, read_split
 
     data_dir, secret = str(tmp_path / "data"), tmp_path / "secret.parquet"
-    dataset = build_windows(store_series(SeriesSpec(), data_dir), WindowSpec(), data_dir)
+    dataset = build_windows(
+        store_series(SeriesSpec(), DataDir(data_dir)), WindowSpec(), SeriesHome(data_dir)
+    )
     train = tmp_path / "data" / "windows" / dataset.dataset_id / "split=train"
     secret.write_bytes((next(train.iterdir())).read_bytes())
     (train / "planted.parquet").symlink_to(secret)
     with pytest.raises(InvalidInputError, match=r"planted.parquet: leads out of the data dir"):
-        read_split(dataset, "train", data_dir)
+        read_split(dataset, "train", DataDir(data_dir))

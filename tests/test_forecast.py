@@ -18,11 +18,12 @@ from wavecast.evaluate import ERRORS_FILE, SPEC_FILE, linear_forecast
 from wavecast.forecasting import fan_chart, forecast_window, latest_window, target_labels
 from wavecast.forecasts_store import level_key
 from wavecast.generate import SeriesRef
+from wavecast.home import SeriesHome
 from wavecast.intervals import conformal_half_widths, held_out_coverage, resolution_floor
 from wavecast.metrics import ErrorTotals, LeastSquares, persistence_forecast
 from wavecast.records import Manifest
 from wavecast.registry import record_champion
-from wavecast.storage import DataDir, series_data_dir
+from wavecast.storage import DataDir
 from wavecast.windows import count_windows, make_windows, min_series_length, window_schema
 
 pytestmark = pytest.mark.unit
@@ -192,7 +193,7 @@ def naive_panel(tmp_path: Path, keys: tuple[str, ...]) -> Path:
     source.write_text("store,value\n" + "".join(f"{row}\n" for row in rows))
     panel = tmp_path / "panel"
     for key in keys:
-        own = Path(series_data_dir(str(panel), key))
+        own = Path(SeriesHome(str(panel), key).uri())
         series = SeriesSpec(source=str(source), id_column="store", series=(key,))
         naive_version(own, V1, series=series)
         record_champion(DataDir(str(own)), V1, METRICS, "promote", "first")
@@ -210,7 +211,7 @@ def test_close_levels_get_their_own_columns(tmp_path: Path) -> None:
     config = ForecastConfig(data_dir=str(data_dir))
     levels = (80.0, 99.9999, 99.99999)
 
-    forecast = forecast_window(latest_window(config), str(data_dir), levels)
+    forecast = forecast_window(latest_window(config), DataDir(str(data_dir)), levels)
 
     first = forecast.rows[0]
     assert [key for key in first if key.startswith("lo-")] == [
@@ -237,7 +238,7 @@ def test_the_fan_chart_is_drawn_on_the_series_dates_or_its_indices(
     text = "ds,value\n" + "".join(f"{m:%Y-%m-%d},{i % 9}\n" for i, m in enumerate(months))
     data_dir = naive_champion(tmp_path, text if dated else values_csv(30))
     window = latest_window(ForecastConfig(data_dir=str(data_dir)))
-    forecast = forecast_window(window, str(data_dir), (80.0, 95.0))
+    forecast = forecast_window(window, DataDir(str(data_dir)), (80.0, 95.0))
 
     figure = fan_chart(forecast, window)
     axes = figure.axes[0]
@@ -307,7 +308,7 @@ def test_damaged_held_out_errors_are_one_line_of_bad_input(
         errors_file.write_bytes(content)  # type: ignore[arg-type]
     window = latest_window(ForecastConfig(data_dir=str(data_dir)))
     with pytest.raises(InvalidInputError) as raised:
-        forecast_window(window, str(data_dir), (80.0,))
+        forecast_window(window, DataDir(str(data_dir)), (80.0,))
     assert str(raised.value) == (
         f"version {V1}: {ERRORS_FILE} does not hold one row of held-out errors per window: "
         "retrain it"
@@ -355,7 +356,7 @@ def test_no_held_out_error_gives_no_interval_but_a_sentence(tmp_path: Path) -> N
     config = ForecastConfig(data_dir=str(data_dir))
 
     with pytest.raises(InvalidInputError) as raised:
-        forecast_window(latest_window(config), str(data_dir), (80.0,))
+        forecast_window(latest_window(config), DataDir(str(data_dir)), (80.0,))
 
     assert str(raised.value) == (
         f"version {V1}: its 80 % interval has no finite bound (no held-out errors to "

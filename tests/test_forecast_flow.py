@@ -15,9 +15,9 @@ from wavecast.errors import InvalidInputError
 from wavecast.evaluate import ERRORS_FILE, SPEC_FILE
 from wavecast.flows.forecast import forecast
 from wavecast.flows.retrain import retrain
+from wavecast.home import SeriesHome
 from wavecast.panel_forecast import ForecastRun
 from wavecast.records import ForecastSummary
-from wavecast.storage import series_data_dir
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -89,7 +89,7 @@ def test_damaged_series_are_skipped_and_the_others_forecast(tmp_path: Path) -> N
     """Of four series, b's forecaster and c's held-out errors are damaged: a and d forecast
     their last values (2 and 32), b and c are skipped, each with its reason."""
     panel = naive_panel(tmp_path, ("a", "b", "c", "d"))
-    own = {key: Path(series_data_dir(str(panel), key)) for key in "abcd"}
+    own = {key: Path(SeriesHome(str(panel), key).uri()) for key in "abcd"}
     (own["b"] / "models" / V1 / SPEC_FILE).write_text(SECRET)
     (own["c"] / "models" / V1 / ERRORS_FILE).write_text(SECRET)
 

@@ -102,7 +102,7 @@ def test_a_spec_forecaster_round_trips_through_a_version(tmp_path: Path, chosen:
 def test_a_network_round_trips_through_a_version(tmp_path: Path, shared: bool) -> None:
     """The series' own network, or its panel's (loaded once, batched across its series)."""
     loaded = published(tmp_path, "network", ("network",), shared=shared)
-    model = load_model(str(tmp_path / "evaluation"), MODEL_FILE)
+    model = load_model(DataDir(str(tmp_path / "evaluation")), MODEL_FILE)
     expected = model_forecast(model, VALUES[-WINDOWS.input_len :][None, :])[0]
     assert np.allclose(loaded.forecast(VALUES, 1, 2), expected, rtol=1e-6)
     assert (tmp_path / "data" / MODELS).joinpath(
@@ -116,7 +116,7 @@ def test_a_network_round_trips_through_a_version(tmp_path: Path, shared: bool) -
 def test_a_combination_holding_the_network_round_trips_with_its_network(tmp_path: Path) -> None:
     members = SPECS["combination"].members
     loaded = published(tmp_path, "combination", members)
-    network = NetworkForecaster(load_model(str(tmp_path / "evaluation"), MODEL_FILE), 5)
+    network = NetworkForecaster(load_model(DataDir(str(tmp_path / "evaluation")), MODEL_FILE), 5)
     before = kinds.from_spec(SPECS["combination"], network)
     assert np.allclose(loaded.forecast(VALUES, 1, 2), before.forecast(VALUES, 1, 2), rtol=1e-6)
     assert loaded.refits

@@ -16,8 +16,9 @@ from wavecast.errors import InvalidInputError
 from wavecast.forecasting import target_labels
 from wavecast.forecasts_store import typed_times
 from wavecast.generate import LoadedSeries, load_series, read_series
+from wavecast.home import SeriesHome
 from wavecast.panel import split_source
-from wavecast.storage import series_data_dir
+from wavecast.storage import DataDir
 from wavecast.times import inferred_season
 
 MONTHS = pd.date_range("2019-01-01", periods=36, freq="MS")
@@ -85,7 +86,7 @@ def test_shuffled_rows_give_the_series_sorted_rows_give(tmp_path: Path) -> None:
     sources = [parquet(ordered, tmp_path / "sorted.parquet")]
     sources.append(parquet(shuffled(ordered), tmp_path / "shuffled.parquet"))
     splits = [
-        split_source(panel_spec(source), WindowSpec(), str(tmp_path / name))
+        split_source(panel_spec(source), WindowSpec(), DataDir(str(tmp_path / name)))
         for source, name in zip(sources, ("one", "two"), strict=True)
     ]
 
@@ -95,7 +96,7 @@ def test_shuffled_rows_give_the_series_sorted_rows_give(tmp_path: Path) -> None:
     assert [key for key, *_ in refs[0]] == ["a", "b", "c"]
     for ref in splits[1].series:
         assert ref.key is not None
-        stored = read_series(ref, series_data_dir(str(tmp_path / "two"), ref.key))
+        stored = read_series(ref, SeriesHome(str(tmp_path / "two"), ref.key).store)
         expected = ordered.loc[ordered["unique_id"] == ref.key, "y"].to_numpy()
         assert np.array_equal(stored, expected)
 
@@ -137,7 +138,7 @@ def test_a_repeated_time_is_refused_naming_the_first_series_and_time(tmp_path: P
     source = parquet(repeats, tmp_path / "repeats.parquet")
 
     with pytest.raises(InvalidInputError) as caught:
-        split_source(panel_spec(source), WindowSpec(), str(tmp_path / "data"))
+        split_source(panel_spec(source), WindowSpec(), DataDir(str(tmp_path / "data")))
 
     assert str(caught.value) == (
         f"--source {source}: series b: time column 'ds' has more than one row at 2019-05-01: "
@@ -157,7 +158,7 @@ def test_a_skipped_month_is_refused_naming_the_series_and_month(
     source = parquet(shuffled(frame), tmp_path / "gap.parquet")
 
     with pytest.raises(InvalidInputError) as caught:
-        split_source(panel_spec(source), WindowSpec(), str(tmp_path / "data"))
+        split_source(panel_spec(source), WindowSpec(), DataDir(str(tmp_path / "data")))
 
     assert str(caught.value) == (
         f"--source {source}: series b: time column 'ds' has no row at {shown}, a step of its "

@@ -21,6 +21,7 @@ from wavecast.flows.retrain import retrain
 from wavecast.forecasters.network import check_same_file
 from wavecast.forecasting import latest_window, point_forecast
 from wavecast.global_network import train_global
+from wavecast.home import SeriesHome
 from wavecast.model_files import MODEL_FILE, VALIDATION_MODEL_FILE, load_model, shared_network
 from wavecast.panel import (
     batched,
@@ -34,7 +35,7 @@ from wavecast.panel_forecast import ForecastRun, forecast_panel
 from wavecast.publish import rescore
 from wavecast.records import ForecastSummary
 from wavecast.registry import MODELS, read_champion, servable
-from wavecast.storage import DataDir, series_data_dir
+from wavecast.storage import DataDir
 from wavecast.windows import build_windows, read_split
 
 
@@ -57,23 +58,23 @@ def global_dirs(config: RetrainConfig) -> list[str]:
 @pytest.mark.fit
 def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_path: Path) -> None:
     config = global_config(tmp_path, candidates="network", plots=False)
-    split = split_source(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, DataDir(config.data_dir))
 
     network = panel_network(split, config)
 
     assert network is not None and network.shared and global_dirs(config) == [network.train_id]
     splits = []
     for ref in split.series:
-        own = series_data_dir(config.data_dir, str(ref.key))
-        dataset = build_windows(ref, config.windows, own, reuse=True)
-        _, x, y = read_split(dataset, "train", own)
+        home = SeriesHome(config.data_dir, str(ref.key))
+        dataset = build_windows(ref, config.windows, home, reuse=True)
+        _, x, y = read_split(dataset, "train", home.store)
         splits.append((x, y, validation_size(len(x))))
     alone, _ = train_global(
         ((x[: len(x) - held], y[: len(x) - held]) for x, y, held in splits),
         config.model,
         config.train,
     )
-    twin = load_model(network.uri, VALIDATION_MODEL_FILE)
+    twin = load_model(DataDir(network.uri), VALIDATION_MODEL_FILE)
     held_out = np.concatenate([x[len(x) - held :] for x, _, held in splits])
     expected = model_forecast(alone, held_out)
     scale = np.max(np.abs(expected))
@@ -83,7 +84,7 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
     for ref in split.series:  # the only candidate: each series serves the panel's network
         outcome = retrain_series(ref, config, network=network)
         assert outcome.published.forecaster == "network" and outcome.promoted
-        own_dir = Path(series_data_dir(config.data_dir, str(ref.key)))
+        own_dir = Path(SeriesHome(config.data_dir, str(ref.key)).uri())
         served = own_dir / "models" / outcome.version / MODEL_FILE
         assert filecmp.cmp(served, Path(network.uri) / MODEL_FILE, shallow=False)
         assert not list(served.parent.glob("*.png"))  # --plots false: the report has none
@@ -123,7 +124,7 @@ def points(summary: ForecastSummary) -> list[float]:
 
 
 def series_store(config: RetrainConfig, key: str) -> DataDir:
-    return DataDir(series_data_dir(config.data_dir, key))
+    return DataDir(SeriesHome(config.data_dir, key).uri())
 
 
 def champion(config: RetrainConfig, key: str) -> str:
@@ -169,7 +170,7 @@ def test_a_global_panel_reruns_forecasts_and_drift_retrains_without_training(
     network = next(c for c in changed.candidates if c.forecaster == "network")
     assert np.isfinite(network.validation_mse)  # the panel's network, on b's new windows
     assert global_dirs(config) == trained  # and only the panel trains it
-    assert not (Path(series_data_dir(config.data_dir, "b")) / "training").exists()
+    assert not (Path(SeriesHome(config.data_dir, "b").uri()) / "training").exists()
 
 
 @pytest.mark.unit
@@ -193,7 +194,7 @@ def test_workers_are_replaced_only_where_a_series_loads_models_of_its_own(tmp_pa
     per_series = only_global.model_copy(update={"model": own})
     assert not loads_models_per_series(only_global) and not loads_models_per_series(with_linear)
     assert loads_models_per_series(per_series)
-    split = split_source(only_global.series, only_global.windows, only_global.data_dir)
+    split = split_source(only_global.series, only_global.windows, DataDir(only_global.data_dir))
     batches = batched(split.series, 1)
     spec = only_global.fan_out.model_copy(update={"series_per_process": 1, "series_per_task": 1})
 
@@ -214,7 +215,7 @@ def test_the_panel_network_joins_a_combination_that_serves_it(
 
     monkeypatch.setattr(candidates, "CLEAR_MARGIN", 1.0)
     config = global_config(tmp_path, candidates="network,ets,theta,combination", plots=False)
-    split = split_source(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, DataDir(config.data_dir))
     network = panel_network(split, config)
     assert network is not None
     refs = {str(ref.key): ref for ref in split.series}
@@ -254,7 +255,7 @@ def test_the_panel_network_joins_a_combination_that_serves_it(
         scale = np.max(np.abs(by_hand))
         assert np.allclose(alone, by_hand, rtol=0, atol=1e-5 * scale)
         assert np.allclose(batched, by_hand, rtol=0, atol=1e-5 * scale)
-        dataset = build_windows(refs[key], config.windows, store.uri(), reuse=True)
+        dataset = build_windows(refs[key], config.windows, SeriesHome(store.uri()), reuse=True)
         published = served.manifest.published
         assert published is not None
         # How the next retrain's gate judges it: the scores it was published with, MASE too.

@@ -27,6 +27,7 @@ from wavecast.forecasts_store import (
     write_parquet,
 )
 from wavecast.generate import LoadedSeries, load_series
+from wavecast.home import SeriesHome
 from wavecast.monitoring import chance_ratio, judge, rolling_ratio
 from wavecast.realized import (
     MONITORING,
@@ -228,7 +229,7 @@ LOADED = LoadedSeries(np.arange(8, dtype=np.float64) * 10, "y")  # 0, 10, ..., 7
 def stored_good_forecast(root: Path) -> tuple[DataDir, Watched, bytes]:
     """A data dir whose series y has one good forecast file, whose targets 6 and 7 realized."""
     store = DataDir(str(root))
-    watched = Watched(name="y", partition=series_partition("y"), data_dir=store.uri())
+    watched = Watched(name="y", partition=series_partition("y"), home=SeriesHome(store.uri()))
     good = forecasts("5", ["6", "7", "8"], [59.5, 72.0, 80.0], "v1")
     write_parquet(store, good, FORECASTS, watched.partition, "v1-good.parquet")
     return store, watched, store.read_bytes(FORECASTS, watched.partition, "v1-good.parquet")
@@ -274,7 +275,7 @@ def test_forecasts_stored_as_lo_95_before_the_spelling_was_nixtlas_still_monitor
     """An old file (`lo_95`/`hi_95`) beside a new one (`lo-95`/`hi-95`) in one series'
     partition: both realize with their coverage flag, and the verdict reads coverage."""
     store = DataDir(str(tmp_path / "data"))
-    watched = Watched(name="y", partition=series_partition("y"), data_dir=store.uri())
+    watched = Watched(name="y", partition=series_partition("y"), home=SeriesHome(store.uri()))
     old = forecasts("4", ["5", "6"], [50.5, 63.0], "v1", sep="_")
     new = forecasts("5", ["6", "7"], [59.5, 72.0], "v1")
     write_parquet(store, old, FORECASTS, watched.partition, "v1-old.parquet")
@@ -321,7 +322,9 @@ def test_a_drift_retrain_replays_how_the_model_was_trained_not_how_its_run_was_r
     )
     old_manifest = manifest.model_copy(update={"config": run})  # as written before the fix
 
-    replayed = RetrainConfig.model_validate(retrain_config(old_manifest, series, "/data/d"))
+    replayed = RetrainConfig.model_validate(
+        retrain_config(old_manifest, series, DataDir("/data/d"))
+    )
 
     assert replayed.refresh is False and replayed.fan_out == FanOutSpec()
     assert replayed.train.epochs == 7 and replayed.windows.input_len == 8
@@ -348,7 +351,7 @@ def test_actuals_that_reach_a_forecast_but_match_none_of_its_times_are_said(
     """Daily actuals 1-10 January rewritten day-first (01/02/2026 read as 1 February) reach
     past the forecast's targets of 7-9 January, yet match none: said, not silently empty."""
     store = DataDir(str(tmp_path / "data"))
-    watched = Watched(name="y", partition=series_partition("y"), data_dir=store.uri())
+    watched = Watched(name="y", partition=series_partition("y"), home=SeriesHome(store.uri()))
     targets = ["2026-01-07T00:00:00", "2026-01-08T00:00:00", "2026-01-09T00:00:00"]
     stored = forecasts("2026-01-05T00:00:00", targets, [6.0, 7.0, 8.0], "v1")
     write_parquet(store, stored, FORECASTS, watched.partition, "v1-a.parquet")

@@ -21,6 +21,7 @@ from wavecast.config import FanOutSpec, NetworkChoice, RetrainConfig
 from wavecast.errors import InvalidInputError
 from wavecast.forecasts_store import stored_series, write_forecasts
 from wavecast.generate import LoadedSeries, load_series, read_series
+from wavecast.home import SeriesHome
 from wavecast.panel import (
     RetrainRun,
     iter_outcomes,
@@ -37,7 +38,6 @@ from wavecast.storage import (
     STAGE_VERSIONS,
     DataDir,
     panel_root_of,
-    series_data_dir,
     series_slug,
     slug_key,
 )
@@ -91,12 +91,12 @@ def test_each_series_is_stored_whole_and_in_time_order(tmp_path: Path) -> None:
     source = write_panel(tmp_path / "panel.csv")
     config = panel_config(source, tmp_path / "data")
 
-    split = split_source(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, DataDir(config.data_dir))
 
     assert [ref.key for ref in split.series] == ["a", "b", "c"]
     for ref, period, phase in zip(split.series, (9.0, 13.0, 17.0), (0.0, 1.0, 2.0), strict=True):
         assert ref.key is not None
-        stored = read_series(ref, series_data_dir(config.data_dir, ref.key))
+        stored = read_series(ref, SeriesHome(config.data_dir, ref.key).store)
         expected = 10 + 3 * np.sin(2 * np.pi * np.arange(80) / period + phase)
         np.testing.assert_allclose(stored, expected, rtol=0, atol=1e-12 * 13)
     assert set(split.skipped) == {"nan", "short", "flat"}
@@ -110,7 +110,7 @@ def test_series_filter_keeps_the_named_and_reports_the_missing(tmp_path: Path) -
     source = write_panel(tmp_path / "panel.csv")
     config = panel_config(source, tmp_path / "data", series=("b", "zzz"))
 
-    split = split_source(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, DataDir(config.data_dir))
 
     assert [ref.key for ref in split.series] == ["b"]
     assert split.skipped == {"zzz": f"--series zzz: not in {source}"}
@@ -120,12 +120,18 @@ def test_a_change_in_one_series_leaves_the_others_copies_alone(tmp_path: Path) -
     source = write_panel(tmp_path / "panel.csv", broken=False)
     data = str(tmp_path / "data")
     config = panel_config(source, Path(data))
-    before = {r.key: r.series_id for r in split_source(config.series, config.windows, data).series}
+    before = {
+        r.key: r.series_id
+        for r in split_source(config.series, config.windows, DataDir(data)).series
+    }
     table = pd.read_csv(source, float_precision="round_trip")  # the other series, bit for bit
     table.loc[table.store == "b", "sales"] += 1.0
     table.to_csv(source, index=False)
 
-    after = {r.key: r.series_id for r in split_source(config.series, config.windows, data).series}
+    after = {
+        r.key: r.series_id
+        for r in split_source(config.series, config.windows, DataDir(data)).series
+    }
 
     assert after["a"] == before["a"] and after["c"] == before["c"]
     assert after["b"] != before["b"]
@@ -160,10 +166,12 @@ def sha(key: str) -> str:
 def test_any_id_names_one_directory_inside_the_panel(tmp_path: Path, key: str, name: str) -> None:
     assert series_slug(key) == name
     assert slug_key(name) == (key if "." not in name else None)
-    own = series_data_dir(str(tmp_path), key)
-    assert Path(own) == tmp_path / "series" / name
+    own = SeriesHome(str(tmp_path), key).store
+    assert Path(own.uri()) == tmp_path / "series" / name
     assert panel_root_of(own, key) == str(tmp_path)  # its forecasts join the panel's dataset
-    assert panel_root_of(own, key + "x") is None and panel_root_of(str(tmp_path), key) is None
+    assert (
+        panel_root_of(own, key + "x") is None and panel_root_of(DataDir(str(tmp_path)), key) is None
+    )
 
 
 @settings(max_examples=300, deadline=None)
@@ -194,12 +202,12 @@ def test_ids_are_text_and_odd_ones_get_their_own_series(tmp_path: Path) -> None:
     source = write_odd_ids(tmp_path / "panel.csv")
     config = panel_config(source, tmp_path / "data")
 
-    split = split_source(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, DataDir(config.data_dir))
 
     assert [ref.key for ref in split.series] == ["007", "7", LONG_ID, CJK_ID]
     for k, ref in enumerate(split.series):
         assert ref.key is not None
-        stored = read_series(ref, series_data_dir(config.data_dir, ref.key))
+        stored = read_series(ref, SeriesHome(config.data_dir, ref.key).store)
         period = (9.0, 13.0, 11.0, 17.0)[k]
         expected = 10 + k + 3 * np.sin(2 * np.pi * np.arange(40) / period)
         np.testing.assert_allclose(stored, expected, rtol=0, atol=1e-12 * 17)
@@ -207,8 +215,8 @@ def test_ids_are_text_and_odd_ones_get_their_own_series(tmp_path: Path) -> None:
         "": f"--id-column store: 40 row(s) of {source} have an empty or missing id, "
         "the first at data row 1 (line 2 of a CSV)"
     }
-    assert sorted(panel_keys(config.data_dir)) == sorted(["007", "7", LONG_ID, CJK_ID])
-    stored_id = Path(series_data_dir(config.data_dir, CJK_ID), ID_FILE).read_text()
+    assert sorted(panel_keys(DataDir(config.data_dir))) == sorted(["007", "7", LONG_ID, CJK_ID])
+    stored_id = Path(SeriesHome(config.data_dir, CJK_ID).uri(), ID_FILE).read_text()
     assert json.loads(stored_id) == {"id": CJK_ID}
 
 
@@ -237,7 +245,7 @@ def test_missing_ids_and_control_characters_skip_only_their_rows(tmp_path: Path)
     )
     config = panel_config(source, tmp_path / "data")
 
-    split = split_source(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, DataDir(config.data_dir))
 
     assert [ref.key for ref in split.series] == ["a", "e"]
     of = f"--id-column store: {{}} row(s) of {source} have"
@@ -260,7 +268,7 @@ def test_integer_parquet_ids_are_their_text(tmp_path: Path) -> None:
     pq.write_table(pa.table({"store": ids, "sales": np.sin(np.arange(60) / 2.0) + ids}), source)
     config = panel_config(source, tmp_path / "data")
 
-    split = split_source(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, DataDir(config.data_dir))
 
     assert [ref.key for ref in split.series] == ["7", "70"] and split.skipped == {}
 
@@ -268,16 +276,16 @@ def test_integer_parquet_ids_are_their_text(tmp_path: Path) -> None:
 def test_a_series_dir_holding_another_id_is_refused_not_shared(tmp_path: Path) -> None:
     source = write_odd_ids(tmp_path / "panel.csv")
     config = panel_config(source, tmp_path / "data", series=(LONG_ID, "7"))
-    split_source(config.series, config.windows, config.data_dir)
-    forged = Path(series_data_dir(config.data_dir, LONG_ID), ID_FILE)
+    split_source(config.series, config.windows, DataDir(config.data_dir))
+    forged = Path(SeriesHome(config.data_dir, LONG_ID).uri(), ID_FILE)
     forged.write_text(json.dumps({"id": "someone else"}))
 
-    split = split_source(config.series, config.windows, config.data_dir)
+    split = split_source(config.series, config.windows, DataDir(config.data_dir))
 
     assert [ref.key for ref in split.series] == ["7"]
     refusal = f"{forged.parent}: its {ID_FILE} does not name this series: move that directory away"
     assert split.skipped == {LONG_ID: refusal}
-    assert panel_keys(config.data_dir) == ["7"]
+    assert panel_keys(DataDir(config.data_dir)) == ["7"]
 
 
 def test_listing_a_panel_leaves_out_directories_that_name_no_usable_id(tmp_path: Path) -> None:
@@ -287,7 +295,7 @@ def test_listing_a_panel_leaves_out_directories_that_name_no_usable_id(tmp_path:
         (tmp_path / "series" / name).mkdir(parents=True)
     (tmp_path / "series" / f"yy.{sha('zz')}" / ID_FILE).write_text(json.dumps({"id": "zz"}))
 
-    assert panel_keys(str(tmp_path)) == ["7", "a b"]
+    assert panel_keys(DataDir(str(tmp_path))) == ["7", "a b"]
 
 
 def test_forecasts_of_any_id_are_read_back_by_name(tmp_path: Path) -> None:
@@ -298,7 +306,7 @@ def test_forecasts_of_any_id_are_read_back_by_name(tmp_path: Path) -> None:
             version="v1", dataset_id="d", series=name, origin="9", levels=(80.0,),
             rows=(row,), coverage={"80": 0.8},
         )  # fmt: skip
-        write_forecasts(forecast, str(tmp_path))
+        write_forecasts(forecast, DataDir(str(tmp_path)))
     damaged = tmp_path / "forecasts" / f"series=zz.{sha('zz')}"
     damaged.mkdir()
     (damaged / "v1-0.parquet").write_bytes(b"PAR1 cut short")
@@ -335,7 +343,7 @@ def test_panel_settings_that_cannot_work_are_refused(fields: dict, message: str)
 def test_a_series_retrains_once_then_is_reused_unchanged(tmp_path: Path) -> None:
     source = write_panel(tmp_path / "panel.csv", broken=False, n=60)
     config = panel_config(source, tmp_path / "data", series=("a",))
-    (ref,) = split_source(config.series, config.windows, config.data_dir).series
+    (ref,) = split_source(config.series, config.windows, DataDir(config.data_dir)).series
 
     first = retrain_series(ref, config)
     own = Path(series_config(config, "a").data_dir)
@@ -356,7 +364,7 @@ def test_bumping_a_stage_version_reruns_that_stage_and_what_reads_it_only(
     every stage but the bumped one and those after it."""
     source = write_panel(tmp_path / "panel.csv", broken=False, n=60)
     config = panel_config(source, tmp_path / "data", series=("a",))
-    (ref,) = split_source(config.series, config.windows, config.data_dir).series
+    (ref,) = split_source(config.series, config.windows, DataDir(config.data_dir)).series
     own = Path(series_config(config, "a").data_dir)
 
     def stage_dirs() -> tuple[set[str], set[str]]:

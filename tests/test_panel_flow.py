@@ -17,10 +17,11 @@ from wavecast.config import ForecastConfig, RetrainConfig
 from wavecast.flows.forecast import forecast
 from wavecast.flows.retrain import retrain
 from wavecast.forecasting import resolve_version
+from wavecast.home import SeriesHome
 from wavecast.monitoring import absolute_source, retrain_config
 from wavecast.panel_forecast import ForecastRun
 from wavecast.records import ForecastSummary, RetrainSummary
-from wavecast.storage import DataDir, series_data_dir
+from wavecast.storage import DataDir
 
 pytestmark = [pytest.mark.flow, pytest.mark.usefixtures("prefect_server")]
 
@@ -60,11 +61,11 @@ def test_bad_series_are_skipped_and_the_rest_serve_forecasts(tmp_path: Path) -> 
 
     # One series forecast from its own data dir (the drift loop's retrain then forecast):
     # its rows join the panel's dataset, not a dataset of its own.
-    own = forecast(ForecastConfig(data_dir=series_data_dir(config.data_dir, "b"))).only()
+    own = forecast(ForecastConfig(data_dir=SeriesHome(config.data_dir, "b").uri())).only()
     assert isinstance(own, ForecastSummary) and own.path == forecasts.path
     again = ds.dataset(forecasts.path, format="parquet", partitioning="hive").to_table()
     assert again.num_rows == rows.num_rows  # the same origin and version: replaced
-    assert not (Path(series_data_dir(config.data_dir, "b")) / "forecasts").exists()
+    assert not (Path(SeriesHome(config.data_dir, "b").uri()) / "forecasts").exists()
 
 
 def test_a_dask_cluster_trains_what_a_later_local_run_reuses(tmp_path: Path) -> None:
@@ -98,15 +99,15 @@ def test_an_unreachable_cluster_fails_the_run_in_one_line_before_writing(tmp_pat
 
 
 def training_dirs(data_dir: str, key: str) -> set[str]:
-    return {p.name for p in (Path(series_data_dir(data_dir, key)) / "training").iterdir()}
+    return {p.name for p in (Path(SeriesHome(data_dir, key).uri()) / "training").iterdir()}
 
 
 def drift_retrain(data_dir: str, key: str) -> RetrainSummary:
     """The retrain a drift event starts: the champion's config for its one series, on the
     panel's data dir (wavecast.monitoring.retrain_config), through the panel's own flow."""
-    own = DataDir(series_data_dir(data_dir, key))
+    own = DataDir(SeriesHome(data_dir, key).uri())
     _, manifest = resolve_version(own, None)
-    replayed = retrain_config(manifest, absolute_source(manifest.config.series), own.uri())
+    replayed = retrain_config(manifest, absolute_source(manifest.config.series), DataDir(own.uri()))
     assert replayed["data_dir"] == DataDir(data_dir).uri()
     return retrain(RetrainConfig.model_validate(replayed)).only()
 

@@ -15,10 +15,11 @@ from wavecast.config import ForecastConfig, MonitorConfig, SeriesSpec
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import SPEC_FILE
 from wavecast.generate import load_series
+from wavecast.home import SeriesHome
 from wavecast.monitoring import score_each, watched_series
 from wavecast.panel_forecast import forecast_keys, forecast_panel
 from wavecast.registry import record_champion
-from wavecast.storage import DataDir, series_data_dir
+from wavecast.storage import DataDir
 
 pytestmark = pytest.mark.unit
 
@@ -62,7 +63,7 @@ def test_a_panel_forecast_and_its_monitor_each_read_the_source_once(
 
 
 def own_champion(panel: Path, key: str, series: SeriesSpec) -> None:
-    own = Path(series_data_dir(str(panel), key))
+    own = Path(SeriesHome(str(panel), key).uri())
     naive_version(own, V1, series=series)
     record_champion(DataDir(str(own)), V1, METRICS, "promote", "first")
 
@@ -113,7 +114,7 @@ def test_each_series_keeps_its_own_source_policy_and_error(
 
 def linear_champion(panel: Path, key: str, weight: float) -> None:
     """Series `key`'s champion becomes V2: a linear AR whose six weights are all `weight`."""
-    own = Path(series_data_dir(str(panel), key))
+    own = Path(SeriesHome(str(panel), key).uri())
     series = SeriesSpec(source=str(panel.parent / "panel.csv"), id_column="store", series=(key,))
     spec = {SPEC_FILE: linear_spec([[weight]] * 6)}
     version_with(own, V2, spec, series=series, forecaster="linear")
@@ -159,10 +160,10 @@ def test_a_series_whose_scoring_fails_is_its_own_reason_and_the_others_are_score
     forecast_panel(config, forecast_keys(config), None)
     real = monitoring.held_out_rmse
 
-    def failing_for_b(data_dir: str, version: str, spread: float) -> np.ndarray:
-        if data_dir.endswith("/series/b"):
+    def failing_for_b(store: DataDir, version: str, spread: float) -> np.ndarray:
+        if store.uri().endswith("/series/b"):
             raise ZeroDivisionError("float division by zero")
-        return real(data_dir, version, spread)
+        return real(store, version, spread)
 
     monkeypatch.setattr(monitoring, "held_out_rmse", failing_for_b)
     monitor = MonitorConfig(data_dir=str(panel))

@@ -28,6 +28,7 @@ from tests.test_crash import assert_consistent, start_command
 from tests.test_panel import write_panel
 from wavecast.config import FanOutSpec
 from wavecast.errors import InvalidInputError
+from wavecast.home import SeriesHome
 from wavecast.series import training_slot_name
 from wavecast.tasks.runners import (
     BatchInterruptedError,
@@ -223,7 +224,7 @@ def training_now(stack: Stack, data_dir: Path) -> int:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    names = {training_slot_name(str(data_dir / "series" / key)) for key in ("a", "b", "c")}
+    names = {training_slot_name(SeriesHome(str(data_dir), key)) for key in ("a", "b", "c")}
     with (
         temporary_settings({PREFECT_API_URL: stack.api_url}),
         get_client(sync_client=True) as client,

@@ -137,7 +137,7 @@ def test_kept_versions_are_the_champion_the_one_before_the_newest_and_the_foreca
 def test_a_prune_keeps_exactly_what_the_rules_name(tmp_path: Path) -> None:
     root = tmp_path / "data"
     six_versions(root)
-    report = prune(str(root), POLICY)
+    report = prune(DataDir(str(root)), POLICY)
     kept = {v(1), v(2), v(3), v(5), v(6)}
     assert names(root, MODELS) == kept | {"champion.json", "promotions.jsonl", ".lock"}
     assert names(root, "raw") == {"raw1", "raw2", "raw3", "raw5", "raw6"}
@@ -160,7 +160,7 @@ def test_nothing_younger_than_min_age_goes(tmp_path: Path) -> None:
     six_versions(root)
     complete(root, "windows", "being-read")  # written now, referenced by no version yet
     os.utime(root / MODELS / v(4))  # a version touched now
-    report = prune(str(root), POLICY)
+    report = prune(DataDir(str(root)), POLICY)
     assert {"being-read", "win6"} <= names(root, "windows")
     assert v(4) in names(root, MODELS)
     assert report.too_young == 2
@@ -168,7 +168,7 @@ def test_nothing_younger_than_min_age_goes(tmp_path: Path) -> None:
 
 
 def prune_now(root: Path, **policy: float) -> Path:
-    prune(str(root), RetentionSpec(keep_versions=2, **policy))
+    prune(DataDir(str(root)), RetentionSpec(keep_versions=2, **policy))
     return root
 
 
@@ -177,10 +177,10 @@ def test_a_dry_run_removes_nothing_and_names_what_a_prune_removes(tmp_path: Path
     six_versions(root)
     before = snapshot(root)
     now = time.time()
-    dry = prune(str(root), POLICY, dry_run=True, now=now)
+    dry = prune(DataDir(str(root)), POLICY, dry_run=True, now=now)
     assert snapshot(root) == before
     assert dry.dry_run and dry.size > 0
-    done = prune(str(root), POLICY, now=now)
+    done = prune(DataDir(str(root)), POLICY, now=now)
     assert dry.removed == done.removed
 
 
@@ -200,7 +200,7 @@ def test_a_prune_after_failed_runs_keeps_the_champion_and_their_live_staging(
     age(root)
     champion_before = (root / MODELS / "champion.json").read_bytes()
     with held(str(running)):
-        prune(str(root), POLICY)
+        prune(DataDir(str(root)), POLICY)
         assert running.exists()
     assert not killed.exists()
     assert names(root, MODELS) >= {v(1), v(5), v(6)}
@@ -221,7 +221,7 @@ def test_a_prune_during_a_run_waits_for_its_registry_lock(tmp_path: Path) -> Non
     done = threading.Event()
 
     def pruning() -> None:
-        prune(str(root), POLICY)
+        prune(DataDir(str(root)), POLICY)
         done.set()
 
     with registry_lock(store):
@@ -241,7 +241,7 @@ def test_a_registry_whose_champion_cannot_be_read_keeps_every_version(tmp_path: 
     (root / MODELS / "champion.json").write_text("{damaged")
     (root / MODELS / "promotions.jsonl").write_text("")
     age(root)
-    report = prune(str(root), POLICY)
+    report = prune(DataDir(str(root)), POLICY)
     assert {v(n) for n in range(1, 7)} <= names(root, MODELS)
     assert any("champion.json cannot be read" in problem for problem in report.problems)
 
@@ -264,7 +264,7 @@ def test_a_panel_keeps_what_its_forecasts_frames_and_networks_need(tmp_path: Pat
     promote(own, 3, 4)
     forecast_of(root / "forecasts" / "series=s1", 2)
     age(root)
-    report = prune(str(root), RetentionSpec(keep_versions=1))
+    report = prune(DataDir(str(root)), RetentionSpec(keep_versions=1))
     assert {n for n in names(own, MODELS) if n.startswith("2024")} == {v(2), v(3), v(4)}
     assert names(root, "sources") == {used}
     assert names(root, "global") == {"g1"}
@@ -280,7 +280,7 @@ def test_a_series_retrained_alone_keeps_what_its_panel_s_forecasts_name(tmp_path
     promote(own, 3)
     forecast_of(root / "forecasts" / "series=s1", 1)
     age(root)
-    prune(str(own), RetentionSpec(keep_versions=1))
+    prune(DataDir(str(own)), RetentionSpec(keep_versions=1))
     assert {n for n in names(own, MODELS) if n.startswith("2024")} == {v(1), v(3)}
 
 
@@ -298,7 +298,7 @@ def test_cache_records_of_removed_outputs_go_with_them(tmp_path: Path) -> None:
     for name in (gone, kept, rebuilt, "someone-else-s-file"):
         (cache / name).write_text("{}")
     age(root)
-    prune(str(root), POLICY)
+    prune(DataDir(str(root)), POLICY)
     assert names(root, "cache") == {kept, "someone-else-s-file"}
 
 
@@ -309,7 +309,7 @@ def test_an_object_store_is_pruned_by_the_same_rules(tmp_path: Path) -> None:
     six_versions(local)
     store.fs.put(str(local), store.root, recursive=True)
     store.fs.pipe(store.path(MODELS, f".champion.json.staging-{uuid.uuid4().hex}"), b"{")
-    report = prune(store.uri(), POLICY, now=time.time() + 2 * HOUR)
+    report = prune(DataDir(store.uri()), POLICY, now=time.time() + 2 * HOUR)
     versions = {n for n in store.list_dir(MODELS) if n.startswith("2024")}
     assert versions == {v(1), v(2), v(3), v(5), v(6)}
     assert store.list_dir("windows") == ["win6"]

@@ -17,6 +17,7 @@ from wavecast.evaluate import SPEC_FILE, Published, evaluate_trained, metrics_ta
 from wavecast.forecasters.network import forecasts_at
 from wavecast.gate import Decision, decide_promotion
 from wavecast.generate import store_series
+from wavecast.home import SeriesHome
 from wavecast.metrics import (
     ErrorTotals,
     Metrics,
@@ -154,8 +155,10 @@ def squares_source(tmp_path: Path, n: int = 50) -> Path:
 
 def squares_dataset(tmp_path: Path, input_len: int = 3) -> DatasetRef:
     data_dir = str(tmp_path / "data")
-    series = store_series(SeriesSpec(source=str(squares_source(tmp_path))), data_dir)
-    return build_windows(series, WindowSpec(input_len=input_len, horizon=1, steps=1), data_dir)
+    series = store_series(SeriesSpec(source=str(squares_source(tmp_path))), DataDir(data_dir))
+    return build_windows(
+        series, WindowSpec(input_len=input_len, horizon=1, steps=1), SeriesHome(data_dir)
+    )
 
 
 @pytest.mark.unit
@@ -169,7 +172,7 @@ def test_an_evaluation_scores_mase_over_the_train_part_only(tmp_path: Path) -> N
     config = RetrainConfig.model_validate(
         {"selection": {"candidates": "naive"}, "data_dir": str(tmp_path / "data")}
     )
-    evaluation = evaluate_trained(dataset, None, config.selection, config.data_dir)
+    evaluation = evaluate_trained(dataset, None, config.selection, SeriesHome(config.data_dir))
 
     origins = np.arange(39, 49)
     by_hand = 200 * np.mean((2 * origins + 1) / (origins**2 + (origins + 1) ** 2))

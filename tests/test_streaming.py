@@ -16,9 +16,11 @@ from wavecast import metrics
 from wavecast.architectures import Moments, scaling_for, streamed_scaling
 from wavecast.config import ModelSpec, SeriesSpec, TrainSpec, WindowSpec
 from wavecast.generate import store_series
+from wavecast.home import SeriesHome
 from wavecast.memory import release_unused_memory
 from wavecast.metrics import persistence_forecast, score_split
 from wavecast.model_files import loss_history, untrained_predictions
+from wavecast.storage import DataDir
 from wavecast.train import train_on_dataset
 from wavecast.windows import (
     DatasetRef,
@@ -36,16 +38,16 @@ from wavecast.windows import (
 def grouped(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetRef, str]:
     """393 noisy windows in row groups of 37: 314 train (9 groups), 79 test (3 groups)."""
     data_dir = str(tmp_path_factory.mktemp("streaming") / "data")
-    series = store_series(SeriesSpec(length=400, noise=0.05), data_dir)
-    dataset = build_windows(series, WindowSpec(horizon=3), data_dir, group_rows=37)
+    series = store_series(SeriesSpec(length=400, noise=0.05), DataDir(data_dir))
+    dataset = build_windows(series, WindowSpec(horizon=3), SeriesHome(data_dir), group_rows=37)
     return dataset, data_dir
 
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetRef, str]:
     data_dir = str(tmp_path_factory.mktemp("streaming-small") / "data")
-    series = store_series(SeriesSpec(length=300), data_dir)
-    return build_windows(series, WindowSpec(), data_dir), data_dir
+    series = store_series(SeriesSpec(length=300), DataDir(data_dir))
+    return build_windows(series, WindowSpec(), SeriesHome(data_dir)), data_dir
 
 
 @pytest.mark.unit
@@ -62,12 +64,12 @@ def test_written_row_groups_are_bounded_and_chronological(
 ) -> None:
     dataset, data_dir = grouped
     limit = 37
-    groups = split_row_groups(dataset, "train", data_dir)
+    groups = split_row_groups(dataset, "train", DataDir(data_dir))
     sizes = [g.row_groups[0].num_rows for g in groups]
     assert len(groups) > 1 and max(sizes) <= limit and sum(sizes) == dataset.n_train
     firsts = [g.row_groups[0].statistics["start"]["min"] for g in groups]
     assert firsts == sorted(firsts)
-    assert len(split_row_groups(dataset, "test", data_dir)) == 3
+    assert len(split_row_groups(dataset, "test", DataDir(data_dir))) == 3
 
 
 @pytest.mark.unit
@@ -86,8 +88,8 @@ def test_iter_split_chunks_concatenate_to_read_split(
     grouped: tuple[DatasetRef, str], batch_rows: int
 ) -> None:
     dataset, data_dir = grouped
-    whole = read_split(dataset, "test", data_dir)
-    chunks = list(iter_split(dataset, "test", data_dir, batch_rows=batch_rows))
+    whole = read_split(dataset, "test", DataDir(data_dir))
+    chunks = list(iter_split(dataset, "test", DataDir(data_dir), batch_rows=batch_rows))
     assert all(len(c[0]) <= batch_rows for c in chunks)
     for column, expected in zip(zip(*chunks, strict=True), whole, strict=True):
         np.testing.assert_array_equal(np.concatenate(column), expected)
@@ -96,9 +98,9 @@ def test_iter_split_chunks_concatenate_to_read_split(
 @pytest.mark.unit
 def test_head_of_split_is_the_first_windows(grouped: tuple[DatasetRef, str]) -> None:
     dataset, data_dir = grouped
-    starts, x, y = read_split(dataset, "train", data_dir)
+    starts, x, y = read_split(dataset, "train", DataDir(data_dir))
     for rows in (1, 40, dataset.n_train + 5):
-        head = head_of_split(dataset, "train", data_dir, rows)
+        head = head_of_split(dataset, "train", DataDir(data_dir), rows)
         for got, full in zip(head, (starts, x, y), strict=True):
             np.testing.assert_array_equal(got, full[:rows])
 
@@ -111,10 +113,10 @@ def test_shuffled_batches_visit_every_window_once(
 ) -> None:
     """Every train window exactly once per epoch; only the last batch may be short."""
     dataset, data_dir = grouped
-    _, x, y = read_split(dataset, "train", data_dir)
+    _, x, y = read_split(dataset, "train", DataDir(data_dir))
     rng = np.random.default_rng(0)
     batches = list(
-        shuffled_batches(dataset, "train", data_dir, batch_size, rng, mix_bytes=mix_bytes)
+        shuffled_batches(dataset, "train", DataDir(data_dir), batch_size, rng, mix_bytes=mix_bytes)
     )
     sizes = [len(b[1]) for b in batches]
     assert all(s == batch_size for s in sizes[:-1]) and 0 < sizes[-1] <= batch_size
@@ -132,7 +134,7 @@ def test_shuffled_batches_are_seeded_and_reshuffled(grouped: tuple[DatasetRef, s
 
     def first_targets(seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        batch = next(shuffled_batches(dataset, "train", data_dir, 64, rng, np.float32))
+        batch = next(shuffled_batches(dataset, "train", DataDir(data_dir), 64, rng, np.float32))
         assert batch[0].dtype == np.float32
         return batch[1]
 
@@ -166,20 +168,28 @@ def test_streaming_branch_trains_and_is_deterministic(small: tuple[DatasetRef, s
     """Forced through the streaming branch: loss falls, same seed gives the same losses."""
     dataset, data_dir = small
     spec = TrainSpec(epochs=4, batch_size=32, learning_rate=0.01)
-    first = train_on_dataset(dataset, ModelSpec(units=8), spec, data_dir, stream_above=0)
-    losses = loss_history(first, data_dir)
+    first = train_on_dataset(
+        dataset, ModelSpec(units=8), spec, SeriesHome(data_dir), stream_above=0
+    )
+    losses = loss_history(first, DataDir(data_dir))
     assert len(losses) == 4 and losses[-1] < losses[0]
-    assert untrained_predictions(first, data_dir).shape == (dataset.n_test, 1)
-    again = train_on_dataset(dataset, ModelSpec(units=8), spec, data_dir, stream_above=0)
-    assert loss_history(again, data_dir) == losses
+    assert untrained_predictions(first, DataDir(data_dir)).shape == (dataset.n_test, 1)
+    again = train_on_dataset(
+        dataset, ModelSpec(units=8), spec, SeriesHome(data_dir), stream_above=0
+    )
+    assert loss_history(again, DataDir(data_dir)) == losses
 
 
 @pytest.mark.fit
 def test_in_memory_branch_is_deterministic(small: tuple[DatasetRef, str]) -> None:
     dataset, data_dir = small
     spec = TrainSpec(epochs=2, batch_size=32)
-    first = loss_history(train_on_dataset(dataset, ModelSpec(units=4), spec, data_dir), data_dir)
-    again = loss_history(train_on_dataset(dataset, ModelSpec(units=4), spec, data_dir), data_dir)
+    first = loss_history(
+        train_on_dataset(dataset, ModelSpec(units=4), spec, SeriesHome(data_dir)), DataDir(data_dir)
+    )
+    again = loss_history(
+        train_on_dataset(dataset, ModelSpec(units=4), spec, SeriesHome(data_dir)), DataDir(data_dir)
+    )
     assert first == again and first[-1] < first[0]
 
 
@@ -203,8 +213,8 @@ def test_kept_forecast_samples_do_not_pin_their_row_groups(
     collectable, however little of them it kept.
     """
     data_dir = str(tmp_path / "data")
-    series = store_series(SeriesSpec(length=4_000), data_dir)
-    dataset = build_windows(series, WindowSpec(input_len=16), data_dir, group_rows=100)
+    series = store_series(SeriesSpec(length=4_000), DataDir(data_dir))
+    dataset = build_windows(series, WindowSpec(input_len=16), SeriesHome(data_dir), group_rows=100)
     chunks: list[list[weakref.ref[object]]] = []  # the memory of each chunk read so far
 
     def watched_split(*args: Any, **kwargs: Any) -> Iterator[tuple[np.ndarray, ...]]:
@@ -220,8 +230,8 @@ def test_kept_forecast_samples_do_not_pin_their_row_groups(
         return persistence_forecast(inputs)  # a view of `inputs`: pins it unless copied
 
     monkeypatch.setattr(metrics, "iter_split", watched_split)
-    _, sample = score_split(dataset, data_dir, {"persistence": watched}, keep=150)
-    assert len(still_pinned) == len(split_row_groups(dataset, "test", data_dir)) >= 6
+    _, sample = score_split(dataset, DataDir(data_dir), {"persistence": watched}, keep=150)
+    assert len(still_pinned) == len(split_row_groups(dataset, "test", DataDir(data_dir))) >= 6
     assert still_pinned == [0] * len(still_pinned)
     assert [len(part) for part in sample.values()] == [150] * 3  # start, truth, persistence
 

@@ -15,6 +15,7 @@ from wavecast.architectures import build_model, scaling_for
 from wavecast.config import ModelSpec, SeriesSpec, TrainSpec, WindowSpec
 from wavecast.engine import TrainingEngine, fit_model, fit_order
 from wavecast.generate import store_series
+from wavecast.home import SeriesHome
 from wavecast.model_files import (
     HISTORY_FILE,
     MODEL_FILE,
@@ -22,6 +23,7 @@ from wavecast.model_files import (
     untrained_predictions,
     validation_predictions,
 )
+from wavecast.storage import DataDir
 from wavecast.train import train_on_dataset, validation_twin
 from wavecast.windows import DatasetRef, build_windows, make_windows, read_split
 
@@ -36,8 +38,8 @@ TINY_MODEL = ModelSpec(units=4)
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetRef, str]:
     """120-point sine -> 114 windows of 5: 91 train (5 batches of 16 and one of 11), 23 test."""
     data_dir = str(tmp_path_factory.mktemp("train") / "data")
-    series = store_series(SeriesSpec(length=120), data_dir)
-    return build_windows(series, WindowSpec(), data_dir), data_dir
+    series = store_series(SeriesSpec(length=120), DataDir(data_dir))
+    return build_windows(series, WindowSpec(), SeriesHome(data_dir)), data_dir
 
 
 def tiny_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -220,16 +222,18 @@ def test_smoke_train_save_reload(tiny_dataset: tuple[DatasetRef, str]) -> None:
     import keras
 
     dataset, data_dir = tiny_dataset
-    trained = train_on_dataset(dataset, TINY_MODEL, TrainSpec(epochs=2, batch_size=16), data_dir)
-    losses = loss_history(trained, data_dir)
+    trained = train_on_dataset(
+        dataset, TINY_MODEL, TrainSpec(epochs=2, batch_size=16), SeriesHome(data_dir)
+    )
+    losses = loss_history(trained, DataDir(data_dir))
     assert trained.epochs_run == len(losses) == 2 and losses[1] < losses[0]
     assert trained.final_loss == losses[-1]
     model_file = Path(trained.uri) / MODEL_FILE
     reloaded = keras.saving.load_model(model_file, safe_mode=True)
-    _, test_x, _ = read_split(dataset, "test", data_dir)
+    _, test_x, _ = read_split(dataset, "test", DataDir(data_dir))
     forecast = reloaded.predict(test_x, verbose=0)
     assert forecast.shape == (dataset.n_test, 1)
-    assert untrained_predictions(trained, data_dir).shape == (dataset.n_test, 1)
+    assert untrained_predictions(trained, DataDir(data_dir)).shape == (dataset.n_test, 1)
     again = keras.saving.load_model(model_file, safe_mode=True).predict(test_x, verbose=0)
     np.testing.assert_array_equal(forecast, again)
     assert json.loads((Path(trained.uri) / HISTORY_FILE).read_text())["loss"] == losses
@@ -269,20 +273,24 @@ def test_shared_engine_stores_the_model_fitted_alone(
     dataset, data_dir = tiny_dataset
     spec, train = ModelSpec(units=4, scaling="standard"), TrainSpec(epochs=2, batch_size=16)
     other_dir = str(tmp_path / "other")
-    other = build_windows(store_series(SeriesSpec(length=100), other_dir), WindowSpec(), other_dir)
+    other = build_windows(
+        store_series(SeriesSpec(length=100), DataDir(other_dir)),
+        WindowSpec(),
+        SeriesHome(other_dir),
+    )
     engine = TrainingEngine()
-    train_on_dataset(other, spec, train, other_dir, engine=engine)
-    trained = train_on_dataset(dataset, spec, train, data_dir, engine=engine)
-    _, train_x, train_y = read_split(dataset, "train", data_dir)
+    train_on_dataset(other, spec, train, SeriesHome(other_dir), engine=engine)
+    trained = train_on_dataset(dataset, spec, train, SeriesHome(data_dir), engine=engine)
+    _, train_x, train_y = read_split(dataset, "train", DataDir(data_dir))
     keras.utils.set_random_seed(train.seed)
     alone = build_model(spec, 5, *scaling_for(spec, train_x), seed=train.seed)
-    assert loss_history(trained, data_dir) == fit_model(alone, train_x, train_y, train)
+    assert loss_history(trained, DataDir(data_dir)) == fit_model(alone, train_x, train_y, train)
     stored = keras.saving.load_model(Path(trained.uri) / MODEL_FILE, safe_mode=True)
-    _, test_x, _ = read_split(dataset, "test", data_dir)
+    _, test_x, _ = read_split(dataset, "test", DataDir(data_dir))
     np.testing.assert_array_equal(stored(test_x), alone(test_x))
     twin = validation_twin(spec, train, train_x, train_y)
     assert len(twin) > 0
-    np.testing.assert_array_equal(validation_predictions(trained, data_dir), twin)
+    np.testing.assert_array_equal(validation_predictions(trained, DataDir(data_dir)), twin)
 
 
 def imports_in_fresh_interpreter(modules: list[str], forbidden: set[str]) -> None:

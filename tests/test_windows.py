@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from wavecast.config import SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.generate import SeriesRef, store_series
+from wavecast.home import SeriesHome
 from wavecast.storage import DataDir
 from wavecast.windows import (
     build_windows,
@@ -100,7 +101,7 @@ def test_make_windows_equals_the_loop(input_len: int, horizon: int) -> None:
 @pytest.fixture(scope="module")
 def sine_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SeriesRef]:
     data_dir = str(tmp_path_factory.mktemp("windows") / "data")
-    return data_dir, store_series(SeriesSpec(), data_dir)
+    return data_dir, store_series(SeriesSpec(), DataDir(data_dir))
 
 
 @pytest.mark.parametrize(("input_len", "horizon"), [(5, 2), (4, 1), (2, 9)])
@@ -109,7 +110,9 @@ def test_written_dataset_reads_back_as_the_loop(
 ) -> None:
     """build_windows -> read_split returns the reference splits exactly, starts included."""
     data_dir, series = sine_store
-    dataset = build_windows(series, WindowSpec(input_len=input_len, horizon=horizon), data_dir)
+    dataset = build_windows(
+        series, WindowSpec(input_len=input_len, horizon=horizon), SeriesHome(data_dir)
+    )
     train, test = tutorial_windows(SINE, input_len, horizon)
     assert (dataset.n_windows, dataset.n_train, dataset.n_test) == (
         len(train[0]) + len(test[0]),
@@ -117,13 +120,13 @@ def test_written_dataset_reads_back_as_the_loop(
         len(test[0]),
     )
     for split, expected in (("train", train), ("test", test)):
-        assert_same_windows(read_split(dataset, split, data_dir), expected)
+        assert_same_windows(read_split(dataset, split, DataDir(data_dir)), expected)
 
 
 def test_dataset_layout_and_schema_metadata(sine_store: tuple[str, SeriesRef]) -> None:
     """Hive dirs split=train/split=test, a completion marker, and lineage in the schema."""
     data_dir, series = sine_store
-    dataset = build_windows(series, WindowSpec(), data_dir)
+    dataset = build_windows(series, WindowSpec(), SeriesHome(data_dir))
     root = Path(dataset.uri)
     assert (root / "split=train").is_dir() and (root / "split=test").is_dir()
     assert (root / "_COMPLETE").is_file()
@@ -139,11 +142,13 @@ def test_dataset_layout_and_schema_metadata(sine_store: tuple[str, SeriesRef]) -
 def test_dataset_on_an_object_store_reads_back_as_the_loop() -> None:
     """The same dataset built on memory:// (no local rename) reads back exactly."""
     data_dir = f"memory://wavecast-windows-{uuid.uuid4().hex}"
-    dataset = build_windows(store_series(SeriesSpec(), data_dir), WindowSpec(), data_dir)
+    dataset = build_windows(
+        store_series(SeriesSpec(), DataDir(data_dir)), WindowSpec(), SeriesHome(data_dir)
+    )
     store = DataDir(data_dir)
     assert store.is_complete("windows", dataset.dataset_id)
     _, test = tutorial_windows(SINE, 5, 2)
-    assert_same_windows(read_split(dataset, "test", data_dir), test)
+    assert_same_windows(read_split(dataset, "test", DataDir(data_dir)), test)
 
 
 def test_small_chunks_yield_the_same_rows_as_one_chunk() -> None:
@@ -183,7 +188,7 @@ def test_min_series_length_is_exactly_minimal(
 def stored_values(tmp_path: Path, name: str, values: np.ndarray) -> SeriesRef:
     source = tmp_path / f"{name}.csv"
     source.write_text("value\n" + "".join(f"{v!r}\n" for v in values.tolist()))
-    return store_series(SeriesSpec(source=str(source)), str(tmp_path))
+    return store_series(SeriesSpec(source=str(source)), DataDir(str(tmp_path)))
 
 
 def test_a_series_too_short_for_its_windows_is_windowed_by_one_point(tmp_path: Path) -> None:
@@ -191,15 +196,17 @@ def test_a_series_too_short_for_its_windows_is_windowed_by_one_point(tmp_path: P
     origins 0..11, the last target value 29, the first 80 % (9) train, 3 test."""
     spec = WindowSpec(input_len=24, horizon=1, steps=18)
     values = np.arange(30.0)
-    dataset = build_windows(stored_values(tmp_path, "s", values), spec, str(tmp_path))
+    dataset = build_windows(stored_values(tmp_path, "s", values), spec, SeriesHome(str(tmp_path)))
     assert dataset.spec == spec.model_copy(update={"input_len": 1})
     assert (dataset.n_windows, dataset.n_train, dataset.n_test) == (12, 9, 3)
     assert dataset.shortened == (
         "30 points are fewer than the 43 that windows of 24 inputs need for 18 step(s)"
     )
-    _, inputs, targets = read_split(dataset, "test", str(tmp_path))
+    _, inputs, targets = read_split(dataset, "test", DataDir(str(tmp_path)))
     assert inputs[:, 0].tolist() == [9.0, 10.0, 11.0] and targets[-1, -1] == 29.0
-    long_enough = build_windows(stored_values(tmp_path, "l", np.arange(43.0)), spec, str(tmp_path))
+    long_enough = build_windows(
+        stored_values(tmp_path, "l", np.arange(43.0)), spec, SeriesHome(str(tmp_path))
+    )
     assert long_enough.spec == spec and long_enough.shortened == ""
 
 

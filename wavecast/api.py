@@ -65,6 +65,7 @@ API_NAMES = {
 FLAG = re.compile(r"--source (\S+)|--([a-z][a-z0-9-]*)(?: (interpolate|drop|error)\b)?")
 KEPT_FRAME = re.compile(rf"\S*/{SOURCES}/frame-[0-9a-f]+\.parquet")
 F = TypeVar("F", bound=Callable[..., Any])
+Location = str | os.PathLike[str]  # a local path or an fsspec URI
 FAN_OUT = ("runner", "dask_address", "workers", "series_per_task")
 
 
@@ -112,13 +113,13 @@ def in_callers_words(function: F) -> F:
     return cast(F, called)
 
 
-def newer_source(data: pd.DataFrame | str | os.PathLike[str] | None, data_dir: str) -> str | None:
+def newer_source(data: pd.DataFrame | Location | None, root: DataDir) -> str | None:
     """Where a forecast or monitor reads the series as they are now: `data` (a frame is kept
     in the data dir first), or None for each champion's own source."""
     if data is None:
         return None
-    source, _, frame = source_of(data, data_dir)
-    keep_frame(frame, data_dir)
+    source, _, frame = source_of(data, root)
+    keep_frame(frame, root)
     return source
 
 
@@ -140,12 +141,12 @@ class RetrainResult:
 
 @in_callers_words
 def retrain(
-    data: pd.DataFrame | str | os.PathLike[str] = "sine",
+    data: pd.DataFrame | Location = "sine",
     *,
     id_col: str | None = None,
     time_col: str | None = None,
     target_col: str | None = None,
-    data_dir: str | os.PathLike[str] = "data",
+    data_dir: Location = "data",
     series: Iterable[str] = (),
     refresh: bool = False,
     **settings: Any,
@@ -161,7 +162,8 @@ def retrain(
     unknown = sorted(set(settings) - set(RETRAIN_SETTINGS))
     if unknown:
         raise TypeError(f"unknown setting(s) {', '.join(unknown)}; see `wavecast retrain -h`")
-    source, named, frame = source_of(data, str(data_dir), id_col, time_col, target_col)
+    root = DataDir(os.fspath(data_dir))
+    source, named, frame = source_of(data, root, id_col, time_col, target_col)
     given = {**settings, **named, "source": source, "data_dir": os.fspath(data_dir)}
     nested = nested_settings(given, RETRAIN_SETTINGS)
     if series:
@@ -173,17 +175,17 @@ def retrain(
     # (and is named as the caller's `data`: in_callers_words).
     with unwritten_source(source, frame) if frame is not None else contextlib.nullcontext():
         config = checked_retrain(config)
-    keep_frame(frame, str(data_dir))
+    keep_frame(frame, root)
     return retrain_result(run_retrain(config))
 
 
 @in_callers_words
 def forecast(
-    data_dir: str | os.PathLike[str] = "data",
+    data_dir: Location = "data",
     *,
     series: Iterable[str] = (),
     levels: Iterable[float] = (80, 95),
-    data: pd.DataFrame | str | os.PathLike[str] | None = None,
+    data: pd.DataFrame | Location | None = None,
     version: str | None = None,
     **fan_out: Any,
 ) -> pd.DataFrame:
@@ -198,8 +200,9 @@ def forecast(
     if unknown:
         raise TypeError(f"unknown setting(s) {', '.join(unknown)}; expected {', '.join(FAN_OUT)}")
     directory = os.fspath(data_dir)
-    check_known_series(directory, series)  # before `data` is kept
-    source = newer_source(data, directory)
+    root = DataDir(directory)
+    check_known_series(root, series)  # before `data` is kept
+    source = newer_source(data, root)
     config = ForecastConfig.model_validate(
         {
             "data_dir": directory,
@@ -215,10 +218,10 @@ def forecast(
 
 @in_callers_words
 def monitor(
-    data_dir: str | os.PathLike[str] = "data",
+    data_dir: Location = "data",
     *,
     series: Iterable[str] = (),
-    data: pd.DataFrame | str | os.PathLike[str] | None = None,
+    data: pd.DataFrame | Location | None = None,
     **settings: Any,
 ) -> pd.DataFrame:
     """Score the stored forecasts against what happened since (in `data`, a newer frame or
@@ -229,8 +232,9 @@ def monitor(
     import pandas as pd
 
     directory = os.fspath(data_dir)
-    check_known_series(directory, series)
-    source = newer_source(data, directory)
+    root = DataDir(directory)
+    check_known_series(root, series)
+    source = newer_source(data, root)
     config = MonitorConfig.model_validate(
         {
             **settings,
@@ -246,7 +250,7 @@ def monitor(
 
 
 @in_callers_words
-def models(data_dir: str | os.PathLike[str] = "data", *, series: str | None = None) -> pd.DataFrame:
+def models(data_dir: Location = "data", *, series: str | None = None) -> pd.DataFrame:
     """Every version in the registry, oldest first: `unique_id` (for a panel's series),
     `version`, `champion`, its test scores on its own test windows (`mase`, `smape`,
     `coverage_80`, `coverage_95`, `mse`, `persistence_mse`), `gated_against` (the champion
@@ -259,7 +263,8 @@ def models(data_dir: str | os.PathLike[str] = "data", *, series: str | None = No
 
     stores: dict[str | None, DataDir] = {series: series_store(data_dir, series)}
     if series is None:
-        stores = {key: DataDir(home) for key, home in series_homes(os.fspath(data_dir)).items()}
+        homes = series_homes(DataDir(os.fspath(data_dir)))
+        stores = {key: home.store for key, home in homes.items()}
     rows = [
         {ID_COLUMN: key, **row.model_dump(exclude={"coverage"}), **coverage_columns(row.coverage)}
         for key, store in stores.items()
@@ -275,7 +280,7 @@ def promote(
     version: str,
     *,
     reason: str,
-    data_dir: str | os.PathLike[str] = "data",
+    data_dir: Location = "data",
     series: str | None = None,
 ) -> str:
     """Make `version` the champion by hand, overriding the gate (never with a version that
@@ -287,7 +292,7 @@ def promote(
 
 @in_callers_words
 def rollback(
-    *, reason: str = "by hand", data_dir: str | os.PathLike[str] = "data", series: str | None = None
+    *, reason: str = "by hand", data_dir: Location = "data", series: str | None = None
 ) -> str:
     """Return to the champion before the current one, if it can still serve; its version."""
     from wavecast.registry import roll_back
@@ -296,20 +301,19 @@ def rollback(
 
 
 @in_callers_words
-def prune(
-    data_dir: str | os.PathLike[str] = "data", *, dry_run: bool = False, **policy: Any
-) -> PruneReport:
+def prune(data_dir: Location = "data", *, dry_run: bool = False, **policy: Any) -> PruneReport:
     """Apply the retention rules (`policy`: keep_versions, min_age_s; the scheduled retrain's
     defaults otherwise) to a data dir and every series under it; `dry_run` removes nothing."""
     from wavecast.config import RetentionSpec
     from wavecast.retention import prune as prune_data_dir
 
-    return prune_data_dir(os.fspath(data_dir), RetentionSpec.model_validate(policy), dry_run)
+    policy_spec = RetentionSpec.model_validate(policy)
+    return prune_data_dir(DataDir(os.fspath(data_dir)), policy_spec, dry_run)
 
 
 def source_of(
-    data: pd.DataFrame | str | os.PathLike[str],
-    data_dir: str,
+    data: pd.DataFrame | Location,
+    root: DataDir,
     id_col: str | None = None,
     time_col: str | None = None,
     target_col: str | None = None,
@@ -333,20 +337,20 @@ def source_of(
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
     content = buffer.getvalue()
-    return DataDir(data_dir).uri(SOURCES, frame_name(content)), named, content
+    return root.uri(SOURCES, frame_name(content)), named, content
 
 
 def frame_name(content: bytes) -> str:
     return f"frame-{hashlib.sha256(content).hexdigest()[:16]}.parquet"
 
 
-def keep_frame(content: bytes | None, data_dir: str) -> None:
+def keep_frame(content: bytes | None, root: DataDir) -> None:
     """A frame's Parquet bytes written into the data dir's sources, once (None: a file)."""
     if content is None:
         return
-    store, name = DataDir(data_dir), frame_name(content)
-    if not store.exists(SOURCES, name):
-        store.write_bytes(content, SOURCES, name)
+    name = frame_name(content)
+    if not root.exists(SOURCES, name):
+        root.write_bytes(content, SOURCES, name)
 
 
 def retrain_result(run: RetrainRun) -> RetrainResult:

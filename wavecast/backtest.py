@@ -18,6 +18,7 @@ from wavecast.forecasters.forecaster import Backtest, Trial
 from wavecast.forecasters.kinds import backtest_candidates
 from wavecast.metrics import WindowForecaster
 from wavecast.model_files import TrainedRef
+from wavecast.storage import DataDir
 from wavecast.windows import DatasetRef
 
 # Ties go to the forecaster listed first: the simpler and cheaper one.
@@ -48,7 +49,7 @@ def run_backtest(
     trained: TrainedRef | None,
     selection: SelectionSpec,
     season: int,
-    data_dir: str,
+    store: DataDir,
     network: WindowForecaster | None = None,
 ) -> Backtest:
     """Every wanted candidate at the validation origins (and the statistical ones at the
@@ -61,9 +62,7 @@ def run_backtest(
         validation_truth=targets_at(values, blocks["validation"], horizon, steps),
         test_truth=targets_at(values, blocks["test"], horizon, steps),
     )
-    trial = Trial(
-        values, dataset, blocks, n_validation, selection, season, data_dir, trained, network
-    )
+    trial = Trial(values, dataset, blocks, n_validation, selection, season, store, trained, network)
     backtest_candidates(trial, backtest)
     return backtest
 

@@ -21,22 +21,22 @@ if TYPE_CHECKING:
     from wavecast.panel_forecast import ForecastRun
 
 
-def check_known_series(data_dir: str, series: Iterable[str]) -> None:
+def check_known_series(root: DataDir, series: Iterable[str]) -> None:
     """Series asked for by name must be in the data dir's panel."""
     from wavecast.tables import shown_id
 
-    unknown = first_unknown(data_dir, series)
+    unknown = first_unknown(root, series)
     if unknown is not None:
-        raise InvalidInputError(f"--series {shown_id(unknown)}: no such series in {data_dir}")
+        raise InvalidInputError(f"--series {shown_id(unknown)}: no such series in {root.uri()}")
 
 
 def series_store(data_dir: str | os.PathLike[str], series: str | None) -> DataDir:
     """The registry of the data dir's own series, or of its panel's `series`."""
-    directory = os.fspath(data_dir)
+    root = DataDir(os.fspath(data_dir))
     if series is None:
-        return DataDir(directory)
-    check_known_series(directory, [series])
-    return DataDir(series_homes(directory, [series])[series])
+        return root
+    check_known_series(root, [series])
+    return series_homes(root, [series])[series].store
 
 
 def checked_retrain(config: RetrainConfig) -> RetrainConfig:
@@ -64,7 +64,7 @@ def run_forecast(config: ForecastConfig) -> ForecastRun:
     from wavecast.forecasting import latest_window
     from wavecast.panel_forecast import forecast_keys
 
-    check_known_series(config.data_dir, config.series)
+    check_known_series(DataDir(config.data_dir), config.series)
     if forecast_keys(config) == [None]:
         latest_window(config)  # no usable champion, a short source, ...
     use_prefect()
@@ -79,7 +79,7 @@ def run_monitor(config: MonitorConfig) -> MonitorSummary:
     from wavecast.monitoring import summarize, watched_series
 
     if not watched_series(config):
-        return summarize([], 0, config.data_dir, None)
+        return summarize([], 0, config, None)
     own_server = use_prefect()
     from wavecast.flows.monitor import monitor as monitor_flow
 

@@ -18,6 +18,7 @@ from wavecast.forecasters.forecaster import SPEC_FILE, Backtest
 from wavecast.forecasters.kinds import WINDOW_KEYS, published_members, spec_of
 from wavecast.forecasters.linear import linear_forecast, linear_weights
 from wavecast.generate import read_series
+from wavecast.home import SeriesHome
 from wavecast.intervals import conformal_half_widths, resolution_floor
 from wavecast.memory import release_unused_memory
 from wavecast.metrics import (
@@ -102,7 +103,7 @@ def evaluate_trained(
     dataset: DatasetRef,
     trained: TrainedRef | None,
     selection: SelectionSpec,
-    data_dir: str,
+    home: SeriesHome,
     reuse: bool = False,
 ) -> Evaluation:
     """Backtest every candidate, choose on the validation windows, report on the test split
@@ -110,17 +111,17 @@ def evaluate_trained(
 
     With `reuse`, a complete evaluation already at this content-addressed place is returned.
     """
-    store = DataDir(data_dir)
-    _, parts = evaluation_location(dataset, trained, selection, data_dir)
+    store = home.store
+    _, parts = evaluation_location(dataset, trained, selection, home)
     existing = store.completed_record(Evaluation, *parts, METRICS_FILE) if reuse else None
     if existing is not None:
         return existing
     release_unused_memory()
-    values = read_series(dataset.series, data_dir)
+    values = read_series(dataset.series, store)
     season = selection.season or dataset.series.season or 1
     scale = train_scale(values, dataset, season)
-    network = trained_forecaster(trained, data_dir) if trained is not None else None
-    backtest = run_backtest(values, dataset, trained, selection, season, data_dir, network)
+    network = trained_forecaster(trained, store) if trained is not None else None
+    backtest = run_backtest(values, dataset, trained, selection, season, store, network)
     chosen, why = choose(backtest)
     weights = backtest.linear_weights
     if weights is None:
@@ -134,7 +135,7 @@ def evaluate_trained(
     served_key = WINDOW_KEYS.get(chosen)
     errors_of = (served_key,) if served_key else ()
     window_scores, sample = score_split(
-        dataset, data_dir, forecasters, errors_of=errors_of, scale=scale
+        dataset, store, forecasters, errors_of=errors_of, scale=scale
     )
     candidates = candidate_scores(backtest, window_scores, selection, scale)
     chosen_test = next(c.test for c in candidates if c.forecaster == chosen)
@@ -181,7 +182,7 @@ def evaluate_trained(
         np.save(staging / PREDICTIONS_FILE, predictions, allow_pickle=False)
         np.save(staging / ERRORS_FILE, errors, allow_pickle=False)
         if plots:
-            draw_plots(staging, sample, chosen, predictions, trained, data_dir)
+            draw_plots(staging, sample, chosen, predictions, trained, store)
     return evaluation
 
 
@@ -238,7 +239,7 @@ def draw_plots(
     chosen: str,
     predictions: np.ndarray,
     trained: TrainedRef | None,
-    data_dir: str,
+    store: DataDir,
 ) -> None:
     """Test forecasts (first step) of the published forecaster and the baselines; with a
     network, its loss curve and its guess before training."""
@@ -250,8 +251,8 @@ def draw_plots(
     plot_forecasts(starts, truth[:, 0], first, "Test forecasts", staging / PLOTS[1])
     if trained is None or trained.shared:  # a panel's network: its curve is the panel's
         return
-    untrained = untrained_predictions(trained, data_dir)[: len(starts)]
-    plot_loss(loss_history(trained, data_dir), staging / PLOTS[0])
+    untrained = untrained_predictions(trained, store)[: len(starts)]
+    plot_loss(loss_history(trained, store), staging / PLOTS[0])
     plot_forecasts(
         starts[: len(untrained)],
         truth[: len(untrained), 0],
@@ -261,20 +262,19 @@ def draw_plots(
     )
 
 
-def stored_predictions(evaluation: Evaluation, data_dir: str) -> np.ndarray:
+def stored_predictions(evaluation: Evaluation, store: DataDir) -> np.ndarray:
     """The published forecaster's test forecasts, as scored."""
-    store = DataDir(data_dir)
     with store.local_file("evaluations", evaluation.evaluation_id, PREDICTIONS_FILE) as path:
         return np.load(path, allow_pickle=False)
 
 
 def evaluation_location(
-    dataset: DatasetRef, trained: TrainedRef | None, selection: SelectionSpec, data_dir: str
+    dataset: DatasetRef, trained: TrainedRef | None, selection: SelectionSpec, home: SeriesHome
 ) -> tuple[str, tuple[str, ...]]:
     trained_id = trained.train_id if trained else "untrained"
     version = cache_version("evaluate")
     identity = stable_hash(dataset.dataset_id, trained_id, selection.model_dump_json(), version)
-    return data_dir, ("evaluations", identity)
+    return home.uri(), ("evaluations", identity)
 
 
 def metrics_table(

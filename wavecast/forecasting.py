@@ -28,6 +28,7 @@ from wavecast.forecasters.forecaster import Forecaster
 from wavecast.forecasters.statistical import MAX_HISTORY
 from wavecast.forecasts_store import bound_key, label, level_key
 from wavecast.generate import LoadedSeries, load_series, series_key
+from wavecast.home import SeriesHome
 from wavecast.intervals import conformal_half_widths, held_out_coverage, resolution_floor
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest, Row
 from wavecast.registry import (
@@ -39,7 +40,7 @@ from wavecast.registry import (
     read_manifest,
     servable,
 )
-from wavecast.storage import DataDir, panel_root_of
+from wavecast.storage import DataDir
 from wavecast.times import steps_ahead
 
 REPORTS = "forecast-reports"
@@ -205,8 +206,7 @@ def forecasts_home(store: DataDir, spec: SeriesSpec) -> str:
     (`<panel>/series/<id>/`, which a retrain of that one series, the drift loop's, publishes
     to): then its panel's dataset, beside its siblings' forecasts, where the panel's readers
     and monitor look."""
-    key = series_key(spec)
-    return (panel_root_of(store.uri(), key) if key is not None else None) or store.uri()
+    return SeriesHome.of_dir(store, series_key(spec)).root
 
 
 def series_name(spec: SeriesSpec, column: str | None) -> str:
@@ -215,10 +215,9 @@ def series_name(spec: SeriesSpec, column: str | None) -> str:
     return key if key is not None else column or spec.source
 
 
-def held_out_errors(data_dir: str, version: str, steps: int | None = None) -> np.ndarray:
+def held_out_errors(store: DataDir, version: str, steps: int | None = None) -> np.ndarray:
     """The version's (windows, steps) held-out errors; bad input when missing or damaged
     (truncated, not .npy, or not `steps` per window)."""
-    store = DataDir(data_dir)
     if not store.exists(MODELS, version, ERRORS_FILE):
         raise InvalidInputError(
             f"version {version} has no held-out errors to calibrate intervals: retrain it"
@@ -234,19 +233,19 @@ def held_out_errors(data_dir: str, version: str, steps: int | None = None) -> np
             ) from None
 
 
-def forecast_window(window: LatestWindow, data_dir: str, levels: tuple[float, ...]) -> Forecast:
+def forecast_window(window: LatestWindow, store: DataDir, levels: tuple[float, ...]) -> Forecast:
     """The champion's K forecasts after the origin, each with its interval per level."""
-    served = servable(DataDir(data_dir), window.version)
-    return forecast_with(window, data_dir, levels, point_forecast(served.forecaster, window))
+    served = servable(store, window.version)
+    return forecast_with(window, store, levels, point_forecast(served.forecaster, window))
 
 
 def forecast_with(
-    window: LatestWindow, data_dir: str, levels: tuple[float, ...], point: np.ndarray
+    window: LatestWindow, store: DataDir, levels: tuple[float, ...], point: np.ndarray
 ) -> Forecast:
     """forecast_window with the version's point forecast made already (by the caller, who
     may have batched it with other series')."""
     check_plausible(window, point)
-    errors = held_out_errors(data_dir, window.version, window.spec.steps)
+    errors = held_out_errors(store, window.version, window.spec.steps)
     floor = resolution_floor(np.asarray(window.history))
     widths = {level: conformal_half_widths(errors, level / 100, floor) for level in levels}
     check_finite_bounds(window, point, widths)

@@ -116,9 +116,8 @@ def forecast_table(forecast: Forecast, run_id: str | None, created: datetime) ->
     return table.set_column(at, "flow_run_id", table.column(at).cast(pa.string()))
 
 
-def write_forecasts(forecast: Forecast, data_dir: str, run_id: str | None = None) -> str:
+def write_forecasts(forecast: Forecast, store: DataDir, run_id: str | None = None) -> str:
     """Write (or replace) this origin's rows for this version; returns the dataset's root."""
-    store = DataDir(data_dir)
     table = forecast_table(forecast, run_id, datetime.now(timezone.utc))
     partition = series_partition(forecast.series)
     write_parquet(store, table, FORECASTS, partition, f"{forecast_key(forecast)}.parquet")

@@ -308,9 +308,9 @@ def series_from_table(
     return LoadedSeries(values, column, times, time_zone(table, spec))
 
 
-def store_series(spec: SeriesSpec, data_dir: str) -> SeriesRef:
+def store_series(spec: SeriesSpec, store: DataDir) -> SeriesRef:
     """Validate the source and keep a Parquet copy of it, written only when new."""
-    return store_loaded(load_series(spec), spec.source, data_dir, key=series_key(spec))
+    return store_loaded(load_series(spec), spec.source, store, key=series_key(spec))
 
 
 def series_key(spec: SeriesSpec) -> str | None:
@@ -319,7 +319,7 @@ def series_key(spec: SeriesSpec) -> str | None:
 
 
 def store_loaded(
-    series: LoadedSeries, source: str, data_dir: str, key: str | None = None
+    series: LoadedSeries, source: str, store: DataDir, key: str | None = None
 ) -> SeriesRef:
     """Keep a loaded series' values as Parquet, written only when new.
 
@@ -328,7 +328,6 @@ def store_loaded(
     """
     parts = ("raw", stable_hash(series_identity(series, key), cache_version("raw")))
     content_hash = stable_hash(series.values.tobytes(), length=32)
-    store = DataDir(data_dir)
     if not store.is_complete(*parts):
         table = pa.table({"value": series.values}).replace_schema_metadata(
             {"source": source, "content_hash": content_hash}
@@ -347,8 +346,7 @@ def store_loaded(
     )
 
 
-def read_series(series: SeriesRef, data_dir: str) -> np.ndarray:
-    store = DataDir(data_dir)
+def read_series(series: SeriesRef, store: DataDir) -> np.ndarray:
     table = pq.read_table(
         store.path("raw", series.series_id, "series.parquet"), filesystem=store.fs
     )

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 # A series' windows dataset and the data dir it lives in (the series' own).
-Located = tuple[DatasetRef, str]
+Located = tuple[DatasetRef, DataDir]
 
 ABSOLUTE_FLOOR = 1e-30  # only an all-zero window reaches it: 0 / floor is 0, never NaN
 # Training targets further than this many scales from the last value are clipped to it: after
@@ -299,15 +299,15 @@ def forecast_global(model: keras.Model, windows: np.ndarray) -> np.ndarray:
 
 
 def global_location(
-    datasets: Sequence[DatasetRef], model: ModelSpec, train: TrainSpec, data_dir: str
-) -> tuple[str, tuple[str, ...]]:
-    """<panel data dir>/global/<id>: named by every series' windows, the model and training
-    settings and this stage's version, so an unchanged panel finds its network and trains
-    nothing."""
+    datasets: Sequence[DatasetRef], model: ModelSpec, train: TrainSpec
+) -> tuple[str, ...]:
+    """Where under the panel's data dir: global/<id>, named by every series' windows, the
+    model and training settings and this stage's version, so an unchanged panel finds its
+    network and trains nothing."""
     ids = sorted(dataset.dataset_id for dataset in datasets)
     version = cache_version("global_network")
     identity = stable_hash(*ids, model.model_dump_json(), train.model_dump_json(), version)
-    return data_dir, ("global", identity)
+    return ("global", identity)
 
 
 def pooled_train_windows(
@@ -334,20 +334,19 @@ def train_panel_network(
     located: Sequence[Located],
     model: ModelSpec,
     train: TrainSpec,
-    data_dir: str,
+    store: DataDir,
     *,
     reuse: bool,
     on_epoch: EpochCallback | None = None,
 ) -> TrainedRef:
     """The panel's network, trained once on the train windows of every series (read from each
-    series' windows dataset), stored in `data_dir`/global/<id> beside its validation twin.
+    series' windows dataset), stored in the panel's `store` (global/<id>) beside its twin.
 
     The twin sees no series' validation windows (the last validation_size of its train
     split), so each series scores it there as honestly as its own network's twin; the
     published network saw them all. With `reuse`, a complete training there is returned.
     """
-    store = DataDir(data_dir)
-    _, parts = global_location([dataset for dataset, _ in located], model, train, data_dir)
+    parts = global_location([dataset for dataset, _ in located], model, train)
     existing = store.completed_record(TrainedRef, *parts, TRAINED_FILE) if reuse else None
     if existing is not None:
         return existing

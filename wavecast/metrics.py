@@ -23,6 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.engine import model_forecast
+from wavecast.storage import DataDir
 from wavecast.windows import DatasetRef, iter_split
 
 BATCH_ROWS = 1 << 16  # windows per batch when streaming a split
@@ -203,7 +204,7 @@ def fit_linear_ar(inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def score_split(
     dataset: DatasetRef,
-    data_dir: str,
+    store: DataDir,
     forecasters: Mapping[str, WindowForecaster],
     keep: int = SAMPLE_WINDOWS,
     errors_of: Sequence[str] = (),
@@ -216,7 +217,7 @@ def score_split(
     kept: dict[str, list[np.ndarray]] = {name: [] for name in ("start", "truth", *forecasters)}
     kept.update({f"{name} errors": [] for name in errors_of})
     seen = 0
-    for starts, inputs, targets in iter_split(dataset, "test", data_dir, BATCH_ROWS):
+    for starts, inputs, targets in iter_split(dataset, "test", store, BATCH_ROWS):
         room = max(keep - seen, 0)
         # Copies: even an empty slice of a chunk pins its whole row group (~8 MB) in memory.
         kept["start"].append(starts[:room].copy())

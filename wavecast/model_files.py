@@ -47,19 +47,21 @@ class TrainedRef(BaseModel):
     shared: bool = False
 
 
-def load_model(data_dir: str, *parts: str) -> keras.Model:
+def load_model(store: DataDir, *parts: str) -> keras.Model:
     """Load a stored model; safe_mode refuses any file that would run arbitrary code."""
     import keras
 
-    with DataDir(data_dir).local_file(*parts) as path:
+    with store.local_file(*parts) as path:
         return keras.saving.load_model(path, safe_mode=True)
 
 
-def training_file(trained: TrainedRef, data_dir: str, name: str) -> tuple[DataDir, tuple[str, ...]]:
+def training_file(
+    trained: TrainedRef, store: DataDir, name: str
+) -> tuple[DataDir, tuple[str, ...]]:
     """Where one of a training's files is: in the series' data dir, or a shared network's own."""
     if trained.shared:
         return DataDir(trained.uri), (name,)
-    return DataDir(data_dir), ("training", trained.train_id, name)
+    return store, ("training", trained.train_id, name)
 
 
 class SharedNetwork(NamedTuple):
@@ -81,39 +83,37 @@ def shared_network(uri: str) -> SharedNetwork:
     store = DataDir(uri)
     file_bytes = store.read_bytes(MODEL_FILE)
     served = numpy_network(store.read_bytes(WEIGHTS_FILE)) if store.exists(WEIGHTS_FILE) else None
-    return SharedNetwork(served or load_model(uri, MODEL_FILE), file_bytes)
+    return SharedNetwork(served or load_model(store, MODEL_FILE), file_bytes)
 
 
 @functools.lru_cache(maxsize=4)
 def shared_forecaster(uri: str, name: str) -> Callable[[np.ndarray], np.ndarray]:
     """A panel's network (or its twin) through one traced graph, for every series that
     scores it in its evaluation."""
-    model = load_model(uri, name)
+    model = load_model(DataDir(uri), name)
     forward = traced_forward(model, model.input_shape[-1])
     return functools.partial(forecast_in_chunks, forward)
 
 
-def trained_forecaster(trained: TrainedRef, data_dir: str) -> Callable[[np.ndarray], np.ndarray]:
+def trained_forecaster(trained: TrainedRef, store: DataDir) -> Callable[[np.ndarray], np.ndarray]:
     """The trained network's forecasts of raw windows, from its stored file."""
     if trained.shared:
         return shared_forecaster(trained.uri, MODEL_FILE)
-    model = load_model(data_dir, "training", trained.train_id, MODEL_FILE)
+    model = load_model(store, "training", trained.train_id, MODEL_FILE)
     return functools.partial(model_forecast, model)
 
 
-def untrained_predictions(trained: TrainedRef, data_dir: str) -> np.ndarray:
-    store = DataDir(data_dir)
+def untrained_predictions(trained: TrainedRef, store: DataDir) -> np.ndarray:
     with store.local_file("training", trained.train_id, UNTRAINED_FILE) as path:
         return np.load(path, allow_pickle=False)
 
 
-def validation_predictions(trained: TrainedRef, data_dir: str) -> np.ndarray:
-    store = DataDir(data_dir)
+def validation_predictions(trained: TrainedRef, store: DataDir) -> np.ndarray:
     with store.local_file("training", trained.train_id, VALIDATION_FILE) as path:
         return np.load(path, allow_pickle=False)
 
 
-def loss_history(trained: TrainedRef, data_dir: str) -> list[float]:
-    store, parts = training_file(trained, data_dir, HISTORY_FILE)
+def loss_history(trained: TrainedRef, store: DataDir) -> list[float]:
+    store, parts = training_file(trained, store, HISTORY_FILE)
     payload: dict[str, Any] = store.read_json(*parts)
     return [float(v) for v in payload["loss"]]

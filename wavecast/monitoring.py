@@ -30,6 +30,7 @@ from wavecast.errors import InvalidInputError, environment_problem, is_transient
 from wavecast.forecasting import check_same_column, held_out_errors, resolve_version
 from wavecast.forecasts_store import FORECASTS, stored_series
 from wavecast.generate import LoadedSeries, load_each, series_key
+from wavecast.home import SeriesHome
 from wavecast.panel import series_homes
 from wavecast.realized import (
     MONITORING,
@@ -40,7 +41,7 @@ from wavecast.realized import (
 )
 from wavecast.records import Manifest, Record
 from wavecast.registry import one_line, read_champion
-from wavecast.storage import DataDir, panel_root_of, stable_hash
+from wavecast.storage import DataDir, stable_hash
 from wavecast.tables import shown_id
 
 LOG = logging.getLogger(__name__)
@@ -102,17 +103,17 @@ def watched_series(config: MonitorConfig) -> list[Watched]:
     if missing:
         raise InvalidInputError(f"--series {missing[0]}: no forecasts in {store.uri(FORECASTS)}")
     own = read_champion(store) is not None  # the data dir is one series' own, not a panel's
-    homes = {} if own else series_homes(config.data_dir, names)
+    homes = {} if own else series_homes(store, names)
     return [
-        Watched(name=name, partition=part, data_dir=homes.get(name, store.uri()))
+        Watched(name=name, partition=part, home=homes.get(name) or SeriesHome(store.uri()))
         for name, part in sorted(names.items())
         if not config.series or name in config.series
     ]
 
 
-def held_out_rmse(data_dir: str, version: str, spread: float) -> np.ndarray:
+def held_out_rmse(store: DataDir, version: str, spread: float) -> np.ndarray:
     """The champion's RMSE on its held-out windows, per step, floored on the data's scale."""
-    errors = held_out_errors(data_dir, version)
+    errors = held_out_errors(store, version)
     errors = np.asarray(errors, dtype=np.float64).reshape(len(errors), -1)
     rmse = np.sqrt(np.mean(errors**2, axis=0))
     return np.maximum(rmse, ERROR_FLOOR * spread)
@@ -203,14 +204,13 @@ def absolute_source(spec: SeriesSpec) -> SeriesSpec:
     return spec.model_copy(update={"source": str(Path(spec.source).resolve())})
 
 
-def retrain_config(manifest: Manifest, series: SeriesSpec, data_dir: str) -> dict[str, object]:
+def retrain_config(manifest: Manifest, series: SeriesSpec, own: DataDir) -> dict[str, object]:
     """What a retrain of this series needs, wherever it runs: the champion's own config, on
     its panel's data dir for a panel's series (the run splits the panel's source, keeps this
     one series and retrains it in its own data dir, as the panel's runs do)."""
-    own = manifest.config.without_run_options()  # a manifest written before they were left out
-    key = series_key(series)
-    root = (panel_root_of(data_dir, key) if key is not None else None) or data_dir
-    config = own.model_copy(update={"series": series, "data_dir": root})
+    kept = manifest.config.without_run_options()  # a manifest written before they were left out
+    root = SeriesHome.of_dir(own, series_key(series)).root
+    config = kept.model_copy(update={"series": series, "data_dir": root})
     return config.model_dump(mode="json")
 
 
@@ -226,7 +226,7 @@ class Scoring(NamedTuple):
 def scoring_of(watched: Watched, source: str | None = None) -> Scoring:
     """The series' champion and where its actuals are: `source` when given (a newer file or
     frame of the same columns), else the one the champion was trained on."""
-    version, manifest = resolve_version(DataDir(watched.data_dir), None)
+    version, manifest = resolve_version(watched.home.store, None)
     series = manifest.config.series
     if source is not None:
         series = series.model_copy(update={"source": source})
@@ -274,11 +274,11 @@ def score_series(scoring: Scoring, loaded: LoadedSeries, config: MonitorConfig) 
     """Join, write and judge one series against its current champion."""
     watched, version = scoring.watched, scoring.version
     check_same_column(scoring.manifest, scoring.series, loaded, version)
-    own = DataDir(watched.data_dir)
-    joined = join_stored_forecasts(DataDir(config.data_dir), watched, loaded)
+    own = watched.home.store
+    joined = join_stored_forecasts(watched.home.root_store, watched, loaded)
     rows = champion_rows(joined.realized, version)
     spread = float(np.std(loaded.values)) if len(loaded.values) else 0.0
-    rmse = held_out_rmse(watched.data_dir, version, spread)
+    rmse = held_out_rmse(own, version, spread)
     health, relative = judge(rows, rmse, config, version)
     if joined.missed:
         note = unmatched_note(joined.missed)
@@ -291,7 +291,7 @@ def score_series(scoring: Scoring, loaded: LoadedSeries, config: MonitorConfig) 
         target_index=tuple(rows["target_index"].to_pylist()),
         relative_error=tuple(float(v) for v in relative),
         source=scoring.series.source,
-        retrain=retrain_config(scoring.manifest, scoring.series, own.uri()),
+        retrain=retrain_config(scoring.manifest, scoring.series, own),
     )
 
 
@@ -345,13 +345,13 @@ def monitor_table(scores: list[SeriesScore]) -> list[dict[str, str | float | int
 
 
 def summarize(
-    scores: list[SeriesScore], events: int, data_dir: str, report: str | None
+    scores: list[SeriesScore], events: int, config: MonitorConfig, report: str | None
 ) -> MonitorSummary:
-    note = None if scores else f"nothing to monitor: no forecasts in {data_dir}"
+    note = None if scores else f"nothing to monitor: no forecasts in {config.data_dir}"
     return MonitorSummary(
         series={score.name: score.health for score in scores},
         events=events,
-        path=DataDir(data_dir).uri(MONITORING),
+        path=DataDir(config.data_dir).uri(MONITORING),
         report=report,
         note=note,
     )

@@ -24,6 +24,7 @@ from wavecast.errors import InvalidInputError
 from wavecast.evaluate import COVERAGE_LEVELS
 from wavecast.generate import SeriesRef, read_table, series_from_table, store_loaded
 from wavecast.global_network import train_panel_network
+from wavecast.home import SeriesHome
 from wavecast.metrics import scores_text
 from wavecast.model_files import TrainedRef
 from wavecast.records import RetrainSummary
@@ -38,7 +39,6 @@ from wavecast.series import (
 from wavecast.storage import (
     DataDir,
     claim_series_dir,
-    series_data_dir,
     series_dir_keys,
 )
 from wavecast.tables import PanelGroup, id_problem, panel_groups, shown_id, shown_rows
@@ -48,35 +48,33 @@ from wavecast.windows import build_windows
 def series_config(config: RetrainConfig, key: str) -> RetrainConfig:
     """The single-series config of one panel series: its id, its own data dir."""
     series = config.series.model_copy(update={"series": (key,)})
-    return config.model_copy(
-        update={"series": series, "data_dir": series_data_dir(config.data_dir, key)}
-    )
+    own = SeriesHome(config.data_dir, key).uri()
+    return config.model_copy(update={"series": series, "data_dir": own})
 
 
-def panel_keys(data_dir: str) -> list[str]:
+def panel_keys(root: DataDir) -> list[str]:
     """The ids of the series this data dir holds a directory for, in their stored order."""
-    return [key for key in series_dir_keys(data_dir) if id_problem(key) is None]
+    return [key for key in series_dir_keys(root) if id_problem(key) is None]
 
 
-def series_homes(data_dir: str, wanted: Iterable[str] = ()) -> dict[str | None, str]:
-    """Each series' own data dir by id: a panel's series (all, or the `wanted` ones), or
-    {None: data_dir} for a data dir that is one series' own. Readers of a data dir (models,
+def series_homes(root: DataDir, wanted: Iterable[str] = ()) -> dict[str | None, SeriesHome]:
+    """Each series' home by id: a panel's series (all, or the `wanted` ones), or
+    {None: its home} for a data dir that is one series' own. Readers of a data dir (models,
     monitor) go through this, so none asks whether it holds a panel."""
-    keys = list(wanted) or panel_keys(data_dir)
-    if not keys:
-        return {None: DataDir(data_dir).uri()}
-    return {key: series_data_dir(data_dir, key) for key in keys}
+    keys = list(wanted) or panel_keys(root)
+    panel = SeriesHome.of_root(root)
+    return {key: panel.series(key) for key in keys} if keys else {None: panel}
 
 
-def first_unknown(data_dir: str, wanted: Iterable[str]) -> str | None:
+def first_unknown(root: DataDir, wanted: Iterable[str]) -> str | None:
     """The first (in sorted order) of the `wanted` series this data dir holds none of."""
-    return min(set(wanted) - set(panel_keys(data_dir)), default=None)
+    return min(set(wanted) - set(panel_keys(root)), default=None)
 
 
-def champion_keys(data_dir: str, wanted: tuple[str, ...] = ()) -> list[str]:
+def champion_keys(root: DataDir, wanted: tuple[str, ...] = ()) -> list[str]:
     """Series (all, or the wanted ones) whose registry has a champion."""
-    keys = wanted or tuple(panel_keys(data_dir))
-    return [k for k in keys if read_champion(DataDir(series_data_dir(data_dir, k))) is not None]
+    keys, panel = wanted or tuple(panel_keys(root)), SeriesHome.of_root(root)
+    return [k for k in keys if read_champion(panel.series(k).store) is not None]
 
 
 class SourceSplit(BaseModel):
@@ -97,16 +95,16 @@ def check_id(group: PanelGroup, spec: SeriesSpec) -> None:
         )
 
 
-def split_source(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> SourceSplit:
+def split_source(spec: SeriesSpec, windows: WindowSpec, root: DataDir) -> SourceSplit:
     """The source's series, each checked and stored: a single series in the data dir itself
     (bad input fails the run, in one line), a panel's in their own data dirs (split_panel).
     The one place that asks whether a source is a panel."""
     if not spec.is_panel:
-        return SourceSplit(series=(prepare_series(spec, windows, data_dir),), skipped={})
-    return split_panel(spec, windows, data_dir)
+        return SourceSplit(series=(prepare_series(spec, windows, root),), skipped={})
+    return split_panel(spec, windows, root)
 
 
-def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> SourceSplit:
+def split_panel(spec: SeriesSpec, windows: WindowSpec, root: DataDir) -> SourceSplit:
     """Read the source once, and store each series' copy in its own data dir.
 
     A series that cannot be trained on (no usable id, too short, NaN under --missing error,
@@ -116,6 +114,7 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> SourceS
     stages cached, and a retrain of one series alone finds the copy the panel stored.
     """
     table = read_table(spec)
+    panel = SeriesHome.of_root(root)
     wanted = set(spec.series)
     refs: list[SeriesRef] = []
     skipped: dict[str, str] = {}
@@ -127,7 +126,7 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> SourceS
             check_id(group, spec)
             loaded = series_from_table(group.rows, spec, group.rows_at)
             check_trainable(loaded, spec.source, windows)
-            own = claim_series_dir(data_dir, key)
+            own = claim_series_dir(panel.series(key).store, key)
         except InvalidInputError as exc:
             skipped[key] = str(exc)
             continue
@@ -152,8 +151,9 @@ def retrain_series(
 ) -> RetrainSummary:
     """One series through the stages, on its own data dir (a panel's series, under the
     panel's); `network` is the panel's global network, when it has one."""
+    home = SeriesHome(config.data_dir, series.key)
     own = config if series.key is None else series_config(config, series.key)
-    return retrain_stages(series, own, stages, network)
+    return retrain_stages(series, own, home, stages, network)
 
 
 def panel_network(
@@ -166,24 +166,25 @@ def panel_network(
     while it is complete: the network itself retrains only with its panel."""
     if not config.scores_panel_network or not split.series:
         return None
+    panel = SeriesHome(config.data_dir)
     if config.series.series:
         chosen = split.series[0].key
         assert chosen is not None, "--network global is refused for a single series"
-        trained = panel_network_of(series_data_dir(config.data_dir, chosen))
+        trained = panel_network_of(panel.series(chosen))
         if trained is not None:
             return trained
     reuse = not config.refresh
     located = []
     for ref in split.series:
         assert ref.key is not None
-        own = series_data_dir(config.data_dir, ref.key)
-        dataset = build_windows(ref, config.windows, own, reuse=reuse)
+        home = panel.series(ref.key)
+        dataset = build_windows(ref, config.windows, home, reuse=reuse)
         if not dataset.shortened:  # a series too short for the network's windows is not in it
-            located.append((dataset, own))
+            located.append((dataset, home.store))
     if not located:
         return None
     return train_panel_network(
-        located, config.model, config.train, config.data_dir, reuse=reuse, on_epoch=on_epoch
+        located, config.model, config.train, panel.store, reuse=reuse, on_epoch=on_epoch
     )
 
 
@@ -243,7 +244,7 @@ class RetrainRun(BaseModel):
 
     series: dict[str, RetrainSummary]
     skipped: dict[str, str]
-    data_dir: str
+    data_dir: str  # as the run was given it
 
     def only(self) -> RetrainSummary:
         """The outcome of a run of one series; a ValueError for any other run."""
@@ -254,7 +255,9 @@ class RetrainRun(BaseModel):
         return next(iter(self.series.values()))
 
 
-def merge_results(split: SourceSplit, results: list[BatchResult], data_dir: str) -> RetrainRun:
+def merge_results(
+    split: SourceSplit, results: list[BatchResult], config: RetrainConfig
+) -> RetrainRun:
     series: dict[str, RetrainSummary] = {}
     skipped = dict(split.skipped)
     for result in results:
@@ -263,7 +266,7 @@ def merge_results(split: SourceSplit, results: list[BatchResult], data_dir: str)
     return RetrainRun(
         series=dict(sorted(series.items())),
         skipped=dict(sorted(skipped.items())),
-        data_dir=data_dir,
+        data_dir=config.data_dir,
     )
 
 

@@ -30,10 +30,11 @@ from wavecast.forecasting import (
 )
 from wavecast.forecasts_store import FORECASTS, forecast_key, write_forecasts
 from wavecast.generate import LoadedSeries, load_each
+from wavecast.home import SeriesHome
 from wavecast.panel import champion_keys
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest
 from wavecast.registry import one_line, read_champion
-from wavecast.storage import DataDir, series_data_dir, stable_hash
+from wavecast.storage import DataDir, stable_hash
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -86,9 +87,10 @@ def forecast_keys(config: ForecastConfig) -> list[str | None]:
     series has one."""
     if config.series:
         return list(config.series)
-    if read_champion(DataDir(config.data_dir)) is not None:
+    root = DataDir(config.data_dir)
+    if read_champion(root) is not None:
         return [None]
-    return list(champion_keys(config.data_dir)) or [None]  # None: "no champion in <data dir>"
+    return list(champion_keys(root)) or [None]  # None: "no champion in <data dir>"
 
 
 def forecast_parts(keys: Sequence[str | None], spec: FanOutSpec) -> list[list[str | None]]:
@@ -101,7 +103,7 @@ def forecast_panel(
     config: ForecastConfig, keys: Sequence[str | None], run_id: str | None
 ) -> ForecastRun:
     """Every series of `keys` in this process (forecast_part), then the run's page."""
-    return panel_forecast([forecast_part(config, keys, run_id)], config.data_dir)
+    return panel_forecast([forecast_part(config, keys, run_id)], DataDir(config.data_dir))
 
 
 class PartForecast(NamedTuple):
@@ -147,14 +149,14 @@ def forecast_part(
     )
 
 
-def panel_forecast(parts: list[PartForecast], data_dir: str) -> ForecastRun:
+def panel_forecast(parts: list[PartForecast], root: DataDir) -> ForecastRun:
     """The parts as one run's forecasts, in their order, and one page for the run."""
     forecasts = {key: one for part in parts for key, one in part.forecasts.items()}
     skipped = {key: why for part in parts for key, why in part.skipped.items()}
     charted = {key: one for part in parts for key, one in part.charted.items()}
     fans = [(forecasts[key], window) for key, window in charted.items()][:MAX_FAN_CHARTS]
-    page = write_panel_report(list(forecasts.values()), fans, data_dir) if forecasts else ""
-    path = next((part.path for part in parts if part.path), DataDir(data_dir).uri(FORECASTS))
+    page = write_panel_report(list(forecasts.values()), fans, root) if forecasts else ""
+    path = next((part.path for part in parts if part.path), root.uri(FORECASTS))
     return ForecastRun(
         series={key: summarize_forecast(one, path, page) for key, one in forecasts.items()},
         skipped=skipped,
@@ -163,8 +165,7 @@ def panel_forecast(parts: list[PartForecast], data_dir: str) -> ForecastRun:
 
 
 def champion_of(config: ForecastConfig, key: str | None) -> Champion:
-    own = config.data_dir if key is None else series_data_dir(config.data_dir, key)
-    store = DataDir(own)
+    store = SeriesHome(config.data_dir, key).store
     version, manifest = resolve_version(store, config.version)
     return Champion(key, store, version, manifest, source_spec(manifest, config))
 
@@ -222,8 +223,9 @@ def forecast_one(
     if ready.forecaster is not None:
         point = point_forecast(ready.forecaster, ready.window, batched)
     assert point is not None, "a series was prepared with neither a forecast nor a forecaster"
-    forecast = forecast_with(ready.window, champion.store.uri(), config.levels, point)
-    path = write_forecasts(forecast, ready.window.home, run_id)  # a panel series' own: its panel's
+    forecast = forecast_with(ready.window, champion.store, config.levels, point)
+    # A panel series' window names its panel's dataset (forecasting.forecasts_home).
+    path = write_forecasts(forecast, DataDir(ready.window.home), run_id)
     return SeriesForecast(forecast.series, ready.window, forecast, path)
 
 
@@ -251,13 +253,12 @@ def skipping(
 
 
 def write_panel_report(
-    made: list[Forecast], fans: list[tuple[Forecast, LatestWindow]], data_dir: str
+    made: list[Forecast], fans: list[tuple[Forecast, LatestWindow]], store: DataDir
 ) -> str:
     """One page for the panel: every series' forecasts, and the fan charts of `fans`. Named
     by what it shows, so forecasting the same origins again replaces it."""
     from wavecast.report import panel_forecast_html
 
-    store = DataDir(data_dir)
     name = stable_hash(*(f"{one.series}\0{forecast_key(one)}" for one in made))
     parts = (REPORTS, f"panel-{name}")
     images: dict[str, bytes] = {}

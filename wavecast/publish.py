@@ -27,6 +27,7 @@ from wavecast.forecasters import kinds
 from wavecast.forecasters.forecaster import Located, Sources
 from wavecast.gate import SAME_WINDOWS, Decision, decide_promotion
 from wavecast.generate import SeriesRef, read_series
+from wavecast.home import SeriesHome
 from wavecast.metrics import Metrics, regression_metrics, score_split
 from wavecast.model_files import MODEL_FILE, TrainedRef, training_file
 from wavecast.records import ChampionRecord, CodeLineage, Manifest, RetrainSummary
@@ -151,19 +152,18 @@ def served_file(evaluation: Evaluation) -> str:
 
 
 def sources_of(
-    config: RetrainConfig, dataset: DatasetRef, trained: TrainedRef | None, evaluation: Evaluation
+    store: DataDir, dataset: DatasetRef, trained: TrainedRef | None, evaluation: Evaluation
 ) -> Sources:
     """Where a published forecaster's files are before its version exists: its evaluation's
     spec, its training's network (the series' own, or its panel's global network), and the
     test windows with the forecasts its evaluation made of them."""
-    store = DataDir(config.data_dir)
     network = None
     if trained is not None:
-        network = Located(*training_file(trained, config.data_dir, MODEL_FILE))
+        network = Located(*training_file(trained, store, MODEL_FILE))
 
     def evaluated() -> tuple[np.ndarray, np.ndarray]:
-        expected = stored_predictions(evaluation, config.data_dir)
-        _, test_x, _ = head_of_split(dataset, "test", config.data_dir, len(expected))
+        expected = stored_predictions(evaluation, store)
+        _, test_x, _ = head_of_split(dataset, "test", store, len(expected))
         return test_x, expected
 
     spec = Located(store, ("evaluations", evaluation.evaluation_id, SPEC_FILE))
@@ -172,13 +172,14 @@ def sources_of(
 
 def stage_version(
     config: RetrainConfig,
+    home: SeriesHome,
     dataset: DatasetRef,
     trained: TrainedRef | None,
     evaluation: Evaluation,
     run_id: str | None = None,
 ) -> Candidate:
     """Copy the candidate into models/<version>/, which appears only complete and verified."""
-    store = DataDir(config.data_dir)
+    store = home.store
     with registry_lock(store):  # two runs of the same evaluation publish it once
         existing = find_version_of(store, evaluation.evaluation_id)
         if existing is not None:  # an unchanged rerun: nothing to read, copy or check
@@ -186,7 +187,7 @@ def stage_version(
         version = version_name(utc_now(), evaluation.evaluation_id)
         manifest = build_manifest(config, dataset, trained, evaluation, run_id)
         published = evaluation.published
-        sources = sources_of(config, dataset, trained, evaluation)
+        sources = sources_of(store, dataset, trained, evaluation)
         with store.staged_dir(MODELS, version) as staging:
             kinds.save_published(staging, published.forecaster, published.members, sources)
             for name in (METRICS_FILE, ERRORS_FILE, *evaluation.plots):
@@ -278,9 +279,9 @@ def rescore(
     spec = dataset.spec
     reader = served.forecaster.stored_windows(spec.input_len)
     if reader is not None:
-        scores, _ = score_split(dataset, store.uri(), {"champion": reader}, keep=0, scale=scale)
+        scores, _ = score_split(dataset, store, {"champion": reader}, keep=0, scale=scale)
         return scores["champion"]
-    values = read_series(dataset.series, store.uri())
+    values = read_series(dataset.series, store)
     origins = block_origins(dataset, 0)["test"]
     truth = targets_at(values, origins, spec.horizon, spec.steps)
     forecasts = served.forecaster.forecasts(values, origins, spec.horizon, spec.steps)
@@ -288,10 +289,14 @@ def rescore(
 
 
 def promote_candidate(
-    config: RetrainConfig, dataset: DatasetRef, evaluation: Evaluation, candidate: Candidate
+    config: RetrainConfig,
+    home: SeriesHome,
+    dataset: DatasetRef,
+    evaluation: Evaluation,
+    candidate: Candidate,
 ) -> RetrainSummary:
     """Gate a staged version against the champion and record the outcome, one run at a time."""
-    store = DataDir(config.data_dir)
+    store = home.store
     common = {
         "dataset_dir": dataset.uri,
         "dataset_id": dataset.dataset_id,

@@ -19,6 +19,7 @@ from wavecast.forecasts_store import (
     write_parquet,
 )
 from wavecast.generate import LoadedSeries
+from wavecast.home import SeriesHome
 from wavecast.registry import one_line
 from wavecast.storage import DataDir, is_hidden
 
@@ -29,13 +30,13 @@ FORECAST_COLUMNS = ("origin", "step", "target", "forecast", "model_version", "cr
 
 
 class Watched(BaseModel):
-    """A series with stored forecasts: its name there, and the data dir of its champion."""
+    """A series with stored forecasts: its name there, and the home of its champion."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     partition: str
-    data_dir: str
+    home: SeriesHome
 
 
 def actual_positions(loaded: LoadedSeries) -> dict[int, int]:

@@ -42,6 +42,7 @@ from wavecast.api import SOURCES
 from wavecast.config import RetentionSpec
 from wavecast.errors import InvalidInputError
 from wavecast.forecasts_store import FORECASTS, PARTITION
+from wavecast.home import SeriesHome
 from wavecast.registry import (
     CHAMPION_FILE,
     MODELS,
@@ -63,7 +64,6 @@ from wavecast.storage import (
     DataDir,
     cache_record_name,
     is_hidden,
-    panel_root_of,
     remove_if_abandoned,
     slug_key,
     stored_key,
@@ -189,11 +189,10 @@ class Sweep:
 
 
 def prune(
-    data_dir: str, policy: RetentionSpec, dry_run: bool = False, now: float | None = None
+    root: DataDir, policy: RetentionSpec, dry_run: bool = False, now: float | None = None
 ) -> PruneReport:
     """Apply the retention rules to a data dir: a single series' or a panel's (with every
     series under it); `dry_run` removes nothing and reports what would go."""
-    root = DataDir(data_dir)
     sweep = Sweep(root, policy, dry_run, time.time() if now is None else now)
     stores = data_dirs(sweep)
     named = set().union(*(forecast_versions(store) for store in stores))
@@ -255,8 +254,8 @@ def panel_of(store: DataDir) -> DataDir | None:
     slug = store.root.rstrip("/").rsplit("/", 1)[-1]
     key = slug_key(slug)
     key = key if key is not None else stored_key(store)
-    root = panel_root_of(store.uri(), key) if key is not None else None
-    return DataDir(root) if root is not None else None
+    home = SeriesHome.of_dir(store, key)
+    return home.root_store if home.key is not None else None
 
 
 def prune_registry(sweep: Sweep, store: DataDir, named: set[str]) -> tuple[int, References]:

@@ -28,6 +28,7 @@ from wavecast.engine import EpochCallback, TrainingEngine
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import Evaluation, evaluate_trained
 from wavecast.generate import LoadedSeries, SeriesRef, load_series, series_key, store_loaded
+from wavecast.home import SeriesHome
 from wavecast.model_files import TRAINED_FILE, TrainedRef
 from wavecast.publish import Candidate, promote_candidate, stage_version
 from wavecast.records import RetrainSummary
@@ -59,18 +60,18 @@ def check_trainable(series: LoadedSeries, source: str, windows: WindowSpec) -> N
     check_length(len(series.values), windows)
 
 
-def prepare_series(spec: SeriesSpec, windows: WindowSpec, data_dir: str) -> SeriesRef:
+def prepare_series(spec: SeriesSpec, windows: WindowSpec, store: DataDir) -> SeriesRef:
     """The one series a spec names, checked and stored under its identity (see store_loaded)."""
     loaded = load_series(spec)
     check_trainable(loaded, spec.source, windows)
-    return store_loaded(loaded, spec.source, data_dir, key=series_key(spec))
+    return store_loaded(loaded, spec.source, store, key=series_key(spec))
 
 
-def training_slot_name(data_dir: str) -> str:
-    """The one training slot of the series whose own data dir this is: a panel batch, a
+def training_slot_name(home: SeriesHome) -> str:
+    """The one training slot of a series, keyed on its own data dir: a panel batch, a
     single-series retrain of a panel series (a drift event) and a schedule all take this one.
-    """
-    return f"wavecast-train-{stable_hash(DataDir(data_dir).uri())}"
+    A panel's global network takes its root's (the home of key None)."""
+    return f"wavecast-train-{stable_hash(home.uri())}"
 
 
 def trains_own_network(model: ModelSpec, selection: SelectionSpec, n_train: int) -> bool:
@@ -84,7 +85,7 @@ def train_when_needed(
     model: ModelSpec,
     train: TrainSpec,
     selection: SelectionSpec,
-    data_dir: str,
+    home: SeriesHome,
     *,
     reuse: bool,
     take_slot: SlotTaker = no_slot,
@@ -98,20 +99,20 @@ def train_when_needed(
     (see TrainingEngine)."""
     if dataset.shortened or not trains_own_network(model, selection, dataset.n_train):
         return None
-    done = completed_training(dataset, model, train, data_dir) if reuse else None
+    done = completed_training(dataset, model, train, home) if reuse else None
     if done is not None:
         return done
-    with take_slot(training_slot_name(data_dir)):
+    with take_slot(training_slot_name(home)):
         return train_on_dataset(
-            dataset, model, train, data_dir, on_epoch=on_epoch, reuse=reuse, engine=engine
+            dataset, model, train, home, on_epoch=on_epoch, reuse=reuse, engine=engine
         )
 
 
-def panel_network_of(data_dir: str) -> TrainedRef | None:
+def panel_network_of(home: SeriesHome) -> TrainedRef | None:
     """The global network this series' champion was scored with, if it is still complete: what
     a retrain of one series of a --network global panel (a drift event) scores again on the
     series' data as of now. The network itself retrains only with its panel."""
-    store = DataDir(data_dir)
+    store = home.store
     champion = read_champion(store)
     manifest = read_manifest(store, champion.version) if champion else None
     training = manifest.training if manifest else None
@@ -140,9 +141,9 @@ class Stages:
         self.on_epoch = on_epoch
 
     def windows(
-        self, series: SeriesRef, spec: WindowSpec, data_dir: str, reuse: bool
+        self, series: SeriesRef, spec: WindowSpec, home: SeriesHome, reuse: bool
     ) -> DatasetRef:
-        return build_windows(series, spec, data_dir, reuse=reuse)
+        return build_windows(series, spec, home, reuse=reuse)
 
     def train(
         self,
@@ -150,7 +151,7 @@ class Stages:
         model: ModelSpec,
         train: TrainSpec,
         selection: SelectionSpec,
-        data_dir: str,
+        home: SeriesHome,
         reuse: bool,
     ) -> TrainedRef | None:
         return train_when_needed(
@@ -158,7 +159,7 @@ class Stages:
             model,
             train,
             selection,
-            data_dir,
+            home,
             reuse=reuse,
             take_slot=self.take_slot,
             on_epoch=self.on_epoch,
@@ -170,55 +171,57 @@ class Stages:
         dataset: DatasetRef,
         trained: TrainedRef | None,
         selection: SelectionSpec,
-        data_dir: str,
+        home: SeriesHome,
         reuse: bool,
     ) -> Evaluation:
-        return evaluate_trained(dataset, trained, selection, data_dir, reuse=reuse)
+        return evaluate_trained(dataset, trained, selection, home, reuse=reuse)
 
     def stage(
         self,
         config: RetrainConfig,
+        home: SeriesHome,
         dataset: DatasetRef,
         trained: TrainedRef | None,
         evaluation: Evaluation,
     ) -> Candidate:
-        return stage_version(config, dataset, trained, evaluation, self.run_id)
+        return stage_version(config, home, dataset, trained, evaluation, self.run_id)
 
     def promote(
         self,
         config: RetrainConfig,
+        home: SeriesHome,
         dataset: DatasetRef,
         evaluation: Evaluation,
         candidate: Candidate,
     ) -> RetrainSummary:
-        return promote_candidate(config, dataset, evaluation, candidate)
+        return promote_candidate(config, home, dataset, evaluation, candidate)
 
 
 def retrain_stages(
     series: SeriesRef,
     config: RetrainConfig,
+    home: SeriesHome,
     stages: Stages | None = None,
     network: TrainedRef | None = None,
 ) -> RetrainSummary:
-    """Window, train, evaluate, stage and promote one stored series on config.data_dir (its
-    own data dir), the same sequence whoever runs the stages (Stages). `network` is the
+    """Window, train, evaluate, stage and promote one stored series in its `home` (config's
+    data_dir is its own), the same sequence whoever runs the stages (Stages). `network` is the
     panel's global network, scored as this series' network (--network global). A promotion
     that fails removes the version it staged, so a failed run leaves the registry as it was.
     """
     stages = stages or Stages()
     reuse = not config.refresh
-    data_dir = config.data_dir
-    dataset = stages.windows(series, config.windows, data_dir, reuse)
+    dataset = stages.windows(series, config.windows, home, reuse)
     if dataset.shortened:  # the panel's network reads windows this series cannot fill
         network = None
     trained = network or stages.train(
-        dataset, config.model, config.train, config.selection, data_dir, reuse
+        dataset, config.model, config.train, config.selection, home, reuse
     )
-    evaluation = stages.evaluate(dataset, trained, config.selection, data_dir, reuse)
-    candidate = stages.stage(config, dataset, trained, evaluation)
+    evaluation = stages.evaluate(dataset, trained, config.selection, home, reuse)
+    candidate = stages.stage(config, home, dataset, trained, evaluation)
     try:
-        return stages.promote(config, dataset, evaluation, candidate)
+        return stages.promote(config, home, dataset, evaluation, candidate)
     except BaseException:
         if candidate.created:
-            remove_version(DataDir(data_dir), candidate.version)
+            remove_version(home.store, candidate.version)
         raise

@@ -400,21 +400,15 @@ def slug_key(slug: str) -> str | None:
     return None if "." in slug else unquote(slug, errors="surrogatepass")
 
 
-def series_data_dir(data_dir: str, key: str) -> str:
-    return DataDir(data_dir).uri(SERIES_DIR, series_slug(key))
-
-
-def claim_series_dir(data_dir: str, key: str) -> str:
+def claim_series_dir(own: DataDir, key: str) -> DataDir:
     """Series `key`'s own data dir, with its id stored beside a hashed name so listing the
     panel gives the ids back; refused when that directory is another id's."""
-    own = series_data_dir(data_dir, key)
     if slug_key(series_slug(key)) is None:
-        store = DataDir(own)
-        if not store.exists(ID_FILE):
-            store.write_bytes(json.dumps({"id": key}).encode(), ID_FILE)
-        elif stored_key(store) != key:
+        if not own.exists(ID_FILE):
+            own.write_bytes(json.dumps({"id": key}).encode(), ID_FILE)
+        elif stored_key(own) != key:
             raise InvalidInputError(
-                f"{own}: its {ID_FILE} does not name this series: move that directory away"
+                f"{own.uri()}: its {ID_FILE} does not name this series: move that directory away"
             )
     return own
 
@@ -428,10 +422,9 @@ def stored_key(series_dir: DataDir) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def series_dir_keys(data_dir: str) -> list[str]:
+def series_dir_keys(store: DataDir) -> list[str]:
     """The ids of the series a panel data dir holds, in their directories' order; a hashed
     directory without its id (a series stored while this ran, or damaged) is left out."""
-    store = DataDir(data_dir)
     keys = []
     for name in store.list_dir(SERIES_DIR):
         key = slug_key(name)
@@ -442,8 +435,8 @@ def series_dir_keys(data_dir: str) -> list[str]:
     return keys
 
 
-def panel_root_of(data_dir: str, key: str) -> str | None:
-    """The panel data dir in which `data_dir` is series `key`'s own, if it is one."""
-    own = DataDir(data_dir).uri()
-    root = own.rsplit("/", 2)[0]
-    return root if root != own and series_data_dir(root, key) == own else None
+def panel_root_of(own: DataDir, key: str) -> str | None:
+    """The panel data dir in which `own` is series `key`'s own data dir, if it is one."""
+    uri = own.uri()
+    root = uri.rsplit("/", 2)[0]
+    return root if root != uri and DataDir(root).uri(SERIES_DIR, series_slug(key)) == uri else None

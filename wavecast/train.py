@@ -32,6 +32,7 @@ from wavecast.engine import (
     fit_stream,
     model_forecast,
 )
+from wavecast.home import SeriesHome
 from wavecast.memory import release_unused_memory
 from wavecast.model_files import (
     HISTORY_FILE,
@@ -63,28 +64,28 @@ def trains_streaming(n_train: int, input_len: int, stream_above: int = STREAM_AB
 
 
 def training_location(
-    dataset: DatasetRef, model: ModelSpec, train: TrainSpec, data_dir: str
+    dataset: DatasetRef, model: ModelSpec, train: TrainSpec, home: SeriesHome
 ) -> tuple[str, tuple[str, ...]]:
     version = cache_version("train")
     identity = stable_hash(
         dataset.dataset_id, model.model_dump_json(), train.model_dump_json(), version
     )
-    return data_dir, ("training", identity)
+    return home.uri(), ("training", identity)
 
 
 def completed_training(
-    dataset: DatasetRef, model: ModelSpec, train: TrainSpec, data_dir: str
+    dataset: DatasetRef, model: ModelSpec, train: TrainSpec, home: SeriesHome
 ) -> TrainedRef | None:
     """The training already complete at this content-addressed place, if there is one."""
-    _, parts = training_location(dataset, model, train, data_dir)
-    return DataDir(data_dir).completed_record(TrainedRef, *parts, TRAINED_FILE)
+    _, parts = training_location(dataset, model, train, home)
+    return home.store.completed_record(TrainedRef, *parts, TRAINED_FILE)
 
 
 def untrained_forecast(
-    forecast: Callable[[np.ndarray], np.ndarray], dataset: DatasetRef, data_dir: str
+    forecast: Callable[[np.ndarray], np.ndarray], dataset: DatasetRef, store: DataDir
 ) -> np.ndarray:
     """The untrained model on the first UNTRAINED_WINDOWS test windows (all of a small split)."""
-    _, test_x, _ = head_of_split(dataset, "test", data_dir, UNTRAINED_WINDOWS)
+    _, test_x, _ = head_of_split(dataset, "test", store, UNTRAINED_WINDOWS)
     return forecast(test_x)
 
 
@@ -115,7 +116,7 @@ def train_on_dataset(
     dataset: DatasetRef,
     model_spec: ModelSpec,
     train_spec: TrainSpec,
-    data_dir: str,
+    home: SeriesHome,
     on_epoch: EpochCallback | None = None,
     stream_above: int = STREAM_ABOVE_VALUES,
     reuse: bool = False,
@@ -130,18 +131,18 @@ def train_on_dataset(
     first UNTRAINED_WINDOWS test windows (all of them for a small split). With `reuse`, a
     complete training already at this content-addressed place is returned.
     """
-    _, parts = training_location(dataset, model_spec, train_spec, data_dir)
-    store = DataDir(data_dir)
-    existing = completed_training(dataset, model_spec, train_spec, data_dir) if reuse else None
+    _, parts = training_location(dataset, model_spec, train_spec, home)
+    store = home.store
+    existing = completed_training(dataset, model_spec, train_spec, home) if reuse else None
     if existing is not None:
         return existing
     release_unused_memory()  # what earlier stages freed, before TensorFlow adds its ~450 MB
     began = time.perf_counter()
     if trains_streaming(dataset.n_train, dataset.spec.input_len, stream_above):
-        fitted = fit_streamed(dataset, model_spec, train_spec, data_dir, on_epoch)
+        fitted = fit_streamed(dataset, model_spec, train_spec, store, on_epoch)
     else:
         engine = TrainingEngine() if engine is None else engine
-        fitted = fit_in_memory(dataset, model_spec, train_spec, data_dir, on_epoch, engine)
+        fitted = fit_in_memory(dataset, model_spec, train_spec, store, on_epoch, engine)
     trained = TrainedRef(
         train_id=parts[-1],
         uri=store.uri(*parts),
@@ -175,19 +176,19 @@ def fit_in_memory(
     dataset: DatasetRef,
     model_spec: ModelSpec,
     train_spec: TrainSpec,
-    data_dir: str,
+    store: DataDir,
     on_epoch: EpochCallback | None,
     engine: TrainingEngine,
 ) -> Fitted:
     """The validation twin, then the published model, on the engine's trainer: the twin goes
     first because both reuse the same model, which must hold the published weights at the end.
     """
-    _, train_x, train_y = read_split(dataset, "train", data_dir)
+    _, train_x, train_y = read_split(dataset, "train", store)
     validation = validation_twin(model_spec, train_spec, train_x, train_y, engine)
     input_len, steps = dataset.spec.input_len, dataset.spec.steps
     scaling = scaling_for(model_spec, train_x)
     trainer = engine.trainer(model_spec, train_spec, input_len, steps, scaling)
-    untrained = untrained_forecast(trainer.forecast, dataset, data_dir)
+    untrained = untrained_forecast(trainer.forecast, dataset, store)
     losses = trainer.fit(train_x, train_y, train_spec.epochs, on_epoch)
     return Fitted(trainer.model, losses, untrained, validation)
 
@@ -196,7 +197,7 @@ def fit_streamed(
     dataset: DatasetRef,
     model_spec: ModelSpec,
     train_spec: TrainSpec,
-    data_dir: str,
+    store: DataDir,
     on_epoch: EpochCallback | None,
 ) -> Fitted:
     """A split too large for memory, streamed from Parquet in block-shuffled batches on a model
@@ -204,18 +205,18 @@ def fit_streamed(
     import keras
 
     input_len, steps = dataset.spec.input_len, dataset.spec.steps
-    chunks = (x for _, x, _ in iter_split(dataset, "train", data_dir))
+    chunks = (x for _, x, _ in iter_split(dataset, "train", store))
     scaling = streamed_scaling(model_spec, chunks)
     release_unused_memory()
     keras.utils.set_random_seed(train_spec.seed)
     model = build_model(model_spec, input_len, *scaling, seed=train_spec.seed, steps=steps)
-    untrained = untrained_forecast(functools.partial(model_forecast, model), dataset, data_dir)
+    untrained = untrained_forecast(functools.partial(model_forecast, model), dataset, store)
     release_unused_memory()
 
     def batches(epoch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         rng = epoch_rng(train_spec.seed, epoch)
         size = train_spec.batch_size
-        return shuffled_batches(dataset, "train", data_dir, size, rng, np.float32)
+        return shuffled_batches(dataset, "train", store, size, rng, np.float32)
 
     losses = fit_stream(model, batches, (input_len, steps), train_spec, on_epoch)
     return Fitted(model, losses, untrained, np.full((0, steps), np.nan))

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from wavecast.config import WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.generate import SeriesRef, read_series
+from wavecast.home import SeriesHome
 from wavecast.memory import release_unused_memory
 from wavecast.storage import DataDir, cache_version, stable_hash
 
@@ -205,16 +206,16 @@ def write_partitions(
 
 
 def dataset_location(
-    series: SeriesRef, spec: WindowSpec, data_dir: str
+    series: SeriesRef, spec: WindowSpec, home: SeriesHome
 ) -> tuple[str, tuple[str, ...]]:
     version = cache_version("windows")
-    return data_dir, ("windows", stable_hash(series.series_id, spec.model_dump_json(), version))
+    return home.uri(), ("windows", stable_hash(series.series_id, spec.model_dump_json(), version))
 
 
 def build_windows(
     series: SeriesRef,
     spec: WindowSpec,
-    data_dir: str,
+    home: SeriesHome,
     group_rows: int | None = None,
     reuse: bool = False,
 ) -> DatasetRef:
@@ -226,11 +227,11 @@ def build_windows(
     """
     check_length(series.n_points, spec)
     asked, spec = spec, fitted_spec(spec, series.n_points)
-    _, parts = dataset_location(series, spec, data_dir)
-    store = DataDir(data_dir)
+    _, parts = dataset_location(series, spec, home)
+    store = home.store
     if not (reuse and store.is_complete(*parts)):
         release_unused_memory()
-        values = read_series(series, data_dir)
+        values = read_series(series, store)
         schema = window_schema(spec, series)
         group_rows = group_rows or rows_per_group(spec.input_len)
         with store.staged_dir(*parts) as staging:
@@ -252,10 +253,9 @@ def build_windows(
     )
 
 
-def open_dataset(dataset: DatasetRef, data_dir: str) -> ds.Dataset:
+def open_dataset(dataset: DatasetRef, store: DataDir) -> ds.Dataset:
     import pyarrow.dataset as ds
 
-    store = DataDir(data_dir)
     opened = ds.dataset(
         store.path("windows", dataset.dataset_id),
         filesystem=store.fs,
@@ -266,11 +266,11 @@ def open_dataset(dataset: DatasetRef, data_dir: str) -> ds.Dataset:
     return opened
 
 
-def split_row_groups(dataset: DatasetRef, split: str, data_dir: str) -> list[ds.Fragment]:
+def split_row_groups(dataset: DatasetRef, split: str, store: DataDir) -> list[ds.Fragment]:
     """One fragment per Parquet row group of a split, in chronological order."""
     import pyarrow.dataset as ds
 
-    fragments = open_dataset(dataset, data_dir).get_fragments(filter=ds.field("split") == split)
+    fragments = open_dataset(dataset, store).get_fragments(filter=ds.field("split") == split)
     groups = [group for fragment in fragments for group in fragment.split_by_row_group()]
     return sorted(groups, key=lambda g: g.row_groups[0].statistics["start"]["min"])
 
@@ -297,7 +297,7 @@ def read_group(group: ds.Fragment, spec: WindowSpec, with_starts: bool = True) -
 
 
 def iter_split(
-    dataset: DatasetRef, split: str, data_dir: str, batch_rows: int = DEFAULT_CHUNK_ROWS
+    dataset: DatasetRef, split: str, store: DataDir, batch_rows: int = DEFAULT_CHUNK_ROWS
 ) -> Iterator[Chunk]:
     """(starts, inputs, targets) of one split in chronological chunks of at most `batch_rows`.
 
@@ -305,17 +305,17 @@ def iter_split(
     split of any size can be scored, summarised or copied in one pass. Chunks are read-only
     views of that row group: copy what you keep, or a kept slice pins the whole group.
     """
-    for group in split_row_groups(dataset, split, data_dir):
+    for group in split_row_groups(dataset, split, store):
         starts, x, y = read_group(group, dataset.spec)
         for begin in range(0, len(starts), batch_rows):
             end = begin + batch_rows
             yield starts[begin:end], x[begin:end], y[begin:end]
 
 
-def head_of_split(dataset: DatasetRef, split: str, data_dir: str, rows: int) -> Chunk:
+def head_of_split(dataset: DatasetRef, split: str, store: DataDir, rows: int) -> Chunk:
     """The first `rows` windows of a split (all of them if it is shorter), reading no further."""
     chunks: list[Chunk] = []
-    for chunk in iter_split(dataset, split, data_dir, batch_rows=max(rows, 1)):
+    for chunk in iter_split(dataset, split, store, batch_rows=max(rows, 1)):
         chunks.append(chunk)
         if sum(len(c[0]) for c in chunks) >= rows:
             break
@@ -327,14 +327,14 @@ def head_of_split(dataset: DatasetRef, split: str, data_dir: str, rows: int) -> 
 
 
 def read_split(
-    dataset: DatasetRef, split: str, data_dir: str
+    dataset: DatasetRef, split: str, store: DataDir
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(starts, inputs, targets) of one split, in chronological order.
 
     Filled row group by row group into arrays sized from the Parquet metadata, so the peak is
     the result plus one row group, not the result twice over as a table and its sorted copy.
     """
-    groups = split_row_groups(dataset, split, data_dir)
+    groups = split_row_groups(dataset, split, store)
     n_rows = sum(g.row_groups[0].num_rows for g in groups)
     starts = np.empty(n_rows, np.int64)
     x = np.empty((n_rows, dataset.spec.input_len))
@@ -353,7 +353,7 @@ def read_split(
 def shuffled_batches(
     dataset: DatasetRef,
     split: str,
-    data_dir: str,
+    store: DataDir,
     batch_size: int,
     rng: np.random.Generator,
     dtype: DTypeLike = np.float64,
@@ -365,7 +365,7 @@ def shuffled_batches(
     `dtype`) are pooled with the previous block's leftovers and permuted, then cut into
     `batch_size` batches. Only the epoch's last batch may be short, as with model.fit.
     """
-    groups = split_row_groups(dataset, split, data_dir)
+    groups = split_row_groups(dataset, split, store)
     spec, itemsize = dataset.spec, np.dtype(dtype).itemsize
     input_len, steps = spec.input_len, spec.steps
     largest = max((g.row_groups[0].num_rows for g in groups), default=1)

@@ -79,7 +79,7 @@ class Trial(NamedTuple):
     n_validation: int
     selection: SelectionSpec
     season: int
-    data_dir: str
+    store: DataDir
     trained: TrainedRef | None = None
     network: WindowForecaster | None = None
 

@@ -71,12 +71,12 @@ def check_same_file(copy: Path, source: DataDir, *parts: str) -> None:
 
 
 def network_validation(
-    trained: TrainedRef, values: np.ndarray, dataset: DatasetRef, n_validation: int, data_dir: str
+    trained: TrainedRef, values: np.ndarray, dataset: DatasetRef, n_validation: int, store: DataDir
 ) -> np.ndarray:
     """The network's forecasts of the validation windows, by a twin that never saw them: the
     series' own twin stored them; a panel's global twin forecasts them here."""
     if not trained.shared:
-        return validation_predictions(trained, data_dir)
+        return validation_predictions(trained, store)
     _, inputs, _ = series_windows(values, dataset)
     twin = shared_forecaster(trained.uri, VALIDATION_MODEL_FILE)
     return twin(np.asarray(inputs[dataset.n_train - n_validation : dataset.n_train]))
@@ -156,7 +156,7 @@ class NetworkForecaster(Forecaster):
             scores.notes[name] = network_absence(trial.dataset, trial.selection)
             return
         scores.validation[name] = network_validation(
-            trial.trained, trial.values, trial.dataset, trial.n_validation, trial.data_dir
+            trial.trained, trial.values, trial.dataset, trial.n_validation, trial.store
         )
 
     @classmethod
@@ -234,7 +234,7 @@ def stored_model(store: DataDir, version_dir: tuple[str, ...], spec: WindowSpec)
     """The Keras model, if safe_mode loads it and it forecasts the version's own windows."""
     version = version_dir[-1]
     try:
-        model = load_model(store.uri(), *version_dir, MODEL_FILE)
+        model = load_model(store, *version_dir, MODEL_FILE)
     except Exception as exc:  # garbage, truncated, or code that safe_mode refuses to run
         LOG.info("%s does not load: %s", store.uri(*version_dir, MODEL_FILE), exc)
         why = f"{MODEL_FILE} does not load with safe_mode ({type(exc).__name__})"

@@ -50,10 +50,10 @@ def warm_up(args: argparse.Namespace) -> None:
     is timed, so they fall on neither side of the ratio."""
     import keras
 
-    from wavecast.global_network import series_windows, train_global
+    from wavecast.global_network import pooled_windows, series_windows, train_pooled
 
     pairs = [series_windows(np.arange(40.0), args.input_len, 2)]
-    train_global(pairs, model_spec(args), train_spec(args, 1))
+    train_pooled(*pooled_windows(pairs), model_spec(args), train_spec(args, 1))
     keras.backend.clear_session()
 
 
@@ -61,23 +61,19 @@ def global_forecasts(
     trains: list[np.ndarray], horizon: int, args: argparse.Namespace
 ) -> tuple[np.ndarray, float]:
     """(series, horizon) forecasts of one network trained on all series; training seconds."""
-    from wavecast.global_network import (
-        forecast_global,
-        latest_windows,
-        series_windows,
-        train_global,
-    )
+    from wavecast.engine import model_forecast
+    from wavecast.global_network import pooled_windows, series_windows, train_pooled
 
     pairs = [series_windows(train, args.input_len, horizon) for train in trains]
     began = time.perf_counter()
-    model, losses = train_global(pairs, model_spec(args), train_spec(args, args.epochs))
+    x, y = pooled_windows(pairs)
+    model, losses = train_pooled(x, y, model_spec(args), train_spec(args, args.epochs))
     seconds = time.perf_counter() - began
     print(
-        f"global: {sum(len(x) for x, _ in pairs)} windows, loss {losses[0]:.3f} -> "
-        f"{losses[-1]:.3f}, {seconds:.1f} s",
+        f"global: {len(x)} windows, loss {losses[0]:.3f} -> {losses[-1]:.3f}, {seconds:.1f} s",
         flush=True,
     )
-    return forecast_global(model, latest_windows(trains, args.input_len)), seconds
+    return model_forecast(model, last_windows(trains, args.input_len)), seconds
 
 
 def per_series_forecasts(
@@ -86,20 +82,17 @@ def per_series_forecasts(
     """The same network and training, once per series on its own windows; seconds in all."""
     import keras
 
-    from wavecast.global_network import (
-        forecast_global,
-        latest_windows,
-        series_windows,
-        train_global,
-    )
+    from wavecast.engine import model_forecast
+    from wavecast.global_network import pooled_windows, series_windows, train_pooled
 
     rows, seconds = [], 0.0
     for train in trains:
         pairs = [series_windows(train, args.input_len, horizon)]
         began = time.perf_counter()
-        model, _ = train_global(pairs, model_spec(args), train_spec(args, args.series_epochs))
+        x, y = pooled_windows(pairs)
+        model, _ = train_pooled(x, y, model_spec(args), train_spec(args, args.series_epochs))
         seconds += time.perf_counter() - began
-        rows.append(forecast_global(model, latest_windows([train], args.input_len))[0])
+        rows.append(model_forecast(model, last_windows([train], args.input_len))[0])
         keras.backend.clear_session()  # 100 models' graphs would otherwise pile up
     return np.stack(rows), seconds
 
@@ -112,7 +105,7 @@ def relative_forecasts(
 
     from wavecast.architectures import build_model, scaling_for
     from wavecast.engine import fit_model, model_forecast
-    from wavecast.global_network import latest_windows, series_windows
+    from wavecast.global_network import series_windows
 
     spec = model_spec(args)
     train_cfg = train_spec(args, args.series_epochs)
@@ -124,9 +117,15 @@ def relative_forecasts(
         model = build_model(spec, args.input_len, *scaling_for(spec, x), args.seed, horizon)
         fit_model(model, x, y, train_cfg)
         seconds += time.perf_counter() - began
-        rows.append(model_forecast(model, latest_windows([train], args.input_len))[0])
+        rows.append(model_forecast(model, last_windows([train], args.input_len))[0])
         keras.backend.clear_session()
     return np.stack(rows), seconds
+
+
+def last_windows(series: list[np.ndarray], input_len: int) -> np.ndarray:
+    """Each series' last `input_len` values, one float32 row per series: what its forecast
+    starts from (a shorter series fails there, or at the model's input shape)."""
+    return np.stack([np.asarray(values[-input_len:], np.float32) for values in series])
 
 
 def reference_forecasts(

@@ -63,8 +63,7 @@ def wavecast_scores(
     the others with a season only where the input length is one."""
     from wavecast.config import RetrainConfig
     from wavecast.evaluate import evaluate_trained
-    from wavecast.generate import store_series
-    from wavecast.series import train_when_needed
+    from wavecast.series import prepare_series, train_when_needed
     from wavecast.windows import build_windows
 
     source = work / f"series-{len(list(work.iterdir()))}.csv"
@@ -82,9 +81,8 @@ def wavecast_scores(
         }
     )
     data_dir = str(work / "data")
-    dataset = build_windows(
-        store_series(config.series, DataDir(data_dir)), config.windows, SeriesHome(data_dir)
-    )
+    series = prepare_series(config.series, config.windows, DataDir(data_dir))
+    dataset = build_windows(series, config.windows, SeriesHome(data_dir))
     trained = train_when_needed(
         dataset, config.model, config.train, config.selection, SeriesHome(data_dir), reuse=False
     )

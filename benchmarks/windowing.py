@@ -39,14 +39,13 @@ def read_values(source: Path) -> np.ndarray:
 
 def time_wavecast(source: Path, out: Path) -> tuple[float, int]:
     from wavecast.config import SeriesSpec, WindowSpec
-    from wavecast.generate import store_series
+    from wavecast.series import prepare_series
     from wavecast.windows import build_windows
 
-    series = store_series(SeriesSpec(source=str(source)), DataDir(str(out)))
+    windows = WindowSpec(input_len=INPUT_LEN, horizon=HORIZON)
+    series = prepare_series(SeriesSpec(source=str(source)), windows, DataDir(str(out)))
     began = time.perf_counter()
-    dataset = build_windows(
-        series, WindowSpec(input_len=INPUT_LEN, horizon=HORIZON), SeriesHome(str(out))
-    )
+    dataset = build_windows(series, windows, SeriesHome(str(out)))
     return time.perf_counter() - began, dataset.n_windows
 
 

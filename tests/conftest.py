@@ -17,14 +17,19 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.processes import HEAVY_MODULES, Ran, imports_blocked
 from tests.servers import Stack, running_server
-from wavecast.config import RetrainConfig
+from wavecast.config import ForecastConfig, RetrainConfig, SeriesSpec
+
+if TYPE_CHECKING:
+    from wavecast.generate import SeriesRef
+    from wavecast.panel_forecast import ForecastRun
+    from wavecast.storage import DataDir
 
 TIERS = ("unit", "fit", "flow", "server")  # pyproject.toml's markers, fastest first
 IN_PROCESS = ("unit", "fit")  # no Prefect server; `fit` trains networks, `unit` never does
@@ -273,3 +278,20 @@ def served_file(version_dir: Path) -> Path:
 def served_files(data_dir: Path) -> list[Path]:
     """Every version's served file in data_dir's registry."""
     return [served_file(m.parent) for m in sorted(data_dir.glob("models/*/manifest.json"))]
+
+
+def raw_series(spec: SeriesSpec, store: DataDir) -> SeriesRef:
+    """The series a spec names, loaded and kept as Parquet in `store` as a retrain keeps it
+    (load_series, then store_loaded under the series' key), without a retrain's checks."""
+    from wavecast.generate import load_series, series_key, store_loaded
+
+    return store_loaded(load_series(spec), spec.source, store, key=series_key(spec))
+
+
+def forecast_here(config: ForecastConfig, keys: Sequence[str | None]) -> ForecastRun:
+    """The forecast flow's work without Prefect: every series of `keys` as one part, in this
+    process (forecast_part), then the run's page and summary (panel_forecast)."""
+    from wavecast.panel_forecast import forecast_part, panel_forecast
+    from wavecast.storage import DataDir
+
+    return panel_forecast([forecast_part(config, keys, None)], DataDir(config.data_dir))

@@ -334,9 +334,10 @@ def test_compressed_csv_is_read(tmp_path: Path, suffix: str, compress: object) -
 
 def test_a_memory_data_dir_holds_a_series_in_this_process() -> None:
     """One execution path: every stage sees the same process's memory:// filesystem."""
-    from wavecast.generate import read_series, store_series
+    from tests.conftest import raw_series
+    from wavecast.generate import read_series
 
-    series = store_series(SeriesSpec(length=50), DataDir("memory://wavecast-test"))
+    series = raw_series(SeriesSpec(length=50), DataDir("memory://wavecast-test"))
     np.testing.assert_array_equal(
         read_series(series, DataDir("memory://wavecast-test")),
         load_series(SeriesSpec(length=50)).values,

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import raw_series
 from wavecast.backtest import PREFERENCE
 from wavecast.candidates import (
     CLEAR_MARGIN,
@@ -34,7 +35,6 @@ from wavecast.forecasters.statistical import (
     seasonal_naive,
     statistical_forecasts,
 )
-from wavecast.generate import store_series
 from wavecast.home import SeriesHome
 from wavecast.intervals import conformal_half_widths
 from wavecast.storage import DataDir
@@ -178,7 +178,7 @@ def evaluated(
     )
     data_dir = config.data_dir
     dataset = build_windows(
-        store_series(config.series, DataDir(data_dir)), config.windows, SeriesHome(data_dir)
+        raw_series(config.series, DataDir(data_dir)), config.windows, SeriesHome(data_dir)
     )
     return config, dataset, evaluate_trained(dataset, None, config.selection, SeriesHome(data_dir))
 

@@ -339,13 +339,13 @@ def test_a_symlink_planted_among_a_datasets_files_is_refused_not_read(
 ) -> None:
     """pyarrow lists a dataset's directory itself: a link planted in split=train/ was read by
     training, whatever file it pointed to."""
+    from tests.conftest import raw_series
     from wavecast.config import WindowSpec
-    from wavecast.generate import store_series
     from wavecast.windows import build_windows, read_split
 
     data_dir, secret = str(tmp_path / "data"), tmp_path / "secret.parquet"
     dataset = build_windows(
-        store_series(SeriesSpec(), DataDir(data_dir)), WindowSpec(), SeriesHome(data_dir)
+        raw_series(SeriesSpec(), DataDir(data_dir)), WindowSpec(), SeriesHome(data_dir)
     )
     train = tmp_path / "data" / "windows" / dataset.dataset_id / "split=train"
     secret.write_bytes((next(train.iterdir())).read_bytes())

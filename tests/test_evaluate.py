@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from wavecast.evaluate import CandidateScore, candidates_line, linear_forecast
-from wavecast.metrics import fit_linear_ar, persistence_forecast, regression_metrics
+from wavecast.metrics import LeastSquares, persistence_forecast, regression_metrics
 from wavecast.windows import make_windows, split_index
 
 pytestmark = pytest.mark.unit
@@ -42,11 +42,18 @@ def recurrence(n: int) -> np.ndarray:
     return np.array(y)
 
 
+def fitted(inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The linear AR's weights (the intercept last), as the linear forecaster fits them."""
+    solver = LeastSquares()
+    solver.add(inputs, targets)
+    return solver.weights()
+
+
 def test_linear_ar_recovers_a_known_recurrence() -> None:
     """Weights come back as [-0.2, 0.5] (oldest lag first) and intercept 1, forecasts exact."""
     y = recurrence(16)
     _, inputs, targets = make_windows(y, 2, 1)
-    weights = fit_linear_ar(inputs, targets)
+    weights = fitted(inputs, targets)
     assert weights == pytest.approx([-0.2, 0.5, 1.0], abs=1e-8)
     assert linear_forecast(weights, inputs) == pytest.approx(targets, abs=1e-10)
 
@@ -55,7 +62,7 @@ def test_linear_ar_recovers_the_sine_recurrence() -> None:
     """A sampled sine obeys y[t+1] = 2cos(w) y[t] - y[t-1]: weights [-1, 2cos(w), 0]."""
     x = np.linspace(-3 * np.pi, 3 * np.pi, 1000)
     _, inputs, targets = make_windows(np.sin(x), 2, 1)
-    weights = fit_linear_ar(inputs, targets)
+    weights = fitted(inputs, targets)
     assert weights == pytest.approx([-1.0, 2 * math.cos(x[1] - x[0]), 0.0], abs=1e-9)
 
 
@@ -64,7 +71,7 @@ def test_baselines_on_the_tutorial_sine() -> None:
     _, inputs, targets = make_windows(np.sin(np.linspace(-3 * np.pi, 3 * np.pi, 1000)), 5, 2)
     cut = split_index(len(targets), 0.8)
     forecasts = {
-        "linear": linear_forecast(fit_linear_ar(inputs[:cut], targets[:cut]), inputs[cut:]),
+        "linear": linear_forecast(fitted(inputs[:cut], targets[:cut]), inputs[cut:]),
         "persistence": persistence_forecast(inputs[cut:]),
     }
     assert regression_metrics(targets[cut:], forecasts["linear"]).mse < 1e-20

@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import raw_series
 from wavecast.config import SeriesSpec
 from wavecast.errors import InvalidInputError
-from wavecast.generate import load_series, sine_series, store_series
+from wavecast.generate import load_series, sine_series
 from wavecast.storage import DataDir
 
 pytestmark = pytest.mark.unit
@@ -141,7 +142,7 @@ def test_missing_source_is_invalid_input(tmp_path: Path) -> None:
 
 
 def stored_id(spec: SeriesSpec, data_dir: Path) -> str:
-    return store_series(spec, DataDir(str(data_dir))).series_id
+    return raw_series(spec, DataDir(str(data_dir))).series_id
 
 
 def test_a_copy_is_named_by_the_series_own_rows_not_the_file(tmp_path: Path) -> None:
@@ -166,23 +167,23 @@ def test_a_copy_is_named_by_the_series_own_rows_not_the_file(tmp_path: Path) -> 
     assert stored_id(SeriesSpec(), data) != stored_id(SeriesSpec(length=999), data)
 
 
-def test_store_series_writes_once_and_reuses_an_unchanged_copy(tmp_path: Path) -> None:
+def test_a_raw_copy_is_written_once_and_an_unchanged_one_reused(tmp_path: Path) -> None:
     """Same source: same id, the stored file untouched; one changed byte: a new id."""
     source = write_csv(tmp_path, "v\n0.5\n-1\n2\n")
     data_dir = str(tmp_path / "data")
-    first = store_series(SeriesSpec(source=source), DataDir(data_dir))
+    first = raw_series(SeriesSpec(source=source), DataDir(data_dir))
     stored = Path(first.uri)
     stamp = stored.stat().st_mtime_ns
-    assert store_series(SeriesSpec(source=source), DataDir(data_dir)) == first
+    assert raw_series(SeriesSpec(source=source), DataDir(data_dir)) == first
     assert stored.stat().st_mtime_ns == stamp
     write_csv(tmp_path, "v\n0.5\n-1\n3\n")
-    assert store_series(SeriesSpec(source=source), DataDir(data_dir)).series_id != first.series_id
+    assert raw_series(SeriesSpec(source=source), DataDir(data_dir)).series_id != first.series_id
 
 
-def test_store_series_writes_a_complete_raw_copy(tmp_path: Path) -> None:
+def test_a_raw_copy_is_complete(tmp_path: Path) -> None:
     """raw/<id>/series.parquet + _COMPLETE, holding the values and their content hash."""
     source = write_csv(tmp_path, "v\n0.5\n-1\n2\n")
-    ref = store_series(SeriesSpec(source=source), DataDir(str(tmp_path / "data")))
+    ref = raw_series(SeriesSpec(source=source), DataDir(str(tmp_path / "data")))
     folder = tmp_path / "data" / "raw" / ref.series_id
     assert (folder / "_COMPLETE").is_file()
     table = pq.read_table(folder / "series.parquet")

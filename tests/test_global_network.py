@@ -10,17 +10,18 @@ import numpy as np
 import pytest
 
 from wavecast.config import ModelSpec, TrainSpec
+from wavecast.engine import model_forecast
 from wavecast.global_network import (
     EPOCH_WINDOWS,
     MIN_BATCHES,
     SCALED_TARGET_LIMIT,
-    build_global_model,
+    build_global_parts,
     dense_weights,
     epoch_batch,
-    forecast_global,
-    latest_windows,
+    forecasting_model,
+    pooled_windows,
     series_windows,
-    train_global,
+    train_pooled,
     window_level_and_scale,
 )
 from wavecast.global_serving import numpy_network
@@ -44,10 +45,16 @@ def tiny_panel() -> list[np.ndarray]:
     return [seasonal(60, 1.0, 5.0, 0), seasonal(80, 100.0, 1000.0, 1), seasonal(14, 0.01, -3, 2)]
 
 
+def last_windows(panel: list[np.ndarray]) -> np.ndarray:
+    """Each series' last INPUT_LEN values, one float32 row per series: what a panel's
+    network forecasts from (panel_forecast.batched_points stacks them so)."""
+    return np.stack([np.asarray(values[-INPUT_LEN:], np.float32) for values in panel])
+
+
 @pytest.fixture(scope="module")
 def trained() -> tuple[keras.Model, list[float]]:
     pairs = [series_windows(values, INPUT_LEN, STEPS) for values in tiny_panel()]
-    return train_global(pairs, TINY, TRAIN)
+    return train_pooled(*pooled_windows(pairs), TINY, TRAIN)
 
 
 @pytest.mark.unit
@@ -74,7 +81,7 @@ def test_loss_goes_down_and_short_series_is_still_forecast(
     assert losses[-1] < 0.5 * losses[0]
     panel = tiny_panel()
     assert len(series_windows(panel[2], INPUT_LEN, STEPS)[0]) == 0  # it trained on nothing
-    forecast = forecast_global(model, latest_windows(panel, INPUT_LEN))
+    forecast = model_forecast(model, last_windows(panel))
     assert forecast.shape == (3, STEPS)
     assert np.isfinite(forecast).all()
 
@@ -83,11 +90,12 @@ def test_loss_goes_down_and_short_series_is_still_forecast(
 def test_same_seed_same_training() -> None:
     pairs = [series_windows(values, INPUT_LEN, STEPS) for values in tiny_panel()[:1]]
     quick = TRAIN.model_copy(update={"epochs": 2})
-    first, second = train_global(pairs, TINY, quick), train_global(pairs, TINY, quick)
+    x, y = pooled_windows(pairs)
+    first, second = train_pooled(x, y, TINY, quick), train_pooled(x, y, TINY, quick)
     assert first[1] == second[1]
-    window = latest_windows(tiny_panel()[:1], INPUT_LEN)
+    window = last_windows(tiny_panel()[:1])
     np.testing.assert_array_equal(
-        forecast_global(first[0], window), forecast_global(second[0], window)
+        model_forecast(first[0], window), model_forecast(second[0], window)
     )
 
 
@@ -99,9 +107,9 @@ def test_forecast_moves_with_the_data_s_scale(
     """Per-window scaling: factor * window is forecast as factor * forecast, up to float32
     rounding (judged on the data's own scale)."""
     model = trained[0]
-    windows = latest_windows(tiny_panel()[:2], INPUT_LEN).astype(np.float64)
-    base = forecast_global(model, windows).astype(np.float64)
-    moved = forecast_global(model, windows * factor).astype(np.float64)
+    windows = last_windows(tiny_panel()[:2]).astype(np.float64)
+    base = model_forecast(model, windows).astype(np.float64)
+    moved = model_forecast(model, windows * factor).astype(np.float64)
     tolerance = 1e-5 * factor * np.abs(windows).max(axis=1)
     assert (np.abs(moved - base * factor) <= tolerance[:, None]).all()
     assert not np.allclose(base, base[:, :1] * np.ones(STEPS))  # not a trivial constant
@@ -117,10 +125,10 @@ def test_saved_model_loads_with_safe_mode_and_forecasts_the_same(
     path = tmp_path / "global.keras"
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
-    windows = latest_windows(tiny_panel(), INPUT_LEN)
+    windows = last_windows(tiny_panel())
     np.testing.assert_array_equal(
-        forecast_global(loaded, windows),
-        forecast_global(model, windows),
+        model_forecast(loaded, windows),
+        model_forecast(model, windows),
     )
 
 
@@ -138,9 +146,9 @@ def test_a_lambda_would_not_load_with_safe_mode(tmp_path: Path) -> None:
 @pytest.mark.unit
 def test_flat_windows_give_their_own_value() -> None:
     """A constant window scales to zeros: its forecast is its own value, finite even at 0."""
-    model = build_global_model(INPUT_LEN, STEPS, width=4, members=2, seed=0)
+    model = forecasting_model(build_global_parts(INPUT_LEN, STEPS, width=4, members=2, seed=0))
     windows = np.stack([np.full(INPUT_LEN, 250.0), np.zeros(INPUT_LEN), np.full(INPUT_LEN, -2.0)])
-    forecast = forecast_global(model, windows)
+    forecast = model_forecast(model, windows)
     assert np.isfinite(forecast).all()
     np.testing.assert_allclose(forecast, windows[:, :STEPS], rtol=1e-3, atol=1e-20)
 
@@ -151,16 +159,17 @@ def test_a_jump_after_zeros_does_not_swamp_training() -> None:
     the epoch losses stay at most SCALED_TARGET_LIMIT and training still proceeds."""
     intermittent = np.r_[np.zeros(12), 5.0, np.zeros(12), 3.0, np.zeros(12)]
     pairs = [series_windows(v, INPUT_LEN, STEPS) for v in (*tiny_panel()[:1], intermittent)]
-    model, losses = train_global(pairs, TINY, TRAIN.model_copy(update={"epochs": 3}))
+    quick = TRAIN.model_copy(update={"epochs": 3})
+    model, losses = train_pooled(*pooled_windows(pairs), TINY, quick)
     assert all(np.isfinite(loss) and loss <= SCALED_TARGET_LIMIT for loss in losses)
-    assert np.isfinite(forecast_global(model, latest_windows([intermittent], INPUT_LEN))).all()
+    assert np.isfinite(model_forecast(model, last_windows([intermittent]))).all()
 
 
 @pytest.mark.unit
 def test_no_window_anywhere_is_refused() -> None:
     pairs = [series_windows(values, INPUT_LEN, STEPS) for values in tiny_panel()[2:]]
     with pytest.raises(ValueError, match="no series has a full window"):
-        train_global(pairs, TINY, TRAIN)
+        train_pooled(*pooled_windows(pairs), TINY, TRAIN)
 
 
 @pytest.mark.unit
@@ -185,12 +194,12 @@ def test_numpy_serving_forecasts_what_keras_does(
     """The trained network's Dense weights, run in NumPy: the same forecasts as Keras' to
     float32 precision, an all-zero window and a median of two members included."""
     model = trained[0]
-    windows = np.vstack([latest_windows(tiny_panel()[:2], INPUT_LEN), np.zeros((1, INPUT_LEN))])
+    windows = np.vstack([last_windows(tiny_panel()[:2]), np.zeros((1, INPUT_LEN))])
     served = numpy_network(saved_weights(dense_weights(model), tmp_path / "w.npz"))
 
     assert served is not None and served.members == 2
     assert (served.input_shape, served.output_shape) == (model.input_shape, model.output_shape)
-    expected = forecast_global(model, windows)
+    expected = model_forecast(model, windows)
     np.testing.assert_allclose(
         served(windows), expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max()
     )

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import forecast_here
 from tests.test_panel import panel_config, write_panel
 from tests.test_panel_flow import drift_retrain
 from wavecast.candidates import validation_size
@@ -20,7 +21,7 @@ from wavecast.flows.forecast import forecast
 from wavecast.flows.retrain import retrain
 from wavecast.forecasters.network import check_same_file
 from wavecast.forecasting import latest_window, point_forecast
-from wavecast.global_network import train_global
+from wavecast.global_network import pooled_windows, train_pooled
 from wavecast.home import SeriesHome
 from wavecast.model_files import MODEL_FILE, VALIDATION_MODEL_FILE, load_model, shared_network
 from wavecast.panel import (
@@ -31,7 +32,7 @@ from wavecast.panel import (
     rounds,
     split_source,
 )
-from wavecast.panel_forecast import ForecastRun, forecast_panel
+from wavecast.panel_forecast import ForecastRun
 from wavecast.publish import rescore
 from wavecast.records import ForecastSummary
 from wavecast.registry import MODELS, read_champion, servable
@@ -69,8 +70,8 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
         dataset = build_windows(ref, config.windows, home, reuse=True)
         _, x, y = read_split(dataset, "train", home.store)
         splits.append((x, y, validation_size(len(x))))
-    alone, _ = train_global(
-        ((x[: len(x) - held], y[: len(x) - held]) for x, y, held in splits),
+    alone, _ = train_pooled(
+        *pooled_windows((x[: len(x) - held], y[: len(x) - held]) for x, y, held in splits),
         config.model,
         config.train,
     )
@@ -96,7 +97,7 @@ def test_the_twin_each_series_is_scored_by_never_saw_a_validation_window(tmp_pat
     assert shared is not None
     assert all(one.forecaster.batched_network() is shared for one in loaded)  # loaded once
 
-    made = forecast_panel(ForecastConfig(data_dir=config.data_dir), list(keys), None)
+    made = forecast_here(ForecastConfig(data_dir=config.data_dir), list(keys))
 
     for key in keys:  # the batched call forecasts what each series' own call would
         store = series_store(config, key)
@@ -224,7 +225,7 @@ def test_the_panel_network_joins_a_combination_that_serves_it(
         outcome = retrain_series(ref, config, network=network)
         assert outcome.published.forecaster == "combination"
         assert set(outcome.published.members) == {"network", "ets", "theta"}
-    made = forecast_panel(ForecastConfig(data_dir=config.data_dir), list(keys), None)
+    made = forecast_here(ForecastConfig(data_dir=config.data_dir), list(keys))
 
     for key in keys:
         store = series_store(config, key)

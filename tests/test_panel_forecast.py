@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import forecast_here
 from tests.test_forecast import naive_panel
 from tests.test_registry import METRICS, V1, V2, linear_spec, naive_version, version_with
 from wavecast import generate, monitoring
@@ -17,7 +18,7 @@ from wavecast.evaluate import SPEC_FILE
 from wavecast.generate import load_series
 from wavecast.home import SeriesHome
 from wavecast.monitoring import score_each, watched_series
-from wavecast.panel_forecast import forecast_keys, forecast_panel
+from wavecast.panel_forecast import forecast_keys
 from wavecast.registry import record_champion
 from wavecast.storage import DataDir
 
@@ -50,7 +51,7 @@ def test_a_panel_forecast_and_its_monitor_each_read_the_source_once(
     reads = counted_reads(monkeypatch)
     config = ForecastConfig(data_dir=str(panel), levels=(80.0,))
 
-    forecasts = forecast_panel(config, forecast_keys(config), None)
+    forecasts = forecast_here(config, forecast_keys(config))
 
     assert reads == [source]
     assert last_values(forecasts.series) == {"a": [2.0], "b": [12.0], "c": [22.0]}
@@ -96,7 +97,7 @@ def test_each_series_keeps_its_own_source_policy_and_error(
     reads = counted_reads(monkeypatch)
     config = ForecastConfig(data_dir=str(panel), levels=(80.0,))
 
-    forecasts = forecast_panel(config, forecast_keys(config), None)
+    forecasts = forecast_here(config, forecast_keys(config))
 
     assert sorted(reads) == sorted([str(source), str(other)])
     # c's last value, NaN, interpolates to its neighbour's: 20 + 28 % 9 = 21.
@@ -130,7 +131,7 @@ def test_a_champion_whose_weights_overflow_is_refused_at_load_and_the_others_for
     linear_champion(panel, "b", 1e308)
     config = ForecastConfig(data_dir=str(panel), levels=(80.0,))
 
-    forecasts = forecast_panel(config, forecast_keys(config), None)
+    forecasts = forecast_here(config, forecast_keys(config))
 
     assert last_values(forecasts.series) == {"a": [2.0], "c": [22.0]}
     assert forecasts.skipped["b"].startswith(f"no usable champion in {panel}/series/b")
@@ -144,7 +145,7 @@ def test_an_absurd_forecast_is_refused_for_its_series(tmp_path: Path) -> None:
     linear_champion(panel, "b", 1e6)
     config = ForecastConfig(data_dir=str(panel), levels=(80.0,))
 
-    forecasts = forecast_panel(config, forecast_keys(config), None)
+    forecasts = forecast_here(config, forecast_keys(config))
 
     assert last_values(forecasts.series) == {"a": [2.0]}
     assert f"version {V2} (linear) forecast a value " in forecasts.skipped["b"]
@@ -157,7 +158,7 @@ def test_a_series_whose_scoring_fails_is_its_own_reason_and_the_others_are_score
     """Any failure scoring b (here a ZeroDivisionError) is b's sentence, not the panel's."""
     panel = naive_panel(tmp_path, ("a", "b", "c"))
     config = ForecastConfig(data_dir=str(panel), levels=(80.0,))
-    forecast_panel(config, forecast_keys(config), None)
+    forecast_here(config, forecast_keys(config))
     real = monitoring.held_out_rmse
 
     def failing_for_b(store: DataDir, version: str, spread: float) -> np.ndarray:

@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import tiny_config
+from tests.conftest import raw_series, tiny_config
 from tests.test_registry import linear_spec, manifest_for, naive_version, version_with
 from wavecast.config import GatePolicy, RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.evaluate import SPEC_FILE, Published, evaluate_trained, metrics_table
 from wavecast.forecasters.network import forecasts_at
 from wavecast.gate import Decision, decide_promotion
-from wavecast.generate import store_series
 from wavecast.home import SeriesHome
 from wavecast.metrics import (
     ErrorTotals,
@@ -155,7 +154,7 @@ def squares_source(tmp_path: Path, n: int = 50) -> Path:
 
 def squares_dataset(tmp_path: Path, input_len: int = 3) -> DatasetRef:
     data_dir = str(tmp_path / "data")
-    series = store_series(SeriesSpec(source=str(squares_source(tmp_path))), DataDir(data_dir))
+    series = raw_series(SeriesSpec(source=str(squares_source(tmp_path))), DataDir(data_dir))
     return build_windows(
         series, WindowSpec(input_len=input_len, horizon=1, steps=1), SeriesHome(data_dir)
     )

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import raw_series
 from wavecast import metrics
 from wavecast.architectures import Moments, scaling_for, streamed_scaling
 from wavecast.config import ModelSpec, SeriesSpec, TrainSpec, WindowSpec
-from wavecast.generate import store_series
 from wavecast.home import SeriesHome
 from wavecast.memory import release_unused_memory
 from wavecast.metrics import persistence_forecast, score_split
@@ -38,7 +38,7 @@ from wavecast.windows import (
 def grouped(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetRef, str]:
     """393 noisy windows in row groups of 37: 314 train (9 groups), 79 test (3 groups)."""
     data_dir = str(tmp_path_factory.mktemp("streaming") / "data")
-    series = store_series(SeriesSpec(length=400, noise=0.05), DataDir(data_dir))
+    series = raw_series(SeriesSpec(length=400, noise=0.05), DataDir(data_dir))
     dataset = build_windows(series, WindowSpec(horizon=3), SeriesHome(data_dir), group_rows=37)
     return dataset, data_dir
 
@@ -46,7 +46,7 @@ def grouped(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetRef, str]:
 @pytest.fixture(scope="module")
 def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetRef, str]:
     data_dir = str(tmp_path_factory.mktemp("streaming-small") / "data")
-    series = store_series(SeriesSpec(length=300), DataDir(data_dir))
+    series = raw_series(SeriesSpec(length=300), DataDir(data_dir))
     return build_windows(series, WindowSpec(), SeriesHome(data_dir)), data_dir
 
 
@@ -213,7 +213,7 @@ def test_kept_forecast_samples_do_not_pin_their_row_groups(
     collectable, however little of them it kept.
     """
     data_dir = str(tmp_path / "data")
-    series = store_series(SeriesSpec(length=4_000), DataDir(data_dir))
+    series = raw_series(SeriesSpec(length=4_000), DataDir(data_dir))
     dataset = build_windows(series, WindowSpec(input_len=16), SeriesHome(data_dir), group_rows=100)
     chunks: list[list[weakref.ref[object]]] = []  # the memory of each chunk read so far
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pytest
 
+from tests.conftest import raw_series
 from wavecast.architectures import build_model, scaling_for
 from wavecast.config import ModelSpec, SeriesSpec, TrainSpec, WindowSpec
 from wavecast.engine import TrainingEngine, fit_model, fit_order
-from wavecast.generate import store_series
 from wavecast.home import SeriesHome
 from wavecast.model_files import (
     HISTORY_FILE,
@@ -38,7 +38,7 @@ TINY_MODEL = ModelSpec(units=4)
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[DatasetRef, str]:
     """120-point sine -> 114 windows of 5: 91 train (5 batches of 16 and one of 11), 23 test."""
     data_dir = str(tmp_path_factory.mktemp("train") / "data")
-    series = store_series(SeriesSpec(length=120), DataDir(data_dir))
+    series = raw_series(SeriesSpec(length=120), DataDir(data_dir))
     return build_windows(series, WindowSpec(), SeriesHome(data_dir)), data_dir
 
 
@@ -274,7 +274,7 @@ def test_shared_engine_stores_the_model_fitted_alone(
     spec, train = ModelSpec(units=4, scaling="standard"), TrainSpec(epochs=2, batch_size=16)
     other_dir = str(tmp_path / "other")
     other = build_windows(
-        store_series(SeriesSpec(length=100), DataDir(other_dir)),
+        raw_series(SeriesSpec(length=100), DataDir(other_dir)),
         WindowSpec(),
         SeriesHome(other_dir),
     )

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.conftest import raw_series
 from wavecast.config import SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
-from wavecast.generate import SeriesRef, store_series
+from wavecast.generate import SeriesRef
 from wavecast.home import SeriesHome
 from wavecast.storage import DataDir
 from wavecast.windows import (
@@ -101,7 +102,7 @@ def test_make_windows_equals_the_loop(input_len: int, horizon: int) -> None:
 @pytest.fixture(scope="module")
 def sine_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, SeriesRef]:
     data_dir = str(tmp_path_factory.mktemp("windows") / "data")
-    return data_dir, store_series(SeriesSpec(), DataDir(data_dir))
+    return data_dir, raw_series(SeriesSpec(), DataDir(data_dir))
 
 
 @pytest.mark.parametrize(("input_len", "horizon"), [(5, 2), (4, 1), (2, 9)])
@@ -143,7 +144,7 @@ def test_dataset_on_an_object_store_reads_back_as_the_loop() -> None:
     """The same dataset built on memory:// (no local rename) reads back exactly."""
     data_dir = f"memory://wavecast-windows-{uuid.uuid4().hex}"
     dataset = build_windows(
-        store_series(SeriesSpec(), DataDir(data_dir)), WindowSpec(), SeriesHome(data_dir)
+        raw_series(SeriesSpec(), DataDir(data_dir)), WindowSpec(), SeriesHome(data_dir)
     )
     store = DataDir(data_dir)
     assert store.is_complete("windows", dataset.dataset_id)
@@ -188,7 +189,7 @@ def test_min_series_length_is_exactly_minimal(
 def stored_values(tmp_path: Path, name: str, values: np.ndarray) -> SeriesRef:
     source = tmp_path / f"{name}.csv"
     source.write_text("value\n" + "".join(f"{v!r}\n" for v in values.tolist()))
-    return store_series(SeriesSpec(source=str(source)), DataDir(str(tmp_path)))
+    return raw_series(SeriesSpec(source=str(source)), DataDir(str(tmp_path)))
 
 
 def test_a_series_too_short_for_its_windows_is_windowed_by_one_point(tmp_path: Path) -> None:

@@ -308,11 +308,6 @@ def series_from_table(
     return LoadedSeries(values, column, times, time_zone(table, spec))
 
 
-def store_series(spec: SeriesSpec, store: DataDir) -> SeriesRef:
-    """Validate the source and keep a Parquet copy of it, written only when new."""
-    return store_loaded(load_series(spec), spec.source, store, key=series_key(spec))
-
-
 def series_key(spec: SeriesSpec) -> str | None:
     """The id of the one series a spec names in a panel source; None for a single series."""
     return spec.series[0] if len(spec.series) == 1 else None  # --series: a panel (SeriesSpec)

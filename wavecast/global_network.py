@@ -25,7 +25,7 @@ import numpy as np
 
 from wavecast.candidates import validation_size
 from wavecast.config import ModelSpec, TrainSpec
-from wavecast.engine import EpochCallback, batched_epoch, epoch_rng, model_forecast, run_epochs
+from wavecast.engine import EpochCallback, batched_epoch, epoch_rng, run_epochs
 from wavecast.model_files import (
     HISTORY_FILE,
     MODEL_FILE,
@@ -162,14 +162,6 @@ def dense_weights(model: keras.Model) -> dict[str, np.ndarray]:
     return weights
 
 
-def build_global_model(
-    input_len: int, steps: int, width: int = 256, members: int = 3, seed: int | None = 0
-) -> keras.Model:
-    """The global forecaster, untrained: raw window of `input_len` in, `steps` raw forecasts
-    out (direct multi-output), per-window scaling inside, only serializable Keras pieces."""
-    return forecasting_model(build_global_parts(input_len, steps, width, members, seed))
-
-
 def series_windows(values: np.ndarray, input_len: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """(inputs, targets) of every window of one series whose targets it holds, horizon 1."""
     _, inputs, targets = make_windows(np.asarray(values, dtype=np.float64), input_len, 1, steps)
@@ -237,18 +229,6 @@ def global_epoch(
     return lambda order: epoch(data_x, data_y, order)
 
 
-def train_global(
-    pairs: Iterable[tuple[np.ndarray, np.ndarray]],
-    model_spec: ModelSpec,
-    train: TrainSpec,
-    on_epoch: EpochCallback | None = None,
-) -> tuple[keras.Model, list[float]]:
-    """One network trained on the train windows of all series (`pairs`, each series'
-    inputs and targets), shuffled across series: see train_pooled."""
-    x, y = pooled_windows(pairs)
-    return train_pooled(x, y, model_spec, train, on_epoch)
-
-
 def train_pooled(
     x: np.ndarray,
     y: np.ndarray,
@@ -280,22 +260,6 @@ def epoch_batch(per_epoch: int, batch_size: int) -> int:
     """The batch size asked for, cut so an epoch makes at least MIN_BATCHES steps: a panel of
     three series' 100 windows would otherwise learn from one step an epoch."""
     return max(1, min(batch_size, per_epoch // MIN_BATCHES))
-
-
-def latest_windows(series: Iterable[np.ndarray], input_len: int) -> np.ndarray:
-    """Each series' last `input_len` values, one row per series: what the panel forecasts
-    from. A series shorter than that has no window, and is refused by name of its position."""
-    rows = []
-    for index, values in enumerate(series):
-        if len(values) < input_len:
-            raise ValueError(f"series {index} has {len(values)} points, fewer than {input_len}")
-        rows.append(np.asarray(values[-input_len:], np.float32))
-    return np.stack(rows)
-
-
-def forecast_global(model: keras.Model, windows: np.ndarray) -> np.ndarray:
-    """(series, steps) raw forecasts for each row's window, all series in one batched call."""
-    return model_forecast(model, np.asarray(windows, np.float32))
 
 
 def global_location(

@@ -195,13 +195,6 @@ def persistence_forecast(inputs: np.ndarray, steps: int = 1) -> np.ndarray:
     return np.repeat(np.asarray(inputs[:, -1:]), steps, axis=1)
 
 
-def fit_linear_ar(inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """Least-squares weights (last one the intercept) of a linear autoregression."""
-    solver = LeastSquares()
-    solver.add(inputs, targets)
-    return solver.weights()
-
-
 def score_split(
     dataset: DatasetRef,
     store: DataDir,

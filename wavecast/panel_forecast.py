@@ -99,13 +99,6 @@ def forecast_parts(keys: Sequence[str | None], spec: FanOutSpec) -> list[list[st
     return [list(keys[start : start + size]) for start in range(0, len(keys), size)]
 
 
-def forecast_panel(
-    config: ForecastConfig, keys: Sequence[str | None], run_id: str | None
-) -> ForecastRun:
-    """Every series of `keys` in this process (forecast_part), then the run's page."""
-    return panel_forecast([forecast_part(config, keys, run_id)], DataDir(config.data_dir))
-
-
 class PartForecast(NamedTuple):
     """Part of a panel forecast (a mapped task's): each series' forecast, the series that
     could not forecast, and the first series' windows, which the panel's fan charts draw."""

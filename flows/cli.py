@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from wavecast.config import RETRAIN_SETTINGS, nested_settings
+from wavecast.settings import RETRAIN_SETTINGS, nested_settings
 
 if TYPE_CHECKING:
     from wavecast.storage import DataDir

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wavecast.config import RetrainConfig, SelectionSpec, WindowSpec, dated_windows, panel_plots
+from wavecast.config import RetrainConfig, SelectionSpec, WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.times import inferred_season
-from wavecast.validate import validate_inputs
+from wavecast.validate import dated_windows, panel_plots, validate_inputs
 
 pytestmark = pytest.mark.unit
 

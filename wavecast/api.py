@@ -27,13 +27,7 @@ from wavecast.commands import (
     run_retrain,
     series_store,
 )
-from wavecast.config import (
-    RETRAIN_SETTINGS,
-    ForecastConfig,
-    MonitorConfig,
-    RetrainConfig,
-    nested_settings,
-)
+from wavecast.config import ForecastConfig, MonitorConfig, RetrainConfig
 from wavecast.errors import InvalidInputError
 from wavecast.forecasts_store import typed_times
 from wavecast.panel import (
@@ -43,6 +37,7 @@ from wavecast.panel import (
     panel_table,
     series_homes,
 )
+from wavecast.settings import RETRAIN_SETTINGS, nested_settings
 from wavecast.storage import DataDir
 
 if TYPE_CHECKING:

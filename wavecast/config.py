@@ -124,62 +124,6 @@ class WindowSpec(_Spec):
     train_fraction: float = Field(0.8, gt=0.0, lt=1.0, description="leading share of windows")
 
 
-# A season's length -> what data of that season is called.
-FREQUENCY_NAMES = {
-    48: "half-hourly",
-    24: "hourly",
-    7: "daily",
-    52: "weekly",
-    12: "monthly",
-    4: "quarterly",
-}
-TUTORIAL_INPUT_LEN = 5
-PLOTTED_SERIES_MAX = 1000  # panels above this many series draw no per-series plots by default
-
-
-def dated_windows(
-    windows: WindowSpec, season: int | None, typical_length: int
-) -> tuple[WindowSpec, str]:
-    """Window settings for a dated series where none were given, and a sentence saying so:
-    one season ahead in one go (steps; 1 without a season), from the next step on (horizon
-    1), from two seasons of inputs, at most a third of a typical series. What the user set
-    stays; the tutorial's settings stay for series without dates (the caller's choice)."""
-    unset = {"input_len", "horizon", "steps"} - windows.model_fields_set
-    if not unset:
-        return windows, ""
-    steps = windows.steps if "steps" not in unset else (season or 1)
-    wanted = 2 * steps if steps > 1 else TUTORIAL_INPUT_LEN
-    chosen = {
-        "horizon": 1,
-        "steps": steps,
-        "input_len": max(1, min(wanted, typical_length // 3)),
-    }
-    resolved = windows.model_copy(update={name: chosen[name] for name in unset})
-    kind = FREQUENCY_NAMES.get(season or 0, "dated")
-    told = {
-        "steps": f"{resolved.steps} step(s) ahead",
-        "input_len": f"{resolved.input_len} past values",
-        "horizon": f"from horizon {resolved.horizon}",
-    }
-    said = ", ".join(told[name] for name in ("steps", "input_len", "horizon") if name in unset)
-    return (
-        resolved,
-        f"{kind} data: forecasting {said} (defaults from its dates; set them to change)",
-    )
-
-
-def panel_plots(selection: SelectionSpec, n_series: int) -> tuple[SelectionSpec, str]:
-    """Evaluation plots off by default above PLOTTED_SERIES_MAX series (each costs ~70 ms and
-    memory: most of a series' cost in a panel of thousands), and a sentence saying so."""
-    if "plots" in selection.model_fields_set or n_series <= PLOTTED_SERIES_MAX:
-        return selection, ""
-    note = (
-        f"{n_series} series: each series' evaluation plots are left out (~70 ms a series); "
-        "plots=True (--plots true) draws them"
-    )
-    return selection.model_copy(update={"plots": False}), note
-
-
 class ModelSpec(_Spec):
     recipe: Recipe = Field(
         "relative",
@@ -488,67 +432,8 @@ class MonitorConfig(_Spec):
     )
 
 
-# Each retrain setting (a `wavecast retrain` flag, a keyword of wavecast.retrain) -> where it
-# lives in RetrainConfig; the flags' help comes from the config's own fields.
-RETRAIN_SETTINGS: dict[str, tuple[str, ...]] = {
-    "source": ("series", "source"),
-    "column": ("series", "column"),
-    "time_column": ("series", "time_column"),
-    "length": ("series", "length"),
-    "noise": ("series", "noise"),
-    "noise_seed": ("series", "noise_seed"),
-    "missing": ("series", "missing"),
-    "id_column": ("series", "id_column"),
-    "input_len": ("windows", "input_len"),
-    "horizon": ("windows", "horizon"),
-    "steps": ("windows", "steps"),
-    "h": ("windows", "steps"),
-    "train_fraction": ("windows", "train_fraction"),
-    "network": ("model", "network"),
-    "recipe": ("model", "recipe"),
-    "cell": ("model", "cell"),
-    "units": ("model", "units"),
-    "width": ("model", "width"),
-    "members": ("model", "members"),
-    "scaling": ("model", "scaling"),
-    "epochs": ("train", "epochs"),
-    "batch_size": ("train", "batch_size"),
-    "learning_rate": ("train", "learning_rate"),
-    "seed": ("train", "seed"),
-    "candidates": ("selection", "candidates"),
-    "season": ("selection", "season"),
-    "network_min_windows": ("selection", "network_min_windows"),
-    "plots": ("selection", "plots"),
-    "tolerance": ("gate", "tolerance"),
-    "runner": ("fan_out", "runner"),
-    "dask_address": ("fan_out", "dask_address"),
-    "workers": ("fan_out", "workers"),
-    "series_per_task": ("fan_out", "series_per_task"),
-    "series_per_process": ("fan_out", "series_per_process"),
-    "pool_from": ("fan_out", "pool_from"),
-    "keep_versions": ("retention", "keep_versions"),
-    "data_dir": ("data_dir",),
-}
-
-
 def given(value: object) -> dict[str, Any]:
     """The fields set in a nested spec, as a dict (a spec object, a mapping, or nothing)."""
     if isinstance(value, BaseModel):
         return value.model_dump(include=value.model_fields_set)
     return dict(value) if isinstance(value, Mapping) else {}
-
-
-def nested_settings(
-    given: Mapping[str, object], paths: Mapping[str, tuple[str, ...]]
-) -> dict[str, Any]:
-    """The settings given (None is "not given"), nested where their config fields sit."""
-    nested: dict[str, Any] = {}
-    for name, path in paths.items():
-        value = given.get(name)
-        if value is None:
-            continue
-        target = nested
-        for part in path[:-1]:
-            target = target.setdefault(part, {})
-        target[path[-1]] = value
-    return nested

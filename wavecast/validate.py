@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wavecast.config import RetrainConfig, SeriesSpec, dated_windows, panel_plots
+from wavecast.config import RetrainConfig, SelectionSpec, SeriesSpec, WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.forecasters.forecaster import Plan
 from wavecast.forecasters.kinds import nothing_competes
@@ -22,6 +22,62 @@ from wavecast.storage import DataDir
 from wavecast.tables import panel_ids, pick_column
 from wavecast.times import inferred_season, time_values
 from wavecast.windows import count_windows, split_index
+
+# A season's length -> what data of that season is called.
+FREQUENCY_NAMES = {
+    48: "half-hourly",
+    24: "hourly",
+    7: "daily",
+    52: "weekly",
+    12: "monthly",
+    4: "quarterly",
+}
+TUTORIAL_INPUT_LEN = 5
+PLOTTED_SERIES_MAX = 1000  # panels above this many series draw no per-series plots by default
+
+
+def dated_windows(
+    windows: WindowSpec, season: int | None, typical_length: int
+) -> tuple[WindowSpec, str]:
+    """Window settings for a dated series where none were given, and a sentence saying so:
+    one season ahead in one go (steps; 1 without a season), from the next step on (horizon
+    1), from two seasons of inputs, at most a third of a typical series. What the user set
+    stays; the tutorial's settings stay for series without dates (the caller's choice)."""
+    unset = {"input_len", "horizon", "steps"} - windows.model_fields_set
+    if not unset:
+        return windows, ""
+    steps = windows.steps if "steps" not in unset else (season or 1)
+    wanted = 2 * steps if steps > 1 else TUTORIAL_INPUT_LEN
+    chosen = {
+        "horizon": 1,
+        "steps": steps,
+        "input_len": max(1, min(wanted, typical_length // 3)),
+    }
+    resolved = windows.model_copy(update={name: chosen[name] for name in unset})
+    kind = FREQUENCY_NAMES.get(season or 0, "dated")
+    told = {
+        "steps": f"{resolved.steps} step(s) ahead",
+        "input_len": f"{resolved.input_len} past values",
+        "horizon": f"from horizon {resolved.horizon}",
+    }
+    said = ", ".join(told[name] for name in ("steps", "input_len", "horizon") if name in unset)
+    return (
+        resolved,
+        f"{kind} data: forecasting {said} (defaults from its dates; set them to change)",
+    )
+
+
+def panel_plots(selection: SelectionSpec, n_series: int) -> tuple[SelectionSpec, str]:
+    """Evaluation plots off by default above PLOTTED_SERIES_MAX series (each costs ~70 ms and
+    memory: most of a series' cost in a panel of thousands), and a sentence saying so."""
+    if "plots" in selection.model_fields_set or n_series <= PLOTTED_SERIES_MAX:
+        return selection, ""
+    note = (
+        f"{n_series} series: each series' evaluation plots are left out (~70 ms a series); "
+        "plots=True (--plots true) draws them"
+    )
+    return selection.model_copy(update={"plots": False}), note
+
 
 GATES = {"simple": 1, "lstm": 4, "gru": 3}
 FLOAT32 = 4
@@ -78,7 +134,7 @@ def check_data_dir(uri: str) -> None:
 
 class Validated(NamedTuple):
     """The config to run, its settings that depend on the data completed where none were
-    given (config.dated_windows, config.panel_plots), and the sentence saying so ("" when
+    given (dated_windows, panel_plots), and the sentence saying so ("" when
     nothing was chosen)."""
 
     config: RetrainConfig

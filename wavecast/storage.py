@@ -443,7 +443,10 @@ def series_dir_keys(data_dir: str) -> list[str]:
 
 
 def panel_root_of(data_dir: str, key: str) -> str | None:
-    """The panel data dir in which `data_dir` is series `key`'s own, if it is one."""
+    """The panel data dir in which `data_dir` is series `key`'s own, if it is one. Told from
+    the path's last two names alone: opening the candidate root would be refused when it lies
+    outside the operator's allowed roots (any data dir directly inside one, such as a
+    worker's data/), and every caller asks about a data dir that may not be a series'."""
     own = DataDir(data_dir).uri()
-    root = own.rsplit("/", 2)[0]
-    return root if root != own and series_data_dir(root, key) == own else None
+    root, *names = own.rsplit("/", 2)
+    return root if root and names == [SERIES_DIR, series_slug(key)] else None

@@ -337,3 +337,16 @@ def test_models_prune_dry_run_lists_and_keeps_then_prune_removes(
     refused = wavecast_main("models", "prune", "--data-dir", str(root), "--keep-versions", "0")
     assert refused.returncode == 2
     assert refused.stderr.startswith("wavecast: error: --keep-versions '0': ")
+
+
+def test_a_prune_directly_inside_the_allowed_roots_looks_no_higher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make serve`'s worker allows data/ and nothing above it. Telling whether a data dir is
+    a panel's series opened the directory two levels up, refused there: every retrain of
+    data/ itself, or of a panel at data/<name>, failed in its prune-data-dir task."""
+    allowed = tmp_path / "data"
+    (allowed / "panel" / "series" / "s1").mkdir(parents=True)
+    monkeypatch.setenv("WAVECAST_ALLOWED_ROOTS", str(allowed))
+    for data_dir in (allowed, allowed / "panel"):
+        assert prune(DataDir(str(data_dir)), POLICY).problems == ()

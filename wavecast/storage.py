@@ -436,7 +436,9 @@ def series_dir_keys(store: DataDir) -> list[str]:
 
 
 def panel_root_of(own: DataDir, key: str) -> str | None:
-    """The panel data dir in which `own` is series `key`'s own data dir, if it is one."""
-    uri = own.uri()
-    root = uri.rsplit("/", 2)[0]
-    return root if root != uri and DataDir(root).uri(SERIES_DIR, series_slug(key)) == uri else None
+    """The panel data dir in which `own` is series `key`'s own data dir, if it is one. Told
+    from the path's last two names alone: opening the candidate root would be refused when it
+    lies outside the operator's allowed roots (any data dir directly inside one, such as a
+    worker's data/), and every caller asks about a data dir that may not be a series'."""
+    root, *names = own.uri().rsplit("/", 2)
+    return root if root and names == [SERIES_DIR, series_slug(key)] else None

@@ -15,14 +15,23 @@ need nothing panel-specific: after the split, a run of one series is a panel of 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.config import FanOutSpec, RetrainConfig, SeriesSpec, WindowSpec
 from wavecast.engine import EpochCallback
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import COVERAGE_LEVELS
-from wavecast.generate import SeriesRef, read_table, series_from_table, store_loaded
+from wavecast.generate import (
+    LoadedSeries,
+    SeriesRef,
+    load_series,
+    read_table,
+    series_from_table,
+    store_loaded,
+)
 from wavecast.global_network import train_panel_network
 from wavecast.home import SeriesHome
 from wavecast.metrics import scores_text
@@ -41,7 +50,16 @@ from wavecast.storage import (
     claim_series_dir,
     series_dir_keys,
 )
-from wavecast.tables import PanelGroup, id_problem, panel_groups, shown_id, shown_rows
+from wavecast.tables import (
+    PanelGroup,
+    id_problem,
+    panel_groups,
+    panel_ids,
+    pick_column,
+    shown_id,
+    shown_rows,
+)
+from wavecast.times import inferred_season, time_values
 from wavecast.windows import build_windows
 
 
@@ -93,6 +111,52 @@ def check_id(group: PanelGroup, spec: SeriesSpec) -> None:
             f"--id-column {spec.id_column}: {len(group.rows)} row(s) of {spec.source} have "
             f"{problem}, the first at {shown_rows(group.rows_at[:1])}"
         )
+
+
+class DataShape(NamedTuple):
+    """What the defaults are chosen from: whether the series are dated, their season, the
+    length of a typical one and how many there are."""
+
+    dated: bool
+    season: int | None
+    typical_length: int
+    n_series: int = 1
+    lengths: tuple[int, int] = (0, 0)  # the shortest series' and the longest's
+
+
+def shape_of(times: np.ndarray | None, lengths: list[int]) -> DataShape:
+    dated = times is not None and np.issubdtype(times.dtype, np.datetime64)
+    season = inferred_season(times) if dated else None
+    typical = int(np.median(lengths)) if lengths else 0
+    extremes = (min(lengths), max(lengths)) if lengths else (0, 0)
+    return DataShape(dated, season, typical, len(lengths), extremes)
+
+
+def check_panel(spec: SeriesSpec) -> DataShape:
+    """A panel must be a table with its id and value columns; a bad series is only skipped.
+    Its shape is one series' dates (a filter: no sort of the whole table) and its series'
+    median length."""
+    import pyarrow.compute as pc
+
+    table = read_table(spec)
+    assert spec.id_column is not None
+    if table.num_rows == 0:
+        raise InvalidInputError(f"--source {spec.source}: no rows")
+    values = table.drop_columns([spec.id_column])
+    pick_column(values, spec)
+    ids = panel_ids(table, spec)
+    counts = pc.value_counts(ids)
+    first = values.filter(pc.equal(ids, counts.field("values")[0]))
+    return shape_of(time_values(first, spec), counts.field("counts").to_pylist())
+
+
+def source_shape(spec: SeriesSpec) -> tuple[DataShape, LoadedSeries | None]:
+    """What a source holds, read before a run splits it (split_source): a panel's shape, its
+    series left to the split to check one by one, or a single series, loaded whole."""
+    if not spec.is_panel:
+        loaded = load_series(spec)
+        return shape_of(loaded.times, [len(loaded.values)]), loaded
+    return check_panel(spec), None
 
 
 def split_source(spec: SeriesSpec, windows: WindowSpec, root: DataDir) -> SourceSplit:

@@ -10,17 +10,14 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-
-from wavecast.config import RetrainConfig, SelectionSpec, SeriesSpec, WindowSpec
+from wavecast.config import RetrainConfig, SelectionSpec, WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.forecasters.forecaster import Plan
 from wavecast.forecasters.kinds import nothing_competes
-from wavecast.generate import load_series, read_table
+from wavecast.generate import LoadedSeries
+from wavecast.panel import DataShape, source_shape
 from wavecast.series import check_trainable
 from wavecast.storage import DataDir
-from wavecast.tables import panel_ids, pick_column
-from wavecast.times import inferred_season, time_values
 from wavecast.windows import count_windows, split_index
 
 # A season's length -> what data of that season is called.
@@ -141,43 +138,6 @@ class Validated(NamedTuple):
     chosen: str
 
 
-class DataShape(NamedTuple):
-    """What the defaults are chosen from: whether the series are dated, their season, the
-    length of a typical one and how many there are."""
-
-    dated: bool
-    season: int | None
-    typical_length: int
-    n_series: int = 1
-    lengths: tuple[int, int] = (0, 0)  # the shortest series' and the longest's
-
-
-def shape_of(times: np.ndarray | None, lengths: list[int]) -> DataShape:
-    dated = times is not None and np.issubdtype(times.dtype, np.datetime64)
-    season = inferred_season(times) if dated else None
-    typical = int(np.median(lengths)) if lengths else 0
-    extremes = (min(lengths), max(lengths)) if lengths else (0, 0)
-    return DataShape(dated, season, typical, len(lengths), extremes)
-
-
-def check_panel(spec: SeriesSpec) -> DataShape:
-    """A panel must be a table with its id and value columns; a bad series is only skipped.
-    Its shape is one series' dates (a filter: no sort of the whole table) and its series'
-    median length."""
-    import pyarrow.compute as pc
-
-    table = read_table(spec)
-    assert spec.id_column is not None
-    if table.num_rows == 0:
-        raise InvalidInputError(f"--source {spec.source}: no rows")
-    values = table.drop_columns([spec.id_column])
-    pick_column(values, spec)
-    ids = panel_ids(table, spec)
-    counts = pc.value_counts(ids)
-    first = values.filter(pc.equal(ids, counts.field("values")[0]))
-    return shape_of(time_values(first, spec), counts.field("counts").to_pylist())
-
-
 def with_data_defaults(config: RetrainConfig, shape: DataShape) -> Validated:
     """The settings not given that depend on the data: windows from its dates, plots from
     its number of series; each choice said in a sentence."""
@@ -222,26 +182,24 @@ def validate_inputs(config: RetrainConfig, available: int | None = None) -> Vali
     if config.series.is_generated:
         needed = config.series.length * 8 * SERIES_COPIES
         check_fits_in_memory(needed, f"--length {config.series.length}", available)
-    if config.series.is_panel:
-        shape = check_panel(config.series)
-        validated = with_data_defaults(config, shape)
-        check_something_competes(validated.config, shape)
-        return validated
-    loaded = load_series(config.series)
-    shape = shape_of(loaded.times, [len(loaded.values)])
+    shape, single = source_shape(config.series)
     validated = with_data_defaults(config, shape)
-    config = validated.config
-    check_something_competes(config, shape)
+    check_something_competes(validated.config, shape)
+    if single is not None:
+        check_single_series(validated.config, single, available)
+    return validated
+
+
+def check_single_series(config: RetrainConfig, loaded: LoadedSeries, available: int) -> None:
+    """A single series fails the run on what would only skip a panel's series (split_source):
+    not trainable; and its network must fit in memory."""
     check_trainable(loaded, config.series.source, config.windows)
-    n_points = len(loaded.values)
     spec = config.windows
-    n_train = split_index(
-        count_windows(n_points, spec.input_len, spec.horizon, spec.steps), spec.train_fraction
-    )
+    n_windows = count_windows(len(loaded.values), spec.input_len, spec.horizon, spec.steps)
+    n_train = split_index(n_windows, spec.train_fraction)
     model = config.model
     what = (
         f"--units {model.units} ({model.cell}) with --batch-size {config.train.batch_size} "
         f"and --input-len {spec.input_len}"
     )
     check_fits_in_memory(training_bytes(config, n_train), what, available)
-    return validated

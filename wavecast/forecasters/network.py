@@ -66,6 +66,8 @@ def check_same_file(copy: Path, source: DataDir, *parts: str) -> None:
     loads it (a panel's once for all its series): a version's copy reproduces that evaluation
     when it is that file, byte for byte. Loading the copy again cost ~0.2 s per series, a
     sixth of a per-series network's whole retrain, and one more model that Keras keeps."""
+    if source.is_local and copy.samefile(source.path(*parts)):
+        return  # a hard link (DataDir.link_to_local): the very file
     if copy.read_bytes() != source.read_bytes(*parts):
         raise RuntimeError(f"{copy} is not a complete copy of {source.uri(*parts)}")
 
@@ -166,11 +168,12 @@ class NetworkForecaster(Forecaster):
 
     @classmethod
     def save(cls, staging: Path, sources: Sources) -> None:
-        """Copy the training's network file: the version holds its own copy, so rolling back
-        or forecasting never depends on a panel's directory."""
+        """The training's network file, as the version's own (a hard link where it can be:
+        DataDir.link_to_local): rolling back or forecasting never depends on a panel's
+        directory, and removing that directory leaves the version's file whole."""
         assert sources.network is not None, "the network was published without a training"
         source, parts = sources.network
-        source.copy_to_local(staging, *parts).rename(staging / MODEL_FILE)
+        source.link_to_local(staging, *parts).rename(staging / MODEL_FILE)
         check_same_file(staging / MODEL_FILE, source, *parts)
 
     @classmethod

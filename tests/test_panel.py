@@ -346,7 +346,7 @@ def test_a_series_retrains_once_then_is_reused_unchanged(tmp_path: Path) -> None
     (ref,) = split_source(config.series, config.windows, DataDir(config.data_dir)).series
 
     first = retrain_series(ref, config)
-    own = Path(series_config(config, "a").data_dir)
+    own = Path(series_config(config, SeriesHome(config.data_dir, "a")).data_dir)
     # 60 points: too few windows for the network, so the evaluation is the stage that runs.
     evaluations = {p: p.stat().st_mtime_ns for p in (own / "evaluations").iterdir()}
     again = retrain_series(ref, config)
@@ -365,7 +365,7 @@ def test_bumping_a_stage_version_reruns_that_stage_and_what_reads_it_only(
     source = write_panel(tmp_path / "panel.csv", broken=False, n=60)
     config = panel_config(source, tmp_path / "data", series=("a",))
     (ref,) = split_source(config.series, config.windows, DataDir(config.data_dir)).series
-    own = Path(series_config(config, "a").data_dir)
+    own = Path(series_config(config, SeriesHome(config.data_dir, "a")).data_dir)
 
     def stage_dirs() -> tuple[set[str], set[str]]:
         return {p.name for p in (own / "windows").iterdir()}, {

@@ -256,10 +256,10 @@ def models(data_dir: Location = "data", *, series: str | None = None) -> pd.Data
 
     from wavecast.registry import version_rows
 
-    stores: dict[str | None, DataDir] = {series: series_store(data_dir, series)}
-    if series is None:
-        homes = series_homes(DataDir(os.fspath(data_dir)))
-        stores = {key: home.store for key, home in homes.items()}
+    store = series_store(data_dir, series)
+    stores: dict[str | None, DataDir] = {series: store}
+    if series is None:  # the data dir's own series, or each of its panel's
+        stores = {key: home.store for key, home in series_homes(store).items()}
     rows = [
         {ID_COLUMN: key, **row.model_dump(exclude={"coverage"}), **coverage_columns(row.coverage)}
         for key, store in stores.items()

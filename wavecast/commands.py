@@ -112,12 +112,9 @@ def on_prefect() -> Iterator[bool]:
 
 def use_prefect() -> bool:
     """PREFECT_API_URL's server, else wavecast's background one (True: it runs no deployments),
-    started by the first caller. Refused in
-    a worker process that is importing the caller's script: panels fan out on processes
-    that import `__main__`, so a script must call wavecast under `if __name__ == "__main__":`
-    (a notebook need not)."""
-    import sys
-
+    started by the first caller. Refused in a worker process that is importing the caller's
+    script: panels fan out on processes that import `__main__`, so a script must call
+    wavecast under `if __name__ == "__main__":` (a notebook need not)."""
     if getattr(sys.modules.get("__main__"), "__name__", None) == "__mp_main__":
         raise RuntimeError(
             "wavecast was called while a worker process imported your script: put the calls "

@@ -63,11 +63,11 @@ from wavecast.times import inferred_season, time_values
 from wavecast.windows import build_windows
 
 
-def series_config(config: RetrainConfig, key: str) -> RetrainConfig:
-    """The single-series config of one panel series: its id, its own data dir."""
-    series = config.series.model_copy(update={"series": (key,)})
-    own = SeriesHome(config.data_dir, key).uri()
-    return config.model_copy(update={"series": series, "data_dir": own})
+def series_config(config: RetrainConfig, home: SeriesHome) -> RetrainConfig:
+    """The single-series config of one panel series: its id, its own data dir (its home's)."""
+    assert home.key is not None, "a panel's series has a key"
+    series = config.series.model_copy(update={"series": (home.key,)})
+    return config.model_copy(update={"series": series, "data_dir": home.uri()})
 
 
 def panel_keys(root: DataDir) -> list[str]:
@@ -216,7 +216,7 @@ def retrain_series(
     """One series through the stages, on its own data dir (a panel's series, under the
     panel's); `network` is the panel's global network, when it has one."""
     home = SeriesHome(config.data_dir, series.key)
-    own = config if series.key is None else series_config(config, series.key)
+    own = config if series.key is None else series_config(config, home)
     return retrain_stages(series, own, home, stages, network)
 
 

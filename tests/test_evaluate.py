@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 
+from wavecast.config import WindowSpec
 from wavecast.evaluate import CandidateScore, candidates_line, linear_forecast
+from wavecast.forecasters.linear import QR_ROWS, linear_fits
 from wavecast.metrics import LeastSquares, persistence_forecast, regression_metrics
 from wavecast.windows import make_windows, split_index
 
@@ -56,6 +58,22 @@ def test_linear_ar_recovers_a_known_recurrence() -> None:
     weights = fitted(inputs, targets)
     assert weights == pytest.approx([-0.2, 0.5, 1.0], abs=1e-8)
     assert linear_forecast(weights, inputs) == pytest.approx(targets, abs=1e-10)
+
+
+def test_one_pass_fits_each_prefix_as_its_own_fit_would() -> None:
+    """The validation fit (first 9,000 windows) and the full fit come from one pass over
+    blocks of QR_ROWS windows, and match separate least-squares fits of those windows."""
+    rng = np.random.default_rng(7)
+    values = np.cumsum(rng.standard_normal(QR_ROWS + 3000))
+    spec = WindowSpec(input_len=3, horizon=1, steps=2)
+    _, inputs, targets = make_windows(values, 3, 1, 2)
+    ends = (9000, len(inputs))
+    fits = linear_fits(values, spec, ends)
+    for end, weights in zip(ends, fits, strict=True):
+        design = np.column_stack([inputs[:end], np.ones(end)])
+        expected, *_ = np.linalg.lstsq(design, targets[:end], rcond=None)
+        assert weights == pytest.approx(expected, rel=1e-7, abs=1e-9)
+    assert not np.allclose(fits[0], fits[1], rtol=0, atol=1e-12)  # two fits, not one twice
 
 
 def test_linear_ar_recovers_the_sine_recurrence() -> None:

@@ -4,11 +4,13 @@ applied with NumPy; serving it imports no TensorFlow."""
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from wavecast.candidates import validation_size
+from wavecast.config import WindowSpec
 from wavecast.forecasters.forecaster import (
     Backtest,
     Forecaster,
@@ -27,6 +29,9 @@ ROUND_TRIP_TOLERANCE = 1e-4  # of the forecasts' scale; float32 rounding is ~1e-
 # The linear AR competes with at least this many fitting windows per weight: on fewer it
 # overfits (on M3's monthly series with 24 inputs it lost to ETS, Theta and their mean).
 LINEAR_WINDOWS_PER_WEIGHT = 4
+# Windows per incremental QR step: its input copies stay ~4 MB (64 inputs), where the
+# streaming batch (metrics.BATCH_ROWS) made ~130 MB of them, the 5M-point run's peak.
+QR_ROWS = 1 << 13
 
 
 def linear_forecast(weights: np.ndarray, inputs: np.ndarray) -> np.ndarray:
@@ -49,20 +54,22 @@ def series_windows(values: np.ndarray, dataset: DatasetRef) -> Chunk:
 
 def linear_weights(values: np.ndarray, dataset: DatasetRef, fit_end: int) -> np.ndarray:
     """The linear AR fitted on the first `fit_end` windows, read as views of the series."""
-    _, inputs, targets = series_windows(values, dataset)
-    solver = LeastSquares()
-    for start in range(0, fit_end, BATCH_ROWS):
-        stop = min(start + BATCH_ROWS, fit_end)
-        solver.add(inputs[start:stop], targets[start:stop])
-    return solver.weights()
+    return linear_fits(values, dataset.spec, (fit_end,))[0]
 
 
-def linear_validation(values: np.ndarray, dataset: DatasetRef, n_validation: int) -> np.ndarray:
-    """The linear AR fitted on the train windows before the validation block, forecasting it."""
-    fit_end = dataset.n_train - n_validation
-    _, inputs, _ = series_windows(values, dataset)
-    weights = linear_weights(values, dataset, fit_end)
-    return linear_forecast(weights, np.asarray(inputs[fit_end : dataset.n_train]))
+def linear_fits(values: np.ndarray, spec: WindowSpec, fit_ends: Sequence[int]) -> list[np.ndarray]:
+    """The linear AR fitted on the first `end` windows for each of the ascending `fit_ends`,
+    in one pass: the validation fit and the full one cost one fit, not two (4M windows of 64
+    points: seconds each). Blocks of QR_ROWS windows keep the QR's copies a few MB."""
+    _, inputs, targets = make_windows(values, spec.input_len, spec.horizon, spec.steps)
+    solver, fits, start = LeastSquares(), [], 0
+    for fit_end in fit_ends:
+        for first in range(start, fit_end, QR_ROWS):
+            stop = min(first + QR_ROWS, fit_end)
+            solver.add(inputs[first:stop], targets[first:stop])
+        fits.append(solver.weights())
+        start = fit_end
+    return fits
 
 
 def test_forecasts(
@@ -152,8 +159,14 @@ class LinearForecaster(Forecaster):
         if short:
             scores.notes[name] = short
             return
-        scores.validation[name] = linear_validation(trial.values, dataset, trial.n_validation)
-        scores.linear_weights = linear_weights(trial.values, dataset, dataset.n_train)
+        fit_end = dataset.n_train - trial.n_validation
+        validation_weights, scores.linear_weights = linear_fits(
+            trial.values, dataset.spec, (fit_end, dataset.n_train)
+        )
+        _, inputs, _ = series_windows(trial.values, dataset)
+        scores.validation[name] = linear_forecast(
+            validation_weights, np.asarray(inputs[fit_end : dataset.n_train])
+        )
 
     @classmethod
     def test_forecasts(cls, trial: Trial, scores: Backtest) -> np.ndarray:

@@ -51,7 +51,7 @@ from wavecast.storage import (
     series_dir_keys,
 )
 from wavecast.tables import (
-    PanelGroup,
+    SeriesRows,
     id_problem,
     panel_groups,
     panel_ids,
@@ -104,8 +104,8 @@ class SourceSplit(BaseModel):
     skipped: dict[str, str]
 
 
-def check_id(group: PanelGroup, spec: SeriesSpec) -> None:
-    problem = id_problem(group.key)
+def check_id(key: str, group: SeriesRows, spec: SeriesSpec) -> None:
+    problem = id_problem(key)
     if problem is not None:
         raise InvalidInputError(
             f"--id-column {spec.id_column}: {len(group.rows)} row(s) of {spec.source} have "
@@ -182,12 +182,11 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, root: DataDir) -> SourceS
     wanted = set(spec.series)
     refs: list[SeriesRef] = []
     skipped: dict[str, str] = {}
-    for group in panel_groups(table, spec):
-        key = group.key
+    for key, group in panel_groups(table, spec):
         if wanted and key not in wanted:
             continue
         try:
-            check_id(group, spec)
+            check_id(key, group, spec)
             loaded = series_from_table(group.rows, spec, group.rows_at)
             check_trainable(loaded, spec.source, windows)
             own = claim_series_dir(panel.series(key).store, key)

@@ -150,10 +150,16 @@ def check_panel(spec: SeriesSpec) -> DataShape:
     return shape_of(time_values(first, spec), counts.field("counts").to_pylist())
 
 
+def is_panel(spec: SeriesSpec) -> bool:
+    """Whether a source is a long table of series, named by an id column: asked here only,
+    as a run splits its source; past the split every series is read, trained and served alike."""
+    return spec.id_column is not None
+
+
 def source_shape(spec: SeriesSpec) -> tuple[DataShape, LoadedSeries | None]:
     """What a source holds, read before a run splits it (split_source): a panel's shape, its
     series left to the split to check one by one, or a single series, loaded whole."""
-    if not spec.is_panel:
+    if not is_panel(spec):
         loaded = load_series(spec)
         return shape_of(loaded.times, [len(loaded.values)]), loaded
     return check_panel(spec), None
@@ -163,7 +169,7 @@ def split_source(spec: SeriesSpec, windows: WindowSpec, root: DataDir) -> Source
     """The source's series, each checked and stored: a single series in the data dir itself
     (bad input fails the run, in one line), a panel's in their own data dirs (split_panel).
     The one place that asks whether a source is a panel."""
-    if not spec.is_panel:
+    if not is_panel(spec):
         return SourceSplit(series=(prepare_series(spec, windows, root),), skipped={})
     return split_panel(spec, windows, root)
 

@@ -13,8 +13,9 @@ import pytest
 from tests.conftest import raw_series
 from wavecast.config import SeriesSpec
 from wavecast.errors import InvalidInputError
-from wavecast.generate import load_series, sine_series
+from wavecast.generate import load_each, load_series, read_table, sine_series
 from wavecast.storage import DataDir
+from wavecast.tables import id_groups
 
 pytestmark = pytest.mark.unit
 
@@ -215,3 +216,57 @@ def test_an_id_column_that_is_not_text_or_numbers_is_refused_in_one_line(tmp_pat
     assert str(caught.value) == (
         f"--id-column store: list<element: int64> in {source}, expected text or numbers"
     )
+
+
+def test_a_table_without_an_id_column_is_one_series_of_id_none(tmp_path: Path) -> None:
+    """A single series is a panel of one at the table level: all its rows, in file order, by
+    their place in the file, under the id None, and nothing else."""
+    spec = SeriesSpec(source=write_csv(tmp_path, "time,v\n3,30\n1,10\n2,20\n"))
+    table = read_table(spec)
+
+    groups = id_groups(table, [spec])
+
+    assert list(groups) == [None]
+    assert groups[None].rows.equals(table)
+    assert groups[None].rows_at.tolist() == [0, 1, 2]
+
+
+def test_a_panels_groups_are_the_named_ids_that_name_a_series(tmp_path: Path) -> None:
+    """Only the ids the specs name, without their id column, at their file rows; an empty id
+    names no series even where rows have none, and an id not in the table has no group."""
+    source = write_csv(tmp_path, "store,v\na,1\n,2\nb,3\na,4\n,5\nb,6\n")
+    specs = [SeriesSpec(source=source, id_column="store", series=(key,)) for key in ("a", "", "z")]
+    table = read_table(specs[0])
+
+    groups = id_groups(table, specs)
+
+    assert list(groups) == ["a"]
+    assert groups["a"].rows.to_pydict() == {"v": [1, 4]}
+    assert groups["a"].rows_at.tolist() == [0, 3]
+
+
+def test_a_spec_naming_no_one_series_of_a_panel_is_refused_alike_in_every_read(
+    tmp_path: Path,
+) -> None:
+    """load_each (one read for a source's specs) fails each spec as load_series does alone."""
+    source = write_csv(tmp_path, "store,v\na,1\n,2\na,3\n")
+    several = (
+        f"--source {source} holds several series: the retrain flow (wavecast retrain "
+        "--id-column) trains each"
+    )
+    expected = {
+        (): several,
+        ("a", "b"): several,
+        ("",): "--series '': an empty or missing id",
+        ("z",): f"--series z: not in {source}",
+    }
+    specs = [SeriesSpec(source=source, id_column="store", series=keys) for keys in expected]
+    for spec, message in zip(specs, expected.values(), strict=True):
+        with pytest.raises(InvalidInputError) as caught:
+            load_series(spec)
+        assert str(caught.value) == message
+
+    each = load_each([*specs, specs[0].model_copy(update={"series": ("a",)})])
+
+    assert [str(result) for result in each[:-1]] == list(expected.values())
+    assert not isinstance(each[-1], InvalidInputError) and each[-1].values.tolist() == [1, 3]

@@ -90,15 +90,11 @@ class SeriesSpec(_Spec):
     def is_generated(self) -> bool:
         return self.source == "sine"
 
-    @property
-    def is_panel(self) -> bool:
-        return self.id_column is not None
-
     @model_validator(mode="after")
     def panel_needs_a_file(self) -> SeriesSpec:
-        if self.is_panel and self.is_generated:
+        if self.id_column is not None and self.is_generated:
             raise ValueError("--id-column needs a CSV/Parquet --source holding several series")
-        if self.series and not self.is_panel:
+        if self.series and self.id_column is None:
             raise ValueError("--series picks series of a panel: give --id-column too")
         return self
 
@@ -356,7 +352,7 @@ class RetrainConfig(_Spec):
 
     @model_validator(mode="after")
     def global_needs_a_panel(self) -> RetrainConfig:
-        if self.model.network == "global" and not self.series.is_panel:
+        if self.model.network == "global" and self.series.id_column is None:
             raise ValueError("--network global trains one network for a panel: give --id-column")
         return self
 

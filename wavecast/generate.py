@@ -24,13 +24,11 @@ from wavecast.confinement import check_within
 from wavecast.errors import InvalidInputError, or_bad_input
 from wavecast.storage import DataDir, cache_version, open_filesystem, stable_hash
 from wavecast.tables import (
-    PanelGroup,
-    described_columns,
+    SeriesRows,
     id_groups,
     id_problem,
-    panel_ids,
     pick_column,
-    rows_of,
+    series_count,
     shown_id,
     shown_rows,
 )
@@ -216,29 +214,23 @@ def load_series(spec: SeriesSpec) -> LoadedSeries:
     """
     if spec.is_generated:
         return LoadedSeries(check_magnitude(sine_series(spec), spec.source), None)
-    return series_in(read_table(spec), spec)
+    return series_in(id_groups(read_table(spec), [spec]), spec)
 
 
-def series_in(
-    table: pa.Table, spec: SeriesSpec, groups: dict[str, PanelGroup] | None = None
-) -> LoadedSeries:
-    """The series a spec names in its source's table (a panel's: its id's rows, from `groups`
-    when the panel was split already)."""
-    if spec.is_panel:
-        if len(spec.series) != 1:
-            raise InvalidInputError(
-                f"--source {spec.source} holds several series: the retrain flow "
-                "(wavecast retrain --id-column) trains each"
-            )
-        key = spec.series[0]
-        if groups is None or id_problem(key) is not None:
-            group = rows_of(table, spec, key)
-        else:
-            group = groups.get(key, PanelGroup(key, table.slice(0, 0), np.empty(0, np.int64)))
-        if not len(group.rows):
-            raise InvalidInputError(f"--series {shown_id(key)}: not in {spec.source}")
+def series_in(groups: dict[str | None, SeriesRows], spec: SeriesSpec) -> LoadedSeries:
+    """The series a spec names among its source table's (tables.id_groups): a panel's id, or
+    None, the one series of a table without an id column."""
+    key = series_key(spec)
+    group = groups.get(key)
+    if group is not None:
         return series_from_table(group.rows, spec, group.rows_at)
-    return series_from_table(table, spec)
+    if key is None:  # a spec naming none of a table's several series
+        raise InvalidInputError(
+            f"--source {spec.source} holds several series: the retrain flow "
+            "(wavecast retrain --id-column) trains each"
+        )
+    problem = id_problem(key) or f"not in {spec.source}"
+    raise InvalidInputError(f"--series {shown_id(key)}: {problem}")
 
 
 def load_each(specs: list[SeriesSpec]) -> list[LoadedSeries | InvalidInputError]:
@@ -260,45 +252,35 @@ def load_from_source(specs: list[SeriesSpec]) -> list[LoadedSeries | InvalidInpu
     if specs[0].is_generated:
         return [or_bad_input(load_series, spec) for spec in specs]
     try:
-        table = read_table(specs[0])
+        groups = id_groups(read_table(specs[0]), specs)
     except InvalidInputError as exc:
         return [exc] * len(specs)
-    groups = id_groups(table, specs) if len(specs) > 1 else None
-    return [or_bad_input(series_in, table, spec, groups) for spec in specs]
+    return [or_bad_input(series_in, groups, spec) for spec in specs]
 
 
 def read_table(spec: SeriesSpec) -> pa.Table:
     """The source parsed as a table."""
     data = read_source(spec.source)
     table = parse_table(data, spec.source, (spec.id_column,) if spec.id_column else ())
-    if spec.id_column is not None and spec.id_column not in table.column_names:
-        raise InvalidInputError(
-            f"--id-column {spec.id_column}: not in {spec.source} ({described_columns(table)})"
-        )
-    if spec.id_column is not None:
-        import pyarrow.compute as pc
-
-        series = pc.count_distinct(panel_ids(table, spec), mode="all").as_py()
-        check_within(series, "max_series", f"--source {spec.source}: the number of series")
+    check_within(
+        series_count(table, spec), "max_series", f"--source {spec.source}: the number of series"
+    )
     return checked_times(table, spec)
 
 
-def series_from_table(
-    table: pa.Table, spec: SeriesSpec, rows_at: np.ndarray | None = None
-) -> LoadedSeries:
-    """One series' column of a table (read_table's), put in time order, with the --missing
+def series_from_table(table: pa.Table, spec: SeriesSpec, rows_at: np.ndarray) -> LoadedSeries:
+    """One series' rows of a table (id_groups'), put in time order, with the --missing
     policy applied: under interpolate, a regular series gets a row at every step first.
-    `rows_at`: where the table's rows are among the file's data rows, when it is a part."""
+    `rows_at`: where the table's rows are among the file's data rows."""
     check_within(len(table), "max_points", f"--source {spec.source}: the series' length")
     column = pick_column(table, spec)
-    at = np.arange(len(table)) if rows_at is None else rows_at
     order = time_order(table, spec)
     if order is not None:
-        table, at = table.take(order), at[order]
-    check_time_order(table, spec, at)
+        table, rows_at = table.take(order), rows_at[order]
+    check_time_order(table, spec, rows_at)
     raw = table.column(column).to_numpy(zero_copy_only=False).astype(np.float64)
     times = time_values(table, spec)
-    rows: np.ndarray | None = at
+    rows: np.ndarray | None = rows_at
     if spec.missing == "interpolate" and times is not None:
         raw, times = on_grid(raw, times, time_zone(table, spec), spec.source)
         rows = None  # rows were added at missing steps: a value's row is no file row
@@ -309,7 +291,8 @@ def series_from_table(
 
 
 def series_key(spec: SeriesSpec) -> str | None:
-    """The id of the one series a spec names in a panel source; None for a single series."""
+    """The id of the one series a spec names in a panel source; None for a single series
+    (id_groups' id of a table without an id column)."""
     return spec.series[0] if len(spec.series) == 1 else None  # --series: a panel (SeriesSpec)
 
 

@@ -51,7 +51,7 @@ from wavecast.storage import (
     series_dir_keys,
 )
 from wavecast.tables import (
-    PanelGroup,
+    SeriesRows,
     id_problem,
     panel_groups,
     panel_ids,
@@ -104,8 +104,8 @@ class SourceSplit(BaseModel):
     skipped: dict[str, str]
 
 
-def check_id(group: PanelGroup, spec: SeriesSpec) -> None:
-    problem = id_problem(group.key)
+def check_id(key: str, group: SeriesRows, spec: SeriesSpec) -> None:
+    problem = id_problem(key)
     if problem is not None:
         raise InvalidInputError(
             f"--id-column {spec.id_column}: {len(group.rows)} row(s) of {spec.source} have "
@@ -150,10 +150,16 @@ def check_panel(spec: SeriesSpec) -> DataShape:
     return shape_of(time_values(first, spec), counts.field("counts").to_pylist())
 
 
+def is_panel(spec: SeriesSpec) -> bool:
+    """Whether a source is a long table of series, named by an id column: asked here only,
+    as a run splits its source; past the split every series is read, trained and served alike."""
+    return spec.id_column is not None
+
+
 def source_shape(spec: SeriesSpec) -> tuple[DataShape, LoadedSeries | None]:
     """What a source holds, read before a run splits it (split_source): a panel's shape, its
     series left to the split to check one by one, or a single series, loaded whole."""
-    if not spec.is_panel:
+    if not is_panel(spec):
         loaded = load_series(spec)
         return shape_of(loaded.times, [len(loaded.values)]), loaded
     return check_panel(spec), None
@@ -163,7 +169,7 @@ def split_source(spec: SeriesSpec, windows: WindowSpec, root: DataDir) -> Source
     """The source's series, each checked and stored: a single series in the data dir itself
     (bad input fails the run, in one line), a panel's in their own data dirs (split_panel).
     The one place that asks whether a source is a panel."""
-    if not spec.is_panel:
+    if not is_panel(spec):
         return SourceSplit(series=(prepare_series(spec, windows, root),), skipped={})
     return split_panel(spec, windows, root)
 
@@ -182,12 +188,11 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, root: DataDir) -> SourceS
     wanted = set(spec.series)
     refs: list[SeriesRef] = []
     skipped: dict[str, str] = {}
-    for group in panel_groups(table, spec):
-        key = group.key
+    for key, group in panel_groups(table, spec):
         if wanted and key not in wanted:
             continue
         try:
-            check_id(group, spec)
+            check_id(key, group, spec)
             loaded = series_from_table(group.rows, spec, group.rows_at)
             check_trainable(loaded, spec.source, windows)
             own = claim_series_dir(panel.series(key).store, key)

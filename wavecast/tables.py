@@ -56,33 +56,33 @@ def pick_column(table: pa.Table, spec: SeriesSpec) -> str:
     )
 
 
-def id_groups(table: pa.Table, specs: list[SeriesSpec]) -> dict[str, PanelGroup] | None:
-    """The rows of the series `specs` name, by id, sorted once: a part of a panel costs its
-    own rows, not the whole table's sort. None for a table that is one series."""
-    import pyarrow.compute as pc
-
-    if not specs[0].is_panel:
-        return None
-    wanted = pa.array(sorted({key for spec in specs for key in spec.series}), pa.string())
-    mask = pc.is_in(panel_ids(table, specs[0]), value_set=wanted)
-    groups = panel_groups(table.filter(mask), specs[0], np.flatnonzero(mask))
-    return {group.key: group for group in groups}
-
-
-class PanelGroup(NamedTuple):
-    """One id's rows of a long table, in file order, and where each is among the file's data
+class SeriesRows(NamedTuple):
+    """One series' rows of a table, in file order, and where each is among the file's data
     rows (0-based): a message names the file's row, not the series'."""
 
-    key: str
     rows: pa.Table
     rows_at: np.ndarray
 
 
+def id_groups(table: pa.Table, specs: list[SeriesSpec]) -> dict[str | None, SeriesRows]:
+    """The rows of the series `specs` name, by id, sorted once: a part of a panel costs its
+    own rows, not the whole table's sort. A table without an id column is one series, of id
+    None (as statsforecast's GroupedArray, a panel of one); an id that names no series
+    (id_problem) has no rows."""
+    import pyarrow.compute as pc
+
+    if specs[0].id_column is None:
+        return {None: SeriesRows(table, np.arange(table.num_rows))}
+    keys = {key for spec in specs for key in spec.series if id_problem(key) is None}
+    mask = pc.is_in(panel_ids(table, specs[0]), value_set=pa.array(sorted(keys), pa.string()))
+    return dict(panel_groups(table.filter(mask), specs[0], np.flatnonzero(mask)))
+
+
 def panel_groups(
     table: pa.Table, spec: SeriesSpec, rows_at: np.ndarray | None = None
-) -> Iterator[PanelGroup]:
-    """Every id's rows, the empty id (rows with none) included: see id_problem. `rows_at`:
-    where the table's rows are in the file, when it is a part of it."""
+) -> Iterator[tuple[str, SeriesRows]]:
+    """Every id and its rows, the empty id (rows with none) included: see id_problem.
+    `rows_at`: where the table's rows are in the file, when it is a part of it."""
     import pyarrow.compute as pc
 
     assert spec.id_column is not None
@@ -95,7 +95,21 @@ def panel_groups(
         return
     bounds = [0, *(np.flatnonzero(keys[1:] != keys[:-1]) + 1), len(keys)]
     for start, end in itertools.pairwise(bounds):
-        yield PanelGroup(str(keys[start]), rows.slice(start, end - start), at[start:end])
+        yield str(keys[start]), SeriesRows(rows.slice(start, end - start), at[start:end])
+
+
+def series_count(table: pa.Table, spec: SeriesSpec) -> int:
+    """How many series a table holds: its distinct ids (the empty one included), or one for
+    a table without an id column. An id column it lacks is an error."""
+    import pyarrow.compute as pc
+
+    if spec.id_column is None:
+        return 1
+    if spec.id_column not in table.column_names:
+        raise InvalidInputError(
+            f"--id-column {spec.id_column}: not in {spec.source} ({described_columns(table)})"
+        )
+    return int(pc.count_distinct(panel_ids(table, spec), mode="all").as_py())
 
 
 def panel_ids(table: pa.Table, spec: SeriesSpec) -> pa.ChunkedArray:
@@ -140,18 +154,6 @@ def shown_id(key: str) -> str:
     escaped, when it is empty or holds any (a newline, a terminal's escape codes, a
     right-to-left override), so it can neither break a table nor steer the terminal."""
     return key if key and key.isprintable() else repr(key)
-
-
-def rows_of(table: pa.Table, spec: SeriesSpec, key: str) -> PanelGroup:
-    """One series' rows in file order (a filter: no need to sort the whole panel for one)."""
-    import pyarrow.compute as pc
-
-    assert spec.id_column is not None
-    problem = id_problem(key)
-    if problem is not None:
-        raise InvalidInputError(f"--series {shown_id(key)}: {problem}")
-    mask = pc.equal(panel_ids(table, spec), key)
-    return PanelGroup(key, table.drop_columns([spec.id_column]).filter(mask), np.flatnonzero(mask))
 
 
 TIME_COLUMN_NAMES = frozenset({"time", "timestamp", "date", "datetime", "ds"})

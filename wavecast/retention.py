@@ -15,7 +15,7 @@ The content-addressed stage outputs are caches any run can rebuild; a data dir k
 - sources/frame-*.parquet (frames given to the Python API) a kept version was trained on.
 
 Everything else goes once it is `min_age_s` old, with the Prefect cache records of outputs
-that are gone and the staging entries killed writers left (storage.sweep_staging's rule on
+that are gone and the staging entries killed writers left (staging.sweep_staging's rule on
 a local disk; by age alone on an object store, where nothing can be held). Nothing younger
 is touched: a retrain running beside the sweep may be writing it or about to publish it.
 Versions go under the registry lock that publishing takes. A registry whose champion cannot
@@ -39,6 +39,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.api import SOURCES
+from wavecast.cache_keys import CACHE_RECORD, RESULTS_DIR, cache_record_name
 from wavecast.config import RetentionSpec
 from wavecast.errors import InvalidInputError
 from wavecast.forecasts_store import FORECASTS, PARTITION
@@ -55,25 +56,14 @@ from wavecast.registry import (
     read_promotions,
     registry_lock,
 )
-from wavecast.storage import (
-    COMPLETE_MARKER,
-    RESULTS_DIR,
-    SERIES_DIR,
-    STAGING_TAG,
-    STALE_AFTER_S,
-    DataDir,
-    cache_record_name,
-    is_hidden,
-    remove_if_abandoned,
-    slug_key,
-    stored_key,
-)
+from wavecast.series_dirs import SERIES_DIR, slug_key, stored_key
+from wavecast.staging import STAGING_TAG, STALE_AFTER_S, is_hidden, remove_if_abandoned
+from wavecast.storage import COMPLETE_MARKER, DataDir
 
 RAW, GLOBAL = "raw", "global"
 CACHED_STAGES = ("windows", "training", "evaluations")  # kept for the newest version only
 FRAME = re.compile(r"frame-[0-9a-f]{16}\.parquet")
 FORECAST_FILE = re.compile(r"(\d{8}T\d{6}Z-[0-9a-f]{8})-[0-9a-f]{12}\.parquet")
-CACHE_RECORD = re.compile(r"wavecast-([a-z_]+)-[0-9a-f]{32}(-rebuild-[0-9a-f]+)?")
 STAMP_KEYS = ("mtime", "LastModified", "last_modified", "updated", "created")
 NOT_KEPT = "not the champion or the one before it, not among the newest {keep}, in no forecast"
 

@@ -171,7 +171,8 @@ def registry_problems(
     import wavecast.api
     from wavecast.panel import series_homes
     from wavecast.registry import list_versions, read_champion, servable
-    from wavecast.storage import STAGING_TAG, DataDir
+    from wavecast.staging import STAGING_TAG
+    from wavecast.storage import DataDir
 
     problems = []
     homes = series_homes(DataDir(str(panel)), keys)

@@ -383,7 +383,8 @@ def run_prune(args: argparse.Namespace, store: DataDir) -> None:
     """Each entry that goes (or, with --dry-run, would go) with its bytes and why, then one
     line of totals; what could not be removed is said on stderr."""
     from wavecast.config import RetentionSpec
-    from wavecast.retention import prune, summary_line
+    from wavecast.retention import prune
+    from wavecast.sweep import summary_line
 
     policy = config_of(RetentionSpec, args, RETENTION_PATHS)
     report = prune(store, policy, dry_run=args.dry_run)

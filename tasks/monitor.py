@@ -7,6 +7,7 @@ from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from wavecast.cache_keys import stable_hash
 from wavecast.config import MonitorConfig
 from wavecast.errors import InvalidInputError
 from wavecast.monitoring import (
@@ -18,7 +19,6 @@ from wavecast.monitoring import (
     write_monitor_report,
 )
 from wavecast.realized import Watched
-from wavecast.storage import stable_hash
 from wavecast.tables import shown_id
 from wavecast.tasks.prefect_support import IO_RETRIES
 

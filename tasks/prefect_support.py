@@ -21,9 +21,10 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.tasks import exponential_backoff
 from prefect.utilities.annotations import NotSet, quote
 
+from wavecast.cache_keys import RESULTS_DIR, cache_record_name
 from wavecast.confinement import ENV_PREFIX, ROOTS_VARIABLE, operator_limits
 from wavecast.errors import InvalidInputError, is_expected_failure, is_transient
-from wavecast.storage import RESULTS_DIR, DataDir, cache_record_name
+from wavecast.storage import DataDir
 
 T = TypeVar("T")
 # A stage names its output directory from its inputs alone: (data_dir uri, path parts).

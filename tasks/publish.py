@@ -7,6 +7,7 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact, cr
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
+from wavecast.cache_keys import stable_hash
 from wavecast.config import RetrainConfig
 from wavecast.evaluate import Evaluation, coverage_text, metrics_table
 from wavecast.home import SeriesHome
@@ -15,7 +16,7 @@ from wavecast.publish import Candidate, promote_candidate, stage_version
 from wavecast.records import Manifest, RetrainSummary
 from wavecast.registry import MANIFEST_FILE
 from wavecast.report import render_markdown
-from wavecast.storage import DataDir, stable_hash
+from wavecast.storage import DataDir
 from wavecast.tasks.prefect_support import IO_RETRIES
 from wavecast.windows import DatasetRef
 

@@ -6,8 +6,9 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from wavecast.config import RetentionSpec
-from wavecast.retention import prune, summary_line
+from wavecast.retention import prune
 from wavecast.storage import DataDir
+from wavecast.sweep import summary_line
 from wavecast.tasks.prefect_support import IO_RETRIES
 
 

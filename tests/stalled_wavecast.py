@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wavecast.flows.cli import main
-from wavecast.storage import STAGING_TAG
+from wavecast.staging import STAGING_TAG
 
 STALL_AT = os.environ["WAVECAST_STALL_AT"]
 real_write, real_replace = os.write, os.replace

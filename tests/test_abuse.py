@@ -29,7 +29,8 @@ from wavecast.errors import InvalidInputError, environment_problem, is_transient
 from wavecast.generate import MAX_MAGNITUDE, load_series
 from wavecast.metrics import Metrics
 from wavecast.records import PromotionEvent
-from wavecast.storage import STAGING_TAG, DataDir
+from wavecast.staging import STAGING_TAG
+from wavecast.storage import DataDir
 from wavecast.validate import check_data_dir, training_bytes, validate_inputs
 
 pytestmark = pytest.mark.unit

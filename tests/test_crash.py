@@ -26,7 +26,8 @@ import pytest
 from tests.processes import children_of, import_blockers, wait_until_gone
 from tests.servers import Stack, environment_without_prefect
 from wavecast.registry import list_versions, read_promotions, servable
-from wavecast.storage import COMPLETE_MARKER, STAGING_TAG, STALE_AFTER_S, DataDir
+from wavecast.staging import STAGING_TAG, STALE_AFTER_S
+from wavecast.storage import COMPLETE_MARKER, DataDir
 
 WAVECAST = Path(sys.executable).with_name("wavecast")
 STALLED_WAVECAST = Path(__file__).with_name("stalled_wavecast.py")

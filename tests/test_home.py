@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from wavecast.home import SeriesHome
-from wavecast.storage import SERIES_DIR, DataDir, series_slug
+from wavecast.series_dirs import SERIES_DIR, series_slug
+from wavecast.storage import DataDir
 
 pytestmark = pytest.mark.unit
 

@@ -39,7 +39,8 @@ from wavecast.realized import (
     unmatched_note,
 )
 from wavecast.records import Forecast
-from wavecast.storage import DataDir, staging_path
+from wavecast.staging import staging_path
+from wavecast.storage import DataDir
 
 pytestmark = pytest.mark.unit
 

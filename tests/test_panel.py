@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from wavecast.cache_keys import STAGE_VERSIONS
 from wavecast.config import FanOutSpec, NetworkChoice, RetrainConfig
 from wavecast.errors import InvalidInputError
 from wavecast.forecasts_store import stored_series, write_forecasts
@@ -33,14 +34,8 @@ from wavecast.panel import (
 )
 from wavecast.realized import realized_rows
 from wavecast.records import Forecast
-from wavecast.storage import (
-    ID_FILE,
-    STAGE_VERSIONS,
-    DataDir,
-    panel_root_of,
-    series_slug,
-    slug_key,
-)
+from wavecast.series_dirs import ID_FILE, panel_root_of, series_slug, slug_key
+from wavecast.storage import DataDir
 
 pytestmark = pytest.mark.unit
 

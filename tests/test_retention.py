@@ -16,12 +16,14 @@ import pytest
 
 from tests.processes import Ran
 from tests.test_registry import METRICS, NAIVE, manifest_for
+from wavecast.cache_keys import cache_record_name
 from wavecast.config import ModelSpec, RetentionSpec, SeriesSpec, TrainSpec, WindowSpec
 from wavecast.evaluate import SPEC_FILE
 from wavecast.model_files import TrainedRef
 from wavecast.registry import MODELS, read_champion, record_champion, registry_lock, servable
 from wavecast.retention import kept_versions, prune
-from wavecast.storage import DataDir, cache_record_name, held
+from wavecast.staging import held
+from wavecast.storage import DataDir
 
 pytestmark = pytest.mark.unit
 

@@ -15,16 +15,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from wavecast.cache_keys import stable_hash
 from wavecast.errors import InvalidInputError
-from wavecast.storage import (
-    COMPLETE_MARKER,
-    STAGING_TAG,
-    STALE_AFTER_S,
-    DataDir,
-    held,
-    stable_hash,
-    staging_path,
-)
+from wavecast.staging import STAGING_TAG, STALE_AFTER_S, held, staging_path
+from wavecast.storage import COMPLETE_MARKER, DataDir
 
 pytestmark = pytest.mark.unit
 

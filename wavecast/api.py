@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from wavecast.panel_forecast import ForecastRun
-    from wavecast.retention import PruneReport
+    from wavecast.sweep import PruneReport
 
 # The column names of Nixtla's libraries, used when a frame has them and no other is named.
 ID_COLUMN, TIME_COLUMN, TARGET_COLUMN = "unique_id", "ds", "y"

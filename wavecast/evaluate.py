@@ -13,6 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.backtest import choose, run_backtest
+from wavecast.cache_keys import cache_version, stable_hash
 from wavecast.config import SelectionSpec
 from wavecast.forecasters.forecaster import SPEC_FILE, Backtest
 from wavecast.forecasters.kinds import WINDOW_KEYS, published_members, spec_of
@@ -36,7 +37,7 @@ from wavecast.model_files import (
     untrained_predictions,
 )
 from wavecast.plots import plot_forecasts, plot_loss
-from wavecast.storage import DataDir, cache_version, stable_hash
+from wavecast.storage import DataDir
 from wavecast.windows import DatasetRef
 
 PLOTS = ("loss.png", "predictions.png", "untrained.png")

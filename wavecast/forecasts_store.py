@@ -13,8 +13,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from wavecast.cache_keys import stable_hash
 from wavecast.records import Forecast
-from wavecast.storage import DataDir, series_slug, slug_key, stable_hash
+from wavecast.series_dirs import series_slug, slug_key
+from wavecast.storage import DataDir
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -19,10 +19,11 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import BaseModel, ConfigDict
 
+from wavecast.cache_keys import cache_version, stable_hash
 from wavecast.config import SeriesSpec
 from wavecast.confinement import check_within
 from wavecast.errors import InvalidInputError, or_bad_input
-from wavecast.storage import DataDir, cache_version, open_filesystem, stable_hash
+from wavecast.storage import DataDir, open_filesystem
 from wavecast.tables import (
     SeriesRows,
     id_groups,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from wavecast.cache_keys import cache_version, stable_hash
 from wavecast.candidates import validation_size
 from wavecast.config import ModelSpec, TrainSpec
 from wavecast.engine import EpochCallback, batched_epoch, epoch_rng, run_epochs
@@ -34,7 +35,7 @@ from wavecast.model_files import (
     WEIGHTS_FILE,
     TrainedRef,
 )
-from wavecast.storage import DataDir, cache_version, stable_hash
+from wavecast.storage import DataDir
 from wavecast.windows import DatasetRef, make_windows, read_split
 
 if TYPE_CHECKING:

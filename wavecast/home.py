@@ -1,7 +1,7 @@
 """A series' home: the data dir a run was given and the series' key in it.
 
 A run is given one data dir: a single series' own, or a panel's, whose series each have
-their own under it (<root>/series/<slug>, storage.series_slug). The stages of a series pass
+their own under it (<root>/series/<slug>, series_dirs.series_slug). The stages of a series pass
 its home rather than a path string, so its DataDir (an fsspec filesystem, a resolved root)
 is opened once per series, not again by every function on the way, and a caller that needs
 the panel (its forecasts dataset, its global network) finds the root beside the series' own
@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
-from wavecast.storage import SERIES_DIR, DataDir, panel_root_of, series_slug
+from wavecast.series_dirs import SERIES_DIR, panel_root_of, series_slug
+from wavecast.storage import DataDir
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class SeriesHome:
     @classmethod
     def of_dir(cls, own: DataDir, key: str | None = None) -> SeriesHome:
         """The home whose own dir is `own`: series `key` of its panel when `own` is that
-        series' dir under one (storage.panel_root_of), else `own`'s own series."""
+        series' dir under one (series_dirs.panel_root_of), else `own`'s own series."""
         root = panel_root_of(own, key) if key is not None else None
         home = cls(root, key) if root is not None else cls(own.uri())
         return opened(home, "store", own)

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
+from wavecast.cache_keys import stable_hash
 from wavecast.config import MonitorConfig, SeriesSpec
 from wavecast.errors import InvalidInputError, environment_problem, is_transient, or_bad_input
 from wavecast.forecasting import check_same_column, held_out_errors, resolve_version
@@ -41,7 +42,7 @@ from wavecast.realized import (
 )
 from wavecast.records import Manifest, Record
 from wavecast.registry import one_line, read_champion
-from wavecast.storage import DataDir, stable_hash
+from wavecast.storage import DataDir
 from wavecast.tables import shown_id
 
 LOG = logging.getLogger(__name__)

@@ -45,11 +45,8 @@ from wavecast.series import (
     prepare_series,
     retrain_stages,
 )
-from wavecast.storage import (
-    DataDir,
-    claim_series_dir,
-    series_dir_keys,
-)
+from wavecast.series_dirs import claim_series_dir, series_dir_keys
+from wavecast.storage import DataDir
 from wavecast.tables import (
     SeriesRows,
     id_problem,

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple, ParamSpec, TypeVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from wavecast.cache_keys import stable_hash
 from wavecast.config import FanOutSpec, ForecastConfig, SeriesSpec
 from wavecast.engine import model_forecast
 from wavecast.errors import InvalidInputError, environment_problem, is_transient
@@ -34,7 +35,7 @@ from wavecast.home import SeriesHome
 from wavecast.panel import champion_keys
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest
 from wavecast.registry import one_line, read_champion
-from wavecast.storage import DataDir, stable_hash
+from wavecast.storage import DataDir
 
 P = ParamSpec("P")
 T = TypeVar("T")

@@ -12,6 +12,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from wavecast.backtest import block_origins
+from wavecast.cache_keys import STAGE_VERSIONS
 from wavecast.candidates import targets_at
 from wavecast.config import RetrainConfig, WindowSpec
 from wavecast.confinement import STORED_RECORD
@@ -48,7 +49,7 @@ from wavecast.registry import (
     version_name,
 )
 from wavecast.report import render_html, render_markdown
-from wavecast.storage import STAGE_VERSIONS, DataDir
+from wavecast.storage import DataDir
 from wavecast.windows import DatasetInfo, DatasetRef, head_of_split
 
 LIBRARIES = (

@@ -21,7 +21,8 @@ from wavecast.forecasts_store import (
 from wavecast.generate import LoadedSeries
 from wavecast.home import SeriesHome
 from wavecast.registry import one_line
-from wavecast.storage import DataDir, is_hidden
+from wavecast.staging import is_hidden
+from wavecast.storage import DataDir
 
 LOG = logging.getLogger(__name__)
 MONITORING = "monitoring"

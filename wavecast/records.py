@@ -32,7 +32,7 @@ class Record(BaseModel):
 class CodeLineage(Record):
     revision: str | None = None
     stage_versions: dict[str, int] = Field(
-        default_factory=dict, description="each cached stage's version (storage.STAGE_VERSIONS)"
+        default_factory=dict, description="each cached stage's version (cache_keys.STAGE_VERSIONS)"
     )
 
 

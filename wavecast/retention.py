@@ -15,30 +15,24 @@ The content-addressed stage outputs are caches any run can rebuild; a data dir k
 - sources/frame-*.parquet (frames given to the Python API) a kept version was trained on.
 
 Everything else goes once it is `min_age_s` old, with the Prefect cache records of outputs
-that are gone and the staging entries killed writers left (storage.sweep_staging's rule on
+that are gone and the staging entries killed writers left (staging.sweep_staging's rule on
 a local disk; by age alone on an object store, where nothing can be held). Nothing younger
 is touched: a retrain running beside the sweep may be writing it or about to publish it.
 Versions go under the registry lock that publishing takes. A registry whose champion cannot
 be read keeps every version; a data dir holding a kept version whose manifest cannot be read
-keeps its outputs, and then no frame or panel network is swept.
+keeps its outputs, and then no frame or panel network is swept. This module decides what is
+kept; wavecast.sweep removes the rest and reports it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
-import stat
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict
 
 from wavecast.api import SOURCES
+from wavecast.cache_keys import CACHE_RECORD, RESULTS_DIR, cache_record_name
 from wavecast.config import RetentionSpec
 from wavecast.errors import InvalidInputError
 from wavecast.forecasts_store import FORECASTS, PARTITION
@@ -55,54 +49,16 @@ from wavecast.registry import (
     read_promotions,
     registry_lock,
 )
-from wavecast.storage import (
-    COMPLETE_MARKER,
-    RESULTS_DIR,
-    SERIES_DIR,
-    STAGING_TAG,
-    STALE_AFTER_S,
-    DataDir,
-    cache_record_name,
-    is_hidden,
-    remove_if_abandoned,
-    slug_key,
-    stored_key,
-)
+from wavecast.series_dirs import SERIES_DIR, slug_key, stored_key
+from wavecast.staging import STAGING_TAG, is_hidden
+from wavecast.storage import DataDir
+from wavecast.sweep import PruneReport, Sweep
 
 RAW, GLOBAL = "raw", "global"
 CACHED_STAGES = ("windows", "training", "evaluations")  # kept for the newest version only
 FRAME = re.compile(r"frame-[0-9a-f]{16}\.parquet")
 FORECAST_FILE = re.compile(r"(\d{8}T\d{6}Z-[0-9a-f]{8})-[0-9a-f]{12}\.parquet")
-CACHE_RECORD = re.compile(r"wavecast-([a-z_]+)-[0-9a-f]{32}(-rebuild-[0-9a-f]+)?")
-STAMP_KEYS = ("mtime", "LastModified", "last_modified", "updated", "created")
 NOT_KEPT = "not the champion or the one before it, not among the newest {keep}, in no forecast"
-
-
-class Removal(BaseModel):
-    """One entry a prune removed (or, in a dry run, would remove)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    path: str  # relative to the pruned data dir
-    size: int  # bytes
-    why: str
-
-
-class PruneReport(BaseModel):
-    """What a prune of one data dir removed, what it kept, and what it left and why."""
-
-    model_config = ConfigDict(frozen=True)
-
-    data_dir: str
-    dry_run: bool
-    removed: tuple[Removal, ...] = ()
-    kept_versions: int = 0
-    too_young: int = 0  # unreferenced entries younger than min_age_s, left for a later prune
-    problems: tuple[str, ...] = ()
-
-    @property
-    def size(self) -> int:
-        return sum(removal.size for removal in self.removed)
 
 
 def kept_versions(
@@ -137,55 +93,6 @@ class References:
         if stage == "evaluations":
             return name[:8] in self.evaluations
         return name in self.cached
-
-
-@dataclass
-class Sweep:
-    """One prune's state: the root, the policy, and what it removed, left or could not do."""
-
-    root: DataDir
-    policy: RetentionSpec
-    dry_run: bool
-    now: float
-    removed: list[Removal] = field(default_factory=list)
-    gone: set[str] = field(default_factory=set)  # full paths removed (or, dry, to be)
-    too_young: int = 0
-    problems: list[str] = field(default_factory=list)
-
-    def relative(self, path: str) -> str:
-        return path[len(self.root.root) :].lstrip("/") or "."
-
-    def drop(self, store: DataDir, parts: tuple[str, ...], why: str, min_age: float) -> None:
-        """Remove an entry unless it is younger than `min_age` (or a link, or undatable)."""
-        try:
-            path = store.path(*parts)
-        except InvalidInputError:
-            return  # a link out of the data dir: not ours
-        when = modified(store, path)
-        if when is None:
-            return
-        if self.now - when < min_age:
-            self.too_young += 1
-            return
-        size = entry_size(store, path)
-        if not self.dry_run:
-            try:
-                remove(store, path)
-            except OSError as exc:
-                self.problems.append(f"{self.relative(path)}: not removed: {one_line(exc)}")
-                return
-        self.gone.add(path)
-        self.removed.append(Removal(path=self.relative(path), size=size, why=why))
-
-    def report(self, kept: int) -> PruneReport:
-        return PruneReport(
-            data_dir=self.root.uri(),
-            dry_run=self.dry_run,
-            removed=tuple(self.removed),
-            kept_versions=kept,
-            too_young=self.too_young,
-            problems=tuple(self.problems),
-        )
 
 
 def prune(
@@ -368,96 +275,4 @@ def sweep_staging_left(sweep: Sweep, store: DataDir) -> None:
     for parts in places:
         for name in store.list_dir(*parts):
             if STAGING_TAG in name:
-                drop_staging(sweep, store, (*parts, name))
-
-
-def drop_staging(sweep: Sweep, store: DataDir, parts: tuple[str, ...]) -> None:
-    """A staging entry, once STALE_AFTER_S old and, on a local disk, held by no writer."""
-    why = "left by a writer that was killed"
-    if not store.is_local or sweep.dry_run:
-        sweep.drop(store, parts, why, STALE_AFTER_S)
-        return
-    path = store.path(*parts)
-    when = modified(store, path)
-    if when is None or sweep.now - when < STALE_AFTER_S:
-        return
-    size = entry_size(store, path)
-    remove_if_abandoned(path)
-    if not Path(path).is_symlink() and not Path(path).exists():
-        sweep.gone.add(path)
-        sweep.removed.append(Removal(path=sweep.relative(path), size=size, why=why))
-
-
-def modified(store: DataDir, path: str) -> float | None:
-    """When an entry last changed (a remote directory: its completion marker, else its newest
-    file); None for a link, or when the store cannot say."""
-    if store.is_local:
-        try:
-            info = os.lstat(path)
-        except FileNotFoundError:
-            return None
-        return None if stat.S_ISLNK(info.st_mode) else info.st_mtime
-    marker = f"{path}/{COMPLETE_MARKER}"
-    try:
-        if store.fs.exists(marker):
-            return stamp(store.fs.info(marker))
-        details = store.fs.find(path, detail=True)
-    except OSError:
-        return None
-    stamps = [stamp(info) for info in details.values()]
-    known = [s for s in stamps if s is not None]
-    return max(known) if known and len(known) == len(stamps) else None
-
-
-def stamp(info: dict[str, Any]) -> float | None:
-    """The modification time an fsspec listing gives, under whichever name it uses."""
-    for key in STAMP_KEYS:
-        value = info.get(key)
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, datetime):
-            return value.timestamp()
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    return None
-
-
-def entry_size(store: DataDir, path: str) -> int:
-    """Bytes of a file, or of every file under a directory (links are not followed)."""
-    if not store.is_local:
-        return int(store.fs.du(path, total=True))
-    entry = Path(path)
-    if entry.is_symlink() or not entry.is_dir():
-        return entry.lstat().st_size
-    total = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            with contextlib.suppress(FileNotFoundError):
-                total += (Path(folder) / name).lstat().st_size
-    return total
-
-
-def remove(store: DataDir, path: str) -> None:
-    entry = Path(path)
-    if not store.is_local:
-        store.fs.rm(path, recursive=True)
-    elif entry.is_dir() and not entry.is_symlink():
-        shutil.rmtree(path)
-    else:
-        entry.unlink()
-
-
-def summary_line(report: PruneReport, min_age_s: float) -> str:
-    """One line for a log or the command: what went (or would), what stayed and why."""
-    verb = "would remove" if report.dry_run else "removed"
-    line = (
-        f"{verb} {len(report.removed)} entries ({report.size:,} bytes); "
-        f"kept {report.kept_versions} version(s)"
-    )
-    if report.too_young:
-        line += (
-            f"; {report.too_young} unused entries younger than {min_age_s:g} s left for a later "
-            "prune (a running retrain may use them)"
-        )
-    return line
+                sweep.drop_staging(store, (*parts, name))

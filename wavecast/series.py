@@ -16,6 +16,7 @@ from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 
+from wavecast.cache_keys import stable_hash
 from wavecast.config import (
     ModelSpec,
     RetrainConfig,
@@ -33,7 +34,7 @@ from wavecast.model_files import TRAINED_FILE, TrainedRef
 from wavecast.publish import Candidate, promote_candidate, stage_version
 from wavecast.records import RetrainSummary
 from wavecast.registry import read_champion, read_manifest, remove_version
-from wavecast.storage import DataDir, stable_hash
+from wavecast.storage import DataDir
 from wavecast.train import completed_training, train_on_dataset
 from wavecast.windows import DatasetRef, build_windows, check_length
 

@@ -2,31 +2,22 @@
 
 Readers trust a directory only when it carries a completion marker, and writers build a
 directory elsewhere and move it into place, so a crash at any moment leaves either the old
-state or the new one. On a local disk the move is an atomic rename.
-
-A writer stages beside its target (one filesystem, so the rename stays atomic) under a hidden
-name, `.<name>.staging-<uuid>`, which dataset readers skip (pyarrow ignores names starting
-with "." or "_"), and holds a shared flock on it while it lives: a later writer into the same
-directory removes the staging entries that are old and that nobody holds, what `kill -9` left.
-On a local disk, no path under the root may lead out of it through a symlink.
+state or the new one. On a local disk the move is an atomic rename (wavecast.staging: staging
+beside the target, held by its writer). On a local disk, no path under the root may lead out
+of it through a symlink.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import json
 import os
 import shutil
 import stat
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
@@ -34,21 +25,9 @@ from pydantic import BaseModel, ValidationError
 
 from wavecast.confinement import STORED_RECORD, check_inside, check_location, is_inside
 from wavecast.errors import InvalidInputError
+from wavecast.staging import held, retire_local, staging_path, sweep_staging, write_local
 
-# The version of what each cached stage writes. Bump a stage's number when a change alters
-# its output for the same inputs (a new candidate or rule, another architecture, a file
-# layout): its cache keys change, and so do those of the stages reading its output by id.
-# Editing a docstring or help text, or moving code between modules, changes no key, so no
-# scheduled run retrains every series because of a refactor.
-STAGE_VERSIONS = {"raw": 1, "windows": 1, "train": 1, "global_network": 2, "evaluate": 2}
 COMPLETE_MARKER = "_COMPLETE"
-STAGING_TAG = ".staging-"  # in every staging name: hidden ones, and earlier versions' visible ones
-HIDDEN_PREFIXES = (".", "_")  # names pyarrow's dataset discovery skips
-# A staging entry older than this that no live writer holds was left by a killed one. Writers
-# of earlier versions held no lock: this long without a write, they are gone too.
-STALE_AFTER_S = 600.0
-RESULTS_DIR = "cache"  # a local data dir's Prefect results of its cached stages
-WRITE_CHUNK = 1 << 20  # os.write may take less than it is given, and at most ~2 GiB
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -84,120 +63,6 @@ def open_filesystem(uri: str, flag: str) -> tuple[fsspec.AbstractFileSystem, str
     if isinstance(filesystem, LocalFileSystem):  # judged again as fsspec reads it: file:/x is /x
         check_inside(path, uri, flag)
     return filesystem, path
-
-
-def stable_hash(*parts: str | bytes, length: int = 16) -> str:
-    """Hex digest of the parts, each length-prefixed so ("ab", "c") differs from ("a", "bc")."""
-    digest = hashlib.sha256()
-    for part in parts:
-        data = part.encode() if isinstance(part, str) else part
-        digest.update(len(data).to_bytes(8, "little"))
-        digest.update(data)
-    return digest.hexdigest()[:length]
-
-
-def cache_record_name(data_dir: DataDir, *parts: str) -> str:
-    """The cache key, and the name of the result file under RESULTS_DIR, of the cached stage
-    whose output is at `parts`: named by where the output lives (tasks.prefect_support)."""
-    return f"wavecast-{parts[0]}-{stable_hash(data_dir.uri(*parts), length=32)}"
-
-
-def cache_version(stage: str) -> str:
-    """A cached stage's explicit version, part of every cache key the stage computes."""
-    return f"{stage}-v{STAGE_VERSIONS[stage]}"
-
-
-def is_hidden(name: str) -> bool:
-    """A name dataset readers skip: staging entries, and anything a person hid."""
-    return name.startswith(HIDDEN_PREFIXES)
-
-
-def staging_path(target: str, kind: str = "") -> str:
-    """A hidden, unique sibling of `target`: same directory, so renaming it is atomic."""
-    parent, name = target.rsplit("/", 1)
-    return f"{parent}/.{name}{STAGING_TAG}{kind}{uuid.uuid4().hex}"
-
-
-def hold(descriptor: int) -> None:
-    """Mark an open staging entry as a live writer's with a shared flock, which the kernel
-    drops when the writer dies, even by SIGKILL. On a filesystem without locks nothing is
-    marked, and remove_if_abandoned, unable to lock either, removes nothing there."""
-    with contextlib.suppress(OSError):
-        fcntl.flock(descriptor, fcntl.LOCK_SH)
-
-
-@contextlib.contextmanager
-def held(path: str) -> Iterator[None]:
-    """Hold a local file or directory (see hold) while the block runs."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        hold(descriptor)
-        yield
-    finally:
-        os.close(descriptor)
-
-
-def sweep_staging(directory: str) -> None:
-    """Remove the staging entries of killed writers from a local directory: those older than
-    STALE_AFTER_S that no live writer holds. One listing; only tagged names are looked at."""
-    cutoff = time.time() - STALE_AFTER_S
-    try:
-        entries = [e for e in os.scandir(directory) if STAGING_TAG in e.name]
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for entry in entries:
-        with contextlib.suppress(FileNotFoundError):
-            if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                remove_if_abandoned(entry.path)
-
-
-def remove_if_abandoned(path: str) -> None:
-    """Delete a staging file or directory unless a live writer holds it (or it is a link)."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return  # gone already, a symlink, or unreadable: not ours to judge
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return  # a live writer holds it, or this filesystem cannot tell: keep it
-        if stat.S_ISDIR(os.fstat(descriptor).st_mode):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            Path(path).unlink(missing_ok=True)
-    finally:
-        os.close(descriptor)
-
-
-def write_local(data: bytes, staging: str, target: str) -> None:
-    """Write a new staging file, held until it is renamed over `target`."""
-    descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    try:
-        hold(descriptor)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(descriptor, view[:WRITE_CHUNK]) :]
-        Path(staging).replace(target)
-    finally:
-        os.close(descriptor)
-
-
-def retire_local(staged: Path, target: str) -> None:
-    """Rename a staged directory to `target`; a previous `target` is moved aside (held, so no
-    sweep takes it) and deleted after, or put back if the rename fails."""
-    retired = Path(staging_path(target, "retired-"))
-    with contextlib.ExitStack() as stack:
-        with contextlib.suppress(FileNotFoundError):
-            stack.enter_context(held(target))
-            Path(target).rename(retired)
-        try:
-            staged.rename(target)
-        except OSError:
-            if retired.exists():
-                retired.rename(target)  # put the previous complete version back
-            raise
-        shutil.rmtree(retired, ignore_errors=True)
 
 
 class DataDir:
@@ -375,84 +240,3 @@ class DataDir:
             local = Path(tmp) / parts[-1]
             self.fs.get(self.path(*parts), str(local))
             yield local
-
-
-SERIES_DIR = "series"  # a panel's data dir holds each series' own data dir under it
-ID_FILE = "series-id.json"  # beside a hashed directory name: the id it stands for
-MAX_NAME = 128  # characters of a directory name that is the id itself, percent-encoded
-HASHED_PREFIX = 48  # characters of the id kept, encoded, before a hashed name's hash
-
-
-def encoded_id(key: str) -> str:
-    """The id percent-encoded, dots too, so it is never a path trick: ASCII, no `/`, no `.`."""
-    return quote(key, safe="", errors="surrogatepass").replace(".", "%2E")
-
-
-def series_slug(key: str) -> str:
-    """A directory name for any id, the same in every series dir and hive partition.
-
-    An id whose encoding is 1-128 characters is named by it, as it always was, so existing
-    data dirs keep their names. A longer (or empty) one would exceed what file systems allow
-    (255 bytes, a CJK character encodes to 9): it is named by its first characters, a dot and
-    32 hex digits of its SHA-256. An encoding never holds a dot, so the two kinds never meet.
-    """
-    encoded = encoded_id(key)
-    if 0 < len(encoded) <= MAX_NAME:
-        return encoded
-    prefix = ""
-    for char in key:  # whole characters: a partition's decoded value stays valid UTF-8
-        piece = encoded_id(char)
-        if len(prefix) + len(piece) > HASHED_PREFIX:
-            break
-        prefix += piece
-    digest = hashlib.sha256(key.encode(errors="surrogatepass")).hexdigest()[:32]
-    return f"{prefix or '_'}.{digest}"
-
-
-def slug_key(slug: str) -> str | None:
-    """The id a directory name spells, or None for a hashed name (its id is stored beside)."""
-    return None if "." in slug else unquote(slug, errors="surrogatepass")
-
-
-def claim_series_dir(own: DataDir, key: str) -> DataDir:
-    """Series `key`'s own data dir, with its id stored beside a hashed name so listing the
-    panel gives the ids back; refused when that directory is another id's."""
-    if slug_key(series_slug(key)) is None:
-        if not own.exists(ID_FILE):
-            own.write_bytes(json.dumps({"id": key}).encode(), ID_FILE)
-        elif stored_key(own) != key:
-            raise InvalidInputError(
-                f"{own.uri()}: its {ID_FILE} does not name this series: move that directory away"
-            )
-    return own
-
-
-def stored_key(series_dir: DataDir) -> str | None:
-    """The id in a series dir's ID_FILE; None when it is missing or damaged."""
-    try:
-        key = series_dir.read_json(ID_FILE).get("id")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return key if isinstance(key, str) else None
-
-
-def series_dir_keys(store: DataDir) -> list[str]:
-    """The ids of the series a panel data dir holds, in their directories' order; a hashed
-    directory without its id (a series stored while this ran, or damaged) is left out."""
-    keys = []
-    for name in store.list_dir(SERIES_DIR):
-        key = slug_key(name)
-        if key is None:
-            key = stored_key(DataDir(store.uri(SERIES_DIR, name)))
-        if key is not None and series_slug(key) == name:
-            keys.append(key)
-    return keys
-
-
-def panel_root_of(own: DataDir, key: str) -> str | None:
-    """The panel data dir in which `own` is series `key`'s own data dir, if it is one. Told
-    from the path's last two names alone: opening the candidate root would be refused when it
-    lies outside the operator's allowed roots (any data dir directly inside one, such as a
-    worker's data/), and every caller asks about a data dir that may not be a series'."""
-    root, *names = own.uri().rsplit("/", 2)
-    return root if root and names == [SERIES_DIR, series_slug(key)] else None

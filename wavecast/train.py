@@ -23,6 +23,7 @@ from wavecast.architectures import (
     scaling_for,
     streamed_scaling,
 )
+from wavecast.cache_keys import cache_version, stable_hash
 from wavecast.candidates import validation_size
 from wavecast.config import ModelSpec, TrainSpec
 from wavecast.engine import (
@@ -42,7 +43,7 @@ from wavecast.model_files import (
     VALIDATION_FILE,
     TrainedRef,
 )
-from wavecast.storage import DataDir, cache_version, stable_hash
+from wavecast.storage import DataDir
 from wavecast.windows import (
     DatasetRef,
     head_of_split,

@@ -21,12 +21,13 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import DTypeLike
 from pydantic import BaseModel, ConfigDict
 
+from wavecast.cache_keys import cache_version, stable_hash
 from wavecast.config import WindowSpec
 from wavecast.errors import InvalidInputError
 from wavecast.generate import SeriesRef, read_series
 from wavecast.home import SeriesHome
 from wavecast.memory import release_unused_memory
-from wavecast.storage import DataDir, cache_version, stable_hash
+from wavecast.storage import DataDir
 
 if TYPE_CHECKING:  # imported where used: it costs 0.5 s, and a cached rerun never reads
     import pyarrow.dataset as ds

@@ -5,7 +5,7 @@
 <data-dir>/forecasts/series=<id>/       every series' forecasts: one dataset for the panel
 
 <id> is the id percent-encoded, or for an id too long for that a readable prefix and a hash,
-with the id itself in the series dir's series-id.json (wavecast.storage.series_slug).
+with the id itself in the series dir's series-id.json (wavecast.series_dirs.series_slug).
 
 A single series' data dir is the data dir itself. Each series' stages are the same stages
 (series.retrain_stages) run on its own directory, so caching, gating, rollback and forecasting

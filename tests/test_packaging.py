@@ -97,7 +97,7 @@ def test_the_wheel_holds_only_wavecast_and_runs_from_it(tmp_path: Path) -> None:
     )
     assert_holds_flows_and_tasks(wheel)
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if "entry_points" in n))
-    assert b"wavecast = wavecast.flows.cli:main" in entry_points
+    assert b"wavecast = wavecast.flows.cli:run" in entry_points
 
     # Installed alone and imported without this repository or its editable install on the
     # path (no site: no .pth files), the flows load and `tasks` is nobody's name.

@@ -34,7 +34,6 @@ from wavecast.panel import (
     panel_rounds,
     panel_table,
     retrain_series,
-    series_label,
     split_source,
 )
 from wavecast.publish import Candidate
@@ -124,7 +123,7 @@ def split_series(config: RetrainConfig) -> SourceSplit:
         (ref,) = split.series
         logger.info(
             "Series %s: %d points from %s (content %s)",
-            series_label(ref),
+            ref.label,
             ref.n_points,
             ref.source,
             ref.content_hash,
@@ -169,7 +168,7 @@ def retrain_each(
     skipped: dict[str, str] = {}
     for done, ref in enumerate(batch, start=1):
         stop_if_interrupted()
-        label = series_label(ref)
+        label = ref.label
         try:
             outcome = retrain_series(ref, config, stages, network)
         except Exception as exc:

@@ -27,7 +27,7 @@ from wavecast.evaluate import ERRORS_FILE
 from wavecast.forecasters.forecaster import Forecaster
 from wavecast.forecasters.statistical import MAX_HISTORY
 from wavecast.forecasts_store import bound_key, label, level_key
-from wavecast.generate import LoadedSeries, load_series, series_key
+from wavecast.generate import LoadedSeries, load_series, series_key, series_label
 from wavecast.home import SeriesHome
 from wavecast.intervals import conformal_half_widths, held_out_coverage, resolution_floor
 from wavecast.records import Forecast, ForecastSummary, LatestWindow, Manifest, Row
@@ -172,7 +172,7 @@ def window_of(
     return LatestWindow(
         version=version,
         dataset_id=manifest.dataset.dataset_id,
-        series=series_name(series_spec, loaded.column),
+        series=series_label(series_key(series_spec), loaded.column, series_spec.source),
         source=series_spec.source,
         forecaster=forecaster,
         spec=spec,
@@ -207,12 +207,6 @@ def forecasts_home(store: DataDir, spec: SeriesSpec) -> str:
     to): then its panel's dataset, beside its siblings' forecasts, where the panel's readers
     and monitor look."""
     return SeriesHome.of_dir(store, series_key(spec)).root
-
-
-def series_name(spec: SeriesSpec, column: str | None) -> str:
-    """What the forecasts dataset calls a series: a panel's id, else its column or source."""
-    key = series_key(spec)
-    return key if key is not None else column or spec.source
 
 
 def held_out_errors(store: DataDir, version: str, steps: int | None = None) -> np.ndarray:

@@ -66,6 +66,15 @@ class SeriesRef(BaseModel):
     key: str | None = None  # the series' id in a panel source
     season: int | None = None  # inferred from the time column's step, when it has one
 
+    @property
+    def label(self) -> str:
+        return series_label(self.key, self.column, self.source)
+
+
+def series_label(key: str | None, column: str | None, source: str) -> str:
+    """What results and forecasts call a series: a panel's id, else its column or source."""
+    return key if key is not None else column or source
+
 
 def sine_series(spec: SeriesSpec) -> np.ndarray:
     """Exactly the tutorial's np.sin(np.linspace(-3π, 3π, 1000)), plus optional seeded noise."""

@@ -204,11 +204,6 @@ def split_panel(spec: SeriesSpec, windows: WindowSpec, root: DataDir) -> SourceS
     return SourceSplit(series=tuple(refs), skipped=skipped)
 
 
-def series_label(series: SeriesRef) -> str:
-    """What results and forecasts call a series: a panel's id, else its column or source."""
-    return series.key if series.key is not None else series.column or series.source
-
-
 def retrain_series(
     series: SeriesRef,
     config: RetrainConfig,

@@ -4,7 +4,6 @@ a name no kind has is refused in one line."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import get_args
 
@@ -12,29 +11,14 @@ import numpy as np
 import pytest
 
 from tests.test_registry import keras_file, manifest_for
-from wavecast.config import (
-    ForecasterName,
-    ModelSpec,
-    SelectionSpec,
-    SeriesSpec,
-    TrainSpec,
-    WindowSpec,
-)
+from wavecast.config import ForecasterName, ModelSpec, SeriesSpec, TrainSpec, WindowSpec
 from wavecast.engine import model_forecast
 from wavecast.errors import InvalidInputError
 from wavecast.forecasters import kinds
-from wavecast.forecasters.forecaster import (
-    SPEC_FILE,
-    Forecaster,
-    ForecasterSpec,
-    Located,
-    Plan,
-    Sources,
-)
+from wavecast.forecasters.forecaster import SPEC_FILE, Forecaster, ForecasterSpec, Located, Sources
 from wavecast.forecasters.linear import linear_forecast, windows_ending_at
 from wavecast.forecasters.network import NetworkForecaster
 from wavecast.model_files import MODEL_FILE, TrainedRef, load_model
-from wavecast.preload import import_in_background
 from wavecast.registry import MODELS, UnusableVersionError, servable
 from wavecast.storage import DataDir
 
@@ -178,37 +162,3 @@ def test_an_unknown_kind_is_refused_in_one_line(tmp_path: Path) -> None:
 
 def test_every_name_a_selection_accepts_has_a_kind() -> None:
     assert set(get_args(ForecasterName)) == set(kinds.KINDS)
-
-
-@pytest.mark.parametrize(
-    ("n_points", "candidates", "expected"),
-    [
-        (500, ("naive", "ets", "theta", "linear"), ("statsforecast.models",)),
-        (500, ("naive", "seasonal_naive", "linear", "network"), ()),
-        (200_000, ("naive", "ets", "theta"), ()),  # over CLASSICAL_MAX_POINTS: not fitted
-    ],
-)
-def test_slow_imports_are_the_competing_candidates_own(
-    n_points: int, candidates: tuple[ForecasterName, ...], expected: tuple[str, ...]
-) -> None:
-    """What the train stage preloads: statsforecast only where a classical model will fit."""
-    plan = Plan(n_points, WindowSpec(), 12, SelectionSpec(candidates=candidates))
-    assert kinds.backtest_imports(plan) == expected
-
-
-def test_a_background_import_loads_the_module_and_keeps_failures_to_itself(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / "wavecast_preload_ok.py").write_text("VALUE = 42\n")
-    (tmp_path / "wavecast_preload_bad.py").write_text("raise ImportError('broken on purpose')\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    for name in ("wavecast_preload_ok", "wavecast_preload_bad"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    thread = import_in_background(["wavecast_preload_bad", "wavecast_preload_ok"])
-    assert thread is not None
-    thread.join(timeout=30)
-    assert not thread.is_alive()
-    assert sys.modules["wavecast_preload_ok"].VALUE == 42  # imported after the failing one
-    assert "wavecast_preload_bad" not in sys.modules
-    assert import_in_background(["wavecast_preload_ok"]) is None  # nothing left to import
-    monkeypatch.delitem(sys.modules, "wavecast_preload_ok")

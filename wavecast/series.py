@@ -11,7 +11,6 @@ them as plain calls, where a task run per stage would cost more than training a 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
@@ -29,12 +28,9 @@ from wavecast.config import (
 from wavecast.engine import EpochCallback, TrainingEngine
 from wavecast.errors import InvalidInputError
 from wavecast.evaluate import Evaluation, evaluate_trained
-from wavecast.forecasters.forecaster import Plan
-from wavecast.forecasters.kinds import backtest_imports
 from wavecast.generate import LoadedSeries, SeriesRef, load_series, series_key, store_loaded
 from wavecast.home import SeriesHome
 from wavecast.model_files import TRAINED_FILE, TrainedRef
-from wavecast.preload import import_in_background
 from wavecast.publish import Candidate, promote_candidate, stage_version
 from wavecast.records import RetrainSummary
 from wavecast.registry import read_champion, read_manifest, remove_version
@@ -108,20 +104,9 @@ def train_when_needed(
     if done is not None:
         return done
     with take_slot(training_slot_name(home)):
-        preload_evaluation(dataset, selection)
         return train_on_dataset(
             dataset, model, train, home, on_epoch=on_epoch, reuse=reuse, engine=engine
         )
-
-
-def preload_evaluation(dataset: DatasetRef, selection: SelectionSpec) -> None:
-    """Start the evaluate stage's slow imports on a thread, to run while the network trains
-    (wavecast.preload). Keras is imported here first, so the two threads never import at once
-    (one would wait on a module the other half-imported)."""
-    importlib.import_module("keras")
-    season = selection.season or dataset.series.season or 1
-    plan = Plan(dataset.series.n_points, dataset.spec, season, selection)
-    import_in_background(backtest_imports(plan))
 
 
 def panel_network_of(home: SeriesHome) -> TrainedRef | None:

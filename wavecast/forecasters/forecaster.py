@@ -184,12 +184,6 @@ class Forecaster(ABC):
         return ""
 
     @classmethod
-    def slow_imports(cls, name: str) -> tuple[str, ...]:
-        """Modules candidate `name`'s backtest imports that take seconds: loaded while the
-        network trains (kinds.backtest_imports), not after it."""
-        return ()
-
-    @classmethod
     def test_forecasts(cls, trial: Trial, scores: Backtest) -> np.ndarray:
         """Its forecasts of the test windows, made only when a combination holds it: the
         statistical ones made them in their backtest already."""

@@ -69,14 +69,6 @@ def backtest_candidates(trial: Trial, scores: Backtest) -> None:
         scores.notes[FALLBACK] = "stands in: none of the candidates asked for could be scored"
 
 
-def backtest_imports(plan: Plan) -> tuple[str, ...]:
-    """The slow imports (Forecaster.slow_imports) of the candidates that compete on the
-    series `plan` describes."""
-    asked = [name for name in KINDS if name in plan.selection.candidates]
-    competing = [name for name in asked if not kind_of(name).absence(name, plan)]
-    return tuple(dict.fromkeys(m for name in competing for m in kind_of(name).slow_imports(name)))
-
-
 def nothing_competes(plans: Sequence[Plan]) -> str:
     """Why none of the candidates asked for can compete on any series `plans` describe (their
     selection's; the shortest and the longest series will do, each absence being monotonic

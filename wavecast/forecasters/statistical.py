@@ -225,10 +225,6 @@ class StatisticalForecaster(Forecaster):
         return SKIPS[name](plan.n_points, plan.season) if name in SKIPS else ""
 
     @classmethod
-    def slow_imports(cls, name: str) -> tuple[str, ...]:
-        return ("statsforecast.models",) if name in CLASSICAL else ()
-
-    @classmethod
     def backtest(cls, name: str, trial: Trial, scores: Backtest) -> None:
         """At every validation and test origin; one that cannot be fitted on this series
         does not compete, and its note says why."""

@@ -74,6 +74,8 @@ def test_one_pass_fits_each_prefix_as_its_own_fit_would() -> None:
         expected, *_ = np.linalg.lstsq(design, targets[:end], rcond=None)
         assert weights == pytest.approx(expected, rel=1e-7, abs=1e-9)
     assert not np.allclose(fits[0], fits[1], rtol=0, atol=1e-12)  # two fits, not one twice
+    with pytest.raises(ValueError, match="fit ends must ascend: 9000 after 9500"):
+        linear_fits(values, spec, (9500, 9000))
 
 
 def test_linear_ar_recovers_the_sine_recurrence() -> None:

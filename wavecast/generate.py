@@ -279,9 +279,9 @@ def read_table(spec: SeriesSpec) -> pa.Table:
 
 
 def series_from_table(table: pa.Table, spec: SeriesSpec, rows_at: np.ndarray) -> LoadedSeries:
-    """One series' rows of a table (id_groups'), put in time order, with the --missing
-    policy applied: under interpolate, a regular series gets a row at every step first.
-    `rows_at`: where the table's rows are among the file's data rows."""
+    """One series' rows of a table (a group of id_groups or panel_groups), put in time
+    order, with the --missing policy applied: under interpolate, a regular series gets a row
+    at every step first. `rows_at`: where the table's rows are among the file's data rows."""
     check_within(len(table), "max_points", f"--source {spec.source}: the series' length")
     column = pick_column(table, spec)
     order = time_order(table, spec)

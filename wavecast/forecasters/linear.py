@@ -64,6 +64,8 @@ def linear_fits(values: np.ndarray, spec: WindowSpec, fit_ends: Sequence[int]) -
     _, inputs, targets = make_windows(values, spec.input_len, spec.horizon, spec.steps)
     solver, fits, start = LeastSquares(), [], 0
     for fit_end in fit_ends:
+        if fit_end < start:
+            raise ValueError(f"fit ends must ascend: {fit_end} after {start}")
         for first in range(start, fit_end, QR_ROWS):
             stop = min(first + QR_ROWS, fit_end)
             solver.add(inputs[first:stop], targets[first:stop])

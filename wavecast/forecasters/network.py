@@ -72,6 +72,20 @@ def check_same_file(copy: Path, source: DataDir, *parts: str) -> None:
         raise RuntimeError(f"{copy} is not a complete copy of {source.uri(*parts)}")
 
 
+def one_file(
+    store: DataDir, parts: tuple[str, ...], other: DataDir, other_parts: tuple[str, ...]
+) -> bool:
+    """Whether both name one file on a local disk (a hard link: DataDir.link_to_local). A
+    panel network's version copy is usually that link: forecasting 20,000 series then reads
+    no 3 MB copy per series to compare with the file the network was loaded from."""
+    if not (store.is_local and other.is_local):
+        return False
+    try:
+        return Path(store.path(*parts)).samefile(other.path(*other_parts))
+    except OSError:  # one is missing: the caller's own read says so
+        return False
+
+
 def network_validation(
     trained: TrainedRef, values: np.ndarray, dataset: DatasetRef, n_validation: int, store: DataDir
 ) -> np.ndarray:
@@ -223,7 +237,9 @@ def panel_network_copy(
         shared = shared_network(training.uri)
     except FileNotFoundError:
         return None
-    if store.read_bytes(*version_dir, MODEL_FILE) != shared.file_bytes:
+    copy = (*version_dir, MODEL_FILE)
+    linked = one_file(store, copy, DataDir(training.uri), (MODEL_FILE,))
+    if not linked and store.read_bytes(*copy) != shared.file_bytes:
         return None
     network = shared.model
     spec = manifest.dataset.spec

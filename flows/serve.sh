@@ -129,7 +129,10 @@ start() {
         echo "serve: worker already running (pid $pid)"
     else
         echo "serve: starting a process worker on pool '$POOL' (log: $RUN_DIR/worker.log)"
-        launch worker "$BIN/prefect" worker start --pool "$POOL"
+        # It looks for runs to start every 2 s, not Prefect's 10: a burst of drift events
+        # queues its retrains one at a time, and each waited ~5 s on average to be picked up.
+        PREFECT_WORKER_QUERY_SECONDS=${PREFECT_WORKER_QUERY_SECONDS:-2} \
+            launch worker "$BIN/prefect" worker start --pool "$POOL"
     fi
     cat <<EOF
 

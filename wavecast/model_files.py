@@ -71,6 +71,7 @@ class SharedNetwork(NamedTuple):
 
     model: Any  # keras.Model | global_serving.NumpyGlobalNetwork, called alike
     file_bytes: bytes
+    store: DataDir  # its directory, opened once
 
 
 @functools.lru_cache(maxsize=4)
@@ -83,7 +84,7 @@ def shared_network(uri: str) -> SharedNetwork:
     store = DataDir(uri)
     file_bytes = store.read_bytes(MODEL_FILE)
     served = numpy_network(store.read_bytes(WEIGHTS_FILE)) if store.exists(WEIGHTS_FILE) else None
-    return SharedNetwork(served or load_model(store, MODEL_FILE), file_bytes)
+    return SharedNetwork(served or load_model(store, MODEL_FILE), file_bytes, store)
 
 
 @functools.lru_cache(maxsize=4)

@@ -66,22 +66,20 @@ def check_same_file(copy: Path, source: DataDir, *parts: str) -> None:
     loads it (a panel's once for all its series): a version's copy reproduces that evaluation
     when it is that file, byte for byte. Loading the copy again cost ~0.2 s per series, a
     sixth of a per-series network's whole retrain, and one more model that Keras keeps."""
-    if source.is_local and copy.samefile(source.path(*parts)):
-        return  # a hard link (DataDir.link_to_local): the very file
+    if one_file(copy, source, *parts):
+        return
     if copy.read_bytes() != source.read_bytes(*parts):
         raise RuntimeError(f"{copy} is not a complete copy of {source.uri(*parts)}")
 
 
-def one_file(
-    store: DataDir, parts: tuple[str, ...], other: DataDir, other_parts: tuple[str, ...]
-) -> bool:
-    """Whether both name one file on a local disk (a hard link: DataDir.link_to_local). A
-    panel network's version copy is usually that link: forecasting 20,000 series then reads
-    no 3 MB copy per series to compare with the file the network was loaded from."""
-    if not (store.is_local and other.is_local):
+def one_file(path: str | Path, source: DataDir, *parts: str) -> bool:
+    """Whether the local file `path` is the very file `parts` name in `source` (a hard link:
+    DataDir.link_to_local), so the same bytes without reading them: a panel network's version
+    copy usually is, and forecasting 20,000 series then reads no 3 MB copy per series."""
+    if not source.is_local:
         return False
     try:
-        return Path(store.path(*parts)).samefile(other.path(*other_parts))
+        return Path(path).samefile(source.path(*parts))
     except OSError:  # one is missing: the caller's own read says so
         return False
 
@@ -238,7 +236,7 @@ def panel_network_copy(
     except FileNotFoundError:
         return None
     copy = (*version_dir, MODEL_FILE)
-    linked = one_file(store, copy, DataDir(training.uri), (MODEL_FILE,))
+    linked = store.is_local and one_file(store.path(*copy), shared.store, MODEL_FILE)
     if not linked and store.read_bytes(*copy) != shared.file_bytes:
         return None
     network = shared.model
